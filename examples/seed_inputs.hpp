@@ -1,0 +1,40 @@
+// The seed notebook's inputs, reproduced bit for bit: NumPy's legacy global generator
+// (np.random.seed / rand / randn: MT19937 with 53-bit doubles and the polar Gaussian).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace contrastive::seed {
+
+/// np.random.seed(seed) followed by np.random.rand / np.random.randn calls.
+class NumpyLegacyRandom {
+ public:
+  explicit NumpyLegacyRandom(std::uint32_t seed) : engine_(seed) {}
+
+  /// np.random.rand(): a double in [0, 1) from two 32-bit draws.
+  double uniform();
+  /// np.random.randn(): polar Box-Muller, the second value of each pair cached.
+  double normal();
+
+  std::vector<double> uniform(std::size_t count);
+  std::vector<double> normal(std::size_t count);
+
+ private:
+  std::mt19937 engine_;
+  bool has_cached_normal_ = false;
+  double cached_normal_ = 0.0;
+};
+
+/// Seed demo 3: np.random.seed(0); z1 = randn(6, 8); z2 = z1 + 0.1 * randn(6, 8).
+struct InfoNCEInputs {
+  static constexpr int kBatch = 6;
+  static constexpr int kDim = 8;
+  static constexpr float kTemperature = 0.1f;
+  std::vector<double> z1;  // (6, 8)
+  std::vector<double> z2;  // (6, 8)
+};
+InfoNCEInputs infonce_inputs();
+
+}  // namespace contrastive::seed

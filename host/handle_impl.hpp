@@ -1,0 +1,61 @@
+// Internal: what a Handle owns, and the checks every call makes before it launches anything.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include "contrastive/handle.hpp"
+
+namespace contrastive {
+
+namespace detail {
+
+/// Everything cuBLASLt's heuristic sees; two GEMMs with equal keys get the same algorithm.
+struct GemmKey {
+  bool transpose_a, transpose_b, allow_tf32;
+  std::int64_t m, n, k, lda, ldb, ldc;
+  std::uint32_t align_a, align_b, align_c;
+  std::size_t workspace_bytes;
+
+  auto tie() const {
+    return std::tie(transpose_a, transpose_b, allow_tf32, m, n, k, lda, ldb, ldc, align_a, align_b,
+                    align_c, workspace_bytes);
+  }
+  bool operator<(const GemmKey& other) const { return tie() < other.tie(); }
+};
+
+/// Descriptors and the chosen algorithm for one GemmKey, kept for the handle's lifetime.
+struct GemmPlan {
+  cublasLtMatmulDesc_t operation = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algorithm{};
+};
+
+}  // namespace detail
+
+struct Handle::Impl {
+  int device = -1;
+  int compute_capability = 0;
+  int multiprocessor_count = 0;
+  std::size_t l2_cache_bytes = 0;
+  cublasLtHandle_t cublaslt = nullptr;
+  std::map<detail::GemmKey, detail::GemmPlan> gemm_plans;
+
+  ~Impl();
+};
+
+namespace detail {
+
+/// kInvalidHandle for an empty handle, kWrongDevice when another device is current.
+Status require_usable(const Handle& handle);
+
+/// kCudaError with the runtime's name and text for `error`, prefixed by `what`.
+Status cuda_failure(const char* what, cudaError_t error);
+
+}  // namespace detail
+}  // namespace contrastive

@@ -1,0 +1,58 @@
+// Internal: everything about an InfoNCE call that needs no device: validation of the problem,
+// the tile plan, and where each scratch and saved buffer lives. Pure C++ (contrastive_reference).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "contrastive/export.h"
+#include "contrastive/infonce.hpp"
+#include "host/tile_plan.hpp"
+
+namespace contrastive::infonce::detail {
+
+/// Largest B, M or D: kernels index rows of a tile and columns with 32-bit grid coordinates.
+constexpr std::int64_t kMaxExtent = (std::int64_t{1} << 31) - 1;
+
+/// Validates shapes, strides, scalars and enum values; the dtype only for being a known value.
+/// The reference uses this (it runs every dtype); check() adds what the GPU path supports.
+CONTRASTIVE_API Status check_problem(const Params& params);
+
+inline std::int64_t q_stride(const Params& p) { return p.q_row_stride == 0 ? p.dim : p.q_row_stride; }
+inline std::int64_t k_stride(const Params& p) { return p.k_row_stride == 0 ? p.dim : p.k_row_stride; }
+
+/// Float offsets into the saved buffer; -1 for a piece this configuration does not use.
+struct SavedLayout {
+  std::int64_t row_lse = -1;     ///< (B)
+  std::int64_t col_lse = -1;     ///< (M) symmetric only
+  std::int64_t q_inv_norm = -1;  ///< (B) cosine only
+  std::int64_t k_inv_norm = -1;  ///< (M) cosine only
+  std::int64_t floats = 0;
+};
+
+CONTRASTIVE_API SavedLayout saved_layout(const Params& params);
+
+/// Byte offsets of the scratch pieces from the 256-aligned workspace base; kAbsent if unused.
+struct WorkspacePlan {
+  static constexpr std::size_t kAbsent = ~std::size_t{0};
+
+  contrastive::detail::TilePlan tiles;
+  std::size_t logits_tile = kAbsent;     ///< (tile_rows, tile_cols) f32: logits, then dLoss/dlogits
+  std::size_t q_hat = kAbsent;           ///< (B, D) f32 normalized Q (cosine)
+  std::size_t k_hat = kAbsent;           ///< (M, D) f32 normalized K (cosine)
+  std::size_t grad_q_hat = kAbsent;      ///< (B, D) f32 gradient w.r.t. normalized Q (cosine)
+  std::size_t grad_k_hat = kAbsent;      ///< (M, D) f32 gradient w.r.t. normalized K (cosine)
+  std::size_t row_state = kAbsent;       ///< (B) running (max, sum-exp) per row
+  std::size_t col_state = kAbsent;       ///< (M) running (max, sum-exp) per column (symmetric)
+  std::size_t positive_logit = kAbsent;  ///< (B) logit of each row's positive
+  std::size_t row_logit_grad = kAbsent;  ///< (B) per-row sum of dLoss/dlogit * logit (temperature)
+  std::size_t gemm_workspace = kAbsent;  ///< cuBLASLt scratch
+  std::size_t gemm_workspace_bytes = 0;
+  std::size_t used_bytes = 0;            ///< bytes from the aligned base
+  std::size_t required_bytes = 0;        ///< what workspace_size() reports (with alignment slack)
+};
+
+/// Fails with kInvalidArgument when the sizes overflow 64-bit byte counts.
+CONTRASTIVE_API Status plan_workspace(const Params& params, WorkspacePlan* plan);
+
+}  // namespace contrastive::infonce::detail

@@ -1,0 +1,104 @@
+// InfoNCE (and CLIP's symmetric form) over a rectangular similarity matrix, forward and backward.
+//
+//   Q (B, D) queries, K (M, D) keys, M >= B; the positive of query row i is key row i + offset.
+//   S = sim(Q, K) / temperature, sim = cosine (default) or dot.
+//   row loss     l_i = logsumexp_j S_ij - S_{i, i+offset}
+//   column loss  c_j = logsumexp_i S_ij - S_jj            (symmetric mode only; needs M == B)
+//   symmetric mode uses (l_i + c_i) / 2 per row, so mean/sum/none stay consistent with each other.
+//
+// Lifecycle: check -> workspace_size / saved_size -> forward -> backward (or forward_backward).
+// Forward writes, besides the loss, a small "saved" buffer (per-row log-sum-exp, inverse norms)
+// that backward reads; the workspace is scratch and need not survive between calls.
+// No call allocates device memory, synchronizes the host or uses a stream other than the one given.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "contrastive/export.h"
+#include "contrastive/handle.hpp"
+#include "contrastive/status.hpp"
+#include "contrastive/types.hpp"
+
+namespace contrastive::infonce {
+
+/// The problem: shapes, dtype and options. Plain data; defaults give the seed notebook's loss
+/// (cosine, temperature 0.1, mean) once the three sizes are set.
+struct Params {
+  std::int64_t batch = 0;            ///< B: rows of Q, >= 1
+  std::int64_t num_keys = 0;         ///< M: rows of K, >= B
+  std::int64_t dim = 0;              ///< D: embedding width, >= 1
+  std::int64_t positive_offset = 0;  ///< positive of row i is key i + offset; 0 <= offset <= M - B
+  std::int64_t q_row_stride = 0;     ///< elements between rows of Q; 0 means D; else >= D
+  std::int64_t k_row_stride = 0;     ///< elements between rows of K; 0 means D; else >= D
+  DType dtype = DType::kF32;         ///< element type of Q, K and of the gradients
+  Similarity similarity = Similarity::kCosine;
+  Reduction reduction = Reduction::kMean;
+  float temperature = 0.1f;          ///< > 0 and finite; logits are sim / temperature
+  float eps = 1e-12f;                ///< cosine only: norms are clamped to at least eps; > 0
+  bool symmetric = false;            ///< CLIP: average row and column losses; needs M == B
+  bool allow_tf32 = false;           ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
+  /// Tile of the similarity matrix processed at a time (rows x columns). 0 means the whole
+  /// dimension: one tile, the materialized path. Smaller tiles bound the workspace by the tile
+  /// instead of B x M at the cost of recomputing logits in backward.
+  std::int64_t tile_rows = 0;
+  std::int64_t tile_cols = 0;
+};
+
+/// Inputs and outputs of forward(). Device pointers.
+struct ForwardArgs {
+  const void* q = nullptr;  ///< (B, q_row_stride) row-major, dtype
+  const void* k = nullptr;  ///< (M, k_row_stride) row-major, dtype
+  float* loss = nullptr;    ///< (1) for mean/sum, (B) for Reduction::kNone
+  void* saved = nullptr;    ///< saved_size() bytes, 4-byte aligned; read by backward()
+};
+
+/// Inputs and outputs of backward(). Device pointers. Gradient outputs are dense (row stride D).
+/// A null gradient output is skipped (e.g. a frozen key tower); at least one must be set.
+struct BackwardArgs {
+  const void* q = nullptr;           ///< (B, q_row_stride), as given to forward()
+  const void* k = nullptr;           ///< (M, k_row_stride), as given to forward()
+  const void* saved = nullptr;       ///< what forward() wrote for the same Params and inputs
+  const float* grad_loss = nullptr;  ///< upstream gradient: (1), or (B) for kNone; null means 1
+  void* grad_q = nullptr;            ///< (B, D) dtype, written (not accumulated)
+  void* grad_k = nullptr;            ///< (M, D) dtype, written (not accumulated)
+  float* grad_temperature = nullptr; ///< (1): dLoss/dtemperature, scaled by grad_loss
+};
+
+/// Inputs and outputs of forward_backward(): the training step in one call.
+struct ForwardBackwardArgs {
+  const void* q = nullptr;           ///< (B, q_row_stride)
+  const void* k = nullptr;           ///< (M, k_row_stride)
+  float* loss = nullptr;             ///< (1) or (B)
+  void* saved = nullptr;             ///< saved_size() bytes
+  const float* grad_loss = nullptr;  ///< (1) or (B); null means 1
+  void* grad_q = nullptr;            ///< (B, D) or null
+  void* grad_k = nullptr;            ///< (M, D) or null
+  float* grad_temperature = nullptr; ///< (1) or null
+};
+
+/// Validate `params` (no device needed). Returns kInvalidArgument or kNotSupported with a message.
+CONTRASTIVE_API Status check(const Params& params);
+
+/// Scratch bytes that forward, backward and forward_backward need for `params`. Includes slack
+/// so that any (even unaligned) pointer to a block of this size works.
+CONTRASTIVE_API Status workspace_size(const Params& params, std::size_t* bytes);
+
+/// Bytes of the buffer forward() fills for backward(): fp32 row log-sum-exp (B), column
+/// log-sum-exp (M, symmetric only), inverse norms of Q (B) and K (M) (cosine only), in that order.
+CONTRASTIVE_API Status saved_size(const Params& params, std::size_t* bytes);
+
+/// Loss (and the saved statistics) on `stream`.
+CONTRASTIVE_API Status forward(const Handle& handle, const Params& params, const ForwardArgs& args,
+                               void* workspace, std::size_t workspace_bytes, Stream stream);
+
+/// Gradients for Q, K and the temperature from what forward() saved. Recomputes the logits.
+CONTRASTIVE_API Status backward(const Handle& handle, const Params& params, const BackwardArgs& args,
+                                void* workspace, std::size_t workspace_bytes, Stream stream);
+
+/// forward() then backward() in one call; with a single tile the logits are computed once.
+CONTRASTIVE_API Status forward_backward(const Handle& handle, const Params& params,
+                                        const ForwardBackwardArgs& args, void* workspace,
+                                        std::size_t workspace_bytes, Stream stream);
+
+}  // namespace contrastive::infonce

@@ -1,0 +1,44 @@
+// Value types shared by every loss: element types, reductions, similarity, the stream type.
+#pragma once
+
+#include <cstddef>
+
+#include "contrastive/export.h"
+
+// The CUDA runtime's stream type is `CUstream_st*`; declaring the struct here keeps the public
+// headers free of CUDA headers while a `cudaStream_t` still converts without a cast.
+struct CUstream_st;
+
+namespace contrastive {
+
+/// A CUDA stream (`cudaStream_t`). Every call that launches work takes one.
+using Stream = CUstream_st*;
+
+/// Element type of the input embeddings (and of the gradients written for them).
+/// Accumulation, the loss and the saved statistics are always fp32.
+enum class DType : int {
+  kF32 = 0,
+  kF16 = 1,
+  kBF16 = 2,
+};
+
+/// How per-row losses are combined into the output.
+enum class Reduction : int {
+  kMean = 0,  ///< one value: the mean over rows
+  kSum = 1,   ///< one value: the sum over rows
+  kNone = 2,  ///< one value per row
+};
+
+/// How a query row and a key row are compared before the temperature is applied.
+enum class Similarity : int {
+  kCosine = 0,  ///< dot product of L2-normalized rows (eps-clamped norm, as torch.nn.functional.normalize)
+  kDot = 1,     ///< plain dot product
+};
+
+/// Bytes per element of `dtype`, or 0 for a value outside the enum.
+CONTRASTIVE_API std::size_t dtype_size(DType dtype) noexcept;
+
+/// "f32", "f16", "bf16", or "unknown".
+CONTRASTIVE_API const char* dtype_name(DType dtype) noexcept;
+
+}  // namespace contrastive

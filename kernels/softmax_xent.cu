@@ -1,0 +1,185 @@
+// Fused softmax cross-entropy over tiles of the logits matrix S (B, M), S = sim / temperature.
+//   forward:  tile -> running row (and column) max / sum-exp, positive logits; then one block turns
+//             them into row / column log-sum-exp and the reduced loss.
+//   backward: tile of S -> tile of G = dLoss/dS in place, plus per-row sum of G * S for the
+//             temperature gradient; then one block reduces that sum.
+// Reductions are CUB block reductions in a fixed order (no atomics): results are bitwise
+// repeatable.
+#include <cstdint>
+
+#include <cub/block/block_reduce.cuh>
+
+#include "kernels/softmax_xent.hpp"
+
+namespace contrastive::kernels {
+namespace {
+
+constexpr int kRowThreads = 256;       // one block per row of the tile
+constexpr int kColumnWidth = 32;       // columns per block: a warp reads 128 contiguous bytes
+constexpr int kColumnRowGroups = 8;    // rows read in parallel for each column
+constexpr int kSingleBlockThreads = 1024;
+
+__device__ float upstream_weight(const UpstreamGradient& upstream, std::int64_t index) {
+  const float value =
+      upstream.values == nullptr ? 1.0f : upstream.values[upstream.per_row ? index : 0];
+  return value * upstream.scale;
+}
+
+__global__ __launch_bounds__(kRowThreads) void row_lse_tile_kernel(
+    LogitsTile tile, std::int64_t positive_offset, LseState* __restrict__ row_state,
+    float* __restrict__ positive_logit, bool first_tile) {
+  using BlockReduce = cub::BlockReduce<LseState, kRowThreads>;
+  __shared__ typename BlockReduce::TempStorage temp;
+  const std::int64_t local_row = blockIdx.x;
+  const float* logits = tile.data + local_row * tile.ld;
+  LseState state = lse_empty();
+  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
+    state = lse_push(state, logits[j]);
+  }
+  state = BlockReduce(temp).Reduce(state, LseMerge{});
+  if (threadIdx.x == 0) {
+    const std::int64_t row = tile.row0 + local_row;
+    row_state[row] = first_tile ? state : lse_merge(row_state[row], state);
+    const std::int64_t positive = row + positive_offset - tile.col0;
+    if (positive >= 0 && positive < tile.cols) positive_logit[row] = logits[positive];
+  }
+}
+
+__global__ __launch_bounds__(kColumnWidth* kColumnRowGroups) void col_lse_tile_kernel(
+    LogitsTile tile, LseState* __restrict__ col_state, bool first_tile) {
+  __shared__ LseState partial[kColumnRowGroups][kColumnWidth];
+  const std::int64_t local_col =
+      static_cast<std::int64_t>(blockIdx.x) * kColumnWidth + threadIdx.x;
+  LseState state = lse_empty();
+  if (local_col < tile.cols) {
+    for (std::int64_t r = threadIdx.y; r < tile.rows; r += kColumnRowGroups) {
+      state = lse_push(state, tile.data[r * tile.ld + local_col]);
+    }
+  }
+  partial[threadIdx.y][threadIdx.x] = state;
+  __syncthreads();
+  if (threadIdx.y == 0 && local_col < tile.cols) {
+    for (int group = 1; group < kColumnRowGroups; ++group) {
+      state = lse_merge(state, partial[group][threadIdx.x]);
+    }
+    const std::int64_t col = tile.col0 + local_col;
+    col_state[col] = first_tile ? state : lse_merge(col_state[col], state);
+  }
+}
+
+__global__ __launch_bounds__(kSingleBlockThreads) void finalize_loss_kernel(
+    const LseState* __restrict__ row_state, const LseState* __restrict__ col_state,
+    const float* __restrict__ positive_logit, std::int64_t batch, Reduction reduction,
+    float* __restrict__ row_lse, float* __restrict__ col_lse, float* __restrict__ loss) {
+  using BlockReduce = cub::BlockReduce<double, kSingleBlockThreads>;
+  __shared__ typename BlockReduce::TempStorage temp;
+  double total = 0.0;
+  for (std::int64_t i = threadIdx.x; i < batch; i += kSingleBlockThreads) {
+    const float lse = lse_value(row_state[i]);
+    row_lse[i] = lse;
+    float row_loss = lse - positive_logit[i];
+    if (col_state != nullptr) {  // symmetric: M == B and the positive of column i is S_ii
+      const float column_lse = lse_value(col_state[i]);
+      col_lse[i] = column_lse;
+      row_loss = 0.5f * (row_loss + (column_lse - positive_logit[i]));
+    }
+    if (reduction == Reduction::kNone) {
+      loss[i] = row_loss;
+    } else {
+      total += row_loss;
+    }
+  }
+  if (reduction == Reduction::kNone) return;  // uniform across the block
+  total = BlockReduce(temp).Sum(total);
+  if (threadIdx.x == 0) {
+    loss[0] = static_cast<float>(reduction == Reduction::kMean ? total / batch : total);
+  }
+}
+
+__global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
+    LogitsTile tile, std::int64_t positive_offset, const float* __restrict__ row_lse,
+    const float* __restrict__ col_lse, UpstreamGradient upstream,
+    float* __restrict__ row_logit_grad, bool first_tile) {
+  using BlockReduce = cub::BlockReduce<float, kRowThreads>;
+  __shared__ typename BlockReduce::TempStorage temp;
+  const std::int64_t local_row = blockIdx.x;
+  const std::int64_t row = tile.row0 + local_row;
+  float* values = tile.data + local_row * tile.ld;
+  const float row_weight = upstream_weight(upstream, row);
+  const float lse = row_lse[row];
+  const std::int64_t positive = row + positive_offset;
+  float grad_dot_logit = 0.0f;
+  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
+    const std::int64_t col = tile.col0 + j;
+    const float logit = values[j];
+    float grad = row_weight * (expf(logit - lse) - (col == positive ? 1.0f : 0.0f));
+    if (col_lse != nullptr) {
+      grad += upstream_weight(upstream, col) *
+              (expf(logit - col_lse[col]) - (col == row ? 1.0f : 0.0f));
+    }
+    values[j] = grad;
+    grad_dot_logit += grad * logit;
+  }
+  grad_dot_logit = BlockReduce(temp).Sum(grad_dot_logit);
+  if (threadIdx.x == 0) {
+    row_logit_grad[row] = first_tile ? grad_dot_logit : row_logit_grad[row] + grad_dot_logit;
+  }
+}
+
+__global__ __launch_bounds__(kSingleBlockThreads) void temperature_grad_kernel(
+    const float* __restrict__ row_logit_grad, std::int64_t batch, float temperature,
+    float* __restrict__ grad_temperature) {
+  using BlockReduce = cub::BlockReduce<double, kSingleBlockThreads>;
+  __shared__ typename BlockReduce::TempStorage temp;
+  double total = 0.0;
+  for (std::int64_t i = threadIdx.x; i < batch; i += kSingleBlockThreads) total += row_logit_grad[i];
+  total = BlockReduce(temp).Sum(total);
+  // logits = sim / temperature, so dLoss/dtemperature = -(1 / temperature) * sum(G * logits).
+  if (threadIdx.x == 0) *grad_temperature = static_cast<float>(-total / temperature);
+}
+
+}  // namespace
+
+cudaError_t launch_row_lse_tile(const LogitsTile& tile, std::int64_t positive_offset,
+                                LseState* row_state, float* positive_logit, bool first_tile,
+                                cudaStream_t stream) {
+  row_lse_tile_kernel<<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
+      tile, positive_offset, row_state, positive_logit, first_tile);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_col_lse_tile(const LogitsTile& tile, LseState* col_state, bool first_tile,
+                                cudaStream_t stream) {
+  const auto blocks = static_cast<unsigned>((tile.cols + kColumnWidth - 1) / kColumnWidth);
+  col_lse_tile_kernel<<<blocks, dim3(kColumnWidth, kColumnRowGroups), 0, stream>>>(tile, col_state,
+                                                                                   first_tile);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_finalize_loss(const LseState* row_state, const LseState* col_state,
+                                 const float* positive_logit, std::int64_t batch,
+                                 Reduction reduction, float* row_lse, float* col_lse, float* loss,
+                                 cudaStream_t stream) {
+  finalize_loss_kernel<<<1, kSingleBlockThreads, 0, stream>>>(
+      row_state, col_state, positive_logit, batch, reduction, row_lse, col_lse, loss);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_logits_backward_tile(const LogitsTile& tile, std::int64_t positive_offset,
+                                        const float* row_lse, const float* col_lse,
+                                        UpstreamGradient upstream, float* row_logit_grad,
+                                        bool first_tile, cudaStream_t stream) {
+  logits_backward_tile_kernel<<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
+      tile, positive_offset, row_lse, col_lse, upstream, row_logit_grad, first_tile);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_temperature_grad(const float* row_logit_grad, std::int64_t batch,
+                                    float temperature, float* grad_temperature,
+                                    cudaStream_t stream) {
+  temperature_grad_kernel<<<1, kSingleBlockThreads, 0, stream>>>(row_logit_grad, batch,
+                                                                 temperature, grad_temperature);
+  return cudaGetLastError();
+}
+
+}  // namespace contrastive::kernels

@@ -1,0 +1,62 @@
+// Launchers of the fused softmax cross-entropy kernels (kernels/softmax_xent.cu): per tile of
+// logits, the running row / column log-sum-exp and the positive logits (forward), and the
+// in-place turn of logits into dLoss/dlogits (backward).
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "contrastive/types.hpp"
+#include "kernels/online_softmax.hpp"
+
+namespace contrastive::kernels {
+
+/// A tile of the (B, M) logits: rows [row0, row0 + rows) x columns [col0, col0 + cols), stored
+/// densely with leading dimension ld (>= cols).
+struct LogitsTile {
+  float* data;
+  std::int64_t ld;
+  std::int64_t row0;
+  std::int64_t rows;
+  std::int64_t col0;
+  std::int64_t cols;
+};
+
+/// dLoss/d(row loss i) = scale * (values ? values[per_row ? i : 0] : 1).
+struct UpstreamGradient {
+  const float* values;  ///< device: (1), (B) when per_row, or null for 1
+  bool per_row;         ///< Reduction::kNone
+  float scale;          ///< 1/B for a mean, times 1/2 in symmetric mode
+};
+
+/// Merge the tile's rows into row_state (B) (first_tile: overwrite) and copy the logit of
+/// column row + positive_offset into positive_logit (B) when that column lies in the tile.
+cudaError_t launch_row_lse_tile(const LogitsTile& tile, std::int64_t positive_offset,
+                                LseState* row_state, float* positive_logit, bool first_tile,
+                                cudaStream_t stream);
+
+/// Merge the tile's columns into col_state (M) (first_tile: overwrite).
+cudaError_t launch_col_lse_tile(const LogitsTile& tile, LseState* col_state, bool first_tile,
+                                cudaStream_t stream);
+
+/// One block: row_lse (B) and, when col_state is set, col_lse (B) from the running states; the loss
+/// (1 value, or B for Reduction::kNone; symmetric rows average row and column losses).
+cudaError_t launch_finalize_loss(const LseState* row_state, const LseState* col_state,
+                                 const float* positive_logit, std::int64_t batch,
+                                 Reduction reduction, float* row_lse, float* col_lse, float* loss,
+                                 cudaStream_t stream);
+
+/// In place: logits -> G = w_i (softmax_row - onehot) [+ w_j (softmax_col - onehot) when col_lse is
+/// set]; row_logit_grad (B) += sum over the tile's columns of G * logit (first_tile: overwrite).
+cudaError_t launch_logits_backward_tile(const LogitsTile& tile, std::int64_t positive_offset,
+                                        const float* row_lse, const float* col_lse,
+                                        UpstreamGradient upstream, float* row_logit_grad,
+                                        bool first_tile, cudaStream_t stream);
+
+/// One block: grad_temperature (1) = -(1 / temperature) * sum of row_logit_grad (B).
+cudaError_t launch_temperature_grad(const float* row_logit_grad, std::int64_t batch,
+                                    float temperature, float* grad_temperature,
+                                    cudaStream_t stream);
+
+}  // namespace contrastive::kernels
