@@ -178,6 +178,7 @@ Status infonce_backward(const Params& params, const double* q, const double* k,
     out->grad_q = std::move(grad_q_hat);
     out->grad_k = std::move(grad_k_hat);
   }
+  out->grad_logits = std::move(g);
   return Status::kSuccess;
 }
 

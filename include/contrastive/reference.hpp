@@ -22,6 +22,7 @@ struct InfoNCEBackward {
   std::vector<double> grad_q;     ///< (B, D) dense
   std::vector<double> grad_k;     ///< (M, D) dense
   double grad_temperature = 0.0;  ///< dLoss/dtemperature
+  std::vector<double> grad_logits;  ///< (B, M) dLoss/dlogits, for diagnostics and error bounds
 };
 
 /// @param q (B, q_row_stride) row-major

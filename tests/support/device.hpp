@@ -1,0 +1,78 @@
+// Device helpers for the tests that link the GPU library: is a GPU usable, and RAII buffers that
+// start poisoned (every byte 0xFF, a NaN in fp32) so an element the library leaves unwritten fails.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "contrastive/handle.hpp"
+#include "contrastive/status.hpp"
+
+namespace contrastive::testing {
+
+constexpr unsigned char kPoisonByte = 0xFF;
+
+/// True when Handle::create succeeds on the current device; otherwise *why says why. Treats a
+/// failing cudaGetDeviceCount (no driver: error 35) and a count of 0 alike.
+inline bool gpu_usable(std::string* why) {
+  static const std::string reason = [] {
+    Handle handle;
+    const Status status = Handle::create(&handle);
+    return status == Status::kSuccess ? std::string() : std::string(last_error_message());
+  }();
+  if (why != nullptr) *why = reason;
+  return reason.empty();
+}
+
+#define CONTRASTIVE_SKIP_WITHOUT_GPU()                              \
+  do {                                                              \
+    std::string contrastive_skip_reason_;                           \
+    if (!::contrastive::testing::gpu_usable(&contrastive_skip_reason_)) { \
+      GTEST_SKIP() << contrastive_skip_reason_;                     \
+    }                                                               \
+  } while (0)
+
+/// A device allocation of `count` elements of T, poisoned on creation.
+template <typename T>
+class DeviceArray {
+ public:
+  explicit DeviceArray(std::size_t count) : count_(count) {
+    if (cudaMalloc(&data_, bytes() == 0 ? 1 : bytes()) != cudaSuccess) {
+      data_ = nullptr;
+      ADD_FAILURE() << "cudaMalloc of " << bytes() << " bytes failed";
+      return;
+    }
+    poison();
+  }
+  ~DeviceArray() { cudaFree(data_); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+
+  T* data() const { return static_cast<T*>(data_); }
+  std::size_t size() const { return count_; }
+  std::size_t bytes() const { return count_ * sizeof(T); }
+
+  void poison() { EXPECT_EQ(cudaMemset(data_, kPoisonByte, bytes()), cudaSuccess); }
+
+  void upload(const std::vector<T>& values) {
+    ASSERT_EQ(values.size(), count_);
+    ASSERT_EQ(cudaMemcpy(data_, values.data(), bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+
+  std::vector<T> download() const {
+    std::vector<T> values(count_);
+    EXPECT_EQ(cudaMemcpy(values.data(), data_, bytes(), cudaMemcpyDeviceToHost), cudaSuccess);
+    return values;
+  }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t count_ = 0;
+};
+
+}  // namespace contrastive::testing

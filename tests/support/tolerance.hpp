@@ -1,0 +1,68 @@
+// The tolerance policy, written once.
+//
+// fp32 results are compared element by element with the float64 reference:
+//     |x - ref| <= atol + rtol * |ref|        (NaN never passes)
+// rtol is small (1e-5); atol comes from an error bound of the fp32 computation, not from a
+// guess: a logit sim/t formed by a D-long fp32 dot product is off by at most about
+// 8 * sqrt(D) * 2^-24 * bound, bound = (1/t) for cosine or (1/t) max|q| max|k| for dot. Every
+// later quantity is a Lipschitz function of the logits plus its own fp32 rounding, and its atol
+// scales that logit error by the sum of the magnitudes it is built from (see infonce_tolerances
+// in the GPU tests). The bf16/f16 rule (twice the error of a naive same-precision
+// implementation) joins when those dtypes do.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace contrastive::testing {
+
+constexpr double kFp32UnitRoundoff = 1.0 / (1 << 24);
+constexpr double kFp32RelativeTolerance = 1e-5;
+
+/// Passes when every |actual[i] - expected[i]| <= atol[i] + rtol * |expected[i]|. `atol` holds one
+/// value per element or per group of `group` consecutive elements (e.g. one per row).
+template <typename T>
+::testing::AssertionResult all_close(const std::vector<T>& actual,
+                                     const std::vector<double>& expected,
+                                     const std::vector<double>& atol, std::size_t group,
+                                     double rtol = kFp32RelativeTolerance) {
+  if (actual.size() != expected.size()) {
+    return ::testing::AssertionFailure()
+           << "size " << actual.size() << " != expected size " << expected.size();
+  }
+  std::size_t failures = 0, worst = 0;
+  double worst_excess = -1.0;
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    const double allowed = atol[i / group] + rtol * std::fabs(expected[i]);
+    const double error = std::fabs(static_cast<double>(actual[i]) - expected[i]);
+    if (!(error <= allowed)) {  // also catches NaN
+      ++failures;
+      const double excess = std::isnan(error) ? INFINITY : error / allowed;
+      if (excess > worst_excess) {
+        worst_excess = excess;
+        worst = i;
+      }
+    }
+  }
+  if (failures == 0) return ::testing::AssertionSuccess();
+  std::ostringstream message;
+  message.precision(9);
+  message << failures << " of " << actual.size() << " elements differ; worst at [" << worst
+          << "]: got " << static_cast<double>(actual[worst]) << ", expected " << expected[worst]
+          << ", allowed +-" << atol[worst / group] + rtol * std::fabs(expected[worst]);
+  return ::testing::AssertionFailure() << message.str();
+}
+
+/// One atol for every element.
+template <typename T>
+::testing::AssertionResult all_close(const std::vector<T>& actual,
+                                     const std::vector<double>& expected, double atol,
+                                     double rtol = kFp32RelativeTolerance) {
+  return all_close(actual, expected, std::vector<double>{atol}, actual.size() + 1, rtol);
+}
+
+}  // namespace contrastive::testing

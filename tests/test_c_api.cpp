@@ -1,0 +1,216 @@
+// The C API: same statuses and messages as the C++ API, handles tracked so that a null, foreign
+// or destroyed handle is reported, never dereferenced.
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "contrastive/contrastive.h"
+#include "contrastive/contrastive.hpp"
+#include "support/device.hpp"
+
+extern "C" int contrastive_c_smoke_check(int64_t batch, size_t* workspace_bytes);
+
+namespace contrastive {
+namespace {
+
+contrastive_infonce_params_t valid_params() {
+  contrastive_infonce_params_t params;
+  contrastive_infonce_params_init(&params);
+  params.batch = 4;
+  params.num_keys = 6;
+  params.dim = 8;
+  return params;
+}
+
+TEST(CApi, HeaderCompilesAsC) {
+  size_t bytes = 0;
+  EXPECT_EQ(contrastive_c_smoke_check(5, &bytes), CONTRASTIVE_SUCCESS);
+  EXPECT_GT(bytes, 0u);
+  EXPECT_EQ(contrastive_c_smoke_check(0, &bytes), CONTRASTIVE_INVALID_ARGUMENT);
+}
+
+TEST(CApi, DefaultsAreTheCppDefaults) {
+  contrastive_infonce_params_t c;
+  contrastive_infonce_params_init(&c);
+  const infonce::Params cpp;
+  EXPECT_EQ(c.batch, cpp.batch);
+  EXPECT_EQ(c.positive_offset, cpp.positive_offset);
+  EXPECT_EQ(c.tile_rows, cpp.tile_rows);
+  EXPECT_EQ(c.dtype, static_cast<int>(cpp.dtype));
+  EXPECT_EQ(c.similarity, static_cast<int>(cpp.similarity));
+  EXPECT_EQ(c.reduction, static_cast<int>(cpp.reduction));
+  EXPECT_EQ(c.symmetric, 0);
+  EXPECT_EQ(c.allow_tf32, 0);
+  EXPECT_EQ(c.temperature, cpp.temperature);
+  EXPECT_EQ(c.eps, cpp.eps);
+  contrastive_infonce_params_init(nullptr);  // a no-op, not a crash
+}
+
+TEST(CApi, StatusValuesAndNamesMatchCpp) {
+  EXPECT_EQ(CONTRASTIVE_SUCCESS, static_cast<int>(Status::kSuccess));
+  EXPECT_EQ(CONTRASTIVE_WORKSPACE_TOO_SMALL, static_cast<int>(Status::kWorkspaceTooSmall));
+  EXPECT_EQ(CONTRASTIVE_INTERNAL_ERROR, static_cast<int>(Status::kInternalError));
+  for (int value = CONTRASTIVE_SUCCESS; value <= CONTRASTIVE_INTERNAL_ERROR; ++value) {
+    EXPECT_STREQ(contrastive_status_string(value), status_string(static_cast<Status>(value)));
+  }
+}
+
+struct CBadParams {
+  const char* name;
+  void (*edit)(contrastive_infonce_params_t&);
+  int status;
+  const char* message;
+};
+
+class CApiCheck : public ::testing::TestWithParam<CBadParams> {};
+
+TEST_P(CApiCheck, NegativeAndUnknownValues) {
+  contrastive_infonce_params_t params = valid_params();
+  GetParam().edit(params);
+  EXPECT_EQ(contrastive_infonce_check(&params), GetParam().status);
+  EXPECT_STREQ(contrastive_last_error(), GetParam().message);
+  size_t bytes = 77;
+  EXPECT_EQ(contrastive_infonce_workspace_size(&params, &bytes), GetParam().status);
+  EXPECT_EQ(contrastive_infonce_saved_size(&params, &bytes), GetParam().status);
+  EXPECT_EQ(bytes, 77u);
+}
+
+const CBadParams kCBadParams[] = {
+    {"NegativeBatch", [](contrastive_infonce_params_t& p) { p.batch = -5; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: batch (B) must be >= 1, got -5"},
+    {"NegativeKeys", [](contrastive_infonce_params_t& p) { p.num_keys = -1; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: num_keys (M = -1) must be >= batch (B = 4)"},
+    {"NegativeDim", [](contrastive_infonce_params_t& p) { p.dim = -8; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: dim (D) must be >= 1, got -8"},
+    {"NegativeOffset", [](contrastive_infonce_params_t& p) { p.positive_offset = -2; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: positive_offset must be in [0, M - B] = [0, 2], got -2"},
+    {"NegativeStride", [](contrastive_infonce_params_t& p) { p.k_row_stride = -1; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: k_row_stride (-1) must be 0 (dense) or >= dim (8)"},
+    {"NegativeTile", [](contrastive_infonce_params_t& p) { p.tile_cols = -4; },
+     CONTRASTIVE_INVALID_ARGUMENT,
+     "infonce: tile_rows and tile_cols must be >= 0 (0: whole), got 0 x -4"},
+    {"UnknownDtype", [](contrastive_infonce_params_t& p) { p.dtype = 3; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: unknown dtype value 3"},
+    {"UnknownReduction", [](contrastive_infonce_params_t& p) { p.reduction = 9; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: unknown reduction value 9"},
+    {"InfiniteTemperature", [](contrastive_infonce_params_t& p) { p.temperature = -INFINITY; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: temperature must be finite and > 0, got -inf"},
+    {"NaNEps", [](contrastive_infonce_params_t& p) { p.eps = NAN; }, CONTRASTIVE_INVALID_ARGUMENT,
+     "infonce: eps must be finite and > 0, got nan"},
+    {"Bf16", [](contrastive_infonce_params_t& p) { p.dtype = CONTRASTIVE_DTYPE_BF16; },
+     CONTRASTIVE_NOT_SUPPORTED, "infonce: dtype bf16 is not supported yet (f32 only)"},
+};
+
+INSTANTIATE_TEST_SUITE_P(BadParams, CApiCheck, ::testing::ValuesIn(kCBadParams),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(CApi, NullParamsAndNullOutputs) {
+  size_t bytes = 0;
+  EXPECT_EQ(contrastive_infonce_check(nullptr), CONTRASTIVE_NULL_POINTER);
+  EXPECT_STREQ(contrastive_last_error(), "infonce: params is null");
+  EXPECT_EQ(contrastive_infonce_workspace_size(nullptr, &bytes), CONTRASTIVE_NULL_POINTER);
+  const contrastive_infonce_params_t params = valid_params();
+  EXPECT_EQ(contrastive_infonce_saved_size(&params, nullptr), CONTRASTIVE_NULL_POINTER);
+  EXPECT_EQ(contrastive_create(nullptr, 0), CONTRASTIVE_NULL_POINTER);
+  EXPECT_STREQ(contrastive_last_error(), "contrastive_create: handle is null");
+}
+
+// Host buffers stand in for device ones: none of these calls may launch or write anything.
+struct HostCall {
+  contrastive_infonce_params_t params = valid_params();
+  std::vector<float> q = std::vector<float>(4 * 8, 1.0f), k = std::vector<float>(6 * 8, 1.0f);
+  std::vector<float> loss = std::vector<float>(4, NAN), saved = std::vector<float>(64, NAN);
+  std::vector<float> grad_q = std::vector<float>(32, NAN), grad_k = std::vector<float>(48, NAN);
+  float grad_temperature = NAN;
+  std::vector<unsigned char> workspace;
+
+  HostCall() {
+    size_t bytes = 0;
+    EXPECT_EQ(contrastive_infonce_workspace_size(&params, &bytes), CONTRASTIVE_SUCCESS);
+    workspace.assign(bytes, 0);
+  }
+  int forward(contrastive_handle_t handle) {
+    return contrastive_infonce_forward(handle, &params, q.data(), k.data(), loss.data(),
+                                       saved.data(), workspace.data(), workspace.size(), nullptr);
+  }
+  int backward(contrastive_handle_t handle) {
+    return contrastive_infonce_backward(handle, &params, q.data(), k.data(), saved.data(), nullptr,
+                                        grad_q.data(), grad_k.data(), &grad_temperature,
+                                        workspace.data(), workspace.size(), nullptr);
+  }
+  int forward_backward(contrastive_handle_t handle) {
+    return contrastive_infonce_forward_backward(
+        handle, &params, q.data(), k.data(), loss.data(), saved.data(), nullptr, grad_q.data(),
+        grad_k.data(), &grad_temperature, workspace.data(), workspace.size(), nullptr);
+  }
+  bool untouched() const {
+    auto all_nan = [](const std::vector<float>& values) {
+      for (float value : values) {
+        if (!std::isnan(value)) return false;
+      }
+      return true;
+    };
+    return all_nan(loss) && all_nan(saved) && all_nan(grad_q) && all_nan(grad_k) &&
+           std::isnan(grad_temperature);
+  }
+};
+
+TEST(CApi, ArgumentsAreCheckedBeforeTheHandle) {
+  HostCall call;
+  call.params.batch = 0;
+  EXPECT_EQ(call.forward(nullptr), CONTRASTIVE_INVALID_ARGUMENT);
+  EXPECT_STREQ(contrastive_last_error(), "infonce: batch (B) must be >= 1, got 0");
+  EXPECT_EQ(call.backward(nullptr), CONTRASTIVE_INVALID_ARGUMENT);
+  EXPECT_EQ(call.forward_backward(nullptr), CONTRASTIVE_INVALID_ARGUMENT);
+  call.params = valid_params();
+  call.workspace.pop_back();
+  EXPECT_EQ(call.forward_backward(nullptr), CONTRASTIVE_WORKSPACE_TOO_SMALL);
+  EXPECT_TRUE(call.untouched());
+}
+
+TEST(CApi, NullHandleIsReported) {
+  HostCall call;
+  EXPECT_EQ(call.forward(nullptr), CONTRASTIVE_INVALID_HANDLE);
+  EXPECT_STREQ(contrastive_last_error(), "handle is null");
+  EXPECT_EQ(call.backward(nullptr), CONTRASTIVE_INVALID_HANDLE);
+  EXPECT_EQ(call.forward_backward(nullptr), CONTRASTIVE_INVALID_HANDLE);
+  EXPECT_TRUE(call.untouched());
+}
+
+// A pointer the library never handed out is looked up, not dereferenced.
+TEST(CApi, ForeignHandleIsReportedWithoutDereferencing) {
+  HostCall call;
+  auto foreign = reinterpret_cast<contrastive_handle_t>(static_cast<std::uintptr_t>(0x10));
+  EXPECT_EQ(call.forward(foreign), CONTRASTIVE_INVALID_HANDLE);
+  EXPECT_STREQ(contrastive_last_error(), "handle was destroyed (contrastive_destroy)");
+  EXPECT_EQ(contrastive_destroy(foreign), CONTRASTIVE_INVALID_HANDLE);
+  EXPECT_STREQ(contrastive_last_error(), "contrastive_destroy: handle was already destroyed");
+  EXPECT_EQ(contrastive_destroy(nullptr), CONTRASTIVE_SUCCESS);
+  EXPECT_TRUE(call.untouched());
+}
+
+TEST(CApi, CreateWithoutAGpuOrDestroyTwice) {
+  contrastive_handle_t handle = nullptr;
+  const int status = contrastive_create(&handle, -1);
+  if (!testing::gpu_usable(nullptr)) {
+    EXPECT_EQ(status, CONTRASTIVE_NO_DEVICE);
+    EXPECT_EQ(handle, nullptr);
+    EXPECT_EQ(std::string(contrastive_last_error()).rfind("no usable CUDA device", 0), 0u);
+    return;
+  }
+  ASSERT_EQ(status, CONTRASTIVE_SUCCESS) << contrastive_last_error();
+  ASSERT_NE(handle, nullptr);
+  EXPECT_EQ(contrastive_destroy(handle), CONTRASTIVE_SUCCESS);
+  EXPECT_EQ(contrastive_destroy(handle), CONTRASTIVE_INVALID_HANDLE);
+  HostCall call;
+  EXPECT_EQ(call.forward(handle), CONTRASTIVE_INVALID_HANDLE);
+  EXPECT_STREQ(contrastive_last_error(), "handle was destroyed (contrastive_destroy)");
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
+}  // namespace
+}  // namespace contrastive

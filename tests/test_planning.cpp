@@ -1,0 +1,264 @@
+// Host-side planning, run on the CPU: parameter checks (exact status and message for each bad
+// input), tile bookkeeping, workspace carving and the saved-buffer layout.
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "contrastive/infonce.hpp"
+#include "host/infonce_plan.hpp"
+#include "host/tile_plan.hpp"
+#include "host/workspace.hpp"
+
+namespace contrastive {
+namespace {
+
+using infonce::Params;
+
+Params valid_params() {
+  Params p;
+  p.batch = 8;
+  p.num_keys = 8;
+  p.dim = 16;
+  return p;
+}
+
+// ---- check() ---------------------------------------------------------------------------------
+
+struct BadParamsCase {
+  const char* name;
+  std::function<void(Params&)> edit;
+  Status status;
+  const char* message;
+};
+
+class InfoNCECheck : public ::testing::TestWithParam<BadParamsCase> {};
+
+TEST_P(InfoNCECheck, RejectsWithItsOwnStatusAndMessage) {
+  Params p = valid_params();
+  GetParam().edit(p);
+  EXPECT_EQ(infonce::check(p), GetParam().status);
+  EXPECT_STREQ(last_error_message(), GetParam().message);
+  std::size_t bytes = 12345;
+  EXPECT_EQ(infonce::workspace_size(p, &bytes), GetParam().status);
+  EXPECT_EQ(infonce::saved_size(p, &bytes), GetParam().status);
+  EXPECT_EQ(bytes, 12345u) << "a failed size query must leave its output untouched";
+}
+
+const BadParamsCase kBadParams[] = {
+    {"ZeroBatch", [](Params& p) { p.batch = 0; }, Status::kInvalidArgument,
+     "infonce: batch (B) must be >= 1, got 0"},
+    {"NegativeBatch", [](Params& p) { p.batch = -3; }, Status::kInvalidArgument,
+     "infonce: batch (B) must be >= 1, got -3"},
+    {"ZeroDim", [](Params& p) { p.dim = 0; }, Status::kInvalidArgument,
+     "infonce: dim (D) must be >= 1, got 0"},
+    {"FewerKeysThanRows", [](Params& p) { p.num_keys = 7; }, Status::kInvalidArgument,
+     "infonce: num_keys (M = 7) must be >= batch (B = 8)"},
+    {"HugeDim", [](Params& p) { p.dim = std::int64_t{1} << 31; }, Status::kInvalidArgument,
+     "infonce: batch, num_keys and dim must each be < 2^31 (B = 8, M = 8, D = 2147483648)"},
+    {"OffsetPastTheEnd", [](Params& p) { p.num_keys = 10, p.positive_offset = 3; },
+     Status::kInvalidArgument, "infonce: positive_offset must be in [0, M - B] = [0, 2], got 3"},
+    {"NegativeOffset", [](Params& p) { p.positive_offset = -1; }, Status::kInvalidArgument,
+     "infonce: positive_offset must be in [0, M - B] = [0, 0], got -1"},
+    {"QStrideBelowDim", [](Params& p) { p.q_row_stride = 15; }, Status::kInvalidArgument,
+     "infonce: q_row_stride (15) must be 0 (dense) or >= dim (16)"},
+    {"KStrideNegative", [](Params& p) { p.k_row_stride = -16; }, Status::kInvalidArgument,
+     "infonce: k_row_stride (-16) must be 0 (dense) or >= dim (16)"},
+    {"UnknownDtype", [](Params& p) { p.dtype = static_cast<DType>(7); }, Status::kInvalidArgument,
+     "infonce: unknown dtype value 7"},
+    {"UnknownSimilarity", [](Params& p) { p.similarity = static_cast<Similarity>(2); },
+     Status::kInvalidArgument, "infonce: unknown similarity value 2"},
+    {"UnknownReduction", [](Params& p) { p.reduction = static_cast<Reduction>(-1); },
+     Status::kInvalidArgument, "infonce: unknown reduction value -1"},
+    {"ZeroTemperature", [](Params& p) { p.temperature = 0.0f; }, Status::kInvalidArgument,
+     "infonce: temperature must be finite and > 0, got 0"},
+    {"NegativeTemperature", [](Params& p) { p.temperature = -0.1f; }, Status::kInvalidArgument,
+     "infonce: temperature must be finite and > 0, got -0.1"},
+    {"NaNTemperature", [](Params& p) { p.temperature = NAN; }, Status::kInvalidArgument,
+     "infonce: temperature must be finite and > 0, got nan"},
+    {"InfiniteTemperature", [](Params& p) { p.temperature = INFINITY; }, Status::kInvalidArgument,
+     "infonce: temperature must be finite and > 0, got inf"},
+    {"ZeroEps", [](Params& p) { p.eps = 0.0f; }, Status::kInvalidArgument,
+     "infonce: eps must be finite and > 0, got 0"},
+    {"SymmetricRectangular", [](Params& p) { p.num_keys = 9, p.symmetric = true; },
+     Status::kInvalidArgument,
+     "infonce: symmetric mode needs num_keys == batch, got M = 9, B = 8"},
+    {"NegativeTile", [](Params& p) { p.tile_rows = -1; }, Status::kInvalidArgument,
+     "infonce: tile_rows and tile_cols must be >= 0 (0: whole), got -1 x 0"},
+    {"StrideOverflows64Bits", [](Params& p) { p.q_row_stride = std::int64_t{1} << 62; },
+     Status::kInvalidArgument,
+     "infonce: the extent of Q or K in bytes overflows 64 bits (strides 4611686018427387904, 16)"},
+    {"F16NotYet", [](Params& p) { p.dtype = DType::kF16; }, Status::kNotSupported,
+     "infonce: dtype f16 is not supported yet (f32 only)"},
+    {"BF16NotYet", [](Params& p) { p.dtype = DType::kBF16; }, Status::kNotSupported,
+     "infonce: dtype bf16 is not supported yet (f32 only)"},
+};
+
+INSTANTIATE_TEST_SUITE_P(BadParams, InfoNCECheck, ::testing::ValuesIn(kBadParams),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(InfoNCECheck, AcceptsValidProblems) {
+  Params p = valid_params();
+  EXPECT_EQ(infonce::check(p), Status::kSuccess);
+  p.num_keys = 100;
+  p.positive_offset = 92;
+  p.similarity = Similarity::kDot;
+  p.eps = 0.0f;  // unused by dot
+  p.q_row_stride = 16;
+  p.k_row_stride = 1000;
+  p.reduction = Reduction::kNone;
+  EXPECT_EQ(infonce::check(p), Status::kSuccess);
+}
+
+// B = M = 2^31 - 1: the logits alone are ~2^64 bytes: the size query must refuse, not wrap.
+TEST(InfoNCECheck, WorkspaceThatOverflows64BitsIsRefused) {
+  Params p = valid_params();
+  p.batch = p.num_keys = (std::int64_t{1} << 31) - 1;
+  std::size_t bytes = 0;
+  EXPECT_EQ(infonce::workspace_size(p, &bytes), Status::kInvalidArgument);
+  EXPECT_STREQ(last_error_message(),
+               "infonce: the workspace for B = 2147483647, M = 2147483647, D = 16 overflows 64 bits");
+  p.tile_rows = p.tile_cols = 4096;  // tiled, the same problem needs O((B + M) D) only
+  EXPECT_EQ(infonce::workspace_size(p, &bytes), Status::kSuccess);
+}
+
+TEST(InfoNCECheck, NullSizeOutput) {
+  EXPECT_EQ(infonce::workspace_size(valid_params(), nullptr), Status::kNullPointer);
+  EXPECT_STREQ(last_error_message(), "infonce: bytes is null");
+  EXPECT_EQ(infonce::saved_size(valid_params(), nullptr), Status::kNullPointer);
+}
+
+TEST(StatusText, EveryStatusHasAName) {
+  for (int value = 0; value <= static_cast<int>(Status::kInternalError); ++value) {
+    EXPECT_STRNE(status_string(static_cast<Status>(value)), "unknown status") << value;
+  }
+  EXPECT_STREQ(status_string(static_cast<Status>(99)), "unknown status");
+}
+
+// ---- Saved buffer ----------------------------------------------------------------------------
+
+TEST(SavedLayout, HoldsWhatEachModeNeeds) {
+  Params p = valid_params();
+  p.num_keys = 12;
+  std::size_t bytes = 0;
+  ASSERT_EQ(infonce::saved_size(p, &bytes), Status::kSuccess);
+  EXPECT_EQ(bytes, (8 + 8 + 12) * sizeof(float));  // row lse, inverse norms of Q and K
+  const auto cosine = infonce::detail::saved_layout(p);
+  EXPECT_EQ(cosine.row_lse, 0);
+  EXPECT_EQ(cosine.col_lse, -1);
+  EXPECT_EQ(cosine.q_inv_norm, 8);
+  EXPECT_EQ(cosine.k_inv_norm, 16);
+  p.similarity = Similarity::kDot;
+  ASSERT_EQ(infonce::saved_size(p, &bytes), Status::kSuccess);
+  EXPECT_EQ(bytes, 8 * sizeof(float));
+  p.num_keys = 8;
+  p.symmetric = true;
+  const auto symmetric_dot = infonce::detail::saved_layout(p);
+  EXPECT_EQ(symmetric_dot.col_lse, 8);
+  EXPECT_EQ(symmetric_dot.floats, 16);
+}
+
+// ---- Tiles -----------------------------------------------------------------------------------
+
+TEST(TilePlan, ZeroMeansOneTile) {
+  const auto plan = detail::make_tile_plan(127, 4097, 0, 0);
+  EXPECT_TRUE(plan.single_tile());
+  EXPECT_EQ(plan.row_tile(0).size, 127);
+  EXPECT_EQ(plan.col_tile(0).size, 4097);
+  EXPECT_TRUE(detail::make_tile_plan(5, 9, 100, 100).single_tile());
+}
+
+// Every (row, column) of the matrix lies in exactly one tile, edges included.
+TEST(TilePlan, TilesCoverTheMatrixExactlyOnce) {
+  for (auto [rows, cols, tile_rows, tile_cols] :
+       std::vector<std::array<std::int64_t, 4>>{{4097, 12289, 1024, 2048},
+                                                {33, 7, 5, 3},
+                                                {1, 1, 1, 1},
+                                                {127, 1000, 127, 999}}) {
+    const auto plan = detail::make_tile_plan(rows, cols, tile_rows, tile_cols);
+    std::vector<int> row_hits(rows, 0), col_hits(cols, 0);
+    for (std::int64_t r = 0; r < plan.row_tiles(); ++r) {
+      const auto extent = plan.row_tile(r);
+      ASSERT_GT(extent.size, 0);
+      ASSERT_LE(extent.size, tile_rows);
+      for (std::int64_t i = 0; i < extent.size; ++i) ++row_hits[extent.begin + i];
+    }
+    for (std::int64_t c = 0; c < plan.col_tiles(); ++c) {
+      const auto extent = plan.col_tile(c);
+      ASSERT_GT(extent.size, 0);
+      ASSERT_LE(extent.size, tile_cols);
+      for (std::int64_t j = 0; j < extent.size; ++j) ++col_hits[extent.begin + j];
+    }
+    for (int hits : row_hits) ASSERT_EQ(hits, 1);
+    for (int hits : col_hits) ASSERT_EQ(hits, 1);
+    EXPECT_EQ(plan.single_tile(), tile_rows >= rows && tile_cols >= cols);
+  }
+}
+
+// ---- Workspace -------------------------------------------------------------------------------
+
+TEST(Workspace, PiecesAreAlignedAndDisjoint) {
+  detail::WorkspaceLayoutBuilder builder;
+  const std::size_t a = builder.add(3, 4);
+  const std::size_t empty = builder.add(0, 4);
+  const std::size_t b = builder.add(1000, 8);
+  const std::size_t c = builder.add(1, 1);
+  EXPECT_EQ(a, 0u);
+  EXPECT_EQ(empty, detail::WorkspaceLayoutBuilder::kAbsent);
+  EXPECT_EQ(b, detail::kWorkspaceAlignment);
+  EXPECT_EQ(c % detail::kWorkspaceAlignment, 0u);
+  EXPECT_GE(c, b + 8000);
+  EXPECT_EQ(builder.required_bytes(), builder.used_bytes() + detail::kWorkspaceAlignment - 1);
+  EXPECT_FALSE(builder.overflowed());
+  builder.add(std::numeric_limits<std::uint64_t>::max() / 2, 4);
+  EXPECT_TRUE(builder.overflowed());
+}
+
+// A workspace of the reported size works from any base address, as CUB's do.
+TEST(Workspace, AnyBaseAlignmentFitsTheReportedSize) {
+  detail::WorkspaceLayoutBuilder builder;
+  builder.add(1000, 4);
+  builder.add(77, 8);
+  const std::size_t required = builder.required_bytes();
+  for (std::uintptr_t misalignment = 0; misalignment < detail::kWorkspaceAlignment;
+       ++misalignment) {
+    void* base = reinterpret_cast<void*>(0x10000 + misalignment);
+    EXPECT_TRUE(detail::workspace_fits(base, required, builder.used_bytes())) << misalignment;
+    const auto aligned = reinterpret_cast<std::uintptr_t>(detail::align_workspace(base));
+    EXPECT_EQ(aligned % detail::kWorkspaceAlignment, 0u);
+    EXPECT_GE(aligned, 0x10000 + misalignment);
+  }
+  void* odd = reinterpret_cast<void*>(0x10001);
+  EXPECT_FALSE(detail::workspace_fits(odd, builder.used_bytes(), builder.used_bytes()));
+  EXPECT_FALSE(detail::workspace_fits(odd, 10, builder.used_bytes()));
+}
+
+TEST(Workspace, InfoNCEPlanMatchesTheMode) {
+  Params p = valid_params();
+  infonce::detail::WorkspacePlan cosine, dot, tiled;
+  ASSERT_EQ(infonce::detail::plan_workspace(p, &cosine), Status::kSuccess);
+  EXPECT_NE(cosine.q_hat, infonce::detail::WorkspacePlan::kAbsent);
+  EXPECT_EQ(cosine.col_state, infonce::detail::WorkspacePlan::kAbsent);
+  p.similarity = Similarity::kDot;
+  ASSERT_EQ(infonce::detail::plan_workspace(p, &dot), Status::kSuccess);
+  EXPECT_EQ(dot.q_hat, infonce::detail::WorkspacePlan::kAbsent);
+  EXPECT_LT(dot.required_bytes, cosine.required_bytes);
+  p.batch = p.num_keys = 4097;
+  p.tile_rows = 1000;
+  p.tile_cols = 300;
+  ASSERT_EQ(infonce::detail::plan_workspace(p, &tiled), Status::kSuccess);
+  EXPECT_EQ(tiled.tiles.row_tiles(), 5);
+  EXPECT_EQ(tiled.tiles.col_tiles(), 14);
+  EXPECT_EQ(tiled.required_bytes, tiled.used_bytes + detail::kWorkspaceAlignment - 1);
+  std::size_t reported = 0;
+  ASSERT_EQ(infonce::workspace_size(p, &reported), Status::kSuccess);
+  EXPECT_EQ(reported, tiled.required_bytes);
+}
+
+}  // namespace
+}  // namespace contrastive
