@@ -29,12 +29,9 @@ enum class Operation { kForward, kBackward, kForwardBackward };
 
 const char* operation_name(Operation operation) {
   switch (operation) {
-    case Operation::kForward:
-      return "forward";
-    case Operation::kBackward:
-      return "backward";
-    case Operation::kForwardBackward:
-      return "forward_backward";
+    case Operation::kForward: return "forward";
+    case Operation::kBackward: return "backward";
+    case Operation::kForwardBackward: return "forward_backward";
   }
   return "unknown";
 }
@@ -133,12 +130,9 @@ Status run_forward_backward(const GpuFixture& gpu, const infonce::Params& params
 Status run_operation(Operation operation, const GpuFixture& gpu, const infonce::Params& params,
                      const InfonceBuffers& buffers) {
   switch (operation) {
-    case Operation::kForward:
-      return run_forward(gpu, params, buffers);
-    case Operation::kBackward:
-      return run_backward(gpu, params, buffers);
-    case Operation::kForwardBackward:
-      return run_forward_backward(gpu, params, buffers);
+    case Operation::kForward: return run_forward(gpu, params, buffers);
+    case Operation::kBackward: return run_backward(gpu, params, buffers);
+    case Operation::kForwardBackward: return run_forward_backward(gpu, params, buffers);
   }
   return Status::kInternalError;
 }
@@ -186,43 +180,15 @@ bool enqueue_floor(Operation operation, CublasFloor& floor, const infonce::Param
   const float* k = buffers.k.as_floats();
   float* logits = buffers.floor_logits.as_floats();
 
-  RowMajorGemm logits_gemm;  // S (B, M) = Q (B, D) K^T
-  logits_gemm.transpose_b = true;
-  logits_gemm.m = params.batch;
-  logits_gemm.n = params.num_keys;
-  logits_gemm.k = params.dim;
-  logits_gemm.a = q;
-  logits_gemm.lda = params.dim;
-  logits_gemm.b = k;
-  logits_gemm.ldb = params.dim;
-  logits_gemm.c = logits;
-  logits_gemm.ldc = params.num_keys;
-  if (!floor.enqueue(logits_gemm)) return false;
+  const std::int64_t b = params.batch, m = params.num_keys, d = params.dim;
+  const float scale = 1.0f / params.temperature;
+  if (!floor.enqueue(detail::logits_product(q, d, k, d, b, m, d, logits, m, scale))) return false;
   if (operation == Operation::kForward) return true;
-
-  RowMajorGemm grad_q_gemm;  // dQ (B, D) = G (B, M) K (M, D)
-  grad_q_gemm.m = params.batch;
-  grad_q_gemm.n = params.dim;
-  grad_q_gemm.k = params.num_keys;
-  grad_q_gemm.a = logits;
-  grad_q_gemm.lda = params.num_keys;
-  grad_q_gemm.b = k;
-  grad_q_gemm.ldb = params.dim;
-  grad_q_gemm.c = buffers.grad_q.as_floats();
-  grad_q_gemm.ldc = params.dim;
-
-  RowMajorGemm grad_k_gemm;  // dK (M, D) = G^T Q (B, D)
-  grad_k_gemm.transpose_a = true;
-  grad_k_gemm.m = params.num_keys;
-  grad_k_gemm.n = params.dim;
-  grad_k_gemm.k = params.batch;
-  grad_k_gemm.a = logits;
-  grad_k_gemm.lda = params.num_keys;
-  grad_k_gemm.b = q;
-  grad_k_gemm.ldb = params.dim;
-  grad_k_gemm.c = buffers.grad_k.as_floats();
-  grad_k_gemm.ldc = params.dim;
-  return floor.enqueue(grad_q_gemm) && floor.enqueue(grad_k_gemm);
+  // G stands in as the logits buffer; dQ and dK overwrite the library's validated gradients.
+  return floor.enqueue(detail::grad_q_product(logits, m, k, d, b, m, d, buffers.grad_q.as_floats(),
+                                              scale, false)) &&
+         floor.enqueue(detail::grad_k_product(logits, m, q, d, b, m, d, buffers.grad_k.as_floats(),
+                                              scale, false));
 }
 
 // ---- Counters ---------------------------------------------------------------------------------

@@ -46,12 +46,10 @@ bool CublasFloor::set_up() {
 }
 
 bool CublasFloor::enqueue(const RowMajorGemm& gemm) {
-  const float alpha = 1.0f;
-  const float beta = 0.0f;
   return gpu_.check(
       cublasGemmEx_64(handle_, operation(gemm.transpose_b), operation(gemm.transpose_a), gemm.n,
-                      gemm.m, gemm.k, &alpha, gemm.b, CUDA_R_32F, gemm.ldb, gemm.a, CUDA_R_32F,
-                      gemm.lda, &beta, gemm.c, CUDA_R_32F, gemm.ldc, CUBLAS_COMPUTE_32F,
+                      gemm.m, gemm.k, &gemm.alpha, gemm.b, CUDA_R_32F, gemm.ldb, gemm.a, CUDA_R_32F,
+                      gemm.lda, &gemm.beta, gemm.c, CUDA_R_32F, gemm.ldc, CUBLAS_COMPUTE_32F,
                       CUBLAS_GEMM_DEFAULT),
       "cublasGemmEx");
 }

@@ -8,22 +8,12 @@
 #include <cublas_api.h>
 
 #include "bench/gpu_fixture.hpp"
+#include "host/row_major_gemm.hpp"
 
 namespace contrastive::bench {
 
-/// Row-major fp32 C (m, n) = op(A) op(B). A is (m, k) with leading dimension lda, or (k, m) when
-/// transpose_a; B is (k, n), or (n, k) when transpose_b; C is (m, n) with leading dimension ldc.
-struct RowMajorGemm {
-  bool transpose_a = false;
-  bool transpose_b = false;
-  std::int64_t m = 0, n = 0, k = 0;
-  const float* a = nullptr;
-  std::int64_t lda = 0;
-  const float* b = nullptr;
-  std::int64_t ldb = 0;
-  float* c = nullptr;
-  std::int64_t ldc = 0;
-};
+/// The same GEMM descriptions the library runs (host/row_major_gemm.hpp).
+using detail::RowMajorGemm;
 
 /// Flops of an (m, n, k) GEMM: one multiply and one add per term of each dot product.
 double gemm_flops(std::int64_t m, std::int64_t n, std::int64_t k);

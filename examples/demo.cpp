@@ -52,8 +52,7 @@ bool run_on_gpu(const infonce::Params& params, const std::vector<float>& q,
   contrastive::Handle handle;
   Status status = contrastive::Handle::create(&handle);
   if (status != Status::kSuccess) {
-    *why = std::string(contrastive::status_string(status)) + ": " +
-           contrastive::last_error_message();
+    *why = contrastive::last_error_message();
     return false;
   }
   std::size_t workspace_bytes = 0, saved_bytes = 0;
@@ -92,8 +91,8 @@ bool run_on_gpu(const infonce::Params& params, const std::vector<float>& q,
   args.grad_k = d_grad_k;
   status = infonce::forward_backward(handle, params, args, d_workspace, workspace_bytes, stream);
   if (status != Status::kSuccess) {
-    *why = std::string(contrastive::status_string(status)) + ": " +
-           contrastive::last_error_message();
+    *why =
+        std::string(contrastive::status_string(status)) + ": " + contrastive::last_error_message();
     cudaStreamDestroy(stream);
     return false;
   }
@@ -192,8 +191,7 @@ int main(int argc, char** argv) {
   } else {
     std::printf("GPU path did not run: %s\n", why.c_str());
   }
-  if (write_csv(csv_path, reference.logits, Inputs::kBatch, Inputs::kBatch,
-                params.temperature)) {
+  if (write_csv(csv_path, reference.logits, Inputs::kBatch, Inputs::kBatch, params.temperature)) {
     std::printf("similarity matrix written to %s\n", csv_path);
   } else {
     std::fprintf(stderr, "could not write %s\n", csv_path);

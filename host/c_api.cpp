@@ -28,18 +28,21 @@ bool is_live(const contrastive_handle* handle) {
   return registry().count(handle) != 0;
 }
 
-int to_int(Status status) { return static_cast<int>(status); }
+int to_int(Status status) {
+  return static_cast<int>(status);
+}
 
-#define CONTRASTIVE_C_TRY(expr)                             \
-  do {                                                      \
-    const Status contrastive_c_status_ = (expr);            \
-    if (contrastive_c_status_ != Status::kSuccess) {        \
-      return to_int(contrastive_c_status_);                 \
-    }                                                       \
+#define CONTRASTIVE_C_TRY(expr)                      \
+  do {                                               \
+    const Status contrastive_c_status_ = (expr);     \
+    if (contrastive_c_status_ != Status::kSuccess) { \
+      return to_int(contrastive_c_status_);          \
+    }                                                \
   } while (0)
 
 Status convert(const contrastive_infonce_params_t* in, infonce::Params* out) {
-  if (in == nullptr) return contrastive::detail::fail(Status::kNullPointer, "infonce: params is null");
+  if (in == nullptr)
+    return contrastive::detail::fail(Status::kNullPointer, "infonce: params is null");
   out->batch = in->batch;
   out->num_keys = in->num_keys;
   out->dim = in->dim;
@@ -70,8 +73,8 @@ int with_handle(contrastive_handle_t handle, const contrastive_infonce_params_t*
   const Status status = body(live ? handle->handle : empty, params);
   if (status == Status::kInvalidHandle && !live) {
     return to_int(contrastive::detail::fail(
-        Status::kInvalidHandle, handle == nullptr ? "handle is null"
-                                                  : "handle was destroyed (contrastive_destroy)"));
+        Status::kInvalidHandle,
+        handle == nullptr ? "handle is null" : "handle was destroyed (contrastive_destroy)"));
   }
   return to_int(status);
 }
@@ -84,18 +87,22 @@ const char* contrastive_status_string(int status) {
   return contrastive::status_string(static_cast<Status>(status));
 }
 
-const char* contrastive_last_error(void) { return contrastive::last_error_message(); }
+const char* contrastive_last_error(void) {
+  return contrastive::last_error_message();
+}
 
 int contrastive_create(contrastive_handle_t* handle, int device) {
   if (handle == nullptr) {
-    return to_int(contrastive::detail::fail(Status::kNullPointer, "contrastive_create: handle is null"));
+    return to_int(
+        contrastive::detail::fail(Status::kNullPointer, "contrastive_create: handle is null"));
   }
   contrastive::Handle created;
   const Status status = contrastive::Handle::create(&created, device);
   if (status != Status::kSuccess) return to_int(status);
   auto* wrapper = new (std::nothrow) contrastive_handle{std::move(created)};
   if (wrapper == nullptr) {
-    return to_int(contrastive::detail::fail(Status::kInternalError, "contrastive_create: out of host memory"));
+    return to_int(contrastive::detail::fail(Status::kInternalError,
+                                            "contrastive_create: out of host memory"));
   }
   {
     std::lock_guard<std::mutex> lock(g_registry_mutex);

@@ -28,19 +28,19 @@ Status blas_failure(const char* what, cublasStatus_t status) {
               cublasLtGetStatusString(status));
 }
 
-#define CONTRASTIVE_TRY_BLAS(call)                                        \
-  do {                                                                    \
-    const cublasStatus_t contrastive_blas_status_ = (call);               \
-    if (contrastive_blas_status_ != CUBLAS_STATUS_SUCCESS) {              \
-      return blas_failure(#call, contrastive_blas_status_);               \
-    }                                                                     \
+#define CONTRASTIVE_TRY_BLAS(call)                           \
+  do {                                                       \
+    const cublasStatus_t contrastive_blas_status_ = (call);  \
+    if (contrastive_blas_status_ != CUBLAS_STATUS_SUCCESS) { \
+      return blas_failure(#call, contrastive_blas_status_);  \
+    }                                                        \
   } while (0)
 
 // Column-major layout of a stored operand: (rows, cols) before the transpose flag is applied.
 Status make_layout(cublasLtMatrixLayout_t* layout, std::int64_t rows, std::int64_t cols,
                    std::int64_t ld) {
-  CONTRASTIVE_TRY_BLAS(cublasLtMatrixLayoutCreate(layout, CUDA_R_32F, static_cast<std::uint64_t>(rows),
-                                                  static_cast<std::uint64_t>(cols), ld));
+  CONTRASTIVE_TRY_BLAS(cublasLtMatrixLayoutCreate(
+      layout, CUDA_R_32F, static_cast<std::uint64_t>(rows), static_cast<std::uint64_t>(cols), ld));
   return Status::kSuccess;
 }
 
@@ -68,9 +68,9 @@ Status build_plan(cublasLtHandle_t cublaslt, const GemmKey& key, GemmPlan* plan)
   const std::uint32_t align_a = key.align_b, align_b = key.align_a, align_c = key.align_c;
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
-      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
-      sizeof(workspace_bytes));
+  cublasStatus_t status =
+      cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                           &workspace_bytes, sizeof(workspace_bytes));
   const std::pair<cublasLtMatmulPreferenceAttributes_t, const std::uint32_t*> alignments[] = {
       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a},
       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b},
@@ -86,12 +86,14 @@ Status build_plan(cublasLtHandle_t cublaslt, const GemmKey& key, GemmPlan* plan)
                                             plan->c, preference, 1, &result, &found);
   }
   cublasLtMatmulPreferenceDestroy(preference);
-  if (status != CUBLAS_STATUS_SUCCESS) return blas_failure("cublasLtMatmulAlgoGetHeuristic", status);
+  if (status != CUBLAS_STATUS_SUCCESS)
+    return blas_failure("cublasLtMatmulAlgoGetHeuristic", status);
   if (found == 0) {
-    return fail(Status::kNotSupported,
-                "cuBLASLt has no algorithm for a %lld x %lld x %lld fp32 GEMM (alignments %u/%u/%u)",
-                static_cast<long long>(m), static_cast<long long>(n), static_cast<long long>(k),
-                align_a, align_b, align_c);
+    return fail(
+        Status::kNotSupported,
+        "cuBLASLt has no algorithm for a %lld x %lld x %lld fp32 GEMM (alignments %u/%u/%u)",
+        static_cast<long long>(m), static_cast<long long>(n), static_cast<long long>(k), align_a,
+        align_b, align_c);
   }
   plan->algorithm = result.algo;
   return Status::kSuccess;
@@ -110,9 +112,19 @@ void destroy_gemm_plan(GemmPlan* plan) {
 Status gemm(const Handle& handle, const RowMajorGemm& g, bool allow_tf32, void* workspace,
             std::size_t workspace_bytes, cudaStream_t stream) {
   Handle::Impl& impl = *handle.impl();
-  const GemmKey key{g.transpose_a,          g.transpose_b,         allow_tf32, g.m, g.n, g.k,
-                    g.lda,                  g.ldb,                 g.ldc,      alignment_of(g.a, g.lda),
-                    alignment_of(g.b, g.ldb), alignment_of(g.c, g.ldc), workspace_bytes};
+  const GemmKey key{g.transpose_a,
+                    g.transpose_b,
+                    allow_tf32,
+                    g.m,
+                    g.n,
+                    g.k,
+                    g.lda,
+                    g.ldb,
+                    g.ldc,
+                    alignment_of(g.a, g.lda),
+                    alignment_of(g.b, g.ldb),
+                    alignment_of(g.c, g.ldc),
+                    workspace_bytes};
   auto found = impl.gemm_plans.find(key);
   if (found == impl.gemm_plans.end()) {
     GemmPlan plan;

@@ -9,25 +9,9 @@
 
 #include "contrastive/handle.hpp"
 #include "host/handle_impl.hpp"
+#include "host/row_major_gemm.hpp"
 
 namespace contrastive::detail {
-
-/// Row-major fp32 C (m, n) = alpha * op(A) * op(B) + beta * C.
-/// A is (m, k) with leading dimension lda, or (k, m) when transpose_a; B is (k, n), or (n, k) when
-/// transpose_b; C is (m, n) with leading dimension ldc. beta == 0 overwrites C without reading it.
-struct RowMajorGemm {
-  bool transpose_a = false;
-  bool transpose_b = false;
-  std::int64_t m = 0, n = 0, k = 0;
-  const float* a = nullptr;
-  std::int64_t lda = 0;
-  const float* b = nullptr;
-  std::int64_t ldb = 0;
-  float* c = nullptr;
-  std::int64_t ldc = 0;
-  float alpha = 1.0f;
-  float beta = 0.0f;
-};
 
 /// Runs `gemm` on `stream` with cuBLASLt (fp32 accumulation; TF32 tensor cores only when
 /// allow_tf32). The algorithm is chosen once per shape, alignment and workspace size and cached in

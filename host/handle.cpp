@@ -17,13 +17,21 @@ Handle::~Handle() = default;
 Handle::Handle(Handle&& other) noexcept = default;
 Handle& Handle::operator=(Handle&& other) noexcept = default;
 
-bool Handle::valid() const noexcept { return impl_ != nullptr; }
-int Handle::device() const noexcept { return impl_ ? impl_->device : -1; }
-int Handle::compute_capability() const noexcept { return impl_ ? impl_->compute_capability : 0; }
+bool Handle::valid() const noexcept {
+  return impl_ != nullptr;
+}
+int Handle::device() const noexcept {
+  return impl_ ? impl_->device : -1;
+}
+int Handle::compute_capability() const noexcept {
+  return impl_ ? impl_->compute_capability : 0;
+}
 int Handle::multiprocessor_count() const noexcept {
   return impl_ ? impl_->multiprocessor_count : 0;
 }
-std::size_t Handle::l2_cache_bytes() const noexcept { return impl_ ? impl_->l2_cache_bytes : 0; }
+std::size_t Handle::l2_cache_bytes() const noexcept {
+  return impl_ ? impl_->l2_cache_bytes : 0;
+}
 
 namespace detail {
 
@@ -59,7 +67,8 @@ Status Handle::create(Handle* out, int device) {
     // "no usable GPU". Clear the (non-sticky) error so the caller's next check starts clean.
     (void)cudaGetLastError();
     if (error != cudaSuccess) {
-      return fail(Status::kNoDevice, "no usable CUDA device: cudaGetDeviceCount failed with %s (%s)",
+      return fail(Status::kNoDevice,
+                  "no usable CUDA device: cudaGetDeviceCount failed with %s (%s)",
                   cudaGetErrorName(error), cudaGetErrorString(error));
     }
     return fail(Status::kNoDevice, "no usable CUDA device: cudaGetDeviceCount found 0 devices");

@@ -28,12 +28,12 @@ using detail::WorkspacePlan;
 using kernels::LogitsTile;
 using kernels::LseState;
 
-#define CONTRASTIVE_TRY_CUDA(call, what)                                            \
-  do {                                                                              \
-    const cudaError_t contrastive_cuda_error_ = (call);                             \
-    if (contrastive_cuda_error_ != cudaSuccess) {                                   \
-      return contrastive::detail::cuda_failure(what, contrastive_cuda_error_);      \
-    }                                                                               \
+#define CONTRASTIVE_TRY_CUDA(call, what)                                       \
+  do {                                                                         \
+    const cudaError_t contrastive_cuda_error_ = (call);                        \
+    if (contrastive_cuda_error_ != cudaSuccess) {                              \
+      return contrastive::detail::cuda_failure(what, contrastive_cuda_error_); \
+    }                                                                          \
   } while (0)
 
 // ---- Argument checks (host only; nothing is launched before all of them pass) ----------------
@@ -46,8 +46,8 @@ Status require_pointer(const void* pointer, const char* call, const char* name) 
 Status require_alignment(const void* pointer, std::size_t alignment, const char* call,
                          const char* name) {
   if (pointer != nullptr && reinterpret_cast<std::uintptr_t>(pointer) % alignment != 0) {
-    return fail(Status::kMisalignedPointer, "infonce::%s: %s (%p) is not aligned to %zu bytes", call,
-                name, pointer, alignment);
+    return fail(Status::kMisalignedPointer, "infonce::%s: %s (%p) is not aligned to %zu bytes",
+                call, name, pointer, alignment);
   }
   return Status::kSuccess;
 }
@@ -152,44 +152,37 @@ Status prepare_operands(const Call& call, const float* q, const float* k, const 
     return Status::kSuccess;
   }
   const Scratch& s = call.scratch;
-  CONTRASTIVE_TRY_CUDA(
-      kernels::launch_normalize_rows(q, p.batch, detail::q_stride(p), p.dim, p.eps,
-                                     use_saved_norms ? saved.q_inv_norm : nullptr,
-                                     use_saved_norms ? nullptr : saved.q_inv_norm, s.q_hat,
-                                     call.stream),
-      "normalize_rows(Q) launch");
-  CONTRASTIVE_TRY_CUDA(
-      kernels::launch_normalize_rows(k, p.num_keys, detail::k_stride(p), p.dim, p.eps,
-                                     use_saved_norms ? saved.k_inv_norm : nullptr,
-                                     use_saved_norms ? nullptr : saved.k_inv_norm, s.k_hat,
-                                     call.stream),
-      "normalize_rows(K) launch");
+  CONTRASTIVE_TRY_CUDA(kernels::launch_normalize_rows(q, p.batch, detail::q_stride(p), p.dim, p.eps,
+                                                      use_saved_norms ? saved.q_inv_norm : nullptr,
+                                                      use_saved_norms ? nullptr : saved.q_inv_norm,
+                                                      s.q_hat, call.stream),
+                       "normalize_rows(Q) launch");
+  CONTRASTIVE_TRY_CUDA(kernels::launch_normalize_rows(
+                           k, p.num_keys, detail::k_stride(p), p.dim, p.eps,
+                           use_saved_norms ? saved.k_inv_norm : nullptr,
+                           use_saved_norms ? nullptr : saved.k_inv_norm, s.k_hat, call.stream),
+                       "normalize_rows(K) launch");
   *operands = {s.q_hat, p.dim, s.k_hat, p.dim};
   return Status::kSuccess;
 }
 
 LogitsTile tile_view(const Call& call, Extent rows, Extent cols) {
-  return {call.scratch.logits_tile, call.scratch.plan.tiles.tile_cols, rows.begin, rows.size,
-          cols.begin, cols.size};
+  return {call.scratch.logits_tile,
+          call.scratch.plan.tiles.tile_cols,
+          rows.begin,
+          rows.size,
+          cols.begin,
+          cols.size};
 }
 
 // logits[rows, cols] = Q_hat[rows] K_hat[cols]^T / temperature
 Status compute_logits(const Call& call, const Operands& operands, Extent rows, Extent cols) {
-  RowMajorGemm g;
-  g.transpose_b = true;
-  g.m = rows.size;
-  g.n = cols.size;
-  g.k = call.params.dim;
-  g.a = operands.q + rows.begin * operands.ldq;
-  g.lda = operands.ldq;
-  g.b = operands.k + cols.begin * operands.ldk;
-  g.ldb = operands.ldk;
-  g.c = call.scratch.logits_tile;
-  g.ldc = call.scratch.plan.tiles.tile_cols;
-  g.alpha = call.inverse_temperature();
-  return gemm(call.handle, g, call.params.allow_tf32,
-                                   call.scratch.gemm_workspace,
-                                   call.scratch.plan.gemm_workspace_bytes, call.stream);
+  const RowMajorGemm g = contrastive::detail::logits_product(
+      operands.q + rows.begin * operands.ldq, operands.ldq, operands.k + cols.begin * operands.ldk,
+      operands.ldk, rows.size, cols.size, call.params.dim, call.scratch.logits_tile,
+      call.scratch.plan.tiles.tile_cols, call.inverse_temperature());
+  return gemm(call.handle, g, call.params.allow_tf32, call.scratch.gemm_workspace,
+              call.scratch.plan.gemm_workspace_bytes, call.stream);
 }
 
 Status run_forward(const Call& call, const float* q, const float* k, float* loss,
@@ -212,11 +205,10 @@ Status run_forward(const Call& call, const float* q, const float* k, float* loss
       }
     }
   }
-  CONTRASTIVE_TRY_CUDA(
-      kernels::launch_finalize_loss(s.row_state, p.symmetric ? s.col_state : nullptr,
-                                    s.positive_logit, p.batch, p.reduction, saved.row_lse,
-                                    saved.col_lse, loss, call.stream),
-      "finalize_loss launch");
+  CONTRASTIVE_TRY_CUDA(kernels::launch_finalize_loss(
+                           s.row_state, p.symmetric ? s.col_state : nullptr, s.positive_logit,
+                           p.batch, p.reduction, saved.row_lse, saved.col_lse, loss, call.stream),
+                       "finalize_loss launch");
   return Status::kSuccess;
 }
 
@@ -261,37 +253,20 @@ Status run_backward(const Call& call, const float* q, const float* k, const Save
                                                s.row_logit_grad, c == 0, call.stream),
           "logits_backward_tile launch");
       if (grad_q_target != nullptr) {  // dQ_hat[rows] (+)= G K_hat[cols] / t
-        RowMajorGemm g;
-        g.m = rows.size;
-        g.n = p.dim;
-        g.k = cols.size;
-        g.a = tile.data;
-        g.lda = tile.ld;
-        g.b = operands.k + cols.begin * operands.ldk;
-        g.ldb = operands.ldk;
-        g.c = grad_q_target + rows.begin * p.dim;
-        g.ldc = p.dim;
-        g.alpha = call.inverse_temperature();
-        g.beta = c == 0 ? 0.0f : 1.0f;
+        const RowMajorGemm g = contrastive::detail::grad_q_product(
+            tile.data, tile.ld, operands.k + cols.begin * operands.ldk, operands.ldk, rows.size,
+            cols.size, p.dim, grad_q_target + rows.begin * p.dim, call.inverse_temperature(),
+            /*accumulate=*/c > 0);
         CONTRASTIVE_TRY(gemm(call.handle, g, p.allow_tf32, s.gemm_workspace,
-                                                  s.plan.gemm_workspace_bytes, call.stream));
+                             s.plan.gemm_workspace_bytes, call.stream));
       }
       if (grad_k_target != nullptr) {  // dK_hat[cols] (+)= G^T Q_hat[rows] / t
-        RowMajorGemm g;
-        g.transpose_a = true;
-        g.m = cols.size;
-        g.n = p.dim;
-        g.k = rows.size;
-        g.a = tile.data;
-        g.lda = tile.ld;
-        g.b = operands.q + rows.begin * operands.ldq;
-        g.ldb = operands.ldq;
-        g.c = grad_k_target + cols.begin * p.dim;
-        g.ldc = p.dim;
-        g.alpha = call.inverse_temperature();
-        g.beta = r == 0 ? 0.0f : 1.0f;
+        const RowMajorGemm g = contrastive::detail::grad_k_product(
+            tile.data, tile.ld, operands.q + rows.begin * operands.ldq, operands.ldq, rows.size,
+            cols.size, p.dim, grad_k_target + cols.begin * p.dim, call.inverse_temperature(),
+            /*accumulate=*/r > 0);
         CONTRASTIVE_TRY(gemm(call.handle, g, p.allow_tf32, s.gemm_workspace,
-                                                  s.plan.gemm_workspace_bytes, call.stream));
+                             s.plan.gemm_workspace_bytes, call.stream));
       }
     }
   }
@@ -328,65 +303,62 @@ Status check_gradient_outputs(const Params& params, const Gradients& out, const 
   return require_alignment(out.grad_temperature, sizeof(float), call, "grad_temperature");
 }
 
-}  // namespace
+enum class Pass { kForward, kBackward, kForwardBackward };
 
-Status forward(const Handle& handle, const Params& params, const ForwardArgs& args,
-               void* workspace, std::size_t workspace_bytes, Stream stream) {
-  constexpr const char* kCall = "forward";
+// The three public calls: every argument is checked, then the handle, before anything launches.
+Status run_call(Pass pass, const char* name, const Handle& handle, const Params& params,
+                const ForwardBackwardArgs& args, void* workspace, std::size_t workspace_bytes,
+                Stream stream) {
+  const bool forward_pass = pass != Pass::kBackward, backward_pass = pass != Pass::kForward;
   CONTRASTIVE_TRY(check(params));
   const std::size_t element = dtype_size(params.dtype);
-  CONTRASTIVE_TRY(require_tensor(args.q, element, kCall, "q"));
-  CONTRASTIVE_TRY(require_tensor(args.k, element, kCall, "k"));
-  CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), kCall, "loss"));
-  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), kCall, "saved"));
-  Call call{handle, params, {}, stream};
-  CONTRASTIVE_TRY(carve_workspace(params, workspace, workspace_bytes, kCall, &call.scratch));
-  CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
-  Operands operands;
-  return run_forward(call, static_cast<const float*>(args.q), static_cast<const float*>(args.k),
-                     args.loss, view_saved(params, args.saved), &operands);
-}
-
-Status backward(const Handle& handle, const Params& params, const BackwardArgs& args,
-                void* workspace, std::size_t workspace_bytes, Stream stream) {
-  constexpr const char* kCall = "backward";
-  CONTRASTIVE_TRY(check(params));
-  const std::size_t element = dtype_size(params.dtype);
-  CONTRASTIVE_TRY(require_tensor(args.q, element, kCall, "q"));
-  CONTRASTIVE_TRY(require_tensor(args.k, element, kCall, "k"));
-  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), kCall, "saved"));
+  CONTRASTIVE_TRY(require_tensor(args.q, element, name, "q"));
+  CONTRASTIVE_TRY(require_tensor(args.k, element, name, "k"));
+  if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), name, "loss"));
+  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), name, "saved"));
   const Gradients out{args.grad_loss, static_cast<float*>(args.grad_q),
                       static_cast<float*>(args.grad_k), args.grad_temperature};
-  CONTRASTIVE_TRY(check_gradient_outputs(params, out, kCall));
+  if (backward_pass) CONTRASTIVE_TRY(check_gradient_outputs(params, out, name));
   Call call{handle, params, {}, stream};
-  CONTRASTIVE_TRY(carve_workspace(params, workspace, workspace_bytes, kCall, &call.scratch));
+  CONTRASTIVE_TRY(carve_workspace(params, workspace, workspace_bytes, name, &call.scratch));
   CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
-  return run_backward(call, static_cast<const float*>(args.q), static_cast<const float*>(args.k),
-                      view_saved(params, args.saved), out, /*resident=*/nullptr);
-}
 
-Status forward_backward(const Handle& handle, const Params& params,
-                        const ForwardBackwardArgs& args, void* workspace,
-                        std::size_t workspace_bytes, Stream stream) {
-  constexpr const char* kCall = "forward_backward";
-  CONTRASTIVE_TRY(check(params));
-  const std::size_t element = dtype_size(params.dtype);
-  CONTRASTIVE_TRY(require_tensor(args.q, element, kCall, "q"));
-  CONTRASTIVE_TRY(require_tensor(args.k, element, kCall, "k"));
-  CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), kCall, "loss"));
-  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), kCall, "saved"));
-  const Gradients out{args.grad_loss, static_cast<float*>(args.grad_q),
-                      static_cast<float*>(args.grad_k), args.grad_temperature};
-  CONTRASTIVE_TRY(check_gradient_outputs(params, out, kCall));
-  Call call{handle, params, {}, stream};
-  CONTRASTIVE_TRY(carve_workspace(params, workspace, workspace_bytes, kCall, &call.scratch));
-  CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
   const auto* q = static_cast<const float*>(args.q);
   const auto* k = static_cast<const float*>(args.k);
   const SavedView saved = view_saved(params, args.saved);
   Operands operands;
-  CONTRASTIVE_TRY(run_forward(call, q, k, args.loss, saved, &operands));
-  return run_backward(call, q, k, saved, out, &operands);
+  if (forward_pass) CONTRASTIVE_TRY(run_forward(call, q, k, args.loss, saved, &operands));
+  if (!backward_pass) return Status::kSuccess;
+  return run_backward(call, q, k, saved, out, forward_pass ? &operands : nullptr);
+}
+
+}  // namespace
+
+Status forward(const Handle& handle, const Params& params, const ForwardArgs& args, void* workspace,
+               std::size_t workspace_bytes, Stream stream) {
+  ForwardBackwardArgs all;
+  all.q = args.q;
+  all.k = args.k;
+  all.loss = args.loss;
+  all.saved = args.saved;
+  return run_call(Pass::kForward, "forward", handle, params, all, workspace, workspace_bytes,
+                  stream);
+}
+
+Status backward(const Handle& handle, const Params& params, const BackwardArgs& args,
+                void* workspace, std::size_t workspace_bytes, Stream stream) {
+  // The backward pass only reads `saved`.
+  const ForwardBackwardArgs all{
+      args.q,         args.k,      nullptr,     const_cast<void*>(args.saved),
+      args.grad_loss, args.grad_q, args.grad_k, args.grad_temperature};
+  return run_call(Pass::kBackward, "backward", handle, params, all, workspace, workspace_bytes,
+                  stream);
+}
+
+Status forward_backward(const Handle& handle, const Params& params, const ForwardBackwardArgs& args,
+                        void* workspace, std::size_t workspace_bytes, Stream stream) {
+  return run_call(Pass::kForwardBackward, "forward_backward", handle, params, args, workspace,
+                  workspace_bytes, stream);
 }
 
 }  // namespace contrastive::infonce

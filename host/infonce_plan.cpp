@@ -19,8 +19,12 @@ using ll = long long;
 constexpr std::size_t kMinGemmWorkspaceBytes = std::size_t{1} << 20;
 constexpr std::size_t kMaxGemmWorkspaceBytes = std::size_t{32} << 20;  // cuBLAS's advice for Hopper
 
-bool known_dtype(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
-bool known_similarity(Similarity s) { return s == Similarity::kCosine || s == Similarity::kDot; }
+bool known_dtype(DType d) {
+  return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16;
+}
+bool known_similarity(Similarity s) {
+  return s == Similarity::kCosine || s == Similarity::kDot;
+}
 bool known_reduction(Reduction r) {
   return r == Reduction::kMean || r == Reduction::kSum || r == Reduction::kNone;
 }
@@ -60,9 +64,10 @@ Status check_problem(const Params& p) {
                 static_cast<ll>(p.num_keys), static_cast<ll>(p.batch));
   }
   if (p.num_keys > kMaxExtent || p.dim > kMaxExtent) {
-    return fail(Status::kInvalidArgument,
-                "infonce: batch, num_keys and dim must each be < 2^31 (B = %lld, M = %lld, D = %lld)",
-                static_cast<ll>(p.batch), static_cast<ll>(p.num_keys), static_cast<ll>(p.dim));
+    return fail(
+        Status::kInvalidArgument,
+        "infonce: batch, num_keys and dim must each be < 2^31 (B = %lld, M = %lld, D = %lld)",
+        static_cast<ll>(p.batch), static_cast<ll>(p.num_keys), static_cast<ll>(p.dim));
   }
   if (p.positive_offset < 0 || p.positive_offset > p.num_keys - p.batch) {
     return fail(Status::kInvalidArgument,

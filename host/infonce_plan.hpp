@@ -18,8 +18,12 @@ constexpr std::int64_t kMaxExtent = (std::int64_t{1} << 31) - 1;
 /// The reference uses this (it runs every dtype); check() adds what the GPU path supports.
 CONTRASTIVE_API Status check_problem(const Params& params);
 
-inline std::int64_t q_stride(const Params& p) { return p.q_row_stride == 0 ? p.dim : p.q_row_stride; }
-inline std::int64_t k_stride(const Params& p) { return p.k_row_stride == 0 ? p.dim : p.k_row_stride; }
+inline std::int64_t q_stride(const Params& p) {
+  return p.q_row_stride == 0 ? p.dim : p.q_row_stride;
+}
+inline std::int64_t k_stride(const Params& p) {
+  return p.k_row_stride == 0 ? p.dim : p.k_row_stride;
+}
 
 /// Float offsets into the saved buffer; -1 for a piece this configuration does not use.
 struct SavedLayout {
@@ -48,8 +52,8 @@ struct WorkspacePlan {
   std::size_t row_logit_grad = kAbsent;  ///< (B) per-row sum of dLoss/dlogit * logit (temperature)
   std::size_t gemm_workspace = kAbsent;  ///< cuBLASLt scratch
   std::size_t gemm_workspace_bytes = 0;
-  std::size_t used_bytes = 0;            ///< bytes from the aligned base
-  std::size_t required_bytes = 0;        ///< what workspace_size() reports (with alignment slack)
+  std::size_t used_bytes = 0;      ///< bytes from the aligned base
+  std::size_t required_bytes = 0;  ///< what workspace_size() reports (with alignment slack)
 };
 
 /// Fails with kInvalidArgument when the sizes overflow 64-bit byte counts.

@@ -11,10 +11,10 @@
 namespace contrastive::reference {
 namespace {
 
-using contrastive::detail::fail;
-using infonce::Params;
 using contrastive::Reduction;
 using contrastive::Similarity;
+using contrastive::detail::fail;
+using infonce::Params;
 
 // Rows of x (rows, stride) as a dense (rows, dim) matrix, L2-normalized with norm clamped to eps
 // (cosine) or copied (dot). `norms` receives the unclamped norms.
@@ -84,7 +84,8 @@ std::vector<double> row_weights(const Params& p, const double* grad_loss) {
   std::vector<double> weights(static_cast<std::size_t>(p.batch));
   for (std::int64_t i = 0; i < p.batch; ++i) {
     double upstream = 1.0;
-    if (grad_loss != nullptr) upstream = p.reduction == Reduction::kNone ? grad_loss[i] : grad_loss[0];
+    if (grad_loss != nullptr)
+      upstream = p.reduction == Reduction::kNone ? grad_loss[i] : grad_loss[0];
     if (p.reduction == Reduction::kMean) upstream /= static_cast<double>(p.batch);
     weights[i] = p.symmetric ? 0.5 * upstream : upstream;
   }
@@ -149,7 +150,8 @@ Status infonce_backward(const Params& params, const double* q, const double* k,
   for (std::int64_t i = 0; i < b; ++i) {
     for (std::int64_t j = 0; j < m; ++j) {
       const double logit = f.logits[i * m + j];
-      double value = weights[i] * (std::exp(logit - f.row_lse[i]) - (j == i + params.positive_offset));
+      double value =
+          weights[i] * (std::exp(logit - f.row_lse[i]) - (j == i + params.positive_offset));
       if (params.symmetric) value += weights[j] * (std::exp(logit - f.col_lse[j]) - (i == j));
       g[i * m + j] = value;
       g_dot_logits += value * logit;

@@ -32,7 +32,9 @@ const char* status_string(Status status) noexcept {
   return "unknown status";
 }
 
-const char* last_error_message() noexcept { return g_last_error; }
+const char* last_error_message() noexcept {
+  return g_last_error;
+}
 
 std::size_t dtype_size(DType dtype) noexcept {
   switch (dtype) {

@@ -24,7 +24,9 @@ CONTRASTIVE_HOST_DEVICE inline float nan_propagating_max(float a, float b) {
   return (a != a || a > b) ? a : b;
 }
 
-CONTRASTIVE_HOST_DEVICE inline LseState lse_empty() { return {-INFINITY, 0.0f}; }
+CONTRASTIVE_HOST_DEVICE inline LseState lse_empty() {
+  return {-INFINITY, 0.0f};
+}
 
 /// Absorb one value with a single exp.
 CONTRASTIVE_HOST_DEVICE inline LseState lse_push(LseState state, float x) {

@@ -14,9 +14,9 @@
 namespace contrastive::kernels {
 namespace {
 
-constexpr int kRowThreads = 256;       // one block per row of the tile
-constexpr int kColumnWidth = 32;       // columns per block: a warp reads 128 contiguous bytes
-constexpr int kColumnRowGroups = 8;    // rows read in parallel for each column
+constexpr int kRowThreads = 256;     // one block per row of the tile
+constexpr int kColumnWidth = 32;     // columns per block: a warp reads 128 contiguous bytes
+constexpr int kColumnRowGroups = 8;  // rows read in parallel for each column
 constexpr int kSingleBlockThreads = 1024;
 
 __device__ float upstream_weight(const UpstreamGradient& upstream, std::int64_t index) {
@@ -48,8 +48,7 @@ __global__ __launch_bounds__(kRowThreads) void row_lse_tile_kernel(
 __global__ __launch_bounds__(kColumnWidth* kColumnRowGroups) void col_lse_tile_kernel(
     LogitsTile tile, LseState* __restrict__ col_state, bool first_tile) {
   __shared__ LseState partial[kColumnRowGroups][kColumnWidth];
-  const std::int64_t local_col =
-      static_cast<std::int64_t>(blockIdx.x) * kColumnWidth + threadIdx.x;
+  const std::int64_t local_col = static_cast<std::int64_t>(blockIdx.x) * kColumnWidth + threadIdx.x;
   LseState state = lse_empty();
   if (local_col < tile.cols) {
     for (std::int64_t r = threadIdx.y; r < tile.rows; r += kColumnRowGroups) {
@@ -132,7 +131,8 @@ __global__ __launch_bounds__(kSingleBlockThreads) void temperature_grad_kernel(
   using BlockReduce = cub::BlockReduce<double, kSingleBlockThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
   double total = 0.0;
-  for (std::int64_t i = threadIdx.x; i < batch; i += kSingleBlockThreads) total += row_logit_grad[i];
+  for (std::int64_t i = threadIdx.x; i < batch; i += kSingleBlockThreads)
+    total += row_logit_grad[i];
   total = BlockReduce(temp).Sum(total);
   // logits = sim / temperature, so dLoss/dtemperature = -(1 / temperature) * sum(G * logits).
   if (threadIdx.x == 0) *grad_temperature = static_cast<float>(-total / temperature);
@@ -177,8 +177,8 @@ cudaError_t launch_logits_backward_tile(const LogitsTile& tile, std::int64_t pos
 cudaError_t launch_temperature_grad(const float* row_logit_grad, std::int64_t batch,
                                     float temperature, float* grad_temperature,
                                     cudaStream_t stream) {
-  temperature_grad_kernel<<<1, kSingleBlockThreads, 0, stream>>>(row_logit_grad, batch,
-                                                                 temperature, grad_temperature);
+  temperature_grad_kernel<<<1, kSingleBlockThreads, 0, stream>>>(row_logit_grad, batch, temperature,
+                                                                 grad_temperature);
   return cudaGetLastError();
 }
 

@@ -207,8 +207,7 @@ struct BadCallCase {
   ExpectedMessage message;
 };
 
-class InfoNCEBadCall : public InfoNCEContract,
-                       public ::testing::WithParamInterface<BadCallCase> {};
+class InfoNCEBadCall : public InfoNCEContract, public ::testing::WithParamInterface<BadCallCase> {};
 
 TEST_P(InfoNCEBadCall, ReturnsItsStatusAndTouchesNothing) {
   const BadCallCase& c = GetParam();
@@ -227,8 +226,7 @@ const BadCallCase kBadCalls[] = {
     {"FewerKeysThanRows", Operation::kBackward, [](Call& c) { c.params.num_keys = 4; },
      Status::kInvalidArgument, text("infonce: num_keys (M = 4) must be >= batch (B = 8)")},
     {"OffsetPastTheEnd", Operation::kForward,
-     [](Call& c) { c.params.num_keys = 9, c.params.positive_offset = 2; },
-     Status::kInvalidArgument,
+     [](Call& c) { c.params.num_keys = 9, c.params.positive_offset = 2; }, Status::kInvalidArgument,
      text("infonce: positive_offset must be in [0, M - B] = [0, 1], got 2")},
     {"ZeroTemperature", Operation::kForward, [](Call& c) { c.params.temperature = 0.0f; },
      Status::kInvalidArgument, text("infonce: temperature must be finite and > 0, got 0")},
@@ -272,7 +270,8 @@ const BadCallCase kBadCalls[] = {
     {"MisalignedSaved", Operation::kBackward, [](Call& c) { c.saved = shifted(c.saved); },
      Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "saved", c.saved, 4); }},
     {"MisalignedGradQ", Operation::kBackward, [](Call& c) { c.grad_q = shifted(c.grad_q); },
-     Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "grad_q", c.grad_q, 4); }},
+     Status::kMisalignedPointer,
+     [](const Call& c) { return misaligned(c, "grad_q", c.grad_q, 4); }},
     {"MisalignedGradTemperature", Operation::kForwardBackward,
      [](Call& c) { c.grad_temperature = static_cast<float*>(shifted(c.grad_temperature)); },
      Status::kMisalignedPointer,

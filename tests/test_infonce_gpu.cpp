@@ -79,15 +79,17 @@ std::string test_name(const ::testing::TestParamInfo<GpuCase>& info) {
   return case_name(info.param);
 }
 
-void PrintTo(const GpuCase& c, std::ostream* out) { *out << case_name(c); }
+void PrintTo(const GpuCase& c, std::ostream* out) {
+  *out << case_name(c);
+}
 
 // Shapes from the awkward sizes (B, M in 1, 2, 3, 7, 33, 127, 1000, 4097; D in 1, 3, 64, 768,
 // 1000), kept small enough for the float64 reference. Every shape runs cosine and dot, symmetric
 // when square, at the three temperatures; reductions, offsets, forced tiles and row padding rotate.
 std::vector<GpuCase> gpu_cases() {
   const std::int64_t shapes[][3] = {
-      {1, 1, 1},     {1, 7, 3},      {2, 2, 64},      {3, 3, 1000},     {3, 127, 3},
-      {7, 7, 768},   {7, 33, 1},     {33, 33, 64},    {33, 1000, 768},  {127, 127, 1000},
+      {1, 1, 1},       {1, 7, 3},        {2, 2, 64},      {3, 3, 1000},    {3, 127, 3},
+      {7, 7, 768},     {7, 33, 1},       {33, 33, 64},    {33, 1000, 768}, {127, 127, 1000},
       {127, 4097, 64}, {1000, 1000, 64}, {1000, 4097, 3}, {4097, 4097, 1}};
   const float temperatures[] = {0.01f, 0.1f, 1.0f};
   const Reduction reductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};
@@ -100,7 +102,7 @@ std::vector<GpuCase> gpu_cases() {
         if (symmetric && b != m) continue;
         for (float temperature : temperatures) {
           GpuCase c{b, m, d, similarity, symmetric, temperature, reductions[rotation % 3],
-                    0,  0, 0, 0};
+                    0, 0, 0, 0};
           if (!symmetric && m > b) c.offset = rotation % 2 == 0 ? m - b : (m - b) / 2;
           if (rotation % 4 == 3) {  // ragged multi-tile walk: both edges partial
             c.tile_rows = std::max<std::int64_t>(1, b / 3 + 1);
@@ -122,7 +124,9 @@ struct Inputs {
   std::vector<double> q, k, grad_loss;  // q (B, q_stride), k (M, k_stride) as fp32-exact doubles
 };
 
-std::int64_t stride_of(std::int64_t stride, std::int64_t dim) { return stride == 0 ? dim : stride; }
+std::int64_t stride_of(std::int64_t stride, std::int64_t dim) {
+  return stride == 0 ? dim : stride;
+}
 
 // Gaussian rows; for dot, scaled to norms between 0.5 and 2 so that logits stay O(1/t) as with
 // real embeddings. Padding is NaN: the library must never read it.
@@ -181,7 +185,8 @@ Tolerances infonce_tolerances(const infonce::Params& p, const Inputs& in,
                               const reference::InfoNCEBackward& bwd) {
   const double u = kFp32UnitRoundoff;
   const std::int64_t b = p.batch, m = p.num_keys, d = p.dim;
-  const std::int64_t q_stride = stride_of(p.q_row_stride, d), k_stride = stride_of(p.k_row_stride, d);
+  const std::int64_t q_stride = stride_of(p.q_row_stride, d),
+                     k_stride = stride_of(p.k_row_stride, d);
   const bool cosine = p.similarity == Similarity::kCosine;
   const double inverse_temperature = 1.0 / p.temperature;
   // Norms of the rows the GEMMs see (1 for cosine) and what the normalization divides by.
@@ -189,17 +194,23 @@ Tolerances infonce_tolerances(const infonce::Params& p, const Inputs& in,
   double q_max = 0.0, k_max = 0.0;
   for (std::int64_t i = 0; i < b; ++i) {
     const double norm = row_norm(in.q, i, q_stride, d);
-    if (cosine) q_divisor[i] = std::max(norm, static_cast<double>(p.eps)); else q_rows[i] = norm;
+    if (cosine)
+      q_divisor[i] = std::max(norm, static_cast<double>(p.eps));
+    else
+      q_rows[i] = norm;
     q_max = std::max(q_max, q_rows[i]);
   }
   for (std::int64_t j = 0; j < m; ++j) {
     const double norm = row_norm(in.k, j, k_stride, d);
-    if (cosine) k_divisor[j] = std::max(norm, static_cast<double>(p.eps)); else k_rows[j] = norm;
+    if (cosine)
+      k_divisor[j] = std::max(norm, static_cast<double>(p.eps));
+    else
+      k_rows[j] = norm;
     k_max = std::max(k_max, k_rows[j]);
   }
   // A logit from a D-long fp32 dot product, then its log-sum-exp over M fp32 terms.
-  const double logit_error = kSafety * std::sqrt(static_cast<double>(d)) * u *
-                             inverse_temperature * q_max * k_max;
+  const double logit_error =
+      kSafety * std::sqrt(static_cast<double>(d)) * u * inverse_temperature * q_max * k_max;
   const double row_error = 2.0 * logit_error + (static_cast<double>(m) / 128.0 + 32.0) * u;
 
   Tolerances t;
@@ -223,8 +234,8 @@ Tolerances infonce_tolerances(const infonce::Params& p, const Inputs& in,
   for (std::int64_t i = 0; i < b; ++i) {
     for (std::int64_t j = 0; j < m; ++j) {
       const double logit = fwd.logits[i * m + j];
-      double size = std::fabs(bwd.grad_logits[i * m + j]) +
-                    row_weight[i] * std::exp(logit - fwd.row_lse[i]);
+      double size =
+          std::fabs(bwd.grad_logits[i * m + j]) + row_weight[i] * std::exp(logit - fwd.row_lse[i]);
       if (p.symmetric) size += col_weight[j] * std::exp(logit - fwd.col_lse[j]);
       q_magnitude[i] += size * k_rows[j];
       k_magnitude[j] += size * q_rows[i];
@@ -244,6 +255,23 @@ Tolerances infonce_tolerances(const infonce::Params& p, const Inputs& in,
   t.grad_temperature = kSafety * (row_error + std::sqrt(static_cast<double>(b * m)) * u) *
                        inverse_temperature * temperature_magnitude;
   return t;
+}
+
+// What the GPU must reproduce: the float64 forward and backward, and the allowed error.
+struct Expected {
+  reference::InfoNCEForward forward;
+  reference::InfoNCEBackward backward;
+  Tolerances tolerances;
+};
+
+Expected expected_for(const infonce::Params& p, const Inputs& in) {
+  Expected e;
+  EXPECT_EQ(reference::infonce_forward(p, in.q.data(), in.k.data(), &e.forward), Status::kSuccess);
+  EXPECT_EQ(
+      reference::infonce_backward(p, in.q.data(), in.k.data(), in.grad_loss.data(), &e.backward),
+      Status::kSuccess);
+  e.tolerances = infonce_tolerances(p, in, e.forward, e.backward);
+  return e;
 }
 
 // ---- The GPU side -----------------------------------------------------------------------------
@@ -293,12 +321,12 @@ struct DeviceProblem {
 
   infonce::ForwardArgs forward_args() { return {q.data(), k.data(), loss.data(), saved.data()}; }
   infonce::BackwardArgs backward_args() {
-    return {q.data(), k.data(), saved.data(), grad_loss.data(),
+    return {q.data(),      k.data(),      saved.data(),           grad_loss.data(),
             grad_q.data(), grad_k.data(), grad_temperature.data()};
   }
   infonce::ForwardBackwardArgs forward_backward_args() {
-    return {q.data(),      k.data(),      loss.data(),           saved.data(), grad_loss.data(),
-            grad_q.data(), grad_k.data(), grad_temperature.data()};
+    return {q.data(),         k.data(),      loss.data(),   saved.data(),
+            grad_loss.data(), grad_q.data(), grad_k.data(), grad_temperature.data()};
   }
 };
 
@@ -337,12 +365,14 @@ void expect_forward_matches(const DeviceProblem& gpu, const reference::InfoNCEFo
   if (p.similarity == Similarity::kCosine) {
     std::vector<double> inverse_norms;
     for (std::int64_t i = 0; i < p.batch; ++i) {
-      inverse_norms.push_back(1.0 / std::max(row_norm(in.q, i, stride_of(p.q_row_stride, p.dim),
-                                                      p.dim), static_cast<double>(p.eps)));
+      inverse_norms.push_back(1.0 /
+                              std::max(row_norm(in.q, i, stride_of(p.q_row_stride, p.dim), p.dim),
+                                       static_cast<double>(p.eps)));
     }
     for (std::int64_t j = 0; j < p.num_keys; ++j) {
-      inverse_norms.push_back(1.0 / std::max(row_norm(in.k, j, stride_of(p.k_row_stride, p.dim),
-                                                      p.dim), static_cast<double>(p.eps)));
+      inverse_norms.push_back(1.0 /
+                              std::max(row_norm(in.k, j, stride_of(p.k_row_stride, p.dim), p.dim),
+                                       static_cast<double>(p.eps)));
     }
     const std::vector<float> saved_norms(saved.begin() + next, saved.end());
     EXPECT_TRUE(all_close(saved_norms, inverse_norms, 0.0, 1e-6)) << "saved inverse norms";
@@ -354,8 +384,8 @@ void expect_backward_matches(const DeviceProblem& gpu, const reference::InfoNCEB
   const std::size_t d = static_cast<std::size_t>(gpu.params.dim);
   EXPECT_TRUE(all_close(gpu.grad_q.download(), bwd.grad_q, tol.grad_q, d)) << "grad_q";
   EXPECT_TRUE(all_close(gpu.grad_k.download(), bwd.grad_k, tol.grad_k, d)) << "grad_k";
-  EXPECT_TRUE(all_close(gpu.grad_temperature.download(), {bwd.grad_temperature},
-                        tol.grad_temperature))
+  EXPECT_TRUE(
+      all_close(gpu.grad_temperature.download(), {bwd.grad_temperature}, tol.grad_temperature))
       << "grad_temperature";
 }
 
@@ -365,12 +395,10 @@ TEST_P(InfoNCEGpu, MatchesTheFloat64Reference) {
   std::mt19937_64 engine(seed);
   const infonce::Params p = GetParam().params();
   const Inputs in = make_inputs(p, engine);
-  reference::InfoNCEForward fwd;
-  reference::InfoNCEBackward bwd;
-  ASSERT_EQ(reference::infonce_forward(p, in.q.data(), in.k.data(), &fwd), Status::kSuccess);
-  ASSERT_EQ(reference::infonce_backward(p, in.q.data(), in.k.data(), in.grad_loss.data(), &bwd),
-            Status::kSuccess);
-  const Tolerances tol = infonce_tolerances(p, in, fwd, bwd);
+  const Expected expected = expected_for(p, in);
+  const auto& fwd = expected.forward;
+  const auto& bwd = expected.backward;
+  const Tolerances& tol = expected.tolerances;
   DeviceProblem gpu(p, in);
 
   // forward, then backward from what it saved
@@ -390,8 +418,8 @@ TEST_P(InfoNCEGpu, MatchesTheFloat64Reference) {
   // forward_backward in one call, everything poisoned again
   gpu.poison_outputs();
   gpu.saved.poison();
-  ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(),
-                                      gpu.workspace.data(), gpu.workspace_bytes, stream_),
+  ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(), gpu.workspace.data(),
+                                      gpu.workspace_bytes, stream_),
             Status::kSuccess)
       << last_error_message();
   synchronize();
@@ -402,8 +430,8 @@ TEST_P(InfoNCEGpu, MatchesTheFloat64Reference) {
   const std::vector<float> grad_q = gpu.grad_q.download(), grad_k = gpu.grad_k.download();
   const std::vector<float> loss = gpu.loss.download();
   gpu.poison_outputs();
-  ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(),
-                                      gpu.workspace.data(), gpu.workspace_bytes, stream_),
+  ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(), gpu.workspace.data(),
+                                      gpu.workspace_bytes, stream_),
             Status::kSuccess);
   synchronize();
   EXPECT_EQ(std::memcmp(loss.data(), gpu.loss.download().data(), loss.size() * 4), 0);
@@ -413,7 +441,8 @@ TEST_P(InfoNCEGpu, MatchesTheFloat64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Sweep, InfoNCEGpu, ::testing::ValuesIn(gpu_cases()), test_name);
 
-// ---- Single scenarios -----------------------------------------------------------------------------
+// ---- Single scenarios
+// -----------------------------------------------------------------------------
 
 class InfoNCEGpuScenario : public InfoNCEGpu {};
 
@@ -425,21 +454,15 @@ TEST_F(InfoNCEGpuScenario, SeedNotebookExample) {
   p.temperature = seed::InfoNCEInputs::kTemperature;
   // The GPU takes fp32: compare with the reference on the same rounded inputs.
   const Inputs rounded{round_to_float(seed.z1), round_to_float(seed.z2), {1.0}};
-  reference::InfoNCEForward fwd;
-  reference::InfoNCEBackward bwd;
-  ASSERT_EQ(reference::infonce_forward(p, rounded.q.data(), rounded.k.data(), &fwd),
-            Status::kSuccess);
-  ASSERT_EQ(reference::infonce_backward(p, rounded.q.data(), rounded.k.data(), nullptr, &bwd),
-            Status::kSuccess);
+  const Expected expected = expected_for(p, rounded);
   DeviceProblem gpu(p, rounded);
-  ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(),
-                                      gpu.workspace.data(), gpu.workspace_bytes, stream_),
+  ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(), gpu.workspace.data(),
+                                      gpu.workspace_bytes, stream_),
             Status::kSuccess)
       << last_error_message();
   synchronize();
-  const Tolerances tol = infonce_tolerances(p, rounded, fwd, bwd);
-  expect_forward_matches(gpu, fwd, rounded, tol);
-  expect_backward_matches(gpu, bwd, tol);
+  expect_forward_matches(gpu, expected.forward, rounded, expected.tolerances);
+  expect_backward_matches(gpu, expected.backward, expected.tolerances);
 }
 
 // A frozen tower: skipping grad_k (or all but the temperature) leaves the rest unchanged.
@@ -451,12 +474,9 @@ TEST_F(InfoNCEGpuScenario, OptionalGradientOutputs) {
   p.dim = 24;
   p.positive_offset = 5;
   const Inputs in = make_inputs(p, engine);
-  reference::InfoNCEForward fwd;
-  reference::InfoNCEBackward bwd;
-  ASSERT_EQ(reference::infonce_forward(p, in.q.data(), in.k.data(), &fwd), Status::kSuccess);
-  ASSERT_EQ(reference::infonce_backward(p, in.q.data(), in.k.data(), in.grad_loss.data(), &bwd),
-            Status::kSuccess);
-  const Tolerances tol = infonce_tolerances(p, in, fwd, bwd);
+  const Expected expected = expected_for(p, in);
+  const auto& bwd = expected.backward;
+  const Tolerances& tol = expected.tolerances;
   DeviceProblem gpu(p, in);
   infonce::ForwardBackwardArgs args = gpu.forward_backward_args();
   args.grad_k = nullptr;
@@ -473,8 +493,8 @@ TEST_F(InfoNCEGpuScenario, OptionalGradientOutputs) {
                               gpu.workspace_bytes, stream_),
             Status::kSuccess);
   synchronize();
-  EXPECT_TRUE(all_close(gpu.grad_temperature.download(), {bwd.grad_temperature},
-                        tol.grad_temperature));
+  EXPECT_TRUE(
+      all_close(gpu.grad_temperature.download(), {bwd.grad_temperature}, tol.grad_temperature));
   for (float value : gpu.grad_q.download()) ASSERT_TRUE(std::isnan(value)) << "grad_q was written";
 }
 
@@ -487,8 +507,8 @@ TEST_F(InfoNCEGpuScenario, CApiMatchesCpp) {
   p.symmetric = true;
   const Inputs in = make_inputs(p, engine);
   DeviceProblem cpp(p, in), c(p, in);
-  ASSERT_EQ(infonce::forward_backward(handle_, p, cpp.forward_backward_args(),
-                                      cpp.workspace.data(), cpp.workspace_bytes, stream_),
+  ASSERT_EQ(infonce::forward_backward(handle_, p, cpp.forward_backward_args(), cpp.workspace.data(),
+                                      cpp.workspace_bytes, stream_),
             Status::kSuccess);
   contrastive_handle_t handle = nullptr;
   ASSERT_EQ(contrastive_create(&handle, -1), CONTRASTIVE_SUCCESS);
@@ -521,8 +541,8 @@ TEST_F(InfoNCEGpuScenario, ZeroVectorStaysFinite) {
   std::fill(in.q.begin(), in.q.begin() + p.dim, 0.0);
   std::fill(in.k.begin() + 3 * p.dim, in.k.begin() + 4 * p.dim, 0.0);
   DeviceProblem gpu(p, in);
-  ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(),
-                                      gpu.workspace.data(), gpu.workspace_bytes, stream_),
+  ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(), gpu.workspace.data(),
+                                      gpu.workspace_bytes, stream_),
             Status::kSuccess);
   synchronize();
   for (float value : gpu.loss.download()) EXPECT_TRUE(std::isfinite(value));

@@ -86,8 +86,7 @@ const BadParamsCase kBadParams[] = {
     {"ZeroEps", [](Params& p) { p.eps = 0.0f; }, Status::kInvalidArgument,
      "infonce: eps must be finite and > 0, got 0"},
     {"SymmetricRectangular", [](Params& p) { p.num_keys = 9, p.symmetric = true; },
-     Status::kInvalidArgument,
-     "infonce: symmetric mode needs num_keys == batch, got M = 9, B = 8"},
+     Status::kInvalidArgument, "infonce: symmetric mode needs num_keys == batch, got M = 9, B = 8"},
     {"NegativeTile", [](Params& p) { p.tile_rows = -1; }, Status::kInvalidArgument,
      "infonce: tile_rows and tile_cols must be >= 0 (0: whole), got -1 x 0"},
     {"StrideOverflows64Bits", [](Params& p) { p.q_row_stride = std::int64_t{1} << 62; },
@@ -121,8 +120,9 @@ TEST(InfoNCECheck, WorkspaceThatOverflows64BitsIsRefused) {
   p.batch = p.num_keys = (std::int64_t{1} << 31) - 1;
   std::size_t bytes = 0;
   EXPECT_EQ(infonce::workspace_size(p, &bytes), Status::kInvalidArgument);
-  EXPECT_STREQ(last_error_message(),
-               "infonce: the workspace for B = 2147483647, M = 2147483647, D = 16 overflows 64 bits");
+  EXPECT_STREQ(
+      last_error_message(),
+      "infonce: the workspace for B = 2147483647, M = 2147483647, D = 16 overflows 64 bits");
   p.tile_rows = p.tile_cols = 4096;  // tiled, the same problem needs O((B + M) D) only
   EXPECT_EQ(infonce::workspace_size(p, &bytes), Status::kSuccess);
 }
@@ -175,11 +175,8 @@ TEST(TilePlan, ZeroMeansOneTile) {
 
 // Every (row, column) of the matrix lies in exactly one tile, edges included.
 TEST(TilePlan, TilesCoverTheMatrixExactlyOnce) {
-  for (auto [rows, cols, tile_rows, tile_cols] :
-       std::vector<std::array<std::int64_t, 4>>{{4097, 12289, 1024, 2048},
-                                                {33, 7, 5, 3},
-                                                {1, 1, 1, 1},
-                                                {127, 1000, 127, 999}}) {
+  for (auto [rows, cols, tile_rows, tile_cols] : std::vector<std::array<std::int64_t, 4>>{
+           {4097, 12289, 1024, 2048}, {33, 7, 5, 3}, {1, 1, 1, 1}, {127, 1000, 127, 999}}) {
     const auto plan = detail::make_tile_plan(rows, cols, tile_rows, tile_cols);
     std::vector<int> row_hits(rows, 0), col_hits(cols, 0);
     for (std::int64_t r = 0; r < plan.row_tiles(); ++r) {

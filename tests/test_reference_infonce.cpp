@@ -103,7 +103,8 @@ TEST_P(ReferenceFiniteDifferences, GradientsMatchCentralDifferences) {
       problem.k[d] *= 0.1 / std::sqrt(static_cast<double>(p.dim));
     }
   }
-  const std::size_t outputs = c.reduction == Reduction::kNone ? static_cast<std::size_t>(p.batch) : 1;
+  const std::size_t outputs =
+      c.reduction == Reduction::kNone ? static_cast<std::size_t>(p.batch) : 1;
   const std::vector<double> upstream = random_normal(outputs, engine);
   const InfoNCEBackward analytic = backward(problem, upstream);
 
@@ -131,7 +132,8 @@ TEST_P(ReferenceFiniteDifferences, GradientsMatchCentralDifferences) {
 
   // The temperature is a float: step between two exactly representable neighbours.
   const float temperature = p.temperature;
-  const float above = temperature * (1.0f + 1.0f / 1024), below = temperature * (1.0f - 1.0f / 1024);
+  const float above = temperature * (1.0f + 1.0f / 1024),
+              below = temperature * (1.0f - 1.0f / 1024);
   p.temperature = above;
   const double plus = objective(problem, upstream);
   p.temperature = below;
@@ -353,7 +355,8 @@ TEST(ReferenceInfoNCE, IgnoresTheGpuDtype) {
             Status::kSuccess);
 }
 
-// ---- The seed notebook ---------------------------------------------------------------------------
+// ---- The seed notebook
+// ---------------------------------------------------------------------------
 
 TEST(ReferenceInfoNCE, MatchesTheSeedNotebook) {
   const std::vector<double> z1 = testing::golden_numbers("seed_infonce.json", "z1");

@@ -68,6 +68,7 @@ int main() {
     cudaFree(pointer);
   }
   std::printf("GPU loss %.6f (%s)\n", loss, contrastive::status_string(status));
-  const bool close = std::fabs(loss - expected.loss[0]) <= 1e-4 * (1.0 + std::fabs(expected.loss[0]));
+  const bool close =
+      std::fabs(loss - expected.loss[0]) <= 1e-4 * (1.0 + std::fabs(expected.loss[0]));
   return status == Status::kSuccess && close ? 0 : 1;
 }

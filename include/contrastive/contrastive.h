@@ -32,7 +32,11 @@ enum {
 };
 
 enum { CONTRASTIVE_DTYPE_F32 = 0, CONTRASTIVE_DTYPE_F16 = 1, CONTRASTIVE_DTYPE_BF16 = 2 };
-enum { CONTRASTIVE_REDUCTION_MEAN = 0, CONTRASTIVE_REDUCTION_SUM = 1, CONTRASTIVE_REDUCTION_NONE = 2 };
+enum {
+  CONTRASTIVE_REDUCTION_MEAN = 0,
+  CONTRASTIVE_REDUCTION_SUM = 1,
+  CONTRASTIVE_REDUCTION_NONE = 2
+};
 enum { CONTRASTIVE_SIMILARITY_COSINE = 0, CONTRASTIVE_SIMILARITY_DOT = 1 };
 
 /** Opaque handle; one per thread. */
@@ -73,7 +77,8 @@ CONTRASTIVE_API int contrastive_infonce_workspace_size(const contrastive_infonce
 CONTRASTIVE_API int contrastive_infonce_saved_size(const contrastive_infonce_params_t* params,
                                                    size_t* bytes);
 
-/** q (B, q_row_stride), k (M, k_row_stride): device, dtype. loss: device (1) or (B). saved: device. */
+/** q (B, q_row_stride), k (M, k_row_stride): device, dtype. loss: device (1) or (B). saved: device.
+ */
 CONTRASTIVE_API int contrastive_infonce_forward(contrastive_handle_t handle,
                                                 const contrastive_infonce_params_t* params,
                                                 const void* q, const void* k, float* loss,
@@ -82,13 +87,10 @@ CONTRASTIVE_API int contrastive_infonce_forward(contrastive_handle_t handle,
 
 /** grad_loss: device (1) or (B), or null for 1. grad_q (B, D), grad_k (M, D), grad_temperature (1):
  *  device, each may be null to skip it (not all three). */
-CONTRASTIVE_API int contrastive_infonce_backward(contrastive_handle_t handle,
-                                                 const contrastive_infonce_params_t* params,
-                                                 const void* q, const void* k, const void* saved,
-                                                 const float* grad_loss, void* grad_q, void* grad_k,
-                                                 float* grad_temperature, void* workspace,
-                                                 size_t workspace_bytes,
-                                                 struct CUstream_st* stream);
+CONTRASTIVE_API int contrastive_infonce_backward(
+    contrastive_handle_t handle, const contrastive_infonce_params_t* params, const void* q,
+    const void* k, const void* saved, const float* grad_loss, void* grad_q, void* grad_k,
+    float* grad_temperature, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
 
 CONTRASTIVE_API int contrastive_infonce_forward_backward(
     contrastive_handle_t handle, const contrastive_infonce_params_t* params, const void* q,

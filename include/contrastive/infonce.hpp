@@ -34,10 +34,10 @@ struct Params {
   DType dtype = DType::kF32;         ///< element type of Q, K and of the gradients
   Similarity similarity = Similarity::kCosine;
   Reduction reduction = Reduction::kMean;
-  float temperature = 0.1f;          ///< > 0 and finite; logits are sim / temperature
-  float eps = 1e-12f;                ///< cosine only: norms are clamped to at least eps; > 0
-  bool symmetric = false;            ///< CLIP: average row and column losses; needs M == B
-  bool allow_tf32 = false;           ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
+  float temperature = 0.1f;  ///< > 0 and finite; logits are sim / temperature
+  float eps = 1e-12f;        ///< cosine only: norms are clamped to at least eps; > 0
+  bool symmetric = false;    ///< CLIP: average row and column losses; needs M == B
+  bool allow_tf32 = false;   ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
   /// Tile of the similarity matrix processed at a time (rows x columns). 0 means the whole
   /// dimension: one tile, the materialized path. Smaller tiles bound the workspace by the tile
   /// instead of B x M at the cost of recomputing logits in backward.
@@ -56,25 +56,25 @@ struct ForwardArgs {
 /// Inputs and outputs of backward(). Device pointers. Gradient outputs are dense (row stride D).
 /// A null gradient output is skipped (e.g. a frozen key tower); at least one must be set.
 struct BackwardArgs {
-  const void* q = nullptr;           ///< (B, q_row_stride), as given to forward()
-  const void* k = nullptr;           ///< (M, k_row_stride), as given to forward()
-  const void* saved = nullptr;       ///< what forward() wrote for the same Params and inputs
-  const float* grad_loss = nullptr;  ///< upstream gradient: (1), or (B) for kNone; null means 1
-  void* grad_q = nullptr;            ///< (B, D) dtype, written (not accumulated)
-  void* grad_k = nullptr;            ///< (M, D) dtype, written (not accumulated)
-  float* grad_temperature = nullptr; ///< (1): dLoss/dtemperature, scaled by grad_loss
+  const void* q = nullptr;            ///< (B, q_row_stride), as given to forward()
+  const void* k = nullptr;            ///< (M, k_row_stride), as given to forward()
+  const void* saved = nullptr;        ///< what forward() wrote for the same Params and inputs
+  const float* grad_loss = nullptr;   ///< upstream gradient: (1), or (B) for kNone; null means 1
+  void* grad_q = nullptr;             ///< (B, D) dtype, written (not accumulated)
+  void* grad_k = nullptr;             ///< (M, D) dtype, written (not accumulated)
+  float* grad_temperature = nullptr;  ///< (1): dLoss/dtemperature, scaled by grad_loss
 };
 
 /// Inputs and outputs of forward_backward(): the training step in one call.
 struct ForwardBackwardArgs {
-  const void* q = nullptr;           ///< (B, q_row_stride)
-  const void* k = nullptr;           ///< (M, k_row_stride)
-  float* loss = nullptr;             ///< (1) or (B)
-  void* saved = nullptr;             ///< saved_size() bytes
-  const float* grad_loss = nullptr;  ///< (1) or (B); null means 1
-  void* grad_q = nullptr;            ///< (B, D) or null
-  void* grad_k = nullptr;            ///< (M, D) or null
-  float* grad_temperature = nullptr; ///< (1) or null
+  const void* q = nullptr;            ///< (B, q_row_stride)
+  const void* k = nullptr;            ///< (M, k_row_stride)
+  float* loss = nullptr;              ///< (1) or (B)
+  void* saved = nullptr;              ///< saved_size() bytes
+  const float* grad_loss = nullptr;   ///< (1) or (B); null means 1
+  void* grad_q = nullptr;             ///< (B, D) or null
+  void* grad_k = nullptr;             ///< (M, D) or null
+  float* grad_temperature = nullptr;  ///< (1) or null
 };
 
 /// Validate `params` (no device needed). Returns kInvalidArgument or kNotSupported with a message.
@@ -93,8 +93,9 @@ CONTRASTIVE_API Status forward(const Handle& handle, const Params& params, const
                                void* workspace, std::size_t workspace_bytes, Stream stream);
 
 /// Gradients for Q, K and the temperature from what forward() saved. Recomputes the logits.
-CONTRASTIVE_API Status backward(const Handle& handle, const Params& params, const BackwardArgs& args,
-                                void* workspace, std::size_t workspace_bytes, Stream stream);
+CONTRASTIVE_API Status backward(const Handle& handle, const Params& params,
+                                const BackwardArgs& args, void* workspace,
+                                std::size_t workspace_bytes, Stream stream);
 
 /// forward() then backward() in one call; with a single tile the logits are computed once.
 CONTRASTIVE_API Status forward_backward(const Handle& handle, const Params& params,

@@ -19,9 +19,9 @@ struct InfoNCEForward {
 };
 
 struct InfoNCEBackward {
-  std::vector<double> grad_q;     ///< (B, D) dense
-  std::vector<double> grad_k;     ///< (M, D) dense
-  double grad_temperature = 0.0;  ///< dLoss/dtemperature
+  std::vector<double> grad_q;       ///< (B, D) dense
+  std::vector<double> grad_k;       ///< (M, D) dense
+  double grad_temperature = 0.0;    ///< dLoss/dtemperature
   std::vector<double> grad_logits;  ///< (B, M) dLoss/dlogits, for diagnostics and error bounds
 };
 

@@ -7,19 +7,19 @@
 namespace contrastive {
 
 /// Result of every library call. Values are stable: the C API returns the same integers.
-enum class [[nodiscard]] Status : int {
-  kSuccess = 0,
-  kInvalidArgument = 1,     ///< a size, offset, stride or scalar is out of range
-  kNullPointer = 2,         ///< a required pointer is null
-  kMisalignedPointer = 3,   ///< a pointer is not aligned to its element type
-  kWorkspaceTooSmall = 4,   ///< workspace smaller than workspace_size() asked for, or null
-  kNotSupported = 5,        ///< a valid request this build does not implement (e.g. a dtype)
-  kInvalidHandle = 6,       ///< an empty, moved-from or destroyed handle
-  kWrongDevice = 7,         ///< the current CUDA device is not the handle's device
-  kNoDevice = 8,            ///< no usable CUDA device (no driver, or no GPU)
-  kCudaError = 9,           ///< the CUDA runtime reported an error
-  kCublasError = 10,        ///< cuBLAS/cuBLASLt reported an error
-  kInternalError = 11,      ///< a bug in the library
+enum class [[nodiscard]] Status : int{
+    kSuccess = 0,
+    kInvalidArgument = 1,    ///< a size, offset, stride or scalar is out of range
+    kNullPointer = 2,        ///< a required pointer is null
+    kMisalignedPointer = 3,  ///< a pointer is not aligned to its element type
+    kWorkspaceTooSmall = 4,  ///< workspace smaller than workspace_size() asked for, or null
+    kNotSupported = 5,       ///< a valid request this build does not implement (e.g. a dtype)
+    kInvalidHandle = 6,      ///< an empty, moved-from or destroyed handle
+    kWrongDevice = 7,        ///< the current CUDA device is not the handle's device
+    kNoDevice = 8,           ///< no usable CUDA device (no driver, or no GPU)
+    kCudaError = 9,          ///< the CUDA runtime reported an error
+    kCublasError = 10,       ///< cuBLAS/cuBLASLt reported an error
+    kInternalError = 11,     ///< a bug in the library
 };
 
 /// A short name for `status`, e.g. "invalid argument". Never null.

@@ -31,7 +31,8 @@ enum class Reduction : int {
 
 /// How a query row and a key row are compared before the temperature is applied.
 enum class Similarity : int {
-  kCosine = 0,  ///< dot product of L2-normalized rows (eps-clamped norm, as torch.nn.functional.normalize)
+  kCosine = 0,  ///< dot product of L2-normalized rows (eps-clamped norm, as
+                ///< torch.nn.functional.normalize)
   kDot = 1,     ///< plain dot product
 };
 

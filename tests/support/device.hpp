@@ -29,12 +29,12 @@ inline bool gpu_usable(std::string* why) {
   return reason.empty();
 }
 
-#define CONTRASTIVE_SKIP_WITHOUT_GPU()                              \
-  do {                                                              \
-    std::string contrastive_skip_reason_;                           \
+#define CONTRASTIVE_SKIP_WITHOUT_GPU()                                    \
+  do {                                                                    \
+    std::string contrastive_skip_reason_;                                 \
     if (!::contrastive::testing::gpu_usable(&contrastive_skip_reason_)) { \
-      GTEST_SKIP() << contrastive_skip_reason_;                     \
-    }                                                               \
+      GTEST_SKIP() << contrastive_skip_reason_;                           \
+    }                                                                     \
   } while (0)
 
 /// A device allocation of `count` elements of T, poisoned on creation.
