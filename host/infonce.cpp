@@ -1,63 +1,39 @@
 // InfoNCE on the GPU: argument checks, workspace carving and the tile loop of DESIGN.md section 3.
 //
-// forward:  [normalize Q, K] -> for each tile: GEMM logits = Q_hat K_hat^T / t, merge row (and
-//           column) log-sum-exp, pick positives -> finalize lse and the loss.
+// forward:  [normalize Q, K] -> for each tile: GEMM logits = s Q_hat K_hat^T, merge row (and
+//           positive-column) log-sum-exp, pick positives -> finalize lse and the loss.
 // backward: [rebuild Q_hat, K_hat from saved inverse norms] -> for each tile: GEMM logits (unless
-//           still resident), turn them into G = dLoss/dlogits in place, dQ_hat (+)= G K_hat / t,
-//           dK_hat (+)= G^T Q_hat / t -> normalization backward, temperature gradient.
-// With one tile (the default) forward_backward computes the logits once: three GEMMs in all.
+//           still resident), turn them into G = dLoss/dlogits in place, dQ_hat (+)= s G K_hat,
+//           dK_hat (+)= s G^T Q_hat -> normalization backward, temperature (or scale) gradient.
+// s is 1/temperature (or MNR's scale). With one tile (the default) forward_backward computes the
+// logits once: three GEMMs in all.
+#include <algorithm>
 #include <cstdint>
 
 #include "contrastive/infonce.hpp"
+#include "host/arguments.hpp"
 #include "host/error.hpp"
 #include "host/gemm.hpp"
 #include "host/handle_impl.hpp"
 #include "host/infonce_plan.hpp"
-#include "host/workspace.hpp"
+#include "host/infonce_run.hpp"
 #include "kernels/normalize.hpp"
+#include "kernels/reduce.hpp"
 #include "kernels/softmax_xent.hpp"
 
 namespace contrastive::infonce {
+namespace detail {
 namespace {
 
 using contrastive::detail::Extent;
 using contrastive::detail::fail;
 using contrastive::detail::gemm;
+using contrastive::detail::require_alignment;
+using contrastive::detail::require_tensor;
 using contrastive::detail::RowMajorGemm;
-using detail::WorkspacePlan;
+using contrastive::detail::workspace_piece;
 using kernels::LogitsTile;
 using kernels::LseState;
-
-#define CONTRASTIVE_TRY_CUDA(call, what)                                       \
-  do {                                                                         \
-    const cudaError_t contrastive_cuda_error_ = (call);                        \
-    if (contrastive_cuda_error_ != cudaSuccess) {                              \
-      return contrastive::detail::cuda_failure(what, contrastive_cuda_error_); \
-    }                                                                          \
-  } while (0)
-
-// ---- Argument checks (host only; nothing is launched before all of them pass) ----------------
-
-Status require_pointer(const void* pointer, const char* call, const char* name) {
-  if (pointer == nullptr) return fail(Status::kNullPointer, "infonce::%s: %s is null", call, name);
-  return Status::kSuccess;
-}
-
-Status require_alignment(const void* pointer, std::size_t alignment, const char* call,
-                         const char* name) {
-  if (pointer != nullptr && reinterpret_cast<std::uintptr_t>(pointer) % alignment != 0) {
-    return fail(Status::kMisalignedPointer, "infonce::%s: %s (%p) is not aligned to %zu bytes",
-                call, name, pointer, alignment);
-  }
-  return Status::kSuccess;
-}
-
-// Inputs and outputs present and aligned to their element types.
-Status require_tensor(const void* pointer, std::size_t alignment, const char* call,
-                      const char* name) {
-  CONTRASTIVE_TRY(require_pointer(pointer, call, name));
-  return require_alignment(pointer, alignment, call, name);
-}
 
 // ---- Buffers -----------------------------------------------------------------------------------
 
@@ -75,37 +51,23 @@ struct Scratch {
   void* gemm_workspace = nullptr;
 };
 
-template <typename T>
-T* piece(void* base, std::size_t offset) {
-  if (offset == WorkspacePlan::kAbsent) return nullptr;
-  return reinterpret_cast<T*>(static_cast<char*>(base) + offset);
-}
-
 Status carve_workspace(const Params& params, void* workspace, std::size_t bytes, const char* call,
                        Scratch* scratch) {
-  CONTRASTIVE_TRY(detail::plan_workspace(params, &scratch->plan));
+  CONTRASTIVE_TRY(plan_workspace(params, &scratch->plan));
   const WorkspacePlan& plan = scratch->plan;
-  if (workspace == nullptr && bytes != 0) {
-    return fail(Status::kNullPointer, "infonce::%s: workspace is null but workspace_bytes is %zu",
-                call, bytes);
-  }
-  if (workspace == nullptr || bytes < plan.required_bytes ||
-      !contrastive::detail::workspace_fits(workspace, bytes, plan.used_bytes)) {
-    return fail(Status::kWorkspaceTooSmall,
-                "infonce::%s: workspace of %zu bytes is too small: workspace_size() asks for %zu",
-                call, bytes, plan.required_bytes);
-  }
+  CONTRASTIVE_TRY(contrastive::detail::require_workspace(workspace, bytes, plan.required_bytes,
+                                                         plan.used_bytes, call));
   void* base = contrastive::detail::align_workspace(workspace);
-  scratch->logits_tile = piece<float>(base, plan.logits_tile);
-  scratch->q_hat = piece<float>(base, plan.q_hat);
-  scratch->k_hat = piece<float>(base, plan.k_hat);
-  scratch->grad_q_hat = piece<float>(base, plan.grad_q_hat);
-  scratch->grad_k_hat = piece<float>(base, plan.grad_k_hat);
-  scratch->row_state = piece<LseState>(base, plan.row_state);
-  scratch->col_state = piece<LseState>(base, plan.col_state);
-  scratch->positive_logit = piece<float>(base, plan.positive_logit);
-  scratch->row_logit_grad = piece<float>(base, plan.row_logit_grad);
-  scratch->gemm_workspace = piece<void>(base, plan.gemm_workspace);
+  scratch->logits_tile = workspace_piece<float>(base, plan.logits_tile);
+  scratch->q_hat = workspace_piece<float>(base, plan.q_hat);
+  scratch->k_hat = workspace_piece<float>(base, plan.k_hat);
+  scratch->grad_q_hat = workspace_piece<float>(base, plan.grad_q_hat);
+  scratch->grad_k_hat = workspace_piece<float>(base, plan.grad_k_hat);
+  scratch->row_state = workspace_piece<LseState>(base, plan.row_state);
+  scratch->col_state = workspace_piece<LseState>(base, plan.col_state);
+  scratch->positive_logit = workspace_piece<float>(base, plan.positive_logit);
+  scratch->row_logit_grad = workspace_piece<float>(base, plan.row_logit_grad);
+  scratch->gemm_workspace = workspace_piece<void>(base, plan.gemm_workspace);
   return Status::kSuccess;
 }
 
@@ -116,9 +78,9 @@ struct SavedView {
   float* k_inv_norm = nullptr;
 };
 
-SavedView view_saved(const Params& params, const void* saved) {
-  const detail::SavedLayout layout = detail::saved_layout(params);
-  auto* base = static_cast<float*>(const_cast<void*>(saved));
+SavedView view_saved(const Params& params, void* saved) {
+  const SavedLayout layout = saved_layout(params);
+  auto* base = static_cast<float*>(saved);
   auto at = [base](std::int64_t offset) { return offset < 0 ? nullptr : base + offset; };
   return {at(layout.row_lse), at(layout.col_lse), at(layout.q_inv_norm), at(layout.k_inv_norm)};
 }
@@ -131,13 +93,19 @@ struct Operands {
   std::int64_t ldk = 0;
 };
 
+struct Gradients {
+  const float* grad_loss = nullptr;
+  float* grad_q = nullptr;
+  float* grad_k = nullptr;
+  float* grad_scalar = nullptr;
+};
+
 struct Call {
   const Handle& handle;
   const Params& params;
+  LogitScale logit_scale;
   Scratch scratch;
   cudaStream_t stream;
-
-  float inverse_temperature() const { return 1.0f / params.temperature; }
 };
 
 // ---- Steps -------------------------------------------------------------------------------------
@@ -148,19 +116,19 @@ Status prepare_operands(const Call& call, const float* q, const float* k, const 
                         bool use_saved_norms, Operands* operands) {
   const Params& p = call.params;
   if (p.similarity == Similarity::kDot) {
-    *operands = {q, detail::q_stride(p), k, detail::k_stride(p)};
+    *operands = {q, q_stride(p), k, k_stride(p)};
     return Status::kSuccess;
   }
   const Scratch& s = call.scratch;
-  CONTRASTIVE_TRY_CUDA(kernels::launch_normalize_rows(q, p.batch, detail::q_stride(p), p.dim, p.eps,
+  CONTRASTIVE_TRY_CUDA(kernels::launch_normalize_rows(q, p.batch, q_stride(p), p.dim, p.eps,
                                                       use_saved_norms ? saved.q_inv_norm : nullptr,
                                                       use_saved_norms ? nullptr : saved.q_inv_norm,
                                                       s.q_hat, call.stream),
                        "normalize_rows(Q) launch");
-  CONTRASTIVE_TRY_CUDA(kernels::launch_normalize_rows(
-                           k, p.num_keys, detail::k_stride(p), p.dim, p.eps,
-                           use_saved_norms ? saved.k_inv_norm : nullptr,
-                           use_saved_norms ? nullptr : saved.k_inv_norm, s.k_hat, call.stream),
+  CONTRASTIVE_TRY_CUDA(kernels::launch_normalize_rows(k, p.num_keys, k_stride(p), p.dim, p.eps,
+                                                      use_saved_norms ? saved.k_inv_norm : nullptr,
+                                                      use_saved_norms ? nullptr : saved.k_inv_norm,
+                                                      s.k_hat, call.stream),
                        "normalize_rows(K) launch");
   *operands = {s.q_hat, p.dim, s.k_hat, p.dim};
   return Status::kSuccess;
@@ -175,14 +143,32 @@ LogitsTile tile_view(const Call& call, Extent rows, Extent cols) {
           cols.size};
 }
 
-// logits[rows, cols] = Q_hat[rows] K_hat[cols]^T / temperature
+// logits[rows, cols] = s Q_hat[rows] K_hat[cols]^T
 Status compute_logits(const Call& call, const Operands& operands, Extent rows, Extent cols) {
   const RowMajorGemm g = contrastive::detail::logits_product(
       operands.q + rows.begin * operands.ldq, operands.ldq, operands.k + cols.begin * operands.ldk,
       operands.ldk, rows.size, cols.size, call.params.dim, call.scratch.logits_tile,
-      call.scratch.plan.tiles.tile_cols, call.inverse_temperature());
+      call.scratch.plan.tiles.tile_cols, call.logit_scale.scale);
   return gemm(call.handle, g, call.params.allow_tf32, call.scratch.gemm_workspace,
               call.scratch.plan.gemm_workspace_bytes, call.stream);
+}
+
+// Symmetric mode: the part of a tile inside the positive columns [offset, offset + B) goes into
+// their column states.
+Status merge_positive_columns(const Call& call, const LogitsTile& tile, bool first_row_tile) {
+  const Params& p = call.params;
+  const std::int64_t begin = std::max(tile.col0, p.positive_offset);
+  const std::int64_t end = std::min(tile.col0 + tile.cols, p.positive_offset + p.batch);
+  if (begin >= end) return Status::kSuccess;
+  LogitsTile part = tile;
+  part.data += begin - tile.col0;
+  part.col0 = begin;
+  part.cols = end - begin;
+  CONTRASTIVE_TRY_CUDA(
+      kernels::launch_col_lse_tile(part, call.scratch.col_state + (begin - p.positive_offset),
+                                   first_row_tile, call.stream),
+      "col_lse_tile launch");
+  return Status::kSuccess;
 }
 
 Status run_forward(const Call& call, const float* q, const float* k, float* loss,
@@ -199,10 +185,7 @@ Status run_forward(const Call& call, const float* q, const float* k, float* loss
       CONTRASTIVE_TRY_CUDA(kernels::launch_row_lse_tile(tile, p.positive_offset, s.row_state,
                                                         s.positive_logit, c == 0, call.stream),
                            "row_lse_tile launch");
-      if (p.symmetric) {
-        CONTRASTIVE_TRY_CUDA(kernels::launch_col_lse_tile(tile, s.col_state, r == 0, call.stream),
-                             "col_lse_tile launch");
-      }
+      if (p.symmetric) CONTRASTIVE_TRY(merge_positive_columns(call, tile, r == 0));
     }
   }
   CONTRASTIVE_TRY_CUDA(kernels::launch_finalize_loss(
@@ -212,13 +195,6 @@ Status run_forward(const Call& call, const float* q, const float* k, float* loss
   return Status::kSuccess;
 }
 
-struct Gradients {
-  const float* grad_loss = nullptr;
-  float* grad_q = nullptr;
-  float* grad_k = nullptr;
-  float* grad_temperature = nullptr;
-};
-
 // `resident`: operands prepared by a forward pass in the same call (their logits tile is still in
 // the workspace when the plan has a single tile).
 Status run_backward(const Call& call, const float* q, const float* k, const SavedView& saved,
@@ -226,6 +202,7 @@ Status run_backward(const Call& call, const float* q, const float* k, const Save
   const Params& p = call.params;
   const Scratch& s = call.scratch;
   const auto& tiles = s.plan.tiles;
+  const float logit_scale = call.logit_scale.scale;
   const bool cosine = p.similarity == Similarity::kCosine;
   Operands operands;
   if (resident != nullptr) {
@@ -238,9 +215,9 @@ Status run_backward(const Call& call, const float* q, const float* k, const Save
   // accumulates straight into the caller's (fp32, dense) gradients.
   float* grad_q_target = out.grad_q == nullptr ? nullptr : (cosine ? s.grad_q_hat : out.grad_q);
   float* grad_k_target = out.grad_k == nullptr ? nullptr : (cosine ? s.grad_k_hat : out.grad_k);
-  float scale = p.reduction == Reduction::kMean ? 1.0f / static_cast<float>(p.batch) : 1.0f;
-  if (p.symmetric) scale *= 0.5f;
-  const kernels::UpstreamGradient upstream{out.grad_loss, p.reduction == Reduction::kNone, scale};
+  float weight = p.reduction == Reduction::kMean ? 1.0f / static_cast<float>(p.batch) : 1.0f;
+  if (p.symmetric) weight *= 0.5f;
+  const kernels::UpstreamGradient upstream{out.grad_loss, p.reduction == Reduction::kNone, weight};
 
   for (std::int64_t r = 0; r < tiles.row_tiles(); ++r) {
     for (std::int64_t c = 0; c < tiles.col_tiles(); ++c) {
@@ -248,22 +225,22 @@ Status run_backward(const Call& call, const float* q, const float* k, const Save
       if (!logits_resident) CONTRASTIVE_TRY(compute_logits(call, operands, rows, cols));
       const LogitsTile tile = tile_view(call, rows, cols);
       CONTRASTIVE_TRY_CUDA(
-          kernels::launch_logits_backward_tile(tile, p.positive_offset, saved.row_lse,
+          kernels::launch_logits_backward_tile(tile, p.positive_offset, p.batch, saved.row_lse,
                                                p.symmetric ? saved.col_lse : nullptr, upstream,
                                                s.row_logit_grad, c == 0, call.stream),
           "logits_backward_tile launch");
-      if (grad_q_target != nullptr) {  // dQ_hat[rows] (+)= G K_hat[cols] / t
+      if (grad_q_target != nullptr) {  // dQ_hat[rows] (+)= s G K_hat[cols]
         const RowMajorGemm g = contrastive::detail::grad_q_product(
             tile.data, tile.ld, operands.k + cols.begin * operands.ldk, operands.ldk, rows.size,
-            cols.size, p.dim, grad_q_target + rows.begin * p.dim, call.inverse_temperature(),
+            cols.size, p.dim, grad_q_target + rows.begin * p.dim, logit_scale,
             /*accumulate=*/c > 0);
         CONTRASTIVE_TRY(gemm(call.handle, g, p.allow_tf32, s.gemm_workspace,
                              s.plan.gemm_workspace_bytes, call.stream));
       }
-      if (grad_k_target != nullptr) {  // dK_hat[cols] (+)= G^T Q_hat[rows] / t
+      if (grad_k_target != nullptr) {  // dK_hat[cols] (+)= s G^T Q_hat[rows]
         const RowMajorGemm g = contrastive::detail::grad_k_product(
             tile.data, tile.ld, operands.q + rows.begin * operands.ldq, operands.ldq, rows.size,
-            cols.size, p.dim, grad_k_target + cols.begin * p.dim, call.inverse_temperature(),
+            cols.size, p.dim, grad_k_target + cols.begin * p.dim, logit_scale,
             /*accumulate=*/r > 0);
         CONTRASTIVE_TRY(gemm(call.handle, g, p.allow_tf32, s.gemm_workspace,
                              s.plan.gemm_workspace_bytes, call.stream));
@@ -272,55 +249,57 @@ Status run_backward(const Call& call, const float* q, const float* k, const Save
   }
   if (cosine && out.grad_q != nullptr) {
     CONTRASTIVE_TRY_CUDA(
-        kernels::launch_normalize_rows_backward(q, p.batch, detail::q_stride(p), p.dim, p.eps,
-                                                s.grad_q_hat, out.grad_q, call.stream),
+        kernels::launch_normalize_rows_backward(q, p.batch, q_stride(p), p.dim, p.eps, s.grad_q_hat,
+                                                out.grad_q, call.stream),
         "normalize_rows_backward(Q) launch");
   }
   if (cosine && out.grad_k != nullptr) {
     CONTRASTIVE_TRY_CUDA(
-        kernels::launch_normalize_rows_backward(k, p.num_keys, detail::k_stride(p), p.dim, p.eps,
+        kernels::launch_normalize_rows_backward(k, p.num_keys, k_stride(p), p.dim, p.eps,
                                                 s.grad_k_hat, out.grad_k, call.stream),
         "normalize_rows_backward(K) launch");
   }
-  if (out.grad_temperature != nullptr) {
-    CONTRASTIVE_TRY_CUDA(kernels::launch_temperature_grad(s.row_logit_grad, p.batch, p.temperature,
-                                                          out.grad_temperature, call.stream),
-                         "temperature_grad launch");
+  if (out.grad_scalar != nullptr) {
+    // sum(G * logits) = sum(G * s * sim): dLoss/ds = sum / s, dLoss/dt = -sum / t with s = 1/t.
+    const double sum_to_gradient = call.logit_scale.gradient == LogitScale::Gradient::kScale
+                                       ? 1.0 / static_cast<double>(logit_scale)
+                                       : -static_cast<double>(logit_scale);
+    CONTRASTIVE_TRY_CUDA(kernels::launch_sum(s.row_logit_grad, p.batch, sum_to_gradient, nullptr,
+                                             out.grad_scalar, call.stream),
+                         "sum launch");
   }
   return Status::kSuccess;
 }
 
-Status check_gradient_outputs(const Params& params, const Gradients& out, const char* call) {
-  if (out.grad_q == nullptr && out.grad_k == nullptr && out.grad_temperature == nullptr) {
-    return fail(Status::kNullPointer,
-                "infonce::%s: grad_q, grad_k and grad_temperature are all null: nothing to compute",
-                call);
+Status check_gradient_outputs(const Params& params, const Gradients& out,
+                              const ArgumentNames& names) {
+  if (out.grad_q == nullptr && out.grad_k == nullptr && out.grad_scalar == nullptr) {
+    return fail(Status::kNullPointer, "%s: %s, %s and %s are all null: nothing to compute",
+                names.call, names.grad_q, names.grad_k, names.grad_scalar);
   }
   const std::size_t element = dtype_size(params.dtype);
-  CONTRASTIVE_TRY(require_alignment(out.grad_loss, sizeof(float), call, "grad_loss"));
-  CONTRASTIVE_TRY(require_alignment(out.grad_q, element, call, "grad_q"));
-  CONTRASTIVE_TRY(require_alignment(out.grad_k, element, call, "grad_k"));
-  return require_alignment(out.grad_temperature, sizeof(float), call, "grad_temperature");
+  CONTRASTIVE_TRY(require_alignment(out.grad_loss, sizeof(float), names.call, "grad_loss"));
+  CONTRASTIVE_TRY(require_alignment(out.grad_q, element, names.call, names.grad_q));
+  CONTRASTIVE_TRY(require_alignment(out.grad_k, element, names.call, names.grad_k));
+  return require_alignment(out.grad_scalar, sizeof(float), names.call, names.grad_scalar);
 }
 
-enum class Pass { kForward, kBackward, kForwardBackward };
+}  // namespace
 
-// The three public calls: every argument is checked, then the handle, before anything launches.
-Status run_call(Pass pass, const char* name, const Handle& handle, const Params& params,
-                const ForwardBackwardArgs& args, void* workspace, std::size_t workspace_bytes,
-                Stream stream) {
+Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Params& params,
+           LogitScale logit_scale, const ForwardBackwardArgs& args, void* workspace,
+           std::size_t workspace_bytes, Stream stream) {
   const bool forward_pass = pass != Pass::kBackward, backward_pass = pass != Pass::kForward;
-  CONTRASTIVE_TRY(check(params));
   const std::size_t element = dtype_size(params.dtype);
-  CONTRASTIVE_TRY(require_tensor(args.q, element, name, "q"));
-  CONTRASTIVE_TRY(require_tensor(args.k, element, name, "k"));
-  if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), name, "loss"));
-  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), name, "saved"));
+  CONTRASTIVE_TRY(require_tensor(args.q, element, names.call, names.q));
+  CONTRASTIVE_TRY(require_tensor(args.k, element, names.call, names.k));
+  if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), names.call, "loss"));
+  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), names.call, "saved"));
   const Gradients out{args.grad_loss, static_cast<float*>(args.grad_q),
                       static_cast<float*>(args.grad_k), args.grad_temperature};
-  if (backward_pass) CONTRASTIVE_TRY(check_gradient_outputs(params, out, name));
-  Call call{handle, params, {}, stream};
-  CONTRASTIVE_TRY(carve_workspace(params, workspace, workspace_bytes, name, &call.scratch));
+  if (backward_pass) CONTRASTIVE_TRY(check_gradient_outputs(params, out, names));
+  Call call{handle, params, logit_scale, {}, stream};
+  CONTRASTIVE_TRY(carve_workspace(params, workspace, workspace_bytes, names.call, &call.scratch));
   CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
 
   const auto* q = static_cast<const float*>(args.q);
@@ -332,33 +311,52 @@ Status run_call(Pass pass, const char* name, const Handle& handle, const Params&
   return run_backward(call, q, k, saved, out, forward_pass ? &operands : nullptr);
 }
 
+}  // namespace detail
+
+namespace {
+
+detail::ArgumentNames names_for(const char* call) {
+  return {call, "q", "k", "grad_q", "grad_k", "grad_temperature"};
+}
+
+detail::LogitScale temperature_scale(const Params& params) {
+  return {1.0f / params.temperature, detail::LogitScale::Gradient::kTemperature};
+}
+
 }  // namespace
 
 Status forward(const Handle& handle, const Params& params, const ForwardArgs& args, void* workspace,
                std::size_t workspace_bytes, Stream stream) {
+  CONTRASTIVE_TRY(check(params));
   ForwardBackwardArgs all;
   all.q = args.q;
   all.k = args.k;
   all.loss = args.loss;
   all.saved = args.saved;
-  return run_call(Pass::kForward, "forward", handle, params, all, workspace, workspace_bytes,
-                  stream);
+  return detail::run(detail::Pass::kForward, names_for("infonce::forward"), handle, params,
+                     temperature_scale(params), all, workspace, workspace_bytes, stream);
 }
 
 Status backward(const Handle& handle, const Params& params, const BackwardArgs& args,
                 void* workspace, std::size_t workspace_bytes, Stream stream) {
-  // The backward pass only reads `saved`.
-  const ForwardBackwardArgs all{
-      args.q,         args.k,      nullptr,     const_cast<void*>(args.saved),
-      args.grad_loss, args.grad_q, args.grad_k, args.grad_temperature};
-  return run_call(Pass::kBackward, "backward", handle, params, all, workspace, workspace_bytes,
-                  stream);
+  CONTRASTIVE_TRY(check(params));
+  ForwardBackwardArgs all;
+  all.q = args.q;
+  all.k = args.k;
+  all.saved = const_cast<void*>(args.saved);  // the backward pass only reads it
+  all.grad_loss = args.grad_loss;
+  all.grad_q = args.grad_q;
+  all.grad_k = args.grad_k;
+  all.grad_temperature = args.grad_temperature;
+  return detail::run(detail::Pass::kBackward, names_for("infonce::backward"), handle, params,
+                     temperature_scale(params), all, workspace, workspace_bytes, stream);
 }
 
 Status forward_backward(const Handle& handle, const Params& params, const ForwardBackwardArgs& args,
                         void* workspace, std::size_t workspace_bytes, Stream stream) {
-  return run_call(Pass::kForwardBackward, "forward_backward", handle, params, args, workspace,
-                  workspace_bytes, stream);
+  CONTRASTIVE_TRY(check(params));
+  return detail::run(detail::Pass::kForwardBackward, names_for("infonce::forward_backward"), handle,
+                     params, temperature_scale(params), args, workspace, workspace_bytes, stream);
 }
 
 }  // namespace contrastive::infonce

@@ -96,11 +96,6 @@ Status check_problem(const Params& p) {
     return fail(Status::kInvalidArgument, "infonce: eps must be finite and > 0, got %g",
                 static_cast<double>(p.eps));
   }
-  if (p.symmetric && p.num_keys != p.batch) {
-    return fail(Status::kInvalidArgument,
-                "infonce: symmetric mode needs num_keys == batch, got M = %lld, B = %lld",
-                static_cast<ll>(p.num_keys), static_cast<ll>(p.batch));
-  }
   if (p.tile_rows < 0 || p.tile_cols < 0) {
     return fail(Status::kInvalidArgument,
                 "infonce: tile_rows and tile_cols must be >= 0 (0: whole), got %lld x %lld",
@@ -124,7 +119,7 @@ SavedLayout saved_layout(const Params& p) {
   next += p.batch;
   if (p.symmetric) {
     layout.col_lse = next;
-    next += p.num_keys;
+    next += p.batch;
   }
   if (p.similarity == Similarity::kCosine) {
     layout.q_inv_norm = next;
@@ -157,7 +152,7 @@ Status plan_workspace(const Params& p, WorkspacePlan* plan) {
     result.grad_k_hat = builder.add(m * d, sizeof(float));
   }
   result.row_state = builder.add(b, sizeof(kernels::LseState));
-  if (p.symmetric) result.col_state = builder.add(m, sizeof(kernels::LseState));
+  if (p.symmetric) result.col_state = builder.add(b, sizeof(kernels::LseState));
   result.positive_logit = builder.add(b, sizeof(float));
   result.row_logit_grad = builder.add(b, sizeof(float));
   // Split-K scratch scales with the gradient GEMM outputs; a fixed function of the problem keeps

@@ -28,7 +28,7 @@ inline std::int64_t k_stride(const Params& p) {
 /// Float offsets into the saved buffer; -1 for a piece this configuration does not use.
 struct SavedLayout {
   std::int64_t row_lse = -1;     ///< (B)
-  std::int64_t col_lse = -1;     ///< (M) symmetric only
+  std::int64_t col_lse = -1;     ///< (B) positive columns, symmetric only
   std::int64_t q_inv_norm = -1;  ///< (B) cosine only
   std::int64_t k_inv_norm = -1;  ///< (M) cosine only
   std::int64_t floats = 0;
@@ -47,7 +47,7 @@ struct WorkspacePlan {
   std::size_t grad_q_hat = kAbsent;      ///< (B, D) f32 gradient w.r.t. normalized Q (cosine)
   std::size_t grad_k_hat = kAbsent;      ///< (M, D) f32 gradient w.r.t. normalized K (cosine)
   std::size_t row_state = kAbsent;       ///< (B) running (max, sum-exp) per row
-  std::size_t col_state = kAbsent;       ///< (M) running (max, sum-exp) per column (symmetric)
+  std::size_t col_state = kAbsent;       ///< (B) running state per positive column (symmetric)
   std::size_t positive_logit = kAbsent;  ///< (B) logit of each row's positive
   std::size_t row_logit_grad = kAbsent;  ///< (B) per-row sum of dLoss/dlogit * logit (temperature)
   std::size_t gemm_workspace = kAbsent;  ///< cuBLASLt scratch

@@ -69,11 +69,12 @@ Forward run_forward(const Params& p, const double* q, const double* k) {
     f.row_lse[i] = log_sum_exp(&f.logits[i * m], m, 1);
     f.row_loss[i] = f.row_lse[i] - f.logits[i * m + i + p.positive_offset];
   }
-  if (p.symmetric) {  // M == B and offset == 0
-    f.col_lse.resize(static_cast<std::size_t>(m));
-    for (std::int64_t j = 0; j < m; ++j) {
-      f.col_lse[j] = log_sum_exp(&f.logits[j], b, m);
-      f.row_loss[j] = 0.5 * (f.row_loss[j] + (f.col_lse[j] - f.logits[j * m + j]));
+  if (p.symmetric) {  // the column direction over the positive columns
+    f.col_lse.resize(static_cast<std::size_t>(b));
+    for (std::int64_t i = 0; i < b; ++i) {
+      const std::int64_t column = i + p.positive_offset;
+      f.col_lse[i] = log_sum_exp(&f.logits[column], b, m);
+      f.row_loss[i] = 0.5 * (f.row_loss[i] + (f.col_lse[i] - f.logits[i * m + column]));
     }
   }
   return f;
@@ -152,7 +153,10 @@ Status infonce_backward(const Params& params, const double* q, const double* k,
       const double logit = f.logits[i * m + j];
       double value =
           weights[i] * (std::exp(logit - f.row_lse[i]) - (j == i + params.positive_offset));
-      if (params.symmetric) value += weights[j] * (std::exp(logit - f.col_lse[j]) - (i == j));
+      const std::int64_t column = j - params.positive_offset;  // index among the positive columns
+      if (params.symmetric && column >= 0 && column < b) {
+        value += weights[column] * (std::exp(logit - f.col_lse[column]) - (i == column));
+      }
       g[i * m + j] = value;
       g_dot_logits += value * logit;
     }

@@ -2,7 +2,7 @@
 //   forward:  tile -> running row (and column) max / sum-exp, positive logits; then one block turns
 //             them into row / column log-sum-exp and the reduced loss.
 //   backward: tile of S -> tile of G = dLoss/dS in place, plus per-row sum of G * S for the
-//             temperature gradient; then one block reduces that sum.
+//             temperature gradient (reduced by kernels/reduce.cu).
 // Reductions are CUB block reductions in a fixed order (no atomics): results are bitwise
 // repeatable.
 #include <cstdint>
@@ -61,8 +61,7 @@ __global__ __launch_bounds__(kColumnWidth* kColumnRowGroups) void col_lse_tile_k
     for (int group = 1; group < kColumnRowGroups; ++group) {
       state = lse_merge(state, partial[group][threadIdx.x]);
     }
-    const std::int64_t col = tile.col0 + local_col;
-    col_state[col] = first_tile ? state : lse_merge(col_state[col], state);
+    col_state[local_col] = first_tile ? state : lse_merge(col_state[local_col], state);
   }
 }
 
@@ -77,7 +76,7 @@ __global__ __launch_bounds__(kSingleBlockThreads) void finalize_loss_kernel(
     const float lse = lse_value(row_state[i]);
     row_lse[i] = lse;
     float row_loss = lse - positive_logit[i];
-    if (col_state != nullptr) {  // symmetric: M == B and the positive of column i is S_ii
+    if (col_state != nullptr) {  // symmetric: positive column i + offset, whose positive is row i
       const float column_lse = lse_value(col_state[i]);
       col_lse[i] = column_lse;
       row_loss = 0.5f * (row_loss + (column_lse - positive_logit[i]));
@@ -96,8 +95,8 @@ __global__ __launch_bounds__(kSingleBlockThreads) void finalize_loss_kernel(
 }
 
 __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
-    LogitsTile tile, std::int64_t positive_offset, const float* __restrict__ row_lse,
-    const float* __restrict__ col_lse, UpstreamGradient upstream,
+    LogitsTile tile, std::int64_t positive_offset, std::int64_t batch,
+    const float* __restrict__ row_lse, const float* __restrict__ col_lse, UpstreamGradient upstream,
     float* __restrict__ row_logit_grad, bool first_tile) {
   using BlockReduce = cub::BlockReduce<float, kRowThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
@@ -112,9 +111,10 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
     const std::int64_t col = tile.col0 + j;
     const float logit = values[j];
     float grad = row_weight * (expf(logit - lse) - (col == positive ? 1.0f : 0.0f));
-    if (col_lse != nullptr) {
-      grad += upstream_weight(upstream, col) *
-              (expf(logit - col_lse[col]) - (col == row ? 1.0f : 0.0f));
+    const std::int64_t positive_column = col - positive_offset;  // in [0, B) for positives
+    if (col_lse != nullptr && positive_column >= 0 && positive_column < batch) {
+      grad += upstream_weight(upstream, positive_column) *
+              (expf(logit - col_lse[positive_column]) - (col == positive ? 1.0f : 0.0f));
     }
     values[j] = grad;
     grad_dot_logit += grad * logit;
@@ -123,19 +123,6 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
   if (threadIdx.x == 0) {
     row_logit_grad[row] = first_tile ? grad_dot_logit : row_logit_grad[row] + grad_dot_logit;
   }
-}
-
-__global__ __launch_bounds__(kSingleBlockThreads) void temperature_grad_kernel(
-    const float* __restrict__ row_logit_grad, std::int64_t batch, float temperature,
-    float* __restrict__ grad_temperature) {
-  using BlockReduce = cub::BlockReduce<double, kSingleBlockThreads>;
-  __shared__ typename BlockReduce::TempStorage temp;
-  double total = 0.0;
-  for (std::int64_t i = threadIdx.x; i < batch; i += kSingleBlockThreads)
-    total += row_logit_grad[i];
-  total = BlockReduce(temp).Sum(total);
-  // logits = sim / temperature, so dLoss/dtemperature = -(1 / temperature) * sum(G * logits).
-  if (threadIdx.x == 0) *grad_temperature = static_cast<float>(-total / temperature);
 }
 
 }  // namespace
@@ -166,19 +153,12 @@ cudaError_t launch_finalize_loss(const LseState* row_state, const LseState* col_
 }
 
 cudaError_t launch_logits_backward_tile(const LogitsTile& tile, std::int64_t positive_offset,
-                                        const float* row_lse, const float* col_lse,
-                                        UpstreamGradient upstream, float* row_logit_grad,
-                                        bool first_tile, cudaStream_t stream) {
+                                        std::int64_t batch, const float* row_lse,
+                                        const float* col_lse, UpstreamGradient upstream,
+                                        float* row_logit_grad, bool first_tile,
+                                        cudaStream_t stream) {
   logits_backward_tile_kernel<<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
-      tile, positive_offset, row_lse, col_lse, upstream, row_logit_grad, first_tile);
-  return cudaGetLastError();
-}
-
-cudaError_t launch_temperature_grad(const float* row_logit_grad, std::int64_t batch,
-                                    float temperature, float* grad_temperature,
-                                    cudaStream_t stream) {
-  temperature_grad_kernel<<<1, kSingleBlockThreads, 0, stream>>>(row_logit_grad, batch, temperature,
-                                                                 grad_temperature);
+      tile, positive_offset, batch, row_lse, col_lse, upstream, row_logit_grad, first_tile);
   return cudaGetLastError();
 }
 

@@ -36,7 +36,8 @@ cudaError_t launch_row_lse_tile(const LogitsTile& tile, std::int64_t positive_of
                                 LseState* row_state, float* positive_logit, bool first_tile,
                                 cudaStream_t stream);
 
-/// Merge the tile's columns into col_state (M) (first_tile: overwrite).
+/// Merge each column of the tile into col_state[local column] (first_tile: overwrite). Symmetric
+/// mode passes the part of a tile inside the positive columns, with col_state offset to match.
 cudaError_t launch_col_lse_tile(const LogitsTile& tile, LseState* col_state, bool first_tile,
                                 cudaStream_t stream);
 
@@ -47,16 +48,13 @@ cudaError_t launch_finalize_loss(const LseState* row_state, const LseState* col_
                                  Reduction reduction, float* row_lse, float* col_lse, float* loss,
                                  cudaStream_t stream);
 
-/// In place: logits -> G = w_i (softmax_row - onehot) [+ w_j (softmax_col - onehot) when col_lse is
-/// set]; row_logit_grad (B) += sum over the tile's columns of G * logit (first_tile: overwrite).
+/// In place: logits -> G = w_i (softmax_row - onehot), plus, when col_lse (B) is set and column j
+/// is positive column c = j - offset < B, w_c (softmax_col - onehot); row_logit_grad (B) += sum
+/// over the tile's columns of G * logit (first_tile: overwrite).
 cudaError_t launch_logits_backward_tile(const LogitsTile& tile, std::int64_t positive_offset,
-                                        const float* row_lse, const float* col_lse,
-                                        UpstreamGradient upstream, float* row_logit_grad,
-                                        bool first_tile, cudaStream_t stream);
-
-/// One block: grad_temperature (1) = -(1 / temperature) * sum of row_logit_grad (B).
-cudaError_t launch_temperature_grad(const float* row_logit_grad, std::int64_t batch,
-                                    float temperature, float* grad_temperature,
-                                    cudaStream_t stream);
+                                        std::int64_t batch, const float* row_lse,
+                                        const float* col_lse, UpstreamGradient upstream,
+                                        float* row_logit_grad, bool first_tile,
+                                        cudaStream_t stream);
 
 }  // namespace contrastive::kernels

@@ -85,8 +85,6 @@ const BadParamsCase kBadParams[] = {
      "infonce: temperature must be finite and > 0, got inf"},
     {"ZeroEps", [](Params& p) { p.eps = 0.0f; }, Status::kInvalidArgument,
      "infonce: eps must be finite and > 0, got 0"},
-    {"SymmetricRectangular", [](Params& p) { p.num_keys = 9, p.symmetric = true; },
-     Status::kInvalidArgument, "infonce: symmetric mode needs num_keys == batch, got M = 9, B = 8"},
     {"NegativeTile", [](Params& p) { p.tile_rows = -1; }, Status::kInvalidArgument,
      "infonce: tile_rows and tile_cols must be >= 0 (0: whole), got -1 x 0"},
     {"StrideOverflows64Bits", [](Params& p) { p.q_row_stride = std::int64_t{1} << 62; },

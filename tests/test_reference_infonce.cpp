@@ -150,6 +150,7 @@ std::vector<FiniteDifferenceCase> finite_difference_cases() {
       cases.push_back({similarity, false, reduction, 3, 3, 4, 0, 0, 1e-12f});
       cases.push_back({similarity, true, reduction, 4, 4, 3, 0, 2, 1e-12f});
       cases.push_back({similarity, false, reduction, 3, 7, 2, 2, 1, 1e-12f});
+      cases.push_back({similarity, true, reduction, 3, 8, 3, 4, 0, 1e-12f});
     }
     cases.push_back({similarity, false, Reduction::kMean, 1, 1, 5, 0, 0, 1e-12f});
     cases.push_back({similarity, false, Reduction::kMean, 2, 5, 1, 3, 0, 1e-12f});
@@ -250,6 +251,26 @@ TEST(ReferenceInfoNCE, SymmetricIsTheMeanOfBothDirections) {
   Problem symmetric = square_problem(5, 3, q, k);
   symmetric.params.symmetric = true;
   EXPECT_NEAR(forward(symmetric).loss[0], 0.5 * (forward_direction + reverse_direction), kExact);
+}
+
+// With M > B the column direction runs over the B positive columns only (sentence-transformers'
+// symmetric MNR): the same as InfoNCE of those key rows against Q.
+TEST(ReferenceInfoNCE, SymmetricRectangularUsesThePositiveColumns) {
+  std::mt19937_64 engine(testing::test_seed());
+  const std::int64_t batch = 4, keys = 9, dim = 3, offset = 2;
+  Problem problem;
+  problem.params.batch = batch;
+  problem.params.num_keys = keys;
+  problem.params.dim = dim;
+  problem.params.positive_offset = offset;
+  problem.q = random_normal(batch * dim, engine);
+  problem.k = random_normal(keys * dim, engine);
+  const double row_direction = forward(problem).loss[0];
+  const std::vector<double> positives(problem.k.begin() + offset * dim,
+                                      problem.k.begin() + (offset + batch) * dim);
+  const double column_direction = forward(square_problem(batch, dim, positives, problem.q)).loss[0];
+  problem.params.symmetric = true;
+  EXPECT_NEAR(forward(problem).loss[0], 0.5 * (row_direction + column_direction), kExact);
 }
 
 // Moving the positives to the front of K with offset 0 leaves every row loss unchanged.

@@ -84,18 +84,19 @@ Fp32Results naive_fp32(const infonce::Params& p, const Inputs& in) {
       logits[i * m + j] = dot * inverse_temperature;
     }
   }
-  std::vector<float> row_lse(b), col_lse(p.symmetric ? m : 0), row_loss(b);
+  std::vector<float> row_lse(b), col_lse(p.symmetric ? b : 0), row_loss(b);
   for (std::int64_t i = 0; i < b; ++i) {
     LseState state = kernels::lse_empty();
     for (std::int64_t j = 0; j < m; ++j) state = kernels::lse_push(state, logits[i * m + j]);
     row_lse[i] = kernels::lse_value(state);
     row_loss[i] = row_lse[i] - logits[i * m + i + p.positive_offset];
   }
-  for (std::int64_t j = 0; j < static_cast<std::int64_t>(col_lse.size()); ++j) {
+  for (std::int64_t c = 0; c < static_cast<std::int64_t>(col_lse.size()); ++c) {
+    const std::int64_t column = c + p.positive_offset;
     LseState state = kernels::lse_empty();
-    for (std::int64_t i = 0; i < b; ++i) state = kernels::lse_push(state, logits[i * m + j]);
-    col_lse[j] = kernels::lse_value(state);
-    row_loss[j] = 0.5f * (row_loss[j] + (col_lse[j] - logits[j * m + j]));
+    for (std::int64_t i = 0; i < b; ++i) state = kernels::lse_push(state, logits[i * m + column]);
+    col_lse[c] = kernels::lse_value(state);
+    row_loss[c] = 0.5f * (row_loss[c] + (col_lse[c] - logits[c * m + column]));
   }
   Fp32Results out;
   if (p.reduction == Reduction::kNone) {
@@ -122,7 +123,10 @@ Fp32Results naive_fp32(const infonce::Params& p, const Inputs& in) {
     for (std::int64_t j = 0; j < m; ++j) {
       const float logit = logits[i * m + j];
       float grad = weight(i) * (std::exp(logit - row_lse[i]) - (j == i + p.positive_offset));
-      if (p.symmetric) grad += weight(j) * (std::exp(logit - col_lse[j]) - (i == j));
+      const std::int64_t column = j - p.positive_offset;
+      if (p.symmetric && column >= 0 && column < b) {
+        grad += weight(column) * (std::exp(logit - col_lse[column]) - (i == column));
+      }
       logits[i * m + j] = grad;
       row_sum += grad * logit;
     }

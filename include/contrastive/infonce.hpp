@@ -3,8 +3,10 @@
 //   Q (B, D) queries, K (M, D) keys, M >= B; the positive of query row i is key row i + offset.
 //   S = sim(Q, K) / temperature, sim = cosine (default) or dot.
 //   row loss     l_i = logsumexp_j S_ij - S_{i, i+offset}
-//   column loss  c_j = logsumexp_i S_ij - S_jj            (symmetric mode only; needs M == B)
-//   symmetric mode uses (l_i + c_i) / 2 per row, so mean/sum/none stay consistent with each other.
+//   column loss  c_i = logsumexp_r S_{r, i+offset} - S_{i, i+offset}     (symmetric mode only)
+//   i.e. the column direction runs over the B positive columns, against the B queries: with M == B
+//   this is CLIP's loss; with M > B it is sentence-transformers' symmetric MNR over the positives.
+//   Symmetric mode uses (l_i + c_i) / 2 per row, so mean/sum/none stay consistent with each other.
 //
 // Lifecycle: check -> workspace_size / saved_size -> forward -> backward (or forward_backward).
 // Forward writes, besides the loss, a small "saved" buffer (per-row log-sum-exp, inverse norms)
@@ -36,7 +38,7 @@ struct Params {
   Reduction reduction = Reduction::kMean;
   float temperature = 0.1f;  ///< > 0 and finite; logits are sim / temperature
   float eps = 1e-12f;        ///< cosine only: norms are clamped to at least eps; > 0
-  bool symmetric = false;    ///< CLIP: average row and column losses; needs M == B
+  bool symmetric = false;    ///< CLIP: average row and (positive-)column losses
   bool allow_tf32 = false;   ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
   /// Tile of the similarity matrix processed at a time (rows x columns). 0 means the whole
   /// dimension: one tile, the materialized path. Smaller tiles bound the workspace by the tile
@@ -84,8 +86,8 @@ CONTRASTIVE_API Status check(const Params& params);
 /// so that any (even unaligned) pointer to a block of this size works.
 CONTRASTIVE_API Status workspace_size(const Params& params, std::size_t* bytes);
 
-/// Bytes of the buffer forward() fills for backward(): fp32 row log-sum-exp (B), column
-/// log-sum-exp (M, symmetric only), inverse norms of Q (B) and K (M) (cosine only), in that order.
+/// Bytes of the buffer forward() fills for backward(): fp32 row log-sum-exp (B), log-sum-exp of the
+/// positive columns (B, symmetric only), inverse norms of Q (B) and K (M) (cosine only), in order.
 CONTRASTIVE_API Status saved_size(const Params& params, std::size_t* bytes);
 
 /// Loss (and the saved statistics) on `stream`.

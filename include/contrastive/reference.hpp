@@ -14,7 +14,7 @@ namespace contrastive::reference {
 struct InfoNCEForward {
   std::vector<double> loss;     ///< 1 value, or B for Reduction::kNone
   std::vector<double> row_lse;  ///< (B) logsumexp of each row of the logits
-  std::vector<double> col_lse;  ///< (M) logsumexp of each column; symmetric mode only, else empty
+  std::vector<double> col_lse;  ///< (B) logsumexp of each positive column; symmetric only
   std::vector<double> logits;   ///< (B, M) row-major: sim(q_i, k_j) / temperature
 };
 
