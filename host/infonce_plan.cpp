@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "host/checks.hpp"
 #include "host/error.hpp"
 #include "host/workspace.hpp"
 #include "kernels/online_softmax.hpp"
@@ -15,49 +16,17 @@ namespace {
 using contrastive::detail::fail;
 using contrastive::detail::WorkspaceLayoutBuilder;
 using ll = long long;
+constexpr const char* kLoss = "infonce";
 
 constexpr std::size_t kMinGemmWorkspaceBytes = std::size_t{1} << 20;
 constexpr std::size_t kMaxGemmWorkspaceBytes = std::size_t{32} << 20;  // cuBLAS's advice for Hopper
 
-bool known_dtype(DType d) {
-  return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16;
-}
-bool known_similarity(Similarity s) {
-  return s == Similarity::kCosine || s == Similarity::kDot;
-}
-bool known_reduction(Reduction r) {
-  return r == Reduction::kMean || r == Reduction::kSum || r == Reduction::kNone;
-}
-
-Status check_stride(const char* name, std::int64_t stride, std::int64_t dim) {
-  if (stride != 0 && stride < dim) {
-    return fail(Status::kInvalidArgument, "infonce: %s (%lld) must be 0 (dense) or >= dim (%lld)",
-                name, static_cast<ll>(stride), static_cast<ll>(dim));
-  }
-  return Status::kSuccess;
-}
-
-// Bytes spanned by `rows` rows of `stride` elements, the last one `dim` wide; false on overflow.
-bool span_bytes(std::int64_t rows, std::int64_t stride, std::int64_t dim, std::size_t element,
-                std::uint64_t* bytes) {
-  std::uint64_t elements = 0;
-  return !__builtin_mul_overflow(static_cast<std::uint64_t>(rows - 1),
-                                 static_cast<std::uint64_t>(stride), &elements) &&
-         !__builtin_add_overflow(elements, static_cast<std::uint64_t>(dim), &elements) &&
-         !__builtin_mul_overflow(elements, static_cast<std::uint64_t>(element), bytes);
-}
-
 }  // namespace
 
 Status check_problem(const Params& p) {
-  if (p.batch < 1) {
-    return fail(Status::kInvalidArgument, "infonce: batch (B) must be >= 1, got %lld",
-                static_cast<ll>(p.batch));
-  }
-  if (p.dim < 1) {
-    return fail(Status::kInvalidArgument, "infonce: dim (D) must be >= 1, got %lld",
-                static_cast<ll>(p.dim));
-  }
+  using namespace contrastive::detail;  // the shared checks
+  CONTRASTIVE_TRY(require_at_least(kLoss, "batch (B)", p.batch, 1));
+  CONTRASTIVE_TRY(require_at_least(kLoss, "dim (D)", p.dim, 1));
   if (p.num_keys < p.batch) {
     return fail(Status::kInvalidArgument,
                 "infonce: num_keys (M = %lld) must be >= batch (B = %lld)",
@@ -74,27 +43,14 @@ Status check_problem(const Params& p) {
                 "infonce: positive_offset must be in [0, M - B] = [0, %lld], got %lld",
                 static_cast<ll>(p.num_keys - p.batch), static_cast<ll>(p.positive_offset));
   }
-  CONTRASTIVE_TRY(check_stride("q_row_stride", p.q_row_stride, p.dim));
-  CONTRASTIVE_TRY(check_stride("k_row_stride", p.k_row_stride, p.dim));
-  if (!known_dtype(p.dtype)) {
-    return fail(Status::kInvalidArgument, "infonce: unknown dtype value %d",
-                static_cast<int>(p.dtype));
-  }
-  if (!known_similarity(p.similarity)) {
-    return fail(Status::kInvalidArgument, "infonce: unknown similarity value %d",
-                static_cast<int>(p.similarity));
-  }
-  if (!known_reduction(p.reduction)) {
-    return fail(Status::kInvalidArgument, "infonce: unknown reduction value %d",
-                static_cast<int>(p.reduction));
-  }
-  if (!(p.temperature > 0.0f) || !std::isfinite(p.temperature)) {
-    return fail(Status::kInvalidArgument, "infonce: temperature must be finite and > 0, got %g",
-                static_cast<double>(p.temperature));
-  }
-  if (p.similarity == Similarity::kCosine && (!(p.eps > 0.0f) || !std::isfinite(p.eps))) {
-    return fail(Status::kInvalidArgument, "infonce: eps must be finite and > 0, got %g",
-                static_cast<double>(p.eps));
+  CONTRASTIVE_TRY(require_stride(kLoss, "q_row_stride", p.q_row_stride, p.dim));
+  CONTRASTIVE_TRY(require_stride(kLoss, "k_row_stride", p.k_row_stride, p.dim));
+  CONTRASTIVE_TRY(require_known(kLoss, p.dtype));
+  CONTRASTIVE_TRY(require_known(kLoss, p.similarity));
+  CONTRASTIVE_TRY(require_known(kLoss, p.reduction));
+  CONTRASTIVE_TRY(require_positive_finite(kLoss, "temperature", p.temperature));
+  if (p.similarity == Similarity::kCosine) {
+    CONTRASTIVE_TRY(require_positive_finite(kLoss, "eps", p.eps));
   }
   if (p.tile_rows < 0 || p.tile_cols < 0) {
     return fail(Status::kInvalidArgument,
@@ -176,12 +132,7 @@ Status plan_workspace(const Params& p, WorkspacePlan* plan) {
 
 Status check(const Params& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  if (params.dtype != DType::kF32) {
-    return contrastive::detail::fail(Status::kNotSupported,
-                                     "infonce: dtype %s is not supported yet (f32 only)",
-                                     dtype_name(params.dtype));
-  }
-  return Status::kSuccess;
+  return contrastive::detail::require_implemented("infonce", params.dtype);
 }
 
 Status workspace_size(const Params& params, std::size_t* bytes) {

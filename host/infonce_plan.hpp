@@ -11,9 +11,6 @@
 
 namespace contrastive::infonce::detail {
 
-/// Largest B, M or D: kernels index rows of a tile and columns with 32-bit grid coordinates.
-constexpr std::int64_t kMaxExtent = (std::int64_t{1} << 31) - 1;
-
 /// Validates shapes, strides, scalars and enum values; the dtype only for being a known value.
 /// The reference uses this (it runs every dtype); check() adds what the GPU path supports.
 CONTRASTIVE_API Status check_problem(const Params& params);

@@ -1,66 +1,33 @@
 // Float64 InfoNCE reference: the formulas of DESIGN.md section 2 written as plain loops.
-#include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "contrastive/reference.hpp"
 #include "host/error.hpp"
 #include "host/infonce_plan.hpp"
+#include "host/reference_common.hpp"
 
 namespace contrastive::reference {
+namespace detail {
 namespace {
 
-using contrastive::Reduction;
-using contrastive::Similarity;
-using contrastive::detail::fail;
 using infonce::Params;
 
-// Rows of x (rows, stride) as a dense (rows, dim) matrix, L2-normalized with norm clamped to eps
-// (cosine) or copied (dot). `norms` receives the unclamped norms.
-std::vector<double> prepare_rows(const double* x, std::int64_t rows, std::int64_t stride,
-                                 std::int64_t dim, const Params& p, std::vector<double>* norms) {
-  std::vector<double> out(static_cast<std::size_t>(rows * dim));
-  norms->assign(static_cast<std::size_t>(rows), 1.0);
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const double* row = x + r * stride;
-    double scale = 1.0;
-    if (p.similarity == Similarity::kCosine) {
-      double squares = 0.0;
-      for (std::int64_t c = 0; c < dim; ++c) squares += row[c] * row[c];
-      const double norm = std::sqrt(squares);
-      (*norms)[r] = norm;
-      scale = 1.0 / std::max(norm, static_cast<double>(p.eps));
-    }
-    for (std::int64_t c = 0; c < dim; ++c) out[r * dim + c] = row[c] * scale;
-  }
-  return out;
-}
-
-double log_sum_exp(const double* values, std::int64_t count, std::int64_t stride) {
-  double max = -std::numeric_limits<double>::infinity();
-  for (std::int64_t i = 0; i < count; ++i) max = std::max(max, values[i * stride]);
-  double sum = 0.0;
-  for (std::int64_t i = 0; i < count; ++i) sum += std::exp(values[i * stride] - max);
-  return max + std::log(sum);
-}
-
 struct Forward {
-  std::vector<double> q_hat, k_hat, q_norm, k_norm, logits, row_lse, col_lse, row_loss;
+  Rows q, k;
+  std::vector<double> logits, row_lse, col_lse, row_loss;
 };
 
-Forward run_forward(const Params& p, const double* q, const double* k) {
+Forward run_forward(const Params& p, const double* q, const double* k, double logit_scale) {
   const std::int64_t b = p.batch, m = p.num_keys, d = p.dim;
+  const bool cosine = p.similarity == Similarity::kCosine;
   Forward f;
-  f.q_hat = prepare_rows(q, b, infonce::detail::q_stride(p), d, p, &f.q_norm);
-  f.k_hat = prepare_rows(k, m, infonce::detail::k_stride(p), d, p, &f.k_norm);
-  const double inverse_temperature = 1.0 / static_cast<double>(p.temperature);
-  f.logits.assign(static_cast<std::size_t>(b * m), 0.0);
+  f.q = prepare_rows(q, b, infonce::detail::q_stride(p), d, cosine, p.eps);
+  f.k = prepare_rows(k, m, infonce::detail::k_stride(p), d, cosine, p.eps);
+  f.logits.resize(static_cast<std::size_t>(b * m));
   for (std::int64_t i = 0; i < b; ++i) {
     for (std::int64_t j = 0; j < m; ++j) {
-      double dot = 0.0;
-      for (std::int64_t c = 0; c < d; ++c) dot += f.q_hat[i * d + c] * f.k_hat[j * d + c];
-      f.logits[i * m + j] = dot * inverse_temperature;
+      f.logits[i * m + j] = logit_scale * dot(&f.q.hat[i * d], &f.k.hat[j * d], d);
     }
   }
   f.row_lse.resize(static_cast<std::size_t>(b));
@@ -80,111 +47,99 @@ Forward run_forward(const Params& p, const double* q, const double* k) {
   return f;
 }
 
-// dLoss/d(row loss i) for an upstream gradient, before the symmetric halving.
-std::vector<double> row_weights(const Params& p, const double* grad_loss) {
-  std::vector<double> weights(static_cast<std::size_t>(p.batch));
-  for (std::int64_t i = 0; i < p.batch; ++i) {
-    double upstream = 1.0;
-    if (grad_loss != nullptr)
-      upstream = p.reduction == Reduction::kNone ? grad_loss[i] : grad_loss[0];
-    if (p.reduction == Reduction::kMean) upstream /= static_cast<double>(p.batch);
-    weights[i] = p.symmetric ? 0.5 * upstream : upstream;
-  }
-  return weights;
-}
-
-// Normalization backward: d/dx of x / max(|x|, eps), applied to the gradient `g` of x_hat.
-void normalize_backward(std::int64_t rows, std::int64_t dim, const std::vector<double>& x_hat,
-                        const std::vector<double>& norms, double eps, const std::vector<double>& g,
-                        std::vector<double>* out) {
-  out->assign(static_cast<std::size_t>(rows * dim), 0.0);
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const double norm = norms[r];
-    if (norm > eps) {
-      double projection = 0.0;
-      for (std::int64_t c = 0; c < dim; ++c) projection += x_hat[r * dim + c] * g[r * dim + c];
-      for (std::int64_t c = 0; c < dim; ++c) {
-        (*out)[r * dim + c] = (g[r * dim + c] - x_hat[r * dim + c] * projection) / norm;
-      }
-    } else {  // the clamped branch is x / eps: linear
-      for (std::int64_t c = 0; c < dim; ++c) (*out)[r * dim + c] = g[r * dim + c] / eps;
-    }
-  }
-}
-
 }  // namespace
 
-Status infonce_forward(const Params& params, const double* q, const double* k,
-                       InfoNCEForward* out) {
-  CONTRASTIVE_TRY(infonce::detail::check_problem(params));
-  if (q == nullptr || k == nullptr || out == nullptr) {
-    return fail(Status::kNullPointer, "reference::infonce_forward: q, k and out must not be null");
-  }
-  Forward f = run_forward(params, q, k);
+InfoNCEForward infonce_forward_scaled(const Params& params, const double* q, const double* k,
+                                      double logit_scale) {
+  Forward f = run_forward(params, q, k, logit_scale);
+  InfoNCEForward out;
   if (params.reduction == Reduction::kNone) {
-    out->loss = f.row_loss;
+    out.loss = f.row_loss;
   } else {
     double total = 0.0;
     for (double loss : f.row_loss) total += loss;
     if (params.reduction == Reduction::kMean) total /= static_cast<double>(params.batch);
-    out->loss.assign(1, total);
+    out.loss.assign(1, total);
   }
-  out->row_lse = std::move(f.row_lse);
-  out->col_lse = std::move(f.col_lse);
-  out->logits = std::move(f.logits);
-  return Status::kSuccess;
+  out.row_lse = std::move(f.row_lse);
+  out.col_lse = std::move(f.col_lse);
+  out.logits = std::move(f.logits);
+  return out;
 }
 
-Status infonce_backward(const Params& params, const double* q, const double* k,
-                        const double* grad_loss, InfoNCEBackward* out) {
-  CONTRASTIVE_TRY(infonce::detail::check_problem(params));
-  if (q == nullptr || k == nullptr || out == nullptr) {
-    return fail(Status::kNullPointer, "reference::infonce_backward: q, k and out must not be null");
-  }
+InfoNCEBackward infonce_backward_scaled(const Params& params, const double* q, const double* k,
+                                        const double* grad_loss, double logit_scale,
+                                        double* sum_grad_logits) {
   const std::int64_t b = params.batch, m = params.num_keys, d = params.dim;
-  const Forward f = run_forward(params, q, k);
-  const std::vector<double> weights = row_weights(params, grad_loss);
-
-  // G = dLoss/dlogits: w_i (softmax_row - onehot) (+ w_j (softmax_col - onehot) when symmetric).
-  std::vector<double> g(static_cast<std::size_t>(b * m));
-  double g_dot_logits = 0.0;
+  const bool cosine = params.similarity == Similarity::kCosine;
+  const Forward f = run_forward(params, q, k, logit_scale);
+  std::vector<double> weights(static_cast<std::size_t>(b));
+  for (std::int64_t i = 0; i < b; ++i) {
+    weights[i] =
+        upstream_weight(grad_loss, params.reduction, i, b) * (params.symmetric ? 0.5 : 1.0);
+  }
+  // G = dLoss/dlogits: w_i (softmax_row - onehot), plus w_c (softmax_col - onehot) on the positive
+  // columns c = j - offset when symmetric.
+  InfoNCEBackward out;
+  std::vector<double>& g = out.grad_logits;
+  g.resize(static_cast<std::size_t>(b * m));
+  *sum_grad_logits = 0.0;
   for (std::int64_t i = 0; i < b; ++i) {
     for (std::int64_t j = 0; j < m; ++j) {
       const double logit = f.logits[i * m + j];
       double value =
           weights[i] * (std::exp(logit - f.row_lse[i]) - (j == i + params.positive_offset));
-      const std::int64_t column = j - params.positive_offset;  // index among the positive columns
+      const std::int64_t column = j - params.positive_offset;
       if (params.symmetric && column >= 0 && column < b) {
         value += weights[column] * (std::exp(logit - f.col_lse[column]) - (i == column));
       }
       g[i * m + j] = value;
-      g_dot_logits += value * logit;
+      *sum_grad_logits += value * logit;
     }
   }
-  const double inverse_temperature = 1.0 / static_cast<double>(params.temperature);
-  out->grad_temperature = -inverse_temperature * g_dot_logits;
-
-  // Through logits = q_hat . k_hat / temperature.
+  // Through logits = logit_scale * q_hat . k_hat, then the normalization.
   std::vector<double> grad_q_hat(static_cast<std::size_t>(b * d), 0.0);
   std::vector<double> grad_k_hat(static_cast<std::size_t>(m * d), 0.0);
   for (std::int64_t i = 0; i < b; ++i) {
     for (std::int64_t j = 0; j < m; ++j) {
-      const double scaled = g[i * m + j] * inverse_temperature;
+      const double scaled = g[i * m + j] * logit_scale;
       for (std::int64_t c = 0; c < d; ++c) {
-        grad_q_hat[i * d + c] += scaled * f.k_hat[j * d + c];
-        grad_k_hat[j * d + c] += scaled * f.q_hat[i * d + c];
+        grad_q_hat[i * d + c] += scaled * f.k.hat[j * d + c];
+        grad_k_hat[j * d + c] += scaled * f.q.hat[i * d + c];
       }
     }
   }
-  if (params.similarity == Similarity::kCosine) {
-    const double eps = params.eps;
-    normalize_backward(b, d, f.q_hat, f.q_norm, eps, grad_q_hat, &out->grad_q);
-    normalize_backward(m, d, f.k_hat, f.k_norm, eps, grad_k_hat, &out->grad_k);
-  } else {
-    out->grad_q = std::move(grad_q_hat);
-    out->grad_k = std::move(grad_k_hat);
+  out.grad_q = normalize_backward(f.q, d, cosine, params.eps, grad_q_hat);
+  out.grad_k = normalize_backward(f.k, d, cosine, params.eps, grad_k_hat);
+  return out;
+}
+
+}  // namespace detail
+
+Status infonce_forward(const infonce::Params& params, const double* q, const double* k,
+                       InfoNCEForward* out) {
+  CONTRASTIVE_TRY(infonce::detail::check_problem(params));
+  if (q == nullptr || k == nullptr || out == nullptr) {
+    return contrastive::detail::fail(Status::kNullPointer,
+                                     "reference::infonce_forward: q, k and out must not be null");
   }
-  out->grad_logits = std::move(g);
+  *out =
+      detail::infonce_forward_scaled(params, q, k, 1.0 / static_cast<double>(params.temperature));
+  return Status::kSuccess;
+}
+
+Status infonce_backward(const infonce::Params& params, const double* q, const double* k,
+                        const double* grad_loss, InfoNCEBackward* out) {
+  CONTRASTIVE_TRY(infonce::detail::check_problem(params));
+  if (q == nullptr || k == nullptr || out == nullptr) {
+    return contrastive::detail::fail(Status::kNullPointer,
+                                     "reference::infonce_backward: q, k and out must not be null");
+  }
+  const double logit_scale = 1.0 / static_cast<double>(params.temperature);
+  double sum_grad_logits = 0.0;
+  *out = detail::infonce_backward_scaled(params, q, k, grad_loss, logit_scale, &sum_grad_logits);
+  // logits = sim / t: dLoss/dt = -(1 / t) sum(G * logits)
+  out->grad_temperature = -logit_scale * sum_grad_logits;
   return Status::kSuccess;
 }
 

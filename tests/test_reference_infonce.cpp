@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "contrastive/reference.hpp"
+#include "support/finite_difference.hpp"
 #include "support/golden.hpp"
 #include "support/random.hpp"
 
@@ -45,12 +46,8 @@ InfoNCEBackward backward(const Problem& problem, const std::vector<double>& upst
   return out;
 }
 
-// The scalar whose gradient backward() computes: sum_i upstream_i * loss_i.
 double objective(const Problem& problem, const std::vector<double>& upstream) {
-  const InfoNCEForward out = forward(problem);
-  double total = 0.0;
-  for (std::size_t i = 0; i < out.loss.size(); ++i) total += upstream[i] * out.loss[i];
-  return total;
+  return testing::weighted_sum(forward(problem).loss, upstream);
 }
 
 // ---- Finite differences over every mode -----------------------------------------------------
@@ -108,39 +105,13 @@ TEST_P(ReferenceFiniteDifferences, GradientsMatchCentralDifferences) {
   const std::vector<double> upstream = random_normal(outputs, engine);
   const InfoNCEBackward analytic = backward(problem, upstream);
 
-  auto check_input = [&](std::vector<double>& values, std::int64_t rows, std::int64_t stride,
-                         const std::vector<double>& gradient, const char* name) {
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t d = 0; d < p.dim; ++d) {
-        double& x = values[r * stride + d];
-        const double saved = x;
-        const double step = 1e-6 * std::max(1.0, std::fabs(saved));
-        x = saved + step;
-        const double plus = objective(problem, upstream);
-        x = saved - step;
-        const double minus = objective(problem, upstream);
-        x = saved;
-        const double numeric = (plus - minus) / (2.0 * step);
-        const double exact = gradient[r * p.dim + d];
-        EXPECT_NEAR(exact, numeric, 1e-6 * (1.0 + std::fabs(numeric)))
-            << name << "[" << r << ", " << d << "]";
-      }
-    }
-  };
-  check_input(problem.q, p.batch, q_stride, analytic.grad_q, "grad_q");
-  check_input(problem.k, p.num_keys, k_stride, analytic.grad_k, "grad_k");
-
-  // The temperature is a float: step between two exactly representable neighbours.
-  const float temperature = p.temperature;
-  const float above = temperature * (1.0f + 1.0f / 1024),
-              below = temperature * (1.0f - 1.0f / 1024);
-  p.temperature = above;
-  const double plus = objective(problem, upstream);
-  p.temperature = below;
-  const double minus = objective(problem, upstream);
-  p.temperature = temperature;
-  const double numeric = (plus - minus) / (static_cast<double>(above) - static_cast<double>(below));
-  EXPECT_NEAR(analytic.grad_temperature, numeric, 1e-5 * (1.0 + std::fabs(numeric)));
+  auto objective_value = [&] { return objective(problem, upstream); };
+  testing::expect_gradient(problem.q, p.batch, q_stride, p.dim, analytic.grad_q, objective_value,
+                           "grad_q");
+  testing::expect_gradient(problem.k, p.num_keys, k_stride, p.dim, analytic.grad_k, objective_value,
+                           "grad_k");
+  testing::expect_float_derivative(p.temperature, analytic.grad_temperature, objective_value,
+                                   "grad_temperature");
 }
 
 std::vector<FiniteDifferenceCase> finite_difference_cases() {

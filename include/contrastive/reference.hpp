@@ -7,6 +7,8 @@
 
 #include "contrastive/export.h"
 #include "contrastive/infonce.hpp"
+#include "contrastive/mnr.hpp"
+#include "contrastive/repel.hpp"
 #include "contrastive/status.hpp"
 
 namespace contrastive::reference {
@@ -34,5 +36,72 @@ CONTRASTIVE_API Status infonce_forward(const infonce::Params& params, const doub
 CONTRASTIVE_API Status infonce_backward(const infonce::Params& params, const double* q,
                                         const double* k, const double* grad_loss,
                                         InfoNCEBackward* out);
+
+// ---- MNR, per-anchor negatives
+// -------------------------------------------------------------------
+
+struct MnrPerAnchorForward {
+  std::vector<double> loss;     ///< 1 value, or B for Reduction::kNone
+  std::vector<double> row_lse;  ///< (B)
+  std::vector<double> logits;   ///< (B, 1 + n): scale * sim(a_b, [p_b; N_b])
+};
+
+struct MnrPerAnchorBackward {
+  std::vector<double> grad_anchors;    ///< (B, D)
+  std::vector<double> grad_positives;  ///< (B, D)
+  std::vector<double> grad_negatives;  ///< (B * n, D)
+  double grad_scale = 0.0;
+  std::vector<double> grad_logits;  ///< (B, 1 + n)
+};
+
+/// @param anchors (B, anchor_row_stride); positives (B, positive_row_stride);
+///        negatives (B * n, negative_row_stride)
+CONTRASTIVE_API Status mnr_per_anchor_forward(const mnr::PerAnchorParams& params,
+                                              const double* anchors, const double* positives,
+                                              const double* negatives, MnrPerAnchorForward* out);
+/// @param grad_loss (1), or (B) for kNone; null means 1
+CONTRASTIVE_API Status mnr_per_anchor_backward(const mnr::PerAnchorParams& params,
+                                               const double* anchors, const double* positives,
+                                               const double* negatives, const double* grad_loss,
+                                               MnrPerAnchorBackward* out);
+
+// ---- MNR, in-batch with shared hard negatives
+// ----------------------------------------------------
+
+struct MnrInBatchBackward {
+  std::vector<double> grad_anchors;     ///< (B, D)
+  std::vector<double> grad_candidates;  ///< ((1 + K) B, D)
+  double grad_scale = 0.0;
+  std::vector<double> grad_logits;  ///< (B, (1 + K) B)
+};
+
+/// The forward result has InfoNCE's form (logits = scale * sim).
+/// @param anchors (B, anchor_row_stride); candidates ((1 + K) B, candidate_row_stride)
+CONTRASTIVE_API Status mnr_in_batch_forward(const mnr::InBatchParams& params, const double* anchors,
+                                            const double* candidates, InfoNCEForward* out);
+CONTRASTIVE_API Status mnr_in_batch_backward(const mnr::InBatchParams& params,
+                                             const double* anchors, const double* candidates,
+                                             const double* grad_loss, MnrInBatchBackward* out);
+
+// ---- Repel ------------------------------------------------------------------------------------
+
+struct RepelForward {
+  std::vector<double> loss;          ///< 1 value, or (B, N) for Reduction::kNone
+  std::vector<double> similarities;  ///< (B, N) cos(u_b, x_bn)
+  double active_terms = 0.0;         ///< terms with s_bn - margin > 0
+};
+
+struct RepelBackward {
+  std::vector<double> grad_anchors;    ///< (B, D)
+  std::vector<double> grad_negatives;  ///< (B * N, D)
+};
+
+/// @param anchors (B, anchor_row_stride); negatives (B * N, negative_row_stride)
+CONTRASTIVE_API Status repel_forward(const repel::Params& params, const double* anchors,
+                                     const double* negatives, RepelForward* out);
+/// @param grad_loss (1), or (B, N) for kNone; null means 1
+CONTRASTIVE_API Status repel_backward(const repel::Params& params, const double* anchors,
+                                      const double* negatives, const double* grad_loss,
+                                      RepelBackward* out);
 
 }  // namespace contrastive::reference

@@ -1,0 +1,88 @@
+// Internal: the parameter checks every loss makes, each failure worded once:
+//   "<loss>: <name> must be >= <minimum>, got <value>", "... must be finite and > 0, got ...",
+//   "<loss>: <name> (<stride>) must be 0 (dense) or >= dim (<D>)", "<loss>: unknown <enum> value".
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "contrastive/status.hpp"
+#include "contrastive/types.hpp"
+#include "host/error.hpp"
+
+namespace contrastive::detail {
+
+/// Largest B, M, n, N or D: kernels index rows and columns with 32-bit grid coordinates.
+constexpr std::int64_t kMaxExtent = (std::int64_t{1} << 31) - 1;
+
+inline Status require_at_least(const char* loss, const char* name, std::int64_t value,
+                               std::int64_t minimum) {
+  if (value < minimum) {
+    return fail(Status::kInvalidArgument, "%s: %s must be >= %lld, got %lld", loss, name,
+                static_cast<long long>(minimum), static_cast<long long>(value));
+  }
+  return Status::kSuccess;
+}
+
+inline Status require_positive_finite(const char* loss, const char* name, float value) {
+  if (!(value > 0.0f) || !std::isfinite(value)) {
+    return fail(Status::kInvalidArgument, "%s: %s must be finite and > 0, got %g", loss, name,
+                static_cast<double>(value));
+  }
+  return Status::kSuccess;
+}
+
+inline Status require_stride(const char* loss, const char* name, std::int64_t stride,
+                             std::int64_t dim) {
+  if (stride != 0 && stride < dim) {
+    return fail(Status::kInvalidArgument, "%s: %s (%lld) must be 0 (dense) or >= dim (%lld)", loss,
+                name, static_cast<long long>(stride), static_cast<long long>(dim));
+  }
+  return Status::kSuccess;
+}
+
+inline Status require_known(const char* loss, DType dtype) {
+  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
+    return fail(Status::kInvalidArgument, "%s: unknown dtype value %d", loss,
+                static_cast<int>(dtype));
+  }
+  return Status::kSuccess;
+}
+
+inline Status require_known(const char* loss, Similarity similarity) {
+  if (similarity != Similarity::kCosine && similarity != Similarity::kDot) {
+    return fail(Status::kInvalidArgument, "%s: unknown similarity value %d", loss,
+                static_cast<int>(similarity));
+  }
+  return Status::kSuccess;
+}
+
+inline Status require_known(const char* loss, Reduction reduction) {
+  if (reduction != Reduction::kMean && reduction != Reduction::kSum &&
+      reduction != Reduction::kNone) {
+    return fail(Status::kInvalidArgument, "%s: unknown reduction value %d", loss,
+                static_cast<int>(reduction));
+  }
+  return Status::kSuccess;
+}
+
+/// Bytes spanned by `rows` rows of `stride` elements (the last `dim` wide); false on overflow.
+inline bool span_bytes(std::int64_t rows, std::int64_t stride, std::int64_t dim,
+                       std::size_t element, std::uint64_t* bytes) {
+  std::uint64_t elements = 0;
+  return !__builtin_mul_overflow(static_cast<std::uint64_t>(rows - 1),
+                                 static_cast<std::uint64_t>(stride), &elements) &&
+         !__builtin_add_overflow(elements, static_cast<std::uint64_t>(dim), &elements) &&
+         !__builtin_mul_overflow(elements, static_cast<std::uint64_t>(element), bytes);
+}
+
+/// The GPU paths take f32 for now; f16 and bf16 are valid values they do not implement yet.
+inline Status require_implemented(const char* loss, DType dtype) {
+  if (dtype != DType::kF32) {
+    return fail(Status::kNotSupported, "%s: dtype %s is not supported yet (f32 only)", loss,
+                dtype_name(dtype));
+  }
+  return Status::kSuccess;
+}
+
+}  // namespace contrastive::detail

@@ -1,0 +1,160 @@
+// MNR validation and buffer planning: no device needed.
+#include "host/mnr_plan.hpp"
+
+#include "host/checks.hpp"
+#include "host/error.hpp"
+#include "host/infonce_plan.hpp"
+#include "host/workspace.hpp"
+
+namespace contrastive::mnr {
+namespace detail {
+namespace {
+
+using namespace contrastive::detail;  // the shared checks
+constexpr const char* kPerAnchor = "mnr (per-anchor)";
+constexpr const char* kInBatch = "mnr (in-batch)";
+
+Status check_common(const char* loss, std::int64_t batch, std::int64_t dim, DType dtype,
+                    Similarity similarity, Reduction reduction, float scale, float eps) {
+  CONTRASTIVE_TRY(require_at_least(loss, "batch (B)", batch, 1));
+  CONTRASTIVE_TRY(require_at_least(loss, "dim (D)", dim, 1));
+  CONTRASTIVE_TRY(require_known(loss, dtype));
+  CONTRASTIVE_TRY(require_known(loss, similarity));
+  CONTRASTIVE_TRY(require_known(loss, reduction));
+  CONTRASTIVE_TRY(require_positive_finite(loss, "scale", scale));
+  if (similarity == Similarity::kCosine) CONTRASTIVE_TRY(require_positive_finite(loss, "eps", eps));
+  return Status::kSuccess;
+}
+
+}  // namespace
+
+Status check_problem(const PerAnchorParams& p) {
+  CONTRASTIVE_TRY(
+      check_common(kPerAnchor, p.batch, p.dim, p.dtype, p.similarity, p.reduction, p.scale, p.eps));
+  CONTRASTIVE_TRY(require_at_least(kPerAnchor, "negatives (n)", p.negatives, 1));
+  if (p.batch > kMaxExtent || p.negatives > kMaxExtent || p.dim > kMaxExtent) {
+    return fail(Status::kInvalidArgument,
+                "%s: batch, negatives and dim must each be < 2^31 (B = %lld, n = %lld, D = %lld)",
+                kPerAnchor, static_cast<long long>(p.batch), static_cast<long long>(p.negatives),
+                static_cast<long long>(p.dim));
+  }
+  CONTRASTIVE_TRY(require_stride(kPerAnchor, "anchor_row_stride", p.anchor_row_stride, p.dim));
+  CONTRASTIVE_TRY(require_stride(kPerAnchor, "positive_row_stride", p.positive_row_stride, p.dim));
+  CONTRASTIVE_TRY(require_stride(kPerAnchor, "negative_row_stride", p.negative_row_stride, p.dim));
+  std::uint64_t bytes = 0, negative_rows = 0;
+  const std::size_t element = dtype_size(p.dtype);
+  if (__builtin_mul_overflow(static_cast<std::uint64_t>(p.batch),
+                             static_cast<std::uint64_t>(p.negatives), &negative_rows) ||
+      !span_bytes(p.batch, or_dim(p.anchor_row_stride, p.dim), p.dim, element, &bytes) ||
+      !span_bytes(p.batch, or_dim(p.positive_row_stride, p.dim), p.dim, element, &bytes) ||
+      !span_bytes(static_cast<std::int64_t>(negative_rows), or_dim(p.negative_row_stride, p.dim),
+                  p.dim, element, &bytes)) {
+    return fail(Status::kInvalidArgument, "%s: the extent of the inputs in bytes overflows 64 bits",
+                kPerAnchor);
+  }
+  return Status::kSuccess;
+}
+
+Status check_problem(const InBatchParams& p) {
+  CONTRASTIVE_TRY(
+      check_common(kInBatch, p.batch, p.dim, p.dtype, p.similarity, p.reduction, p.scale, p.eps));
+  CONTRASTIVE_TRY(require_at_least(kInBatch, "hard_negatives (K)", p.hard_negatives, 0));
+  std::int64_t candidates = 0;
+  if (__builtin_mul_overflow(p.hard_negatives + 1, p.batch, &candidates) ||
+      candidates > kMaxExtent || p.dim > kMaxExtent) {
+    return fail(Status::kInvalidArgument,
+                "%s: (1 + K) B candidates and D must each be < 2^31 (B = %lld, K = %lld, D = %lld)",
+                kInBatch, static_cast<long long>(p.batch), static_cast<long long>(p.hard_negatives),
+                static_cast<long long>(p.dim));
+  }
+  CONTRASTIVE_TRY(require_stride(kInBatch, "anchor_row_stride", p.anchor_row_stride, p.dim));
+  CONTRASTIVE_TRY(require_stride(kInBatch, "candidate_row_stride", p.candidate_row_stride, p.dim));
+  if (p.tile_rows < 0 || p.tile_cols < 0) {
+    return fail(Status::kInvalidArgument,
+                "%s: tile_rows and tile_cols must be >= 0 (0: whole), got %lld x %lld", kInBatch,
+                static_cast<long long>(p.tile_rows), static_cast<long long>(p.tile_cols));
+  }
+  // What is left (extents in bytes) is InfoNCE's own check of the equivalent problem.
+  return infonce::detail::check_problem(to_infonce(p));
+}
+
+infonce::Params to_infonce(const InBatchParams& p) {
+  infonce::Params q;
+  q.batch = p.batch;
+  q.num_keys = (p.hard_negatives + 1) * p.batch;
+  q.dim = p.dim;
+  q.positive_offset = 0;
+  q.q_row_stride = p.anchor_row_stride;
+  q.k_row_stride = p.candidate_row_stride;
+  q.dtype = p.dtype;
+  q.similarity = p.similarity;
+  q.reduction = p.reduction;
+  q.temperature = 1.0f;  // unused: the loop takes the logit scale (p.scale) apart
+  q.eps = p.eps;
+  q.symmetric = p.symmetric;
+  q.allow_tf32 = p.allow_tf32;
+  q.tile_rows = p.tile_rows;
+  q.tile_cols = p.tile_cols;
+  return q;
+}
+
+PerAnchorWorkspace plan_workspace(const PerAnchorParams& p) {
+  WorkspaceLayoutBuilder builder;
+  PerAnchorWorkspace plan;
+  plan.row_loss = builder.add(static_cast<std::uint64_t>(p.batch), sizeof(float));
+  plan.row_logit_grad = builder.add(static_cast<std::uint64_t>(p.batch), sizeof(float));
+  plan.used_bytes = builder.used_bytes();
+  plan.required_bytes = builder.required_bytes();
+  return plan;
+}
+
+}  // namespace detail
+
+Status check(const PerAnchorParams& params) {
+  CONTRASTIVE_TRY(detail::check_problem(params));
+  if (params.negatives + 1 > detail::kMaxCandidates) {
+    return contrastive::detail::fail(
+        Status::kNotSupported,
+        "mnr (per-anchor): at most %lld negatives per anchor are supported, got %lld",
+        static_cast<long long>(detail::kMaxCandidates - 1),
+        static_cast<long long>(params.negatives));
+  }
+  return contrastive::detail::require_implemented("mnr (per-anchor)", params.dtype);
+}
+
+Status check(const InBatchParams& params) {
+  CONTRASTIVE_TRY(detail::check_problem(params));
+  return contrastive::detail::require_implemented("mnr (in-batch)", params.dtype);
+}
+
+Status workspace_size(const PerAnchorParams& params, std::size_t* bytes) {
+  if (bytes == nullptr)
+    return contrastive::detail::fail(Status::kNullPointer, "mnr: bytes is null");
+  CONTRASTIVE_TRY(check(params));
+  *bytes = detail::plan_workspace(params).required_bytes;
+  return Status::kSuccess;
+}
+
+Status saved_size(const PerAnchorParams& params, std::size_t* bytes) {
+  if (bytes == nullptr)
+    return contrastive::detail::fail(Status::kNullPointer, "mnr: bytes is null");
+  CONTRASTIVE_TRY(check(params));
+  *bytes = static_cast<std::size_t>(params.batch) * sizeof(float);  // the per-row log-sum-exp
+  return Status::kSuccess;
+}
+
+Status workspace_size(const InBatchParams& params, std::size_t* bytes) {
+  if (bytes == nullptr)
+    return contrastive::detail::fail(Status::kNullPointer, "mnr: bytes is null");
+  CONTRASTIVE_TRY(check(params));
+  return infonce::workspace_size(detail::to_infonce(params), bytes);
+}
+
+Status saved_size(const InBatchParams& params, std::size_t* bytes) {
+  if (bytes == nullptr)
+    return contrastive::detail::fail(Status::kNullPointer, "mnr: bytes is null");
+  CONTRASTIVE_TRY(check(params));
+  return infonce::saved_size(detail::to_infonce(params), bytes);
+}
+
+}  // namespace contrastive::mnr

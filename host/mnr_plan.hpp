@@ -1,0 +1,37 @@
+// Internal: MNR's checks and buffers, no device needed (contrastive_reference).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "contrastive/export.h"
+#include "contrastive/infonce.hpp"
+#include "contrastive/mnr.hpp"
+
+namespace contrastive::mnr::detail {
+
+/// Candidates per anchor the fused per-anchor kernel holds in shared memory.
+constexpr std::int64_t kMaxCandidates = 2048;
+
+inline std::int64_t or_dim(std::int64_t stride, std::int64_t dim) {
+  return stride == 0 ? dim : stride;
+}
+
+/// Shapes, strides, scalars, enum values (the dtype only for being known); used by the reference.
+CONTRASTIVE_API Status check_problem(const PerAnchorParams& params);
+CONTRASTIVE_API Status check_problem(const InBatchParams& params);
+
+/// In-batch MNR as rectangular InfoNCE: M = (1 + K) B candidates, positives at offset 0. The logit
+/// scale is passed apart; the temperature here is a placeholder.
+CONTRASTIVE_API infonce::Params to_infonce(const InBatchParams& params);
+
+/// Per-anchor scratch: per-row partials reduced into the loss and the scale gradient.
+struct PerAnchorWorkspace {
+  std::size_t row_loss = 0;        ///< (B) f32
+  std::size_t row_logit_grad = 0;  ///< (B) f32: sum over candidates of dLoss/dlogit * logit
+  std::size_t used_bytes = 0;
+  std::size_t required_bytes = 0;
+};
+CONTRASTIVE_API PerAnchorWorkspace plan_workspace(const PerAnchorParams& params);
+
+}  // namespace contrastive::mnr::detail

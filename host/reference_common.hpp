@@ -1,0 +1,99 @@
+// Internal: float64 building blocks shared by the references of every loss.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "contrastive/infonce.hpp"
+#include "contrastive/reference.hpp"
+#include "contrastive/types.hpp"
+
+namespace contrastive::reference::detail {
+
+/// Rows of x (rows, stride) as a dense (rows, dim) matrix: x / max(|x|, eps) for cosine, x itself
+/// for dot. `norms` are the unclamped norms (1 for dot).
+struct Rows {
+  std::vector<double> hat;
+  std::vector<double> norms;
+};
+
+inline Rows prepare_rows(const double* x, std::int64_t rows, std::int64_t stride, std::int64_t dim,
+                         bool cosine, double eps) {
+  Rows out;
+  out.hat.resize(static_cast<std::size_t>(rows * dim));
+  out.norms.assign(static_cast<std::size_t>(rows), 1.0);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const double* row = x + r * stride;
+    double scale = 1.0;
+    if (cosine) {
+      double squares = 0.0;
+      for (std::int64_t c = 0; c < dim; ++c) squares += row[c] * row[c];
+      out.norms[r] = std::sqrt(squares);
+      scale = 1.0 / std::max(out.norms[r], eps);
+    }
+    for (std::int64_t c = 0; c < dim; ++c) out.hat[r * dim + c] = row[c] * scale;
+  }
+  return out;
+}
+
+/// d/dx of x / max(|x|, eps) applied to `g`, the gradient of the normalized rows (cosine); `g`
+/// itself for dot.
+inline std::vector<double> normalize_backward(const Rows& rows, std::int64_t dim, bool cosine,
+                                              double eps, const std::vector<double>& g) {
+  if (!cosine) return g;
+  std::vector<double> out(g.size());
+  const auto count = static_cast<std::int64_t>(rows.norms.size());
+  for (std::int64_t r = 0; r < count; ++r) {
+    const double norm = rows.norms[r];
+    const double* hat = &rows.hat[r * dim];
+    const double* grad = &g[r * dim];
+    if (norm > eps) {
+      double projection = 0.0;
+      for (std::int64_t c = 0; c < dim; ++c) projection += hat[c] * grad[c];
+      for (std::int64_t c = 0; c < dim; ++c)
+        out[r * dim + c] = (grad[c] - hat[c] * projection) / norm;
+    } else {  // the clamped branch is x / eps: linear
+      for (std::int64_t c = 0; c < dim; ++c) out[r * dim + c] = grad[c] / eps;
+    }
+  }
+  return out;
+}
+
+inline double dot(const double* a, const double* b, std::int64_t dim) {
+  double sum = 0.0;
+  for (std::int64_t c = 0; c < dim; ++c) sum += a[c] * b[c];
+  return sum;
+}
+
+inline double log_sum_exp(const double* values, std::int64_t count, std::int64_t stride) {
+  double max = -std::numeric_limits<double>::infinity();
+  for (std::int64_t i = 0; i < count; ++i) max = std::max(max, values[i * stride]);
+  double sum = 0.0;
+  for (std::int64_t i = 0; i < count; ++i) sum += std::exp(values[i * stride] - max);
+  return max + std::log(sum);
+}
+
+/// dLoss/d(output i) for an upstream gradient (null means 1) under `reduction` over `count`
+/// outputs.
+inline double upstream_weight(const double* grad_loss, Reduction reduction, std::int64_t index,
+                              std::int64_t count) {
+  double upstream = 1.0;
+  if (grad_loss != nullptr)
+    upstream = reduction == Reduction::kNone ? grad_loss[index] : grad_loss[0];
+  if (reduction == Reduction::kMean) upstream /= static_cast<double>(count);
+  return upstream;
+}
+
+/// InfoNCE with logits = logit_scale * sim; the public InfoNCE uses 1 / temperature, in-batch MNR
+/// its scale. `sum_grad_logits` receives sum(dLoss/dlogits * logits), from which either scalar
+/// gradient follows. params.temperature is not read.
+InfoNCEForward infonce_forward_scaled(const infonce::Params& params, const double* q,
+                                      const double* k, double logit_scale);
+InfoNCEBackward infonce_backward_scaled(const infonce::Params& params, const double* q,
+                                        const double* k, const double* grad_loss,
+                                        double logit_scale, double* sum_grad_logits);
+
+}  // namespace contrastive::reference::detail

@@ -1,0 +1,97 @@
+// Repel validation and buffer planning: no device needed.
+#include "host/repel_plan.hpp"
+
+#include <cmath>
+
+#include "host/checks.hpp"
+#include "host/error.hpp"
+#include "host/workspace.hpp"
+
+namespace contrastive::repel {
+namespace detail {
+namespace {
+
+using namespace contrastive::detail;  // the shared checks
+constexpr const char* kLoss = "repel";
+
+std::int64_t or_dim(std::int64_t stride, std::int64_t dim) {
+  return stride == 0 ? dim : stride;
+}
+
+}  // namespace
+
+Status check_problem(const Params& p) {
+  CONTRASTIVE_TRY(require_at_least(kLoss, "batch (B)", p.batch, 1));
+  CONTRASTIVE_TRY(require_at_least(kLoss, "negatives (N)", p.negatives, 1));
+  CONTRASTIVE_TRY(require_at_least(kLoss, "dim (D)", p.dim, 1));
+  if (p.batch > kMaxExtent || p.negatives > kMaxExtent || p.dim > kMaxExtent) {
+    return fail(
+        Status::kInvalidArgument,
+        "repel: batch, negatives and dim must each be < 2^31 (B = %lld, N = %lld, D = %lld)",
+        static_cast<long long>(p.batch), static_cast<long long>(p.negatives),
+        static_cast<long long>(p.dim));
+  }
+  CONTRASTIVE_TRY(require_stride(kLoss, "anchor_row_stride", p.anchor_row_stride, p.dim));
+  CONTRASTIVE_TRY(require_stride(kLoss, "negative_row_stride", p.negative_row_stride, p.dim));
+  CONTRASTIVE_TRY(require_known(kLoss, p.dtype));
+  CONTRASTIVE_TRY(require_known(kLoss, p.reduction));
+  if (!std::isfinite(p.margin)) {
+    return fail(Status::kInvalidArgument, "repel: margin must be finite, got %g",
+                static_cast<double>(p.margin));
+  }
+  CONTRASTIVE_TRY(require_positive_finite(kLoss, "eps", p.eps));
+  if (p.mean_over_active && p.reduction != Reduction::kMean) {
+    return fail(Status::kInvalidArgument, "repel: mean_over_active needs Reduction::kMean");
+  }
+  std::uint64_t bytes = 0, negative_rows = 0;
+  const std::size_t element = dtype_size(p.dtype);
+  if (__builtin_mul_overflow(static_cast<std::uint64_t>(p.batch),
+                             static_cast<std::uint64_t>(p.negatives), &negative_rows) ||
+      !span_bytes(p.batch, or_dim(p.anchor_row_stride, p.dim), p.dim, element, &bytes) ||
+      !span_bytes(static_cast<std::int64_t>(negative_rows), or_dim(p.negative_row_stride, p.dim),
+                  p.dim, element, &bytes)) {
+    return fail(Status::kInvalidArgument,
+                "repel: the extent of the inputs in bytes overflows 64 bits");
+  }
+  return Status::kSuccess;
+}
+
+Workspace plan_workspace(const Params& p) {
+  WorkspaceLayoutBuilder builder;
+  Workspace plan;
+  plan.row_sum = builder.add(static_cast<std::uint64_t>(p.batch), sizeof(float));
+  plan.row_active = builder.add(static_cast<std::uint64_t>(p.batch), sizeof(float));
+  plan.used_bytes = builder.used_bytes();
+  plan.required_bytes = builder.required_bytes();
+  return plan;
+}
+
+}  // namespace detail
+
+Status check(const Params& params) {
+  CONTRASTIVE_TRY(detail::check_problem(params));
+  if (params.negatives > detail::kMaxNegatives) {
+    return contrastive::detail::fail(
+        Status::kNotSupported, "repel: at most %lld negatives per anchor are supported, got %lld",
+        static_cast<long long>(detail::kMaxNegatives), static_cast<long long>(params.negatives));
+  }
+  return contrastive::detail::require_implemented("repel", params.dtype);
+}
+
+Status workspace_size(const Params& params, std::size_t* bytes) {
+  if (bytes == nullptr)
+    return contrastive::detail::fail(Status::kNullPointer, "repel: bytes is null");
+  CONTRASTIVE_TRY(check(params));
+  *bytes = detail::plan_workspace(params).required_bytes;
+  return Status::kSuccess;
+}
+
+Status saved_size(const Params& params, std::size_t* bytes) {
+  if (bytes == nullptr)
+    return contrastive::detail::fail(Status::kNullPointer, "repel: bytes is null");
+  CONTRASTIVE_TRY(check(params));
+  *bytes = sizeof(float);  // the number of terms above the margin
+  return Status::kSuccess;
+}
+
+}  // namespace contrastive::repel

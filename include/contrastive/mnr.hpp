@@ -1,0 +1,158 @@
+// Multiple negatives ranking (MNR) loss, in the two layouts pipelines use, forward and backward.
+//
+// Per-anchor negatives (the seed notebook's mnr_loss, batched): anchors A (B, D), positives P (B,
+// D), negatives N (B, n, D). Row b competes its positive against its own negatives only:
+//   logits_b = scale * sim(a_b, [p_b; N_b])          (1 + n values)
+//   loss_b   = logsumexp(logits_b) - logits_b[0]
+// Memory-bound: one fused kernel per pass reads each vector once; no GEMM, no (B, 1 + n) buffer.
+//
+// In-batch with shared hard negatives (sentence-transformers' MultipleNegativesRankingLoss):
+// anchors A (B, D) and candidates C = [P; N_1; ...; N_K] ((1 + K) B, D), each block B rows; anchor
+// i's positive is candidate i and every anchor competes against all (1 + K) B candidates:
+//   logits = scale * sim(A, C),  loss_i = logsumexp_j logits_ij - logits_ii
+// Symmetric mode adds the column direction over the positive block (sentence-transformers'
+// MultipleNegativesSymmetricRankingLoss): c_i = logsumexp_r logits_ri - logits_ii, and each row's
+// loss is (loss_i + c_i) / 2. This is rectangular InfoNCE (infonce.hpp) with a scale in place of
+// 1/temperature, and runs on the same cuBLAS GEMMs and fused kernels.
+//
+// Both have the lifecycle of every loss: check -> workspace_size / saved_size -> forward ->
+// backward (or forward_backward). Backward writes dense gradients (row stride D) for every input
+// it is given a pointer for, and dLoss/dscale.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "contrastive/export.h"
+#include "contrastive/handle.hpp"
+#include "contrastive/status.hpp"
+#include "contrastive/types.hpp"
+
+namespace contrastive::mnr {
+
+// ---- Per-anchor negatives
+// ------------------------------------------------------------------------
+
+struct PerAnchorParams {
+  std::int64_t batch = 0;                ///< B: anchors (and positives), >= 1
+  std::int64_t negatives = 0;            ///< n: negatives per anchor, >= 1 (1 + n <= 2048)
+  std::int64_t dim = 0;                  ///< D, >= 1
+  std::int64_t anchor_row_stride = 0;    ///< elements between anchor rows; 0 means D
+  std::int64_t positive_row_stride = 0;  ///< elements between positive rows; 0 means D
+  std::int64_t negative_row_stride = 0;  ///< elements between negative rows (b, t); 0 means D
+  DType dtype = DType::kF32;
+  Similarity similarity = Similarity::kDot;  ///< the seed's choice; cosine as sentence-transformers
+  Reduction reduction = Reduction::kMean;
+  float scale =
+      1.0f;  ///< logits = scale * sim; > 0 and finite (the seed: 1, sentence-transformers: 20)
+  float eps = 1e-12f;  ///< cosine only: norms are clamped to at least eps; > 0
+};
+
+struct PerAnchorForwardArgs {
+  const void* anchors = nullptr;    ///< (B, anchor_row_stride) dtype
+  const void* positives = nullptr;  ///< (B, positive_row_stride) dtype
+  const void* negatives = nullptr;  ///< (B * n, negative_row_stride) dtype: row b * n + t
+  float* loss = nullptr;            ///< (1) for mean/sum, (B) for Reduction::kNone
+  void* saved = nullptr;            ///< saved_size() bytes: the per-row log-sum-exp
+};
+
+struct PerAnchorBackwardArgs {
+  const void* anchors = nullptr;
+  const void* positives = nullptr;
+  const void* negatives = nullptr;
+  const void* saved = nullptr;       ///< what forward() wrote for the same inputs
+  const float* grad_loss = nullptr;  ///< (1), or (B) for kNone; null means 1
+  void* grad_anchors = nullptr;      ///< (B, D) or null
+  void* grad_positives = nullptr;    ///< (B, D) or null
+  void* grad_negatives = nullptr;    ///< (B * n, D) or null
+  float* grad_scale = nullptr;       ///< (1) or null
+};
+
+struct PerAnchorForwardBackwardArgs {
+  const void* anchors = nullptr;
+  const void* positives = nullptr;
+  const void* negatives = nullptr;
+  float* loss = nullptr;
+  void* saved = nullptr;
+  const float* grad_loss = nullptr;
+  void* grad_anchors = nullptr;
+  void* grad_positives = nullptr;
+  void* grad_negatives = nullptr;
+  float* grad_scale = nullptr;
+};
+
+CONTRASTIVE_API Status check(const PerAnchorParams& params);
+CONTRASTIVE_API Status workspace_size(const PerAnchorParams& params, std::size_t* bytes);
+CONTRASTIVE_API Status saved_size(const PerAnchorParams& params, std::size_t* bytes);
+CONTRASTIVE_API Status forward(const Handle& handle, const PerAnchorParams& params,
+                               const PerAnchorForwardArgs& args, void* workspace,
+                               std::size_t workspace_bytes, Stream stream);
+CONTRASTIVE_API Status backward(const Handle& handle, const PerAnchorParams& params,
+                                const PerAnchorBackwardArgs& args, void* workspace,
+                                std::size_t workspace_bytes, Stream stream);
+/// One kernel: the similarities are computed once and the gradients follow in the same pass.
+CONTRASTIVE_API Status forward_backward(const Handle& handle, const PerAnchorParams& params,
+                                        const PerAnchorForwardBackwardArgs& args, void* workspace,
+                                        std::size_t workspace_bytes, Stream stream);
+
+// ---- In-batch with shared hard negatives -------------------------------------------------------
+
+struct InBatchParams {
+  std::int64_t batch = 0;                 ///< B: anchors; every candidate block has B rows
+  std::int64_t hard_negatives = 0;        ///< K >= 0: blocks of hard negatives after the positives
+  std::int64_t dim = 0;                   ///< D, >= 1
+  std::int64_t anchor_row_stride = 0;     ///< 0 means D
+  std::int64_t candidate_row_stride = 0;  ///< 0 means D
+  DType dtype = DType::kF32;
+  Similarity similarity = Similarity::kCosine;
+  Reduction reduction = Reduction::kMean;
+  float scale = 20.0f;         ///< logits = scale * sim; > 0 and finite (sentence-transformers: 20)
+  float eps = 1e-12f;          ///< cosine only; > 0
+  bool symmetric = false;      ///< add the column direction over the positive block
+  bool allow_tf32 = false;     ///< f32 only: TF32 tensor cores for the GEMMs
+  std::int64_t tile_rows = 0;  ///< tiles of the logits, as infonce::Params (0: one tile)
+  std::int64_t tile_cols = 0;
+};
+
+struct InBatchForwardArgs {
+  const void* anchors = nullptr;     ///< (B, anchor_row_stride) dtype
+  const void* candidates = nullptr;  ///< ((1 + K) B, candidate_row_stride) dtype: [P; N_1; ...]
+  float* loss = nullptr;             ///< (1), or (B) for Reduction::kNone
+  void* saved = nullptr;             ///< saved_size() bytes
+};
+
+struct InBatchBackwardArgs {
+  const void* anchors = nullptr;
+  const void* candidates = nullptr;
+  const void* saved = nullptr;
+  const float* grad_loss = nullptr;  ///< (1), or (B) for kNone; null means 1
+  void* grad_anchors = nullptr;      ///< (B, D) or null
+  void* grad_candidates = nullptr;   ///< ((1 + K) B, D) or null
+  float* grad_scale = nullptr;       ///< (1) or null
+};
+
+struct InBatchForwardBackwardArgs {
+  const void* anchors = nullptr;
+  const void* candidates = nullptr;
+  float* loss = nullptr;
+  void* saved = nullptr;
+  const float* grad_loss = nullptr;
+  void* grad_anchors = nullptr;
+  void* grad_candidates = nullptr;
+  float* grad_scale = nullptr;
+};
+
+CONTRASTIVE_API Status check(const InBatchParams& params);
+CONTRASTIVE_API Status workspace_size(const InBatchParams& params, std::size_t* bytes);
+CONTRASTIVE_API Status saved_size(const InBatchParams& params, std::size_t* bytes);
+CONTRASTIVE_API Status forward(const Handle& handle, const InBatchParams& params,
+                               const InBatchForwardArgs& args, void* workspace,
+                               std::size_t workspace_bytes, Stream stream);
+CONTRASTIVE_API Status backward(const Handle& handle, const InBatchParams& params,
+                                const InBatchBackwardArgs& args, void* workspace,
+                                std::size_t workspace_bytes, Stream stream);
+CONTRASTIVE_API Status forward_backward(const Handle& handle, const InBatchParams& params,
+                                        const InBatchForwardBackwardArgs& args, void* workspace,
+                                        std::size_t workspace_bytes, Stream stream);
+
+}  // namespace contrastive::mnr
