@@ -6,23 +6,13 @@
 
 #include "kernels/normalize.hpp"
 #include "kernels/online_softmax.hpp"
+#include "kernels/warp_reduce.cuh"
 
 namespace contrastive::kernels {
 namespace {
 
-constexpr int kWarpSize = 32;
 constexpr int kWarpsPerBlock = 8;
 constexpr int kBlockThreads = kWarpSize * kWarpsPerBlock;
-constexpr unsigned kFullWarp = 0xffffffffu;
-
-// Butterfly sum: each step adds the same two values on both lanes of a pair, so every lane ends
-// with the bit-identical total (deterministic, no broadcast needed).
-__device__ double warp_all_sum(double value) {
-  for (int mask = kWarpSize / 2; mask > 0; mask /= 2) {
-    value += __shfl_xor_sync(kFullWarp, value, mask);
-  }
-  return value;
-}
 
 __global__ __launch_bounds__(kBlockThreads) void normalize_rows_kernel(
     const float* __restrict__ x, std::int64_t rows, std::int64_t ld, std::int64_t dim, float eps,

@@ -5,11 +5,7 @@
 
 #include <math.h>
 
-#if defined(__CUDACC__)
-#define CONTRASTIVE_HOST_DEVICE __host__ __device__
-#else
-#define CONTRASTIVE_HOST_DEVICE
-#endif
+#include "kernels/host_device.hpp"
 
 namespace contrastive::kernels {
 

@@ -19,12 +19,6 @@ constexpr int kColumnWidth = 32;     // columns per block: a warp reads 128 cont
 constexpr int kColumnRowGroups = 8;  // rows read in parallel for each column
 constexpr int kSingleBlockThreads = 1024;
 
-__device__ float upstream_weight(const UpstreamGradient& upstream, std::int64_t index) {
-  const float value =
-      upstream.values == nullptr ? 1.0f : upstream.values[upstream.per_row ? index : 0];
-  return value * upstream.scale;
-}
-
 __global__ __launch_bounds__(kRowThreads) void row_lse_tile_kernel(
     LogitsTile tile, std::int64_t positive_offset, LseState* __restrict__ row_state,
     float* __restrict__ positive_logit, bool first_tile) {
@@ -103,7 +97,7 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
   const std::int64_t local_row = blockIdx.x;
   const std::int64_t row = tile.row0 + local_row;
   float* values = tile.data + local_row * tile.ld;
-  const float row_weight = upstream_weight(upstream, row);
+  const float row_weight = upstream.weight(row);
   const float lse = row_lse[row];
   const std::int64_t positive = row + positive_offset;
   float grad_dot_logit = 0.0f;
@@ -113,7 +107,7 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
     float grad = row_weight * (expf(logit - lse) - (col == positive ? 1.0f : 0.0f));
     const std::int64_t positive_column = col - positive_offset;  // in [0, B) for positives
     if (col_lse != nullptr && positive_column >= 0 && positive_column < batch) {
-      grad += upstream_weight(upstream, positive_column) *
+      grad += upstream.weight(positive_column) *
               (expf(logit - col_lse[positive_column]) - (col == positive ? 1.0f : 0.0f));
     }
     values[j] = grad;

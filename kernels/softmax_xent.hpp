@@ -9,6 +9,7 @@
 
 #include "contrastive/types.hpp"
 #include "kernels/online_softmax.hpp"
+#include "kernels/upstream_gradient.hpp"
 
 namespace contrastive::kernels {
 
@@ -21,13 +22,6 @@ struct LogitsTile {
   std::int64_t rows;
   std::int64_t col0;
   std::int64_t cols;
-};
-
-/// dLoss/d(row loss i) = scale * (values ? values[per_row ? i : 0] : 1).
-struct UpstreamGradient {
-  const float* values;  ///< device: (1), (B) when per_row, or null for 1
-  bool per_row;         ///< Reduction::kNone
-  float scale;          ///< 1/B for a mean, times 1/2 in symmetric mode
 };
 
 /// Merge the tile's rows into row_state (B) (first_tile: overwrite) and copy the logit of

@@ -112,7 +112,7 @@ INSTANTIATE_TEST_SUITE_P(BadParams, CApiCheck, ::testing::ValuesIn(kCBadParams),
 TEST(CApi, NullParamsAndNullOutputs) {
   size_t bytes = 0;
   EXPECT_EQ(contrastive_infonce_check(nullptr), CONTRASTIVE_NULL_POINTER);
-  EXPECT_STREQ(contrastive_last_error(), "infonce: params is null");
+  EXPECT_STREQ(contrastive_last_error(), "params is null");
   EXPECT_EQ(contrastive_infonce_workspace_size(nullptr, &bytes), CONTRASTIVE_NULL_POINTER);
   const contrastive_infonce_params_t params = valid_params();
   EXPECT_EQ(contrastive_infonce_saved_size(&params, nullptr), CONTRASTIVE_NULL_POINTER);

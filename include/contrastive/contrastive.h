@@ -97,6 +97,121 @@ CONTRASTIVE_API int contrastive_infonce_forward_backward(
     const void* k, float* loss, void* saved, const float* grad_loss, void* grad_q, void* grad_k,
     float* grad_temperature, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
 
+/* ---- MNR, per-anchor negatives (mirrors contrastive::mnr::PerAnchorParams) ---- */
+typedef struct contrastive_mnr_per_anchor_params {
+  int64_t batch;               /* B */
+  int64_t negatives;           /* n per anchor */
+  int64_t dim;                 /* D */
+  int64_t anchor_row_stride;   /* 0 means D */
+  int64_t positive_row_stride; /* 0 means D */
+  int64_t negative_row_stride; /* 0 means D */
+  int32_t dtype;
+  int32_t similarity; /* default dot, as the seed */
+  int32_t reduction;
+  float scale; /* default 1 */
+  float eps;
+} contrastive_mnr_per_anchor_params_t;
+
+CONTRASTIVE_API void contrastive_mnr_per_anchor_params_init(
+    contrastive_mnr_per_anchor_params_t* params);
+CONTRASTIVE_API int contrastive_mnr_per_anchor_check(
+    const contrastive_mnr_per_anchor_params_t* params);
+CONTRASTIVE_API int contrastive_mnr_per_anchor_workspace_size(
+    const contrastive_mnr_per_anchor_params_t* params, size_t* bytes);
+CONTRASTIVE_API int contrastive_mnr_per_anchor_saved_size(
+    const contrastive_mnr_per_anchor_params_t* params, size_t* bytes);
+/** anchors (B, D), positives (B, D), negatives (B * n, D): device. */
+CONTRASTIVE_API int contrastive_mnr_per_anchor_forward(
+    contrastive_handle_t handle, const contrastive_mnr_per_anchor_params_t* params,
+    const void* anchors, const void* positives, const void* negatives, float* loss, void* saved,
+    void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+CONTRASTIVE_API int contrastive_mnr_per_anchor_backward(
+    contrastive_handle_t handle, const contrastive_mnr_per_anchor_params_t* params,
+    const void* anchors, const void* positives, const void* negatives, const void* saved,
+    const float* grad_loss, void* grad_anchors, void* grad_positives, void* grad_negatives,
+    float* grad_scale, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+CONTRASTIVE_API int contrastive_mnr_per_anchor_forward_backward(
+    contrastive_handle_t handle, const contrastive_mnr_per_anchor_params_t* params,
+    const void* anchors, const void* positives, const void* negatives, float* loss, void* saved,
+    const float* grad_loss, void* grad_anchors, void* grad_positives, void* grad_negatives,
+    float* grad_scale, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+
+/* ---- MNR, in-batch with hard negatives (mirrors contrastive::mnr::InBatchParams) ---- */
+typedef struct contrastive_mnr_in_batch_params {
+  int64_t batch;                /* B */
+  int64_t hard_negatives;       /* K >= 0 */
+  int64_t dim;                  /* D */
+  int64_t anchor_row_stride;    /* 0 means D */
+  int64_t candidate_row_stride; /* 0 means D */
+  int64_t tile_rows;            /* 0: one tile */
+  int64_t tile_cols;
+  int32_t dtype;
+  int32_t similarity; /* default cosine */
+  int32_t reduction;
+  int32_t symmetric;
+  int32_t allow_tf32;
+  float scale; /* default 20 */
+  float eps;
+} contrastive_mnr_in_batch_params_t;
+
+CONTRASTIVE_API void contrastive_mnr_in_batch_params_init(
+    contrastive_mnr_in_batch_params_t* params);
+CONTRASTIVE_API int contrastive_mnr_in_batch_check(const contrastive_mnr_in_batch_params_t* params);
+CONTRASTIVE_API int contrastive_mnr_in_batch_workspace_size(
+    const contrastive_mnr_in_batch_params_t* params, size_t* bytes);
+CONTRASTIVE_API int contrastive_mnr_in_batch_saved_size(
+    const contrastive_mnr_in_batch_params_t* params, size_t* bytes);
+/** anchors (B, D), candidates ((1 + K) B, D): device. */
+CONTRASTIVE_API int contrastive_mnr_in_batch_forward(
+    contrastive_handle_t handle, const contrastive_mnr_in_batch_params_t* params,
+    const void* anchors, const void* candidates, float* loss, void* saved, void* workspace,
+    size_t workspace_bytes, struct CUstream_st* stream);
+CONTRASTIVE_API int contrastive_mnr_in_batch_backward(
+    contrastive_handle_t handle, const contrastive_mnr_in_batch_params_t* params,
+    const void* anchors, const void* candidates, const void* saved, const float* grad_loss,
+    void* grad_anchors, void* grad_candidates, float* grad_scale, void* workspace,
+    size_t workspace_bytes, struct CUstream_st* stream);
+CONTRASTIVE_API int contrastive_mnr_in_batch_forward_backward(
+    contrastive_handle_t handle, const contrastive_mnr_in_batch_params_t* params,
+    const void* anchors, const void* candidates, float* loss, void* saved, const float* grad_loss,
+    void* grad_anchors, void* grad_candidates, float* grad_scale, void* workspace,
+    size_t workspace_bytes, struct CUstream_st* stream);
+
+/* ---- Repel (mirrors contrastive::repel::Params) ---- */
+typedef struct contrastive_repel_params {
+  int64_t batch;               /* B */
+  int64_t negatives;           /* N per anchor */
+  int64_t dim;                 /* D */
+  int64_t anchor_row_stride;   /* 0 means D */
+  int64_t negative_row_stride; /* 0 means D */
+  int32_t dtype;
+  int32_t reduction;
+  int32_t mean_over_active;
+  float margin; /* default 0.3 */
+  float eps;
+} contrastive_repel_params_t;
+
+CONTRASTIVE_API void contrastive_repel_params_init(contrastive_repel_params_t* params);
+CONTRASTIVE_API int contrastive_repel_check(const contrastive_repel_params_t* params);
+CONTRASTIVE_API int contrastive_repel_workspace_size(const contrastive_repel_params_t* params,
+                                                     size_t* bytes);
+CONTRASTIVE_API int contrastive_repel_saved_size(const contrastive_repel_params_t* params,
+                                                 size_t* bytes);
+/** anchors (B, D), negatives (B * N, D): device. loss: (1), or (B, N) for reduction none. */
+CONTRASTIVE_API int contrastive_repel_forward(contrastive_handle_t handle,
+                                              const contrastive_repel_params_t* params,
+                                              const void* anchors, const void* negatives,
+                                              float* loss, void* saved, void* workspace,
+                                              size_t workspace_bytes, struct CUstream_st* stream);
+CONTRASTIVE_API int contrastive_repel_backward(
+    contrastive_handle_t handle, const contrastive_repel_params_t* params, const void* anchors,
+    const void* negatives, const void* saved, const float* grad_loss, void* grad_anchors,
+    void* grad_negatives, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+CONTRASTIVE_API int contrastive_repel_forward_backward(
+    contrastive_handle_t handle, const contrastive_repel_params_t* params, const void* anchors,
+    const void* negatives, float* loss, void* saved, const float* grad_loss, void* grad_anchors,
+    void* grad_negatives, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -4,5 +4,7 @@
 
 #include "contrastive/handle.hpp"
 #include "contrastive/infonce.hpp"
+#include "contrastive/mnr.hpp"
+#include "contrastive/repel.hpp"
 #include "contrastive/status.hpp"
 #include "contrastive/types.hpp"

@@ -1,0 +1,135 @@
+// Repel on the GPU: the fused anchor-versus-negatives kernel with a hinge head
+// (kernels/anchor_candidates.cu), then single-block sums for the loss and the count of active
+// terms (saved for backward). forward_backward is one kernel, except with mean_over_active, whose
+// weights need the count over the whole batch first.
+#include "contrastive/repel.hpp"
+
+#include "host/arguments.hpp"
+#include "host/error.hpp"
+#include "host/handle_impl.hpp"
+#include "host/repel_plan.hpp"
+#include "kernels/anchor_candidates.hpp"
+#include "kernels/reduce.hpp"
+
+namespace contrastive::repel {
+namespace {
+
+using contrastive::detail::fail;
+using contrastive::detail::require_alignment;
+using contrastive::detail::require_tensor;
+using kernels::AnchorPass;
+
+std::int64_t or_dim(std::int64_t stride, std::int64_t dim) { return stride == 0 ? dim : stride; }
+
+Status run(AnchorPass pass, const char* call, const Handle& handle, const Params& p,
+           const ForwardBackwardArgs& args, void* workspace, std::size_t workspace_bytes,
+           Stream stream) {
+  const bool forward_pass = pass != AnchorPass::kBackward, backward_pass = pass != AnchorPass::kForward;
+  CONTRASTIVE_TRY(check(p));
+  const std::size_t element = dtype_size(p.dtype);
+  CONTRASTIVE_TRY(require_tensor(args.anchors, element, call, "anchors"));
+  CONTRASTIVE_TRY(require_tensor(args.negatives, element, call, "negatives"));
+  if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), call, "loss"));
+  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), call, "saved"));
+  if (backward_pass) {
+    if (args.grad_anchors == nullptr && args.grad_negatives == nullptr) {
+      return fail(Status::kNullPointer,
+                  "%s: grad_anchors and grad_negatives are both null: nothing to compute", call);
+    }
+    CONTRASTIVE_TRY(require_alignment(args.grad_loss, sizeof(float), call, "grad_loss"));
+    CONTRASTIVE_TRY(require_alignment(args.grad_anchors, element, call, "grad_anchors"));
+    CONTRASTIVE_TRY(require_alignment(args.grad_negatives, element, call, "grad_negatives"));
+  }
+  const detail::Workspace plan = detail::plan_workspace(p);
+  CONTRASTIVE_TRY(contrastive::detail::require_workspace(workspace, workspace_bytes,
+                                                         plan.required_bytes, plan.used_bytes,
+                                                         call));
+  CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
+
+  void* base = contrastive::detail::align_workspace(workspace);
+  float* row_sum = contrastive::detail::workspace_piece<float>(base, plan.row_sum);
+  float* row_active = contrastive::detail::workspace_piece<float>(base, plan.row_active);
+  auto* active_total = static_cast<float*>(args.saved);
+  const std::int64_t terms = p.batch * p.negatives;
+  const bool per_term = p.reduction == Reduction::kNone;
+  const float mean_factor =
+      p.reduction == Reduction::kMean && !p.mean_over_active ? 1.0f / static_cast<float>(terms) : 1.0f;
+  const kernels::AnchorCandidates rows{static_cast<const float*>(args.anchors),
+                                       or_dim(p.anchor_row_stride, p.dim),
+                                       nullptr,
+                                       0,
+                                       static_cast<const float*>(args.negatives),
+                                       or_dim(p.negative_row_stride, p.dim),
+                                       p.batch,
+                                       p.negatives,
+                                       p.dim,
+                                       /*cosine=*/true,
+                                       p.eps};
+  kernels::HingeHead head{p.margin,
+                          per_term ? args.loss : nullptr,
+                          row_sum,
+                          row_active,
+                          {args.grad_loss, per_term, mean_factor},
+                          p.mean_over_active ? active_total : nullptr};
+  const kernels::AnchorCandidateGrads grads{static_cast<float*>(args.grad_anchors), nullptr,
+                                            static_cast<float*>(args.grad_negatives)};
+
+  // With mean_over_active the backward weights need the batch's count: forward first, apart.
+  const bool fused = pass == AnchorPass::kForwardBackward && !p.mean_over_active;
+  if (forward_pass) {
+    CONTRASTIVE_TRY_CUDA(kernels::launch_anchor_candidates(
+                             fused ? AnchorPass::kForwardBackward : AnchorPass::kForward, rows,
+                             head, grads, stream),
+                         "anchor_candidates launch");
+    CONTRASTIVE_TRY_CUDA(kernels::launch_sum(row_active, p.batch, 1.0, nullptr, active_total, stream),
+                         "sum launch");
+    if (!per_term) {
+      CONTRASTIVE_TRY_CUDA(kernels::launch_sum(row_sum, p.batch, mean_factor,
+                                               p.mean_over_active ? row_active : nullptr, args.loss,
+                                               stream),
+                           "sum launch");
+    }
+  }
+  if (backward_pass && !fused) {
+    head.terms = head.row_sum = head.row_active = nullptr;  // the backward pass writes no terms
+    CONTRASTIVE_TRY_CUDA(
+        kernels::launch_anchor_candidates(AnchorPass::kBackward, rows, head, grads, stream),
+        "anchor_candidates launch");
+  }
+  return Status::kSuccess;
+}
+
+}  // namespace
+
+Status forward(const Handle& handle, const Params& params, const ForwardArgs& args,
+               void* workspace, std::size_t workspace_bytes, Stream stream) {
+  ForwardBackwardArgs all;
+  all.anchors = args.anchors;
+  all.negatives = args.negatives;
+  all.loss = args.loss;
+  all.saved = args.saved;
+  return run(AnchorPass::kForward, "repel::forward", handle, params, all, workspace,
+             workspace_bytes, stream);
+}
+
+Status backward(const Handle& handle, const Params& params, const BackwardArgs& args,
+                void* workspace, std::size_t workspace_bytes, Stream stream) {
+  ForwardBackwardArgs all;
+  all.anchors = args.anchors;
+  all.negatives = args.negatives;
+  all.saved = const_cast<void*>(args.saved);  // the backward pass only reads it
+  all.grad_loss = args.grad_loss;
+  all.grad_anchors = args.grad_anchors;
+  all.grad_negatives = args.grad_negatives;
+  return run(AnchorPass::kBackward, "repel::backward", handle, params, all, workspace,
+             workspace_bytes, stream);
+}
+
+Status forward_backward(const Handle& handle, const Params& params,
+                        const ForwardBackwardArgs& args, void* workspace,
+                        std::size_t workspace_bytes, Stream stream) {
+  return run(AnchorPass::kForwardBackward, "repel::forward_backward", handle, params, args,
+             workspace, workspace_bytes, stream);
+}
+
+}  // namespace contrastive::repel

@@ -1,0 +1,70 @@
+// Launchers of the fused anchor-versus-own-candidates kernels (kernels/anchor_candidates.cu):
+// per-anchor MNR (a softmax cross-entropy over [p_b; N_b]) and Repel (a hinge on each negative).
+// One block per anchor; every candidate row is read once per pass, and no (B, candidates) buffer
+// reaches global memory.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/upstream_gradient.hpp"
+
+namespace contrastive::kernels {
+
+/// Anchor b is anchors + b * anchor_ld. With `first` set (MNR), candidate 0 is first + b * first_ld
+/// (the positive) and candidate t >= 1 is rest + (b * (count - 1) + t - 1) * rest_ld; without it
+/// (Repel), candidate t is rest + (b * count + t) * rest_ld.
+struct AnchorCandidates {
+  const float* anchors;
+  std::int64_t anchor_ld;
+  const float* first;
+  std::int64_t first_ld;
+  const float* rest;
+  std::int64_t rest_ld;
+  std::int64_t batch;
+  std::int64_t count;  ///< candidates per anchor, <= kMaxAnchorCandidates
+  std::int64_t dim;
+  bool cosine;  ///< cosine similarity (eps-clamped norms), else dot
+  float eps;
+};
+
+/// Candidates per anchor that fit the kernels' shared memory.
+constexpr std::int64_t kMaxAnchorCandidates = 2048;
+
+/// Dense gradients (row stride D), each optional, laid out as the rows they belong to.
+struct AnchorCandidateGrads {
+  float* anchors;
+  float* first;
+  float* rest;
+};
+
+enum class AnchorPass { kForward, kBackward, kForwardBackward };
+
+/// MNR: logits = scale * sim, loss_b = logsumexp_t logits_bt - logits_b0.
+struct SoftmaxHead {
+  float scale;
+  float* row_lse;             ///< (B): written by the forward passes, read by kBackward
+  float* row_loss;            ///< (B): each row's loss (forward passes)
+  UpstreamGradient upstream;  ///< per row
+  float* row_logit_grad;      ///< (B) or null: sum_t dLoss/dlogit_bt * logit_bt, for dLoss/dscale
+};
+
+/// Repel: term_bt = max(sim_bt - margin, 0), NaN kept.
+struct HingeHead {
+  float margin;
+  float* terms;               ///< (B, count) every term (Reduction::kNone), or null
+  float* row_sum;             ///< (B) sum of the row's terms, or null
+  float* row_active;          ///< (B) how many of the row's terms exceed the margin, or null
+  UpstreamGradient upstream;  ///< per term: output index b * count + t
+  const float* active_total;  ///< device scalar: divide the weights by it (mean over active), or null
+};
+
+cudaError_t launch_anchor_candidates(AnchorPass pass, const AnchorCandidates& rows,
+                                     const SoftmaxHead& head, const AnchorCandidateGrads& grads,
+                                     cudaStream_t stream);
+cudaError_t launch_anchor_candidates(AnchorPass pass, const AnchorCandidates& rows,
+                                     const HingeHead& head, const AnchorCandidateGrads& grads,
+                                     cudaStream_t stream);
+
+}  // namespace contrastive::kernels
