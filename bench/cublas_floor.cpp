@@ -25,6 +25,12 @@ double gemm_flops(std::int64_t m, std::int64_t n, std::int64_t k) {
          static_cast<double>(k);
 }
 
+double LogitsGemms::flops() const {
+  constexpr int kLogitsOnly = 1;
+  constexpr int kWithGradients = 3;  // S, dQ, dK: the same (rows, cols, dim) product shape
+  return (gradients() ? kWithGradients : kLogitsOnly) * gemm_flops(rows, cols, dim);
+}
+
 CublasFloor::CublasFloor(GpuFixture& gpu) : gpu_(gpu) {
   ready_ = gpu_.ready() && set_up();
 }
@@ -52,6 +58,34 @@ bool CublasFloor::enqueue(const RowMajorGemm& gemm) {
                       gemm.lda, &gemm.beta, gemm.c, CUDA_R_32F, gemm.ldc, CUBLAS_COMPUTE_32F,
                       CUBLAS_GEMM_DEFAULT),
       "cublasGemmEx");
+}
+
+bool CublasFloor::enqueue(const LogitsGemms& gemms) {
+  const std::int64_t rows = gemms.rows, cols = gemms.cols, dim = gemms.dim;
+  if (!enqueue(detail::logits_product(gemms.q, dim, gemms.k, dim, rows, cols, dim, gemms.logits,
+                                      cols, gemms.scale))) {
+    return false;
+  }
+  if (!gemms.gradients()) return true;
+  return enqueue(detail::grad_q_product(gemms.logits, cols, gemms.k, dim, rows, cols, dim,
+                                        gemms.grad_q, gemms.scale, false)) &&
+         enqueue(detail::grad_k_product(gemms.logits, cols, gemms.q, dim, rows, cols, dim,
+                                        gemms.grad_k, gemms.scale, false));
+}
+
+bool time_against_cublas_floor(GpuFixture& gpu, const LogitsGemms& gemms, const Work& library,
+                               double bytes_per_iteration) {
+  CublasFloor floor(gpu);
+  if (!floor.ready()) return false;
+  const Work floor_work = [&] { return floor.enqueue(gemms); };
+  double floor_milliseconds = 0.0;
+  double library_milliseconds = 0.0;
+  if (!gpu.time_against_floor(floor_work, library, &floor_milliseconds, &library_milliseconds)) {
+    return false;
+  }
+  gpu.report_work(gemms.flops(), bytes_per_iteration);
+  gpu.report_floor(library_milliseconds, floor_milliseconds);
+  return true;
 }
 
 }  // namespace contrastive::bench

@@ -18,6 +18,22 @@ using detail::RowMajorGemm;
 /// Flops of an (m, n, k) GEMM: one multiply and one add per term of each dot product.
 double gemm_flops(std::int64_t m, std::int64_t n, std::int64_t k);
 
+/// The GEMMs a loss over the logits S = scale * Q K^T cannot avoid, with Q (rows, dim) and K
+/// (cols, dim) dense: S, and for a gradient pass also dQ = scale * G K and dK = scale * G^T Q.
+/// S goes to `logits`, which then stands in for G (only the time matters).
+struct LogitsGemms {
+  const float* q = nullptr;  ///< (rows, dim)
+  const float* k = nullptr;  ///< (cols, dim)
+  std::int64_t rows = 0, cols = 0, dim = 0;
+  float scale = 1.0f;
+  float* logits = nullptr;  ///< (rows, cols)
+  float* grad_q = nullptr;  ///< (rows, dim); with grad_k null: S alone (a forward pass)
+  float* grad_k = nullptr;  ///< (cols, dim)
+
+  bool gradients() const { return grad_q != nullptr && grad_k != nullptr; }
+  double flops() const;
+};
+
 class CublasFloor {
  public:
   /// Creates the cuBLAS handle on gpu's stream with a workspace of its own; on failure reports it
@@ -31,6 +47,8 @@ class CublasFloor {
 
   /// Enqueues `gemm` on the fixture's stream; reports a failure through the fixture.
   bool enqueue(const RowMajorGemm& gemm);
+  /// Enqueues each GEMM of `gemms` in turn.
+  bool enqueue(const LogitsGemms& gemms);
 
  private:
   bool set_up();
@@ -40,5 +58,11 @@ class CublasFloor {
   cublasHandle_t handle_ = nullptr;
   DeviceBuffer workspace_;
 };
+
+/// The compute-bound benchmark's timing: the cuBLAS floor of `gemms` and then `library` (which
+/// must have run once) in the same run, reported as report_work(gemms.flops(), bytes_per_iteration)
+/// and report_floor(). The floor writes gemms' outputs: validate the library's before.
+bool time_against_cublas_floor(GpuFixture& gpu, const LogitsGemms& gemms, const Work& library,
+                               double bytes_per_iteration);
 
 }  // namespace contrastive::bench

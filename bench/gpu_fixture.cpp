@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <random>
 #include <thread>
@@ -19,6 +20,8 @@ constexpr double kMillisecondsPerSecond = 1000.0;
 // Far longer than enqueueing any run takes; reached only when a call synchronized while the stream
 // was held, which would otherwise deadlock.
 constexpr std::chrono::seconds kGateTimeout{1};
+// Runs behind a floor's median: odd, so the median is one measured run.
+constexpr int kFloorRuns = 7;
 
 std::string cuda_reason(cudaError_t error) {
   return std::string(cudaGetErrorName(error)) + " (" + cudaGetErrorString(error) + ")";
@@ -47,6 +50,18 @@ const std::vector<float>& random_normal_values(std::size_t count, std::uint64_t 
 }
 
 }  // namespace
+
+std::size_t float_bytes(std::int64_t rows, std::int64_t cols) {
+  return static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols) * sizeof(float);
+}
+
+std::size_t compulsory_bytes(std::size_t input_bytes, bool writes_gradients) {
+  return writes_gradients ? 2 * input_bytes : input_bytes;
+}
+
+benchmark::internal::Benchmark* timed_on_device(benchmark::internal::Benchmark* benchmark) {
+  return benchmark->UseManualTime()->Unit(benchmark::kMillisecond);
+}
 
 // ---- DeviceBuffer ------------------------------------------------------------------------------
 
@@ -137,6 +152,10 @@ bool GpuFixture::allocate(std::size_t bytes, DeviceBuffer* out) {
   return true;
 }
 
+bool GpuFixture::allocate_random_normal(std::size_t count, std::uint64_t seed, DeviceBuffer* out) {
+  return allocate(count * sizeof(float), out) && fill_random_normal(*out, count, seed);
+}
+
 bool GpuFixture::fill_random_normal(const DeviceBuffer& buffer, std::size_t count,
                                     std::uint64_t seed) {
   const std::size_t bytes = count * sizeof(float);
@@ -165,6 +184,17 @@ bool GpuFixture::download(const float* source, std::size_t count, float* destina
 
 bool GpuFixture::synchronize() {
   return check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+}
+
+bool GpuFixture::require_finite(const std::vector<FiniteValue>& values) {
+  for (const FiniteValue& value : values) {
+    float host_value = 0.0f;
+    if (!download(value.device_value, 1, &host_value)) return false;
+    if (!std::isfinite(host_value)) {
+      return fail(std::string(value.name) + " is not finite: " + std::to_string(host_value));
+    }
+  }
+  return true;
 }
 
 // ---- GpuFixture: timing ------------------------------------------------------------------------
@@ -240,6 +270,12 @@ bool GpuFixture::time_iterations(const Work& work, double* median_milliseconds) 
   return true;
 }
 
+bool GpuFixture::time_against_floor(const Work& floor, const Work& library,
+                                    double* floor_milliseconds, double* library_milliseconds) {
+  return median_milliseconds(floor, kFloorRuns, floor_milliseconds) &&
+         time_iterations(library, library_milliseconds);
+}
+
 // ---- GpuFixture: counters ----------------------------------------------------------------------
 
 void GpuFixture::report_work(double flops_per_iteration, double bytes_per_iteration) {
@@ -247,6 +283,10 @@ void GpuFixture::report_work(double flops_per_iteration, double bytes_per_iterat
   // manual (event) time.
   state_.counters["flops"] =
       benchmark::Counter(flops_per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+  report_bytes(bytes_per_iteration);
+}
+
+void GpuFixture::report_bytes(double bytes_per_iteration) {
   state_.counters["bytes"] =
       benchmark::Counter(bytes_per_iteration, benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -256,6 +296,22 @@ void GpuFixture::report_floor(double library_milliseconds, double floor_millisec
   state_.counters["median_ms"] = library_milliseconds;
   state_.counters["floor_ms"] = floor_milliseconds;
   state_.counters["ratio_to_floor"] = library_milliseconds / floor_milliseconds;
+}
+
+void GpuFixture::report_copy_floor(double library_milliseconds, double copy_milliseconds) {
+  state_.counters["median_ms"] = library_milliseconds;
+  state_.counters["copy_ms"] = copy_milliseconds;
+  state_.counters["bandwidth_fraction_of_copy"] = copy_milliseconds / library_milliseconds;
+}
+
+// ---- main --------------------------------------------------------------------------------------
+
+int run_registered_benchmarks(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
 }
 
 }  // namespace contrastive::bench

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 #include <cublas_api.h>
@@ -27,6 +28,23 @@ namespace contrastive::bench {
 
 /// Work enqueued on the fixture's stream. Returns false after it has reported a failure.
 using Work = std::function<bool()>;
+
+/// Bytes of a dense fp32 (rows, cols) matrix.
+std::size_t float_bytes(std::int64_t rows, std::int64_t cols);
+
+/// Compulsory traffic of a pass over inputs of `input_bytes` in all: every input read once, and
+/// for a gradient pass every input's gradient written once as well. Anything a fused kernel need
+/// not store (logits, per-row statistics, the loss) is not counted.
+std::size_t compulsory_bytes(std::size_t input_bytes, bool writes_gradients);
+
+/// Sets what every benchmark here shares on `benchmark`: manual (event) time, in milliseconds.
+benchmark::internal::Benchmark* timed_on_device(benchmark::internal::Benchmark* benchmark);
+
+/// A float on the device that must be finite after the untimed validation call.
+struct FiniteValue {
+  const float* device_value = nullptr;
+  const char* name = "";
+};
 
 /// Device memory that frees itself. Empty until GpuFixture::allocate() fills it.
 class DeviceBuffer {
@@ -71,6 +89,9 @@ class GpuFixture {
   /// Allocates `bytes` of device memory into `out`.
   bool allocate(std::size_t bytes, DeviceBuffer* out);
 
+  /// Allocates `count` floats into `out` and fills them as fill_random_normal() does.
+  bool allocate_random_normal(std::size_t count, std::uint64_t seed, DeviceBuffer* out);
+
   /// Fills the first `count` floats of `buffer` with standard normal values from `seed` (generated
   /// once per (count, seed) on the host and copied on the work stream).
   bool fill_random_normal(const DeviceBuffer& buffer, std::size_t count, std::uint64_t seed);
@@ -80,6 +101,9 @@ class GpuFixture {
 
   /// Waits for everything enqueued on the work stream.
   bool synchronize();
+
+  /// Downloads each value (after the stream drains) and reports the first that is not finite.
+  bool require_finite(const std::vector<FiniteValue>& values);
 
   /// Flushes L2, then times `work` alone with events on the work stream. `work` must have run
   /// once before (see median_milliseconds): a first launch may synchronize, which the held stream
@@ -93,11 +117,23 @@ class GpuFixture {
   /// `work` must have run once before, as there. `median_milliseconds` receives the median.
   bool time_iterations(const Work& work, double* median_milliseconds);
 
+  /// A baseline and the library in the same run: median_milliseconds() of `floor` over a few
+  /// runs, then time_iterations() of `library`, which must have run once.
+  bool time_against_floor(const Work& floor, const Work& library, double* floor_milliseconds,
+                          double* library_milliseconds);
+
   /// Counters for the work of one iteration: "flops" and "bytes", reported as rates per second.
   void report_work(double flops_per_iteration, double bytes_per_iteration);
+  /// The counter "bytes" alone, for a memory-bound operation.
+  void report_bytes(double bytes_per_iteration);
 
-  /// Counters "floor_ms" and "ratio_to_floor" (library median / floor median, same run).
+  /// Counters "median_ms", "floor_ms" and "ratio_to_floor" (library median / floor median, same
+  /// run).
   void report_floor(double library_milliseconds, double floor_milliseconds);
+
+  /// Counters "median_ms", "copy_ms" and "bandwidth_fraction_of_copy" (copy median / library
+  /// median, same run: 1.0 moves the bytes as fast as a device-to-device copy of them).
+  void report_copy_floor(double library_milliseconds, double copy_milliseconds);
 
  private:
   /// Set by the host when a timed run is fully enqueued; read by the host function holding the
@@ -123,5 +159,9 @@ class GpuFixture {
   DeviceBuffer l2_flush_;
   StreamGate gate_;
 };
+
+/// The body of every benchmark main(): parses the flags, runs what was registered, returns the
+/// exit status.
+int run_registered_benchmarks(int argc, char** argv);
 
 }  // namespace contrastive::bench

@@ -1,7 +1,10 @@
-// contrastive-demo: the seed notebook's InfoNCE example (B = 6, D = 8, temperature 0.1,
-// z2 = z1 + 0.1 * noise) on the GPU and on the float64 reference. Prints both losses and the
-// largest gradient difference, and writes the cosine similarity matrix as CSV.
-// Without a usable GPU it runs the reference alone and says why.
+// contrastive-demo: the seed notebook's three examples on the GPU and on the float64 reference.
+//   InfoNCE (demo 3): B = 6, D = 8, temperature 0.1, z2 = z1 + 0.1 * noise; writes the cosine
+//                     similarity matrix as CSV (the notebook's heatmap data)
+//   MNR (demo 1):     one anchor, a positive and 3 negatives, dot product: the notebook's 1.6965
+//   Repel (demo 2):   B = 2, N = 3, D = 4, margin 0.3, from a fixed seed
+// Each prints both losses and the largest gradient difference. Without a usable GPU it runs the
+// references and says plainly why the GPU path did not run.
 //
 //   contrastive-demo [--csv PATH]     (default PATH: similarity.csv)
 #include <cuda_runtime_api.h>
@@ -10,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,101 +25,115 @@ namespace {
 
 using contrastive::Status;
 namespace infonce = contrastive::infonce;
+namespace mnr = contrastive::mnr;
+namespace repel = contrastive::repel;
 
-struct GpuResult {
-  float loss = 0.0f;
-  std::vector<float> grad_q, grad_k;
+constexpr double kLossTolerance = 1e-4;      // relative, for fp32 against float64
+constexpr double kGradientTolerance = 1e-3;  // absolute, for these O(1) gradients
+
+// A handle and a stream when a GPU is usable; otherwise the reason it is not.
+struct Gpu {
+  contrastive::Handle handle;
+  cudaStream_t stream = nullptr;
+  std::string unavailable;
+
+  Gpu() {
+    if (contrastive::Handle::create(&handle) != Status::kSuccess) {
+      unavailable = contrastive::last_error_message();
+    } else if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess) {
+      unavailable = "cudaStreamCreate failed";
+    }
+  }
+  ~Gpu() {
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+  bool ready() const { return unavailable.empty(); }
 };
 
-// Frees what it holds when the demo returns early.
-struct DeviceBuffers {
-  std::vector<void*> pointers;
-  ~DeviceBuffers() {
-    for (void* pointer : pointers) cudaFree(pointer);
+// Device memory for one example; frees itself. The first failure is kept in `error`.
+class DeviceScratch {
+ public:
+  explicit DeviceScratch(cudaStream_t stream) : stream_(stream) {}
+  ~DeviceScratch() {
+    for (void* pointer : pointers_) cudaFree(pointer);
   }
-  template <typename T>
-  T* allocate(std::size_t bytes, std::string* error) {
+  void* allocate(std::size_t bytes) {
     void* pointer = nullptr;
-    const cudaError_t status = cudaMalloc(&pointer, bytes);
-    if (status != cudaSuccess) {
-      *error = std::string("cudaMalloc: ") + cudaGetErrorString(status);
+    if (cudaMalloc(&pointer, bytes == 0 ? 1 : bytes) != cudaSuccess) {
+      if (error.empty()) error = "cudaMalloc failed";
       return nullptr;
     }
-    pointers.push_back(pointer);
-    return static_cast<T*>(pointer);
+    pointers_.push_back(pointer);
+    return pointer;
   }
+  float* floats(std::size_t count) { return static_cast<float*>(allocate(count * sizeof(float))); }
+  /// The values rounded to fp32, on the device.
+  float* upload(const std::vector<double>& values) {
+    host_.emplace_back(values.begin(), values.end());
+    float* device = floats(values.size());
+    if (device != nullptr) {
+      cudaMemcpyAsync(device, host_.back().data(), values.size() * sizeof(float),
+                      cudaMemcpyHostToDevice, stream_);
+    }
+    return device;
+  }
+  std::vector<float> download(const float* device, std::size_t count) {
+    std::vector<float> values(count, NAN);
+    if (device == nullptr) return values;
+    if (cudaMemcpyAsync(values.data(), device, count * sizeof(float), cudaMemcpyDeviceToHost,
+                        stream_) != cudaSuccess ||
+        cudaStreamSynchronize(stream_) != cudaSuccess) {
+      if (error.empty()) error = "a CUDA copy failed";
+    }
+    return values;
+  }
+
+  std::string error;      // a failure of the GPU path itself
+  bool mismatch = false;  // the GPU ran but disagreed with the reference
+
+ private:
+  cudaStream_t stream_;
+  std::vector<void*> pointers_;
+  std::vector<std::vector<float>> host_;  // kept alive until the copies have run
 };
 
-// Runs forward_backward on the GPU; on failure returns false with the reason in *why.
-bool run_on_gpu(const infonce::Params& params, const std::vector<float>& q,
-                const std::vector<float>& k, GpuResult* result, std::string* why) {
-  contrastive::Handle handle;
-  Status status = contrastive::Handle::create(&handle);
-  if (status != Status::kSuccess) {
-    *why = contrastive::last_error_message();
-    return false;
+double largest_difference(const std::vector<float>& gpu, const std::vector<double>& reference) {
+  double largest = 0.0;
+  for (std::size_t i = 0; i < gpu.size(); ++i) {
+    const double difference = std::fabs(static_cast<double>(gpu[i]) - reference[i]);
+    largest = std::isnan(difference) ? INFINITY : std::max(largest, difference);
   }
-  std::size_t workspace_bytes = 0, saved_bytes = 0;
-  if (infonce::workspace_size(params, &workspace_bytes) != Status::kSuccess ||
-      infonce::saved_size(params, &saved_bytes) != Status::kSuccess) {
-    *why = contrastive::last_error_message();
-    return false;
-  }
-  DeviceBuffers buffers;
-  cudaStream_t stream = nullptr;
-  if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess) {
-    *why = "cudaStreamCreate failed";
-    return false;
-  }
-  const std::size_t q_bytes = q.size() * sizeof(float), k_bytes = k.size() * sizeof(float);
-  auto* d_q = buffers.allocate<float>(q_bytes, why);
-  auto* d_k = buffers.allocate<float>(k_bytes, why);
-  auto* d_grad_q = buffers.allocate<float>(q_bytes, why);
-  auto* d_grad_k = buffers.allocate<float>(k_bytes, why);
-  auto* d_loss = buffers.allocate<float>(sizeof(float), why);
-  auto* d_saved = buffers.allocate<void>(saved_bytes, why);
-  auto* d_workspace = buffers.allocate<void>(workspace_bytes, why);
-  if (d_workspace == nullptr || d_saved == nullptr || d_loss == nullptr || d_grad_k == nullptr ||
-      d_grad_q == nullptr || d_k == nullptr || d_q == nullptr) {
-    cudaStreamDestroy(stream);
-    return false;
-  }
-  cudaMemcpyAsync(d_q, q.data(), q_bytes, cudaMemcpyHostToDevice, stream);
-  cudaMemcpyAsync(d_k, k.data(), k_bytes, cudaMemcpyHostToDevice, stream);
-  infonce::ForwardBackwardArgs args;
-  args.q = d_q;
-  args.k = d_k;
-  args.loss = d_loss;
-  args.saved = d_saved;
-  args.grad_q = d_grad_q;
-  args.grad_k = d_grad_k;
-  status = infonce::forward_backward(handle, params, args, d_workspace, workspace_bytes, stream);
-  if (status != Status::kSuccess) {
-    *why =
-        std::string(contrastive::status_string(status)) + ": " + contrastive::last_error_message();
-    cudaStreamDestroy(stream);
-    return false;
-  }
-  result->grad_q.resize(q.size());
-  result->grad_k.resize(k.size());
-  cudaMemcpyAsync(&result->loss, d_loss, sizeof(float), cudaMemcpyDeviceToHost, stream);
-  cudaMemcpyAsync(result->grad_q.data(), d_grad_q, q_bytes, cudaMemcpyDeviceToHost, stream);
-  cudaMemcpyAsync(result->grad_k.data(), d_grad_k, k_bytes, cudaMemcpyDeviceToHost, stream);
-  const cudaError_t error = cudaStreamSynchronize(stream);
-  cudaStreamDestroy(stream);
-  if (error != cudaSuccess) {
-    *why = std::string("CUDA error: ") + cudaGetErrorString(error);
+  return largest;
+}
+
+// Prints the GPU's loss and gradient difference; false when they disagree with the reference.
+bool report_gpu(double reference_loss, float gpu_loss, double gradient_difference) {
+  std::printf("GPU (float32) loss:        %.6f\n", static_cast<double>(gpu_loss));
+  std::printf("largest |GPU - reference| gradient difference: %.3g\n", gradient_difference);
+  const double loss_error = std::fabs(gpu_loss - reference_loss);
+  if (!(loss_error <= kLossTolerance * std::max(1.0, std::fabs(reference_loss))) ||
+      !(gradient_difference <= kGradientTolerance)) {
+    std::printf("MISMATCH between the GPU and the reference\n");
     return false;
   }
   return true;
 }
 
-double max_difference(const std::vector<float>& gpu, const std::vector<double>& reference) {
-  double largest = 0.0;
-  for (std::size_t i = 0; i < gpu.size(); ++i) {
-    largest = std::max(largest, std::fabs(static_cast<double>(gpu[i]) - reference[i]));
+// Runs `call` on the GPU when one is usable; prints why not otherwise. False on a failure.
+bool on_gpu(Gpu& gpu, const std::function<Status(DeviceScratch&)>& call) {
+  if (!gpu.ready()) {
+    std::printf("GPU path did not run: %s\n", gpu.unavailable.c_str());
+    return true;
   }
-  return largest;
+  DeviceScratch scratch(gpu.stream);
+  const Status status = call(scratch);
+  if (status != Status::kSuccess || !scratch.error.empty()) {
+    std::printf("GPU path failed: %s\n", status != Status::kSuccess
+                                             ? contrastive::last_error_message()
+                                             : scratch.error.c_str());
+    return false;
+  }
+  return !scratch.mismatch;
 }
 
 bool write_csv(const char* path, const std::vector<double>& logits, int rows, int cols,
@@ -132,6 +150,167 @@ bool write_csv(const char* path, const std::vector<double>& logits, int rows, in
   return std::fclose(file) == 0;
 }
 
+// ---- The three examples ----------------------------------------------------------------------
+
+bool infonce_example(Gpu& gpu, const char* csv_path) {
+  using Inputs = contrastive::seed::InfoNCEInputs;
+  const Inputs in = contrastive::seed::infonce_inputs();
+  infonce::Params p;
+  p.batch = p.num_keys = Inputs::kBatch;
+  p.dim = Inputs::kDim;
+  p.temperature = Inputs::kTemperature;
+  contrastive::reference::InfoNCEForward ref;
+  contrastive::reference::InfoNCEBackward ref_grad;
+  if (contrastive::reference::infonce_forward(p, in.z1.data(), in.z2.data(), &ref) !=
+          Status::kSuccess ||
+      contrastive::reference::infonce_backward(p, in.z1.data(), in.z2.data(), nullptr, &ref_grad) !=
+          Status::kSuccess) {
+    std::printf("reference failed: %s\n", contrastive::last_error_message());
+    return false;
+  }
+  std::printf("== InfoNCE (seed demo 3): B = %d, D = %d, temperature %.2f, cosine ==\n",
+              Inputs::kBatch, Inputs::kDim, static_cast<double>(p.temperature));
+  std::printf("cosine similarity z1 x z2:\n");
+  for (int i = 0; i < Inputs::kBatch; ++i) {
+    std::printf("  ");
+    for (int j = 0; j < Inputs::kBatch; ++j) {
+      std::printf("%6.2f", ref.logits[i * Inputs::kBatch + j] * p.temperature);
+    }
+    std::printf("\n");
+  }
+  std::printf("reference (float64) loss: %.6f\n", ref.loss[0]);
+  bool ok = on_gpu(gpu, [&](DeviceScratch& s) {
+    std::size_t workspace_bytes = 0, saved_bytes = 0;
+    CONTRASTIVE_TRY(infonce::workspace_size(p, &workspace_bytes));
+    CONTRASTIVE_TRY(infonce::saved_size(p, &saved_bytes));
+    infonce::ForwardBackwardArgs args;
+    args.q = s.upload(in.z1);
+    args.k = s.upload(in.z2);
+    args.loss = s.floats(1);
+    args.saved = s.allocate(saved_bytes);
+    args.grad_q = s.floats(in.z1.size());
+    args.grad_k = s.floats(in.z2.size());
+    void* workspace = s.allocate(workspace_bytes);
+    if (!s.error.empty()) return Status::kSuccess;
+    CONTRASTIVE_TRY(
+        infonce::forward_backward(gpu.handle, p, args, workspace, workspace_bytes, gpu.stream));
+    const float loss = s.download(args.loss, 1)[0];
+    const double difference =
+        std::max(largest_difference(s.download(static_cast<float*>(args.grad_q), in.z1.size()),
+                                    ref_grad.grad_q),
+                 largest_difference(s.download(static_cast<float*>(args.grad_k), in.z2.size()),
+                                    ref_grad.grad_k));
+    s.mismatch = !report_gpu(ref.loss[0], loss, difference);
+    return Status::kSuccess;
+  });
+  if (write_csv(csv_path, ref.logits, Inputs::kBatch, Inputs::kBatch, p.temperature)) {
+    std::printf("similarity matrix written to %s\n", csv_path);
+  } else {
+    std::printf("could not write %s\n", csv_path);
+    ok = false;
+  }
+  return ok;
+}
+
+bool mnr_example(Gpu& gpu) {
+  using Inputs = contrastive::seed::MnrInputs;
+  const Inputs in = contrastive::seed::mnr_inputs();
+  mnr::PerAnchorParams p;  // dot product, scale 1: the notebook's mnr_loss
+  p.batch = 1;
+  p.negatives = Inputs::kNegatives;
+  p.dim = Inputs::kDim;
+  contrastive::reference::MnrPerAnchorForward ref;
+  contrastive::reference::MnrPerAnchorBackward ref_grad;
+  if (contrastive::reference::mnr_per_anchor_forward(
+          p, in.anchor.data(), in.positive.data(), in.negatives.data(), &ref) != Status::kSuccess ||
+      contrastive::reference::mnr_per_anchor_backward(p, in.anchor.data(), in.positive.data(),
+                                                      in.negatives.data(), nullptr,
+                                                      &ref_grad) != Status::kSuccess) {
+    std::printf("reference failed: %s\n", contrastive::last_error_message());
+    return false;
+  }
+  std::printf("\n== MNR (seed demo 1): d = %d, %d negatives, dot product ==\n", Inputs::kDim,
+              Inputs::kNegatives);
+  std::printf("MNR Loss = %.4f (the notebook prints 1.6965)\n", ref.loss[0]);
+  std::printf("reference (float64) loss: %.6f\n", ref.loss[0]);
+  return on_gpu(gpu, [&](DeviceScratch& s) {
+    std::size_t workspace_bytes = 0, saved_bytes = 0;
+    CONTRASTIVE_TRY(mnr::workspace_size(p, &workspace_bytes));
+    CONTRASTIVE_TRY(mnr::saved_size(p, &saved_bytes));
+    mnr::PerAnchorForwardBackwardArgs args;
+    args.anchors = s.upload(in.anchor);
+    args.positives = s.upload(in.positive);
+    args.negatives = s.upload(in.negatives);
+    args.loss = s.floats(1);
+    args.saved = s.allocate(saved_bytes);
+    args.grad_anchors = s.floats(in.anchor.size());
+    args.grad_negatives = s.floats(in.negatives.size());
+    void* workspace = s.allocate(workspace_bytes);
+    if (!s.error.empty()) return Status::kSuccess;
+    CONTRASTIVE_TRY(
+        mnr::forward_backward(gpu.handle, p, args, workspace, workspace_bytes, gpu.stream));
+    const float loss = s.download(args.loss, 1)[0];
+    std::printf("MNR Loss = %.4f (GPU)\n", static_cast<double>(loss));
+    const double difference = std::max(
+        largest_difference(s.download(static_cast<float*>(args.grad_anchors), in.anchor.size()),
+                           ref_grad.grad_anchors),
+        largest_difference(
+            s.download(static_cast<float*>(args.grad_negatives), in.negatives.size()),
+            ref_grad.grad_negatives));
+    s.mismatch = !report_gpu(ref.loss[0], loss, difference);
+    return Status::kSuccess;
+  });
+}
+
+bool repel_example(Gpu& gpu) {
+  using Inputs = contrastive::seed::RepelInputs;
+  const Inputs in = contrastive::seed::repel_inputs();
+  repel::Params p;
+  p.batch = Inputs::kBatch;
+  p.negatives = Inputs::kNegatives;
+  p.dim = Inputs::kDim;
+  p.margin = Inputs::kMargin;
+  contrastive::reference::RepelForward ref;
+  contrastive::reference::RepelBackward ref_grad;
+  if (contrastive::reference::repel_forward(p, in.users.data(), in.items.data(), &ref) !=
+          Status::kSuccess ||
+      contrastive::reference::repel_backward(p, in.users.data(), in.items.data(), nullptr,
+                                             &ref_grad) != Status::kSuccess) {
+    std::printf("reference failed: %s\n", contrastive::last_error_message());
+    return false;
+  }
+  std::printf("\n== Repel (seed demo 2's shapes): B = %d, N = %d, D = %d, margin %.1f ==\n",
+              Inputs::kBatch, Inputs::kNegatives, Inputs::kDim, static_cast<double>(p.margin));
+  std::printf("cosine similarities:");
+  for (double s : ref.similarities) std::printf(" %.3f", s);
+  std::printf("\nreference (float64) loss: %.6f (%g of %d terms above the margin)\n", ref.loss[0],
+              ref.active_terms, Inputs::kBatch * Inputs::kNegatives);
+  return on_gpu(gpu, [&](DeviceScratch& s) {
+    std::size_t workspace_bytes = 0, saved_bytes = 0;
+    CONTRASTIVE_TRY(repel::workspace_size(p, &workspace_bytes));
+    CONTRASTIVE_TRY(repel::saved_size(p, &saved_bytes));
+    repel::ForwardBackwardArgs args;
+    args.anchors = s.upload(in.users);
+    args.negatives = s.upload(in.items);
+    args.loss = s.floats(1);
+    args.saved = s.allocate(saved_bytes);
+    args.grad_anchors = s.floats(in.users.size());
+    args.grad_negatives = s.floats(in.items.size());
+    void* workspace = s.allocate(workspace_bytes);
+    if (!s.error.empty()) return Status::kSuccess;
+    CONTRASTIVE_TRY(
+        repel::forward_backward(gpu.handle, p, args, workspace, workspace_bytes, gpu.stream));
+    const float loss = s.download(args.loss, 1)[0];
+    const double difference = std::max(
+        largest_difference(s.download(static_cast<float*>(args.grad_anchors), in.users.size()),
+                           ref_grad.grad_anchors),
+        largest_difference(s.download(static_cast<float*>(args.grad_negatives), in.items.size()),
+                           ref_grad.grad_negatives));
+    s.mismatch = !report_gpu(ref.loss[0], loss, difference);
+    return Status::kSuccess;
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,58 +323,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  using Inputs = contrastive::seed::InfoNCEInputs;
-  const Inputs inputs = contrastive::seed::infonce_inputs();
-  infonce::Params params;
-  params.batch = Inputs::kBatch;
-  params.num_keys = Inputs::kBatch;
-  params.dim = Inputs::kDim;
-  params.temperature = Inputs::kTemperature;
-
-  contrastive::reference::InfoNCEForward reference;
-  contrastive::reference::InfoNCEBackward reference_grad;
-  if (contrastive::reference::infonce_forward(params, inputs.z1.data(), inputs.z2.data(),
-                                              &reference) != Status::kSuccess ||
-      contrastive::reference::infonce_backward(params, inputs.z1.data(), inputs.z2.data(), nullptr,
-                                               &reference_grad) != Status::kSuccess) {
-    std::fprintf(stderr, "reference failed: %s\n", contrastive::last_error_message());
-    return 1;
-  }
-  std::printf("Seed InfoNCE: B = %d, D = %d, temperature = %.2f, cosine similarity\n",
-              Inputs::kBatch, Inputs::kDim, static_cast<double>(params.temperature));
-  std::printf("Cosine similarity z1 x z2:\n");
-  for (int i = 0; i < Inputs::kBatch; ++i) {
-    std::printf("  ");
-    for (int j = 0; j < Inputs::kBatch; ++j) {
-      std::printf("%6.2f", reference.logits[i * Inputs::kBatch + j] * params.temperature);
-    }
-    std::printf("\n");
-  }
-  std::printf("reference (float64) loss: %.6f\n", reference.loss[0]);
-
-  const std::vector<float> q(inputs.z1.begin(), inputs.z1.end());
-  const std::vector<float> k(inputs.z2.begin(), inputs.z2.end());
-  GpuResult gpu;
-  std::string why;
-  int exit_code = 0;
-  if (run_on_gpu(params, q, k, &gpu, &why)) {
-    const double difference = std::max(max_difference(gpu.grad_q, reference_grad.grad_q),
-                                       max_difference(gpu.grad_k, reference_grad.grad_k));
-    std::printf("GPU (float32) loss:        %.6f\n", static_cast<double>(gpu.loss));
-    std::printf("largest |GPU - reference| gradient difference: %.3g\n", difference);
-    const double loss_error = std::fabs(gpu.loss - reference.loss[0]);
-    if (loss_error > 1e-4 * std::max(1.0, std::fabs(reference.loss[0])) || difference > 1e-3) {
-      std::printf("MISMATCH between the GPU and the reference\n");
-      exit_code = 1;
-    }
-  } else {
-    std::printf("GPU path did not run: %s\n", why.c_str());
-  }
-  if (write_csv(csv_path, reference.logits, Inputs::kBatch, Inputs::kBatch, params.temperature)) {
-    std::printf("similarity matrix written to %s\n", csv_path);
-  } else {
-    std::fprintf(stderr, "could not write %s\n", csv_path);
-    exit_code = 1;
-  }
-  return exit_code;
+  Gpu gpu;
+  bool ok = infonce_example(gpu, csv_path);
+  ok = mnr_example(gpu) && ok;
+  ok = repel_example(gpu) && ok;
+  return ok ? 0 : 1;
 }

@@ -50,4 +50,21 @@ InfoNCEInputs infonce_inputs() {
   return inputs;
 }
 
+MnrInputs mnr_inputs() {
+  NumpyLegacyRandom random(42);
+  MnrInputs inputs;
+  inputs.anchor = random.uniform(MnrInputs::kDim);
+  inputs.positive = random.uniform(MnrInputs::kDim);
+  inputs.negatives = random.uniform(MnrInputs::kNegatives * MnrInputs::kDim);
+  return inputs;
+}
+
+RepelInputs repel_inputs() {
+  NumpyLegacyRandom random(0);
+  RepelInputs inputs;
+  inputs.users = random.normal(RepelInputs::kBatch * RepelInputs::kDim);
+  inputs.items = random.normal(RepelInputs::kBatch * RepelInputs::kNegatives * RepelInputs::kDim);
+  return inputs;
+}
+
 }  // namespace contrastive::seed

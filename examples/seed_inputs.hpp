@@ -37,4 +37,26 @@ struct InfoNCEInputs {
 };
 InfoNCEInputs infonce_inputs();
 
+/// Seed demo 1: np.random.seed(42); anchor = rand(4); positive = rand(4); negatives = rand(3, 4).
+struct MnrInputs {
+  static constexpr int kNegatives = 3;
+  static constexpr int kDim = 4;
+  std::vector<double> anchor;     // (4)
+  std::vector<double> positive;   // (4)
+  std::vector<double> negatives;  // (3, 4)
+};
+MnrInputs mnr_inputs();
+
+/// Seed demo 2's shapes (B = 2, N = 3, D = 4, margin 0.3). The notebook drew torch.randn without a
+/// seed; here np.random.seed(0); user = randn(2, 4); items = randn(2, 3, 4), so runs repeat.
+struct RepelInputs {
+  static constexpr int kBatch = 2;
+  static constexpr int kNegatives = 3;
+  static constexpr int kDim = 4;
+  static constexpr float kMargin = 0.3f;
+  std::vector<double> users;  // (2, 4)
+  std::vector<double> items;  // (2, 3, 4)
+};
+RepelInputs repel_inputs();
+
 }  // namespace contrastive::seed

@@ -13,3 +13,42 @@ int contrastive_c_smoke_check(int64_t batch, size_t* workspace_bytes) {
   }
   return status;
 }
+
+/* One function of each loss family added after InfoNCE, called from C. */
+int contrastive_c_smoke_mnr_per_anchor(int64_t batch, size_t* saved_bytes) {
+  contrastive_mnr_per_anchor_params_t params;
+  contrastive_mnr_per_anchor_params_init(&params);
+  params.batch = batch;
+  params.negatives = 3;
+  params.dim = 4;
+  return contrastive_mnr_per_anchor_saved_size(&params, saved_bytes);
+}
+
+int contrastive_c_smoke_mnr_in_batch(int64_t batch, size_t* workspace_bytes) {
+  contrastive_mnr_in_batch_params_t params;
+  contrastive_mnr_in_batch_params_init(&params);
+  params.batch = batch;
+  params.hard_negatives = 1;
+  params.dim = 4;
+  int status = contrastive_mnr_in_batch_check(&params);
+  if (status == CONTRASTIVE_SUCCESS) {
+    status = contrastive_mnr_in_batch_workspace_size(&params, workspace_bytes);
+  }
+  return status;
+}
+
+/* Returns the check's status; *forward_status is a forward call's without any buffers. */
+int contrastive_c_smoke_repel(int64_t batch, int* forward_status) {
+  contrastive_repel_params_t params;
+  contrastive_repel_params_init(&params);
+  params.batch = batch;
+  params.negatives = 2;
+  params.dim = 4;
+  int status = contrastive_repel_check(&params);
+  if (status == CONTRASTIVE_SUCCESS) {
+    struct CUstream_st* stream = NULL;
+    *forward_status =
+        contrastive_repel_forward(NULL, &params, NULL, NULL, NULL, NULL, NULL, 0, stream);
+  }
+  return status;
+}

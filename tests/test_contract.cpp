@@ -5,7 +5,6 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <random>
@@ -15,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "contrastive/contrastive.hpp"
+#include "support/contract.hpp"
 #include "support/device.hpp"
 #include "support/random.hpp"
 
@@ -22,42 +22,8 @@ namespace contrastive {
 namespace {
 
 namespace infonce = contrastive::infonce;
-using testing::kPoisonByte;
-
-// A byte buffer on the device when a GPU is usable, else on the host (never dereferenced by the
-// library on these paths), poisoned with kPoisonByte.
-class Block {
- public:
-  Block(std::size_t bytes, bool on_device) : bytes_(bytes) {
-    if (on_device) {
-      device_ = std::make_unique<testing::DeviceArray<unsigned char>>(bytes);
-    } else {
-      host_.assign(bytes, kPoisonByte);
-    }
-  }
-  void* data() { return device_ ? static_cast<void*>(device_->data()) : host_.data(); }
-  std::vector<unsigned char> contents() const { return device_ ? device_->download() : host_; }
-  bool untouched() const {
-    for (unsigned char byte : contents()) {
-      if (byte != kPoisonByte) return false;
-    }
-    return true;
-  }
-  void fill_floats(const std::vector<float>& values) {
-    std::vector<unsigned char> raw(bytes_);
-    std::memcpy(raw.data(), values.data(), std::min(bytes_, values.size() * sizeof(float)));
-    if (device_) {
-      device_->upload(raw);
-    } else {
-      host_ = raw;
-    }
-  }
-
- private:
-  std::size_t bytes_;
-  std::unique_ptr<testing::DeviceArray<unsigned char>> device_;
-  std::vector<unsigned char> host_;
-};
+using testing::Block;
+using testing::shifted;
 
 enum class Operation { kForward, kBackward, kForwardBackward };
 
@@ -184,19 +150,11 @@ std::string call_name(const Call& call) {
 std::string workspace_too_small(const Call& call) {
   std::size_t required = 0;
   EXPECT_EQ(infonce::workspace_size(call.params, &required), Status::kSuccess);
-  return call_name(call) + ": workspace of " + std::to_string(call.workspace_bytes) +
-         " bytes is too small: workspace_size() asks for " + std::to_string(required);
+  return testing::workspace_too_small_message(call_name(call), call.workspace_bytes, required);
 }
 
 std::string misaligned(const Call& call, const char* name, const void* pointer, int bytes) {
-  char text[200];
-  std::snprintf(text, sizeof(text), "%s: %s (%p) is not aligned to %d bytes",
-                call_name(call).c_str(), name, pointer, bytes);
-  return text;
-}
-
-void* shifted(const void* pointer) {
-  return const_cast<char*>(static_cast<const char*>(pointer)) + 1;
+  return testing::misaligned_message(call_name(call), name, pointer, bytes);
 }
 
 struct BadCallCase {
@@ -280,8 +238,7 @@ const BadCallCase kBadCalls[] = {
     {"WorkspaceNullWithSize", Operation::kForward, [](Call& c) { c.workspace = nullptr; },
      Status::kNullPointer,
      [](const Call& c) {
-       return call_name(c) + ": workspace is null but workspace_bytes is " +
-              std::to_string(c.workspace_bytes);
+       return testing::workspace_null_message(call_name(c), c.workspace_bytes);
      }},
     {"WorkspaceNullAndEmpty", Operation::kBackward,
      [](Call& c) { c.workspace = nullptr, c.workspace_bytes = 0; }, Status::kWorkspaceTooSmall,

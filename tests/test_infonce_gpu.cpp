@@ -164,7 +164,7 @@ TEST_P(InfoNCEGpu, MatchesTheFloat64Reference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, InfoNCEGpu, ::testing::ValuesIn(testing::sweep_cases()),
-                         testing::test_name);
+                         testing::sweep_test_name);
 
 // ---- Single scenarios
 // -----------------------------------------------------------------------------

@@ -67,7 +67,7 @@ inline std::string case_name(const SweepCase& c) {
   return name;
 }
 
-inline std::string test_name(const ::testing::TestParamInfo<SweepCase>& info) {
+inline std::string sweep_test_name(const ::testing::TestParamInfo<SweepCase>& info) {
   return case_name(info.param);
 }
 
@@ -78,7 +78,7 @@ inline void PrintTo(const SweepCase& c, std::ostream* out) {
 // Shapes from the awkward sizes (B, M in 1, 2, 3, 7, 33, 127, 1000, 4097; D in 1, 3, 64, 768,
 // 1000), kept small enough for the float64 reference. Every shape runs cosine and dot, symmetric
 // when square, at the three temperatures; reductions, offsets, forced tiles and row padding rotate.
-std::vector<SweepCase> sweep_cases() {
+inline std::vector<SweepCase> sweep_cases() {
   const std::int64_t shapes[][3] = {
       {1, 1, 1},       {1, 7, 3},        {2, 2, 64},      {3, 3, 1000},    {3, 127, 3},
       {7, 7, 768},     {7, 33, 1},       {33, 33, 64},    {33, 1000, 768}, {127, 127, 1000},
@@ -143,11 +143,11 @@ inline Inputs make_inputs(const infonce::Params& p, std::mt19937_64& engine) {
   return in;
 }
 
-std::vector<float> to_float(const std::vector<double>& values) {
+inline std::vector<float> to_float(const std::vector<double>& values) {
   return std::vector<float>(values.begin(), values.end());
 }
 
-std::vector<double> round_to_float(const std::vector<double>& values) {
+inline std::vector<double> round_to_float(const std::vector<double>& values) {
   const std::vector<float> rounded = to_float(values);
   return std::vector<double>(rounded.begin(), rounded.end());
 }

@@ -1,0 +1,126 @@
+// Device buffers of the losses' benchmarks, in the two input layouts the losses here take. All are
+// allocated once, before anything is timed; inputs are random normal, never zeros.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <benchmark/benchmark.h>
+
+#include "bench/cublas_floor.hpp"
+#include "bench/gpu_fixture.hpp"
+#include "contrastive/handle.hpp"
+#include "contrastive/status.hpp"
+#include "contrastive/types.hpp"
+
+namespace contrastive::bench {
+
+/// What a loss call writes besides gradients, and its workspace.
+struct LossOutputs {
+  DeviceBuffer loss;       // (1): Reduction::kMean or kSum
+  DeviceBuffer saved;      // saved_size() bytes
+  DeviceBuffer workspace;  // workspace_size() bytes
+};
+
+/// Allocates `out` for a loss's `params`, sized by that loss's workspace_size() and saved_size()
+/// (found by argument-dependent lookup).
+template <typename LossParams>
+bool allocate_loss_outputs(GpuFixture& gpu, const LossParams& params, LossOutputs* out) {
+  std::size_t workspace_bytes = 0;
+  std::size_t saved_bytes = 0;
+  return gpu.check(workspace_size(params, &workspace_bytes), "workspace_size") &&
+         gpu.check(saved_size(params, &saved_bytes), "saved_size") &&
+         gpu.allocate(sizeof(float), &out->loss) && gpu.allocate(saved_bytes, &out->saved) &&
+         gpu.allocate(workspace_bytes, &out->workspace);
+}
+
+/// Calls a loss's `entry` point (forward, backward or forward_backward) with the fixture's handle
+/// and stream and the workspace in `outputs`.
+template <typename LossParams, typename Args>
+Status call_loss(Status (*entry)(const Handle&, const LossParams&, const Args&, void*, std::size_t,
+                                 Stream),
+                 const GpuFixture& gpu, const LossParams& params, const Args& args,
+                 const LossOutputs& outputs) {
+  return entry(gpu.handle(), params, args, outputs.workspace.get(), outputs.workspace.bytes(),
+               gpu.stream());
+}
+
+/// The settings a loss over logits (infonce::Params, mnr::InBatchParams) is measured at: fp32,
+/// cosine, mean, not symmetric, no TF32. Shapes and the logit scale are the caller's.
+template <typename LossParams>
+LossParams logits_loss_params() {
+  LossParams params;
+  params.dtype = DType::kF32;
+  params.similarity = Similarity::kCosine;
+  params.reduction = Reduction::kMean;
+  params.symmetric = false;
+  params.allow_tf32 = false;
+  return params;
+}
+
+/// Q (rows, dim), K (cols, dim) and the logits S (rows, cols).
+struct LogitsShape {
+  std::int64_t rows = 0, cols = 0, dim = 0;
+};
+
+/// A loss over the logits S = scale * Q K^T (InfoNCE; in-batch MNR with Q the anchors and K the
+/// candidates), and what its cuBLAS floor needs.
+struct LogitsLossBuffers {
+  LogitsShape shape;
+  DeviceBuffer q;             // (rows, dim) random normal
+  DeviceBuffer k;             // (cols, dim) random normal
+  DeviceBuffer grad_q;        // (rows, dim)
+  DeviceBuffer grad_k;        // (cols, dim)
+  DeviceBuffer floor_logits;  // (rows, cols): the floor's S, reused as its G
+  LossOutputs outputs;
+
+  /// Allocates every buffer above but `outputs` (see allocate_loss_outputs).
+  bool allocate(GpuFixture& gpu, const LogitsShape& logits_shape);
+  /// Q and K.
+  std::size_t input_bytes() const;
+  /// The floor's GEMMs over these buffers: S alone, or with `gradients` also dQ and dK, which
+  /// overwrite the library's gradients (validate those first).
+  LogitsGemms floor_gemms(float scale, bool gradients) const;
+};
+
+/// Anchors (batch, dim) and `negatives` rows per anchor.
+struct AnchorNegativeShape {
+  std::int64_t batch = 0, negatives = 0, dim = 0;
+};
+
+/// The parameters of a loss over anchors and per-anchor negatives (repel::Params,
+/// mnr::PerAnchorParams) at `shape`, fp32, mean; everything else at the loss's defaults.
+template <typename LossParams>
+LossParams anchor_negative_params(const AnchorNegativeShape& shape) {
+  LossParams params;
+  params.batch = shape.batch;
+  params.negatives = shape.negatives;
+  params.dim = shape.dim;
+  params.dtype = DType::kF32;
+  params.reduction = Reduction::kMean;
+  return params;
+}
+
+/// A loss over anchors (B, D) and N negatives per anchor (B * N, D), row b * N + n (Repel; MNR
+/// with per-anchor negatives adds its positives).
+struct AnchorNegativeBuffers {
+  AnchorNegativeShape shape;
+  DeviceBuffer anchors;         // (B, D) random normal
+  DeviceBuffer negatives;       // (B * N, D) random normal
+  DeviceBuffer grad_anchors;    // (B, D)
+  DeviceBuffer grad_negatives;  // (B * N, D)
+  LossOutputs outputs;
+
+  /// Allocates every buffer above but `outputs` (see allocate_loss_outputs).
+  bool allocate(GpuFixture& gpu, const AnchorNegativeShape& buffer_shape);
+  /// Anchors and negatives.
+  std::size_t input_bytes() const;
+};
+
+/// Registers the (B, N, D) at which the anchor-and-negatives losses are measured, as arguments
+/// "B", "N", "D"; anchor_negative_shape() reads them back.
+benchmark::internal::Benchmark* at_anchor_negative_shapes(
+    benchmark::internal::Benchmark* benchmark);
+AnchorNegativeShape anchor_negative_shape(const benchmark::State& state);
+
+}  // namespace contrastive::bench

@@ -1,0 +1,448 @@
+// Sweeps for the per-anchor losses (MNR with per-anchor negatives, Repel), shared by the GPU tests
+// and the CPU check of their tolerances: cases over the awkward shapes, fp32-exact random inputs,
+// the float64 expectations, the allowed fp32 error and the comparison of a set of fp32 results.
+//
+// Error model (policy in tolerance.hpp): the kernels form each similarity with double sums, so a
+// similarity is off by a few fp32 roundings: eps_sim = 8 u (cosine) or 8 u |a| |c| (dot). Logits
+// are scale * sim; the row's log-sum-exp adds fp32 rounding over its candidates. A gradient row is
+// bounded by eps times the sum of the magnitudes it is built from (dLoss/dsim and the derivative of
+// the similarity), with a floor at fp32 rounding of the largest row (underflowed probabilities).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "contrastive/mnr.hpp"
+#include "contrastive/reference.hpp"
+#include "contrastive/repel.hpp"
+#include "support/random.hpp"
+#include "support/tolerance.hpp"
+
+namespace contrastive::testing {
+
+inline constexpr double kAnchorSafety = 8.0;
+
+inline std::int64_t dense_or(std::int64_t stride, std::int64_t dim) {
+  return stride == 0 ? dim : stride;
+}
+
+/// Rows (rows, stride) of N(0, 1) entries rounded to fp32, NaN in the padding (never read). With
+/// `unit_scale`, rows are scaled to norms between 0.5 and 2 (for dot similarity).
+inline std::vector<double> random_rows(std::int64_t rows, std::int64_t stride, std::int64_t dim,
+                                       bool unit_scale, std::mt19937_64& engine) {
+  std::vector<double> values(static_cast<std::size_t>(rows * stride), NAN);
+  std::uniform_real_distribution<double> row_scale(0.5, 2.0);
+  const std::vector<double> normal = random_normal(rows * dim, engine);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const double scale = unit_scale ? row_scale(engine) / std::sqrt(static_cast<double>(dim)) : 1.0;
+    for (std::int64_t c = 0; c < dim; ++c) {
+      values[r * stride + c] = static_cast<float>(normal[r * dim + c] * scale);
+    }
+  }
+  return values;
+}
+
+inline double norm_of(const std::vector<double>& x, std::int64_t row, std::int64_t stride,
+                      std::int64_t dim) {
+  double squares = 0.0;
+  for (std::int64_t c = 0; c < dim; ++c) squares += x[row * stride + c] * x[row * stride + c];
+  return std::sqrt(squares);
+}
+
+/// What an fp32 implementation produced for a per-anchor loss.
+struct AnchorResults {
+  std::vector<float> loss, saved, grad_anchors, grad_first, grad_rest, grad_scale;
+};
+
+/// Per-row bounds: candidate rows as the inputs lay them out (first: positives; rest: negatives).
+struct AnchorTolerances {
+  std::vector<double> loss;
+  double saved = 0.0;  // MNR: row lse; Repel: the active count (exact)
+  std::vector<double> grad_anchors, grad_first, grad_rest;
+  double grad_scale = 0.0;
+};
+
+/// Bounds from per-(anchor, candidate) magnitudes: `size` = |dLoss/dsim| plus the softmax terms
+/// that move with the logits, `candidate_slope` / `anchor_slope` bound dsim/dc and dsim/da.
+struct GradientMagnitudes {
+  std::vector<double> anchors, candidates;  // per anchor row, per candidate (b * count + t)
+};
+
+inline std::vector<double> with_floor(const std::vector<double>& magnitudes, double error) {
+  const double largest =
+      magnitudes.empty() ? 0.0 : *std::max_element(magnitudes.begin(), magnitudes.end());
+  std::vector<double> tolerance(magnitudes.size());
+  for (std::size_t i = 0; i < magnitudes.size(); ++i) {
+    tolerance[i] = error * magnitudes[i] + kAnchorSafety * kFp32UnitRoundoff * largest;
+  }
+  return tolerance;
+}
+
+inline void expect_anchor_results(const AnchorResults& actual, const std::vector<double>& loss,
+                                  const std::vector<double>& saved,
+                                  const std::vector<double>& grad_anchors,
+                                  const std::vector<double>& grad_first,
+                                  const std::vector<double>& grad_rest, const double* grad_scale,
+                                  const AnchorTolerances& tol, std::int64_t dim, bool forward,
+                                  bool backward) {
+  const auto d = static_cast<std::size_t>(dim);
+  if (forward) {
+    EXPECT_TRUE(all_close(actual.loss, loss, tol.loss, 1)) << "loss";
+    EXPECT_TRUE(all_close(actual.saved, saved, tol.saved)) << "saved";
+  }
+  if (!backward) return;
+  EXPECT_TRUE(all_close(actual.grad_anchors, grad_anchors, tol.grad_anchors, d)) << "grad_anchors";
+  if (!grad_first.empty()) {
+    EXPECT_TRUE(all_close(actual.grad_first, grad_first, tol.grad_first, d)) << "grad_positives";
+  }
+  EXPECT_TRUE(all_close(actual.grad_rest, grad_rest, tol.grad_rest, d)) << "grad_negatives";
+  if (grad_scale != nullptr) {
+    EXPECT_TRUE(all_close(actual.grad_scale, {*grad_scale}, tol.grad_scale)) << "grad_scale";
+  }
+}
+
+// ---- Per-anchor MNR
+// -------------------------------------------------------------------------------
+
+struct MnrCase {
+  std::int64_t batch, negatives, dim;
+  Similarity similarity;
+  Reduction reduction;
+  float scale;
+  std::int64_t padding;
+
+  mnr::PerAnchorParams params() const {
+    mnr::PerAnchorParams p;
+    p.batch = batch;
+    p.negatives = negatives;
+    p.dim = dim;
+    p.similarity = similarity;
+    p.reduction = reduction;
+    p.scale = scale;
+    if (padding != 0) {
+      p.anchor_row_stride = dim + padding;
+      p.positive_row_stride = dim + 2 * padding;
+      p.negative_row_stride = dim + 3 * padding;
+    }
+    return p;
+  }
+};
+
+inline std::string case_name(const MnrCase& c) {
+  const char* reductions[] = {"mean", "sum", "none"};
+  std::string name = "B" + std::to_string(c.batch) + "_n" + std::to_string(c.negatives) + "_D" +
+                     std::to_string(c.dim) + "_" +
+                     (c.similarity == Similarity::kCosine ? "cosine" : "dot") + "_s" +
+                     std::to_string(static_cast<int>(c.scale)) + "_" +
+                     reductions[static_cast<int>(c.reduction)];
+  if (c.padding != 0) name += "_pad" + std::to_string(c.padding);
+  return name;
+}
+inline std::string mnr_test_name(const ::testing::TestParamInfo<MnrCase>& info) {
+  return case_name(info.param);
+}
+inline void PrintTo(const MnrCase& c, std::ostream* out) {
+  *out << case_name(c);
+}
+
+/// B in {1, 3, 33, 1000}, n in {1, 2, 7, 64}, D in {1, 3, 64, 768, 1000}: every B with every n, D
+/// rotating, cosine and dot; scales 1 and 20, reductions and padding rotating.
+inline std::vector<MnrCase> mnr_cases() {
+  const std::int64_t batches[] = {1, 3, 33, 1000};
+  const std::int64_t negatives[] = {1, 2, 7, 64};
+  const std::int64_t dims[] = {1, 3, 64, 768, 1000};
+  const Reduction reductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};
+  std::vector<MnrCase> cases;
+  int rotation = 0;
+  for (std::int64_t b : batches) {
+    for (std::int64_t n : negatives) {
+      for (Similarity similarity : {Similarity::kDot, Similarity::kCosine}) {
+        const std::int64_t d = dims[rotation % 5];
+        if (b * (n + 2) * d > 30'000'000) {  // keep the float64 reference quick
+          ++rotation;
+          continue;
+        }
+        cases.push_back({b, n, d, similarity, reductions[rotation % 3],
+                         rotation % 2 == 0 ? 1.0f : 20.0f, rotation % 4 == 3 ? 3 : 0});
+        ++rotation;
+      }
+    }
+  }
+  return cases;
+}
+
+struct MnrInputs {
+  std::vector<double> anchors, positives, negatives, grad_loss;
+};
+
+inline MnrInputs make_mnr_inputs(const mnr::PerAnchorParams& p, std::mt19937_64& engine) {
+  const bool dot = p.similarity == Similarity::kDot;
+  MnrInputs in;
+  in.anchors = random_rows(p.batch, dense_or(p.anchor_row_stride, p.dim), p.dim, dot, engine);
+  in.positives = random_rows(p.batch, dense_or(p.positive_row_stride, p.dim), p.dim, dot, engine);
+  in.negatives = random_rows(p.batch * p.negatives, dense_or(p.negative_row_stride, p.dim), p.dim,
+                             dot, engine);
+  in.grad_loss = random_normal_f32(p.reduction == Reduction::kNone ? p.batch : 1, engine);
+  return in;
+}
+
+struct MnrExpected {
+  reference::MnrPerAnchorForward forward;
+  reference::MnrPerAnchorBackward backward;
+  AnchorTolerances tolerances;
+};
+
+inline MnrExpected expected_for(const mnr::PerAnchorParams& p, const MnrInputs& in) {
+  MnrExpected e;
+  EXPECT_EQ(reference::mnr_per_anchor_forward(p, in.anchors.data(), in.positives.data(),
+                                              in.negatives.data(), &e.forward),
+            Status::kSuccess);
+  EXPECT_EQ(
+      reference::mnr_per_anchor_backward(p, in.anchors.data(), in.positives.data(),
+                                         in.negatives.data(), in.grad_loss.data(), &e.backward),
+      Status::kSuccess);
+  const double u = kFp32UnitRoundoff;
+  const std::int64_t b = p.batch, n = p.negatives, count = n + 1, d = p.dim;
+  const bool cosine = p.similarity == Similarity::kCosine;
+  auto candidate_norm = [&](std::int64_t row, std::int64_t t) {
+    return t == 0 ? norm_of(in.positives, row, dense_or(p.positive_row_stride, d), d)
+                  : norm_of(in.negatives, row * n + t - 1, dense_or(p.negative_row_stride, d), d);
+  };
+  double largest_norm_product = 1.0;
+  if (!cosine) {
+    for (std::int64_t row = 0; row < b; ++row) {
+      for (std::int64_t t = 0; t < count; ++t) {
+        largest_norm_product = std::max(
+            largest_norm_product,
+            norm_of(in.anchors, row, dense_or(p.anchor_row_stride, d), d) * candidate_norm(row, t));
+      }
+    }
+  }
+  const double sim_error = kAnchorSafety * u * largest_norm_product;
+  const double row_error =
+      2.0 * p.scale * sim_error + (static_cast<double>(count) / 32.0 + 16.0) * u;
+  AnchorTolerances& t = e.tolerances;
+  t.saved = row_error;
+  t.loss.assign(e.forward.loss.size(),
+                p.reduction == Reduction::kSum ? 2.0 * row_error * b : 2.0 * row_error);
+  GradientMagnitudes m;
+  m.anchors.assign(static_cast<std::size_t>(b), 0.0);
+  m.candidates.assign(static_cast<std::size_t>(b * count), 0.0);
+  double scale_magnitude = 0.0;
+  for (std::int64_t row = 0; row < b; ++row) {
+    double weight = p.reduction == Reduction::kNone ? in.grad_loss[row] : in.grad_loss[0];
+    if (p.reduction == Reduction::kMean) weight /= static_cast<double>(b);
+    const double anchor_norm = norm_of(in.anchors, row, dense_or(p.anchor_row_stride, d), d);
+    for (std::int64_t c = 0; c < count; ++c) {
+      const double logit = e.forward.logits[row * count + c];
+      const double size = p.scale * (std::fabs(e.backward.grad_logits[row * count + c]) +
+                                     std::fabs(weight) * std::exp(logit - e.forward.row_lse[row]));
+      const double c_norm = candidate_norm(row, c);
+      // |dsim/dc| <= 2 / max(|c|, eps) (cosine) or |a|; |dsim/da| likewise with the roles swapped.
+      m.candidates[row * count + c] = size * (cosine ? 2.0 / std::max(c_norm, 1e-12) : anchor_norm);
+      m.anchors[row] += size * (cosine ? 2.0 / std::max(anchor_norm, 1e-12) : c_norm);
+      scale_magnitude += size / p.scale * (std::fabs(logit) + 1.0);
+    }
+  }
+  const double grad_error =
+      kAnchorSafety * (row_error + (static_cast<double>(count) / 32.0 + 8.0) * u);
+  t.grad_anchors = with_floor(m.anchors, grad_error);
+  const std::vector<double> candidates = with_floor(m.candidates, grad_error);
+  for (std::int64_t row = 0; row < b; ++row) {
+    t.grad_first.push_back(candidates[row * count]);
+    for (std::int64_t c = 1; c < count; ++c) t.grad_rest.push_back(candidates[row * count + c]);
+  }
+  t.grad_scale =
+      kAnchorSafety * (row_error + std::sqrt(static_cast<double>(b * count)) * u) * scale_magnitude;
+  return e;
+}
+
+inline void expect_matches(const mnr::PerAnchorParams& p, const AnchorResults& actual,
+                           const MnrExpected& e, bool forward, bool backward) {
+  expect_anchor_results(actual, e.forward.loss, e.forward.row_lse, e.backward.grad_anchors,
+                        e.backward.grad_positives, e.backward.grad_negatives,
+                        &e.backward.grad_scale, e.tolerances, p.dim, forward, backward);
+}
+
+// ---- Repel
+// ----------------------------------------------------------------------------------------
+
+struct RepelCase {
+  std::int64_t batch, negatives, dim;
+  Reduction reduction;
+  bool mean_over_active;
+  std::int64_t padding;
+
+  repel::Params params() const {
+    repel::Params p;
+    p.batch = batch;
+    p.negatives = negatives;
+    p.dim = dim;
+    p.reduction = reduction;
+    p.mean_over_active = mean_over_active;
+    if (padding != 0) {
+      p.anchor_row_stride = dim + padding;
+      p.negative_row_stride = dim + 2 * padding;
+    }
+    return p;
+  }
+};
+
+inline std::string case_name(const RepelCase& c) {
+  const char* reductions[] = {"mean", "sum", "none"};
+  std::string name = "B" + std::to_string(c.batch) + "_N" + std::to_string(c.negatives) + "_D" +
+                     std::to_string(c.dim) + "_" + reductions[static_cast<int>(c.reduction)];
+  if (c.mean_over_active) name += "_over_active";
+  if (c.padding != 0) name += "_pad" + std::to_string(c.padding);
+  return name;
+}
+inline std::string repel_test_name(const ::testing::TestParamInfo<RepelCase>& info) {
+  return case_name(info.param);
+}
+inline void PrintTo(const RepelCase& c, std::ostream* out) {
+  *out << case_name(c);
+}
+
+inline std::vector<RepelCase> repel_cases() {
+  const std::int64_t batches[] = {1, 3, 33, 1000};
+  const std::int64_t negatives[] = {1, 2, 7, 64};
+  const std::int64_t dims[] = {1, 3, 64, 768, 1000};
+  std::vector<RepelCase> cases;
+  int rotation = 0;
+  for (std::int64_t b : batches) {
+    for (std::int64_t n : negatives) {
+      for (int variant = 0; variant < 2; ++variant) {
+        const std::int64_t d = dims[rotation % 5];
+        ++rotation;
+        if (b * (n + 1) * d > 30'000'000) continue;
+        const int mode = rotation % 4;  // mean, sum, none, mean over active
+        cases.push_back(
+            {b, n, d,
+             mode == 1 ? Reduction::kSum : (mode == 2 ? Reduction::kNone : Reduction::kMean),
+             mode == 3, rotation % 3 == 2 ? 2 : 0});
+      }
+    }
+  }
+  return cases;
+}
+
+struct RepelInputs {
+  std::vector<double> anchors, negatives, grad_loss;
+};
+
+/// Negatives mix their anchor's direction with noise, x = alpha sqrt(D) u_hat + noise, alpha in
+/// [-3, 3], so cosines spread over (-0.95, 0.95) instead of crowding at 0 in high dimensions.
+inline RepelInputs make_repel_inputs(const repel::Params& p, std::mt19937_64& engine) {
+  RepelInputs in;
+  const std::int64_t a_stride = dense_or(p.anchor_row_stride, p.dim);
+  const std::int64_t n_stride = dense_or(p.negative_row_stride, p.dim);
+  in.anchors = random_rows(p.batch, a_stride, p.dim, false, engine);
+  in.negatives = random_rows(p.batch * p.negatives, n_stride, p.dim, false, engine);
+  std::uniform_real_distribution<double> alpha(-3.0, 3.0);
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const double anchor_norm = norm_of(in.anchors, b, a_stride, p.dim);
+    for (std::int64_t t = 0; t < p.negatives; ++t) {
+      const double weight = alpha(engine) * std::sqrt(static_cast<double>(p.dim)) / anchor_norm;
+      for (std::int64_t c = 0; c < p.dim; ++c) {
+        double& x = in.negatives[(b * p.negatives + t) * n_stride + c];
+        x = static_cast<float>(x + weight * in.anchors[b * a_stride + c]);
+      }
+    }
+  }
+  in.grad_loss =
+      random_normal_f32(p.reduction == Reduction::kNone ? p.batch * p.negatives : 1, engine);
+  return in;
+}
+
+/// A margin at least `clearance` away from every similarity, so that fp32 rounding cannot flip a
+/// term across the hinge: the middle of the widest gap between the middling similarities (or 0.3,
+/// the default, when it is clear already).
+inline float clear_margin(const repel::Params& p, const RepelInputs& in, double clearance) {
+  reference::RepelForward out;
+  EXPECT_EQ(reference::repel_forward(p, in.anchors.data(), in.negatives.data(), &out),
+            Status::kSuccess);
+  std::vector<double> sorted = out.similarities;
+  std::sort(sorted.begin(), sorted.end());
+  auto clear = [&](double margin) {
+    const auto above = std::lower_bound(sorted.begin(), sorted.end(), margin);
+    return (above == sorted.end() || *above - margin > clearance) &&
+           (above == sorted.begin() || margin - *(above - 1) > clearance);
+  };
+  if (clear(static_cast<float>(0.3))) return 0.3f;
+  // Prefer the middle half (about half the terms active); the whole range if nothing clears.
+  auto widest_gap = [&](std::size_t begin, std::size_t end) {
+    std::size_t widest = begin;
+    for (std::size_t i = begin; i + 1 < end; ++i) {
+      if (sorted[i + 1] - sorted[i] > sorted[widest + 1] - sorted[widest]) widest = i;
+    }
+    return widest;
+  };
+  std::size_t widest = widest_gap(sorted.size() / 4, 3 * sorted.size() / 4 + 1);
+  if (widest + 1 >= sorted.size() || sorted[widest + 1] - sorted[widest] <= 2.5 * clearance) {
+    widest = widest_gap(0, sorted.size());
+  }
+  const auto margin = sorted.size() < 2
+                          ? static_cast<float>(sorted[0] - 0.5)
+                          : static_cast<float>(0.5 * (sorted[widest] + sorted[widest + 1]));
+  EXPECT_TRUE(clear(margin)) << "no margin clears every similarity by " << clearance;
+  return margin;
+}
+
+struct RepelExpected {
+  reference::RepelForward forward;
+  reference::RepelBackward backward;
+  AnchorTolerances tolerances;
+};
+
+inline RepelExpected expected_for(const repel::Params& p, const RepelInputs& in) {
+  RepelExpected e;
+  EXPECT_EQ(reference::repel_forward(p, in.anchors.data(), in.negatives.data(), &e.forward),
+            Status::kSuccess);
+  EXPECT_EQ(reference::repel_backward(p, in.anchors.data(), in.negatives.data(),
+                                      in.grad_loss.data(), &e.backward),
+            Status::kSuccess);
+  const double u = kFp32UnitRoundoff;
+  const std::int64_t b = p.batch, n = p.negatives, d = p.dim, terms = b * n;
+  const double sim_error = kAnchorSafety * u;
+  AnchorTolerances& t = e.tolerances;
+  t.saved = 0.0;  // the count of active terms is exact when no similarity is near the margin
+  const double active = std::max(e.forward.active_terms, 1.0);
+  double per_term = sim_error + 2.0 * u;
+  if (p.reduction == Reduction::kSum) per_term *= static_cast<double>(terms);
+  if (p.mean_over_active) per_term *= static_cast<double>(terms) / active;
+  t.loss.assign(e.forward.loss.size(), per_term);
+  GradientMagnitudes m;
+  m.anchors.assign(static_cast<std::size_t>(b), 0.0);
+  m.candidates.assign(static_cast<std::size_t>(terms), 0.0);
+  for (std::int64_t row = 0; row < b; ++row) {
+    const double anchor_norm = norm_of(in.anchors, row, dense_or(p.anchor_row_stride, d), d);
+    for (std::int64_t c = 0; c < n; ++c) {
+      double weight = p.reduction == Reduction::kNone ? in.grad_loss[row * n + c] : in.grad_loss[0];
+      if (p.reduction == Reduction::kMean) weight /= p.mean_over_active ? active : terms;
+      const double c_norm =
+          norm_of(in.negatives, row * n + c, dense_or(p.negative_row_stride, d), d);
+      m.candidates[row * n + c] = std::fabs(weight) * 2.0 / std::max(c_norm, 1e-12);
+      m.anchors[row] += std::fabs(weight) * 2.0 / std::max(anchor_norm, 1e-12);
+    }
+  }
+  const double grad_error = kAnchorSafety * (static_cast<double>(n) / 32.0 + 8.0) * u;
+  t.grad_anchors = with_floor(m.anchors, grad_error);
+  t.grad_rest = with_floor(m.candidates, grad_error);
+  return e;
+}
+
+inline void expect_matches(const repel::Params& p, const AnchorResults& actual,
+                           const RepelExpected& e, bool forward, bool backward) {
+  expect_anchor_results(actual, e.forward.loss, {e.forward.active_terms}, e.backward.grad_anchors,
+                        {}, e.backward.grad_negatives, nullptr, e.tolerances, p.dim, forward,
+                        backward);
+}
+
+}  // namespace contrastive::testing

@@ -1,0 +1,467 @@
+// Per-anchor MNR, in-batch MNR and Repel on the GPU against the float64 references: awkward
+// shapes (B in 1, 3, 33, 1000; n, N in 1, 2, 7, 64; D in 1, 3, 64, 768, 1000), dot and cosine,
+// every reduction, strided rows, fresh random inputs, every output poisoned before each call, and
+// a bitwise repeat. Each test skips, with the reason, when no GPU is usable.
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "contrastive/contrastive.hpp"
+#include "contrastive/reference.hpp"
+#include "support/anchor_cases.hpp"
+#include "support/device.hpp"
+#include "support/golden.hpp"
+#include "support/infonce_cases.hpp"
+#include "support/random.hpp"
+
+namespace contrastive {
+namespace {
+
+using testing::AnchorResults;
+using testing::DeviceArray;
+using testing::to_float;
+
+class GpuTest {
+ protected:
+  void set_up_gpu() {
+    ASSERT_EQ(Handle::create(&handle_), Status::kSuccess) << last_error_message();
+    ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess);
+  }
+  void tear_down_gpu() {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+  void synchronize() {
+    ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  }
+
+  Handle handle_;
+  cudaStream_t stream_ = nullptr;
+};
+
+std::size_t query(Status (*size)(const mnr::PerAnchorParams&, std::size_t*),
+                  const mnr::PerAnchorParams& p) {
+  std::size_t bytes = 0;
+  EXPECT_EQ(size(p, &bytes), Status::kSuccess) << last_error_message();
+  return bytes;
+}
+
+// ---- Per-anchor MNR
+// -------------------------------------------------------------------------------
+
+struct MnrDevice {
+  mnr::PerAnchorParams params;
+  std::size_t workspace_bytes;
+  DeviceArray<float> anchors, positives, negatives, grad_loss, loss, saved;
+  DeviceArray<float> grad_anchors, grad_positives, grad_negatives, grad_scale;
+  DeviceArray<unsigned char> workspace;
+
+  MnrDevice(const mnr::PerAnchorParams& p, const testing::MnrInputs& in)
+      : params(p),
+        workspace_bytes(query(&mnr::workspace_size, p)),
+        anchors(in.anchors.size()),
+        positives(in.positives.size()),
+        negatives(in.negatives.size()),
+        grad_loss(in.grad_loss.size()),
+        loss(p.reduction == Reduction::kNone ? p.batch : 1),
+        saved(query(&mnr::saved_size, p) / sizeof(float)),
+        grad_anchors(p.batch * p.dim),
+        grad_positives(p.batch * p.dim),
+        grad_negatives(p.batch * p.negatives * p.dim),
+        grad_scale(1),
+        workspace(workspace_bytes) {
+    anchors.upload(to_float(in.anchors));
+    positives.upload(to_float(in.positives));
+    negatives.upload(to_float(in.negatives));
+    grad_loss.upload(to_float(in.grad_loss));
+  }
+  void poison() {
+    for (DeviceArray<float>* array :
+         {&loss, &saved, &grad_anchors, &grad_positives, &grad_negatives, &grad_scale}) {
+      array->poison();
+    }
+  }
+  mnr::PerAnchorForwardBackwardArgs args() {
+    return {anchors.data(),        positives.data(), negatives.data(),    loss.data(),
+            saved.data(),          grad_loss.data(), grad_anchors.data(), grad_positives.data(),
+            grad_negatives.data(), grad_scale.data()};
+  }
+  AnchorResults results() const {
+    return {loss.download(),           saved.download(),          grad_anchors.download(),
+            grad_positives.download(), grad_negatives.download(), grad_scale.download()};
+  }
+};
+
+class MnrPerAnchorGpu : public ::testing::TestWithParam<testing::MnrCase>, public GpuTest {
+ protected:
+  void SetUp() override {
+    CONTRASTIVE_SKIP_WITHOUT_GPU();
+    set_up_gpu();
+  }
+  void TearDown() override { tear_down_gpu(); }
+};
+
+TEST_P(MnrPerAnchorGpu, MatchesTheFloat64Reference) {
+  const std::uint64_t seed = testing::test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  std::mt19937_64 engine(seed);
+  const mnr::PerAnchorParams p = GetParam().params();
+  const testing::MnrInputs in = testing::make_mnr_inputs(p, engine);
+  const testing::MnrExpected expected = testing::expected_for(p, in);
+  MnrDevice gpu(p, in);
+  const mnr::PerAnchorForwardBackwardArgs all = gpu.args();
+
+  ASSERT_EQ(
+      mnr::forward(handle_, p, {all.anchors, all.positives, all.negatives, all.loss, all.saved},
+                   gpu.workspace.data(), gpu.workspace_bytes, stream_),
+      Status::kSuccess)
+      << last_error_message();
+  synchronize();
+  testing::expect_matches(p, gpu.results(), expected, true, false);
+  ASSERT_EQ(
+      mnr::backward(handle_, p,
+                    {all.anchors, all.positives, all.negatives, all.saved, all.grad_loss,
+                     all.grad_anchors, all.grad_positives, all.grad_negatives, all.grad_scale},
+                    gpu.workspace.data(), gpu.workspace_bytes, stream_),
+      Status::kSuccess)
+      << last_error_message();
+  synchronize();
+  testing::expect_matches(p, gpu.results(), expected, false, true);
+
+  gpu.poison();
+  ASSERT_EQ(
+      mnr::forward_backward(handle_, p, all, gpu.workspace.data(), gpu.workspace_bytes, stream_),
+      Status::kSuccess)
+      << last_error_message();
+  synchronize();
+  const AnchorResults first = gpu.results();
+  testing::expect_matches(p, first, expected, true, true);
+  gpu.poison();
+  ASSERT_EQ(
+      mnr::forward_backward(handle_, p, all, gpu.workspace.data(), gpu.workspace_bytes, stream_),
+      Status::kSuccess);
+  synchronize();
+  const AnchorResults again = gpu.results();
+  EXPECT_EQ(first.loss, again.loss) << "not bitwise repeatable";
+  EXPECT_EQ(first.grad_anchors, again.grad_anchors) << "not bitwise repeatable";
+  EXPECT_EQ(first.grad_rest, again.grad_rest) << "not bitwise repeatable";
+}
+
+INSTANTIATE_TEST_SUITE_P(Sweep, MnrPerAnchorGpu, ::testing::ValuesIn(testing::mnr_cases()),
+                         testing::mnr_test_name);
+
+class MnrGpuScenario : public ::testing::Test, public GpuTest {
+ protected:
+  void SetUp() override {
+    CONTRASTIVE_SKIP_WITHOUT_GPU();
+    set_up_gpu();
+  }
+  void TearDown() override { tear_down_gpu(); }
+};
+
+// The seed notebook's example prints 1.6965; the GPU must agree with the float64 golden values
+// to fp32 rounding.
+TEST_F(MnrGpuScenario, SeedNotebookExample) {
+  mnr::PerAnchorParams p;
+  p.batch = 1;
+  p.negatives = 3;
+  p.dim = 4;
+  testing::MnrInputs in{testing::golden_numbers("seed_mnr.json", "anchor"),
+                        testing::golden_numbers("seed_mnr.json", "positive"),
+                        testing::golden_numbers("seed_mnr.json", "negatives"),
+                        {1.0}};
+  for (auto* values : {&in.anchors, &in.positives, &in.negatives}) {
+    for (double& value : *values) value = static_cast<float>(value);  // what the GPU sees
+  }
+  const testing::MnrExpected expected = testing::expected_for(p, in);
+  MnrDevice gpu(p, in);
+  ASSERT_EQ(mnr::forward_backward(handle_, p, gpu.args(), gpu.workspace.data(), gpu.workspace_bytes,
+                                  stream_),
+            Status::kSuccess)
+      << last_error_message();
+  synchronize();
+  testing::expect_matches(p, gpu.results(), expected, true, true);
+  EXPECT_NEAR(gpu.loss.download()[0], 1.6965, 5e-5);
+}
+
+// Only the scale gradient requested: the inputs' gradients stay unwritten.
+TEST_F(MnrGpuScenario, OnlyTheScaleGradient) {
+  std::mt19937_64 engine(testing::test_seed());
+  mnr::PerAnchorParams p;
+  p.batch = 17;
+  p.negatives = 5;
+  p.dim = 32;
+  p.similarity = Similarity::kCosine;
+  p.scale = 20.0f;
+  const testing::MnrInputs in = testing::make_mnr_inputs(p, engine);
+  const testing::MnrExpected expected = testing::expected_for(p, in);
+  MnrDevice gpu(p, in);
+  mnr::PerAnchorForwardBackwardArgs args = gpu.args();
+  args.grad_anchors = args.grad_positives = args.grad_negatives = nullptr;
+  ASSERT_EQ(
+      mnr::forward_backward(handle_, p, args, gpu.workspace.data(), gpu.workspace_bytes, stream_),
+      Status::kSuccess);
+  synchronize();
+  EXPECT_TRUE(testing::all_close(gpu.grad_scale.download(), {expected.backward.grad_scale},
+                                 expected.tolerances.grad_scale));
+  for (float value : gpu.grad_negatives.download()) ASSERT_TRUE(std::isnan(value));
+}
+
+// ---- In-batch MNR: the InfoNCE loop with the scale; its names and its scale gradient ------------
+
+struct InBatchCase {
+  std::int64_t batch, hard_negatives, dim;
+  bool symmetric;
+  Reduction reduction;
+  std::int64_t tile_rows, tile_cols;
+};
+
+class MnrInBatchGpu : public ::testing::TestWithParam<InBatchCase>, public GpuTest {
+ protected:
+  void SetUp() override {
+    CONTRASTIVE_SKIP_WITHOUT_GPU();
+    set_up_gpu();
+  }
+  void TearDown() override { tear_down_gpu(); }
+};
+
+// The same problem as InfoNCE (temperature 1/scale, exact for a power-of-two scale) gives the
+// InfoNCE tolerances; the scale gradient is -t^2 times the temperature gradient.
+TEST_P(MnrInBatchGpu, MatchesTheFloat64Reference) {
+  const InBatchCase& c = GetParam();
+  const std::uint64_t seed = testing::test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  std::mt19937_64 engine(seed);
+  mnr::InBatchParams p;
+  p.batch = c.batch;
+  p.hard_negatives = c.hard_negatives;
+  p.dim = c.dim;
+  p.symmetric = c.symmetric;
+  p.reduction = c.reduction;
+  p.scale = 16.0f;
+  p.tile_rows = c.tile_rows;
+  p.tile_cols = c.tile_cols;
+  infonce::Params equivalent;
+  equivalent.batch = p.batch;
+  equivalent.num_keys = (1 + p.hard_negatives) * p.batch;
+  equivalent.dim = p.dim;
+  equivalent.symmetric = p.symmetric;
+  equivalent.reduction = p.reduction;
+  equivalent.temperature = 1.0f / p.scale;
+  const testing::Inputs in = testing::make_inputs(equivalent, engine);
+  const testing::Expected expected = testing::expected_for(equivalent, in);
+  reference::MnrInBatchBackward mnr_expected;
+  ASSERT_EQ(reference::mnr_in_batch_backward(p, in.q.data(), in.k.data(), in.grad_loss.data(),
+                                             &mnr_expected),
+            Status::kSuccess);
+
+  std::size_t workspace_bytes = 0, saved_bytes = 0;
+  ASSERT_EQ(mnr::workspace_size(p, &workspace_bytes), Status::kSuccess);
+  ASSERT_EQ(mnr::saved_size(p, &saved_bytes), Status::kSuccess);
+  DeviceArray<float> anchors(in.q.size()), candidates(in.k.size()), grad_loss(in.grad_loss.size());
+  DeviceArray<float> loss(p.reduction == Reduction::kNone ? p.batch : 1);
+  DeviceArray<float> saved(saved_bytes / sizeof(float)), grad_anchors(p.batch * p.dim);
+  DeviceArray<float> grad_candidates(equivalent.num_keys * p.dim), grad_scale(1);
+  DeviceArray<unsigned char> workspace(workspace_bytes);
+  anchors.upload(to_float(in.q));
+  candidates.upload(to_float(in.k));
+  grad_loss.upload(to_float(in.grad_loss));
+  ASSERT_EQ(mnr::forward_backward(
+                handle_, p,
+                {anchors.data(), candidates.data(), loss.data(), saved.data(), grad_loss.data(),
+                 grad_anchors.data(), grad_candidates.data(), grad_scale.data()},
+                workspace.data(), workspace_bytes, stream_),
+            Status::kSuccess)
+      << last_error_message();
+  synchronize();
+  const testing::Fp32Results results{
+      loss.download(), saved.download(), grad_anchors.download(), grad_candidates.download(), {}};
+  testing::expect_forward_matches(equivalent, results, expected, in);
+  const auto d = static_cast<std::size_t>(p.dim);
+  EXPECT_TRUE(
+      testing::all_close(results.grad_q, expected.backward.grad_q, expected.tolerances.grad_q, d));
+  EXPECT_TRUE(
+      testing::all_close(results.grad_k, expected.backward.grad_k, expected.tolerances.grad_k, d));
+  const double t = 1.0 / p.scale;
+  EXPECT_TRUE(testing::all_close(grad_scale.download(), {mnr_expected.grad_scale},
+                                 expected.tolerances.grad_temperature * t * t))
+      << "grad_scale";
+}
+
+std::string in_batch_name(const ::testing::TestParamInfo<InBatchCase>& info) {
+  const InBatchCase& c = info.param;
+  const char* reductions[] = {"mean", "sum", "none"};
+  std::string name = "B" + std::to_string(c.batch) + "_K" + std::to_string(c.hard_negatives) +
+                     "_D" + std::to_string(c.dim) + (c.symmetric ? "_symmetric_" : "_") +
+                     reductions[static_cast<int>(c.reduction)];
+  if (c.tile_rows != 0) {
+    name += "_tile" + std::to_string(c.tile_rows) + "x" + std::to_string(c.tile_cols);
+  }
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sweep, MnrInBatchGpu,
+                         ::testing::Values(InBatchCase{1, 0, 3, false, Reduction::kMean, 0, 0},
+                                           InBatchCase{3, 1, 64, true, Reduction::kSum, 0, 0},
+                                           InBatchCase{33, 3, 768, false, Reduction::kNone, 0, 0},
+                                           InBatchCase{33, 3, 64, true, Reduction::kMean, 10, 40},
+                                           InBatchCase{127, 1, 1000, true, Reduction::kNone, 0, 0},
+                                           InBatchCase{1000, 3, 64, true, Reduction::kMean, 0, 0},
+                                           InBatchCase{1000, 1, 3, false, Reduction::kSum, 300,
+                                                       700}),
+                         in_batch_name);
+
+// ---- Repel
+// ----------------------------------------------------------------------------------------
+
+struct RepelDevice {
+  repel::Params params;
+  std::size_t workspace_bytes = 0;
+  DeviceArray<float> anchors, negatives, grad_loss, loss, saved, grad_anchors, grad_negatives;
+  DeviceArray<unsigned char> workspace;
+
+  static std::size_t workspace_count(const repel::Params& p) {
+    std::size_t bytes = 0;
+    EXPECT_EQ(repel::workspace_size(p, &bytes), Status::kSuccess) << last_error_message();
+    return bytes;
+  }
+
+  RepelDevice(const repel::Params& p, const testing::RepelInputs& in)
+      : params(p),
+        workspace_bytes(workspace_count(p)),
+        anchors(in.anchors.size()),
+        negatives(in.negatives.size()),
+        grad_loss(in.grad_loss.size()),
+        loss(p.reduction == Reduction::kNone ? p.batch * p.negatives : 1),
+        saved(1),
+        grad_anchors(p.batch * p.dim),
+        grad_negatives(p.batch * p.negatives * p.dim),
+        workspace(workspace_bytes) {
+    anchors.upload(to_float(in.anchors));
+    negatives.upload(to_float(in.negatives));
+    grad_loss.upload(to_float(in.grad_loss));
+  }
+  void poison() {
+    for (DeviceArray<float>* array : {&loss, &saved, &grad_anchors, &grad_negatives}) {
+      array->poison();
+    }
+  }
+  repel::ForwardBackwardArgs args() {
+    return {anchors.data(),   negatives.data(),    loss.data(),          saved.data(),
+            grad_loss.data(), grad_anchors.data(), grad_negatives.data()};
+  }
+  AnchorResults results() const {
+    return {loss.download(),           saved.download(),
+            grad_anchors.download(),   {},
+            grad_negatives.download(), {}};
+  }
+};
+
+class RepelGpu : public ::testing::TestWithParam<testing::RepelCase>, public GpuTest {
+ protected:
+  void SetUp() override {
+    CONTRASTIVE_SKIP_WITHOUT_GPU();
+    set_up_gpu();
+  }
+  void TearDown() override { tear_down_gpu(); }
+};
+
+constexpr double kHingeClearance = 1e-5;  // far above the similarities' fp32 error
+
+TEST_P(RepelGpu, MatchesTheFloat64Reference) {
+  const std::uint64_t seed = testing::test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  std::mt19937_64 engine(seed);
+  repel::Params p = GetParam().params();
+  const testing::RepelInputs in = testing::make_repel_inputs(p, engine);
+  p.margin = testing::clear_margin(p, in, kHingeClearance);
+  const testing::RepelExpected expected = testing::expected_for(p, in);
+  RepelDevice gpu(p, in);
+  const repel::ForwardBackwardArgs all = gpu.args();
+
+  ASSERT_EQ(repel::forward(handle_, p, {all.anchors, all.negatives, all.loss, all.saved},
+                           gpu.workspace.data(), gpu.workspace_bytes, stream_),
+            Status::kSuccess)
+      << last_error_message();
+  synchronize();
+  testing::expect_matches(p, gpu.results(), expected, true, false);
+  ASSERT_EQ(repel::backward(handle_, p,
+                            {all.anchors, all.negatives, all.saved, all.grad_loss, all.grad_anchors,
+                             all.grad_negatives},
+                            gpu.workspace.data(), gpu.workspace_bytes, stream_),
+            Status::kSuccess)
+      << last_error_message();
+  synchronize();
+  testing::expect_matches(p, gpu.results(), expected, false, true);
+
+  gpu.poison();
+  ASSERT_EQ(
+      repel::forward_backward(handle_, p, all, gpu.workspace.data(), gpu.workspace_bytes, stream_),
+      Status::kSuccess)
+      << last_error_message();
+  synchronize();
+  const AnchorResults first = gpu.results();
+  testing::expect_matches(p, first, expected, true, true);
+  gpu.poison();
+  ASSERT_EQ(
+      repel::forward_backward(handle_, p, all, gpu.workspace.data(), gpu.workspace_bytes, stream_),
+      Status::kSuccess);
+  synchronize();
+  const AnchorResults again = gpu.results();
+  EXPECT_EQ(first.loss, again.loss) << "not bitwise repeatable";
+  EXPECT_EQ(first.grad_rest, again.grad_rest) << "not bitwise repeatable";
+}
+
+INSTANTIATE_TEST_SUITE_P(Sweep, RepelGpu, ::testing::ValuesIn(testing::repel_cases()),
+                         testing::repel_test_name);
+
+class RepelGpuScenario : public ::testing::Test, public GpuTest {
+ protected:
+  void SetUp() override {
+    CONTRASTIVE_SKIP_WITHOUT_GPU();
+    set_up_gpu();
+  }
+  void TearDown() override { tear_down_gpu(); }
+};
+
+// NaN in a negative: the loss is NaN (never clamped to 0), for the plain mean and the mean over
+// active terms alike; a zero anchor row gives finite results.
+TEST_F(RepelGpuScenario, NaNPropagatesAndZeroRowsStayFinite) {
+  std::mt19937_64 engine(testing::test_seed());
+  repel::Params p;
+  p.batch = 4;
+  p.negatives = 3;
+  p.dim = 8;
+  testing::RepelInputs in = testing::make_repel_inputs(p, engine);
+  std::fill(in.anchors.begin(), in.anchors.begin() + p.dim, 0.0);
+  {
+    RepelDevice gpu(p, in);
+    ASSERT_EQ(repel::forward_backward(handle_, p, gpu.args(), gpu.workspace.data(),
+                                      gpu.workspace_bytes, stream_),
+              Status::kSuccess);
+    synchronize();
+    EXPECT_TRUE(std::isfinite(gpu.loss.download()[0]));
+    for (float g : gpu.grad_anchors.download()) ASSERT_TRUE(std::isfinite(g));
+  }
+  in.negatives[5] = NAN;
+  for (bool over_active : {false, true}) {
+    p.mean_over_active = over_active;
+    RepelDevice gpu(p, in);
+    ASSERT_EQ(repel::forward(
+                  handle_, p,
+                  {gpu.anchors.data(), gpu.negatives.data(), gpu.loss.data(), gpu.saved.data()},
+                  gpu.workspace.data(), gpu.workspace_bytes, stream_),
+              Status::kSuccess);
+    synchronize();
+    EXPECT_TRUE(std::isnan(gpu.loss.download()[0])) << "NaN was clamped away";
+  }
+}
+
+}  // namespace
+}  // namespace contrastive
