@@ -19,12 +19,14 @@ using contrastive::detail::require_alignment;
 using contrastive::detail::require_tensor;
 using kernels::AnchorPass;
 
-// ---- Per-anchor negatives ------------------------------------------------------------------------
+// ---- Per-anchor negatives
+// ------------------------------------------------------------------------
 
 Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
                       const PerAnchorParams& p, const PerAnchorForwardBackwardArgs& args,
                       void* workspace, std::size_t workspace_bytes, Stream stream) {
-  const bool forward_pass = pass != AnchorPass::kBackward, backward_pass = pass != AnchorPass::kForward;
+  const bool forward_pass = pass != AnchorPass::kBackward,
+             backward_pass = pass != AnchorPass::kForward;
   CONTRASTIVE_TRY(check(p));
   const std::size_t element = dtype_size(p.dtype);
   CONTRASTIVE_TRY(require_tensor(args.anchors, element, call, "anchors"));
@@ -47,24 +49,29 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
     CONTRASTIVE_TRY(require_alignment(args.grad_scale, sizeof(float), call, "grad_scale"));
   }
   const detail::PerAnchorWorkspace plan = detail::plan_workspace(p);
-  CONTRASTIVE_TRY(contrastive::detail::require_workspace(workspace, workspace_bytes,
-                                                         plan.required_bytes, plan.used_bytes,
-                                                         call));
+  CONTRASTIVE_TRY(contrastive::detail::require_workspace(
+      workspace, workspace_bytes, plan.required_bytes, plan.used_bytes, call));
   CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
 
   void* base = contrastive::detail::align_workspace(workspace);
   float* row_loss = contrastive::detail::workspace_piece<float>(base, plan.row_loss);
   float* row_logit_grad = contrastive::detail::workspace_piece<float>(base, plan.row_logit_grad);
   const bool per_row = p.reduction == Reduction::kNone;
-  const float mean_factor = p.reduction == Reduction::kMean ? 1.0f / static_cast<float>(p.batch) : 1.0f;
-  const kernels::AnchorCandidates rows{
-      static_cast<const float*>(args.anchors),   detail::or_dim(p.anchor_row_stride, p.dim),
-      static_cast<const float*>(args.positives), detail::or_dim(p.positive_row_stride, p.dim),
-      static_cast<const float*>(args.negatives), detail::or_dim(p.negative_row_stride, p.dim),
-      p.batch,                                   p.negatives + 1,
-      p.dim,                                     p.similarity == Similarity::kCosine,
-      p.eps};
-  const kernels::SoftmaxHead head{p.scale, static_cast<float*>(args.saved),
+  const float mean_factor =
+      p.reduction == Reduction::kMean ? 1.0f / static_cast<float>(p.batch) : 1.0f;
+  const kernels::AnchorCandidates rows{static_cast<const float*>(args.anchors),
+                                       detail::or_dim(p.anchor_row_stride, p.dim),
+                                       static_cast<const float*>(args.positives),
+                                       detail::or_dim(p.positive_row_stride, p.dim),
+                                       static_cast<const float*>(args.negatives),
+                                       detail::or_dim(p.negative_row_stride, p.dim),
+                                       p.batch,
+                                       p.negatives + 1,
+                                       p.dim,
+                                       p.similarity == Similarity::kCosine,
+                                       p.eps};
+  const kernels::SoftmaxHead head{p.scale,
+                                  static_cast<float*>(args.saved),
                                   per_row ? args.loss : row_loss,
                                   {args.grad_loss, per_row, mean_factor},
                                   args.grad_scale != nullptr ? row_logit_grad : nullptr};
@@ -74,8 +81,9 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
   CONTRASTIVE_TRY_CUDA(kernels::launch_anchor_candidates(pass, rows, head, grads, stream),
                        "anchor_candidates launch");
   if (forward_pass && !per_row) {
-    CONTRASTIVE_TRY_CUDA(kernels::launch_sum(row_loss, p.batch, mean_factor, nullptr, args.loss, stream),
-                         "sum launch");
+    CONTRASTIVE_TRY_CUDA(
+        kernels::launch_sum(row_loss, p.batch, mean_factor, nullptr, args.loss, stream),
+        "sum launch");
   }
   if (backward_pass && args.grad_scale != nullptr) {
     // logits = scale * sim: dLoss/dscale = sum(dLoss/dlogits * logits) / scale
@@ -89,8 +97,8 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
 // ---- In-batch with hard negatives ---------------------------------------------------------------
 
 Status run_in_batch(infonce::detail::Pass pass, const char* call, const Handle& handle,
-                    const InBatchParams& p, const InBatchForwardBackwardArgs& args,
-                    void* workspace, std::size_t workspace_bytes, Stream stream) {
+                    const InBatchParams& p, const InBatchForwardBackwardArgs& args, void* workspace,
+                    std::size_t workspace_bytes, Stream stream) {
   CONTRASTIVE_TRY(check(p));
   infonce::ForwardBackwardArgs all;
   all.q = args.anchors;

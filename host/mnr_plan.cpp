@@ -11,13 +11,11 @@ namespace detail {
 namespace {
 
 using namespace contrastive::detail;  // the shared checks
-constexpr const char* kPerAnchor = "mnr (per-anchor)";
-constexpr const char* kInBatch = "mnr (in-batch)";
 
-Status check_common(const char* loss, std::int64_t batch, std::int64_t dim, DType dtype,
-                    Similarity similarity, Reduction reduction, float scale, float eps) {
-  CONTRASTIVE_TRY(require_at_least(loss, "batch (B)", batch, 1));
-  CONTRASTIVE_TRY(require_at_least(loss, "dim (D)", dim, 1));
+// Every loss checks in the same order: sizes, their limits, strides, enum values, scalars, flags,
+// then the extents in bytes.
+Status check_kinds_and_scalars(const char* loss, DType dtype, Similarity similarity,
+                               Reduction reduction, float scale, float eps) {
   CONTRASTIVE_TRY(require_known(loss, dtype));
   CONTRASTIVE_TRY(require_known(loss, similarity));
   CONTRASTIVE_TRY(require_known(loss, reduction));
@@ -26,12 +24,17 @@ Status check_common(const char* loss, std::int64_t batch, std::int64_t dim, DTyp
   return Status::kSuccess;
 }
 
+Status overflow(const char* loss) {
+  return fail(Status::kInvalidArgument, "%s: the extent of the inputs in bytes overflows 64 bits",
+              loss);
+}
+
 }  // namespace
 
 Status check_problem(const PerAnchorParams& p) {
-  CONTRASTIVE_TRY(
-      check_common(kPerAnchor, p.batch, p.dim, p.dtype, p.similarity, p.reduction, p.scale, p.eps));
+  CONTRASTIVE_TRY(require_at_least(kPerAnchor, "batch (B)", p.batch, 1));
   CONTRASTIVE_TRY(require_at_least(kPerAnchor, "negatives (n)", p.negatives, 1));
+  CONTRASTIVE_TRY(require_at_least(kPerAnchor, "dim (D)", p.dim, 1));
   if (p.batch > kMaxExtent || p.negatives > kMaxExtent || p.dim > kMaxExtent) {
     return fail(Status::kInvalidArgument,
                 "%s: batch, negatives and dim must each be < 2^31 (B = %lld, n = %lld, D = %lld)",
@@ -41,6 +44,8 @@ Status check_problem(const PerAnchorParams& p) {
   CONTRASTIVE_TRY(require_stride(kPerAnchor, "anchor_row_stride", p.anchor_row_stride, p.dim));
   CONTRASTIVE_TRY(require_stride(kPerAnchor, "positive_row_stride", p.positive_row_stride, p.dim));
   CONTRASTIVE_TRY(require_stride(kPerAnchor, "negative_row_stride", p.negative_row_stride, p.dim));
+  CONTRASTIVE_TRY(
+      check_kinds_and_scalars(kPerAnchor, p.dtype, p.similarity, p.reduction, p.scale, p.eps));
   std::uint64_t bytes = 0, negative_rows = 0;
   const std::size_t element = dtype_size(p.dtype);
   if (__builtin_mul_overflow(static_cast<std::uint64_t>(p.batch),
@@ -49,19 +54,19 @@ Status check_problem(const PerAnchorParams& p) {
       !span_bytes(p.batch, or_dim(p.positive_row_stride, p.dim), p.dim, element, &bytes) ||
       !span_bytes(static_cast<std::int64_t>(negative_rows), or_dim(p.negative_row_stride, p.dim),
                   p.dim, element, &bytes)) {
-    return fail(Status::kInvalidArgument, "%s: the extent of the inputs in bytes overflows 64 bits",
-                kPerAnchor);
+    return overflow(kPerAnchor);
   }
   return Status::kSuccess;
 }
 
 Status check_problem(const InBatchParams& p) {
-  CONTRASTIVE_TRY(
-      check_common(kInBatch, p.batch, p.dim, p.dtype, p.similarity, p.reduction, p.scale, p.eps));
+  CONTRASTIVE_TRY(require_at_least(kInBatch, "batch (B)", p.batch, 1));
   CONTRASTIVE_TRY(require_at_least(kInBatch, "hard_negatives (K)", p.hard_negatives, 0));
-  std::int64_t candidates = 0;
-  if (__builtin_mul_overflow(p.hard_negatives + 1, p.batch, &candidates) ||
-      candidates > kMaxExtent || p.dim > kMaxExtent) {
+  CONTRASTIVE_TRY(require_at_least(kInBatch, "dim (D)", p.dim, 1));
+  std::int64_t blocks = 0, candidates = 0;
+  if (__builtin_add_overflow(p.hard_negatives, 1, &blocks) ||
+      __builtin_mul_overflow(blocks, p.batch, &candidates) || candidates > kMaxExtent ||
+      p.dim > kMaxExtent) {
     return fail(Status::kInvalidArgument,
                 "%s: (1 + K) B candidates and D must each be < 2^31 (B = %lld, K = %lld, D = %lld)",
                 kInBatch, static_cast<long long>(p.batch), static_cast<long long>(p.hard_negatives),
@@ -69,13 +74,20 @@ Status check_problem(const InBatchParams& p) {
   }
   CONTRASTIVE_TRY(require_stride(kInBatch, "anchor_row_stride", p.anchor_row_stride, p.dim));
   CONTRASTIVE_TRY(require_stride(kInBatch, "candidate_row_stride", p.candidate_row_stride, p.dim));
+  CONTRASTIVE_TRY(
+      check_kinds_and_scalars(kInBatch, p.dtype, p.similarity, p.reduction, p.scale, p.eps));
   if (p.tile_rows < 0 || p.tile_cols < 0) {
     return fail(Status::kInvalidArgument,
                 "%s: tile_rows and tile_cols must be >= 0 (0: whole), got %lld x %lld", kInBatch,
                 static_cast<long long>(p.tile_rows), static_cast<long long>(p.tile_cols));
   }
-  // What is left (extents in bytes) is InfoNCE's own check of the equivalent problem.
-  return infonce::detail::check_problem(to_infonce(p));
+  std::uint64_t bytes = 0;
+  const std::size_t element = dtype_size(p.dtype);
+  if (!span_bytes(p.batch, or_dim(p.anchor_row_stride, p.dim), p.dim, element, &bytes) ||
+      !span_bytes(candidates, or_dim(p.candidate_row_stride, p.dim), p.dim, element, &bytes)) {
+    return overflow(kInBatch);
+  }
+  return Status::kSuccess;
 }
 
 infonce::Params to_infonce(const InBatchParams& p) {
@@ -114,47 +126,62 @@ Status check(const PerAnchorParams& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
   if (params.negatives + 1 > detail::kMaxCandidates) {
     return contrastive::detail::fail(
-        Status::kNotSupported,
-        "mnr (per-anchor): at most %lld negatives per anchor are supported, got %lld",
-        static_cast<long long>(detail::kMaxCandidates - 1),
+        Status::kNotSupported, "%s: at most %lld negatives per anchor are supported, got %lld",
+        detail::kPerAnchor, static_cast<long long>(detail::kMaxCandidates - 1),
         static_cast<long long>(params.negatives));
   }
-  return contrastive::detail::require_implemented("mnr (per-anchor)", params.dtype);
+  return contrastive::detail::require_implemented(detail::kPerAnchor, params.dtype);
 }
 
 Status check(const InBatchParams& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  return contrastive::detail::require_implemented("mnr (in-batch)", params.dtype);
+  return contrastive::detail::require_implemented(detail::kInBatch, params.dtype);
 }
 
 Status workspace_size(const PerAnchorParams& params, std::size_t* bytes) {
-  if (bytes == nullptr)
-    return contrastive::detail::fail(Status::kNullPointer, "mnr: bytes is null");
+  if (bytes == nullptr) {
+    return contrastive::detail::fail(Status::kNullPointer, "%s: bytes is null", detail::kPerAnchor);
+  }
   CONTRASTIVE_TRY(check(params));
   *bytes = detail::plan_workspace(params).required_bytes;
   return Status::kSuccess;
 }
 
 Status saved_size(const PerAnchorParams& params, std::size_t* bytes) {
-  if (bytes == nullptr)
-    return contrastive::detail::fail(Status::kNullPointer, "mnr: bytes is null");
+  if (bytes == nullptr) {
+    return contrastive::detail::fail(Status::kNullPointer, "%s: bytes is null", detail::kPerAnchor);
+  }
   CONTRASTIVE_TRY(check(params));
   *bytes = static_cast<std::size_t>(params.batch) * sizeof(float);  // the per-row log-sum-exp
   return Status::kSuccess;
 }
 
 Status workspace_size(const InBatchParams& params, std::size_t* bytes) {
-  if (bytes == nullptr)
-    return contrastive::detail::fail(Status::kNullPointer, "mnr: bytes is null");
+  if (bytes == nullptr) {
+    return contrastive::detail::fail(Status::kNullPointer, "%s: bytes is null", detail::kInBatch);
+  }
   CONTRASTIVE_TRY(check(params));
-  return infonce::workspace_size(detail::to_infonce(params), bytes);
+  infonce::detail::WorkspacePlan plan;
+  if (infonce::detail::plan_workspace(detail::to_infonce(params), &plan) != Status::kSuccess) {
+    return contrastive::detail::fail(
+        Status::kInvalidArgument,
+        "%s: the workspace for B = %lld, K = %lld, D = %lld overflows 64 bits (tiles bound it)",
+        detail::kInBatch, static_cast<long long>(params.batch),
+        static_cast<long long>(params.hard_negatives), static_cast<long long>(params.dim));
+  }
+  *bytes = plan.required_bytes;
+  return Status::kSuccess;
 }
 
 Status saved_size(const InBatchParams& params, std::size_t* bytes) {
-  if (bytes == nullptr)
-    return contrastive::detail::fail(Status::kNullPointer, "mnr: bytes is null");
+  if (bytes == nullptr) {
+    return contrastive::detail::fail(Status::kNullPointer, "%s: bytes is null", detail::kInBatch);
+  }
   CONTRASTIVE_TRY(check(params));
-  return infonce::saved_size(detail::to_infonce(params), bytes);
+  *bytes =
+      static_cast<std::size_t>(infonce::detail::saved_layout(detail::to_infonce(params)).floats) *
+      sizeof(float);
+  return Status::kSuccess;
 }
 
 }  // namespace contrastive::mnr

@@ -10,6 +10,10 @@
 
 namespace contrastive::mnr::detail {
 
+/// The names messages give the two layouts.
+inline constexpr const char* kPerAnchor = "mnr (per-anchor)";
+inline constexpr const char* kInBatch = "mnr (in-batch)";
+
 /// Candidates per anchor the fused per-anchor kernel holds in shared memory.
 constexpr std::int64_t kMaxCandidates = 2048;
 

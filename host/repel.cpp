@@ -19,12 +19,15 @@ using contrastive::detail::require_alignment;
 using contrastive::detail::require_tensor;
 using kernels::AnchorPass;
 
-std::int64_t or_dim(std::int64_t stride, std::int64_t dim) { return stride == 0 ? dim : stride; }
+std::int64_t or_dim(std::int64_t stride, std::int64_t dim) {
+  return stride == 0 ? dim : stride;
+}
 
 Status run(AnchorPass pass, const char* call, const Handle& handle, const Params& p,
            const ForwardBackwardArgs& args, void* workspace, std::size_t workspace_bytes,
            Stream stream) {
-  const bool forward_pass = pass != AnchorPass::kBackward, backward_pass = pass != AnchorPass::kForward;
+  const bool forward_pass = pass != AnchorPass::kBackward,
+             backward_pass = pass != AnchorPass::kForward;
   CONTRASTIVE_TRY(check(p));
   const std::size_t element = dtype_size(p.dtype);
   CONTRASTIVE_TRY(require_tensor(args.anchors, element, call, "anchors"));
@@ -41,9 +44,8 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
     CONTRASTIVE_TRY(require_alignment(args.grad_negatives, element, call, "grad_negatives"));
   }
   const detail::Workspace plan = detail::plan_workspace(p);
-  CONTRASTIVE_TRY(contrastive::detail::require_workspace(workspace, workspace_bytes,
-                                                         plan.required_bytes, plan.used_bytes,
-                                                         call));
+  CONTRASTIVE_TRY(contrastive::detail::require_workspace(
+      workspace, workspace_bytes, plan.required_bytes, plan.used_bytes, call));
   CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
 
   void* base = contrastive::detail::align_workspace(workspace);
@@ -52,8 +54,9 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
   auto* active_total = static_cast<float*>(args.saved);
   const std::int64_t terms = p.batch * p.negatives;
   const bool per_term = p.reduction == Reduction::kNone;
-  const float mean_factor =
-      p.reduction == Reduction::kMean && !p.mean_over_active ? 1.0f / static_cast<float>(terms) : 1.0f;
+  const float mean_factor = p.reduction == Reduction::kMean && !p.mean_over_active
+                                ? 1.0f / static_cast<float>(terms)
+                                : 1.0f;
   const kernels::AnchorCandidates rows{static_cast<const float*>(args.anchors),
                                        or_dim(p.anchor_row_stride, p.dim),
                                        nullptr,
@@ -77,17 +80,17 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
   // With mean_over_active the backward weights need the batch's count: forward first, apart.
   const bool fused = pass == AnchorPass::kForwardBackward && !p.mean_over_active;
   if (forward_pass) {
-    CONTRASTIVE_TRY_CUDA(kernels::launch_anchor_candidates(
-                             fused ? AnchorPass::kForwardBackward : AnchorPass::kForward, rows,
-                             head, grads, stream),
-                         "anchor_candidates launch");
-    CONTRASTIVE_TRY_CUDA(kernels::launch_sum(row_active, p.batch, 1.0, nullptr, active_total, stream),
-                         "sum launch");
+    CONTRASTIVE_TRY_CUDA(
+        kernels::launch_anchor_candidates(
+            fused ? AnchorPass::kForwardBackward : AnchorPass::kForward, rows, head, grads, stream),
+        "anchor_candidates launch");
+    CONTRASTIVE_TRY_CUDA(
+        kernels::launch_sum(row_active, p.batch, 1.0, nullptr, active_total, stream), "sum launch");
     if (!per_term) {
-      CONTRASTIVE_TRY_CUDA(kernels::launch_sum(row_sum, p.batch, mean_factor,
-                                               p.mean_over_active ? row_active : nullptr, args.loss,
-                                               stream),
-                           "sum launch");
+      CONTRASTIVE_TRY_CUDA(
+          kernels::launch_sum(row_sum, p.batch, mean_factor,
+                              p.mean_over_active ? row_active : nullptr, args.loss, stream),
+          "sum launch");
     }
   }
   if (backward_pass && !fused) {
@@ -101,8 +104,8 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
 
 }  // namespace
 
-Status forward(const Handle& handle, const Params& params, const ForwardArgs& args,
-               void* workspace, std::size_t workspace_bytes, Stream stream) {
+Status forward(const Handle& handle, const Params& params, const ForwardArgs& args, void* workspace,
+               std::size_t workspace_bytes, Stream stream) {
   ForwardBackwardArgs all;
   all.anchors = args.anchors;
   all.negatives = args.negatives;
@@ -125,9 +128,8 @@ Status backward(const Handle& handle, const Params& params, const BackwardArgs& 
              workspace_bytes, stream);
 }
 
-Status forward_backward(const Handle& handle, const Params& params,
-                        const ForwardBackwardArgs& args, void* workspace,
-                        std::size_t workspace_bytes, Stream stream) {
+Status forward_backward(const Handle& handle, const Params& params, const ForwardBackwardArgs& args,
+                        void* workspace, std::size_t workspace_bytes, Stream stream) {
   return run(AnchorPass::kForwardBackward, "repel::forward_backward", handle, params, args,
              workspace, workspace_bytes, stream);
 }

@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,10 @@ struct CBadParams {
   int status;
   const char* message;
 };
+
+void PrintTo(const CBadParams& c, std::ostream* out) {
+  *out << c.name;
+}
 
 class CApiCheck : public ::testing::TestWithParam<CBadParams> {};
 

@@ -375,9 +375,9 @@ TEST(CApiMnrRepel, NullParamsAndNullSizeOutputs) {
   const contrastive_repel_params_t repel_params = valid_repel();
   EXPECT_EQ(contrastive_mnr_per_anchor_workspace_size(&per_anchor, nullptr),
             CONTRASTIVE_NULL_POINTER);
-  EXPECT_STREQ(contrastive_last_error(), "mnr: bytes is null");
+  EXPECT_STREQ(contrastive_last_error(), "mnr (per-anchor): bytes is null");
   EXPECT_EQ(contrastive_mnr_in_batch_saved_size(&in_batch, nullptr), CONTRASTIVE_NULL_POINTER);
-  EXPECT_STREQ(contrastive_last_error(), "mnr: bytes is null");
+  EXPECT_STREQ(contrastive_last_error(), "mnr (in-batch): bytes is null");
   EXPECT_EQ(contrastive_repel_saved_size(&repel_params, nullptr), CONTRASTIVE_NULL_POINTER);
   EXPECT_STREQ(contrastive_last_error(), "repel: bytes is null");
 }

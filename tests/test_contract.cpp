@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -164,6 +165,10 @@ struct BadCallCase {
   Status status;
   ExpectedMessage message;
 };
+
+void PrintTo(const BadCallCase& c, std::ostream* out) {
+  *out << c.name;
+}
 
 class InfoNCEBadCall : public InfoNCEContract, public ::testing::WithParamInterface<BadCallCase> {};
 

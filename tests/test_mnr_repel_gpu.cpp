@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -221,6 +222,11 @@ struct InBatchCase {
   Reduction reduction;
   std::int64_t tile_rows, tile_cols;
 };
+
+std::string in_batch_name(const ::testing::TestParamInfo<InBatchCase>& info);
+void PrintTo(const InBatchCase& c, std::ostream* out) {
+  *out << in_batch_name(::testing::TestParamInfo<InBatchCase>(c, 0));
+}
 
 class MnrInBatchGpu : public ::testing::TestWithParam<InBatchCase>, public GpuTest {
  protected:

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,10 @@ struct BadParamsCase {
   Status status;
   const char* message;
 };
+
+void PrintTo(const BadParamsCase& c, std::ostream* out) {
+  *out << c.name;
+}
 
 class InfoNCECheck : public ::testing::TestWithParam<BadParamsCase> {};
 

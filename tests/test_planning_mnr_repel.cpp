@@ -215,9 +215,9 @@ TEST(PerAnchorSizes, SavedIsTheRowLogSumExpAndWorkspaceTheRowPartials) {
 
 TEST(PerAnchorSizes, NullSizeOutput) {
   EXPECT_EQ(mnr::workspace_size(valid_per_anchor(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "mnr: bytes is null");
+  EXPECT_STREQ(last_error_message(), "mnr (per-anchor): bytes is null");
   EXPECT_EQ(mnr::saved_size(valid_per_anchor(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "mnr: bytes is null");
+  EXPECT_STREQ(last_error_message(), "mnr (per-anchor): bytes is null");
 }
 
 // ---- In-batch MNR ----------------------------------------------------------------------------
@@ -279,13 +279,12 @@ const InBatchCase kInBatchBad[] = {
      "mnr (in-batch): eps must be finite and > 0, got -1"},
     {"NaNEps", [](I& p) { p.eps = NAN; }, Status::kInvalidArgument,
      "mnr (in-batch): eps must be finite and > 0, got nan"},
-    // The byte extents are checked by InfoNCE's check of the equivalent problem, in its words.
     {"CandidateStrideOverflows64Bits", [](I& p) { p.candidate_row_stride = std::int64_t{1} << 62; },
      Status::kInvalidArgument,
-     "infonce: the extent of Q or K in bytes overflows 64 bits (strides 16, 4611686018427387904)"},
+     "mnr (in-batch): the extent of the inputs in bytes overflows 64 bits"},
     {"AnchorStrideOverflowsInBytes", [](I& p) { p.anchor_row_stride = std::int64_t{1} << 61; },
      Status::kInvalidArgument,
-     "infonce: the extent of Q or K in bytes overflows 64 bits (strides 2305843009213693952, 16)"},
+     "mnr (in-batch): the extent of the inputs in bytes overflows 64 bits"},
     {"F16NotYet", [](I& p) { p.dtype = DType::kF16; }, Status::kNotSupported,
      "mnr (in-batch): dtype f16 is not supported yet (f32 only)"},
     {"BF16NotYet", [](I& p) { p.dtype = DType::kBF16; }, Status::kNotSupported,
@@ -334,7 +333,8 @@ TEST(InBatchSizes, WorkspaceThatOverflows64BitsIsRefused) {
   EXPECT_EQ(mnr::workspace_size(p, &bytes), Status::kInvalidArgument);
   EXPECT_STREQ(
       last_error_message(),
-      "infonce: the workspace for B = 2147483647, M = 2147483647, D = 16 overflows 64 bits");
+      "mnr (in-batch): the workspace for B = 2147483647, K = 0, D = 16 overflows 64 bits (tiles "
+      "bound it)");
   EXPECT_EQ(bytes, kUntouched);
   p.tile_rows = p.tile_cols = 4096;  // tiled, the same problem needs O((B + M) D) only
   EXPECT_EQ(mnr::workspace_size(p, &bytes), Status::kSuccess) << last_error_message();
@@ -385,9 +385,9 @@ TEST(InBatchSizes, AreThoseOfTheEquivalentInfoNCEProblem) {
 
 TEST(InBatchSizes, NullSizeOutput) {
   EXPECT_EQ(mnr::workspace_size(valid_in_batch(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "mnr: bytes is null");
+  EXPECT_STREQ(last_error_message(), "mnr (in-batch): bytes is null");
   EXPECT_EQ(mnr::saved_size(valid_in_batch(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "mnr: bytes is null");
+  EXPECT_STREQ(last_error_message(), "mnr (in-batch): bytes is null");
 }
 
 // ---- Repel -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // in every mode, hand-derived values, identities between modes, and the seed notebook's value.
 #include <algorithm>
 #include <cmath>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -68,6 +69,10 @@ std::string case_name(const ::testing::TestParamInfo<FiniteDifferenceCase>& info
          "_B" + std::to_string(c.batch) + "_M" + std::to_string(c.num_keys) + "_D" +
          std::to_string(c.dim) + "_offset" + std::to_string(c.offset) + "_pad" +
          std::to_string(c.row_padding) + (c.eps > 1e-6f ? "_clamped" : "");
+}
+
+void PrintTo(const FiniteDifferenceCase& c, std::ostream* out) {
+  *out << case_name(::testing::TestParamInfo<FiniteDifferenceCase>(c, 0));
 }
 
 class ReferenceFiniteDifferences : public ::testing::TestWithParam<FiniteDifferenceCase> {};

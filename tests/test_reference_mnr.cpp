@@ -1,6 +1,7 @@
 // The float64 MNR references checked on their own: the seed notebook's example and its float64
 // gradients to 1e-12, central finite differences in every mode, and identities with InfoNCE.
 #include <cmath>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -80,6 +81,11 @@ struct PerAnchorCase {
   std::int64_t batch, negatives, dim, padding;
   float scale;
 };
+
+std::string per_anchor_name(const ::testing::TestParamInfo<PerAnchorCase>& info);
+void PrintTo(const PerAnchorCase& c, std::ostream* out) {
+  *out << per_anchor_name(::testing::TestParamInfo<PerAnchorCase>(c, 0));
+}
 
 class ReferenceMnrPerAnchor : public ::testing::TestWithParam<PerAnchorCase> {};
 

@@ -2,6 +2,7 @@
 // central finite differences away from the hinge, the mean over active terms, NaN and zero rows.
 #include <algorithm>
 #include <cmath>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -96,6 +97,11 @@ struct RepelCase {
   bool mean_over_active;
   std::int64_t padding;
 };
+
+std::string repel_name(const ::testing::TestParamInfo<RepelCase>& info);
+void PrintTo(const RepelCase& c, std::ostream* out) {
+  *out << repel_name(::testing::TestParamInfo<RepelCase>(c, 0));
+}
 
 class ReferenceRepelGradients : public ::testing::TestWithParam<RepelCase> {};
 

@@ -44,7 +44,7 @@ struct ForwardArgs {
 struct BackwardArgs {
   const void* anchors = nullptr;
   const void* negatives = nullptr;
-  const void* saved = nullptr;       ///< what forward() wrote (read with mean_over_active)
+  const void* saved = nullptr;  ///< what forward() wrote (required; read with mean_over_active)
   const float* grad_loss = nullptr;  ///< (1), or (B, N) for kNone; null means 1
   void* grad_anchors = nullptr;      ///< (B, D) or null
   void* grad_negatives = nullptr;    ///< (B * N, D) or null
