@@ -92,24 +92,7 @@ struct DeviceProblem {
   }
 };
 
-class InfoNCEGpu : public ::testing::TestWithParam<SweepCase> {
- protected:
-  void SetUp() override {
-    CONTRASTIVE_SKIP_WITHOUT_GPU();
-    ASSERT_EQ(Handle::create(&handle_), Status::kSuccess) << last_error_message();
-    ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess);
-  }
-  void TearDown() override {
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
-  }
-  void synchronize() {
-    ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
-    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
-  }
-
-  Handle handle_;
-  cudaStream_t stream_ = nullptr;
-};
+class InfoNCEGpu : public testing::GpuFixture<::testing::TestWithParam<SweepCase>> {};
 
 testing::Fp32Results download(const DeviceProblem& gpu) {
   return {gpu.loss.download(), gpu.saved.download(), gpu.grad_q.download(), gpu.grad_k.download(),
@@ -169,7 +152,7 @@ INSTANTIATE_TEST_SUITE_P(Sweep, InfoNCEGpu, ::testing::ValuesIn(testing::sweep_c
 // ---- Single scenarios
 // -----------------------------------------------------------------------------
 
-class InfoNCEGpuScenario : public InfoNCEGpu {};
+class InfoNCEGpuScenario : public testing::GpuFixture<> {};
 
 TEST_F(InfoNCEGpuScenario, SeedNotebookExample) {
   const seed::InfoNCEInputs seed = seed::infonce_inputs();

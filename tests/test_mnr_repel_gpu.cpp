@@ -28,23 +28,31 @@ using testing::AnchorResults;
 using testing::DeviceArray;
 using testing::to_float;
 
-class GpuTest {
- protected:
-  void set_up_gpu() {
-    ASSERT_EQ(Handle::create(&handle_), Status::kSuccess) << last_error_message();
-    ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess);
-  }
-  void tear_down_gpu() {
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
-  }
-  void synchronize() {
-    ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+// forward, then backward from what it saved, then forward_backward with every output poisoned,
+// then the same call again, which must give the same bits. `Device` owns the buffers of one loss.
+template <typename Device, typename Params, typename Expected>
+void check_every_call(Device& gpu, const Handle& handle, cudaStream_t stream, const Params& p,
+                      const Expected& expected) {
+  auto run = [&](Status status) {
+    ASSERT_EQ(status, Status::kSuccess) << last_error_message();
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     ASSERT_EQ(cudaGetLastError(), cudaSuccess);
-  }
-
-  Handle handle_;
-  cudaStream_t stream_ = nullptr;
-};
+  };
+  run(gpu.forward(handle, stream));
+  testing::expect_matches(p, gpu.results(), expected, true, false);
+  run(gpu.backward(handle, stream));
+  testing::expect_matches(p, gpu.results(), expected, false, true);
+  gpu.poison();
+  run(gpu.forward_backward(handle, stream));
+  const AnchorResults first = gpu.results();
+  testing::expect_matches(p, first, expected, true, true);
+  gpu.poison();
+  run(gpu.forward_backward(handle, stream));
+  const AnchorResults again = gpu.results();
+  EXPECT_EQ(first.loss, again.loss) << "not bitwise repeatable";
+  EXPECT_EQ(first.grad_anchors, again.grad_anchors) << "not bitwise repeatable";
+  EXPECT_EQ(first.grad_rest, again.grad_rest) << "not bitwise repeatable";
+}
 
 std::size_t query(Status (*size)(const mnr::PerAnchorParams&, std::size_t*),
                   const mnr::PerAnchorParams& p) {
@@ -97,16 +105,24 @@ struct MnrDevice {
     return {loss.download(),           saved.download(),          grad_anchors.download(),
             grad_positives.download(), grad_negatives.download(), grad_scale.download()};
   }
+  Status forward(const Handle& handle, cudaStream_t stream) {
+    const auto a = args();
+    return mnr::forward(handle, params, {a.anchors, a.positives, a.negatives, a.loss, a.saved},
+                        workspace.data(), workspace_bytes, stream);
+  }
+  Status backward(const Handle& handle, cudaStream_t stream) {
+    const auto a = args();
+    return mnr::backward(handle, params,
+                         {a.anchors, a.positives, a.negatives, a.saved, a.grad_loss, a.grad_anchors,
+                          a.grad_positives, a.grad_negatives, a.grad_scale},
+                         workspace.data(), workspace_bytes, stream);
+  }
+  Status forward_backward(const Handle& handle, cudaStream_t stream) {
+    return mnr::forward_backward(handle, params, args(), workspace.data(), workspace_bytes, stream);
+  }
 };
 
-class MnrPerAnchorGpu : public ::testing::TestWithParam<testing::MnrCase>, public GpuTest {
- protected:
-  void SetUp() override {
-    CONTRASTIVE_SKIP_WITHOUT_GPU();
-    set_up_gpu();
-  }
-  void TearDown() override { tear_down_gpu(); }
-};
+class MnrPerAnchorGpu : public testing::GpuFixture<::testing::TestWithParam<testing::MnrCase>> {};
 
 TEST_P(MnrPerAnchorGpu, MatchesTheFloat64Reference) {
   const std::uint64_t seed = testing::test_seed();
@@ -114,57 +130,14 @@ TEST_P(MnrPerAnchorGpu, MatchesTheFloat64Reference) {
   std::mt19937_64 engine(seed);
   const mnr::PerAnchorParams p = GetParam().params();
   const testing::MnrInputs in = testing::make_mnr_inputs(p, engine);
-  const testing::MnrExpected expected = testing::expected_for(p, in);
   MnrDevice gpu(p, in);
-  const mnr::PerAnchorForwardBackwardArgs all = gpu.args();
-
-  ASSERT_EQ(
-      mnr::forward(handle_, p, {all.anchors, all.positives, all.negatives, all.loss, all.saved},
-                   gpu.workspace.data(), gpu.workspace_bytes, stream_),
-      Status::kSuccess)
-      << last_error_message();
-  synchronize();
-  testing::expect_matches(p, gpu.results(), expected, true, false);
-  ASSERT_EQ(
-      mnr::backward(handle_, p,
-                    {all.anchors, all.positives, all.negatives, all.saved, all.grad_loss,
-                     all.grad_anchors, all.grad_positives, all.grad_negatives, all.grad_scale},
-                    gpu.workspace.data(), gpu.workspace_bytes, stream_),
-      Status::kSuccess)
-      << last_error_message();
-  synchronize();
-  testing::expect_matches(p, gpu.results(), expected, false, true);
-
-  gpu.poison();
-  ASSERT_EQ(
-      mnr::forward_backward(handle_, p, all, gpu.workspace.data(), gpu.workspace_bytes, stream_),
-      Status::kSuccess)
-      << last_error_message();
-  synchronize();
-  const AnchorResults first = gpu.results();
-  testing::expect_matches(p, first, expected, true, true);
-  gpu.poison();
-  ASSERT_EQ(
-      mnr::forward_backward(handle_, p, all, gpu.workspace.data(), gpu.workspace_bytes, stream_),
-      Status::kSuccess);
-  synchronize();
-  const AnchorResults again = gpu.results();
-  EXPECT_EQ(first.loss, again.loss) << "not bitwise repeatable";
-  EXPECT_EQ(first.grad_anchors, again.grad_anchors) << "not bitwise repeatable";
-  EXPECT_EQ(first.grad_rest, again.grad_rest) << "not bitwise repeatable";
+  check_every_call(gpu, handle_, stream_, p, testing::expected_for(p, in));
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, MnrPerAnchorGpu, ::testing::ValuesIn(testing::mnr_cases()),
                          testing::mnr_test_name);
 
-class MnrGpuScenario : public ::testing::Test, public GpuTest {
- protected:
-  void SetUp() override {
-    CONTRASTIVE_SKIP_WITHOUT_GPU();
-    set_up_gpu();
-  }
-  void TearDown() override { tear_down_gpu(); }
-};
+class MnrGpuScenario : public testing::GpuFixture<> {};
 
 // The seed notebook's example prints 1.6965; the GPU must agree with the float64 golden values
 // to fp32 rounding.
@@ -228,14 +201,7 @@ void PrintTo(const InBatchCase& c, std::ostream* out) {
   *out << in_batch_name(::testing::TestParamInfo<InBatchCase>(c, 0));
 }
 
-class MnrInBatchGpu : public ::testing::TestWithParam<InBatchCase>, public GpuTest {
- protected:
-  void SetUp() override {
-    CONTRASTIVE_SKIP_WITHOUT_GPU();
-    set_up_gpu();
-  }
-  void TearDown() override { tear_down_gpu(); }
-};
+class MnrInBatchGpu : public testing::GpuFixture<::testing::TestWithParam<InBatchCase>> {};
 
 // The same problem as InfoNCE (temperature 1/scale, exact for a power-of-two scale) gives the
 // InfoNCE tolerances; the scale gradient is -t^2 times the temperature gradient.
@@ -367,16 +333,25 @@ struct RepelDevice {
             grad_anchors.download(),   {},
             grad_negatives.download(), {}};
   }
+  Status forward(const Handle& handle, cudaStream_t stream) {
+    const auto a = args();
+    return repel::forward(handle, params, {a.anchors, a.negatives, a.loss, a.saved},
+                          workspace.data(), workspace_bytes, stream);
+  }
+  Status backward(const Handle& handle, cudaStream_t stream) {
+    const auto a = args();
+    return repel::backward(
+        handle, params,
+        {a.anchors, a.negatives, a.saved, a.grad_loss, a.grad_anchors, a.grad_negatives},
+        workspace.data(), workspace_bytes, stream);
+  }
+  Status forward_backward(const Handle& handle, cudaStream_t stream) {
+    return repel::forward_backward(handle, params, args(), workspace.data(), workspace_bytes,
+                                   stream);
+  }
 };
 
-class RepelGpu : public ::testing::TestWithParam<testing::RepelCase>, public GpuTest {
- protected:
-  void SetUp() override {
-    CONTRASTIVE_SKIP_WITHOUT_GPU();
-    set_up_gpu();
-  }
-  void TearDown() override { tear_down_gpu(); }
-};
+class RepelGpu : public testing::GpuFixture<::testing::TestWithParam<testing::RepelCase>> {};
 
 constexpr double kHingeClearance = 1e-5;  // far above the similarities' fp32 error
 
@@ -387,54 +362,14 @@ TEST_P(RepelGpu, MatchesTheFloat64Reference) {
   repel::Params p = GetParam().params();
   const testing::RepelInputs in = testing::make_repel_inputs(p, engine);
   p.margin = testing::clear_margin(p, in, kHingeClearance);
-  const testing::RepelExpected expected = testing::expected_for(p, in);
   RepelDevice gpu(p, in);
-  const repel::ForwardBackwardArgs all = gpu.args();
-
-  ASSERT_EQ(repel::forward(handle_, p, {all.anchors, all.negatives, all.loss, all.saved},
-                           gpu.workspace.data(), gpu.workspace_bytes, stream_),
-            Status::kSuccess)
-      << last_error_message();
-  synchronize();
-  testing::expect_matches(p, gpu.results(), expected, true, false);
-  ASSERT_EQ(repel::backward(handle_, p,
-                            {all.anchors, all.negatives, all.saved, all.grad_loss, all.grad_anchors,
-                             all.grad_negatives},
-                            gpu.workspace.data(), gpu.workspace_bytes, stream_),
-            Status::kSuccess)
-      << last_error_message();
-  synchronize();
-  testing::expect_matches(p, gpu.results(), expected, false, true);
-
-  gpu.poison();
-  ASSERT_EQ(
-      repel::forward_backward(handle_, p, all, gpu.workspace.data(), gpu.workspace_bytes, stream_),
-      Status::kSuccess)
-      << last_error_message();
-  synchronize();
-  const AnchorResults first = gpu.results();
-  testing::expect_matches(p, first, expected, true, true);
-  gpu.poison();
-  ASSERT_EQ(
-      repel::forward_backward(handle_, p, all, gpu.workspace.data(), gpu.workspace_bytes, stream_),
-      Status::kSuccess);
-  synchronize();
-  const AnchorResults again = gpu.results();
-  EXPECT_EQ(first.loss, again.loss) << "not bitwise repeatable";
-  EXPECT_EQ(first.grad_rest, again.grad_rest) << "not bitwise repeatable";
+  check_every_call(gpu, handle_, stream_, p, testing::expected_for(p, in));
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, RepelGpu, ::testing::ValuesIn(testing::repel_cases()),
                          testing::repel_test_name);
 
-class RepelGpuScenario : public ::testing::Test, public GpuTest {
- protected:
-  void SetUp() override {
-    CONTRASTIVE_SKIP_WITHOUT_GPU();
-    set_up_gpu();
-  }
-  void TearDown() override { tear_down_gpu(); }
-};
+class RepelGpuScenario : public testing::GpuFixture<> {};
 
 // NaN in a negative: the loss is NaN (never clamped to 0), for the plain mean and the mean over
 // active terms alike; a zero anchor row gives finite results.

@@ -37,6 +37,29 @@ inline bool gpu_usable(std::string* why) {
     }                                                                     \
   } while (0)
 
+/// Base of the GPU test fixtures: skips (with the reason) without a GPU, else owns a handle and a
+/// non-blocking stream. `Base` is ::testing::Test or ::testing::TestWithParam<Case>.
+template <typename Base = ::testing::Test>
+class GpuFixture : public Base {
+ protected:
+  void SetUp() override {
+    CONTRASTIVE_SKIP_WITHOUT_GPU();
+    ASSERT_EQ(Handle::create(&handle_), Status::kSuccess) << last_error_message();
+    ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess);
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+  /// Waits for the stream and checks that no CUDA error is pending.
+  void synchronize() {
+    ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  }
+
+  Handle handle_;
+  cudaStream_t stream_ = nullptr;
+};
+
 /// A device allocation of `count` elements of T, poisoned on creation.
 template <typename T>
 class DeviceArray {
