@@ -1,0 +1,46 @@
+"""contrastive: contrastive losses on the GPU (InfoNCE, MNR, Repel), forward and backward.
+
+Layers: `contrastive.torch` (custom ops with autograd, nn.Module losses), `contrastive.cupy` and
+`contrastive.jax` (eager calls through DLPack), `contrastive.reference` (the float64 reference on
+NumPy arrays). The compiled core is `contrastive._core` (python/CORE_API.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+from contrastive import _core
+from contrastive._core import (DType, Handle, InBatchParams, InfoNCEParams, PerAnchorParams,
+                               Reduction, RepelParams, Similarity)
+
+__version__ = "0.1.0"
+
+__all__ = ["DType", "Handle", "InBatchParams", "InfoNCEParams", "PerAnchorParams", "Reduction",
+           "RepelParams", "Similarity", "gpu_available", "handle_for", "__version__"]
+
+_handles = threading.local()
+
+
+def handle_for(device: int) -> Handle:
+    """The calling thread's handle for CUDA device `device` (created once; one handle per thread).
+
+    Raises RuntimeError, with the library's reason, when no GPU is usable.
+    """
+    cache = getattr(_handles, "by_device", None)
+    if cache is None:
+        cache = _handles.by_device = {}
+    handle = cache.get(device)
+    if handle is None:
+        handle = cache[device] = _core.Handle(device)
+    return handle
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_available() -> bool:
+    """True when a handle can be created on the current device (never raises; asked once)."""
+    try:
+        _core.Handle(-1)
+    except RuntimeError:
+        return False
+    return True

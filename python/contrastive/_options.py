@@ -1,0 +1,79 @@
+"""Keyword arguments to the compiled params objects: the defaults and names every layer shares."""
+
+from __future__ import annotations
+
+from contrastive import _core
+
+_DTYPES = {"f32": _core.DType.f32, "float32": _core.DType.f32, "f16": _core.DType.f16,
+           "float16": _core.DType.f16, "bf16": _core.DType.bf16, "bfloat16": _core.DType.bf16}
+_REDUCTIONS = {"mean": _core.Reduction.mean, "sum": _core.Reduction.sum, "none": _core.Reduction.none}
+_SIMILARITIES = {"cosine": _core.Similarity.cosine, "dot": _core.Similarity.dot}
+
+
+def _choice(table: dict, name: str, value):
+    try:
+        return table[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"{name} must be one of {sorted(table)}, got {value!r}") from None
+
+
+def dtype_of(name) -> "_core.DType":
+    """'f32' / 'float32' (and, once implemented, 'bf16', 'f16') -> _core.DType."""
+    return _choice(_DTYPES, "dtype", name)
+
+
+def infonce_params(batch, num_keys, dim, *, temperature=0.1, similarity="cosine", symmetric=False,
+                   reduction="mean", positive_offset=0, eps=1e-12, allow_tf32=False, tile_rows=0,
+                   tile_cols=0, dtype="f32") -> "_core.InfoNCEParams":
+    p = _core.InfoNCEParams()
+    p.batch, p.num_keys, p.dim = int(batch), int(num_keys), int(dim)
+    p.temperature = float(temperature)
+    p.similarity = _choice(_SIMILARITIES, "similarity", similarity)
+    p.symmetric = bool(symmetric)
+    p.reduction = _choice(_REDUCTIONS, "reduction", reduction)
+    p.positive_offset = int(positive_offset)
+    p.eps = float(eps)
+    p.allow_tf32 = bool(allow_tf32)
+    p.tile_rows, p.tile_cols = int(tile_rows), int(tile_cols)
+    p.dtype = dtype_of(dtype)
+    return p
+
+
+def per_anchor_params(batch, negatives, dim, *, scale=1.0, similarity="dot", reduction="mean",
+                      eps=1e-12, dtype="f32") -> "_core.PerAnchorParams":
+    p = _core.PerAnchorParams()
+    p.batch, p.negatives, p.dim = int(batch), int(negatives), int(dim)
+    p.scale = float(scale)
+    p.similarity = _choice(_SIMILARITIES, "similarity", similarity)
+    p.reduction = _choice(_REDUCTIONS, "reduction", reduction)
+    p.eps = float(eps)
+    p.dtype = dtype_of(dtype)
+    return p
+
+
+def in_batch_params(batch, hard_negatives, dim, *, scale=20.0, similarity="cosine", symmetric=False,
+                    reduction="mean", eps=1e-12, allow_tf32=False, tile_rows=0, tile_cols=0,
+                    dtype="f32") -> "_core.InBatchParams":
+    p = _core.InBatchParams()
+    p.batch, p.hard_negatives, p.dim = int(batch), int(hard_negatives), int(dim)
+    p.scale = float(scale)
+    p.similarity = _choice(_SIMILARITIES, "similarity", similarity)
+    p.symmetric = bool(symmetric)
+    p.reduction = _choice(_REDUCTIONS, "reduction", reduction)
+    p.eps = float(eps)
+    p.allow_tf32 = bool(allow_tf32)
+    p.tile_rows, p.tile_cols = int(tile_rows), int(tile_cols)
+    p.dtype = dtype_of(dtype)
+    return p
+
+
+def repel_params(batch, negatives, dim, *, margin=0.3, reduction="mean", mean_over_active=False,
+                 eps=1e-12, dtype="f32") -> "_core.RepelParams":
+    p = _core.RepelParams()
+    p.batch, p.negatives, p.dim = int(batch), int(negatives), int(dim)
+    p.margin = float(margin)
+    p.reduction = _choice(_REDUCTIONS, "reduction", reduction)
+    p.mean_over_active = bool(mean_over_active)
+    p.eps = float(eps)
+    p.dtype = dtype_of(dtype)
+    return p

@@ -1,0 +1,158 @@
+"""Bad input through Python: ValueError / TypeError with the library's (or the binding's) own
+message, RuntimeError without a GPU, nothing crashing the interpreter. Runs without a GPU: arrays
+that present themselves as CUDA arrays (conftest.FakeCudaArray) and an empty handle reach every
+check; each call stops at its first failing check, before any memory is touched."""
+
+import numpy as np
+import pytest
+
+import contrastive
+from contrastive import _core, _options
+
+
+@pytest.fixture
+def empty():
+    return _core.Handle.empty()
+
+
+def infonce_call(cuda, handle, params, q=None, k=None, loss=None, saved=None, workspace=None):
+    q = cuda((params.batch, params.dim)) if q is None else q
+    k = cuda((params.num_keys, params.dim)) if k is None else k
+    loss = cuda((1,)) if loss is None else loss
+    saved = cuda((4096,), np.uint8) if saved is None else saved
+    if workspace is None:
+        workspace = cuda((_core.infonce_workspace_size(params),), np.uint8)
+    return _core.infonce_forward(handle, params, q, k, loss, saved, workspace, 0)
+
+
+# ---- No GPU --------------------------------------------------------------------------------------
+
+def test_no_gpu_is_a_clear_runtime_error():
+    if contrastive.gpu_available():
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(RuntimeError, match="^no usable CUDA device"):
+        _core.Handle()
+    with pytest.raises(RuntimeError, match="^no usable CUDA device"):
+        contrastive.handle_for(0)
+
+
+def test_valid_arguments_stop_at_the_empty_handle(cuda, empty):
+    with pytest.raises(RuntimeError, match="^handle is empty"):
+        infonce_call(cuda, empty, _options.infonce_params(4, 6, 8))
+
+
+# ---- The library's own checks ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("change,message", [
+    (dict(temperature=-1.0), "infonce: temperature must be finite and > 0, got -1"),
+    (dict(temperature=0.0), "infonce: temperature must be finite and > 0, got 0"),
+    (dict(temperature=float("nan")), "infonce: temperature must be finite and > 0, got nan"),
+    (dict(positive_offset=3), r"infonce: positive_offset must be in \[0, M - B\] = \[0, 2\], got 3"),
+])
+def test_infonce_bad_values(cuda, empty, change, message):
+    params = _options.infonce_params(4, 6, 8, **change)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        _core.infonce_check(params)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        infonce_call(cuda, empty, params)
+
+
+def test_sizes_are_checked_by_the_library():
+    with pytest.raises(ValueError, match=r"^infonce: num_keys \(M = 2\) must be >= batch \(B = 4\)$"):
+        _core.infonce_workspace_size(_options.infonce_params(4, 2, 8))
+    with pytest.raises(ValueError, match=r"^mnr \(per-anchor\): negatives \(n\) must be >= 1, got 0$"):
+        _core.mnr_per_anchor_saved_size(_options.per_anchor_params(4, 0, 8))
+    with pytest.raises(ValueError, match=r"^mnr \(in-batch\): hard_negatives \(K\) must be >= 0, got -1$"):
+        _core.mnr_in_batch_check(_options.in_batch_params(4, -1, 8))
+    with pytest.raises(ValueError, match="^repel: margin must be finite, got nan$"):
+        _core.repel_check(_options.repel_params(4, 3, 8, margin=float("nan")))
+
+
+def test_unsupported_dtype_is_a_type_error():
+    with pytest.raises(TypeError, match=r"^infonce: dtype bf16 is not supported yet \(f32 only\)$"):
+        _core.infonce_check(_options.infonce_params(4, 4, 8, dtype="bf16"))
+
+
+def test_unknown_option_names():
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        _options.infonce_params(4, 4, 8, reduction="avg")
+    with pytest.raises(ValueError, match="similarity must be one of"):
+        _options.per_anchor_params(4, 2, 8, similarity="l2")
+
+
+# ---- The binding's checks of each array ------------------------------------------------------------
+
+def test_wrong_device(cuda, empty):
+    params = _options.infonce_params(4, 4, 8)
+    with pytest.raises(ValueError, match="^infonce.forward: q must be on a CUDA device, got cpu$"):
+        infonce_call(cuda, empty, params, q=np.zeros((4, 8), np.float32))
+
+
+def test_wrong_dtype(cuda, empty):
+    params = _options.infonce_params(4, 4, 8)
+    with pytest.raises(TypeError, match=r"^infonce.forward: k must be float32 \(the params' dtype f32\), got float64$"):
+        infonce_call(cuda, empty, params, k=cuda((4, 8), np.float64))
+
+
+def test_wrong_shape(cuda, empty):
+    params = _options.infonce_params(4, 4, 8)
+    with pytest.raises(ValueError, match=r"^infonce.forward: q must have shape \(4, 8\), got \(4, 7\)$"):
+        infonce_call(cuda, empty, params, q=cuda((4, 7)))
+    with pytest.raises(ValueError, match=r"^infonce.forward: loss must hold 1 values, got shape \(4,\)$"):
+        infonce_call(cuda, empty, params, loss=cuda((4,)))
+
+
+def test_non_contiguous_last_dimension(cuda, empty):
+    params = _options.infonce_params(4, 4, 8)
+    transposed = np.zeros((8, 4), np.float32).T
+    with pytest.raises(ValueError, match="^infonce.forward: q must be contiguous along its last dimension$"):
+        infonce_call(cuda, empty, params, q=cuda(transposed))
+
+
+def test_row_sliced_views_are_accepted(cuda, empty):
+    """Rows with a stride (a slice of a wider matrix) cross without a copy: the call reaches the
+    handle check, past every array check."""
+    params = _options.infonce_params(4, 4, 8)
+    wide = np.zeros((4, 16), np.float32)[:, :8]
+    with pytest.raises(RuntimeError, match="^handle is empty"):
+        infonce_call(cuda, empty, params, q=cuda(wide))
+
+
+def test_saved_too_small(cuda, empty):
+    params = _options.infonce_params(4, 4, 8)
+    with pytest.raises(ValueError, match=r"^infonce.forward: saved has 8 bytes, saved_size\(\) asks for \d+$"):
+        infonce_call(cuda, empty, params, saved=cuda((8,), np.uint8))
+
+
+def test_workspace_too_small_is_the_librarys_message(cuda, empty):
+    params = _options.infonce_params(4, 4, 8)
+    needed = _core.infonce_workspace_size(params)
+    with pytest.raises(ValueError, match=rf"^infonce::forward: workspace of {needed - 1} bytes is too small"):
+        infonce_call(cuda, empty, params, workspace=cuda((needed - 1,), np.uint8))
+
+
+def test_per_anchor_negatives_in_either_shape(cuda, empty):
+    params = _options.per_anchor_params(3, 2, 4)
+    workspace = cuda((_core.mnr_per_anchor_workspace_size(params),), np.uint8)
+    common = dict(anchors=cuda((3, 4)), positives=cuda((3, 4)), loss=cuda((1,)),
+                  saved=cuda((64,), np.uint8), workspace=workspace)
+    for negatives in (cuda((3, 2, 4)), cuda((6, 4))):
+        with pytest.raises(RuntimeError, match="^handle is empty"):
+            _core.mnr_per_anchor_forward(empty, params, negatives=negatives, **common)
+    with pytest.raises(ValueError, match=r"must have shape \(6, 4\) or \(3, 2, 4\), got \(2, 3, 4\)"):
+        _core.mnr_per_anchor_forward(empty, params, negatives=cuda((2, 3, 4)), **common)
+
+
+def test_gradients_all_skipped(cuda, empty):
+    params = _options.repel_params(2, 3, 4)
+    workspace = cuda((_core.repel_workspace_size(params),), np.uint8)
+    with pytest.raises(ValueError, match="grad_anchors and grad_negatives are both null: nothing to compute"):
+        _core.repel_backward(empty, params, cuda((2, 4)), cuda((2, 3, 4)), cuda((1,)), None, None,
+                             None, workspace, 0)
+
+
+def test_no_crash_on_garbage_arguments(empty):
+    with pytest.raises(TypeError):
+        _core.infonce_forward(empty, _options.infonce_params(2, 2, 2), "q", None, 1, 2, 3)
+    with pytest.raises(TypeError):
+        _core.infonce_check(None)
