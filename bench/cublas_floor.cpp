@@ -6,6 +6,8 @@
 
 #include <cublas_v2.h>
 
+#include "kernels/numeric.hpp"
+
 namespace contrastive::bench {
 namespace {
 
@@ -54,22 +56,24 @@ bool CublasFloor::set_up() {
 bool CublasFloor::enqueue(const RowMajorGemm& gemm) {
   return gpu_.check(
       cublasGemmEx_64(handle_, operation(gemm.transpose_b), operation(gemm.transpose_a), gemm.n,
-                      gemm.m, gemm.k, &gemm.alpha, gemm.b, CUDA_R_32F, gemm.ldb, gemm.a, CUDA_R_32F,
-                      gemm.lda, &gemm.beta, gemm.c, CUDA_R_32F, gemm.ldc, CUBLAS_COMPUTE_32F,
-                      CUBLAS_GEMM_DEFAULT),
+                      gemm.m, gemm.k, &gemm.alpha, gemm.b, kernels::cuda_data_type(gemm.input_type),
+                      gemm.ldb, gemm.a, kernels::cuda_data_type(gemm.input_type), gemm.lda,
+                      &gemm.beta, gemm.c, kernels::cuda_data_type(gemm.output_type), gemm.ldc,
+                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
       "cublasGemmEx");
 }
 
 bool CublasFloor::enqueue(const LogitsGemms& gemms) {
   const std::int64_t rows = gemms.rows, cols = gemms.cols, dim = gemms.dim;
-  if (!enqueue(detail::logits_product(gemms.q, dim, gemms.k, dim, rows, cols, dim, gemms.logits,
-                                      cols, gemms.scale))) {
+  const DType type = gemms.dtype;
+  if (!enqueue(detail::logits_product(gemms.q, dim, gemms.k, dim, type, rows, cols, dim,
+                                      gemms.logits, cols, DType::kF32, gemms.scale))) {
     return false;
   }
   if (!gemms.gradients()) return true;
-  return enqueue(detail::grad_q_product(gemms.logits, cols, gemms.k, dim, rows, cols, dim,
+  return enqueue(detail::grad_q_product(gemms.logits, cols, gemms.k, dim, type, rows, cols, dim,
                                         gemms.grad_q, gemms.scale, false)) &&
-         enqueue(detail::grad_k_product(gemms.logits, cols, gemms.q, dim, rows, cols, dim,
+         enqueue(detail::grad_k_product(gemms.logits, cols, gemms.q, dim, type, rows, cols, dim,
                                         gemms.grad_k, gemms.scale, false));
 }
 

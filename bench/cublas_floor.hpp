@@ -22,11 +22,12 @@ double gemm_flops(std::int64_t m, std::int64_t n, std::int64_t k);
 /// (cols, dim) dense: S, and for a gradient pass also dQ = scale * G K and dK = scale * G^T Q.
 /// S goes to `logits`, which then stands in for G (only the time matters).
 struct LogitsGemms {
-  const float* q = nullptr;  ///< (rows, dim)
-  const float* k = nullptr;  ///< (cols, dim)
+  const void* q = nullptr;  ///< (rows, dim) dtype
+  const void* k = nullptr;  ///< (cols, dim) dtype
   std::int64_t rows = 0, cols = 0, dim = 0;
+  DType dtype = DType::kF32;  ///< of Q, K and G; S and the gradient sums are fp32, as the library's
   float scale = 1.0f;
-  float* logits = nullptr;  ///< (rows, cols)
+  float* logits = nullptr;  ///< (rows, cols) fp32 S, then read as G in dtype (only time matters)
   float* grad_q = nullptr;  ///< (rows, dim); with grad_k null: S alone (a forward pass)
   float* grad_k = nullptr;  ///< (cols, dim)
 

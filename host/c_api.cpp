@@ -121,6 +121,7 @@ void copy_repel(const From& in, To* out) {
 void to_cpp(const contrastive_infonce_params_t& in, infonce::Params* out) {
   copy_infonce(in, out);
   out->dtype = static_cast<DType>(in.dtype);
+  out->logits_dtype = static_cast<DType>(in.logits_dtype);
   out->similarity = static_cast<Similarity>(in.similarity);
   out->reduction = static_cast<Reduction>(in.reduction);
   out->symmetric = in.symmetric != 0;
@@ -130,6 +131,7 @@ void to_cpp(const contrastive_infonce_params_t& in, infonce::Params* out) {
 void to_c(const infonce::Params& in, contrastive_infonce_params_t* out) {
   copy_infonce(in, out);
   out->dtype = static_cast<int32_t>(in.dtype);
+  out->logits_dtype = static_cast<int32_t>(in.logits_dtype);
   out->similarity = static_cast<int32_t>(in.similarity);
   out->reduction = static_cast<int32_t>(in.reduction);
   out->symmetric = in.symmetric ? 1 : 0;
@@ -153,6 +155,7 @@ void to_c(const mnr::PerAnchorParams& in, contrastive_mnr_per_anchor_params_t* o
 void to_cpp(const contrastive_mnr_in_batch_params_t& in, mnr::InBatchParams* out) {
   copy_in_batch(in, out);
   out->dtype = static_cast<DType>(in.dtype);
+  out->logits_dtype = static_cast<DType>(in.logits_dtype);
   out->similarity = static_cast<Similarity>(in.similarity);
   out->reduction = static_cast<Reduction>(in.reduction);
   out->symmetric = in.symmetric != 0;
@@ -162,6 +165,7 @@ void to_cpp(const contrastive_mnr_in_batch_params_t& in, mnr::InBatchParams* out
 void to_c(const mnr::InBatchParams& in, contrastive_mnr_in_batch_params_t* out) {
   copy_in_batch(in, out);
   out->dtype = static_cast<int32_t>(in.dtype);
+  out->logits_dtype = static_cast<int32_t>(in.logits_dtype);
   out->similarity = static_cast<int32_t>(in.similarity);
   out->reduction = static_cast<int32_t>(in.reduction);
   out->symmetric = in.symmetric ? 1 : 0;

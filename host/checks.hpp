@@ -41,9 +41,9 @@ inline Status require_stride(const char* loss, const char* name, std::int64_t st
   return Status::kSuccess;
 }
 
-inline Status require_known(const char* loss, DType dtype) {
+inline Status require_known(const char* loss, DType dtype, const char* field = "dtype") {
   if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
-    return fail(Status::kInvalidArgument, "%s: unknown dtype value %d", loss,
+    return fail(Status::kInvalidArgument, "%s: unknown %s value %d", loss, field,
                 static_cast<int>(dtype));
   }
   return Status::kSuccess;
@@ -76,11 +76,12 @@ inline bool span_bytes(std::int64_t rows, std::int64_t stride, std::int64_t dim,
          !__builtin_mul_overflow(elements, static_cast<std::uint64_t>(element), bytes);
 }
 
-/// The GPU paths take f32 for now; f16 and bf16 are valid values they do not implement yet.
-inline Status require_implemented(const char* loss, DType dtype) {
-  if (dtype != DType::kF32) {
-    return fail(Status::kNotSupported, "%s: dtype %s is not supported yet (f32 only)", loss,
-                dtype_name(dtype));
+/// The logits tile holds f32 or bf16 (an fp16 tile would overflow at 65504). Checked after every
+/// invalid value, as each loss's check() reports what is invalid before what is unsupported.
+inline Status require_supported_logits(const char* loss, DType logits_dtype) {
+  if (logits_dtype != DType::kF32 && logits_dtype != DType::kBF16) {
+    return fail(Status::kNotSupported, "%s: logits_dtype must be f32 or bf16, got %s", loss,
+                dtype_name(logits_dtype));
   }
   return Status::kSuccess;
 }

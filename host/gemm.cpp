@@ -1,5 +1,7 @@
 // cuBLASLt GEMM with cached plans.
 //
+// Scale type (alpha, beta) and accumulation are fp32 whatever the element types.
+//
 // Row-major <-> column-major: a row-major (r, c) matrix with leading dimension ld is, byte for
 // byte, the column-major (c, r) matrix with the same ld, i.e. its transpose. So the row-major
 // product C = op(A) op(B) is the column-major product C^T = op(B)^T op(A)^T: call cuBLASLt with the
@@ -9,6 +11,7 @@
 #include <algorithm>
 
 #include "host/error.hpp"
+#include "kernels/numeric.hpp"
 
 namespace contrastive::detail {
 namespace {
@@ -17,11 +20,13 @@ constexpr std::uint32_t kMaxAlignment = 256;  // what cuBLASLt assumes unless to
 
 // Largest power of two (<= 256) dividing both the address and the leading dimension in bytes:
 // cuBLASLt kernels need both aligned for their vector loads.
-std::uint32_t alignment_of(const void* pointer, std::int64_t ld) {
+std::uint32_t alignment_of(const void* pointer, std::int64_t ld, DType type) {
   const std::uint64_t bits = reinterpret_cast<std::uintptr_t>(pointer) |
-                             (static_cast<std::uint64_t>(ld) * sizeof(float)) | kMaxAlignment;
+                             (static_cast<std::uint64_t>(ld) * dtype_size(type)) | kMaxAlignment;
   return static_cast<std::uint32_t>(bits & (~bits + 1));
 }
+
+
 
 Status blas_failure(const char* what, cublasStatus_t status) {
   return fail(Status::kCublasError, "%s failed: %s (%s)", what, cublasLtGetStatusName(status),
@@ -37,10 +42,11 @@ Status blas_failure(const char* what, cublasStatus_t status) {
   } while (0)
 
 // Column-major layout of a stored operand: (rows, cols) before the transpose flag is applied.
-Status make_layout(cublasLtMatrixLayout_t* layout, std::int64_t rows, std::int64_t cols,
-                   std::int64_t ld) {
-  CONTRASTIVE_TRY_BLAS(cublasLtMatrixLayoutCreate(
-      layout, CUDA_R_32F, static_cast<std::uint64_t>(rows), static_cast<std::uint64_t>(cols), ld));
+Status make_layout(cublasLtMatrixLayout_t* layout, DType type, std::int64_t rows,
+                   std::int64_t cols, std::int64_t ld) {
+  CONTRASTIVE_TRY_BLAS(cublasLtMatrixLayoutCreate(layout, kernels::cuda_data_type(type),
+                                                  static_cast<std::uint64_t>(rows),
+                                                  static_cast<std::uint64_t>(cols), ld));
   return Status::kSuccess;
 }
 
@@ -49,18 +55,21 @@ Status build_plan(cublasLtHandle_t cublaslt, const GemmKey& key, GemmPlan* plan)
   const std::int64_t m = key.n, n = key.m, k = key.k;
   const cublasOperation_t op_a = key.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = key.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasComputeType_t compute =
-      key.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  // fp32 accumulation always; TF32 tensor cores only for fp32 inputs and only when asked for.
+  const cublasComputeType_t compute = key.allow_tf32 && key.input_type == DType::kF32
+                                          ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                          : CUBLAS_COMPUTE_32F;
   CONTRASTIVE_TRY_BLAS(cublasLtMatmulDescCreate(&plan->operation, compute, CUDA_R_32F));
   CONTRASTIVE_TRY_BLAS(cublasLtMatmulDescSetAttribute(plan->operation, CUBLASLT_MATMUL_DESC_TRANSA,
                                                       &op_a, sizeof(op_a)));
   CONTRASTIVE_TRY_BLAS(cublasLtMatmulDescSetAttribute(plan->operation, CUBLASLT_MATMUL_DESC_TRANSB,
                                                       &op_b, sizeof(op_b)));
-  CONTRASTIVE_TRY(op_a == CUBLAS_OP_N ? make_layout(&plan->a, m, k, key.ldb)
-                                      : make_layout(&plan->a, k, m, key.ldb));
-  CONTRASTIVE_TRY(op_b == CUBLAS_OP_N ? make_layout(&plan->b, k, n, key.lda)
-                                      : make_layout(&plan->b, n, k, key.lda));
-  CONTRASTIVE_TRY(make_layout(&plan->c, m, n, key.ldc));
+  const DType in = key.input_type;
+  CONTRASTIVE_TRY(op_a == CUBLAS_OP_N ? make_layout(&plan->a, in, m, k, key.ldb)
+                                      : make_layout(&plan->a, in, k, m, key.ldb));
+  CONTRASTIVE_TRY(op_b == CUBLAS_OP_N ? make_layout(&plan->b, in, k, n, key.lda)
+                                      : make_layout(&plan->b, in, n, k, key.lda));
+  CONTRASTIVE_TRY(make_layout(&plan->c, key.output_type, m, n, key.ldc));
 
   cublasLtMatmulPreference_t preference = nullptr;
   CONTRASTIVE_TRY_BLAS(cublasLtMatmulPreferenceCreate(&preference));
@@ -112,19 +121,22 @@ void destroy_gemm_plan(GemmPlan* plan) {
 Status gemm(const Handle& handle, const RowMajorGemm& g, bool allow_tf32, void* workspace,
             std::size_t workspace_bytes, cudaStream_t stream) {
   Handle::Impl& impl = *handle.impl();
-  const GemmKey key{g.transpose_a,
-                    g.transpose_b,
-                    allow_tf32,
-                    g.m,
-                    g.n,
-                    g.k,
-                    g.lda,
-                    g.ldb,
-                    g.ldc,
-                    alignment_of(g.a, g.lda),
-                    alignment_of(g.b, g.ldb),
-                    alignment_of(g.c, g.ldc),
-                    workspace_bytes};
+  GemmKey key;
+  key.transpose_a = g.transpose_a;
+  key.transpose_b = g.transpose_b;
+  key.allow_tf32 = allow_tf32;
+  key.input_type = g.input_type;
+  key.output_type = g.output_type;
+  key.m = g.m;
+  key.n = g.n;
+  key.k = g.k;
+  key.lda = g.lda;
+  key.ldb = g.ldb;
+  key.ldc = g.ldc;
+  key.align_a = alignment_of(g.a, g.lda, g.input_type);
+  key.align_b = alignment_of(g.b, g.ldb, g.input_type);
+  key.align_c = alignment_of(g.c, g.ldc, g.output_type);
+  key.workspace_bytes = workspace_bytes;
   auto found = impl.gemm_plans.find(key);
   if (found == impl.gemm_plans.end()) {
     GemmPlan plan;

@@ -10,6 +10,7 @@
 #include <cuda_runtime_api.h>
 
 #include "contrastive/handle.hpp"
+#include "contrastive/types.hpp"
 
 namespace contrastive {
 
@@ -17,14 +18,15 @@ namespace detail {
 
 /// Everything cuBLASLt's heuristic sees; two GEMMs with equal keys get the same algorithm.
 struct GemmKey {
-  bool transpose_a, transpose_b, allow_tf32;
-  std::int64_t m, n, k, lda, ldb, ldc;
-  std::uint32_t align_a, align_b, align_c;
-  std::size_t workspace_bytes;
+  bool transpose_a = false, transpose_b = false, allow_tf32 = false;
+  DType input_type = DType::kF32, output_type = DType::kF32;
+  std::int64_t m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0;
+  std::uint32_t align_a = 0, align_b = 0, align_c = 0;
+  std::size_t workspace_bytes = 0;
 
   auto tie() const {
-    return std::tie(transpose_a, transpose_b, allow_tf32, m, n, k, lda, ldb, ldc, align_a, align_b,
-                    align_c, workspace_bytes);
+    return std::tie(transpose_a, transpose_b, allow_tf32, input_type, output_type, m, n, k, lda,
+                    ldb, ldc, align_a, align_b, align_c, workspace_bytes);
   }
   bool operator<(const GemmKey& other) const { return tie() < other.tie(); }
 };

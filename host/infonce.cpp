@@ -12,6 +12,7 @@
 
 #include "contrastive/infonce.hpp"
 #include "host/arguments.hpp"
+#include "host/dispatch.hpp"
 #include "host/error.hpp"
 #include "host/gemm.hpp"
 #include "host/handle_impl.hpp"
@@ -25,6 +26,8 @@ namespace contrastive::infonce {
 namespace detail {
 namespace {
 
+using contrastive::detail::dispatch_dtype;
+using contrastive::detail::dispatch_logits_dtype;
 using contrastive::detail::Extent;
 using contrastive::detail::fail;
 using contrastive::detail::gemm;
@@ -39,11 +42,12 @@ using kernels::LseState;
 
 struct Scratch {
   WorkspacePlan plan;
-  float* logits_tile = nullptr;
-  float* q_hat = nullptr;
-  float* k_hat = nullptr;
-  float* grad_q_hat = nullptr;
-  float* grad_k_hat = nullptr;
+  void* logits_tile = nullptr;  // logits_dtype
+  void* grad_tile = nullptr;    // dtype; null when G is written over the logits
+  void* q_hat = nullptr;        // dtype
+  void* k_hat = nullptr;        // dtype
+  float* grad_q_sum = nullptr;
+  float* grad_k_sum = nullptr;
   LseState* row_state = nullptr;
   LseState* col_state = nullptr;
   float* positive_logit = nullptr;
@@ -58,11 +62,12 @@ Status carve_workspace(const Params& params, void* workspace, std::size_t bytes,
   CONTRASTIVE_TRY(contrastive::detail::require_workspace(workspace, bytes, plan.required_bytes,
                                                          plan.used_bytes, call));
   void* base = contrastive::detail::align_workspace(workspace);
-  scratch->logits_tile = workspace_piece<float>(base, plan.logits_tile);
-  scratch->q_hat = workspace_piece<float>(base, plan.q_hat);
-  scratch->k_hat = workspace_piece<float>(base, plan.k_hat);
-  scratch->grad_q_hat = workspace_piece<float>(base, plan.grad_q_hat);
-  scratch->grad_k_hat = workspace_piece<float>(base, plan.grad_k_hat);
+  scratch->logits_tile = workspace_piece<void>(base, plan.logits_tile);
+  scratch->grad_tile = workspace_piece<void>(base, plan.grad_tile);
+  scratch->q_hat = workspace_piece<void>(base, plan.q_hat);
+  scratch->k_hat = workspace_piece<void>(base, plan.k_hat);
+  scratch->grad_q_sum = workspace_piece<float>(base, plan.grad_q_sum);
+  scratch->grad_k_sum = workspace_piece<float>(base, plan.grad_k_sum);
   scratch->row_state = workspace_piece<LseState>(base, plan.row_state);
   scratch->col_state = workspace_piece<LseState>(base, plan.col_state);
   scratch->positive_logit = workspace_piece<float>(base, plan.positive_logit);
@@ -85,20 +90,26 @@ SavedView view_saved(const Params& params, void* saved) {
   return {at(layout.row_lse), at(layout.col_lse), at(layout.q_inv_norm), at(layout.k_inv_norm)};
 }
 
-// What the GEMMs read: normalized copies (cosine) or the caller's rows (dot).
+// What the GEMMs read, elements of the params' dtype: normalized copies (cosine) or the caller's
+// rows (dot).
 struct Operands {
-  const float* q = nullptr;
+  const void* q = nullptr;
   std::int64_t ldq = 0;
-  const float* k = nullptr;
+  const void* k = nullptr;
   std::int64_t ldk = 0;
 };
 
 struct Gradients {
   const float* grad_loss = nullptr;
-  float* grad_q = nullptr;
-  float* grad_k = nullptr;
+  void* grad_q = nullptr;  // dtype
+  void* grad_k = nullptr;  // dtype
   float* grad_scalar = nullptr;
 };
+
+// Byte offset of `count` elements of `dtype` from `base`.
+const void* advance(const void* base, std::int64_t count, DType dtype) {
+  return static_cast<const char*>(base) + count * static_cast<std::int64_t>(dtype_size(dtype));
+}
 
 struct Call {
   const Handle& handle;
@@ -112,7 +123,7 @@ struct Call {
 
 // With use_saved_norms the inverse norms forward() saved are reused (backward), else computed and
 // saved (forward). Rebuilding from the same float inverse norm gives bit-identical rows.
-Status prepare_operands(const Call& call, const float* q, const float* k, const SavedView& saved,
+Status prepare_operands(const Call& call, const void* q, const void* k, const SavedView& saved,
                         bool use_saved_norms, Operands* operands) {
   const Params& p = call.params;
   if (p.similarity == Similarity::kDot) {
@@ -120,16 +131,21 @@ Status prepare_operands(const Call& call, const float* q, const float* k, const 
     return Status::kSuccess;
   }
   const Scratch& s = call.scratch;
-  CONTRASTIVE_TRY_CUDA(kernels::launch_normalize_rows(q, p.batch, q_stride(p), p.dim, p.eps,
-                                                      use_saved_norms ? saved.q_inv_norm : nullptr,
-                                                      use_saved_norms ? nullptr : saved.q_inv_norm,
-                                                      s.q_hat, call.stream),
-                       "normalize_rows(Q) launch");
-  CONTRASTIVE_TRY_CUDA(kernels::launch_normalize_rows(k, p.num_keys, k_stride(p), p.dim, p.eps,
-                                                      use_saved_norms ? saved.k_inv_norm : nullptr,
-                                                      use_saved_norms ? nullptr : saved.k_inv_norm,
-                                                      s.k_hat, call.stream),
-                       "normalize_rows(K) launch");
+  CONTRASTIVE_TRY_CUDA(dispatch_dtype(p.dtype, [&](auto tag) {
+                         using T = typename decltype(tag)::type;
+                         const cudaError_t q_error = kernels::launch_normalize_rows<T>(
+                             static_cast<const T*>(q), p.batch, q_stride(p), p.dim, p.eps,
+                             use_saved_norms ? saved.q_inv_norm : nullptr,
+                             use_saved_norms ? nullptr : saved.q_inv_norm,
+                             static_cast<T*>(s.q_hat), call.stream);
+                         if (q_error != cudaSuccess) return q_error;
+                         return kernels::launch_normalize_rows<T>(
+                             static_cast<const T*>(k), p.num_keys, k_stride(p), p.dim, p.eps,
+                             use_saved_norms ? saved.k_inv_norm : nullptr,
+                             use_saved_norms ? nullptr : saved.k_inv_norm,
+                             static_cast<T*>(s.k_hat), call.stream);
+                       }),
+                       "normalize_rows launch");
   *operands = {s.q_hat, p.dim, s.k_hat, p.dim};
   return Status::kSuccess;
 }
@@ -145,10 +161,12 @@ LogitsTile tile_view(const Call& call, Extent rows, Extent cols) {
 
 // logits[rows, cols] = s Q_hat[rows] K_hat[cols]^T
 Status compute_logits(const Call& call, const Operands& operands, Extent rows, Extent cols) {
+  const Params& p = call.params;
   const RowMajorGemm g = contrastive::detail::logits_product(
-      operands.q + rows.begin * operands.ldq, operands.ldq, operands.k + cols.begin * operands.ldk,
-      operands.ldk, rows.size, cols.size, call.params.dim, call.scratch.logits_tile,
-      call.scratch.plan.tiles.tile_cols, call.logit_scale.scale);
+      advance(operands.q, rows.begin * operands.ldq, p.dtype), operands.ldq,
+      advance(operands.k, cols.begin * operands.ldk, p.dtype), operands.ldk, p.dtype, rows.size,
+      cols.size, p.dim, call.scratch.logits_tile, call.scratch.plan.tiles.tile_cols,
+      p.logits_dtype, call.logit_scale.scale);
   return gemm(call.handle, g, call.params.allow_tf32, call.scratch.gemm_workspace,
               call.scratch.plan.gemm_workspace_bytes, call.stream);
 }
@@ -161,17 +179,22 @@ Status merge_positive_columns(const Call& call, const LogitsTile& tile, bool fir
   const std::int64_t end = std::min(tile.col0 + tile.cols, p.positive_offset + p.batch);
   if (begin >= end) return Status::kSuccess;
   LogitsTile part = tile;
-  part.data += begin - tile.col0;
+  part.data = const_cast<void*>(advance(tile.data, begin - tile.col0, p.logits_dtype));
   part.col0 = begin;
   part.cols = end - begin;
-  CONTRASTIVE_TRY_CUDA(
-      kernels::launch_col_lse_tile(part, call.scratch.col_state + (begin - p.positive_offset),
-                                   first_row_tile, call.stream),
-      "col_lse_tile launch");
+  CONTRASTIVE_TRY_CUDA(dispatch_logits_dtype(p.logits_dtype,
+                                      [&](auto tag) {
+                                        using L = typename decltype(tag)::type;
+                                        return kernels::launch_col_lse_tile<L>(
+                                            part,
+                                            call.scratch.col_state + (begin - p.positive_offset),
+                                            first_row_tile, call.stream);
+                                      }),
+                       "col_lse_tile launch");
   return Status::kSuccess;
 }
 
-Status run_forward(const Call& call, const float* q, const float* k, float* loss,
+Status run_forward(const Call& call, const void* q, const void* k, float* loss,
                    const SavedView& saved, Operands* operands) {
   const Params& p = call.params;
   const Scratch& s = call.scratch;
@@ -182,8 +205,13 @@ Status run_forward(const Call& call, const float* q, const float* k, float* loss
       const Extent rows = tiles.row_tile(r), cols = tiles.col_tile(c);
       CONTRASTIVE_TRY(compute_logits(call, *operands, rows, cols));
       const LogitsTile tile = tile_view(call, rows, cols);
-      CONTRASTIVE_TRY_CUDA(kernels::launch_row_lse_tile(tile, p.positive_offset, s.row_state,
-                                                        s.positive_logit, c == 0, call.stream),
+      CONTRASTIVE_TRY_CUDA(dispatch_logits_dtype(p.logits_dtype,
+                                          [&](auto tag) {
+                                            using L = typename decltype(tag)::type;
+                                            return kernels::launch_row_lse_tile<L>(
+                                                tile, p.positive_offset, s.row_state,
+                                                s.positive_logit, c == 0, call.stream);
+                                          }),
                            "row_lse_tile launch");
       if (p.symmetric) CONTRASTIVE_TRY(merge_positive_columns(call, tile, r == 0));
     }
@@ -197,7 +225,7 @@ Status run_forward(const Call& call, const float* q, const float* k, float* loss
 
 // `resident`: operands prepared by a forward pass in the same call (their logits tile is still in
 // the workspace when the plan has a single tile).
-Status run_backward(const Call& call, const float* q, const float* k, const SavedView& saved,
+Status run_backward(const Call& call, const void* q, const void* k, const SavedView& saved,
                     const Gradients& out, const Operands* resident) {
   const Params& p = call.params;
   const Scratch& s = call.scratch;
@@ -211,10 +239,14 @@ Status run_backward(const Call& call, const float* q, const float* k, const Save
     CONTRASTIVE_TRY(prepare_operands(call, q, k, saved, /*use_saved_norms=*/true, &operands));
   }
   const bool logits_resident = resident != nullptr && tiles.single_tile();
-  // Cosine accumulates into fp32 scratch and then applies the normalization backward; dot
-  // accumulates straight into the caller's (fp32, dense) gradients.
-  float* grad_q_target = out.grad_q == nullptr ? nullptr : (cosine ? s.grad_q_hat : out.grad_q);
-  float* grad_k_target = out.grad_k == nullptr ? nullptr : (cosine ? s.grad_k_hat : out.grad_k);
+  // The products accumulate in fp32 scratch (then the normalization backward, or a conversion to
+  // 16 bits, writes the caller's gradients), or straight into fp32 gradients for f32 dot.
+  const bool direct = s.grad_q_sum == nullptr;
+  float* grad_q_target =
+      out.grad_q == nullptr ? nullptr : (direct ? static_cast<float*>(out.grad_q) : s.grad_q_sum);
+  float* grad_k_target =
+      out.grad_k == nullptr ? nullptr : (direct ? static_cast<float*>(out.grad_k) : s.grad_k_sum);
+  void* grad_tile = s.grad_tile != nullptr ? s.grad_tile : s.logits_tile;  // G, in dtype
   float weight = p.reduction == Reduction::kMean ? 1.0f / static_cast<float>(p.batch) : 1.0f;
   if (p.symmetric) weight *= 0.5f;
   const kernels::UpstreamGradient upstream{out.grad_loss, p.reduction == Reduction::kNone, weight};
@@ -225,45 +257,63 @@ Status run_backward(const Call& call, const float* q, const float* k, const Save
       if (!logits_resident) CONTRASTIVE_TRY(compute_logits(call, operands, rows, cols));
       const LogitsTile tile = tile_view(call, rows, cols);
       CONTRASTIVE_TRY_CUDA(
-          kernels::launch_logits_backward_tile(tile, p.positive_offset, p.batch, saved.row_lse,
-                                               p.symmetric ? saved.col_lse : nullptr, upstream,
-                                               s.row_logit_grad, c == 0, call.stream),
+          dispatch_logits_dtype(p.logits_dtype,
+                         [&](auto logits_tag) {
+                           using L = typename decltype(logits_tag)::type;
+                           return dispatch_dtype(p.dtype, [&](auto grad_tag) {
+                             using GT = typename decltype(grad_tag)::type;
+                             return kernels::launch_logits_backward_tile<L, GT>(
+                                 tile, static_cast<GT*>(grad_tile), p.positive_offset, p.batch,
+                                 saved.row_lse, p.symmetric ? saved.col_lse : nullptr, upstream,
+                                 s.row_logit_grad, c == 0, call.stream);
+                           });
+                         }),
           "logits_backward_tile launch");
       if (grad_q_target != nullptr) {  // dQ_hat[rows] (+)= s G K_hat[cols]
         const RowMajorGemm g = contrastive::detail::grad_q_product(
-            tile.data, tile.ld, operands.k + cols.begin * operands.ldk, operands.ldk, rows.size,
-            cols.size, p.dim, grad_q_target + rows.begin * p.dim, logit_scale,
-            /*accumulate=*/c > 0);
+            grad_tile, tile.ld, advance(operands.k, cols.begin * operands.ldk, p.dtype),
+            operands.ldk, p.dtype, rows.size, cols.size, p.dim, grad_q_target + rows.begin * p.dim,
+            logit_scale, /*accumulate=*/c > 0);
         CONTRASTIVE_TRY(gemm(call.handle, g, p.allow_tf32, s.gemm_workspace,
                              s.plan.gemm_workspace_bytes, call.stream));
       }
       if (grad_k_target != nullptr) {  // dK_hat[cols] (+)= s G^T Q_hat[rows]
         const RowMajorGemm g = contrastive::detail::grad_k_product(
-            tile.data, tile.ld, operands.q + rows.begin * operands.ldq, operands.ldq, rows.size,
-            cols.size, p.dim, grad_k_target + cols.begin * p.dim, logit_scale,
-            /*accumulate=*/r > 0);
+            grad_tile, tile.ld, advance(operands.q, rows.begin * operands.ldq, p.dtype),
+            operands.ldq, p.dtype, rows.size, cols.size, p.dim, grad_k_target + cols.begin * p.dim,
+            logit_scale, /*accumulate=*/r > 0);
         CONTRASTIVE_TRY(gemm(call.handle, g, p.allow_tf32, s.gemm_workspace,
                              s.plan.gemm_workspace_bytes, call.stream));
       }
     }
   }
-  if (cosine && out.grad_q != nullptr) {
-    CONTRASTIVE_TRY_CUDA(
-        kernels::launch_normalize_rows_backward(q, p.batch, q_stride(p), p.dim, p.eps, s.grad_q_hat,
-                                                out.grad_q, call.stream),
-        "normalize_rows_backward(Q) launch");
-  }
-  if (cosine && out.grad_k != nullptr) {
-    CONTRASTIVE_TRY_CUDA(
-        kernels::launch_normalize_rows_backward(k, p.num_keys, k_stride(p), p.dim, p.eps,
-                                                s.grad_k_hat, out.grad_k, call.stream),
-        "normalize_rows_backward(K) launch");
+  if (!direct) {
+    CONTRASTIVE_TRY_CUDA(dispatch_dtype(p.dtype, [&](auto tag) {
+                           using T = typename decltype(tag)::type;
+                           auto finish = [&](const void* x, std::int64_t rows, std::int64_t ld,
+                                             const float* sum, void* grad) {
+                             if (grad == nullptr) return cudaSuccess;
+                             if (!cosine) {
+                               return kernels::launch_convert<T>(sum, rows * p.dim,
+                                                                 static_cast<T*>(grad), call.stream);
+                             }
+                             return kernels::launch_normalize_rows_backward<T>(
+                                 static_cast<const T*>(x), rows, ld, p.dim, p.eps, sum,
+                                 static_cast<T*>(grad), call.stream);
+                           };
+                           const cudaError_t q_error =
+                               finish(q, p.batch, q_stride(p), s.grad_q_sum, out.grad_q);
+                           if (q_error != cudaSuccess) return q_error;
+                           return finish(k, p.num_keys, k_stride(p), s.grad_k_sum, out.grad_k);
+                         }),
+                         "gradient finishing launch");
   }
   if (out.grad_scalar != nullptr) {
     // sum(G * logits) = sum(G * s * sim): dLoss/ds = sum / s, dLoss/dt = -sum / t with s = 1/t.
-    const double sum_to_gradient = call.logit_scale.gradient == LogitScale::Gradient::kScale
-                                       ? 1.0 / static_cast<double>(logit_scale)
-                                       : -static_cast<double>(logit_scale);
+    const double sum_to_gradient =
+        call.logit_scale.gradient == LogitScale::Gradient::kScale
+            ? 1.0 / static_cast<double>(logit_scale)
+            : -static_cast<double>(logit_scale);
     CONTRASTIVE_TRY_CUDA(kernels::launch_sum(s.row_logit_grad, p.batch, sum_to_gradient, nullptr,
                                              out.grad_scalar, call.stream),
                          "sum launch");
@@ -295,15 +345,14 @@ Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Pa
   CONTRASTIVE_TRY(require_tensor(args.k, element, names.call, names.k));
   if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), names.call, "loss"));
   CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), names.call, "saved"));
-  const Gradients out{args.grad_loss, static_cast<float*>(args.grad_q),
-                      static_cast<float*>(args.grad_k), args.grad_temperature};
+  const Gradients out{args.grad_loss, args.grad_q, args.grad_k, args.grad_temperature};
   if (backward_pass) CONTRASTIVE_TRY(check_gradient_outputs(params, out, names));
   Call call{handle, params, logit_scale, {}, stream};
   CONTRASTIVE_TRY(carve_workspace(params, workspace, workspace_bytes, names.call, &call.scratch));
   CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
 
-  const auto* q = static_cast<const float*>(args.q);
-  const auto* k = static_cast<const float*>(args.k);
+  const void* q = args.q;
+  const void* k = args.k;
   const SavedView saved = view_saved(params, args.saved);
   Operands operands;
   if (forward_pass) CONTRASTIVE_TRY(run_forward(call, q, k, args.loss, saved, &operands));

@@ -46,6 +46,7 @@ Status check_problem(const Params& p) {
   CONTRASTIVE_TRY(require_stride(kLoss, "q_row_stride", p.q_row_stride, p.dim));
   CONTRASTIVE_TRY(require_stride(kLoss, "k_row_stride", p.k_row_stride, p.dim));
   CONTRASTIVE_TRY(require_known(kLoss, p.dtype));
+  CONTRASTIVE_TRY(require_known(kLoss, p.logits_dtype, "logits_dtype"));
   CONTRASTIVE_TRY(require_known(kLoss, p.similarity));
   CONTRASTIVE_TRY(require_known(kLoss, p.reduction));
   CONTRASTIVE_TRY(require_positive_finite(kLoss, "temperature", p.temperature));
@@ -100,12 +101,18 @@ Status plan_workspace(const Params& p, WorkspacePlan* plan) {
                              static_cast<std::uint64_t>(result.tiles.tile_cols), &tile_elements)) {
     return fail(Status::kInvalidArgument, "infonce: the logits tile size overflows 64 bits");
   }
-  result.logits_tile = builder.add(tile_elements, sizeof(float));
+  const std::size_t element = dtype_size(p.dtype);
+  result.logits_tile = builder.add(tile_elements, dtype_size(p.logits_dtype));
+  // G feeds the gradient GEMMs beside Q_hat and K_hat, so it is stored in their type.
+  if (p.logits_dtype != p.dtype) result.grad_tile = builder.add(tile_elements, element);
   if (cosine) {
-    result.q_hat = builder.add(b * d, sizeof(float));
-    result.k_hat = builder.add(m * d, sizeof(float));
-    result.grad_q_hat = builder.add(b * d, sizeof(float));
-    result.grad_k_hat = builder.add(m * d, sizeof(float));
+    result.q_hat = builder.add(b * d, element);
+    result.k_hat = builder.add(m * d, element);
+  }
+  // fp32 accumulators, unless the products can land in the caller's (dense fp32) gradients.
+  if (cosine || p.dtype != DType::kF32) {
+    result.grad_q_sum = builder.add(b * d, sizeof(float));
+    result.grad_k_sum = builder.add(m * d, sizeof(float));
   }
   result.row_state = builder.add(b, sizeof(kernels::LseState));
   if (p.symmetric) result.col_state = builder.add(b, sizeof(kernels::LseState));
@@ -132,7 +139,7 @@ Status plan_workspace(const Params& p, WorkspacePlan* plan) {
 
 Status check(const Params& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  return contrastive::detail::require_implemented("infonce", params.dtype);
+  return contrastive::detail::require_supported_logits("infonce", params.logits_dtype);
 }
 
 Status workspace_size(const Params& params, std::size_t* bytes) {

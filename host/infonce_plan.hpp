@@ -38,11 +38,13 @@ struct WorkspacePlan {
   static constexpr std::size_t kAbsent = ~std::size_t{0};
 
   contrastive::detail::TilePlan tiles;
-  std::size_t logits_tile = kAbsent;     ///< (tile_rows, tile_cols) f32: logits, then dLoss/dlogits
-  std::size_t q_hat = kAbsent;           ///< (B, D) f32 normalized Q (cosine)
-  std::size_t k_hat = kAbsent;           ///< (M, D) f32 normalized K (cosine)
-  std::size_t grad_q_hat = kAbsent;      ///< (B, D) f32 gradient w.r.t. normalized Q (cosine)
-  std::size_t grad_k_hat = kAbsent;      ///< (M, D) f32 gradient w.r.t. normalized K (cosine)
+  std::size_t logits_tile = kAbsent;  ///< (tile_rows, tile_cols) logits_dtype: logits, then G in
+                                      ///< place when G's type (dtype) is the same
+  std::size_t grad_tile = kAbsent;    ///< (tile_rows, tile_cols) dtype: G, when it cannot be in place
+  std::size_t q_hat = kAbsent;        ///< (B, D) dtype normalized Q (cosine)
+  std::size_t k_hat = kAbsent;        ///< (M, D) dtype normalized K (cosine)
+  std::size_t grad_q_sum = kAbsent;   ///< (B, D) f32 accumulated dLoss/dQ_hat (cosine, or 16-bit dot)
+  std::size_t grad_k_sum = kAbsent;   ///< (M, D) f32 accumulated dLoss/dK_hat (cosine, or 16-bit dot)
   std::size_t row_state = kAbsent;       ///< (B) running (max, sum-exp) per row
   std::size_t col_state = kAbsent;       ///< (B) running state per positive column (symmetric)
   std::size_t positive_logit = kAbsent;  ///< (B) logit of each row's positive

@@ -4,6 +4,7 @@
 #include "contrastive/mnr.hpp"
 
 #include "host/arguments.hpp"
+#include "host/dispatch.hpp"
 #include "host/error.hpp"
 #include "host/handle_impl.hpp"
 #include "host/infonce_run.hpp"
@@ -59,11 +60,11 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
   const bool per_row = p.reduction == Reduction::kNone;
   const float mean_factor =
       p.reduction == Reduction::kMean ? 1.0f / static_cast<float>(p.batch) : 1.0f;
-  const kernels::AnchorCandidates rows{static_cast<const float*>(args.anchors),
+  const kernels::AnchorCandidates rows{args.anchors,
                                        detail::or_dim(p.anchor_row_stride, p.dim),
-                                       static_cast<const float*>(args.positives),
+                                       args.positives,
                                        detail::or_dim(p.positive_row_stride, p.dim),
-                                       static_cast<const float*>(args.negatives),
+                                       args.negatives,
                                        detail::or_dim(p.negative_row_stride, p.dim),
                                        p.batch,
                                        p.negatives + 1,
@@ -75,10 +76,15 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
                                   per_row ? args.loss : row_loss,
                                   {args.grad_loss, per_row, mean_factor},
                                   args.grad_scale != nullptr ? row_logit_grad : nullptr};
-  const kernels::AnchorCandidateGrads grads{static_cast<float*>(args.grad_anchors),
-                                            static_cast<float*>(args.grad_positives),
-                                            static_cast<float*>(args.grad_negatives)};
-  CONTRASTIVE_TRY_CUDA(kernels::launch_anchor_candidates(pass, rows, head, grads, stream),
+  const kernels::AnchorCandidateGrads grads{args.grad_anchors,
+                                            args.grad_positives,
+                                            args.grad_negatives};
+  CONTRASTIVE_TRY_CUDA(contrastive::detail::dispatch_dtype(p.dtype,
+                                                          [&](auto tag) {
+                                                            using T = typename decltype(tag)::type;
+                                                            return kernels::launch_anchor_candidates<T>(
+                                                                pass, rows, head, grads, stream);
+                                                          }),
                        "anchor_candidates launch");
   if (forward_pass && !per_row) {
     CONTRASTIVE_TRY_CUDA(

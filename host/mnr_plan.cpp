@@ -76,6 +76,7 @@ Status check_problem(const InBatchParams& p) {
   CONTRASTIVE_TRY(require_stride(kInBatch, "candidate_row_stride", p.candidate_row_stride, p.dim));
   CONTRASTIVE_TRY(
       check_kinds_and_scalars(kInBatch, p.dtype, p.similarity, p.reduction, p.scale, p.eps));
+  CONTRASTIVE_TRY(require_known(kInBatch, p.logits_dtype, "logits_dtype"));
   if (p.tile_rows < 0 || p.tile_cols < 0) {
     return fail(Status::kInvalidArgument,
                 "%s: tile_rows and tile_cols must be >= 0 (0: whole), got %lld x %lld", kInBatch,
@@ -105,6 +106,7 @@ infonce::Params to_infonce(const InBatchParams& p) {
   q.eps = p.eps;
   q.symmetric = p.symmetric;
   q.allow_tf32 = p.allow_tf32;
+  q.logits_dtype = p.logits_dtype;
   q.tile_rows = p.tile_rows;
   q.tile_cols = p.tile_cols;
   return q;
@@ -130,12 +132,12 @@ Status check(const PerAnchorParams& params) {
         detail::kPerAnchor, static_cast<long long>(detail::kMaxCandidates - 1),
         static_cast<long long>(params.negatives));
   }
-  return contrastive::detail::require_implemented(detail::kPerAnchor, params.dtype);
+  return Status::kSuccess;
 }
 
 Status check(const InBatchParams& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  return contrastive::detail::require_implemented(detail::kInBatch, params.dtype);
+  return contrastive::detail::require_supported_logits(detail::kInBatch, params.logits_dtype);
 }
 
 Status workspace_size(const PerAnchorParams& params, std::size_t* bytes) {

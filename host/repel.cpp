@@ -5,6 +5,7 @@
 #include "contrastive/repel.hpp"
 
 #include "host/arguments.hpp"
+#include "host/dispatch.hpp"
 #include "host/error.hpp"
 #include "host/handle_impl.hpp"
 #include "host/repel_plan.hpp"
@@ -57,11 +58,11 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
   const float mean_factor = p.reduction == Reduction::kMean && !p.mean_over_active
                                 ? 1.0f / static_cast<float>(terms)
                                 : 1.0f;
-  const kernels::AnchorCandidates rows{static_cast<const float*>(args.anchors),
+  const kernels::AnchorCandidates rows{args.anchors,
                                        or_dim(p.anchor_row_stride, p.dim),
                                        nullptr,
                                        0,
-                                       static_cast<const float*>(args.negatives),
+                                       args.negatives,
                                        or_dim(p.negative_row_stride, p.dim),
                                        p.batch,
                                        p.negatives,
@@ -74,16 +75,20 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
                           row_active,
                           {args.grad_loss, per_term, mean_factor},
                           p.mean_over_active ? active_total : nullptr};
-  const kernels::AnchorCandidateGrads grads{static_cast<float*>(args.grad_anchors), nullptr,
-                                            static_cast<float*>(args.grad_negatives)};
+  const kernels::AnchorCandidateGrads grads{args.grad_anchors, nullptr,
+                                            args.grad_negatives};
 
+  auto launch = [&](AnchorPass kernel_pass) {
+    return contrastive::detail::dispatch_dtype(p.dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      return kernels::launch_anchor_candidates<T>(kernel_pass, rows, head, grads, stream);
+    });
+  };
   // With mean_over_active the backward weights need the batch's count: forward first, apart.
   const bool fused = pass == AnchorPass::kForwardBackward && !p.mean_over_active;
   if (forward_pass) {
-    CONTRASTIVE_TRY_CUDA(
-        kernels::launch_anchor_candidates(
-            fused ? AnchorPass::kForwardBackward : AnchorPass::kForward, rows, head, grads, stream),
-        "anchor_candidates launch");
+    CONTRASTIVE_TRY_CUDA(launch(fused ? AnchorPass::kForwardBackward : AnchorPass::kForward),
+                         "anchor_candidates launch");
     CONTRASTIVE_TRY_CUDA(
         kernels::launch_sum(row_active, p.batch, 1.0, nullptr, active_total, stream), "sum launch");
     if (!per_term) {
@@ -95,9 +100,7 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
   }
   if (backward_pass && !fused) {
     head.terms = head.row_sum = head.row_active = nullptr;  // the backward pass writes no terms
-    CONTRASTIVE_TRY_CUDA(
-        kernels::launch_anchor_candidates(AnchorPass::kBackward, rows, head, grads, stream),
-        "anchor_candidates launch");
+    CONTRASTIVE_TRY_CUDA(launch(AnchorPass::kBackward), "anchor_candidates launch");
   }
   return Status::kSuccess;
 }

@@ -7,11 +7,15 @@
 //            each candidate row once more (from L1/L2 right after phase 1) and writing its gradient
 // Cosine derivatives with x_hat = x / max(|x|, eps): dsim/dx = (a_hat - x_hat sim) / |x|, or
 // a_hat / eps where |x| <= eps (x_hat = x / eps is linear there); the same for the anchor.
+// Inputs and gradients are T (fp32, fp16 or bf16), everything in between fp32 (double for the
+// similarity sums). Rows are read and written in 16-byte vectors when every row set allows it.
 // All sums run in a fixed order: results are bitwise repeatable.
 #include <cstdint>
 
 #include "kernels/anchor_candidates.hpp"
+#include "kernels/numeric.hpp"
 #include "kernels/online_softmax.hpp"
+#include "kernels/vector_access.cuh"
 #include "kernels/warp_reduce.cuh"
 
 namespace contrastive::kernels {
@@ -21,21 +25,44 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / kWarpSize;
 constexpr int kSharedArrays = 4;  // sim, inverse norm, projection, weight: one float per candidate
 
-__device__ const float* candidate_row(const AnchorCandidates& in, std::int64_t b, std::int64_t t) {
+template <typename T>
+__device__ const T* candidate_row(const AnchorCandidates& in, std::int64_t b, std::int64_t t) {
   if (in.first != nullptr) {
-    if (t == 0) return in.first + b * in.first_ld;
-    return in.rest + (b * (in.count - 1) + t - 1) * in.rest_ld;
+    if (t == 0) return static_cast<const T*>(in.first) + b * in.first_ld;
+    return static_cast<const T*>(in.rest) + (b * (in.count - 1) + t - 1) * in.rest_ld;
   }
-  return in.rest + (b * in.count + t) * in.rest_ld;
+  return static_cast<const T*>(in.rest) + (b * in.count + t) * in.rest_ld;
 }
 
-__device__ float* candidate_grad_row(const AnchorCandidateGrads& grads, const AnchorCandidates& in,
-                                     std::int64_t b, std::int64_t t) {
+template <typename T>
+__device__ T* candidate_grad_row(const AnchorCandidateGrads& grads, const AnchorCandidates& in,
+                                 std::int64_t b, std::int64_t t) {
+  auto* first = static_cast<T*>(grads.first);
+  auto* rest = static_cast<T*>(grads.rest);
   if (in.first != nullptr) {
-    if (t == 0) return grads.first == nullptr ? nullptr : grads.first + b * in.dim;
-    return grads.rest == nullptr ? nullptr : grads.rest + (b * (in.count - 1) + t - 1) * in.dim;
+    if (t == 0) return first == nullptr ? nullptr : first + b * in.dim;
+    return rest == nullptr ? nullptr : rest + (b * (in.count - 1) + t - 1) * in.dim;
   }
-  return grads.rest == nullptr ? nullptr : grads.rest + (b * in.count + t) * in.dim;
+  return rest == nullptr ? nullptr : rest + (b * in.count + t) * in.dim;
+}
+
+// kStep consecutive elements at `row + d` as fp32: one 16-byte load on the vector path.
+template <typename T, int kStep>
+__device__ void load_elements(const T* row, std::int64_t d, float (&out)[kStep]) {
+  if constexpr (kStep == 1) {
+    out[0] = to_float(row[d]);
+  } else {
+    load_vector(row + d, out);
+  }
+}
+
+template <typename T, int kStep>
+__device__ void store_elements(T* row, std::int64_t d, const float (&in)[kStep]) {
+  if constexpr (kStep == 1) {
+    row[d] = from_float<T>(in[0]);
+  } else {
+    store_vector(row + d, in);
+  }
 }
 
 // Per-candidate values of one anchor, in dynamic shared memory.
@@ -114,7 +141,7 @@ __device__ float run_head(const HingeHead& head, std::int64_t b, std::int64_t co
 
 // ---- The kernel ----------------------------------------------------------------------------------
 
-template <AnchorPass kPass, typename Head>
+template <AnchorPass kPass, typename Head, typename T, int kStep>
 __global__ __launch_bounds__(kThreads) void anchor_candidates_kernel(AnchorCandidates in, Head head,
                                                                      AnchorCandidateGrads grads) {
   extern __shared__ float shared[];
@@ -122,15 +149,17 @@ __global__ __launch_bounds__(kThreads) void anchor_candidates_kernel(AnchorCandi
   const std::int64_t count = in.count;
   const CandidateValues v{shared, shared + count, shared + 2 * count, shared + 3 * count};
   const std::int64_t b = blockIdx.x;
-  const float* anchor = in.anchors + b * in.anchor_ld;
+  const T* anchor = static_cast<const T*>(in.anchors) + b * in.anchor_ld;
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
 
   if (warp == 0) {  // the anchor's norm
     double squares = 0.0;
     if (in.cosine) {
-      for (std::int64_t d = lane; d < in.dim; d += kWarpSize) {
-        const double value = anchor[d];
-        squares += value * value;
+      for (std::int64_t d = lane * kStep; d < in.dim; d += kWarpSize * kStep) {
+        float values[kStep];
+        load_elements<T, kStep>(anchor, d, values);
+#pragma unroll
+        for (int i = 0; i < kStep; ++i) squares += static_cast<double>(values[i]) * values[i];
       }
       squares = warp_all_sum(squares);
     }
@@ -144,12 +173,17 @@ __global__ __launch_bounds__(kThreads) void anchor_candidates_kernel(AnchorCandi
   const float a_inv = anchor_inv_norm;
 
   for (std::int64_t t = warp; t < count; t += kWarps) {  // phase 1
-    const float* row = candidate_row(in, b, t);
+    const T* row = candidate_row<T>(in, b, t);
     double anchor_dot = 0.0, squares = 0.0;
-    for (std::int64_t d = lane; d < in.dim; d += kWarpSize) {
-      const double value = row[d];
-      anchor_dot += static_cast<double>(anchor[d]) * value;
-      squares += value * value;
+    for (std::int64_t d = lane * kStep; d < in.dim; d += kWarpSize * kStep) {
+      float values[kStep], anchors[kStep];
+      load_elements<T, kStep>(row, d, values);
+      load_elements<T, kStep>(anchor, d, anchors);
+#pragma unroll
+      for (int i = 0; i < kStep; ++i) {
+        anchor_dot += static_cast<double>(anchors[i]) * values[i];
+        squares += static_cast<double>(values[i]) * values[i];
+      }
     }
     anchor_dot = warp_all_sum(anchor_dot);
     squares = warp_all_sum(squares);
@@ -177,47 +211,79 @@ __global__ __launch_bounds__(kThreads) void anchor_candidates_kernel(AnchorCandi
   __syncthreads();
 
   const float anchor_term = anchor_projection * weighted_sim_sum;
-  for (std::int64_t d = threadIdx.x; d < in.dim; d += kThreads) {  // phase 2
-    const float a = anchor[d];
-    const float a_hat = a * a_inv;
-    float accumulated = 0.0f;  // sum_t w_t c_hat_t[d]
+  T* grad_anchor =
+      grads.anchors == nullptr ? nullptr : static_cast<T*>(grads.anchors) + b * in.dim;
+  for (std::int64_t d = threadIdx.x * kStep; d < in.dim; d += kThreads * kStep) {  // phase 2
+    float a[kStep], accumulated[kStep] = {};  // sum_t w_t c_hat_t[d]
+    load_elements<T, kStep>(anchor, d, a);
     for (std::int64_t t = 0; t < count; ++t) {
-      const float c = candidate_row(in, b, t)[d];
+      float c[kStep], grad[kStep];
+      load_elements<T, kStep>(candidate_row<T>(in, b, t), d, c);
       const float w = v.weight[t];
-      float* grad = candidate_grad_row(grads, in, b, t);
-      if (in.cosine) {
-        const float c_hat = c * v.inv_norm[t];
-        if (grad != nullptr) grad[d] = w * (a_hat - c_hat * v.projection[t]) * v.inv_norm[t];
-        accumulated += w * c_hat;
-      } else {
-        if (grad != nullptr) grad[d] = w * a;
-        accumulated += w * c;
+#pragma unroll
+      for (int i = 0; i < kStep; ++i) {
+        if (in.cosine) {
+          const float c_hat = c[i] * v.inv_norm[t];
+          grad[i] = w * (a[i] * a_inv - c_hat * v.projection[t]) * v.inv_norm[t];
+          accumulated[i] += w * c_hat;
+        } else {
+          grad[i] = w * a[i];
+          accumulated[i] += w * c[i];
+        }
       }
+      T* grad_row = candidate_grad_row<T>(grads, in, b, t);
+      if (grad_row != nullptr) store_elements<T, kStep>(grad_row, d, grad);
     }
-    if (grads.anchors != nullptr) {
-      grads.anchors[b * in.dim + d] =
-          in.cosine ? (accumulated - a_hat * anchor_term) * a_inv : accumulated;
+    if (grad_anchor != nullptr) {
+#pragma unroll
+      for (int i = 0; i < kStep; ++i) {
+        const float a_hat = a[i] * a_inv;
+        accumulated[i] = in.cosine ? (accumulated[i] - a_hat * anchor_term) * a_inv : accumulated[i];
+      }
+      store_elements<T, kStep>(grad_anchor, d, accumulated);
     }
   }
 }
 
-template <typename Head>
+// Every row set (anchors, candidates, dense gradients) must allow 16-byte access for the vector
+// path; one that does not sends the whole launch down the scalar path.
+template <typename T>
+bool vector_path(const AnchorCandidates& rows, const AnchorCandidateGrads& grads) {
+  const std::size_t element = sizeof(T);
+  const std::int64_t d = rows.dim;
+  auto ok = [&](const void* base, std::int64_t ld) {
+    return base == nullptr || vectorizable(base, ld, d, element);
+  };
+  return ok(rows.anchors, rows.anchor_ld) && ok(rows.first, rows.first_ld) &&
+         ok(rows.rest, rows.rest_ld) && ok(grads.anchors, d) && ok(grads.first, d) &&
+         ok(grads.rest, d);
+}
+
+template <AnchorPass kPass, typename T, typename Head>
+void launch_typed(const AnchorCandidates& rows, const Head& head, const AnchorCandidateGrads& grads,
+                  std::size_t shared, cudaStream_t stream) {
+  const auto blocks = static_cast<unsigned>(rows.batch);
+  if (vector_path<T>(rows, grads)) {
+    anchor_candidates_kernel<kPass, Head, T, kVectorElements<T>>
+        <<<blocks, kThreads, shared, stream>>>(rows, head, grads);
+  } else {
+    anchor_candidates_kernel<kPass, Head, T, 1><<<blocks, kThreads, shared, stream>>>(rows, head, grads);
+  }
+}
+
+template <typename T, typename Head>
 cudaError_t launch(AnchorPass pass, const AnchorCandidates& rows, const Head& head,
                    const AnchorCandidateGrads& grads, cudaStream_t stream) {
-  const auto blocks = static_cast<unsigned>(rows.batch);
   const std::size_t shared = kSharedArrays * static_cast<std::size_t>(rows.count) * sizeof(float);
   switch (pass) {
     case AnchorPass::kForward:
-      anchor_candidates_kernel<AnchorPass::kForward>
-          <<<blocks, kThreads, shared, stream>>>(rows, head, grads);
+      launch_typed<AnchorPass::kForward, T>(rows, head, grads, shared, stream);
       break;
     case AnchorPass::kBackward:
-      anchor_candidates_kernel<AnchorPass::kBackward>
-          <<<blocks, kThreads, shared, stream>>>(rows, head, grads);
+      launch_typed<AnchorPass::kBackward, T>(rows, head, grads, shared, stream);
       break;
     case AnchorPass::kForwardBackward:
-      anchor_candidates_kernel<AnchorPass::kForwardBackward>
-          <<<blocks, kThreads, shared, stream>>>(rows, head, grads);
+      launch_typed<AnchorPass::kForwardBackward, T>(rows, head, grads, shared, stream);
       break;
   }
   return cudaGetLastError();
@@ -225,16 +291,30 @@ cudaError_t launch(AnchorPass pass, const AnchorCandidates& rows, const Head& he
 
 }  // namespace
 
+template <typename T>
 cudaError_t launch_anchor_candidates(AnchorPass pass, const AnchorCandidates& rows,
                                      const SoftmaxHead& head, const AnchorCandidateGrads& grads,
                                      cudaStream_t stream) {
-  return launch(pass, rows, head, grads, stream);
+  return launch<T>(pass, rows, head, grads, stream);
 }
 
+template <typename T>
 cudaError_t launch_anchor_candidates(AnchorPass pass, const AnchorCandidates& rows,
                                      const HingeHead& head, const AnchorCandidateGrads& grads,
                                      cudaStream_t stream) {
-  return launch(pass, rows, head, grads, stream);
+  return launch<T>(pass, rows, head, grads, stream);
 }
+
+#define CONTRASTIVE_INSTANTIATE(T)                                                             \
+  template cudaError_t launch_anchor_candidates<T>(AnchorPass, const AnchorCandidates&,       \
+                                                   const SoftmaxHead&,                         \
+                                                   const AnchorCandidateGrads&, cudaStream_t); \
+  template cudaError_t launch_anchor_candidates<T>(AnchorPass, const AnchorCandidates&,       \
+                                                   const HingeHead&, const AnchorCandidateGrads&, \
+                                                   cudaStream_t);
+CONTRASTIVE_INSTANTIATE(float)
+CONTRASTIVE_INSTANTIATE(__half)
+CONTRASTIVE_INSTANTIATE(__nv_bfloat16)
+#undef CONTRASTIVE_INSTANTIATE
 
 }  // namespace contrastive::kernels

@@ -16,11 +16,11 @@ namespace contrastive::kernels {
 /// (the positive) and candidate t >= 1 is rest + (b * (count - 1) + t - 1) * rest_ld; without it
 /// (Repel), candidate t is rest + (b * count + t) * rest_ld.
 struct AnchorCandidates {
-  const float* anchors;
+  const void* anchors;  ///< elements of T, as every row and gradient here
   std::int64_t anchor_ld;
-  const float* first;
+  const void* first;
   std::int64_t first_ld;
-  const float* rest;
+  const void* rest;
   std::int64_t rest_ld;
   std::int64_t batch;
   std::int64_t count;  ///< candidates per anchor, <= kMaxAnchorCandidates
@@ -34,9 +34,9 @@ constexpr std::int64_t kMaxAnchorCandidates = 2048;
 
 /// Dense gradients (row stride D), each optional, laid out as the rows they belong to.
 struct AnchorCandidateGrads {
-  float* anchors;
-  float* first;
-  float* rest;
+  void* anchors;
+  void* first;
+  void* rest;
 };
 
 enum class AnchorPass { kForward, kBackward, kForwardBackward };
@@ -60,9 +60,12 @@ struct HingeHead {
   const float* active_total;  ///< device scalar: divide the weights by it (mean over active), or null
 };
 
+/// For T in float, __half and __nv_bfloat16 (the element type of every row and gradient).
+template <typename T>
 cudaError_t launch_anchor_candidates(AnchorPass pass, const AnchorCandidates& rows,
                                      const SoftmaxHead& head, const AnchorCandidateGrads& grads,
                                      cudaStream_t stream);
+template <typename T>
 cudaError_t launch_anchor_candidates(AnchorPass pass, const AnchorCandidates& rows,
                                      const HingeHead& head, const AnchorCandidateGrads& grads,
                                      cudaStream_t stream);

@@ -9,6 +9,7 @@
 
 #include <cub/block/block_reduce.cuh>
 
+#include "kernels/numeric.hpp"
 #include "kernels/softmax_xent.hpp"
 
 namespace contrastive::kernels {
@@ -19,34 +20,37 @@ constexpr int kColumnWidth = 32;     // columns per block: a warp reads 128 cont
 constexpr int kColumnRowGroups = 8;  // rows read in parallel for each column
 constexpr int kSingleBlockThreads = 1024;
 
+template <typename L>
 __global__ __launch_bounds__(kRowThreads) void row_lse_tile_kernel(
     LogitsTile tile, std::int64_t positive_offset, LseState* __restrict__ row_state,
     float* __restrict__ positive_logit, bool first_tile) {
   using BlockReduce = cub::BlockReduce<LseState, kRowThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
   const std::int64_t local_row = blockIdx.x;
-  const float* logits = tile.data + local_row * tile.ld;
+  const L* logits = static_cast<const L*>(tile.data) + local_row * tile.ld;
   LseState state = lse_empty();
   for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
-    state = lse_push(state, logits[j]);
+    state = lse_push(state, to_float(logits[j]));
   }
   state = BlockReduce(temp).Reduce(state, LseMerge{});
   if (threadIdx.x == 0) {
     const std::int64_t row = tile.row0 + local_row;
     row_state[row] = first_tile ? state : lse_merge(row_state[row], state);
     const std::int64_t positive = row + positive_offset - tile.col0;
-    if (positive >= 0 && positive < tile.cols) positive_logit[row] = logits[positive];
+    if (positive >= 0 && positive < tile.cols) positive_logit[row] = to_float(logits[positive]);
   }
 }
 
+template <typename L>
 __global__ __launch_bounds__(kColumnWidth* kColumnRowGroups) void col_lse_tile_kernel(
     LogitsTile tile, LseState* __restrict__ col_state, bool first_tile) {
+  const L* logits = static_cast<const L*>(tile.data);
   __shared__ LseState partial[kColumnRowGroups][kColumnWidth];
   const std::int64_t local_col = static_cast<std::int64_t>(blockIdx.x) * kColumnWidth + threadIdx.x;
   LseState state = lse_empty();
   if (local_col < tile.cols) {
     for (std::int64_t r = threadIdx.y; r < tile.rows; r += kColumnRowGroups) {
-      state = lse_push(state, tile.data[r * tile.ld + local_col]);
+      state = lse_push(state, to_float(logits[r * tile.ld + local_col]));
     }
   }
   partial[threadIdx.y][threadIdx.x] = state;
@@ -88,30 +92,33 @@ __global__ __launch_bounds__(kSingleBlockThreads) void finalize_loss_kernel(
   }
 }
 
+template <typename L, typename GT>
 __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
-    LogitsTile tile, std::int64_t positive_offset, std::int64_t batch,
-    const float* __restrict__ row_lse, const float* __restrict__ col_lse, UpstreamGradient upstream,
-    float* __restrict__ row_logit_grad, bool first_tile) {
+    LogitsTile tile, GT* grad, std::int64_t positive_offset, std::int64_t batch,
+    const float* __restrict__ row_lse, const float* __restrict__ col_lse,
+    UpstreamGradient upstream, float* __restrict__ row_logit_grad, bool first_tile) {
   using BlockReduce = cub::BlockReduce<float, kRowThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
   const std::int64_t local_row = blockIdx.x;
   const std::int64_t row = tile.row0 + local_row;
-  float* values = tile.data + local_row * tile.ld;
+  // grad may be the tile itself (GT == L): each element is read, then written, by one thread.
+  const L* logits = static_cast<const L*>(tile.data) + local_row * tile.ld;
+  GT* grads = grad + local_row * tile.ld;
   const float row_weight = upstream.weight(row);
   const float lse = row_lse[row];
   const std::int64_t positive = row + positive_offset;
   float grad_dot_logit = 0.0f;
   for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
     const std::int64_t col = tile.col0 + j;
-    const float logit = values[j];
-    float grad = row_weight * (expf(logit - lse) - (col == positive ? 1.0f : 0.0f));
+    const float logit = to_float(logits[j]);
+    float g = row_weight * (expf(logit - lse) - (col == positive ? 1.0f : 0.0f));
     const std::int64_t positive_column = col - positive_offset;  // in [0, B) for positives
     if (col_lse != nullptr && positive_column >= 0 && positive_column < batch) {
-      grad += upstream.weight(positive_column) *
-              (expf(logit - col_lse[positive_column]) - (col == positive ? 1.0f : 0.0f));
+      g += upstream.weight(positive_column) *
+           (expf(logit - col_lse[positive_column]) - (col == positive ? 1.0f : 0.0f));
     }
-    values[j] = grad;
-    grad_dot_logit += grad * logit;
+    grads[j] = from_float<GT>(g);
+    grad_dot_logit += g * logit;
   }
   grad_dot_logit = BlockReduce(temp).Sum(grad_dot_logit);
   if (threadIdx.x == 0) {
@@ -121,19 +128,21 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
 
 }  // namespace
 
+template <typename L>
 cudaError_t launch_row_lse_tile(const LogitsTile& tile, std::int64_t positive_offset,
                                 LseState* row_state, float* positive_logit, bool first_tile,
                                 cudaStream_t stream) {
-  row_lse_tile_kernel<<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
+  row_lse_tile_kernel<L><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
       tile, positive_offset, row_state, positive_logit, first_tile);
   return cudaGetLastError();
 }
 
+template <typename L>
 cudaError_t launch_col_lse_tile(const LogitsTile& tile, LseState* col_state, bool first_tile,
                                 cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>((tile.cols + kColumnWidth - 1) / kColumnWidth);
-  col_lse_tile_kernel<<<blocks, dim3(kColumnWidth, kColumnRowGroups), 0, stream>>>(tile, col_state,
-                                                                                   first_tile);
+  col_lse_tile_kernel<L><<<blocks, dim3(kColumnWidth, kColumnRowGroups), 0, stream>>>(
+      tile, col_state, first_tile);
   return cudaGetLastError();
 }
 
@@ -146,14 +155,34 @@ cudaError_t launch_finalize_loss(const LseState* row_state, const LseState* col_
   return cudaGetLastError();
 }
 
-cudaError_t launch_logits_backward_tile(const LogitsTile& tile, std::int64_t positive_offset,
-                                        std::int64_t batch, const float* row_lse,
-                                        const float* col_lse, UpstreamGradient upstream,
-                                        float* row_logit_grad, bool first_tile,
-                                        cudaStream_t stream) {
-  logits_backward_tile_kernel<<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
-      tile, positive_offset, batch, row_lse, col_lse, upstream, row_logit_grad, first_tile);
+template <typename L, typename GT>
+cudaError_t launch_logits_backward_tile(const LogitsTile& tile, GT* grad,
+                                        std::int64_t positive_offset, std::int64_t batch,
+                                        const float* row_lse, const float* col_lse,
+                                        UpstreamGradient upstream, float* row_logit_grad,
+                                        bool first_tile, cudaStream_t stream) {
+  logits_backward_tile_kernel<L, GT><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
+      tile, grad, positive_offset, batch, row_lse, col_lse, upstream, row_logit_grad, first_tile);
   return cudaGetLastError();
 }
+
+#define CONTRASTIVE_INSTANTIATE_TILE(L)                                                       \
+  template cudaError_t launch_row_lse_tile<L>(const LogitsTile&, std::int64_t, LseState*,     \
+                                              float*, bool, cudaStream_t);                     \
+  template cudaError_t launch_col_lse_tile<L>(const LogitsTile&, LseState*, bool, cudaStream_t);
+#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                                 \
+  template cudaError_t launch_logits_backward_tile<L, GT>(                                      \
+      const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*,          \
+      UpstreamGradient, float*, bool, cudaStream_t);
+CONTRASTIVE_INSTANTIATE_TILE(float)
+CONTRASTIVE_INSTANTIATE_TILE(__nv_bfloat16)
+CONTRASTIVE_INSTANTIATE_BACKWARD(float, float)
+CONTRASTIVE_INSTANTIATE_BACKWARD(float, __half)
+CONTRASTIVE_INSTANTIATE_BACKWARD(float, __nv_bfloat16)
+CONTRASTIVE_INSTANTIATE_BACKWARD(__nv_bfloat16, float)
+CONTRASTIVE_INSTANTIATE_BACKWARD(__nv_bfloat16, __half)
+CONTRASTIVE_INSTANTIATE_BACKWARD(__nv_bfloat16, __nv_bfloat16)
+#undef CONTRASTIVE_INSTANTIATE_TILE
+#undef CONTRASTIVE_INSTANTIATE_BACKWARD
 
 }  // namespace contrastive::kernels

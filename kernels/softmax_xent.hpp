@@ -1,6 +1,8 @@
 // Launchers of the fused softmax cross-entropy kernels (kernels/softmax_xent.cu): per tile of
-// logits, the running row / column log-sum-exp and the positive logits (forward), and the
-// in-place turn of logits into dLoss/dlogits (backward).
+// logits, the running row / column log-sum-exp and the positive logits (forward), and the turn of
+// logits into dLoss/dlogits (backward). The tile holds L = float or __nv_bfloat16 logits; the
+// gradient G is written as GT = float, __half or __nv_bfloat16 (the type of the GEMM operands
+// that read it), in place when GT == L. Instantiated for these types in the .cu file.
 #pragma once
 
 #include <cstdint>
@@ -14,9 +16,9 @@
 namespace contrastive::kernels {
 
 /// A tile of the (B, M) logits: rows [row0, row0 + rows) x columns [col0, col0 + cols), stored
-/// densely with leading dimension ld (>= cols).
+/// densely with leading dimension ld (>= cols), elements of the tile's type.
 struct LogitsTile {
-  float* data;
+  void* data;
   std::int64_t ld;
   std::int64_t row0;
   std::int64_t rows;
@@ -26,12 +28,14 @@ struct LogitsTile {
 
 /// Merge the tile's rows into row_state (B) (first_tile: overwrite) and copy the logit of
 /// column row + positive_offset into positive_logit (B) when that column lies in the tile.
+template <typename L>
 cudaError_t launch_row_lse_tile(const LogitsTile& tile, std::int64_t positive_offset,
                                 LseState* row_state, float* positive_logit, bool first_tile,
                                 cudaStream_t stream);
 
 /// Merge each column of the tile into col_state[local column] (first_tile: overwrite). Symmetric
 /// mode passes the part of a tile inside the positive columns, with col_state offset to match.
+template <typename L>
 cudaError_t launch_col_lse_tile(const LogitsTile& tile, LseState* col_state, bool first_tile,
                                 cudaStream_t stream);
 
@@ -42,10 +46,12 @@ cudaError_t launch_finalize_loss(const LseState* row_state, const LseState* col_
                                  Reduction reduction, float* row_lse, float* col_lse, float* loss,
                                  cudaStream_t stream);
 
-/// In place: logits -> G = w_i (softmax_row - onehot), plus, when col_lse (B) is set and column j
-/// is positive column c = j - offset < B, w_c (softmax_col - onehot); row_logit_grad (B) += sum
-/// over the tile's columns of G * logit (first_tile: overwrite).
-cudaError_t launch_logits_backward_tile(const LogitsTile& tile, std::int64_t positive_offset,
+/// logits -> grad (same shape and ld, GT; may be tile.data when GT == L): G = w_i (softmax_row -
+/// onehot), plus, when col_lse (B) is set and column j is positive column c = j - offset < B,
+/// w_c (softmax_col - onehot); row_logit_grad (B) += sum over the tile's columns of G * logit
+/// (first_tile: overwrite), with G in fp32.
+template <typename L, typename GT>
+cudaError_t launch_logits_backward_tile(const LogitsTile& tile, GT* grad, std::int64_t positive_offset,
                                         std::int64_t batch, const float* row_lse,
                                         const float* col_lse, UpstreamGradient upstream,
                                         float* row_logit_grad, bool first_tile,

@@ -107,8 +107,10 @@ const CBadParams kCBadParams[] = {
      CONTRASTIVE_INVALID_ARGUMENT, "infonce: temperature must be finite and > 0, got -inf"},
     {"NaNEps", [](contrastive_infonce_params_t& p) { p.eps = NAN; }, CONTRASTIVE_INVALID_ARGUMENT,
      "infonce: eps must be finite and > 0, got nan"},
-    {"Bf16", [](contrastive_infonce_params_t& p) { p.dtype = CONTRASTIVE_DTYPE_BF16; },
-     CONTRASTIVE_NOT_SUPPORTED, "infonce: dtype bf16 is not supported yet (f32 only)"},
+    {"UnknownLogitsDtype", [](contrastive_infonce_params_t& p) { p.logits_dtype = 7; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: unknown logits_dtype value 7"},
+    {"F16Logits", [](contrastive_infonce_params_t& p) { p.logits_dtype = CONTRASTIVE_DTYPE_F16; },
+     CONTRASTIVE_NOT_SUPPORTED, "infonce: logits_dtype must be f32 or bf16, got f16"},
 };
 
 INSTANTIATE_TEST_SUITE_P(BadParams, CApiCheck, ::testing::ValuesIn(kCBadParams),

@@ -238,8 +238,6 @@ const PerAnchorCase kPerAnchorBad[] = {
      CONTRASTIVE_INVALID_ARGUMENT, "mnr (per-anchor): eps must be finite and > 0, got nan"},
     {"TooManyNegatives", [](CP& p) { p.negatives = 2048; }, CONTRASTIVE_NOT_SUPPORTED,
      "mnr (per-anchor): at most 2047 negatives per anchor are supported, got 2048"},
-    {"F16", [](CP& p) { p.dtype = CONTRASTIVE_DTYPE_F16; }, CONTRASTIVE_NOT_SUPPORTED,
-     "mnr (per-anchor): dtype f16 is not supported yet (f32 only)"},
 };
 
 using CI = contrastive_mnr_in_batch_params_t;
@@ -267,8 +265,10 @@ const InBatchCase kInBatchBad[] = {
      "mnr (in-batch): scale must be finite and > 0, got inf"},
     {"ZeroEps", [](CI& p) { p.eps = 0.0f; }, CONTRASTIVE_INVALID_ARGUMENT,
      "mnr (in-batch): eps must be finite and > 0, got 0"},
-    {"Bf16", [](CI& p) { p.dtype = CONTRASTIVE_DTYPE_BF16; }, CONTRASTIVE_NOT_SUPPORTED,
-     "mnr (in-batch): dtype bf16 is not supported yet (f32 only)"},
+    {"UnknownLogitsDtype", [](CI& p) { p.logits_dtype = -1; }, CONTRASTIVE_INVALID_ARGUMENT,
+     "mnr (in-batch): unknown logits_dtype value -1"},
+    {"F16Logits", [](CI& p) { p.logits_dtype = CONTRASTIVE_DTYPE_F16; }, CONTRASTIVE_NOT_SUPPORTED,
+     "mnr (in-batch): logits_dtype must be f32 or bf16, got f16"},
 };
 
 using CR = contrastive_repel_params_t;
@@ -298,8 +298,6 @@ const RepelCase kRepelBad[] = {
      CONTRASTIVE_INVALID_ARGUMENT, "repel: mean_over_active needs Reduction::kMean"},
     {"TooManyNegatives", [](CR& p) { p.negatives = 4096; }, CONTRASTIVE_NOT_SUPPORTED,
      "repel: at most 2048 negatives per anchor are supported, got 4096"},
-    {"F16", [](CR& p) { p.dtype = CONTRASTIVE_DTYPE_F16; }, CONTRASTIVE_NOT_SUPPORTED,
-     "repel: dtype f16 is not supported yet (f32 only)"},
 };
 
 INSTANTIATE_TEST_SUITE_P(BadParams, CApiPerAnchorCheck, ::testing::ValuesIn(kPerAnchorBad),

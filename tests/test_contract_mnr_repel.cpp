@@ -393,10 +393,18 @@ std::vector<BadCallCase> bad_calls() {
           Status::kInvalidArgument,
           text(std::string(params_prefix(loss)) + ": batch (B) must be >= 1, got 0"));
       add(
-          "F16NotSupported",
-          [](Call& c) { c.per_anchor.dtype = c.in_batch.dtype = c.repel.dtype = DType::kF16; },
-          Status::kNotSupported,
-          text(std::string(params_prefix(loss)) + ": dtype f16 is not supported yet (f32 only)"));
+          "UnknownDtype",
+          [](Call& c) {
+            c.per_anchor.dtype = c.in_batch.dtype = c.repel.dtype = static_cast<DType>(9);
+          },
+          Status::kInvalidArgument,
+          text(std::string(params_prefix(loss)) + ": unknown dtype value 9"));
+      if (loss == Loss::kInBatch) {
+        add(
+            "F16LogitsNotSupported", [](Call& c) { c.in_batch.logits_dtype = DType::kF16; },
+            Status::kNotSupported,
+            text(std::string(params_prefix(loss)) + ": logits_dtype must be f32 or bf16, got f16"));
+      }
 
       for (const std::string& name : required(loss, operation)) {
         add(

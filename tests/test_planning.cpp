@@ -95,10 +95,10 @@ const BadParamsCase kBadParams[] = {
     {"StrideOverflows64Bits", [](Params& p) { p.q_row_stride = std::int64_t{1} << 62; },
      Status::kInvalidArgument,
      "infonce: the extent of Q or K in bytes overflows 64 bits (strides 4611686018427387904, 16)"},
-    {"F16NotYet", [](Params& p) { p.dtype = DType::kF16; }, Status::kNotSupported,
-     "infonce: dtype f16 is not supported yet (f32 only)"},
-    {"BF16NotYet", [](Params& p) { p.dtype = DType::kBF16; }, Status::kNotSupported,
-     "infonce: dtype bf16 is not supported yet (f32 only)"},
+    {"F16Logits", [](Params& p) { p.logits_dtype = DType::kF16; }, Status::kNotSupported,
+     "infonce: logits_dtype must be f32 or bf16, got f16"},
+    {"UnknownLogitsDtype", [](Params& p) { p.logits_dtype = static_cast<DType>(5); },
+     Status::kInvalidArgument, "infonce: unknown logits_dtype value 5"},
 };
 
 INSTANTIATE_TEST_SUITE_P(BadParams, InfoNCECheck, ::testing::ValuesIn(kBadParams),

@@ -162,12 +162,8 @@ const PerAnchorCase kPerAnchorBad[] = {
      "mnr (per-anchor): the extent of the inputs in bytes overflows 64 bits"},
     {"TooManyNegatives", [](P& p) { p.negatives = 2048; }, Status::kNotSupported,
      "mnr (per-anchor): at most 2047 negatives per anchor are supported, got 2048"},
-    {"F16NotYet", [](P& p) { p.dtype = DType::kF16; }, Status::kNotSupported,
-     "mnr (per-anchor): dtype f16 is not supported yet (f32 only)"},
-    {"BF16NotYet", [](P& p) { p.dtype = DType::kBF16; }, Status::kNotSupported,
-     "mnr (per-anchor): dtype bf16 is not supported yet (f32 only)"},
     // Invalid values are reported before unsupported ones.
-    {"InvalidBeforeUnsupported", [](P& p) { p.dtype = DType::kF16, p.scale = 0.0f; },
+    {"InvalidBeforeUnsupported", [](P& p) { p.negatives = 4096, p.scale = 0.0f; },
      Status::kInvalidArgument, "mnr (per-anchor): scale must be finite and > 0, got 0"},
 };
 
@@ -285,11 +281,9 @@ const InBatchCase kInBatchBad[] = {
     {"AnchorStrideOverflowsInBytes", [](I& p) { p.anchor_row_stride = std::int64_t{1} << 61; },
      Status::kInvalidArgument,
      "mnr (in-batch): the extent of the inputs in bytes overflows 64 bits"},
-    {"F16NotYet", [](I& p) { p.dtype = DType::kF16; }, Status::kNotSupported,
-     "mnr (in-batch): dtype f16 is not supported yet (f32 only)"},
-    {"BF16NotYet", [](I& p) { p.dtype = DType::kBF16; }, Status::kNotSupported,
-     "mnr (in-batch): dtype bf16 is not supported yet (f32 only)"},
-    {"InvalidBeforeUnsupported", [](I& p) { p.dtype = DType::kBF16, p.tile_cols = -1; },
+    {"F16Logits", [](I& p) { p.logits_dtype = DType::kF16; }, Status::kNotSupported,
+     "mnr (in-batch): logits_dtype must be f32 or bf16, got f16"},
+    {"InvalidBeforeUnsupported", [](I& p) { p.logits_dtype = DType::kF16, p.tile_cols = -1; },
      Status::kInvalidArgument,
      "mnr (in-batch): tile_rows and tile_cols must be >= 0 (0: whole), got 0 x -1"},
 };
@@ -455,10 +449,6 @@ const RepelCase kRepelBad[] = {
      Status::kInvalidArgument, "repel: the extent of the inputs in bytes overflows 64 bits"},
     {"TooManyNegatives", [](R& p) { p.negatives = 2049; }, Status::kNotSupported,
      "repel: at most 2048 negatives per anchor are supported, got 2049"},
-    {"F16NotYet", [](R& p) { p.dtype = DType::kF16; }, Status::kNotSupported,
-     "repel: dtype f16 is not supported yet (f32 only)"},
-    {"BF16NotYet", [](R& p) { p.dtype = DType::kBF16; }, Status::kNotSupported,
-     "repel: dtype bf16 is not supported yet (f32 only)"},
     {"InvalidBeforeUnsupported", [](R& p) { p.negatives = 4096, p.margin = NAN; },
      Status::kInvalidArgument, "repel: margin must be finite, got nan"},
 };

@@ -33,13 +33,16 @@ struct Params {
   std::int64_t positive_offset = 0;  ///< positive of row i is key i + offset; 0 <= offset <= M - B
   std::int64_t q_row_stride = 0;     ///< elements between rows of Q; 0 means D; else >= D
   std::int64_t k_row_stride = 0;     ///< elements between rows of K; 0 means D; else >= D
-  DType dtype = DType::kF32;         ///< element type of Q, K and of the gradients
+  DType dtype = DType::kF32;         ///< of Q, K and the gradients: f32, f16 or bf16
   Similarity similarity = Similarity::kCosine;
   Reduction reduction = Reduction::kMean;
   float temperature = 0.1f;  ///< > 0 and finite; logits are sim / temperature
   float eps = 1e-12f;        ///< cosine only: norms are clamped to at least eps; > 0
   bool symmetric = false;    ///< CLIP: average row and (positive-)column losses
-  bool allow_tf32 = false;   ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
+  bool allow_tf32 = false;           ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
+  /// Element type of the logits tile between the GEMM and the softmax kernels: kF32 (default) or
+  /// kBF16 (half the tile's memory traffic and size, at bf16's rounding of each logit).
+  DType logits_dtype = DType::kF32;
   /// Tile of the similarity matrix processed at a time (rows x columns). 0 means the whole
   /// dimension: one tile, the materialized path. Smaller tiles bound the workspace by the tile
   /// instead of B x M at the cost of recomputing logits in backward.

@@ -109,7 +109,8 @@ struct InBatchParams {
   float scale = 20.0f;         ///< logits = scale * sim; > 0 and finite (sentence-transformers: 20)
   float eps = 1e-12f;          ///< cosine only; > 0
   bool symmetric = false;      ///< add the column direction over the positive block
-  bool allow_tf32 = false;     ///< f32 only: TF32 tensor cores for the GEMMs
+  bool allow_tf32 = false;  ///< f32 only: TF32 tensor cores for the GEMMs
+  DType logits_dtype = DType::kF32;  ///< the logits tile: kF32 or kBF16, as infonce::Params
   std::int64_t tile_rows = 0;  ///< tiles of the logits, as infonce::Params (0: one tile)
   std::int64_t tile_cols = 0;
 };

@@ -24,7 +24,7 @@ def dtype_of(name) -> "_core.DType":
 
 def infonce_params(batch, num_keys, dim, *, temperature=0.1, similarity="cosine", symmetric=False,
                    reduction="mean", positive_offset=0, eps=1e-12, allow_tf32=False, tile_rows=0,
-                   tile_cols=0, dtype="f32") -> "_core.InfoNCEParams":
+                   tile_cols=0, dtype="f32", logits_dtype="f32") -> "_core.InfoNCEParams":
     p = _core.InfoNCEParams()
     p.batch, p.num_keys, p.dim = int(batch), int(num_keys), int(dim)
     p.temperature = float(temperature)
@@ -36,6 +36,7 @@ def infonce_params(batch, num_keys, dim, *, temperature=0.1, similarity="cosine"
     p.allow_tf32 = bool(allow_tf32)
     p.tile_rows, p.tile_cols = int(tile_rows), int(tile_cols)
     p.dtype = dtype_of(dtype)
+    p.logits_dtype = _choice(_DTYPES, "logits_dtype", logits_dtype)
     return p
 
 
@@ -53,7 +54,7 @@ def per_anchor_params(batch, negatives, dim, *, scale=1.0, similarity="dot", red
 
 def in_batch_params(batch, hard_negatives, dim, *, scale=20.0, similarity="cosine", symmetric=False,
                     reduction="mean", eps=1e-12, allow_tf32=False, tile_rows=0, tile_cols=0,
-                    dtype="f32") -> "_core.InBatchParams":
+                    dtype="f32", logits_dtype="f32") -> "_core.InBatchParams":
     p = _core.InBatchParams()
     p.batch, p.hard_negatives, p.dim = int(batch), int(hard_negatives), int(dim)
     p.scale = float(scale)
@@ -64,6 +65,7 @@ def in_batch_params(batch, hard_negatives, dim, *, scale=20.0, similarity="cosin
     p.allow_tf32 = bool(allow_tf32)
     p.tile_rows, p.tile_cols = int(tile_rows), int(tile_cols)
     p.dtype = dtype_of(dtype)
+    p.logits_dtype = _choice(_DTYPES, "logits_dtype", logits_dtype)
     return p
 
 

@@ -491,6 +491,7 @@ NB_MODULE(_core, m) {
       .def_rw("eps", &infonce::Params::eps)
       .def_rw("symmetric", &infonce::Params::symmetric)
       .def_rw("allow_tf32", &infonce::Params::allow_tf32)
+      .def_rw("logits_dtype", &infonce::Params::logits_dtype)
       .def_rw("tile_rows", &infonce::Params::tile_rows)
       .def_rw("tile_cols", &infonce::Params::tile_cols);
   nb::class_<mnr::PerAnchorParams>(m, "PerAnchorParams")
@@ -520,6 +521,7 @@ NB_MODULE(_core, m) {
       .def_rw("eps", &mnr::InBatchParams::eps)
       .def_rw("symmetric", &mnr::InBatchParams::symmetric)
       .def_rw("allow_tf32", &mnr::InBatchParams::allow_tf32)
+      .def_rw("logits_dtype", &mnr::InBatchParams::logits_dtype)
       .def_rw("tile_rows", &mnr::InBatchParams::tile_rows)
       .def_rw("tile_cols", &mnr::InBatchParams::tile_cols);
   nb::class_<repel::Params>(m, "RepelParams")

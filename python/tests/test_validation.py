@@ -68,9 +68,17 @@ def test_sizes_are_checked_by_the_library():
         _core.repel_check(_options.repel_params(4, 3, 8, margin=float("nan")))
 
 
-def test_unsupported_dtype_is_a_type_error():
-    with pytest.raises(TypeError, match=r"^infonce: dtype bf16 is not supported yet \(f32 only\)$"):
-        _core.infonce_check(_options.infonce_params(4, 4, 8, dtype="bf16"))
+def test_every_dtype_passes_the_check():
+    for dtype in ("f32", "f16", "bf16"):
+        _core.infonce_check(_options.infonce_params(4, 4, 8, dtype=dtype))
+        _core.repel_check(_options.repel_params(4, 2, 8, dtype=dtype))
+
+
+def test_unsupported_logits_dtype_is_a_type_error():
+    with pytest.raises(TypeError, match=r"^infonce: logits_dtype must be f32 or bf16, got f16$"):
+        _core.infonce_check(_options.infonce_params(4, 4, 8, logits_dtype="f16"))
+    with pytest.raises(TypeError, match=r"^mnr \(in-batch\): logits_dtype must be f32 or bf16"):
+        _core.mnr_in_batch_check(_options.in_batch_params(4, 1, 8, logits_dtype="f16"))
 
 
 def test_unknown_option_names():

@@ -1,0 +1,46 @@
+// 16-byte vector access to rows of fp32 / fp16 / bf16 elements, with the test that decides when a
+// row set may use it: the base address, the leading dimension and the row length must all be
+// multiples of 16 bytes. Kernels take the vector path when it holds and a scalar path otherwise.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/numeric.hpp"
+
+namespace contrastive::kernels {
+
+constexpr int kVectorBytes = 16;
+
+template <typename T>
+constexpr int kVectorElements = kVectorBytes / static_cast<int>(sizeof(T));
+
+CONTRASTIVE_HOST_DEVICE inline bool vectorizable(const void* base, std::int64_t ld,
+                                                 std::int64_t dim, std::size_t element_bytes) {
+  return reinterpret_cast<std::uintptr_t>(base) % kVectorBytes == 0 &&
+         (static_cast<std::uint64_t>(ld) * element_bytes) % kVectorBytes == 0 &&
+         (static_cast<std::uint64_t>(dim) * element_bytes) % kVectorBytes == 0;
+}
+
+/// Reads kVectorElements<T> consecutive elements at a 16-byte aligned address, as fp32.
+template <typename T>
+__device__ inline void load_vector(const T* address, float (&out)[kVectorElements<T>]) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(address);
+  T values[kVectorElements<T>];
+  std::memcpy(values, &raw, sizeof(raw));
+#pragma unroll
+  for (int i = 0; i < kVectorElements<T>; ++i) out[i] = to_float(values[i]);
+}
+
+/// Writes kVectorElements<T> fp32 values, rounded to T, at a 16-byte aligned address.
+template <typename T>
+__device__ inline void store_vector(T* address, const float (&in)[kVectorElements<T>]) {
+  T values[kVectorElements<T>];
+#pragma unroll
+  for (int i = 0; i < kVectorElements<T>; ++i) values[i] = from_float<T>(in[i]);
+  uint4 raw;
+  std::memcpy(&raw, values, sizeof(raw));
+  *reinterpret_cast<uint4*>(address) = raw;
+}
+
+}  // namespace contrastive::kernels
