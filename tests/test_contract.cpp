@@ -225,6 +225,13 @@ const BadCallCase kBadCalls[] = {
      Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "q", c.q, 4); }},
     {"MisalignedK", Operation::kForwardBackward, [](Call& c) { c.k = shifted(c.k); },
      Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "k", c.k, 4); }},
+    // 16-bit elements need 2-byte alignment (the kernels pick 16-byte vectors only where they fit).
+    {"MisalignedBf16Q", Operation::kForward,
+     [](Call& c) { c.params.dtype = DType::kBF16, c.q = shifted(c.q); },
+     Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "q", c.q, 2); }},
+    {"MisalignedF16GradK", Operation::kBackward,
+     [](Call& c) { c.params.dtype = DType::kF16, c.grad_k = shifted(c.grad_k); },
+     Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "grad_k", c.grad_k, 2); }},
     {"MisalignedLoss", Operation::kForward,
      [](Call& c) { c.loss = static_cast<float*>(shifted(c.loss)); }, Status::kMisalignedPointer,
      [](const Call& c) { return misaligned(c, "loss", c.loss, 4); }},

@@ -26,6 +26,7 @@ namespace {
 
 using testing::AnchorResults;
 using testing::DeviceArray;
+using testing::DeviceTensor;
 using testing::to_float;
 
 // forward, then backward from what it saved, then forward_backward with every output poisoned,
@@ -67,34 +68,34 @@ std::size_t query(Status (*size)(const mnr::PerAnchorParams&, std::size_t*),
 struct MnrDevice {
   mnr::PerAnchorParams params;
   std::size_t workspace_bytes;
-  DeviceArray<float> anchors, positives, negatives, grad_loss, loss, saved;
-  DeviceArray<float> grad_anchors, grad_positives, grad_negatives, grad_scale;
+  DeviceTensor anchors, positives, negatives;  // the params' dtype, as the gradients
+  DeviceArray<float> grad_loss, loss, saved;
+  DeviceTensor grad_anchors, grad_positives, grad_negatives;
+  DeviceArray<float> grad_scale;
   DeviceArray<unsigned char> workspace;
 
   MnrDevice(const mnr::PerAnchorParams& p, const testing::MnrInputs& in)
       : params(p),
         workspace_bytes(query(&mnr::workspace_size, p)),
-        anchors(in.anchors.size()),
-        positives(in.positives.size()),
-        negatives(in.negatives.size()),
+        anchors(p.dtype, in.anchors.size()),
+        positives(p.dtype, in.positives.size()),
+        negatives(p.dtype, in.negatives.size()),
         grad_loss(in.grad_loss.size()),
         loss(p.reduction == Reduction::kNone ? p.batch : 1),
         saved(query(&mnr::saved_size, p) / sizeof(float)),
-        grad_anchors(p.batch * p.dim),
-        grad_positives(p.batch * p.dim),
-        grad_negatives(p.batch * p.negatives * p.dim),
+        grad_anchors(p.dtype, p.batch * p.dim),
+        grad_positives(p.dtype, p.batch * p.dim),
+        grad_negatives(p.dtype, p.batch * p.negatives * p.dim),
         grad_scale(1),
         workspace(workspace_bytes) {
-    anchors.upload(to_float(in.anchors));
-    positives.upload(to_float(in.positives));
-    negatives.upload(to_float(in.negatives));
+    anchors.upload(in.anchors);
+    positives.upload(in.positives);
+    negatives.upload(in.negatives);
     grad_loss.upload(to_float(in.grad_loss));
   }
   void poison() {
-    for (DeviceArray<float>* array :
-         {&loss, &saved, &grad_anchors, &grad_positives, &grad_negatives, &grad_scale}) {
-      array->poison();
-    }
+    for (DeviceArray<float>* array : {&loss, &saved, &grad_scale}) array->poison();
+    for (DeviceTensor* tensor : {&grad_anchors, &grad_positives, &grad_negatives}) tensor->poison();
   }
   mnr::PerAnchorForwardBackwardArgs args() {
     return {anchors.data(),        positives.data(), negatives.data(),    loss.data(),
@@ -135,6 +136,9 @@ TEST_P(MnrPerAnchorGpu, MatchesTheFloat64Reference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, MnrPerAnchorGpu, ::testing::ValuesIn(testing::mnr_cases()),
+                         testing::mnr_test_name);
+INSTANTIATE_TEST_SUITE_P(Precision, MnrPerAnchorGpu,
+                         ::testing::ValuesIn(testing::mnr_precision_cases()),
                          testing::mnr_test_name);
 
 class MnrGpuScenario : public testing::GpuFixture<> {};
@@ -194,6 +198,7 @@ struct InBatchCase {
   bool symmetric;
   Reduction reduction;
   std::int64_t tile_rows, tile_cols;
+  testing::Precision precision;
 };
 
 std::string in_batch_name(const ::testing::TestParamInfo<InBatchCase>& info);
@@ -219,6 +224,9 @@ TEST_P(MnrInBatchGpu, MatchesTheFloat64Reference) {
   p.scale = 16.0f;
   p.tile_rows = c.tile_rows;
   p.tile_cols = c.tile_cols;
+  p.dtype = c.precision.dtype;
+  p.logits_dtype = c.precision.logits_dtype;
+  p.allow_tf32 = c.precision.tf32;
   infonce::Params equivalent;
   equivalent.batch = p.batch;
   equivalent.num_keys = (1 + p.hard_negatives) * p.batch;
@@ -226,6 +234,9 @@ TEST_P(MnrInBatchGpu, MatchesTheFloat64Reference) {
   equivalent.symmetric = p.symmetric;
   equivalent.reduction = p.reduction;
   equivalent.temperature = 1.0f / p.scale;
+  equivalent.dtype = p.dtype;
+  equivalent.logits_dtype = p.logits_dtype;
+  equivalent.allow_tf32 = p.allow_tf32;
   const testing::Inputs in = testing::make_inputs(equivalent, engine);
   const testing::Expected expected = testing::expected_for(equivalent, in);
   reference::MnrInBatchBackward mnr_expected;
@@ -236,13 +247,15 @@ TEST_P(MnrInBatchGpu, MatchesTheFloat64Reference) {
   std::size_t workspace_bytes = 0, saved_bytes = 0;
   ASSERT_EQ(mnr::workspace_size(p, &workspace_bytes), Status::kSuccess);
   ASSERT_EQ(mnr::saved_size(p, &saved_bytes), Status::kSuccess);
-  DeviceArray<float> anchors(in.q.size()), candidates(in.k.size()), grad_loss(in.grad_loss.size());
+  DeviceTensor anchors(p.dtype, in.q.size()), candidates(p.dtype, in.k.size());
+  DeviceArray<float> grad_loss(in.grad_loss.size());
   DeviceArray<float> loss(p.reduction == Reduction::kNone ? p.batch : 1);
-  DeviceArray<float> saved(saved_bytes / sizeof(float)), grad_anchors(p.batch * p.dim);
-  DeviceArray<float> grad_candidates(equivalent.num_keys * p.dim), grad_scale(1);
+  DeviceArray<float> saved(saved_bytes / sizeof(float)), grad_scale(1);
+  DeviceTensor grad_anchors(p.dtype, p.batch * p.dim);
+  DeviceTensor grad_candidates(p.dtype, equivalent.num_keys * p.dim);
   DeviceArray<unsigned char> workspace(workspace_bytes);
-  anchors.upload(to_float(in.q));
-  candidates.upload(to_float(in.k));
+  anchors.upload(in.q);
+  candidates.upload(in.k);
   grad_loss.upload(to_float(in.grad_loss));
   ASSERT_EQ(mnr::forward_backward(
                 handle_, p,
@@ -252,17 +265,26 @@ TEST_P(MnrInBatchGpu, MatchesTheFloat64Reference) {
             Status::kSuccess)
       << last_error_message();
   synchronize();
-  const testing::Fp32Results results{
+  const testing::Results results{
       loss.download(), saved.download(), grad_anchors.download(), grad_candidates.download(), {}};
   testing::expect_forward_matches(equivalent, results, expected, in);
   const auto d = static_cast<std::size_t>(p.dim);
-  EXPECT_TRUE(
-      testing::all_close(results.grad_q, expected.backward.grad_q, expected.tolerances.grad_q, d));
-  EXPECT_TRUE(
-      testing::all_close(results.grad_k, expected.backward.grad_k, expected.tolerances.grad_k, d));
+  const testing::Results& naive = expected.naive;
+  EXPECT_TRUE(testing::matches(expected, results.grad_q, naive.grad_q, expected.backward.grad_q,
+                               expected.tolerances.grad_q, d))
+      << "grad_anchors";
+  EXPECT_TRUE(testing::matches(expected, results.grad_k, naive.grad_k, expected.backward.grad_k,
+                               expected.tolerances.grad_k, d))
+      << "grad_candidates";
+  // d/ds = -t^2 d/dt with s = 1/t.
   const double t = 1.0 / p.scale;
-  EXPECT_TRUE(testing::all_close(grad_scale.download(), {mnr_expected.grad_scale},
-                                 expected.tolerances.grad_temperature * t * t))
+  const std::vector<float> naive_scale =
+      expected.sixteen_bit
+          ? std::vector<float>{static_cast<float>(-t * t * naive.grad_temperature[0])}
+          : std::vector<float>{};
+  EXPECT_TRUE(testing::matches(expected, grad_scale.download(), naive_scale,
+                               {mnr_expected.grad_scale},
+                               {expected.tolerances.grad_temperature * t * t}, 2))
       << "grad_scale";
 }
 
@@ -275,18 +297,36 @@ std::string in_batch_name(const ::testing::TestParamInfo<InBatchCase>& info) {
   if (c.tile_rows != 0) {
     name += "_tile" + std::to_string(c.tile_rows) + "x" + std::to_string(c.tile_cols);
   }
-  return name;
+  return name + testing::precision_suffix(c.precision);
 }
 
-INSTANTIATE_TEST_SUITE_P(Sweep, MnrInBatchGpu,
-                         ::testing::Values(InBatchCase{1, 0, 3, false, Reduction::kMean, 0, 0},
-                                           InBatchCase{3, 1, 64, true, Reduction::kSum, 0, 0},
-                                           InBatchCase{33, 3, 768, false, Reduction::kNone, 0, 0},
-                                           InBatchCase{33, 3, 64, true, Reduction::kMean, 10, 40},
-                                           InBatchCase{127, 1, 1000, true, Reduction::kNone, 0, 0},
-                                           InBatchCase{1000, 3, 64, true, Reduction::kMean, 0, 0},
-                                           InBatchCase{1000, 1, 3, false, Reduction::kSum, 300,
-                                                       700}),
+std::vector<InBatchCase> in_batch_cases() {
+  return {{1, 0, 3, false, Reduction::kMean, 0, 0, {}},
+          {3, 1, 64, true, Reduction::kSum, 0, 0, {}},
+          {33, 3, 768, false, Reduction::kNone, 0, 0, {}},
+          {33, 3, 64, true, Reduction::kMean, 10, 40, {}},
+          {127, 1, 1000, true, Reduction::kNone, 0, 0, {}},
+          {1000, 3, 64, true, Reduction::kMean, 0, 0, {}},
+          {1000, 1, 3, false, Reduction::kSum, 300, 700, {}}};
+}
+
+// Each case again in two of the other precisions, rotating.
+std::vector<InBatchCase> in_batch_precision_cases() {
+  const std::vector<testing::Precision> precisions = testing::other_precisions();
+  std::vector<InBatchCase> cases;
+  std::size_t rotation = 0;
+  for (InBatchCase c : in_batch_cases()) {
+    for (int twice = 0; twice < 2; ++twice) {
+      c.precision = precisions[rotation++ % precisions.size()];
+      cases.push_back(c);
+    }
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sweep, MnrInBatchGpu, ::testing::ValuesIn(in_batch_cases()),
+                         in_batch_name);
+INSTANTIATE_TEST_SUITE_P(Precision, MnrInBatchGpu, ::testing::ValuesIn(in_batch_precision_cases()),
                          in_batch_name);
 
 // ---- Repel
@@ -295,7 +335,9 @@ INSTANTIATE_TEST_SUITE_P(Sweep, MnrInBatchGpu,
 struct RepelDevice {
   repel::Params params;
   std::size_t workspace_bytes = 0;
-  DeviceArray<float> anchors, negatives, grad_loss, loss, saved, grad_anchors, grad_negatives;
+  DeviceTensor anchors, negatives;  // the params' dtype, as the gradients
+  DeviceArray<float> grad_loss, loss, saved;
+  DeviceTensor grad_anchors, grad_negatives;
   DeviceArray<unsigned char> workspace;
 
   static std::size_t workspace_count(const repel::Params& p) {
@@ -307,22 +349,21 @@ struct RepelDevice {
   RepelDevice(const repel::Params& p, const testing::RepelInputs& in)
       : params(p),
         workspace_bytes(workspace_count(p)),
-        anchors(in.anchors.size()),
-        negatives(in.negatives.size()),
+        anchors(p.dtype, in.anchors.size()),
+        negatives(p.dtype, in.negatives.size()),
         grad_loss(in.grad_loss.size()),
         loss(p.reduction == Reduction::kNone ? p.batch * p.negatives : 1),
         saved(1),
-        grad_anchors(p.batch * p.dim),
-        grad_negatives(p.batch * p.negatives * p.dim),
+        grad_anchors(p.dtype, p.batch * p.dim),
+        grad_negatives(p.dtype, p.batch * p.negatives * p.dim),
         workspace(workspace_bytes) {
-    anchors.upload(to_float(in.anchors));
-    negatives.upload(to_float(in.negatives));
+    anchors.upload(in.anchors);
+    negatives.upload(in.negatives);
     grad_loss.upload(to_float(in.grad_loss));
   }
   void poison() {
-    for (DeviceArray<float>* array : {&loss, &saved, &grad_anchors, &grad_negatives}) {
-      array->poison();
-    }
+    for (DeviceArray<float>* array : {&loss, &saved}) array->poison();
+    for (DeviceTensor* tensor : {&grad_anchors, &grad_negatives}) tensor->poison();
   }
   repel::ForwardBackwardArgs args() {
     return {anchors.data(),   negatives.data(),    loss.data(),          saved.data(),
@@ -367,6 +408,9 @@ TEST_P(RepelGpu, MatchesTheFloat64Reference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, RepelGpu, ::testing::ValuesIn(testing::repel_cases()),
+                         testing::repel_test_name);
+INSTANTIATE_TEST_SUITE_P(Precision, RepelGpu,
+                         ::testing::ValuesIn(testing::repel_precision_cases()),
                          testing::repel_test_name);
 
 class RepelGpuScenario : public testing::GpuFixture<> {};

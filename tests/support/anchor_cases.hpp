@@ -22,44 +22,15 @@
 #include "contrastive/mnr.hpp"
 #include "contrastive/reference.hpp"
 #include "contrastive/repel.hpp"
+#include "support/anchor_inputs.hpp"
+#include "support/naive_anchor.hpp"
+#include "support/precision.hpp"
 #include "support/random.hpp"
 #include "support/tolerance.hpp"
 
 namespace contrastive::testing {
 
 inline constexpr double kAnchorSafety = 8.0;
-
-inline std::int64_t dense_or(std::int64_t stride, std::int64_t dim) {
-  return stride == 0 ? dim : stride;
-}
-
-/// Rows (rows, stride) of N(0, 1) entries rounded to fp32, NaN in the padding (never read). With
-/// `unit_scale`, rows are scaled to norms between 0.5 and 2 (for dot similarity).
-inline std::vector<double> random_rows(std::int64_t rows, std::int64_t stride, std::int64_t dim,
-                                       bool unit_scale, std::mt19937_64& engine) {
-  std::vector<double> values(static_cast<std::size_t>(rows * stride), NAN);
-  std::uniform_real_distribution<double> row_scale(0.5, 2.0);
-  const std::vector<double> normal = random_normal(rows * dim, engine);
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const double scale = unit_scale ? row_scale(engine) / std::sqrt(static_cast<double>(dim)) : 1.0;
-    for (std::int64_t c = 0; c < dim; ++c) {
-      values[r * stride + c] = static_cast<float>(normal[r * dim + c] * scale);
-    }
-  }
-  return values;
-}
-
-inline double norm_of(const std::vector<double>& x, std::int64_t row, std::int64_t stride,
-                      std::int64_t dim) {
-  double squares = 0.0;
-  for (std::int64_t c = 0; c < dim; ++c) squares += x[row * stride + c] * x[row * stride + c];
-  return std::sqrt(squares);
-}
-
-/// What an fp32 implementation produced for a per-anchor loss.
-struct AnchorResults {
-  std::vector<float> loss, saved, grad_anchors, grad_first, grad_rest, grad_scale;
-};
 
 /// Per-row bounds: candidate rows as the inputs lay them out (first: positives; rest: negatives).
 struct AnchorTolerances {
@@ -85,26 +56,42 @@ inline std::vector<double> with_floor(const std::vector<double>& magnitudes, dou
   return tolerance;
 }
 
+/// Compares with the fp32 bounds, or for a 16-bit dtype (`naive` set: the naive same-precision
+/// results) with the 16-bit rule of tolerance.hpp.
 inline void expect_anchor_results(const AnchorResults& actual, const std::vector<double>& loss,
                                   const std::vector<double>& saved,
                                   const std::vector<double>& grad_anchors,
                                   const std::vector<double>& grad_first,
                                   const std::vector<double>& grad_rest, const double* grad_scale,
-                                  const AnchorTolerances& tol, std::int64_t dim, bool forward,
-                                  bool backward) {
+                                  const AnchorTolerances& tol, const AnchorResults* naive,
+                                  std::int64_t dim, bool forward, bool backward) {
   const auto d = static_cast<std::size_t>(dim);
+  auto close = [naive](const std::vector<float>& x, std::vector<float> AnchorResults::*field,
+                       const std::vector<double>& expected, const std::vector<double>& atol,
+                       std::size_t group) {
+    return naive != nullptr ? within_twice_naive(x, naive->*field, expected, atol, group)
+                            : all_close(x, expected, atol, group);
+  };
+  const std::size_t whole = 1u << 31;  // one bound for the whole vector
   if (forward) {
-    EXPECT_TRUE(all_close(actual.loss, loss, tol.loss, 1)) << "loss";
-    EXPECT_TRUE(all_close(actual.saved, saved, tol.saved)) << "saved";
+    EXPECT_TRUE(close(actual.loss, &AnchorResults::loss, loss, tol.loss, 1)) << "loss";
+    EXPECT_TRUE(close(actual.saved, &AnchorResults::saved, saved, {tol.saved}, whole)) << "saved";
   }
   if (!backward) return;
-  EXPECT_TRUE(all_close(actual.grad_anchors, grad_anchors, tol.grad_anchors, d)) << "grad_anchors";
+  EXPECT_TRUE(close(actual.grad_anchors, &AnchorResults::grad_anchors, grad_anchors,
+                    tol.grad_anchors, d))
+      << "grad_anchors";
   if (!grad_first.empty()) {
-    EXPECT_TRUE(all_close(actual.grad_first, grad_first, tol.grad_first, d)) << "grad_positives";
+    EXPECT_TRUE(
+        close(actual.grad_first, &AnchorResults::grad_first, grad_first, tol.grad_first, d))
+        << "grad_positives";
   }
-  EXPECT_TRUE(all_close(actual.grad_rest, grad_rest, tol.grad_rest, d)) << "grad_negatives";
+  EXPECT_TRUE(close(actual.grad_rest, &AnchorResults::grad_rest, grad_rest, tol.grad_rest, d))
+      << "grad_negatives";
   if (grad_scale != nullptr) {
-    EXPECT_TRUE(all_close(actual.grad_scale, {*grad_scale}, tol.grad_scale)) << "grad_scale";
+    EXPECT_TRUE(
+        close(actual.grad_scale, &AnchorResults::grad_scale, {*grad_scale}, {tol.grad_scale}, 2))
+        << "grad_scale";
   }
 }
 
@@ -117,6 +104,7 @@ struct MnrCase {
   Reduction reduction;
   float scale;
   std::int64_t padding;
+  DType dtype;
 
   mnr::PerAnchorParams params() const {
     mnr::PerAnchorParams p;
@@ -126,6 +114,7 @@ struct MnrCase {
     p.similarity = similarity;
     p.reduction = reduction;
     p.scale = scale;
+    p.dtype = dtype;
     if (padding != 0) {
       p.anchor_row_stride = dim + padding;
       p.positive_row_stride = dim + 2 * padding;
@@ -143,7 +132,7 @@ inline std::string case_name(const MnrCase& c) {
                      std::to_string(static_cast<int>(c.scale)) + "_" +
                      reductions[static_cast<int>(c.reduction)];
   if (c.padding != 0) name += "_pad" + std::to_string(c.padding);
-  return name;
+  return name + precision_suffix({c.dtype, DType::kF32, false});
 }
 inline std::string mnr_test_name(const ::testing::TestParamInfo<MnrCase>& info) {
   return case_name(info.param);
@@ -170,7 +159,8 @@ inline std::vector<MnrCase> mnr_cases() {
           continue;
         }
         cases.push_back({b, n, d, similarity, reductions[rotation % 3],
-                         rotation % 2 == 0 ? 1.0f : 20.0f, rotation % 4 == 3 ? 3 : 0});
+                         rotation % 2 == 0 ? 1.0f : 20.0f, rotation % 4 == 3 ? 3 : 0,
+                         DType::kF32});
         ++rotation;
       }
     }
@@ -178,25 +168,37 @@ inline std::vector<MnrCase> mnr_cases() {
   return cases;
 }
 
-struct MnrInputs {
-  std::vector<double> anchors, positives, negatives, grad_loss;
-};
-
-inline MnrInputs make_mnr_inputs(const mnr::PerAnchorParams& p, std::mt19937_64& engine) {
-  const bool dot = p.similarity == Similarity::kDot;
-  MnrInputs in;
-  in.anchors = random_rows(p.batch, dense_or(p.anchor_row_stride, p.dim), p.dim, dot, engine);
-  in.positives = random_rows(p.batch, dense_or(p.positive_row_stride, p.dim), p.dim, dot, engine);
-  in.negatives = random_rows(p.batch * p.negatives, dense_or(p.negative_row_stride, p.dim), p.dim,
-                             dot, engine);
-  in.grad_loss = random_normal_f32(p.reduction == Reduction::kNone ? p.batch : 1, engine);
-  return in;
+/// The same B x n grid in bf16 and f16 (one case each per B and n, similarity alternating), scales
+/// 1, 20 and 100 rotating: a large scale with 16-bit inputs must stay finite.
+inline std::vector<MnrCase> mnr_precision_cases() {
+  const std::int64_t batches[] = {1, 3, 33, 1000};
+  const std::int64_t negatives[] = {1, 2, 7, 64};
+  const std::int64_t dims[] = {1, 3, 64, 768, 1000};
+  const Reduction reductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};
+  const float scales[] = {1.0f, 20.0f, 100.0f};
+  std::vector<MnrCase> cases;
+  int rotation = 0;
+  for (std::int64_t b : batches) {
+    for (std::int64_t n : negatives) {
+      for (DType dtype : {DType::kBF16, DType::kF16}) {
+        const std::int64_t d = dims[(rotation + 2) % 5];
+        ++rotation;
+        if (b * (n + 2) * d > 30'000'000) continue;
+        cases.push_back({b, n, d, rotation % 2 == 0 ? Similarity::kDot : Similarity::kCosine,
+                         reductions[rotation % 3], scales[(rotation / 2) % 3],
+                         rotation % 5 == 4 ? 3 : 0, dtype});
+      }
+    }
+  }
+  return cases;
 }
 
 struct MnrExpected {
   reference::MnrPerAnchorForward forward;
   reference::MnrPerAnchorBackward backward;
   AnchorTolerances tolerances;
+  bool sixteen_bit = false;
+  AnchorResults naive;  // sixteen_bit only
 };
 
 inline MnrExpected expected_for(const mnr::PerAnchorParams& p, const MnrInputs& in) {
@@ -261,6 +263,8 @@ inline MnrExpected expected_for(const mnr::PerAnchorParams& p, const MnrInputs& 
   }
   t.grad_scale =
       kAnchorSafety * (row_error + std::sqrt(static_cast<double>(b * count)) * u) * scale_magnitude;
+  e.sixteen_bit = p.dtype != DType::kF32;
+  if (e.sixteen_bit) e.naive = naive_mnr(p, in);
   return e;
 }
 
@@ -268,7 +272,8 @@ inline void expect_matches(const mnr::PerAnchorParams& p, const AnchorResults& a
                            const MnrExpected& e, bool forward, bool backward) {
   expect_anchor_results(actual, e.forward.loss, e.forward.row_lse, e.backward.grad_anchors,
                         e.backward.grad_positives, e.backward.grad_negatives,
-                        &e.backward.grad_scale, e.tolerances, p.dim, forward, backward);
+                        &e.backward.grad_scale, e.tolerances, e.sixteen_bit ? &e.naive : nullptr,
+                        p.dim, forward, backward);
 }
 
 // ---- Repel
@@ -279,6 +284,7 @@ struct RepelCase {
   Reduction reduction;
   bool mean_over_active;
   std::int64_t padding;
+  DType dtype;
 
   repel::Params params() const {
     repel::Params p;
@@ -287,6 +293,7 @@ struct RepelCase {
     p.dim = dim;
     p.reduction = reduction;
     p.mean_over_active = mean_over_active;
+    p.dtype = dtype;
     if (padding != 0) {
       p.anchor_row_stride = dim + padding;
       p.negative_row_stride = dim + 2 * padding;
@@ -301,7 +308,7 @@ inline std::string case_name(const RepelCase& c) {
                      std::to_string(c.dim) + "_" + reductions[static_cast<int>(c.reduction)];
   if (c.mean_over_active) name += "_over_active";
   if (c.padding != 0) name += "_pad" + std::to_string(c.padding);
-  return name;
+  return name + precision_suffix({c.dtype, DType::kF32, false});
 }
 inline std::string repel_test_name(const ::testing::TestParamInfo<RepelCase>& info) {
   return case_name(info.param);
@@ -326,39 +333,35 @@ inline std::vector<RepelCase> repel_cases() {
         cases.push_back(
             {b, n, d,
              mode == 1 ? Reduction::kSum : (mode == 2 ? Reduction::kNone : Reduction::kMean),
-             mode == 3, rotation % 3 == 2 ? 2 : 0});
+             mode == 3, rotation % 3 == 2 ? 2 : 0, DType::kF32});
       }
     }
   }
   return cases;
 }
 
-struct RepelInputs {
-  std::vector<double> anchors, negatives, grad_loss;
-};
-
-/// Negatives mix their anchor's direction with noise, x = alpha sqrt(D) u_hat + noise, alpha in
-/// [-3, 3], so cosines spread over (-0.95, 0.95) instead of crowding at 0 in high dimensions.
-inline RepelInputs make_repel_inputs(const repel::Params& p, std::mt19937_64& engine) {
-  RepelInputs in;
-  const std::int64_t a_stride = dense_or(p.anchor_row_stride, p.dim);
-  const std::int64_t n_stride = dense_or(p.negative_row_stride, p.dim);
-  in.anchors = random_rows(p.batch, a_stride, p.dim, false, engine);
-  in.negatives = random_rows(p.batch * p.negatives, n_stride, p.dim, false, engine);
-  std::uniform_real_distribution<double> alpha(-3.0, 3.0);
-  for (std::int64_t b = 0; b < p.batch; ++b) {
-    const double anchor_norm = norm_of(in.anchors, b, a_stride, p.dim);
-    for (std::int64_t t = 0; t < p.negatives; ++t) {
-      const double weight = alpha(engine) * std::sqrt(static_cast<double>(p.dim)) / anchor_norm;
-      for (std::int64_t c = 0; c < p.dim; ++c) {
-        double& x = in.negatives[(b * p.negatives + t) * n_stride + c];
-        x = static_cast<float>(x + weight * in.anchors[b * a_stride + c]);
+/// The same B x N grid in bf16 and f16, one case each per B and N, the options rotating.
+inline std::vector<RepelCase> repel_precision_cases() {
+  const std::int64_t batches[] = {1, 3, 33, 1000};
+  const std::int64_t negatives[] = {1, 2, 7, 64};
+  const std::int64_t dims[] = {1, 3, 64, 768, 1000};
+  std::vector<RepelCase> cases;
+  int rotation = 0;
+  for (std::int64_t b : batches) {
+    for (std::int64_t n : negatives) {
+      for (DType dtype : {DType::kBF16, DType::kF16}) {
+        const std::int64_t d = dims[(rotation + 3) % 5];
+        ++rotation;
+        if (b * (n + 1) * d > 30'000'000) continue;
+        const int mode = rotation % 4;  // mean, sum, none, mean over active
+        cases.push_back(
+            {b, n, d,
+             mode == 1 ? Reduction::kSum : (mode == 2 ? Reduction::kNone : Reduction::kMean),
+             mode == 3, rotation % 3 == 1 ? 2 : 0, dtype});
       }
     }
   }
-  in.grad_loss =
-      random_normal_f32(p.reduction == Reduction::kNone ? p.batch * p.negatives : 1, engine);
-  return in;
+  return cases;
 }
 
 /// A margin at least `clearance` away from every similarity, so that fp32 rounding cannot flip a
@@ -399,6 +402,8 @@ struct RepelExpected {
   reference::RepelForward forward;
   reference::RepelBackward backward;
   AnchorTolerances tolerances;
+  bool sixteen_bit = false;
+  AnchorResults naive;  // sixteen_bit only
 };
 
 inline RepelExpected expected_for(const repel::Params& p, const RepelInputs& in) {
@@ -435,14 +440,16 @@ inline RepelExpected expected_for(const repel::Params& p, const RepelInputs& in)
   const double grad_error = kAnchorSafety * (static_cast<double>(n) / 32.0 + 8.0) * u;
   t.grad_anchors = with_floor(m.anchors, grad_error);
   t.grad_rest = with_floor(m.candidates, grad_error);
+  e.sixteen_bit = p.dtype != DType::kF32;
+  if (e.sixteen_bit) e.naive = naive_repel(p, in);
   return e;
 }
 
 inline void expect_matches(const repel::Params& p, const AnchorResults& actual,
                            const RepelExpected& e, bool forward, bool backward) {
   expect_anchor_results(actual, e.forward.loss, {e.forward.active_terms}, e.backward.grad_anchors,
-                        {}, e.backward.grad_negatives, nullptr, e.tolerances, p.dim, forward,
-                        backward);
+                        {}, e.backward.grad_negatives, nullptr, e.tolerances,
+                        e.sixteen_bit ? &e.naive : nullptr, p.dim, forward, backward);
 }
 
 }  // namespace contrastive::testing

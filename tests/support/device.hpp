@@ -12,6 +12,7 @@
 
 #include "contrastive/handle.hpp"
 #include "contrastive/status.hpp"
+#include "support/precision.hpp"
 
 namespace contrastive::testing {
 
@@ -96,6 +97,33 @@ class DeviceArray {
  private:
   void* data_ = nullptr;
   std::size_t count_ = 0;
+};
+
+/// `count` elements of a dtype chosen at run time (the inputs and gradients of a precision sweep),
+/// poisoned on creation (0xFFFF is a NaN in f16 and bf16 too); values cross as double / float.
+class DeviceTensor {
+ public:
+  DeviceTensor(DType dtype, std::size_t count)
+      : dtype_(dtype), count_(count), bytes_(count * dtype_size(dtype)) {}
+
+  void* data() const { return bytes_.data(); }
+  DType dtype() const { return dtype_; }
+  std::size_t size() const { return count_; }
+  void poison() { bytes_.poison(); }
+  /// Rounds to the dtype (the tests' inputs are exact in it already).
+  void upload(const std::vector<double>& values) {
+    ASSERT_EQ(values.size(), count_);
+    bytes_.upload(encode(dtype_, values));
+  }
+  std::vector<float> download() const {
+    const std::vector<unsigned char> bytes = bytes_.download();
+    return decode(dtype_, bytes.data(), count_);
+  }
+
+ private:
+  DType dtype_;
+  std::size_t count_;
+  DeviceArray<unsigned char> bytes_;
 };
 
 }  // namespace contrastive::testing

@@ -1,6 +1,7 @@
-// The InfoNCE sweep shared by the GPU tests and the CPU check of the tolerance policy: the cases,
-// their random inputs, the float64 expectations and the allowed fp32 error (the policy itself is
-// stated in tolerance.hpp), and the comparison of a set of fp32 results against them.
+// The InfoNCE sweep shared by the GPU tests and the CPU check of the tolerance policy: the cases
+// (shapes x options x precisions), the float64 expectations, the allowed fp32 error and the naive
+// same-precision results (the policy itself is stated in tolerance.hpp), and the comparison of a
+// set of results against them.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +16,9 @@
 
 #include "contrastive/infonce.hpp"
 #include "contrastive/reference.hpp"
+#include "support/infonce_inputs.hpp"
+#include "support/naive_infonce.hpp"
+#include "support/precision.hpp"
 #include "support/random.hpp"
 #include "support/tolerance.hpp"
 
@@ -29,6 +33,7 @@ struct SweepCase {
   std::int64_t offset;
   std::int64_t tile_rows, tile_cols;  // 0: one tile
   std::int64_t row_padding;           // row stride = dim + padding
+  Precision precision;
 
   infonce::Params params() const {
     infonce::Params p;
@@ -44,6 +49,9 @@ struct SweepCase {
     p.tile_cols = tile_cols;
     p.q_row_stride = row_padding == 0 ? 0 : dim + row_padding;
     p.k_row_stride = row_padding == 0 ? 0 : dim + 2 * row_padding;
+    p.dtype = precision.dtype;
+    p.logits_dtype = precision.logits_dtype;
+    p.allow_tf32 = precision.tf32;
     return p;
   }
 };
@@ -64,7 +72,7 @@ inline std::string case_name(const SweepCase& c) {
     name += "_tile" + std::to_string(c.tile_rows) + "x" + std::to_string(c.tile_cols);
   }
   if (c.row_padding != 0) name += "_pad" + std::to_string(c.row_padding);
-  return name;
+  return name + precision_suffix(c.precision);
 }
 
 inline std::string sweep_test_name(const ::testing::TestParamInfo<SweepCase>& info) {
@@ -76,24 +84,26 @@ inline void PrintTo(const SweepCase& c, std::ostream* out) {
 }
 
 // Shapes from the awkward sizes (B, M in 1, 2, 3, 7, 33, 127, 1000, 4097; D in 1, 3, 64, 768,
-// 1000), kept small enough for the float64 reference. Every shape runs cosine and dot, symmetric
-// when square, at the three temperatures; reductions, offsets, forced tiles and row padding rotate.
+// 1000), kept small enough for the float64 reference.
+inline constexpr std::int64_t kSweepShapes[][3] = {
+    {1, 1, 1},       {1, 7, 3},        {2, 2, 64},      {3, 3, 1000},    {3, 127, 3},
+    {7, 7, 768},     {7, 33, 1},       {33, 33, 64},    {33, 1000, 768}, {127, 127, 1000},
+    {127, 4097, 64}, {1000, 1000, 64}, {1000, 4097, 3}, {4097, 4097, 1}};
+
+// In f32, every shape runs cosine and dot, symmetric on and off, at the three temperatures;
+// reductions, offsets, forced tiles and row padding rotate.
 inline std::vector<SweepCase> sweep_cases() {
-  const std::int64_t shapes[][3] = {
-      {1, 1, 1},       {1, 7, 3},        {2, 2, 64},      {3, 3, 1000},    {3, 127, 3},
-      {7, 7, 768},     {7, 33, 1},       {33, 33, 64},    {33, 1000, 768}, {127, 127, 1000},
-      {127, 4097, 64}, {1000, 1000, 64}, {1000, 4097, 3}, {4097, 4097, 1}};
   const float temperatures[] = {0.01f, 0.1f, 1.0f};
   const Reduction reductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};
   std::vector<SweepCase> cases;
   int rotation = 0;
-  for (const auto& shape : shapes) {
+  for (const auto& shape : kSweepShapes) {
     const std::int64_t b = shape[0], m = shape[1], d = shape[2];
     for (Similarity similarity : {Similarity::kCosine, Similarity::kDot}) {
       for (bool symmetric : {false, true}) {
         for (float temperature : temperatures) {
           SweepCase c{b, m, d, similarity, symmetric, temperature, reductions[rotation % 3],
-                      0, 0, 0, 0};
+                      0, 0, 0, 0, {}};
           if (m > b) c.offset = rotation % 2 == 0 ? m - b : (m - b) / 2;
           if (rotation % 4 == 3) {  // ragged multi-tile walk: both edges partial
             c.tile_rows = std::max<std::int64_t>(1, b / 3 + 1);
@@ -109,54 +119,31 @@ inline std::vector<SweepCase> sweep_cases() {
   return cases;
 }
 
-// ---- Inputs and the reference -------------------------------------------------------------------
-
-struct Inputs {
-  std::vector<double> q, k, grad_loss;  // q (B, q_stride), k (M, k_stride) as fp32-exact doubles
-};
-
-inline std::int64_t stride_of(std::int64_t stride, std::int64_t dim) {
-  return stride == 0 ? dim : stride;
-}
-
-// Gaussian rows; for dot, scaled to norms between 0.5 and 2 so that logits stay O(1/t) as with
-// real embeddings. Padding is NaN: the library must never read it.
-inline Inputs make_inputs(const infonce::Params& p, std::mt19937_64& engine) {
-  Inputs in;
-  std::uniform_real_distribution<double> row_scale(0.5, 2.0);
-  auto fill = [&](std::int64_t rows, std::int64_t stride) {
-    std::vector<double> values(static_cast<std::size_t>(rows * stride), NAN);
-    const std::vector<double> normal = testing::random_normal(rows * p.dim, engine);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const double scale = p.similarity == Similarity::kDot
-                               ? row_scale(engine) / std::sqrt(static_cast<double>(p.dim))
-                               : 1.0;
-      for (std::int64_t c = 0; c < p.dim; ++c) {
-        values[r * stride + c] = static_cast<float>(normal[r * p.dim + c] * scale);
+// The same shapes in every other precision (TF32, bf16, f16, bf16 with a bf16 tile, f32 with a
+// bf16 tile): cosine and dot each, the other options rotating; t = 0.01 comes round in each.
+inline std::vector<SweepCase> precision_sweep_cases() {
+  const float temperatures[] = {0.01f, 0.1f, 1.0f};
+  const Reduction reductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};
+  std::vector<SweepCase> cases;
+  int rotation = 0;
+  for (const auto& shape : kSweepShapes) {
+    const std::int64_t b = shape[0], m = shape[1], d = shape[2];
+    for (const Precision& precision : other_precisions()) {
+      for (Similarity similarity : {Similarity::kCosine, Similarity::kDot}) {
+        SweepCase c{b, m, d, similarity, rotation % 2 == 1, temperatures[rotation % 3],
+                    reductions[(rotation / 3) % 3], 0, 0, 0, 0, precision};
+        if (m > b) c.offset = rotation % 2 == 0 ? m - b : (m - b) / 2;
+        if (rotation % 4 == 3) {
+          c.tile_rows = std::max<std::int64_t>(1, b / 3 + 1);
+          c.tile_cols = std::max<std::int64_t>(1, m / 2 + 1);
+        }
+        if (rotation % 5 == 4) c.row_padding = 3;
+        cases.push_back(c);
+        ++rotation;
       }
     }
-    return values;
-  };
-  in.q = fill(p.batch, stride_of(p.q_row_stride, p.dim));
-  in.k = fill(p.num_keys, stride_of(p.k_row_stride, p.dim));
-  in.grad_loss = testing::random_normal_f32(p.reduction == Reduction::kNone ? p.batch : 1, engine);
-  return in;
-}
-
-inline std::vector<float> to_float(const std::vector<double>& values) {
-  return std::vector<float>(values.begin(), values.end());
-}
-
-inline std::vector<double> round_to_float(const std::vector<double>& values) {
-  const std::vector<float> rounded = to_float(values);
-  return std::vector<double>(rounded.begin(), rounded.end());
-}
-
-inline double row_norm(const std::vector<double>& x, std::int64_t row, std::int64_t stride,
-                       std::int64_t dim) {
-  double squares = 0.0;
-  for (std::int64_t c = 0; c < dim; ++c) squares += x[row * stride + c] * x[row * stride + c];
-  return std::sqrt(squares);
+  }
+  return cases;
 }
 
 // ---- Tolerances (the policy is in support/tolerance.hpp) ----------------------------------------
@@ -199,9 +186,11 @@ inline Tolerances infonce_tolerances(const infonce::Params& p, const Inputs& in,
       k_rows[j] = norm;
     k_max = std::max(k_max, k_rows[j]);
   }
-  // A logit from a D-long fp32 dot product, then its log-sum-exp over M fp32 terms.
+  // The GEMMs' terms carry fp32 rounding, or TF32's when it is on (operands rounded to 10 bits).
+  const double gemm_u = p.allow_tf32 && p.dtype == DType::kF32 ? kTf32UnitRoundoff : u;
+  // A logit from a D-long dot product, then its log-sum-exp over M fp32 terms.
   const double logit_error =
-      kSafety * std::sqrt(static_cast<double>(d)) * u * inverse_temperature * q_max * k_max;
+      kSafety * std::sqrt(static_cast<double>(d)) * gemm_u * inverse_temperature * q_max * k_max;
   const double row_error = 2.0 * logit_error + (static_cast<double>(m) / 128.0 + 32.0) * u;
 
   Tolerances t;
@@ -236,12 +225,14 @@ inline Tolerances infonce_tolerances(const infonce::Params& p, const Inputs& in,
       temperature_magnitude += size * (std::fabs(logit) + 1.0);
     }
   }
-  const double q_error = kSafety * (row_error + std::sqrt(static_cast<double>(m)) * u);
-  const double k_error = kSafety * (row_error + std::sqrt(static_cast<double>(b)) * u);
+  const double q_error = kSafety * (row_error + std::sqrt(static_cast<double>(m)) * gemm_u);
+  const double k_error = kSafety * (row_error + std::sqrt(static_cast<double>(b)) * gemm_u);
   // Probabilities below fp32's range flush to 0 (t = 0.01 gives exp(-100) and less), so a row
-  // built only from them may come out 0: allow fp32 rounding of the largest row as a floor.
-  const double q_floor = kSafety * u * *std::max_element(q_magnitude.begin(), q_magnitude.end());
-  const double k_floor = kSafety * u * *std::max_element(k_magnitude.begin(), k_magnitude.end());
+  // built only from them may come out 0: allow rounding of the largest row as a floor.
+  const double q_floor =
+      kSafety * gemm_u * *std::max_element(q_magnitude.begin(), q_magnitude.end());
+  const double k_floor =
+      kSafety * gemm_u * *std::max_element(k_magnitude.begin(), k_magnitude.end());
   t.grad_q.resize(b);
   t.grad_k.resize(m);
   for (std::int64_t i = 0; i < b; ++i) {
@@ -255,12 +246,19 @@ inline Tolerances infonce_tolerances(const infonce::Params& p, const Inputs& in,
   return t;
 }
 
-// What the GPU must reproduce: the float64 forward and backward, and the allowed error.
+// What the GPU must reproduce: the float64 forward and backward (on the inputs as rounded to the
+// dtype), the fp32 bounds, and for 16-bit precisions the naive same-precision results.
 struct Expected {
   reference::InfoNCEForward forward;
   reference::InfoNCEBackward backward;
   Tolerances tolerances;
+  bool sixteen_bit = false;
+  Results naive;  // sixteen_bit only
 };
+
+inline bool sixteen_bit(const infonce::Params& p) {
+  return Precision{p.dtype, p.logits_dtype, p.allow_tf32}.sixteen_bit();
+}
 
 inline Expected expected_for(const infonce::Params& p, const Inputs& in) {
   Expected e;
@@ -269,26 +267,44 @@ inline Expected expected_for(const infonce::Params& p, const Inputs& in) {
       reference::infonce_backward(p, in.q.data(), in.k.data(), in.grad_loss.data(), &e.backward),
       Status::kSuccess);
   e.tolerances = infonce_tolerances(p, in, e.forward, e.backward);
+  e.sixteen_bit = sixteen_bit(p);
+  if (e.sixteen_bit) e.naive = naive_infonce(p, in);
   return e;
 }
 
-/// What an fp32 implementation produced: the loss (1 or B), the saved buffer (row lse, column lse,
-/// inverse norms, as the library lays it out) and the three gradients.
-struct Fp32Results {
-  std::vector<float> loss, saved, grad_q, grad_k, grad_temperature;
-};
+/// The policy's comparison for one output: the fp32 bound, or the 16-bit rule against `naive`.
+inline ::testing::AssertionResult matches(const Expected& e, const std::vector<float>& actual,
+                                          const std::vector<float>& naive,
+                                          const std::vector<double>& expected,
+                                          const std::vector<double>& atol, std::size_t group,
+                                          double rtol = kFp32RelativeTolerance) {
+  return e.sixteen_bit ? within_twice_naive(actual, naive, expected, atol, group, rtol)
+                       : all_close(actual, expected, atol, group, rtol);
+}
 
-inline void expect_forward_matches(const infonce::Params& p, const Fp32Results& actual,
+/// A slice [begin, end) of a result (the saved buffer's parts).
+inline std::vector<float> slice(const std::vector<float>& v, std::int64_t begin, std::int64_t end) {
+  if (v.empty()) return {};
+  return std::vector<float>(v.begin() + begin, v.begin() + end);
+}
+
+inline void expect_forward_matches(const infonce::Params& p, const Results& actual,
                                    const Expected& expected, const Inputs& in) {
   const Tolerances& tol = expected.tolerances;
-  EXPECT_TRUE(all_close(actual.loss, expected.forward.loss, tol.loss, 1)) << "loss";
+  const Results& naive = expected.naive;
+  EXPECT_TRUE(matches(expected, actual.loss, naive.loss, expected.forward.loss, tol.loss, 1))
+      << "loss";
   const std::vector<float>& saved = actual.saved;
-  const std::vector<float> row_lse(saved.begin(), saved.begin() + p.batch);
-  EXPECT_TRUE(all_close(row_lse, expected.forward.row_lse, tol.lse)) << "saved row log-sum-exp";
+  const std::vector<double> lse_tol{tol.lse};
+  const std::size_t whole = saved.size() + 1;
+  EXPECT_TRUE(matches(expected, slice(saved, 0, p.batch), slice(naive.saved, 0, p.batch),
+                      expected.forward.row_lse, lse_tol, whole))
+      << "saved row log-sum-exp";
   std::int64_t next = p.batch;
   if (p.symmetric) {
-    const std::vector<float> col_lse(saved.begin() + next, saved.begin() + next + p.batch);
-    EXPECT_TRUE(all_close(col_lse, expected.forward.col_lse, tol.lse))
+    EXPECT_TRUE(matches(expected, slice(saved, next, next + p.batch),
+                        slice(naive.saved, next, next + p.batch), expected.forward.col_lse,
+                        lse_tol, whole))
         << "saved column log-sum-exp";
     next += p.batch;
   }
@@ -307,14 +323,17 @@ inline void expect_forward_matches(const infonce::Params& p, const Fp32Results& 
   }
 }
 
-inline void expect_backward_matches(const infonce::Params& p, const Fp32Results& actual,
+inline void expect_backward_matches(const infonce::Params& p, const Results& actual,
                                     const Expected& expected) {
   const Tolerances& tol = expected.tolerances;
+  const Results& naive = expected.naive;
   const auto d = static_cast<std::size_t>(p.dim);
-  EXPECT_TRUE(all_close(actual.grad_q, expected.backward.grad_q, tol.grad_q, d)) << "grad_q";
-  EXPECT_TRUE(all_close(actual.grad_k, expected.backward.grad_k, tol.grad_k, d)) << "grad_k";
-  EXPECT_TRUE(all_close(actual.grad_temperature, {expected.backward.grad_temperature},
-                        tol.grad_temperature))
+  EXPECT_TRUE(matches(expected, actual.grad_q, naive.grad_q, expected.backward.grad_q, tol.grad_q, d))
+      << "grad_q";
+  EXPECT_TRUE(matches(expected, actual.grad_k, naive.grad_k, expected.backward.grad_k, tol.grad_k, d))
+      << "grad_k";
+  EXPECT_TRUE(matches(expected, actual.grad_temperature, naive.grad_temperature,
+                      {expected.backward.grad_temperature}, {tol.grad_temperature}, 2))
       << "grad_temperature";
 }
 

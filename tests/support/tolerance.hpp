@@ -10,10 +10,19 @@
 // in support/infonce_cases.hpp). The CPU test TolerancePolicy runs a naive fp32 implementation
 // through the same bounds: it must pass (when written its worst error was 0.16 of the bound).
 // CONTRASTIVE_TOLERANCE_REPORT=1 prints each comparison's worst error / allowed ratio.
-// The bf16/f16 rule (twice the error of a naive same-precision implementation) joins when those
-// dtypes do.
+//
+// 16-bit precisions (f16 or bf16 inputs, or a bf16 logits tile) store values in 16 bits on the
+// way, so their results are far from the fp32 bounds. The reference is computed in float64 on the
+// inputs already rounded to the dtype, and a naive same-precision implementation on the CPU
+// (support/naive_infonce.hpp, naive_anchor.hpp: sequential fp32 sums, and every value the GPU
+// stores in 16 bits rounded the same way) measures what that precision costs. The GPU may err by
+// at most twice as much, plus the fp32 bound as the small atol; errors are counted in units of each
+// element's fp32 bound a_i, so rows of different magnitudes are held alike:
+//     rho = max_j |naive_j - ref_j| / a_j,      |x_i - ref_i| <= (2 rho + 1) a_i.
+// TF32 (f32 inputs, allow_tf32) keeps the fp32 rule with TF32's unit roundoff in the GEMMs' terms.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -69,6 +78,37 @@ template <typename T>
           << "]: got " << static_cast<double>(actual[worst]) << ", expected " << expected[worst]
           << ", allowed +-" << atol[worst / group] + rtol * std::fabs(expected[worst]);
   return ::testing::AssertionFailure() << message.str();
+}
+
+/// The rule for 16-bit precisions (see the top of this file): `naive` is the naive same-precision
+/// implementation's result, `atol`/`group`/`rtol` the fp32 bound of each element.
+template <typename T>
+::testing::AssertionResult within_twice_naive(const std::vector<T>& actual,
+                                              const std::vector<float>& naive,
+                                              const std::vector<double>& expected,
+                                              const std::vector<double>& atol, std::size_t group,
+                                              double rtol = kFp32RelativeTolerance) {
+  if (naive.size() != expected.size()) {
+    return ::testing::AssertionFailure()
+           << "naive size " << naive.size() << " != expected size " << expected.size();
+  }
+  double rho = 0.0;
+  for (std::size_t i = 0; i < naive.size(); ++i) {
+    const double bound = atol[i / group] + rtol * std::fabs(expected[i]);
+    const double error = std::fabs(static_cast<double>(naive[i]) - expected[i]);
+    if (std::isnan(error) || (error > 0.0 && bound == 0.0)) {
+      return ::testing::AssertionFailure()
+             << "the naive result misses an exact value at [" << i << "]: " << naive[i]
+             << " vs " << expected[i];
+    }
+    if (error > 0.0) rho = std::max(rho, error / bound);
+  }
+  const double factor = 2.0 * rho + 1.0;
+  std::vector<double> scaled(atol);
+  for (double& value : scaled) value *= factor;
+  ::testing::AssertionResult result = all_close(actual, expected, scaled, group, factor * rtol);
+  if (!result) result << " (naive same-precision error: " << rho << " fp32 bounds)";
+  return result;
 }
 
 /// One atol for every element.
