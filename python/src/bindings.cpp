@@ -28,8 +28,12 @@ using contrastive::DType;
 using contrastive::Reduction;
 using contrastive::Similarity;
 using contrastive::Status;
+// Arrays the library writes (outputs, the workspace, `saved` in forward) must be writable; arrays
+// it only reads (the inputs, `saved` in backward, grad_loss) may be read-only DLPack exports.
 using Array = nb::ndarray<>;
-using OptionalArray = std::optional<nb::ndarray<>>;
+using OptionalArray = std::optional<Array>;
+using Input = nb::ndarray<nb::ro>;
+using OptionalInput = std::optional<Input>;
 namespace infonce = contrastive::infonce;
 namespace mnr = contrastive::mnr;
 namespace repel = contrastive::repel;
@@ -64,7 +68,8 @@ void throw_if(Status status) {
 
 // ---- Arrays ------------------------------------------------------------------------------------
 
-const char* device_name(const Array& a) {
+template <typename A>
+const char* device_name(const A& a) {
   switch (a.device_type()) {
     case nb::device::cpu::value: return "cpu";
     case nb::device::cuda::value: return "cuda";
@@ -97,7 +102,8 @@ std::string dtype_label(nb::dlpack::dtype dtype) {
   return format("%s%d", kind, static_cast<int>(dtype.bits));
 }
 
-std::string shape_of(const Array& a) {
+template <typename A>
+std::string shape_of(const A& a) {
   std::string text = "(";
   for (std::size_t i = 0; i < a.ndim(); ++i) {
     text += std::to_string(a.shape(i)) + (i + 1 < a.ndim() ? ", " : "");
@@ -105,23 +111,26 @@ std::string shape_of(const Array& a) {
   return text + (a.ndim() == 1 ? ",)" : ")");
 }
 
-void require_cuda(const char* call, const char* name, const Array& a) {
+template <typename A>
+void require_cuda(const char* call, const char* name, const A& a) {
   if (a.device_type() != nb::device::cuda::value) {
     throw nb::value_error(
         format("%s: %s must be on a CUDA device, got %s", call, name, device_name(a)).c_str());
   }
 }
 
-void require_dtype(const char* call, const char* name, const Array& a, DType dtype) {
+template <typename A>
+void require_dtype(const char* call, const char* name, const A& a, DType dtype) {
   if (a.dtype() != dlpack_dtype(dtype)) {
-    throw nb::type_error(format("%s: %s must be %s (the params' dtype %s), got %s", call, name,
+    throw nb::type_error(format("%s: %s must be %s, got %s", call, name,
                                 dtype_label(dlpack_dtype(dtype)).c_str(),
-                                contrastive::dtype_name(dtype), dtype_label(a.dtype()).c_str())
+                                dtype_label(a.dtype()).c_str())
                              .c_str());
   }
 }
 
-bool c_contiguous(const Array& a) {
+template <typename A>
+bool c_contiguous(const A& a) {
   std::int64_t expected = 1;
   for (std::size_t i = a.ndim(); i-- > 0;) {
     if (a.shape(i) != 1 && a.stride(i) != expected) return false;
@@ -133,7 +142,7 @@ bool c_contiguous(const Array& a) {
 /// A matrix input of `rows` rows of `dim` elements, 2-D (rows, dim) or, for per-anchor negatives,
 /// 3-D (batch, per_row, dim) with rows = batch * per_row. Rows may be strided; the last dimension
 /// must be contiguous. Returns the data pointer and writes the row stride in elements.
-const void* cuda_rows(const char* call, const char* name, const Array& a, DType dtype,
+const void* cuda_rows(const char* call, const char* name, const Input& a, DType dtype,
                       std::int64_t rows, std::int64_t dim, std::int64_t* row_stride,
                       std::int64_t per_row = 0) {
   require_cuda(call, name, a);
@@ -181,9 +190,11 @@ const void* cuda_rows(const char* call, const char* name, const Array& a, DType 
   return a.data();
 }
 
-/// A dense output or small input of exactly `elements` values (any shape), C-contiguous.
-void* cuda_dense(const char* call, const char* name, const Array& a, DType dtype,
-                 std::int64_t elements) {
+/// A dense output or small input of exactly `elements` values (any shape), C-contiguous. The
+/// pointer is const for a read-only array.
+template <typename A>
+auto cuda_dense(const char* call, const char* name, const A& a, DType dtype, std::int64_t elements)
+    -> decltype(a.data()) {
   require_cuda(call, name, a);
   require_dtype(call, name, a, dtype);
   if (static_cast<std::int64_t>(a.size()) != elements) {
@@ -197,13 +208,16 @@ void* cuda_dense(const char* call, const char* name, const Array& a, DType dtype
   return a.data();
 }
 
-void* optional_dense(const char* call, const char* name, const OptionalArray& a, DType dtype,
-                     std::int64_t elements) {
+template <typename A>
+auto optional_dense(const char* call, const char* name, const std::optional<A>& a, DType dtype,
+                    std::int64_t elements) -> decltype(a->data()) {
   return a ? cuda_dense(call, name, *a, dtype, elements) : nullptr;
 }
 
 /// `saved` or the workspace: a contiguous CUDA buffer of any dtype; returns its size in bytes.
-void* cuda_bytes(const char* call, const char* name, const Array& a, std::size_t* bytes) {
+template <typename A>
+auto cuda_bytes(const char* call, const char* name, const A& a, std::size_t* bytes)
+    -> decltype(a.data()) {
   require_cuda(call, name, a);
   if (!c_contiguous(a))
     throw nb::value_error(format("%s: %s must be contiguous", call, name).c_str());
@@ -211,9 +225,10 @@ void* cuda_bytes(const char* call, const char* name, const Array& a, std::size_t
   return a.data();
 }
 
-void* saved_buffer(const char* call, const Array& a, std::size_t needed) {
+template <typename A>
+auto saved_buffer(const char* call, const A& a, std::size_t needed) -> decltype(a.data()) {
   std::size_t bytes = 0;
-  void* data = cuda_bytes(call, "saved", a, &bytes);
+  const auto data = cuda_bytes(call, "saved", a, &bytes);
   if (bytes < needed) {
     throw nb::value_error(
         format("%s: saved has %zu bytes, saved_size() asks for %zu", call, bytes, needed).c_str());
@@ -315,14 +330,28 @@ repel::Params dense(repel::Params p) {
 template <typename Params, typename Args>
 struct Prepared {
   Params params;  // with the arrays' row strides
-  Args args;
+  Args args;      // args.saved is set only from a writable `saved` (forward, forward_backward)
+  const void* saved = nullptr;  // `saved` as backward reads it
   void* workspace = nullptr;
   std::size_t bytes = 0;
 };
 
+/// `saved` in Prepared: forward and forward_backward write it (a writable array), backward only
+/// reads it (a read-only array is accepted there).
+template <typename P>
+void keep_saved(P& c, void* data) {
+  c.args.saved = data;
+  c.saved = data;
+}
+template <typename P>
+void keep_saved(P& c, const void* data) {
+  c.saved = data;
+}
+
+template <typename Saved>
 Prepared<infonce::Params, infonce::ForwardBackwardArgs> prepare_infonce(
-    const char* call, infonce::Params p, const Array& q, const Array& k, const OptionalArray& loss,
-    const Array& saved, const OptionalArray& grad_loss, const OptionalArray& grad_q,
+    const char* call, infonce::Params p, const Input& q, const Input& k, const OptionalArray& loss,
+    const Saved& saved, const OptionalInput& grad_loss, const OptionalArray& grad_q,
     const OptionalArray& grad_k, const OptionalArray& grad_temperature, const Array& workspace) {
   throw_if(infonce::check(p));
   Prepared<infonce::Params, infonce::ForwardBackwardArgs> c;
@@ -330,7 +359,7 @@ Prepared<infonce::Params, infonce::ForwardBackwardArgs> prepare_infonce(
   c.args.q = cuda_rows(call, "q", q, p.dtype, p.batch, p.dim, &p.q_row_stride);
   c.args.k = cuda_rows(call, "k", k, p.dtype, p.num_keys, p.dim, &p.k_row_stride);
   c.args.loss = static_cast<float*>(optional_dense(call, "loss", loss, DType::kF32, outputs));
-  c.args.saved = saved_buffer(call, saved, size_of(p, infonce::saved_size));
+  keep_saved(c, saved_buffer(call, saved, size_of(p, infonce::saved_size)));
   c.args.grad_loss =
       static_cast<const float*>(optional_dense(call, "grad_loss", grad_loss, DType::kF32, outputs));
   c.args.grad_q = optional_dense(call, "grad_q", grad_q, p.dtype, p.batch * p.dim);
@@ -342,10 +371,11 @@ Prepared<infonce::Params, infonce::ForwardBackwardArgs> prepare_infonce(
   return c;
 }
 
+template <typename Saved>
 Prepared<mnr::PerAnchorParams, mnr::PerAnchorForwardBackwardArgs> prepare_per_anchor(
-    const char* call, mnr::PerAnchorParams p, const Array& anchors, const Array& positives,
-    const Array& negatives, const OptionalArray& loss, const Array& saved,
-    const OptionalArray& grad_loss, const OptionalArray& grad_anchors,
+    const char* call, mnr::PerAnchorParams p, const Input& anchors, const Input& positives,
+    const Input& negatives, const OptionalArray& loss, const Saved& saved,
+    const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
     const OptionalArray& grad_positives, const OptionalArray& grad_negatives,
     const OptionalArray& grad_scale, const Array& workspace) {
   throw_if(mnr::check(p));
@@ -359,10 +389,9 @@ Prepared<mnr::PerAnchorParams, mnr::PerAnchorForwardBackwardArgs> prepare_per_an
   c.args.negatives = cuda_rows(call, "negatives", negatives, p.dtype, negative_rows, p.dim,
                                &p.negative_row_stride, p.negatives);
   c.args.loss = static_cast<float*>(optional_dense(call, "loss", loss, DType::kF32, outputs));
-  c.args.saved =
-      saved_buffer(call, saved, size_of(p, [](const mnr::PerAnchorParams& q, std::size_t* b) {
-                     return mnr::saved_size(q, b);
-                   }));
+  const std::size_t saved_bytes = size_of(
+      p, [](const mnr::PerAnchorParams& q, std::size_t* b) { return mnr::saved_size(q, b); });
+  keep_saved(c, saved_buffer(call, saved, saved_bytes));
   c.args.grad_loss =
       static_cast<const float*>(optional_dense(call, "grad_loss", grad_loss, DType::kF32, outputs));
   c.args.grad_anchors =
@@ -378,9 +407,10 @@ Prepared<mnr::PerAnchorParams, mnr::PerAnchorForwardBackwardArgs> prepare_per_an
   return c;
 }
 
+template <typename Saved>
 Prepared<mnr::InBatchParams, mnr::InBatchForwardBackwardArgs> prepare_in_batch(
-    const char* call, mnr::InBatchParams p, const Array& anchors, const Array& candidates,
-    const OptionalArray& loss, const Array& saved, const OptionalArray& grad_loss,
+    const char* call, mnr::InBatchParams p, const Input& anchors, const Input& candidates,
+    const OptionalArray& loss, const Saved& saved, const OptionalInput& grad_loss,
     const OptionalArray& grad_anchors, const OptionalArray& grad_candidates,
     const OptionalArray& grad_scale, const Array& workspace) {
   throw_if(mnr::check(p));
@@ -392,10 +422,9 @@ Prepared<mnr::InBatchParams, mnr::InBatchForwardBackwardArgs> prepare_in_batch(
   c.args.candidates = cuda_rows(call, "candidates", candidates, p.dtype, candidate_rows, p.dim,
                                 &p.candidate_row_stride);
   c.args.loss = static_cast<float*>(optional_dense(call, "loss", loss, DType::kF32, outputs));
-  c.args.saved =
-      saved_buffer(call, saved, size_of(p, [](const mnr::InBatchParams& q, std::size_t* b) {
-                     return mnr::saved_size(q, b);
-                   }));
+  const std::size_t saved_bytes =
+      size_of(p, [](const mnr::InBatchParams& q, std::size_t* b) { return mnr::saved_size(q, b); });
+  keep_saved(c, saved_buffer(call, saved, saved_bytes));
   c.args.grad_loss =
       static_cast<const float*>(optional_dense(call, "grad_loss", grad_loss, DType::kF32, outputs));
   c.args.grad_anchors =
@@ -409,9 +438,10 @@ Prepared<mnr::InBatchParams, mnr::InBatchForwardBackwardArgs> prepare_in_batch(
   return c;
 }
 
+template <typename Saved>
 Prepared<repel::Params, repel::ForwardBackwardArgs> prepare_repel(
-    const char* call, repel::Params p, const Array& anchors, const Array& negatives,
-    const OptionalArray& loss, const Array& saved, const OptionalArray& grad_loss,
+    const char* call, repel::Params p, const Input& anchors, const Input& negatives,
+    const OptionalArray& loss, const Saved& saved, const OptionalInput& grad_loss,
     const OptionalArray& grad_anchors, const OptionalArray& grad_negatives,
     const Array& workspace) {
   throw_if(repel::check(p));
@@ -423,7 +453,7 @@ Prepared<repel::Params, repel::ForwardBackwardArgs> prepare_repel(
   c.args.negatives = cuda_rows(call, "negatives", negatives, p.dtype, terms, p.dim,
                                &p.negative_row_stride, p.negatives);
   c.args.loss = static_cast<float*>(optional_dense(call, "loss", loss, DType::kF32, outputs));
-  c.args.saved = saved_buffer(call, saved, size_of(p, repel::saved_size));
+  keep_saved(c, saved_buffer(call, saved, size_of(p, repel::saved_size)));
   c.args.grad_loss =
       static_cast<const float*>(optional_dense(call, "grad_loss", grad_loss, DType::kF32, outputs));
   c.args.grad_anchors =
@@ -572,7 +602,7 @@ NB_MODULE(_core, m) {
   // is judged against it.
   m.def(
       "infonce_forward",
-      [](const contrastive::Handle& h, const infonce::Params& p, const Array& q, const Array& k,
+      [](const contrastive::Handle& h, const infonce::Params& p, const Input& q, const Input& k,
          const Array& loss, const Array& saved, const Array& workspace, std::uintptr_t stream) {
         const auto c =
             prepare_infonce("infonce.forward", p, q, k, loss, saved, {}, {}, {}, {}, workspace);
@@ -584,16 +614,16 @@ NB_MODULE(_core, m) {
       "handle"_a, "params"_a, "q"_a, "k"_a, "loss"_a, "saved"_a, "workspace"_a, "stream"_a = 0);
   m.def(
       "infonce_backward",
-      [](const contrastive::Handle& h, const infonce::Params& p, const Array& q, const Array& k,
-         const Array& saved, const OptionalArray& grad_loss, const OptionalArray& grad_q,
+      [](const contrastive::Handle& h, const infonce::Params& p, const Input& q, const Input& k,
+         const Input& saved, const OptionalInput& grad_loss, const OptionalArray& grad_q,
          const OptionalArray& grad_k, const OptionalArray& grad_temperature, const Array& workspace,
          std::uintptr_t stream) {
         const auto c = prepare_infonce("infonce.backward", p, q, k, {}, saved, grad_loss, grad_q,
                                        grad_k, grad_temperature, workspace);
         run([&] {
           return infonce::backward(h, c.params,
-                                   {c.args.q, c.args.k, c.args.saved, c.args.grad_loss,
-                                    c.args.grad_q, c.args.grad_k, c.args.grad_temperature},
+                                   {c.args.q, c.args.k, c.saved, c.args.grad_loss, c.args.grad_q,
+                                    c.args.grad_k, c.args.grad_temperature},
                                    c.workspace, c.bytes, to_stream(stream));
         });
       },
@@ -601,8 +631,8 @@ NB_MODULE(_core, m) {
       "grad_k"_a.none(), "grad_temperature"_a.none(), "workspace"_a, "stream"_a = 0);
   m.def(
       "infonce_forward_backward",
-      [](const contrastive::Handle& h, const infonce::Params& p, const Array& q, const Array& k,
-         const Array& loss, const Array& saved, const OptionalArray& grad_loss,
+      [](const contrastive::Handle& h, const infonce::Params& p, const Input& q, const Input& k,
+         const Array& loss, const Array& saved, const OptionalInput& grad_loss,
          const OptionalArray& grad_q, const OptionalArray& grad_k,
          const OptionalArray& grad_temperature, const Array& workspace, std::uintptr_t stream) {
         const auto c = prepare_infonce("infonce.forward_backward", p, q, k, loss, saved, grad_loss,
@@ -618,8 +648,8 @@ NB_MODULE(_core, m) {
 
   m.def(
       "mnr_per_anchor_forward",
-      [](const contrastive::Handle& h, const mnr::PerAnchorParams& p, const Array& anchors,
-         const Array& positives, const Array& negatives, const Array& loss, const Array& saved,
+      [](const contrastive::Handle& h, const mnr::PerAnchorParams& p, const Input& anchors,
+         const Input& positives, const Input& negatives, const Array& loss, const Array& saved,
          const Array& workspace, std::uintptr_t stream) {
         const auto c = prepare_per_anchor("mnr_per_anchor.forward", p, anchors, positives,
                                           negatives, loss, saved, {}, {}, {}, {}, {}, workspace);
@@ -634,9 +664,9 @@ NB_MODULE(_core, m) {
       "workspace"_a, "stream"_a = 0);
   m.def(
       "mnr_per_anchor_backward",
-      [](const contrastive::Handle& h, const mnr::PerAnchorParams& p, const Array& anchors,
-         const Array& positives, const Array& negatives, const Array& saved,
-         const OptionalArray& grad_loss, const OptionalArray& grad_anchors,
+      [](const contrastive::Handle& h, const mnr::PerAnchorParams& p, const Input& anchors,
+         const Input& positives, const Input& negatives, const Input& saved,
+         const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
          const OptionalArray& grad_positives, const OptionalArray& grad_negatives,
          const OptionalArray& grad_scale, const Array& workspace, std::uintptr_t stream) {
         const auto c = prepare_per_anchor("mnr_per_anchor.backward", p, anchors, positives,
@@ -644,7 +674,7 @@ NB_MODULE(_core, m) {
                                           grad_positives, grad_negatives, grad_scale, workspace);
         run([&] {
           return mnr::backward(h, c.params,
-                               {c.args.anchors, c.args.positives, c.args.negatives, c.args.saved,
+                               {c.args.anchors, c.args.positives, c.args.negatives, c.saved,
                                 c.args.grad_loss, c.args.grad_anchors, c.args.grad_positives,
                                 c.args.grad_negatives, c.args.grad_scale},
                                c.workspace, c.bytes, to_stream(stream));
@@ -655,9 +685,9 @@ NB_MODULE(_core, m) {
       "grad_negatives"_a.none(), "grad_scale"_a.none(), "workspace"_a, "stream"_a = 0);
   m.def(
       "mnr_per_anchor_forward_backward",
-      [](const contrastive::Handle& h, const mnr::PerAnchorParams& p, const Array& anchors,
-         const Array& positives, const Array& negatives, const Array& loss, const Array& saved,
-         const OptionalArray& grad_loss, const OptionalArray& grad_anchors,
+      [](const contrastive::Handle& h, const mnr::PerAnchorParams& p, const Input& anchors,
+         const Input& positives, const Input& negatives, const Array& loss, const Array& saved,
+         const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
          const OptionalArray& grad_positives, const OptionalArray& grad_negatives,
          const OptionalArray& grad_scale, const Array& workspace, std::uintptr_t stream) {
         const auto c = prepare_per_anchor("mnr_per_anchor.forward_backward", p, anchors, positives,
@@ -674,8 +704,8 @@ NB_MODULE(_core, m) {
 
   m.def(
       "mnr_in_batch_forward",
-      [](const contrastive::Handle& h, const mnr::InBatchParams& p, const Array& anchors,
-         const Array& candidates, const Array& loss, const Array& saved, const Array& workspace,
+      [](const contrastive::Handle& h, const mnr::InBatchParams& p, const Input& anchors,
+         const Input& candidates, const Array& loss, const Array& saved, const Array& workspace,
          std::uintptr_t stream) {
         const auto c = prepare_in_batch("mnr_in_batch.forward", p, anchors, candidates, loss, saved,
                                         {}, {}, {}, {}, workspace);
@@ -689,8 +719,8 @@ NB_MODULE(_core, m) {
       "stream"_a = 0);
   m.def(
       "mnr_in_batch_backward",
-      [](const contrastive::Handle& h, const mnr::InBatchParams& p, const Array& anchors,
-         const Array& candidates, const Array& saved, const OptionalArray& grad_loss,
+      [](const contrastive::Handle& h, const mnr::InBatchParams& p, const Input& anchors,
+         const Input& candidates, const Input& saved, const OptionalInput& grad_loss,
          const OptionalArray& grad_anchors, const OptionalArray& grad_candidates,
          const OptionalArray& grad_scale, const Array& workspace, std::uintptr_t stream) {
         const auto c =
@@ -698,7 +728,7 @@ NB_MODULE(_core, m) {
                              grad_anchors, grad_candidates, grad_scale, workspace);
         run([&] {
           return mnr::backward(h, c.params,
-                               {c.args.anchors, c.args.candidates, c.args.saved, c.args.grad_loss,
+                               {c.args.anchors, c.args.candidates, c.saved, c.args.grad_loss,
                                 c.args.grad_anchors, c.args.grad_candidates, c.args.grad_scale},
                                c.workspace, c.bytes, to_stream(stream));
         });
@@ -708,9 +738,9 @@ NB_MODULE(_core, m) {
       "stream"_a = 0);
   m.def(
       "mnr_in_batch_forward_backward",
-      [](const contrastive::Handle& h, const mnr::InBatchParams& p, const Array& anchors,
-         const Array& candidates, const Array& loss, const Array& saved,
-         const OptionalArray& grad_loss, const OptionalArray& grad_anchors,
+      [](const contrastive::Handle& h, const mnr::InBatchParams& p, const Input& anchors,
+         const Input& candidates, const Array& loss, const Array& saved,
+         const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
          const OptionalArray& grad_candidates, const OptionalArray& grad_scale,
          const Array& workspace, std::uintptr_t stream) {
         const auto c =
@@ -727,8 +757,8 @@ NB_MODULE(_core, m) {
 
   m.def(
       "repel_forward",
-      [](const contrastive::Handle& h, const repel::Params& p, const Array& anchors,
-         const Array& negatives, const Array& loss, const Array& saved, const Array& workspace,
+      [](const contrastive::Handle& h, const repel::Params& p, const Input& anchors,
+         const Input& negatives, const Array& loss, const Array& saved, const Array& workspace,
          std::uintptr_t stream) {
         const auto c = prepare_repel("repel.forward", p, anchors, negatives, loss, saved, {}, {},
                                      {}, workspace);
@@ -742,15 +772,15 @@ NB_MODULE(_core, m) {
       "stream"_a = 0);
   m.def(
       "repel_backward",
-      [](const contrastive::Handle& h, const repel::Params& p, const Array& anchors,
-         const Array& negatives, const Array& saved, const OptionalArray& grad_loss,
+      [](const contrastive::Handle& h, const repel::Params& p, const Input& anchors,
+         const Input& negatives, const Input& saved, const OptionalInput& grad_loss,
          const OptionalArray& grad_anchors, const OptionalArray& grad_negatives,
          const Array& workspace, std::uintptr_t stream) {
         const auto c = prepare_repel("repel.backward", p, anchors, negatives, {}, saved, grad_loss,
                                      grad_anchors, grad_negatives, workspace);
         run([&] {
           return repel::backward(h, c.params,
-                                 {c.args.anchors, c.args.negatives, c.args.saved, c.args.grad_loss,
+                                 {c.args.anchors, c.args.negatives, c.saved, c.args.grad_loss,
                                   c.args.grad_anchors, c.args.grad_negatives},
                                  c.workspace, c.bytes, to_stream(stream));
         });
@@ -759,9 +789,9 @@ NB_MODULE(_core, m) {
       "grad_anchors"_a.none(), "grad_negatives"_a.none(), "workspace"_a, "stream"_a = 0);
   m.def(
       "repel_forward_backward",
-      [](const contrastive::Handle& h, const repel::Params& p, const Array& anchors,
-         const Array& negatives, const Array& loss, const Array& saved,
-         const OptionalArray& grad_loss, const OptionalArray& grad_anchors,
+      [](const contrastive::Handle& h, const repel::Params& p, const Input& anchors,
+         const Input& negatives, const Array& loss, const Array& saved,
+         const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
          const OptionalArray& grad_negatives, const Array& workspace, std::uintptr_t stream) {
         const auto c = prepare_repel("repel.forward_backward", p, anchors, negatives, loss, saved,
                                      grad_loss, grad_anchors, grad_negatives, workspace);

@@ -98,7 +98,7 @@ def test_wrong_device(cuda, empty):
 
 def test_wrong_dtype(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
-    with pytest.raises(TypeError, match=r"^infonce.forward: k must be float32 \(the params' dtype f32\), got float64$"):
+    with pytest.raises(TypeError, match=r"^infonce.forward: k must be float32, got float64$"):
         infonce_call(cuda, empty, params, k=cuda((4, 8), np.float64))
 
 
@@ -164,3 +164,116 @@ def test_no_crash_on_garbage_arguments(empty):
         _core.infonce_forward(empty, _options.infonce_params(2, 2, 2), "q", None, 1, 2, 3)
     with pytest.raises(TypeError):
         _core.infonce_check(None)
+
+
+# ---- 16-bit inputs and the logits tile's dtype -----------------------------------------------------
+
+def test_logits_dtype_names():
+    assert _options.infonce_params(4, 4, 8).logits_dtype == _core.DType.f32
+    for name in ("bf16", "bfloat16"):
+        assert _options.infonce_params(4, 4, 8, logits_dtype=name).logits_dtype == _core.DType.bf16
+        assert _options.in_batch_params(4, 1, 8, logits_dtype=name).logits_dtype == _core.DType.bf16
+    with pytest.raises(ValueError, match=r"^logits_dtype must be one of \[.*\], got 'fp8'$"):
+        _options.infonce_params(4, 4, 8, logits_dtype="fp8")
+    with pytest.raises(ValueError, match="^logits_dtype must be one of"):
+        _options.in_batch_params(4, 1, 8, logits_dtype=None)
+    _core.infonce_check(_options.infonce_params(4, 4, 8, dtype="bf16", logits_dtype="bf16"))
+    _core.mnr_in_batch_check(_options.in_batch_params(4, 1, 8, dtype="f16", logits_dtype="bf16"))
+
+
+def half(cuda, shape, dtype):
+    """A fake CUDA array of float16 or bfloat16 (float16 memory relabelled bfloat16 for DLPack)."""
+    array = cuda(shape, np.float16)
+    if dtype == "bf16":
+        array._managed.dl_tensor.dtype.code = 4  # kDLBfloat
+    return array
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+def test_half_precision_arrays_pass_the_bindings_checks(cuda, empty, dtype):
+    """Inputs and gradients in the params' dtype, the loss and the temperature's gradient float32:
+    the call reaches the handle check. Anything else is a TypeError naming the array."""
+    params = _options.infonce_params(4, 6, 8, dtype=dtype, logits_dtype="bf16")
+    label = {"f16": "float16", "bf16": "bfloat16"}[dtype]
+    other = "bf16" if dtype == "f16" else "f16"
+
+    def call(**change):
+        args = dict(q=half(cuda, (4, 8), dtype), k=half(cuda, (6, 8), dtype), loss=cuda((1,)),
+                    saved=cuda((_core.infonce_saved_size(params),), np.uint8), grad_loss=None,
+                    grad_q=half(cuda, (4, 8), dtype), grad_k=half(cuda, (6, 8), dtype),
+                    grad_temperature=cuda((1,)),
+                    workspace=cuda((_core.infonce_workspace_size(params),), np.uint8))
+        args.update(change)
+        return _core.infonce_forward_backward(empty, params, stream=0, **args)
+
+    with pytest.raises(RuntimeError, match="^handle is empty"):
+        call()
+    with pytest.raises(TypeError, match=rf"^infonce.forward_backward: k must be {label}, "
+                                        rf"got float32$"):
+        call(k=cuda((6, 8)))
+    with pytest.raises(TypeError, match=rf"^infonce.forward_backward: q must be {label}, "):
+        call(q=half(cuda, (4, 8), other))
+    with pytest.raises(TypeError, match=rf"^infonce.forward_backward: grad_k must be {label}, "):
+        call(grad_k=cuda((6, 8)))
+    with pytest.raises(TypeError, match="^infonce.forward_backward: loss must be float32, "):
+        call(loss=half(cuda, (1,), dtype))
+
+
+def read_only(shape, dtype=np.float32):
+    array = np.zeros(shape, dtype)
+    array.setflags(write=False)
+    return array
+
+
+def test_read_only_arrays_are_accepted_where_the_library_only_reads(cuda, empty):
+    """A read-only DLPack export (here a read-only NumPy array, on the host) passes the binding's
+    type check for the inputs, `saved` in backward and grad_loss, and so meets the device check;
+    an output that must be written rejects it."""
+    params = _options.repel_params(2, 3, 4)
+    workspace = cuda((_core.repel_workspace_size(params),), np.uint8)
+    saved_bytes = _core.repel_saved_size(params)
+
+    def backward(**change):
+        args = dict(anchors=cuda((2, 4)), negatives=cuda((2, 3, 4)),
+                    saved=cuda((saved_bytes,), np.uint8), grad_loss=cuda((1,)),
+                    grad_anchors=cuda((2, 4)), grad_negatives=cuda((2, 3, 4)), workspace=workspace)
+        args.update(change)
+        return _core.repel_backward(empty, params, stream=0, **args)
+
+    read_only_inputs = dict(anchors=read_only((2, 4)), negatives=read_only((2, 3, 4)),
+                            saved=read_only((saved_bytes,), np.uint8), grad_loss=read_only((1,)))
+    for name, array in read_only_inputs.items():
+        with pytest.raises(ValueError, match=f"^repel.backward: {name} must be on a CUDA device"):
+            backward(**{name: array})
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        backward(grad_anchors=read_only((2, 4)))
+    forward = dict(anchors=cuda((2, 4)), negatives=cuda((2, 3, 4)), loss=cuda((1,)),
+                   saved=cuda((saved_bytes,), np.uint8), workspace=workspace)
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        _core.repel_forward(empty, params, stream=0,
+                            **dict(forward, saved=read_only((saved_bytes,), np.uint8)))
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        _core.repel_forward(empty, params, stream=0, **dict(forward, loss=read_only((1,))))
+
+
+def test_torch_mixed_dtypes_are_a_type_error_before_any_device_check():
+    torch = pytest.importorskip("torch")
+    from contrastive import torch as ct
+    f16, bf16 = torch.zeros(4, 8, dtype=torch.float16), torch.zeros(4, 8, dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match=r"^infonce: inputs must all have one dtype, got "
+                                        r"torch\.float16 for q and torch\.bfloat16 for k$"):
+        ct.infonce(f16, bf16)
+    with pytest.raises(TypeError, match=r"^MultipleNegativesRankingLoss: .* hard_negatives\[0\]$"):
+        ct.MultipleNegativesRankingLoss()(f16, f16, bf16)
+
+
+def test_jax_mixed_dtypes_are_a_type_error_before_any_device_check():
+    jnp = pytest.importorskip("jax.numpy")
+    from contrastive import jax as cj
+    f16, bf16 = jnp.zeros((4, 8), jnp.float16), jnp.zeros((4, 8), jnp.bfloat16)
+    with pytest.raises(TypeError, match="^mnr_in_batch: inputs must all have one dtype, got "
+                                        "float16 for anchors and bfloat16 for candidates$"):
+        cj.mnr_in_batch(f16, bf16)
+    with pytest.raises(TypeError, match=r"^repel: inputs must be float32, float16 or bfloat16, "
+                                        r"got int32$"):
+        cj.repel(jnp.zeros((2, 4), jnp.int32), jnp.zeros((2, 3, 4), jnp.int32))
