@@ -260,5 +260,48 @@ TEST(Workspace, InfoNCEPlanMatchesTheMode) {
   EXPECT_EQ(reported, tiled.required_bytes);
 }
 
+// The pieces follow the dtypes: the logits tile in logits_dtype; a separate G tile (in the input
+// dtype, as the backward GEMMs read it) only when the two differ; normalized rows in the input
+// dtype; fp32 accumulators unless an f32 dot product can write the caller's gradients directly.
+TEST(Workspace, InfoNCEPlanFollowsTheDtypes) {
+  using Plan = infonce::detail::WorkspacePlan;
+  constexpr std::size_t kAbsent = Plan::kAbsent;
+  Params p = valid_params();
+  p.batch = 40;
+  p.num_keys = 96;
+  p.dim = 64;
+  auto piece = [](std::size_t begin, std::size_t next) { return next - begin; };
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (DType logits_dtype : {DType::kF32, DType::kBF16}) {
+      for (Similarity similarity : {Similarity::kCosine, Similarity::kDot}) {
+        SCOPED_TRACE(std::string(dtype_name(dtype)) + " inputs, " + dtype_name(logits_dtype) +
+                     " tile, " + (similarity == Similarity::kCosine ? "cosine" : "dot"));
+        p.dtype = dtype;
+        p.logits_dtype = logits_dtype;
+        p.similarity = similarity;
+        Plan plan;
+        ASSERT_EQ(infonce::detail::plan_workspace(p, &plan), Status::kSuccess);
+        const std::size_t tile = 40 * 96, element = dtype_size(dtype);
+        const std::size_t after_tile = plan.grad_tile != kAbsent ? plan.grad_tile
+                                       : plan.q_hat != kAbsent   ? plan.q_hat
+                                       : plan.grad_q_sum != kAbsent ? plan.grad_q_sum
+                                                                    : plan.row_state;
+        EXPECT_EQ(piece(plan.logits_tile, after_tile),
+                  detail::round_up(tile * dtype_size(logits_dtype), detail::kWorkspaceAlignment));
+        EXPECT_EQ(plan.grad_tile != kAbsent, logits_dtype != dtype);
+        EXPECT_EQ(plan.q_hat != kAbsent, similarity == Similarity::kCosine);
+        if (plan.q_hat != kAbsent) {
+          EXPECT_EQ(piece(plan.q_hat, plan.k_hat), 40 * 64 * element);
+        }
+        const bool accumulators = similarity == Similarity::kCosine || dtype != DType::kF32;
+        EXPECT_EQ(plan.grad_q_sum != kAbsent, accumulators);
+        if (accumulators) {
+          EXPECT_EQ(piece(plan.grad_q_sum, plan.grad_k_sum), 40 * 64 * 4u);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace contrastive
