@@ -1,7 +1,7 @@
 // InfoNCE forward, backward and forward_backward at the seed notebook's settings (cosine,
-// temperature 0.1, mean, fp32, M == B, not symmetric), each beside its cuBLAS floor measured in the
-// same run: forward must do S = Q K^T; backward recomputes S and does dQ = G K and dK = G^T Q;
-// forward_backward does the same three.
+// temperature 0.1, mean, M == B, not symmetric), in fp32 and in bf16 (fp32 logits tile), each
+// beside its cuBLAS floor in the same dtype measured in the same run: forward must do S = Q K^T;
+// backward recomputes S and does dQ = G K and dK = G^T Q; forward_backward does the same three.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -17,7 +17,9 @@
 namespace contrastive::bench {
 namespace {
 
-const std::vector<std::int64_t> kBatchSizes = {1024, 4096, 16384};
+// bf16 only at the batches where training runs in it and the GEMMs dominate.
+const std::vector<std::int64_t> kF32BatchSizes = {1024, 4096, 16384};
+const std::vector<std::int64_t> kBF16BatchSizes = {4096, 16384};
 const std::vector<std::int64_t> kDims = {256, 768};
 constexpr float kTemperature = 0.1f;
 
@@ -36,8 +38,8 @@ std::string call_name(Operation operation) {
   return std::string("infonce::") + operation_name(operation);
 }
 
-infonce::Params make_params(std::int64_t batch, std::int64_t dim) {
-  auto params = logits_loss_params<infonce::Params>();
+infonce::Params make_params(std::int64_t batch, std::int64_t dim, DType dtype) {
+  auto params = logits_loss_params<infonce::Params>(dtype);
   params.batch = batch;
   params.num_keys = batch;
   params.dim = dim;
@@ -47,7 +49,7 @@ infonce::Params make_params(std::int64_t batch, std::int64_t dim) {
 
 // Q is (B, D), K is (M, D).
 bool allocate_buffers(GpuFixture& gpu, const infonce::Params& params, LogitsLossBuffers* buffers) {
-  return buffers->allocate(gpu, {params.batch, params.num_keys, params.dim}) &&
+  return buffers->allocate(gpu, {params.batch, params.num_keys, params.dim}, params.dtype) &&
          allocate_loss_outputs(gpu, params, &buffers->outputs);
 }
 
@@ -111,8 +113,8 @@ bool validate(GpuFixture& gpu, Operation operation, const infonce::Params& param
   if (operation == Operation::kForward) {
     return gpu.require_finite({{buffers.outputs.loss.as_floats(), "loss"}});
   }
-  return gpu.require_finite(
-      {{buffers.outputs.loss.as_floats(), "loss"}, {buffers.grad_q.as_floats(), "grad_q[0]"}});
+  return gpu.require_finite({{buffers.outputs.loss.as_floats(), "loss"},
+                             {buffers.grad_q.get(), "grad_q[0]", buffers.dtype}});
 }
 
 // ---- The floor --------------------------------------------------------------------------------
@@ -132,8 +134,8 @@ double operation_bytes(Operation operation, const LogitsLossBuffers& buffers) {
 
 // ---- The benchmark ----------------------------------------------------------------------------
 
-void benchmark_infonce(benchmark::State& state, Operation operation) {
-  const infonce::Params params = make_params(state.range(0), state.range(1));
+void benchmark_infonce(benchmark::State& state, Operation operation, DType dtype) {
+  const infonce::Params params = make_params(state.range(0), state.range(1), dtype);
   GpuFixture gpu(state);
   if (!gpu.ready()) return;
   LogitsLossBuffers buffers;
@@ -149,12 +151,18 @@ void benchmark_infonce(benchmark::State& state, Operation operation) {
 }
 
 void register_benchmarks() {
-  for (const Operation operation :
-       {Operation::kForward, Operation::kBackward, Operation::kForwardBackward}) {
-    const std::string family = std::string("infonce/") + operation_name(operation);
-    timed_on_device(benchmark::RegisterBenchmark(family.c_str(), benchmark_infonce, operation))
-        ->ArgNames({"B", "D"})
-        ->ArgsProduct({kBatchSizes, kDims});
+  for (const DType dtype : kMeasuredDTypes) {
+    const std::vector<std::int64_t>& batch_sizes =
+        dtype == DType::kF32 ? kF32BatchSizes : kBF16BatchSizes;
+    for (const Operation operation :
+         {Operation::kForward, Operation::kBackward, Operation::kForwardBackward}) {
+      const std::string family =
+          family_name(std::string("infonce/") + operation_name(operation), dtype);
+      timed_on_device(
+          benchmark::RegisterBenchmark(family.c_str(), benchmark_infonce, operation, dtype))
+          ->ArgNames({"B", "D"})
+          ->ArgsProduct({batch_sizes, kDims});
+    }
   }
 }
 

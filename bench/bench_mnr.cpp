@@ -1,11 +1,12 @@
-// MNR (mnr.hpp) in its two layouts, fp32, mean.
+// MNR (mnr.hpp) in its two layouts, mean, each in fp32 and in bf16 at the same shapes.
 //   Per-anchor negatives at the seed notebook's settings (dot, scale 1), forward and
 //   forward_backward with every gradient (anchors, positives, negatives, scale), at the (B, N, D)
 //   of loss_buffers.cpp. One fused kernel that reads each vector once: memory-bound, so each is
-//   reported against a device-to-device copy of the same compulsory bytes, in the same run.
+//   reported against a device-to-device copy of the same compulsory bytes (in the dtype), in the
+//   same run.
 //   In-batch with K shared hard negatives at sentence-transformers' settings (cosine, scale 20, not
-//   symmetric, no scale gradient), forward_backward against the cuBLAS floor of its three GEMMs:
-//   logits B x (1 + K) B x D, dAnchors and dCandidates.
+//   symmetric, no scale gradient, fp32 logits tile), forward_backward against the cuBLAS floor of
+//   its three GEMMs in the same dtype: logits B x (1 + K) B x D, dAnchors and dCandidates.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -38,8 +39,8 @@ const char* pass_name(PerAnchorPass pass) {
   return pass == PerAnchorPass::kForward ? "forward" : "forward_backward";
 }
 
-mnr::PerAnchorParams per_anchor_params(const AnchorNegativeShape& shape) {
-  auto params = anchor_negative_params<mnr::PerAnchorParams>(shape);
+mnr::PerAnchorParams per_anchor_params(const AnchorNegativeShape& shape, DType dtype) {
+  auto params = anchor_negative_params<mnr::PerAnchorParams>(shape, dtype);
   params.similarity = Similarity::kDot;
   params.scale = kSeedScale;
   return params;
@@ -47,21 +48,21 @@ mnr::PerAnchorParams per_anchor_params(const AnchorNegativeShape& shape) {
 
 struct PerAnchorBuffers {
   AnchorNegativeBuffers shared;  // anchors, negatives, their gradients, loss, saved, workspace
-  DeviceBuffer positives;        // (B, D) random normal
-  DeviceBuffer grad_positives;   // (B, D)
-  DeviceBuffer grad_scale;       // (1)
+  DeviceBuffer positives;        // (B, D) shared.dtype, random normal
+  DeviceBuffer grad_positives;   // (B, D) shared.dtype
+  DeviceBuffer grad_scale;       // (1) fp32
 
   std::size_t input_bytes() const { return shared.input_bytes() + positives.bytes(); }
 };
 
 bool allocate_per_anchor(GpuFixture& gpu, const AnchorNegativeShape& shape,
                          const mnr::PerAnchorParams& params, PerAnchorBuffers* buffers) {
-  const std::size_t positive_bytes = float_bytes(shape.batch, shape.dim);
-  return buffers->shared.allocate(gpu, shape) &&
+  return buffers->shared.allocate(gpu, shape, params.dtype) &&
          allocate_loss_outputs(gpu, params, &buffers->shared.outputs) &&
-         gpu.allocate_random_normal(positive_bytes / sizeof(float), kPositiveSeed,
-                                    &buffers->positives) &&
-         gpu.allocate(positive_bytes, &buffers->grad_positives) &&
+         gpu.allocate_random_normal(element_count(shape.batch, shape.dim), kPositiveSeed,
+                                    params.dtype, &buffers->positives) &&
+         gpu.allocate(matrix_bytes(shape.batch, shape.dim, params.dtype),
+                      &buffers->grad_positives) &&
          gpu.allocate(sizeof(float), &buffers->grad_scale);
 }
 
@@ -95,17 +96,18 @@ Status run_per_anchor(PerAnchorPass pass, const GpuFixture& gpu, const mnr::PerA
 std::vector<FiniteValue> per_anchor_outputs(PerAnchorPass pass, const PerAnchorBuffers& buffers) {
   std::vector<FiniteValue> values = {{buffers.shared.outputs.loss.as_floats(), "loss"}};
   if (pass == PerAnchorPass::kForwardBackward) {
-    values.push_back({buffers.shared.grad_anchors.as_floats(), "grad_anchors[0]"});
-    values.push_back({buffers.grad_positives.as_floats(), "grad_positives[0]"});
-    values.push_back({buffers.shared.grad_negatives.as_floats(), "grad_negatives[0]"});
+    const DType dtype = buffers.shared.dtype;
+    values.push_back({buffers.shared.grad_anchors.get(), "grad_anchors[0]", dtype});
+    values.push_back({buffers.grad_positives.get(), "grad_positives[0]", dtype});
+    values.push_back({buffers.shared.grad_negatives.get(), "grad_negatives[0]", dtype});
     values.push_back({buffers.grad_scale.as_floats(), "grad_scale"});
   }
   return values;
 }
 
-void benchmark_per_anchor(benchmark::State& state, PerAnchorPass pass) {
+void benchmark_per_anchor(benchmark::State& state, PerAnchorPass pass, DType dtype) {
   const AnchorNegativeShape shape = anchor_negative_shape(state);
-  const mnr::PerAnchorParams params = per_anchor_params(shape);
+  const mnr::PerAnchorParams params = per_anchor_params(shape, dtype);
   GpuFixture gpu(state);
   if (!gpu.ready()) return;
   PerAnchorBuffers buffers;
@@ -124,8 +126,8 @@ void benchmark_per_anchor(benchmark::State& state, PerAnchorPass pass) {
 // ---- In-batch with shared hard negatives -------------------------------------------------------
 
 mnr::InBatchParams in_batch_params(std::int64_t batch, std::int64_t hard_negatives,
-                                   std::int64_t dim) {
-  auto params = logits_loss_params<mnr::InBatchParams>();
+                                   std::int64_t dim, DType dtype) {
+  auto params = logits_loss_params<mnr::InBatchParams>(dtype);
   params.batch = batch;
   params.hard_negatives = hard_negatives;
   params.dim = dim;
@@ -146,13 +148,14 @@ Status run_in_batch(const GpuFixture& gpu, const mnr::InBatchParams& params,
   return call_loss(mnr::forward_backward, gpu, params, args, buffers.outputs);
 }
 
-void benchmark_in_batch(benchmark::State& state) {
-  const mnr::InBatchParams params = in_batch_params(state.range(0), state.range(1), state.range(2));
+void benchmark_in_batch(benchmark::State& state, DType dtype) {
+  const mnr::InBatchParams params =
+      in_batch_params(state.range(0), state.range(1), state.range(2), dtype);
   GpuFixture gpu(state);
   if (!gpu.ready()) return;
   LogitsLossBuffers buffers;
   const std::int64_t candidates = (1 + params.hard_negatives) * params.batch;
-  if (!buffers.allocate(gpu, {params.batch, candidates, params.dim}) ||
+  if (!buffers.allocate(gpu, {params.batch, candidates, params.dim}, dtype) ||
       !allocate_loss_outputs(gpu, params, &buffers.outputs)) {
     return;
   }
@@ -164,8 +167,8 @@ void benchmark_in_batch(benchmark::State& state) {
   // chooses and caches its GEMM algorithms on first use).
   if (!library_work() ||
       !gpu.require_finite({{buffers.outputs.loss.as_floats(), "loss"},
-                           {buffers.grad_q.as_floats(), "grad_anchors[0]"},
-                           {buffers.grad_k.as_floats(), "grad_candidates[0]"}})) {
+                           {buffers.grad_q.get(), "grad_anchors[0]", dtype},
+                           {buffers.grad_k.get(), "grad_candidates[0]", dtype}})) {
     return;
   }
   time_against_cublas_floor(gpu, buffers.floor_gemms(params.scale, true), library_work,
@@ -175,14 +178,18 @@ void benchmark_in_batch(benchmark::State& state) {
 // ---- Registration ------------------------------------------------------------------------------
 
 void register_benchmarks() {
-  for (const PerAnchorPass pass : {PerAnchorPass::kForward, PerAnchorPass::kForwardBackward}) {
-    const std::string family = std::string("mnr/per_anchor/") + pass_name(pass);
-    at_anchor_negative_shapes(
-        timed_on_device(benchmark::RegisterBenchmark(family.c_str(), benchmark_per_anchor, pass)));
+  for (const DType dtype : kMeasuredDTypes) {
+    for (const PerAnchorPass pass : {PerAnchorPass::kForward, PerAnchorPass::kForwardBackward}) {
+      const std::string family =
+          family_name(std::string("mnr/per_anchor/") + pass_name(pass), dtype);
+      at_anchor_negative_shapes(timed_on_device(
+          benchmark::RegisterBenchmark(family.c_str(), benchmark_per_anchor, pass, dtype)));
+    }
+    const std::string in_batch = family_name("mnr/in_batch/forward_backward", dtype);
+    timed_on_device(benchmark::RegisterBenchmark(in_batch.c_str(), benchmark_in_batch, dtype))
+        ->ArgNames({"B", "K", "D"})
+        ->ArgsProduct({kInBatchSizes, kHardNegativeBlocks, kInBatchDims});
   }
-  timed_on_device(benchmark::RegisterBenchmark("mnr/in_batch/forward_backward", benchmark_in_batch))
-      ->ArgNames({"B", "K", "D"})
-      ->ArgsProduct({kInBatchSizes, kHardNegativeBlocks, kInBatchDims});
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
-// Repel (repel.hpp) forward_backward at the seed notebook's settings (cosine, margin 0.3, mean,
-// fp32), at the (B, N, D) of loss_buffers.cpp. One fused kernel that reads each row once:
-// memory-bound, so it is reported against a device-to-device copy of the same compulsory bytes
-// (anchors and negatives read, their gradients written), measured in the same run.
+// Repel (repel.hpp) forward_backward at the seed notebook's settings (cosine, margin 0.3, mean), in
+// fp32 and in bf16, at the (B, N, D) of loss_buffers.cpp. One fused kernel that reads each row
+// once: memory-bound, so it is reported against a device-to-device copy of the same compulsory
+// bytes in the dtype (anchors and negatives read, their gradients written), measured in the same
+// run.
 // With random normal rows, cosines are about N(0, 1 / D), so nearly no term is above the margin and
 // the loss is about 0; the kernel reads and writes every row either way (no branch on the hinge).
 #include <cstdint>
+#include <string>
 
 #include <benchmark/benchmark.h>
 
@@ -18,8 +20,8 @@ namespace {
 
 constexpr float kSeedMargin = 0.3f;
 
-repel::Params make_params(const AnchorNegativeShape& shape) {
-  auto params = anchor_negative_params<repel::Params>(shape);
+repel::Params make_params(const AnchorNegativeShape& shape, DType dtype) {
+  auto params = anchor_negative_params<repel::Params>(shape, dtype);
   params.margin = kSeedMargin;
   params.mean_over_active = false;
   return params;
@@ -37,13 +39,14 @@ Status run_forward_backward(const GpuFixture& gpu, const repel::Params& params,
   return call_loss(repel::forward_backward, gpu, params, args, buffers.outputs);
 }
 
-void benchmark_repel(benchmark::State& state) {
+void benchmark_repel(benchmark::State& state, DType dtype) {
   const AnchorNegativeShape shape = anchor_negative_shape(state);
-  const repel::Params params = make_params(shape);
+  const repel::Params params = make_params(shape, dtype);
   GpuFixture gpu(state);
   if (!gpu.ready()) return;
   AnchorNegativeBuffers buffers;
-  if (!buffers.allocate(gpu, shape) || !allocate_loss_outputs(gpu, params, &buffers.outputs)) {
+  if (!buffers.allocate(gpu, shape, dtype) ||
+      !allocate_loss_outputs(gpu, params, &buffers.outputs)) {
     return;
   }
 
@@ -53,16 +56,19 @@ void benchmark_repel(benchmark::State& state) {
   // One untimed call whose Status and outputs are checked, which is also the warm-up.
   if (!library_work() ||
       !gpu.require_finite({{buffers.outputs.loss.as_floats(), "loss"},
-                           {buffers.grad_anchors.as_floats(), "grad_anchors[0]"},
-                           {buffers.grad_negatives.as_floats(), "grad_negatives[0]"}})) {
+                           {buffers.grad_anchors.get(), "grad_anchors[0]", dtype},
+                           {buffers.grad_negatives.get(), "grad_negatives[0]", dtype}})) {
     return;
   }
   time_against_copy_floor(gpu, library_work, compulsory_bytes(buffers.input_bytes(), true));
 }
 
 void register_benchmarks() {
-  at_anchor_negative_shapes(
-      timed_on_device(benchmark::RegisterBenchmark("repel/forward_backward", benchmark_repel)));
+  for (const DType dtype : kMeasuredDTypes) {
+    const std::string family = family_name("repel/forward_backward", dtype);
+    at_anchor_negative_shapes(
+        timed_on_device(benchmark::RegisterBenchmark(family.c_str(), benchmark_repel, dtype)));
+  }
 }
 
 }  // namespace

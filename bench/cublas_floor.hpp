@@ -1,6 +1,7 @@
-// The cuBLAS floor: the fp32 GEMMs an operation cannot avoid, run by plain cuBLAS on the fixture's
-// stream (fp32 compute, TF32 off, as the library's own fp32 GEMMs). A loss kernel can at best
-// match it, so (library time) / (floor time) says how much the rest of the operation costs.
+// The cuBLAS floor: the GEMMs an operation cannot avoid, run by plain cuBLAS on the fixture's
+// stream as the library runs them (inputs in their dtype, fp32 compute and outputs, TF32 off). A
+// loss kernel can at best match it, so (library time) / (floor time) says how much the rest of the
+// operation costs.
 #pragma once
 
 #include <cstdint>
@@ -28,8 +29,8 @@ struct LogitsGemms {
   DType dtype = DType::kF32;  ///< of Q, K and G; S and the gradient sums are fp32, as the library's
   float scale = 1.0f;
   float* logits = nullptr;  ///< (rows, cols) fp32 S, then read as G in dtype (only time matters)
-  float* grad_q = nullptr;  ///< (rows, dim); with grad_k null: S alone (a forward pass)
-  float* grad_k = nullptr;  ///< (cols, dim)
+  float* grad_q = nullptr;  ///< (rows, dim) fp32; with grad_k null: S alone (a forward pass)
+  float* grad_k = nullptr;  ///< (cols, dim) fp32
 
   bool gradients() const { return grad_q != nullptr && grad_k != nullptr; }
   double flops() const;

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "kernels/numeric.hpp"
 
 namespace contrastive::bench {
 namespace {
@@ -49,10 +52,54 @@ const std::vector<float>& random_normal_values(std::size_t count, std::uint64_t 
   return entry->second;
 }
 
+// random_normal_values() rounded to T, kept likewise.
+template <typename T>
+const std::vector<T>& random_normal_values_as(std::size_t count, std::uint64_t seed) {
+  static std::map<std::pair<std::size_t, std::uint64_t>, std::vector<T>> cache;
+  auto [entry, inserted] = cache.try_emplace({count, seed});
+  if (inserted) {
+    const std::vector<float>& values = random_normal_values(count, seed);
+    entry->second.reserve(count);
+    for (const float value : values) entry->second.push_back(kernels::from_float<T>(value));
+  }
+  return entry->second;
+}
+
+// The host copy of `count` standard normals from `seed`, stored in `dtype`.
+const void* random_normal_data(std::size_t count, std::uint64_t seed, DType dtype) {
+  switch (dtype) {
+    case DType::kF16: return random_normal_values_as<__half>(count, seed).data();
+    case DType::kBF16: return random_normal_values_as<__nv_bfloat16>(count, seed).data();
+    case DType::kF32: break;
+  }
+  return random_normal_values(count, seed).data();
+}
+
+// One element of `dtype` at `bytes` (host memory), as a float.
+template <typename T>
+float stored_value(const unsigned char* bytes) {
+  T value;
+  std::memcpy(&value, bytes, sizeof(T));
+  return kernels::to_float(value);
+}
+
+float stored_value(const unsigned char* bytes, DType dtype) {
+  switch (dtype) {
+    case DType::kF16: return stored_value<__half>(bytes);
+    case DType::kBF16: return stored_value<__nv_bfloat16>(bytes);
+    case DType::kF32: break;
+  }
+  return stored_value<float>(bytes);
+}
+
 }  // namespace
 
-std::size_t float_bytes(std::int64_t rows, std::int64_t cols) {
-  return static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols) * sizeof(float);
+std::size_t element_count(std::int64_t rows, std::int64_t cols) {
+  return static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+}
+
+std::size_t matrix_bytes(std::int64_t rows, std::int64_t cols, DType dtype) {
+  return element_count(rows, cols) * dtype_size(dtype);
 }
 
 std::size_t compulsory_bytes(std::size_t input_bytes, bool writes_gradients) {
@@ -61,6 +108,10 @@ std::size_t compulsory_bytes(std::size_t input_bytes, bool writes_gradients) {
 
 benchmark::internal::Benchmark* timed_on_device(benchmark::internal::Benchmark* benchmark) {
   return benchmark->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+std::string family_name(const std::string& family, DType dtype) {
+  return family + "/" + dtype_name(dtype);
 }
 
 // ---- DeviceBuffer ------------------------------------------------------------------------------
@@ -152,30 +203,30 @@ bool GpuFixture::allocate(std::size_t bytes, DeviceBuffer* out) {
   return true;
 }
 
-bool GpuFixture::allocate_random_normal(std::size_t count, std::uint64_t seed, DeviceBuffer* out) {
-  return allocate(count * sizeof(float), out) && fill_random_normal(*out, count, seed);
+bool GpuFixture::allocate_random_normal(std::size_t count, std::uint64_t seed, DType dtype,
+                                        DeviceBuffer* out) {
+  return allocate(count * dtype_size(dtype), out) && fill_random_normal(*out, count, seed, dtype);
 }
 
 bool GpuFixture::fill_random_normal(const DeviceBuffer& buffer, std::size_t count,
-                                    std::uint64_t seed) {
-  const std::size_t bytes = count * sizeof(float);
+                                    std::uint64_t seed, DType dtype) {
+  const std::size_t bytes = count * dtype_size(dtype);
   if (bytes > buffer.bytes()) {
-    return fail("fill_random_normal: " + std::to_string(count) + " floats do not fit in " +
-                std::to_string(buffer.bytes()) + " bytes");
+    return fail("fill_random_normal: " + std::to_string(count) + " " + dtype_name(dtype) +
+                " values do not fit in " + std::to_string(buffer.bytes()) + " bytes");
   }
-  const std::vector<float>& values = random_normal_values(count, seed);
   // On the work stream: a plain cudaMemcpy runs on the legacy stream, which a non-blocking stream
   // does not wait for.
-  if (!check(cudaMemcpyAsync(buffer.get(), values.data(), bytes, cudaMemcpyHostToDevice, stream_),
+  if (!check(cudaMemcpyAsync(buffer.get(), random_normal_data(count, seed, dtype), bytes,
+                             cudaMemcpyHostToDevice, stream_),
              "cudaMemcpyAsync(inputs)")) {
     return false;
   }
   return synchronize();
 }
 
-bool GpuFixture::download(const float* source, std::size_t count, float* destination) {
-  if (!check(cudaMemcpyAsync(destination, source, count * sizeof(float), cudaMemcpyDeviceToHost,
-                             stream_),
+bool GpuFixture::download(const void* source, std::size_t bytes, void* destination) {
+  if (!check(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyDeviceToHost, stream_),
              "cudaMemcpyAsync(download)")) {
     return false;
   }
@@ -188,8 +239,9 @@ bool GpuFixture::synchronize() {
 
 bool GpuFixture::require_finite(const std::vector<FiniteValue>& values) {
   for (const FiniteValue& value : values) {
-    float host_value = 0.0f;
-    if (!download(value.device_value, 1, &host_value)) return false;
+    unsigned char bytes[sizeof(float)] = {};
+    if (!download(value.device_value, dtype_size(value.dtype), bytes)) return false;
+    const float host_value = stored_value(bytes, value.dtype);
     if (!std::isfinite(host_value)) {
       return fail(std::string(value.name) + " is not finite: " + std::to_string(host_value));
     }

@@ -4,7 +4,7 @@
 //   - cold L2 before each timed run (the flush runs outside the timed region);
 //   - the host's launch latency kept out of the timed region: the stream is held until the whole
 //     run is enqueued (nvbench's "blocking kernel", done with a host function);
-//   - random normal inputs, never zeros (zeros run faster than real data);
+//   - random normal inputs, never zeros (zeros run faster than real data), in the measured dtype;
 //   - nothing allocated or created inside the timed loop.
 // Without a usable GPU the fixture reports "no usable CUDA device: ..." through SkipWithError and
 // makes no further CUDA call, so a benchmark only needs `if (!gpu.ready()) return;`.
@@ -23,14 +23,17 @@
 
 #include "contrastive/handle.hpp"
 #include "contrastive/status.hpp"
+#include "contrastive/types.hpp"
 
 namespace contrastive::bench {
 
 /// Work enqueued on the fixture's stream. Returns false after it has reported a failure.
 using Work = std::function<bool()>;
 
-/// Bytes of a dense fp32 (rows, cols) matrix.
-std::size_t float_bytes(std::int64_t rows, std::int64_t cols);
+/// Elements of a dense (rows, cols) matrix.
+std::size_t element_count(std::int64_t rows, std::int64_t cols);
+/// Bytes of a dense (rows, cols) matrix of `dtype`.
+std::size_t matrix_bytes(std::int64_t rows, std::int64_t cols, DType dtype);
 
 /// Compulsory traffic of a pass over inputs of `input_bytes` in all: every input read once, and
 /// for a gradient pass every input's gradient written once as well. Anything a fused kernel need
@@ -40,10 +43,15 @@ std::size_t compulsory_bytes(std::size_t input_bytes, bool writes_gradients);
 /// Sets what every benchmark here shares on `benchmark`: manual (event) time, in milliseconds.
 benchmark::internal::Benchmark* timed_on_device(benchmark::internal::Benchmark* benchmark);
 
-/// A float on the device that must be finite after the untimed validation call.
+/// "<family>/<dtype>" ("infonce/forward/bf16"): every benchmark's name says its input dtype.
+std::string family_name(const std::string& family, DType dtype);
+
+/// A value on the device, stored in `dtype`, that must be finite after the untimed validation
+/// call.
 struct FiniteValue {
-  const float* device_value = nullptr;
+  const void* device_value = nullptr;
   const char* name = "";
+  DType dtype = DType::kF32;
 };
 
 /// Device memory that frees itself. Empty until GpuFixture::allocate() fills it.
@@ -89,15 +97,18 @@ class GpuFixture {
   /// Allocates `bytes` of device memory into `out`.
   bool allocate(std::size_t bytes, DeviceBuffer* out);
 
-  /// Allocates `count` floats into `out` and fills them as fill_random_normal() does.
-  bool allocate_random_normal(std::size_t count, std::uint64_t seed, DeviceBuffer* out);
+  /// Allocates `count` elements of `dtype` into `out` and fills them as fill_random_normal() does.
+  bool allocate_random_normal(std::size_t count, std::uint64_t seed, DType dtype,
+                              DeviceBuffer* out);
 
-  /// Fills the first `count` floats of `buffer` with standard normal values from `seed` (generated
-  /// once per (count, seed) on the host and copied on the work stream).
-  bool fill_random_normal(const DeviceBuffer& buffer, std::size_t count, std::uint64_t seed);
+  /// Fills the first `count` elements of `buffer` with standard normal values from `seed`, stored
+  /// in `dtype`: the same values in every dtype, drawn as floats and rounded to the dtype (once per
+  /// (count, seed, dtype) on the host), then copied on the work stream.
+  bool fill_random_normal(const DeviceBuffer& buffer, std::size_t count, std::uint64_t seed,
+                          DType dtype);
 
-  /// Copies `count` floats from device `source` to host `destination` and waits for them.
-  bool download(const float* source, std::size_t count, float* destination);
+  /// Copies `bytes` from device `source` to host `destination` and waits for them.
+  bool download(const void* source, std::size_t bytes, void* destination);
 
   /// Waits for everything enqueued on the work stream.
   bool synchronize();

@@ -12,60 +12,64 @@ constexpr std::uint64_t kSecondInputSeed = 2;
 const std::vector<std::vector<std::int64_t>> kAnchorNegativeShapes = {
     {4096, 64, 256}, {16384, 64, 256}, {4096, 16, 768}};
 
-std::size_t float_count(std::int64_t rows, std::int64_t cols) {
-  return float_bytes(rows, cols) / sizeof(float);
-}
-
 }  // namespace
 
 // ---- LogitsLossBuffers -------------------------------------------------------------------------
 
-bool LogitsLossBuffers::allocate(GpuFixture& gpu, const LogitsShape& logits_shape) {
+bool LogitsLossBuffers::allocate(GpuFixture& gpu, const LogitsShape& logits_shape,
+                                 DType input_dtype) {
   shape = logits_shape;
+  dtype = input_dtype;
   const auto [rows, cols, dim] = shape;
-  return gpu.allocate_random_normal(float_count(rows, dim), kFirstInputSeed, &q) &&
-         gpu.allocate_random_normal(float_count(cols, dim), kSecondInputSeed, &k) &&
-         gpu.allocate(float_bytes(rows, dim), &grad_q) &&
-         gpu.allocate(float_bytes(cols, dim), &grad_k) &&
-         gpu.allocate(float_bytes(rows, cols), &floor_logits);
+  // floor_logits holds S in fp32, so G, the same (rows, cols) in dtype, fits in it too.
+  return gpu.allocate_random_normal(element_count(rows, dim), kFirstInputSeed, dtype, &q) &&
+         gpu.allocate_random_normal(element_count(cols, dim), kSecondInputSeed, dtype, &k) &&
+         gpu.allocate(matrix_bytes(rows, dim, dtype), &grad_q) &&
+         gpu.allocate(matrix_bytes(cols, dim, dtype), &grad_k) &&
+         gpu.allocate(matrix_bytes(rows, cols, DType::kF32), &floor_logits) &&
+         gpu.allocate(matrix_bytes(rows, dim, DType::kF32), &floor_grad_q) &&
+         gpu.allocate(matrix_bytes(cols, dim, DType::kF32), &floor_grad_k);
 }
 
 std::size_t LogitsLossBuffers::input_bytes() const {
-  return float_bytes(shape.rows, shape.dim) + float_bytes(shape.cols, shape.dim);
+  return matrix_bytes(shape.rows, shape.dim, dtype) + matrix_bytes(shape.cols, shape.dim, dtype);
 }
 
 LogitsGemms LogitsLossBuffers::floor_gemms(float scale, bool gradients) const {
   LogitsGemms gemms;
-  gemms.q = q.as_floats();
-  gemms.k = k.as_floats();
+  gemms.q = q.get();
+  gemms.k = k.get();
   gemms.rows = shape.rows;
   gemms.cols = shape.cols;
   gemms.dim = shape.dim;
+  gemms.dtype = dtype;
   gemms.scale = scale;
   gemms.logits = floor_logits.as_floats();
   if (gradients) {
-    gemms.grad_q = grad_q.as_floats();
-    gemms.grad_k = grad_k.as_floats();
+    gemms.grad_q = floor_grad_q.as_floats();
+    gemms.grad_k = floor_grad_k.as_floats();
   }
   return gemms;
 }
 
 // ---- AnchorNegativeBuffers ---------------------------------------------------------------------
 
-bool AnchorNegativeBuffers::allocate(GpuFixture& gpu, const AnchorNegativeShape& buffer_shape) {
+bool AnchorNegativeBuffers::allocate(GpuFixture& gpu, const AnchorNegativeShape& buffer_shape,
+                                     DType input_dtype) {
   shape = buffer_shape;
+  dtype = input_dtype;
   const std::int64_t negative_rows = shape.batch * shape.negatives;
-  return gpu.allocate_random_normal(float_count(shape.batch, shape.dim), kFirstInputSeed,
+  return gpu.allocate_random_normal(element_count(shape.batch, shape.dim), kFirstInputSeed, dtype,
                                     &anchors) &&
-         gpu.allocate_random_normal(float_count(negative_rows, shape.dim), kSecondInputSeed,
-                                    &negatives) &&
-         gpu.allocate(float_bytes(shape.batch, shape.dim), &grad_anchors) &&
-         gpu.allocate(float_bytes(negative_rows, shape.dim), &grad_negatives);
+         gpu.allocate_random_normal(element_count(negative_rows, shape.dim), kSecondInputSeed,
+                                    dtype, &negatives) &&
+         gpu.allocate(matrix_bytes(shape.batch, shape.dim, dtype), &grad_anchors) &&
+         gpu.allocate(matrix_bytes(negative_rows, shape.dim, dtype), &grad_negatives);
 }
 
 std::size_t AnchorNegativeBuffers::input_bytes() const {
-  return float_bytes(shape.batch, shape.dim) +
-         float_bytes(shape.batch * shape.negatives, shape.dim);
+  return matrix_bytes(shape.batch, shape.dim, dtype) +
+         matrix_bytes(shape.batch * shape.negatives, shape.dim, dtype);
 }
 
 benchmark::internal::Benchmark* at_anchor_negative_shapes(

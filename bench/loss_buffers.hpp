@@ -1,7 +1,9 @@
-// Device buffers of the losses' benchmarks, in the two input layouts the losses here take. All are
-// allocated once, before anything is timed; inputs are random normal, never zeros.
+// Device buffers of the losses' benchmarks, in the two input layouts the losses here take, and the
+// settings the losses are measured at. All are allocated once, before anything is timed; inputs are
+// random normal, never zeros, and they and their gradients are in the measured dtype.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -14,6 +16,9 @@
 #include "contrastive/types.hpp"
 
 namespace contrastive::bench {
+
+/// The input dtypes every loss is measured in: fp32, and bf16, the usual training dtype.
+inline constexpr std::array<DType, 2> kMeasuredDTypes = {DType::kF32, DType::kBF16};
 
 /// What a loss call writes besides gradients, and its workspace.
 struct LossOutputs {
@@ -45,12 +50,14 @@ Status call_loss(Status (*entry)(const Handle&, const LossParams&, const Args&, 
                gpu.stream());
 }
 
-/// The settings a loss over logits (infonce::Params, mnr::InBatchParams) is measured at: fp32,
-/// cosine, mean, not symmetric, no TF32. Shapes and the logit scale are the caller's.
+/// The settings a loss over logits (infonce::Params, mnr::InBatchParams) is measured at: inputs in
+/// `dtype`, an fp32 logits tile, cosine, mean, not symmetric, no TF32. Shapes and the logit scale
+/// are the caller's.
 template <typename LossParams>
-LossParams logits_loss_params() {
+LossParams logits_loss_params(DType dtype) {
   LossParams params;
-  params.dtype = DType::kF32;
+  params.dtype = dtype;
+  params.logits_dtype = DType::kF32;
   params.similarity = Similarity::kCosine;
   params.reduction = Reduction::kMean;
   params.symmetric = false;
@@ -67,19 +74,22 @@ struct LogitsShape {
 /// candidates), and what its cuBLAS floor needs.
 struct LogitsLossBuffers {
   LogitsShape shape;
-  DeviceBuffer q;             // (rows, dim) random normal
-  DeviceBuffer k;             // (cols, dim) random normal
-  DeviceBuffer grad_q;        // (rows, dim)
-  DeviceBuffer grad_k;        // (cols, dim)
-  DeviceBuffer floor_logits;  // (rows, cols): the floor's S, reused as its G
+  DType dtype = DType::kF32;  // of Q, K and the library's gradients
+  DeviceBuffer q;             // (rows, dim) dtype, random normal
+  DeviceBuffer k;             // (cols, dim) dtype, random normal
+  DeviceBuffer grad_q;        // (rows, dim) dtype
+  DeviceBuffer grad_k;        // (cols, dim) dtype
+  // The floor's outputs, fp32 as the library's GEMM outputs are in any dtype.
+  DeviceBuffer floor_logits;  // (rows, cols): the floor's S, reused as its G in dtype
+  DeviceBuffer floor_grad_q;  // (rows, dim)
+  DeviceBuffer floor_grad_k;  // (cols, dim)
   LossOutputs outputs;
 
   /// Allocates every buffer above but `outputs` (see allocate_loss_outputs).
-  bool allocate(GpuFixture& gpu, const LogitsShape& logits_shape);
+  bool allocate(GpuFixture& gpu, const LogitsShape& logits_shape, DType input_dtype);
   /// Q and K.
   std::size_t input_bytes() const;
-  /// The floor's GEMMs over these buffers: S alone, or with `gradients` also dQ and dK, which
-  /// overwrite the library's gradients (validate those first).
+  /// The floor's GEMMs over these buffers: S alone, or with `gradients` also dQ and dK.
   LogitsGemms floor_gemms(float scale, bool gradients) const;
 };
 
@@ -89,14 +99,15 @@ struct AnchorNegativeShape {
 };
 
 /// The parameters of a loss over anchors and per-anchor negatives (repel::Params,
-/// mnr::PerAnchorParams) at `shape`, fp32, mean; everything else at the loss's defaults.
+/// mnr::PerAnchorParams) at `shape`, inputs in `dtype`, mean; everything else at the loss's
+/// defaults.
 template <typename LossParams>
-LossParams anchor_negative_params(const AnchorNegativeShape& shape) {
+LossParams anchor_negative_params(const AnchorNegativeShape& shape, DType dtype) {
   LossParams params;
   params.batch = shape.batch;
   params.negatives = shape.negatives;
   params.dim = shape.dim;
-  params.dtype = DType::kF32;
+  params.dtype = dtype;
   params.reduction = Reduction::kMean;
   return params;
 }
@@ -105,6 +116,7 @@ LossParams anchor_negative_params(const AnchorNegativeShape& shape) {
 /// with per-anchor negatives adds its positives).
 struct AnchorNegativeBuffers {
   AnchorNegativeShape shape;
+  DType dtype = DType::kF32;    // of every buffer below but `outputs`
   DeviceBuffer anchors;         // (B, D) random normal
   DeviceBuffer negatives;       // (B * N, D) random normal
   DeviceBuffer grad_anchors;    // (B, D)
@@ -112,7 +124,7 @@ struct AnchorNegativeBuffers {
   LossOutputs outputs;
 
   /// Allocates every buffer above but `outputs` (see allocate_loss_outputs).
-  bool allocate(GpuFixture& gpu, const AnchorNegativeShape& buffer_shape);
+  bool allocate(GpuFixture& gpu, const AnchorNegativeShape& buffer_shape, DType input_dtype);
   /// Anchors and negatives.
   std::size_t input_bytes() const;
 };
