@@ -76,12 +76,20 @@ inline bool span_bytes(std::int64_t rows, std::int64_t stride, std::int64_t dim,
          !__builtin_mul_overflow(elements, static_cast<std::uint64_t>(element), bytes);
 }
 
-/// The logits tile holds f32 or bf16 (an fp16 tile would overflow at 65504). Checked after every
-/// invalid value, as each loss's check() reports what is invalid before what is unsupported.
-inline Status require_supported_logits(const char* loss, DType logits_dtype) {
+/// The logits tile holds f32 or bf16 (an fp16 tile would overflow at 65504), and bf16 only from
+/// bf16 inputs: cuBLAS writes a bf16 product from bf16 operands, not from f32 or f16 ones. Checked
+/// after every invalid value, as each loss's check() reports what is invalid before what is
+/// unsupported.
+inline Status require_supported_logits(const char* loss, DType logits_dtype, DType dtype) {
   if (logits_dtype != DType::kF32 && logits_dtype != DType::kBF16) {
     return fail(Status::kNotSupported, "%s: logits_dtype must be f32 or bf16, got %s", loss,
                 dtype_name(logits_dtype));
+  }
+  if (logits_dtype == DType::kBF16 && dtype != DType::kBF16) {
+    return fail(Status::kNotSupported,
+                "%s: a bf16 logits tile needs bf16 inputs (cuBLAS writes bf16 from bf16 operands), "
+                "got dtype %s",
+                loss, dtype_name(dtype));
   }
   return Status::kSuccess;
 }

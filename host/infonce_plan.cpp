@@ -139,7 +139,8 @@ Status plan_workspace(const Params& p, WorkspacePlan* plan) {
 
 Status check(const Params& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  return contrastive::detail::require_supported_logits("infonce", params.logits_dtype);
+  return contrastive::detail::require_supported_logits("infonce", params.logits_dtype,
+                                                        params.dtype);
 }
 
 Status workspace_size(const Params& params, std::size_t* bytes) {

@@ -137,7 +137,8 @@ Status check(const PerAnchorParams& params) {
 
 Status check(const InBatchParams& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  return contrastive::detail::require_supported_logits(detail::kInBatch, params.logits_dtype);
+  return contrastive::detail::require_supported_logits(detail::kInBatch, params.logits_dtype,
+                                                        params.dtype);
 }
 
 Status workspace_size(const PerAnchorParams& params, std::size_t* bytes) {

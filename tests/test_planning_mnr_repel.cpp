@@ -283,6 +283,9 @@ const InBatchCase kInBatchBad[] = {
      "mnr (in-batch): the extent of the inputs in bytes overflows 64 bits"},
     {"F16Logits", [](I& p) { p.logits_dtype = DType::kF16; }, Status::kNotSupported,
      "mnr (in-batch): logits_dtype must be f32 or bf16, got f16"},
+    {"Bf16LogitsFromF32", [](I& p) { p.logits_dtype = DType::kBF16; }, Status::kNotSupported,
+     "mnr (in-batch): a bf16 logits tile needs bf16 inputs (cuBLAS writes bf16 from bf16 "
+     "operands), got dtype f32"},
     {"InvalidBeforeUnsupported", [](I& p) { p.logits_dtype = DType::kF16, p.tile_cols = -1; },
      Status::kInvalidArgument,
      "mnr (in-batch): tile_rows and tile_cols must be >= 0 (0: whole), got 0 x -1"},

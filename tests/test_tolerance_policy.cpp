@@ -84,9 +84,9 @@ TEST(PrecisionPolicy, TheSixteenBitRuleRejectsWrongResults) {
       testing::within_twice_naive(loss, e.naive.loss, e.forward.loss, e.tolerances.loss, 1));
 }
 
-// What a bf16 logits tile costs, measured with the naive same-precision implementation (which
-// rounds as the GPU does): the worst error of each output relative to its largest magnitude, for
-// f32 and bf16 inputs with f32 and bf16 tiles. Printed for the README; bounded here.
+// What bf16 costs, measured with the naive same-precision implementation (which rounds as the GPU
+// does): the worst error of each output relative to its largest magnitude, for f32 inputs, and bf16
+// inputs with an f32 and a bf16 tile. Printed for the README; bounded here.
 TEST(PrecisionPolicy, Bf16TileAccuracyCost) {
   const std::uint64_t seed = testing::test_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
@@ -99,7 +99,6 @@ TEST(PrecisionPolicy, Bf16TileAccuracyCost) {
     return largest > 0.0 ? error / largest : error;
   };
   const testing::Precision precisions[] = {{DType::kF32, DType::kF32, false},
-                                           {DType::kF32, DType::kBF16, false},
                                            {DType::kBF16, DType::kF32, false},
                                            {DType::kBF16, DType::kBF16, false}};
   for (float temperature : {0.1f, 0.01f}) {
@@ -165,16 +164,20 @@ INSTANTIATE_TEST_SUITE_P(Sweep, RepelTolerancePolicy, ::testing::ValuesIn(testin
 // 16-bit per-anchor losses: the naive same-precision results the GPU is held against are finite
 // (scale 100 included) and within a few units of the dtype's rounding of the largest magnitude
 // (the kernels compute in fp32 and round only the gradients they store), plus the fp32 bound
-// (cancellation: a D = 1 cosine gradient is 0 up to fp32 noise).
+// (cancellation: a D = 1 cosine gradient is 0 up to fp32 noise) and, for f16, its subnormal
+// spacing (mean-reduced gradients of large batches fall below f16's normal range without loss
+// scaling).
 ::testing::AssertionResult within_dtype_rounding(DType dtype, const std::vector<float>& actual,
                                                  const std::vector<double>& expected,
                                                  const std::vector<double>& atol,
                                                  std::size_t group) {
   const double unit = dtype == DType::kBF16 ? 0x1p-8 : 0x1p-11;
+  const double subnormal = dtype == DType::kF16 ? 0x1p-24 : 0.0;
   double largest = 0.0;
   for (double value : expected) largest = std::max(largest, std::fabs(value));
   for (std::size_t i = 0; i < actual.size(); ++i) {
-    if (!(std::fabs(actual[i] - expected[i]) <= 4.0 * unit * largest + atol[i / group])) {
+    if (!(std::fabs(actual[i] - expected[i]) <=
+          4.0 * unit * largest + subnormal + atol[i / group])) {
       return ::testing::AssertionFailure() << "[" << i << "]: " << actual[i] << " vs "
                                            << expected[i] << " (largest " << largest << ")";
     }

@@ -57,7 +57,7 @@ typedef struct contrastive_infonce_params {
   int32_t reduction;       /* CONTRASTIVE_REDUCTION_* */
   int32_t symmetric;       /* 0 or 1 */
   int32_t allow_tf32;      /* 0 or 1 */
-  int32_t logits_dtype;    /* CONTRASTIVE_DTYPE_F32 (default) or _BF16 */
+  int32_t logits_dtype;    /* CONTRASTIVE_DTYPE_F32 (default), or _BF16 with bf16 inputs */
   float temperature;
   float eps;
 } contrastive_infonce_params_t;
@@ -151,7 +151,7 @@ typedef struct contrastive_mnr_in_batch_params {
   int32_t reduction;
   int32_t symmetric;
   int32_t allow_tf32;
-  int32_t logits_dtype; /* CONTRASTIVE_DTYPE_F32 (default) or _BF16 */
+  int32_t logits_dtype; /* CONTRASTIVE_DTYPE_F32 (default), or _BF16 with bf16 inputs */
   float scale;          /* default 20 */
   float eps;
 } contrastive_mnr_in_batch_params_t;

@@ -40,8 +40,9 @@ struct Params {
   float eps = 1e-12f;        ///< cosine only: norms are clamped to at least eps; > 0
   bool symmetric = false;    ///< CLIP: average row and (positive-)column losses
   bool allow_tf32 = false;           ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
-  /// Element type of the logits tile between the GEMM and the softmax kernels: kF32 (default) or
-  /// kBF16 (half the tile's memory traffic and size, at bf16's rounding of each logit).
+  /// Element type of the logits tile between the GEMM and the softmax kernels: kF32 (default) or,
+  /// with kBF16 inputs, kBF16 (half the tile's memory traffic and size, at bf16's rounding of each
+  /// logit).
   DType logits_dtype = DType::kF32;
   /// Tile of the similarity matrix processed at a time (rows x columns). 0 means the whole
   /// dimension: one tile, the materialized path. Smaller tiles bound the workspace by the tile

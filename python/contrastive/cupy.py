@@ -16,8 +16,8 @@ Inputs are float32 or float16, all inputs of a call of one dtype; the input grad
 that dtype, the loss and a temperature's or scale's gradient are float32. CuPy has no bfloat16
 dtype, so the library's bfloat16 path is not reachable from CuPy (use PyTorch or JAX for it).
 Other dtypes, and inputs of different dtypes, raise TypeError; nothing is cast. allow_tf32 matters
-only for float32 inputs; logits_dtype ("f32", the default, or "bf16") is the precision of the
-logits tile of InfoNCE and in-batch MNR. An input whose rows the library cannot read in place
+only for float32 inputs; logits_dtype ("f32", the default, or "bf16" with bfloat16 inputs, so
+not from CuPy) is the precision of the logits tile of InfoNCE and in-batch MNR. An input whose rows the library cannot read in place
 (last dimension not contiguous, rows not evenly spaced) is copied with cupy.ascontiguousarray;
 row-sliced views are passed as they are.
 """

@@ -31,7 +31,7 @@ Inputs are on one CUDA device, all inputs of a call of one dtype: float32, float
 (jnp.bfloat16). The input gradients come back in that dtype; the loss and a temperature's or
 scale's gradient are float32. Other dtypes, and inputs of different dtypes, raise TypeError;
 nothing is cast. allow_tf32 matters only for float32 inputs; logits_dtype ("f32", the default, or
-"bf16") is the precision of the logits tile of InfoNCE and in-batch MNR.
+"bf16" with bfloat16 inputs) is the precision of the logits tile of InfoNCE and in-batch MNR.
 """
 
 import contextlib

@@ -16,8 +16,8 @@ Conventions:
 - Inputs are CUDA tensors on one device, all of one dtype: float32, float16 or bfloat16. The
   input gradients come back in that dtype; the loss is float32 (the library accumulates in
   float32). Other dtypes, and inputs of different dtypes, raise TypeError. Nothing is cast.
-  ``allow_tf32`` matters only for float32 inputs; ``logits_dtype`` ("f32", the default, or "bf16")
-  is the precision of the logits tile of InfoNCE and in-batch MNR.
+  ``allow_tf32`` matters only for float32 inputs; ``logits_dtype`` ("f32", the default, or "bf16"
+  with bfloat16 inputs) is the precision of the logits tile of InfoNCE and in-batch MNR.
 - An input is passed as it is when the library can read it in place (a contiguous last dimension,
   evenly spaced rows: row-sliced views qualify); otherwise it is copied with ``.contiguous()``.
 - Outputs, ``saved`` and the workspace are allocated by PyTorch (its caching allocator, on the

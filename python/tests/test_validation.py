@@ -178,7 +178,9 @@ def test_logits_dtype_names():
     with pytest.raises(ValueError, match="^logits_dtype must be one of"):
         _options.in_batch_params(4, 1, 8, logits_dtype=None)
     _core.infonce_check(_options.infonce_params(4, 4, 8, dtype="bf16", logits_dtype="bf16"))
-    _core.mnr_in_batch_check(_options.in_batch_params(4, 1, 8, dtype="f16", logits_dtype="bf16"))
+    _core.mnr_in_batch_check(_options.in_batch_params(4, 1, 8, dtype="bf16", logits_dtype="bf16"))
+    with pytest.raises(TypeError, match=r"^mnr \(in-batch\): a bf16 logits tile needs bf16 inputs"):
+        _core.mnr_in_batch_check(_options.in_batch_params(4, 1, 8, dtype="f16", logits_dtype="bf16"))
 
 
 def half(cuda, shape, dtype):
@@ -193,7 +195,7 @@ def half(cuda, shape, dtype):
 def test_half_precision_arrays_pass_the_bindings_checks(cuda, empty, dtype):
     """Inputs and gradients in the params' dtype, the loss and the temperature's gradient float32:
     the call reaches the handle check. Anything else is a TypeError naming the array."""
-    params = _options.infonce_params(4, 6, 8, dtype=dtype, logits_dtype="bf16")
+    params = _options.infonce_params(4, 6, 8, dtype=dtype, logits_dtype=dtype if dtype == "bf16" else "f32")
     label = {"f16": "float16", "bf16": "bfloat16"}[dtype]
     other = "bf16" if dtype == "f16" else "f16"
 

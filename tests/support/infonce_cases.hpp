@@ -119,8 +119,8 @@ inline std::vector<SweepCase> sweep_cases() {
   return cases;
 }
 
-// The same shapes in every other precision (TF32, bf16, f16, bf16 with a bf16 tile, f32 with a
-// bf16 tile): cosine and dot each, the other options rotating; t = 0.01 comes round in each.
+// The same shapes in every other precision (TF32, bf16, f16, bf16 with a bf16 tile): cosine and
+// dot each, the other options rotating; t = 0.01 comes round in each.
 inline std::vector<SweepCase> precision_sweep_cases() {
   const float temperatures[] = {0.01f, 0.1f, 1.0f};
   const Reduction reductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};

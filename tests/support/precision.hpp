@@ -23,7 +23,7 @@ struct Precision {
   bool sixteen_bit() const { return dtype != DType::kF32 || logits_dtype != DType::kF32; }
 };
 
-/// "" for plain f32, else e.g. "_tf32", "_bf16", "_f16", "_bf16_bf16tile", "_f32_bf16tile".
+/// "" for plain f32, else e.g. "_tf32", "_bf16", "_f16", "_bf16_bf16tile".
 inline std::string precision_suffix(const Precision& p) {
   std::string suffix;
   if (p.dtype != DType::kF32 || p.logits_dtype != DType::kF32) {
@@ -35,13 +35,13 @@ inline std::string precision_suffix(const Precision& p) {
   return suffix;
 }
 
-/// Every precision besides plain f32, in the order the sweeps rotate through them.
+/// Every precision besides plain f32, in the order the sweeps rotate through them (a bf16 logits
+/// tile comes from bf16 inputs only).
 inline std::vector<Precision> other_precisions() {
   return {{DType::kF32, DType::kF32, true},
           {DType::kBF16, DType::kF32, false},
           {DType::kF16, DType::kF32, false},
-          {DType::kBF16, DType::kBF16, false},
-          {DType::kF32, DType::kBF16, false}};
+          {DType::kBF16, DType::kBF16, false}};
 }
 
 /// The value `value` takes once stored as `dtype` (round to nearest even, through fp32).
