@@ -1,12 +1,9 @@
-// Row-major <-> column-major: a row-major (r, c) matrix with leading dimension ld is, byte for
-// byte, the column-major (c, r) matrix with the same ld. So the row-major C = op(A) op(B) is the
-// column-major C^T = op(B)^T op(A)^T: pass B's memory first, keep each operand's transpose flag,
-// and exchange m and n.
+// The floor's GEMMs go through host/cublas_gemm.hpp: plain cuBLAS, the library's own descriptions.
 #include "bench/cublas_floor.hpp"
 
 #include <cublas_v2.h>
 
-#include "kernels/numeric.hpp"
+#include "host/cublas_gemm.hpp"
 
 namespace contrastive::bench {
 namespace {
@@ -15,10 +12,6 @@ namespace {
 // a run is timed.
 constexpr std::size_t kCublasWorkspaceBytes = std::size_t{32} << 20;
 constexpr double kFlopsPerMultiplyAdd = 2.0;
-
-cublasOperation_t operation(bool transpose) {
-  return transpose ? CUBLAS_OP_T : CUBLAS_OP_N;
-}
 
 }  // namespace
 
@@ -54,13 +47,7 @@ bool CublasFloor::set_up() {
 }
 
 bool CublasFloor::enqueue(const RowMajorGemm& gemm) {
-  return gpu_.check(
-      cublasGemmEx_64(handle_, operation(gemm.transpose_b), operation(gemm.transpose_a), gemm.n,
-                      gemm.m, gemm.k, &gemm.alpha, gemm.b, kernels::cuda_data_type(gemm.input_type),
-                      gemm.ldb, gemm.a, kernels::cuda_data_type(gemm.input_type), gemm.lda,
-                      &gemm.beta, gemm.c, kernels::cuda_data_type(gemm.output_type), gemm.ldc,
-                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-      "cublasGemmEx");
+  return gpu_.check(detail::cublas_gemm(handle_, gemm, /*allow_tf32=*/false), "cublasGemmEx");
 }
 
 bool CublasFloor::enqueue(const LogitsGemms& gemms) {

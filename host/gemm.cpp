@@ -1,4 +1,5 @@
-// cuBLASLt GEMM with cached plans.
+// cuBLASLt GEMM with cached plans; plain cuBLAS where cuBLASLt's heuristic has no algorithm (for
+// example 16-bit rows only 2-byte aligned).
 //
 // Scale type (alpha, beta) and accumulation are fp32 whatever the element types.
 //
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 
+#include "host/cublas_gemm.hpp"
 #include "host/error.hpp"
 #include "kernels/numeric.hpp"
 
@@ -25,8 +27,6 @@ std::uint32_t alignment_of(const void* pointer, std::int64_t ld, DType type) {
                              (static_cast<std::uint64_t>(ld) * dtype_size(type)) | kMaxAlignment;
   return static_cast<std::uint32_t>(bits & (~bits + 1));
 }
-
-
 
 Status blas_failure(const char* what, cublasStatus_t status) {
   return fail(Status::kCublasError, "%s failed: %s (%s)", what, cublasLtGetStatusName(status),
@@ -55,10 +55,7 @@ Status build_plan(cublasLtHandle_t cublaslt, const GemmKey& key, GemmPlan* plan)
   const std::int64_t m = key.n, n = key.m, k = key.k;
   const cublasOperation_t op_a = key.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = key.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  // fp32 accumulation always; TF32 tensor cores only for fp32 inputs and only when asked for.
-  const cublasComputeType_t compute = key.allow_tf32 && key.input_type == DType::kF32
-                                          ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                          : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = compute_type(key.input_type, key.allow_tf32);
   CONTRASTIVE_TRY_BLAS(cublasLtMatmulDescCreate(&plan->operation, compute, CUDA_R_32F));
   CONTRASTIVE_TRY_BLAS(cublasLtMatmulDescSetAttribute(plan->operation, CUBLASLT_MATMUL_DESC_TRANSA,
                                                       &op_a, sizeof(op_a)));
@@ -98,11 +95,8 @@ Status build_plan(cublasLtHandle_t cublaslt, const GemmKey& key, GemmPlan* plan)
   if (status != CUBLAS_STATUS_SUCCESS)
     return blas_failure("cublasLtMatmulAlgoGetHeuristic", status);
   if (found == 0) {
-    return fail(
-        Status::kNotSupported,
-        "cuBLASLt has no algorithm for a %lld x %lld x %lld fp32 GEMM (alignments %u/%u/%u)",
-        static_cast<long long>(m), static_cast<long long>(n), static_cast<long long>(k), align_a,
-        align_b, align_c);
+    plan->plain_cublas = true;  // cublasGemmEx takes any layout cuBLASLt turns down
+    return Status::kSuccess;
   }
   plan->algorithm = result.algo;
   return Status::kSuccess;
@@ -148,6 +142,13 @@ Status gemm(const Handle& handle, const RowMajorGemm& g, bool allow_tf32, void* 
     found = impl.gemm_plans.emplace(key, plan).first;
   }
   const GemmPlan& plan = found->second;
+  if (plan.plain_cublas) {
+    // The caller's workspace and stream, set per call: nothing allocated, nothing on stream 0.
+    CONTRASTIVE_TRY_BLAS(cublasSetStream(impl.cublas, stream));
+    CONTRASTIVE_TRY_BLAS(cublasSetWorkspace(impl.cublas, workspace, workspace_bytes));
+    CONTRASTIVE_TRY_BLAS(cublas_gemm(impl.cublas, g, allow_tf32));
+    return Status::kSuccess;
+  }
   CONTRASTIVE_TRY_BLAS(cublasLtMatmul(impl.cublaslt, plan.operation, &g.alpha, g.b, plan.a, g.a,
                                       plan.b, &g.beta, g.c, plan.c, g.c, plan.c, &plan.algorithm,
                                       workspace, workspace_bytes, stream));

@@ -10,6 +10,7 @@ namespace contrastive {
 Handle::Impl::~Impl() {
   for (auto& entry : gemm_plans) detail::destroy_gemm_plan(&entry.second);
   if (cublaslt != nullptr) cublasLtDestroy(cublaslt);
+  if (cublas != nullptr) cublasDestroy(cublas);
 }
 
 Handle::Handle() noexcept = default;
@@ -94,11 +95,18 @@ Status Handle::create(Handle* out, int device) {
   if (device != previous && (error = cudaSetDevice(device)) != cudaSuccess) {
     return detail::cuda_failure("cudaSetDevice", error);
   }
-  const cublasStatus_t blas = cublasLtCreate(&impl->cublaslt);
-  if (device != previous) (void)cudaSetDevice(previous);
+  const char* what = "cublasLtCreate";
+  cublasStatus_t blas = cublasLtCreate(&impl->cublaslt);
   if (blas != CUBLAS_STATUS_SUCCESS) {
     impl->cublaslt = nullptr;
-    return fail(Status::kCublasError, "cublasLtCreate failed: %s", cublasLtGetStatusString(blas));
+  } else {
+    what = "cublasCreate";
+    blas = cublasCreate(&impl->cublas);
+    if (blas != CUBLAS_STATUS_SUCCESS) impl->cublas = nullptr;
+  }
+  if (device != previous) (void)cudaSetDevice(previous);
+  if (blas != CUBLAS_STATUS_SUCCESS) {
+    return fail(Status::kCublasError, "%s failed: %s", what, cublasLtGetStatusString(blas));
   }
   out->impl_ = std::move(impl);
   return Status::kSuccess;

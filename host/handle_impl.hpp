@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include "contrastive/handle.hpp"
@@ -31,11 +32,13 @@ struct GemmKey {
   bool operator<(const GemmKey& other) const { return tie() < other.tie(); }
 };
 
-/// Descriptors and the chosen algorithm for one GemmKey, kept for the handle's lifetime.
+/// Descriptors and the chosen algorithm for one GemmKey, kept for the handle's lifetime; or, where
+/// cuBLASLt offers no algorithm, the decision to run the GEMM through plain cuBLAS.
 struct GemmPlan {
   cublasLtMatmulDesc_t operation = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algorithm{};
+  bool plain_cublas = false;
 };
 
 }  // namespace detail
@@ -46,6 +49,7 @@ struct Handle::Impl {
   int multiprocessor_count = 0;
   std::size_t l2_cache_bytes = 0;
   cublasLtHandle_t cublaslt = nullptr;
+  cublasHandle_t cublas = nullptr;  // the fallback for GEMMs cuBLASLt has no algorithm for
   std::map<detail::GemmKey, detail::GemmPlan> gemm_plans;
 
   ~Impl();
