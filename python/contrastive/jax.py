@@ -37,13 +37,12 @@ nothing is cast. allow_tf32 matters only for float32 inputs; logits_dtype ("f32"
 import contextlib
 import ctypes
 import functools
-from typing import Iterator, NamedTuple, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from . import _core, _options, handle_for
+from . import _eager, handle_for
 
 __all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel"]
 
@@ -52,27 +51,6 @@ _DTYPE_NAMES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 _SUPPORTED = "float32, float16 or bfloat16"
 _LEGACY_DEFAULT_STREAM = 0  # cudaStream_t 0: the legacy default stream of the current context
 _CUDA_SUCCESS = 0
-
-
-class _Loss(NamedTuple):
-    """One loss's entry points in _core."""
-    name: str
-    workspace_size: object
-    saved_size: object
-    forward: object
-    forward_backward: object
-
-
-_INFONCE = _Loss("infonce", _core.infonce_workspace_size, _core.infonce_saved_size,
-                 _core.infonce_forward, _core.infonce_forward_backward)
-_PER_ANCHOR = _Loss("mnr_per_anchor", _core.mnr_per_anchor_workspace_size,
-                    _core.mnr_per_anchor_saved_size, _core.mnr_per_anchor_forward,
-                    _core.mnr_per_anchor_forward_backward)
-_IN_BATCH = _Loss("mnr_in_batch", _core.mnr_in_batch_workspace_size,
-                  _core.mnr_in_batch_saved_size, _core.mnr_in_batch_forward,
-                  _core.mnr_in_batch_forward_backward)
-_REPEL = _Loss("repel", _core.repel_workspace_size, _core.repel_saved_size, _core.repel_forward,
-               _core.repel_forward_backward)
 
 
 # ---- The CUDA driver calls JAX does not expose --------------------------------------------------
@@ -140,21 +118,6 @@ def _driver() -> _Driver:
 # ---- Arrays ------------------------------------------------------------------------------------
 
 
-def _dtype_name(call: str, **inputs: jax.Array) -> str:
-    """The library's name for the inputs' dtype: every input has the first one's (nothing is
-    cast), and it is one the library takes."""
-    names = list(inputs)
-    first = inputs[names[0]]
-    for name in names[1:]:
-        if inputs[name].dtype != first.dtype:
-            raise TypeError(f"{call}: inputs must all have one dtype, got {first.dtype} for "
-                            f"{names[0]} and {inputs[name].dtype} for {name}")
-    try:
-        return _DTYPE_NAMES[np.dtype(first.dtype).name]
-    except KeyError:
-        raise TypeError(f"{call}: inputs must be {_SUPPORTED}, got {first.dtype}") from None
-
-
 def _input(call: str, name: str, x, dims: int) -> jax.Array:
     # JAX arrays are dense and row-major as DLPack exports them: nothing to make contiguous.
     if not isinstance(x, jax.Array):
@@ -180,12 +143,7 @@ def _cuda_ordinal(device: jax.Device) -> int:
     return device.id if ordinal is None else ordinal
 
 
-def _per_term(reduction: str, *shape: int) -> Optional[Tuple[int, ...]]:
-    """The shape of the unreduced loss with reduction="none"; None for mean and sum."""
-    return tuple(shape) if reduction == "none" else None
-
-
-def _run(loss: _Loss, params, inputs: Tuple[jax.Array, ...], per_term: Optional[Tuple[int, ...]],
+def _run(loss: _eager.Loss, params, inputs: Tuple[jax.Array, ...], per_term: Optional[Tuple[int, ...]],
          with_grad: bool, scalar_gradient: bool):
     """Steps 1-4 of the module's notes. The reduced loss, (1,) for the library, is returned 0-d."""
     device = _device_of(loss.name, inputs)
@@ -220,83 +178,8 @@ def _run(loss: _Loss, params, inputs: Tuple[jax.Array, ...], per_term: Optional[
 
 # ---- The losses ----------------------------------------------------------------------------------
 
-
-def infonce(q, k, *, temperature: float = 0.1, similarity: str = "cosine",
-            symmetric: bool = False, reduction: str = "mean", positive_offset: int = 0,
-            eps: float = 1e-12, allow_tf32: bool = False, tile_rows: int = 0, tile_cols: int = 0,
-            logits_dtype: str = "f32", with_grad: bool = True):
-    """InfoNCE of q (B, D) against k (M, D), M >= B; row i's positive is key i + positive_offset.
-
-    Returns (loss, grad_q, grad_k, grad_temperature), or the loss alone with with_grad=False.
-    """
-    q, k = _input("infonce", "q", q, 2), _input("infonce", "k", k, 2)
-    p = _options.infonce_params(
-        q.shape[0], k.shape[0], q.shape[1], temperature=temperature, similarity=similarity,
-        symmetric=symmetric, reduction=reduction, positive_offset=positive_offset, eps=eps,
-        allow_tf32=allow_tf32, tile_rows=tile_rows, tile_cols=tile_cols,
-        dtype=_dtype_name("infonce", q=q, k=k), logits_dtype=logits_dtype)
-    return _run(_INFONCE, p, (q, k), _per_term(reduction, q.shape[0]), with_grad, True)
-
-
-def mnr_per_anchor(anchors, positives, negatives, *, scale: float = 1.0,
-                   similarity: str = "dot", reduction: str = "mean", eps: float = 1e-12,
-                   with_grad: bool = True):
-    """MNR with per-anchor negatives: anchors (B, D), positives (B, D), negatives (B, n, D).
-
-    Returns (loss, grad_anchors, grad_positives, grad_negatives, grad_scale), or the loss alone.
-    """
-    call = "mnr_per_anchor"
-    anchors = _input(call, "anchors", anchors, 2)
-    positives = _input(call, "positives", positives, 2)
-    negatives = _input(call, "negatives", negatives, 3)
-    p = _options.per_anchor_params(
-        anchors.shape[0], negatives.shape[1], anchors.shape[1], scale=scale,
-        similarity=similarity, reduction=reduction, eps=eps,
-        dtype=_dtype_name(call, anchors=anchors, positives=positives, negatives=negatives))
-    return _run(_PER_ANCHOR, p, (anchors, positives, negatives),
-                _per_term(reduction, anchors.shape[0]), with_grad, True)
-
-
-def mnr_in_batch(anchors, candidates, *, hard_negatives: Optional[int] = None,
-                 scale: float = 20.0, similarity: str = "cosine", symmetric: bool = False,
-                 reduction: str = "mean", eps: float = 1e-12, allow_tf32: bool = False,
-                 tile_rows: int = 0, tile_cols: int = 0, logits_dtype: str = "f32",
-                 with_grad: bool = True):
-    """In-batch MNR: anchors (B, D) against candidates [P; N_1; ...; N_K] ((1 + K) B, D); K is
-    inferred from the shapes when not given.
-
-    Returns (loss, grad_anchors, grad_candidates, grad_scale), or the loss alone.
-    """
-    call = "mnr_in_batch"
-    anchors = _input(call, "anchors", anchors, 2)
-    candidates = _input(call, "candidates", candidates, 2)
-    if hard_negatives is None:
-        batch, rows = anchors.shape[0], candidates.shape[0]
-        if batch < 1 or rows < batch or rows % batch != 0:
-            raise ValueError(f"{call}: candidates must have (1 + K) * B rows for B = {batch} "
-                             f"anchors, got {rows}")
-        hard_negatives = rows // batch - 1
-    p = _options.in_batch_params(
-        anchors.shape[0], hard_negatives, anchors.shape[1], scale=scale, similarity=similarity,
-        symmetric=symmetric, reduction=reduction, eps=eps, allow_tf32=allow_tf32,
-        tile_rows=tile_rows, tile_cols=tile_cols,
-        dtype=_dtype_name(call, anchors=anchors, candidates=candidates), logits_dtype=logits_dtype)
-    return _run(_IN_BATCH, p, (anchors, candidates), _per_term(reduction, anchors.shape[0]),
-                with_grad, True)
-
-
-def repel(anchors, negatives, *, margin: float = 0.3, reduction: str = "mean",
-          mean_over_active: bool = False, eps: float = 1e-12, with_grad: bool = True):
-    """Repel: anchors (B, D), negatives (B, N, D); mean of max(cos - margin, 0).
-
-    Returns (loss, grad_anchors, grad_negatives), or the loss alone; the loss is (B, N) with
-    reduction="none".
-    """
-    anchors = _input("repel", "anchors", anchors, 2)
-    negatives = _input("repel", "negatives", negatives, 3)
-    p = _options.repel_params(
-        anchors.shape[0], negatives.shape[1], anchors.shape[1], margin=margin,
-        reduction=reduction, mean_over_active=mean_over_active, eps=eps,
-        dtype=_dtype_name("repel", anchors=anchors, negatives=negatives))
-    return _run(_REPEL, p, (anchors, negatives), _per_term(reduction, *negatives.shape[:2]),
-                with_grad, False)
+_FRONT_END = _eager.FrontEnd(_input, _run, _DTYPE_NAMES, _SUPPORTED)
+infonce = _FRONT_END.infonce
+mnr_per_anchor = _FRONT_END.mnr_per_anchor
+mnr_in_batch = _FRONT_END.mnr_in_batch
+repel = _FRONT_END.repel
