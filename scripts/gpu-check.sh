@@ -14,6 +14,7 @@
 #   env       nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap;
 #             nvcc/cmake/ninja/c++/compute-sanitizer --version             -> env.log
 #   configure cmake -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH
+#             (with .stage/python on PYTHONPATH when the machine's Python has no pytest)
 #             into build/gpu-check, with -DCONTRASTIVE_GTEST_SOURCE_DIR=.stage/googletest and
 #             -Dbenchmark_DIR=.stage/benchmark/lib/<multiarch>/cmake/benchmark when staged (else
 #             what the machine has); if it fails with benchmarks, again with
@@ -308,6 +309,16 @@ if [[ -n "$bench_cfg" ]]; then
   deps+=", Benchmark: staged"
 else
   deps+=", Benchmark: machine's"
+fi
+# The Python tests (registered when python3 has nanobind, numpy and pytest) with the staged pytest
+# where the machine's Python has none; exported, so configure and ctest both see it.
+if python3 -c "import pytest" >/dev/null 2>&1; then
+  deps+=", pytest: machine's"
+elif [[ -d "$STAGE_DIR/python/pytest" ]]; then
+  export PYTHONPATH="$STAGE_DIR/python${PYTHONPATH:+:$PYTHONPATH}"
+  deps+=", pytest: staged"
+else
+  deps+=", pytest: none (Python tests not run)"
 fi
 configured=0 bench_on=1 bench_note=""
 start=$(now_ms)

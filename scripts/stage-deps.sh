@@ -14,6 +14,10 @@
 #                             lib/x86_64-linux-gnu/cmake/benchmark/*.cmake
 #                           the build uses it through
 #                           -Dbenchmark_DIR=<it>/lib/x86_64-linux-gnu/cmake/benchmark
+#   STAGE_DIR/python/       pytest and its pure-Python dependencies (pluggy, iniconfig, packaging,
+#                           pygments) copied from this machine's Python, for the Python tests on a
+#                           GPU machine whose Python lacks pytest (gpu-check.sh puts it on
+#                           PYTHONPATH only then); skipped when this Python has no pytest
 #   STAGE_DIR/MANIFEST.txt  what was staged, from where, and when
 #
 # Symbolic links are resolved into plain files (libbenchmark.so -> .so.1debian -> .so.1.7.1 become
@@ -23,8 +27,8 @@
 # project against the copy, and rewrites any hard-coded /usr paths in the copy (never in /usr)
 # if a future package version has them.
 #
-# Idempotent: STAGE_DIR/googletest and STAGE_DIR/benchmark are replaced on every run; nothing
-# else in STAGE_DIR is touched. Set STAGE_SKIP_SELFTEST=1 to skip the scratch configure.
+# Idempotent: STAGE_DIR/googletest, STAGE_DIR/benchmark and STAGE_DIR/python are replaced on every
+# run; nothing else in STAGE_DIR is touched. Set STAGE_SKIP_SELFTEST=1 to skip the scratch configure.
 set -euo pipefail
 
 GTEST_SRC=${GTEST_SRC:-/usr/src/googletest}
@@ -138,6 +142,34 @@ EOF
   fi
 fi
 
+# --- pytest for the Python tests -------------------------------------------------------------
+rm -rf "$stage/python"
+python_note="python: not staged (no pytest in this machine's python3)"
+if python3 -c "import pytest" >/dev/null 2>&1; then
+  mkdir -p "$stage/python"
+  # Each file of the five distributions' own modules, wherever python3 has them.
+  python3 - "$stage/python" <<'EOF'
+import importlib.metadata as metadata
+import pathlib
+import shutil
+import sys
+
+target = pathlib.Path(sys.argv[1])
+for distribution in ("pytest", "pluggy", "iniconfig", "packaging", "pygments"):
+    for entry in metadata.files(distribution) or []:
+        top = entry.parts[0]
+        if top.endswith(".dist-info") or top.startswith("..") or "__pycache__" in entry.parts:
+            continue
+        source = pathlib.Path(entry.locate())
+        if not source.is_file():
+            continue
+        destination = target / entry
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+EOF
+  python_note="python: pytest $(python3 -c 'import pytest; print(pytest.__version__)') and its dependencies from $(python3 --version 2>&1)"
+fi
+
 # --- manifest and report --------------------------------------------------------------------
 gtest_version=$(sed -n 's/.*GOOGLETEST_VERSION \([0-9.]*\).*/\1/p' "$stage/googletest/CMakeLists.txt" | head -1)
 bench_version=$(sed -n 's/^set(PACKAGE_VERSION "\([^"]*\)").*/\1/p' "$bench_dir/benchmarkConfigVersion.cmake" | head -1)
@@ -145,6 +177,7 @@ bench_version=$(sed -n 's/^set(PACKAGE_VERSION "\([^"]*\)").*/\1/p' "$bench_dir/
   echo "staged by scripts/stage-deps.sh on $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(uname -n)"
   echo "googletest ${gtest_version:-?}  from $GTEST_SRC"
   echo "benchmark  ${bench_version:-?}  from $SYS_PREFIX (include/benchmark, lib/$MULTIARCH/libbenchmark*, lib/$MULTIARCH/cmake/benchmark)"
+  echo "$python_note"
   echo "use: -DCONTRASTIVE_GTEST_SOURCE_DIR=<stage>/googletest -Dbenchmark_DIR=<stage>/benchmark/lib/$MULTIARCH/cmake/benchmark"
 } >"$stage/MANIFEST.txt"
 
