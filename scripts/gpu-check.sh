@@ -435,10 +435,11 @@ else
   run_to "$demo_out" "$t" "$demo" --csv "$BUILD_DIR/similarity.csv"
   rc=$?
   { echo "===== demo ====="; cat "$demo_out"; } >>"$LOG_RUN"
-  ref=$(sed -n 's/^reference (float64) loss: *//p' "$demo_out")
-  gpu=$(sed -n 's/^GPU (float32) loss: *//p' "$demo_out")
-  diff=$(sed -n 's/^largest |GPU - reference| gradient difference: *//p' "$demo_out")
-  why=$(sed -n 's/^GPU path did not run: *//p' "$demo_out")
+  # One line per example (InfoNCE, MNR, Repel), joined so the summary row stays one line.
+  ref=$(sed -n 's/^reference (float64) loss: *//p' "$demo_out" | paste -sd'/' -)
+  gpu=$(sed -n 's/^GPU (float32) loss: *//p' "$demo_out" | paste -sd'/' -)
+  diff=$(sed -n 's/^largest |GPU - reference| gradient difference: *//p' "$demo_out" | paste -sd'/' -)
+  why=$(sed -n 's/^GPU path did not run: *//p' "$demo_out" | head -1)
   if timed_out $rc; then
     record demo FAIL "$start" "timed out after $t s"
   elif grep -q MISMATCH "$demo_out"; then
