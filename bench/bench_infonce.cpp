@@ -2,6 +2,12 @@
 // temperature 0.1, mean, M == B, not symmetric), in fp32 and in bf16 (fp32 logits tile), each
 // beside its cuBLAS floor in the same dtype measured in the same run: forward must do S = Q K^T;
 // backward recomputes S and does dQ = G K and dK = G^T Q; forward_backward does the same three.
+//
+// Large batches: CLIP's symmetric loss, forward_backward in bf16 at B = M up to 131072, on the
+// tiled and on the materialized path, with each path's loss memory (workspace and saved) and its
+// capacity on the card: the largest B whose inputs, gradients and loss memory fit the device.
+#include <cuda_runtime_api.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -150,6 +156,83 @@ void benchmark_infonce(benchmark::State& state, Operation operation, DType dtype
                             operation_bytes(operation, buffers));
 }
 
+// ---- Large batches: the tiled and the materialized path --------------------------------------
+
+const std::vector<std::int64_t> kLargeBatchSizes = {16384, 32768, 65536, 131072};
+constexpr std::int64_t kCapacityStep = 1024;
+
+infonce::Params clip_params(std::int64_t batch, std::int64_t dim, Tiling tiling) {
+  infonce::Params params = make_params(batch, dim, DType::kBF16);
+  params.symmetric = true;
+  params.tiling = tiling;
+  return params;
+}
+
+// What one forward_backward holds on the device besides the library's loss memory: Q, K and their
+// gradients.
+std::size_t operand_bytes(const infonce::Params& p) {
+  return 2 * (matrix_bytes(p.batch, p.dim, p.dtype) + matrix_bytes(p.num_keys, p.dim, p.dtype));
+}
+
+// Workspace and saved: the memory the loss itself needs (0 when a size does not fit 64 bits).
+std::size_t loss_bytes(const infonce::Params& p) {
+  std::size_t workspace = 0, saved = 0;
+  if (infonce::workspace_size(p, &workspace) != Status::kSuccess ||
+      infonce::saved_size(p, &saved) != Status::kSuccess) {
+    return 0;
+  }
+  return workspace + saved;
+}
+
+// The largest B (a multiple of kCapacityStep) whose operands and loss memory fit in `bytes`.
+std::int64_t capacity(std::int64_t dim, Tiling tiling, std::size_t bytes) {
+  auto fits = [&](std::int64_t batch) {
+    const infonce::Params p = clip_params(batch, dim, tiling);
+    const std::size_t loss = loss_bytes(p);
+    return loss != 0 && loss + operand_bytes(p) <= bytes;
+  };
+  std::int64_t low = 0, high = kCapacityStep;
+  while (fits(high) && high < (std::int64_t{1} << 30)) low = high, high *= 2;
+  while (high - low > kCapacityStep) {
+    const std::int64_t middle = (low + high) / 2 / kCapacityStep * kCapacityStep;
+    (fits(middle) ? low : high) = middle;
+  }
+  return low;
+}
+
+void benchmark_large_batch(benchmark::State& state, Tiling tiling) {
+  const infonce::Params params = clip_params(state.range(0), state.range(1), tiling);
+  GpuFixture gpu(state);
+  if (!gpu.ready()) return;
+  std::size_t free_bytes = 0, total_bytes = 0;
+  if (!gpu.check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo")) return;
+  const std::size_t needed = loss_bytes(params) + operand_bytes(params);
+  state.counters["loss_memory_GB"] = static_cast<double>(loss_bytes(params)) * 1e-9;
+  state.counters["capacity_B"] =
+      static_cast<double>(capacity(params.dim, tiling, free_bytes));
+  if (needed == 0 || needed > free_bytes) {  // recorded, not dropped
+    gpu.fail("out of memory: needs " + std::to_string(static_cast<double>(needed) * 1e-9) +
+             " GB, " + std::to_string(static_cast<double>(free_bytes) * 1e-9) + " GB free");
+    return;
+  }
+  LogitsLossBuffers buffers;
+  if (!buffers.allocate(gpu, {params.batch, params.num_keys, params.dim}, params.dtype,
+                        /*with_floor=*/false) ||
+      !allocate_loss_outputs(gpu, params, &buffers.outputs)) {
+    return;
+  }
+  if (!validate(gpu, Operation::kForwardBackward, params, buffers)) return;
+  const Work library_work = [&] {
+    return gpu.check(run_forward_backward(gpu, params, buffers), "infonce::forward_backward");
+  };
+  double milliseconds = 0.0;
+  if (!gpu.time_iterations(library_work, &milliseconds)) return;
+  gpu.report_work(3.0 * 2.0 * static_cast<double>(params.batch) *
+                      static_cast<double>(params.num_keys) * static_cast<double>(params.dim),
+                  operation_bytes(Operation::kForwardBackward, buffers));
+  state.counters["median_ms"] = milliseconds;
+}
+
 void register_benchmarks() {
   for (const DType dtype : kMeasuredDTypes) {
     const std::vector<std::int64_t>& batch_sizes =
@@ -163,6 +246,15 @@ void register_benchmarks() {
           ->ArgNames({"B", "D"})
           ->ArgsProduct({batch_sizes, kDims});
     }
+  }
+  for (const Tiling tiling : {Tiling::kTiled, Tiling::kMaterialized}) {
+    const std::string family = family_name(
+        std::string("infonce_clip/forward_backward/") +
+            (tiling == Tiling::kTiled ? "tiled" : "materialized"),
+        DType::kBF16);
+    timed_on_device(benchmark::RegisterBenchmark(family.c_str(), benchmark_large_batch, tiling))
+        ->ArgNames({"B", "D"})
+        ->ArgsProduct({kLargeBatchSizes, kDims});
   }
 }
 

@@ -17,16 +17,18 @@ const std::vector<std::vector<std::int64_t>> kAnchorNegativeShapes = {
 // ---- LogitsLossBuffers -------------------------------------------------------------------------
 
 bool LogitsLossBuffers::allocate(GpuFixture& gpu, const LogitsShape& logits_shape,
-                                 DType input_dtype) {
+                                 DType input_dtype, bool with_floor) {
   shape = logits_shape;
   dtype = input_dtype;
   const auto [rows, cols, dim] = shape;
+  const bool inputs =
+      gpu.allocate_random_normal(element_count(rows, dim), kFirstInputSeed, dtype, &q) &&
+      gpu.allocate_random_normal(element_count(cols, dim), kSecondInputSeed, dtype, &k) &&
+      gpu.allocate(matrix_bytes(rows, dim, dtype), &grad_q) &&
+      gpu.allocate(matrix_bytes(cols, dim, dtype), &grad_k);
+  if (!inputs || !with_floor) return inputs;
   // floor_logits holds S in fp32, so G, the same (rows, cols) in dtype, fits in it too.
-  return gpu.allocate_random_normal(element_count(rows, dim), kFirstInputSeed, dtype, &q) &&
-         gpu.allocate_random_normal(element_count(cols, dim), kSecondInputSeed, dtype, &k) &&
-         gpu.allocate(matrix_bytes(rows, dim, dtype), &grad_q) &&
-         gpu.allocate(matrix_bytes(cols, dim, dtype), &grad_k) &&
-         gpu.allocate(matrix_bytes(rows, cols, DType::kF32), &floor_logits) &&
+  return gpu.allocate(matrix_bytes(rows, cols, DType::kF32), &floor_logits) &&
          gpu.allocate(matrix_bytes(rows, dim, DType::kF32), &floor_grad_q) &&
          gpu.allocate(matrix_bytes(cols, dim, DType::kF32), &floor_grad_k);
 }

@@ -85,8 +85,10 @@ struct LogitsLossBuffers {
   DeviceBuffer floor_grad_k;  // (cols, dim)
   LossOutputs outputs;
 
-  /// Allocates every buffer above but `outputs` (see allocate_loss_outputs).
-  bool allocate(GpuFixture& gpu, const LogitsShape& logits_shape, DType input_dtype);
+  /// Allocates every buffer above but `outputs` (see allocate_loss_outputs); without
+  /// `with_floor`, not the floor's either (their B x M logits would not fit at large B).
+  bool allocate(GpuFixture& gpu, const LogitsShape& logits_shape, DType input_dtype,
+                bool with_floor = true);
   /// Q and K.
   std::size_t input_bytes() const;
   /// The floor's GEMMs over these buffers: S alone, or with `gradients` also dQ and dK.

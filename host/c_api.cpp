@@ -19,6 +19,7 @@ using contrastive::DType;
 using contrastive::Reduction;
 using contrastive::Similarity;
 using contrastive::Status;
+using contrastive::Tiling;
 namespace infonce = contrastive::infonce;
 namespace mnr = contrastive::mnr;
 namespace repel = contrastive::repel;
@@ -78,6 +79,8 @@ void copy_infonce(const From& in, To* out) {
   out->k_row_stride = in.k_row_stride;
   out->tile_rows = in.tile_rows;
   out->tile_cols = in.tile_cols;
+  out->workspace_budget = in.workspace_budget;
+  out->tile_cache_bytes = in.tile_cache_bytes;
   out->temperature = in.temperature;
   out->eps = in.eps;
 }
@@ -103,6 +106,8 @@ void copy_in_batch(const From& in, To* out) {
   out->candidate_row_stride = in.candidate_row_stride;
   out->tile_rows = in.tile_rows;
   out->tile_cols = in.tile_cols;
+  out->workspace_budget = in.workspace_budget;
+  out->tile_cache_bytes = in.tile_cache_bytes;
   out->scale = in.scale;
   out->eps = in.eps;
 }
@@ -122,6 +127,7 @@ void to_cpp(const contrastive_infonce_params_t& in, infonce::Params* out) {
   copy_infonce(in, out);
   out->dtype = static_cast<DType>(in.dtype);
   out->logits_dtype = static_cast<DType>(in.logits_dtype);
+  out->tiling = static_cast<Tiling>(in.tiling);
   out->similarity = static_cast<Similarity>(in.similarity);
   out->reduction = static_cast<Reduction>(in.reduction);
   out->symmetric = in.symmetric != 0;
@@ -132,6 +138,7 @@ void to_c(const infonce::Params& in, contrastive_infonce_params_t* out) {
   copy_infonce(in, out);
   out->dtype = static_cast<int32_t>(in.dtype);
   out->logits_dtype = static_cast<int32_t>(in.logits_dtype);
+  out->tiling = static_cast<int32_t>(in.tiling);
   out->similarity = static_cast<int32_t>(in.similarity);
   out->reduction = static_cast<int32_t>(in.reduction);
   out->symmetric = in.symmetric ? 1 : 0;
@@ -156,6 +163,7 @@ void to_cpp(const contrastive_mnr_in_batch_params_t& in, mnr::InBatchParams* out
   copy_in_batch(in, out);
   out->dtype = static_cast<DType>(in.dtype);
   out->logits_dtype = static_cast<DType>(in.logits_dtype);
+  out->tiling = static_cast<Tiling>(in.tiling);
   out->similarity = static_cast<Similarity>(in.similarity);
   out->reduction = static_cast<Reduction>(in.reduction);
   out->symmetric = in.symmetric != 0;
@@ -166,6 +174,7 @@ void to_c(const mnr::InBatchParams& in, contrastive_mnr_in_batch_params_t* out) 
   copy_in_batch(in, out);
   out->dtype = static_cast<int32_t>(in.dtype);
   out->logits_dtype = static_cast<int32_t>(in.logits_dtype);
+  out->tiling = static_cast<int32_t>(in.tiling);
   out->similarity = static_cast<int32_t>(in.similarity);
   out->reduction = static_cast<int32_t>(in.reduction);
   out->symmetric = in.symmetric ? 1 : 0;

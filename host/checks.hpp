@@ -57,6 +57,14 @@ inline Status require_known(const char* loss, Similarity similarity) {
   return Status::kSuccess;
 }
 
+inline Status require_known(const char* loss, Tiling tiling) {
+  if (tiling != Tiling::kAuto && tiling != Tiling::kMaterialized && tiling != Tiling::kTiled) {
+    return fail(Status::kInvalidArgument, "%s: unknown tiling value %d", loss,
+                static_cast<int>(tiling));
+  }
+  return Status::kSuccess;
+}
+
 inline Status require_known(const char* loss, Reduction reduction) {
   if (reduction != Reduction::kMean && reduction != Reduction::kSum &&
       reduction != Reduction::kNone) {

@@ -49,6 +49,7 @@ Status check_problem(const Params& p) {
   CONTRASTIVE_TRY(require_known(kLoss, p.logits_dtype, "logits_dtype"));
   CONTRASTIVE_TRY(require_known(kLoss, p.similarity));
   CONTRASTIVE_TRY(require_known(kLoss, p.reduction));
+  CONTRASTIVE_TRY(require_known(kLoss, p.tiling));
   CONTRASTIVE_TRY(require_positive_finite(kLoss, "temperature", p.temperature));
   if (p.similarity == Similarity::kCosine) {
     CONTRASTIVE_TRY(require_positive_finite(kLoss, "eps", p.eps));
@@ -88,9 +89,35 @@ SavedLayout saved_layout(const Params& p) {
   return layout;
 }
 
-Status plan_workspace(const Params& p, WorkspacePlan* plan) {
+namespace {
+
+using contrastive::detail::make_tile_plan;
+using contrastive::detail::TilePlan;
+
+constexpr std::int64_t kMaxTileCols = 8192;     // wide tiles keep each GEMM large
+constexpr std::int64_t kTileRowMultiple = 128;  // whole row blocks of the GEMM kernels
+
+// Bytes a tile holds per logit: the logits, and dLoss/dlogits where it cannot overwrite them.
+std::size_t tile_bytes_per_element(const Params& p) {
+  const std::size_t logits = dtype_size(p.logits_dtype);
+  return p.logits_dtype == p.dtype ? logits : logits + dtype_size(p.dtype);
+}
+
+// The tiled path's tile: as wide as kMaxTileCols, as many whole row blocks as fit the cache share.
+TilePlan l2_tiles(const Params& p) {
+  const std::size_t cache = p.tile_cache_bytes != 0 ? p.tile_cache_bytes : kDefaultTileCacheBytes;
+  const auto elements =
+      static_cast<std::int64_t>(std::max<std::size_t>(cache / tile_bytes_per_element(p), 1));
+  const std::int64_t cols = std::min({p.num_keys, kMaxTileCols, elements});
+  std::int64_t rows = elements / cols;
+  if (rows >= kTileRowMultiple) rows -= rows % kTileRowMultiple;
+  return make_tile_plan(p.batch, p.num_keys, rows, cols);
+}
+
+// The pieces for a walk in `tiles`; false when a size overflows 64 bits.
+bool lay_out(const Params& p, const TilePlan& tiles, WorkspacePlan* plan) {
   WorkspacePlan result;
-  result.tiles = contrastive::detail::make_tile_plan(p.batch, p.num_keys, p.tile_rows, p.tile_cols);
+  result.tiles = tiles;
   const auto b = static_cast<std::uint64_t>(p.batch);
   const auto m = static_cast<std::uint64_t>(p.num_keys);
   const auto d = static_cast<std::uint64_t>(p.dim);
@@ -99,7 +126,7 @@ Status plan_workspace(const Params& p, WorkspacePlan* plan) {
   std::uint64_t tile_elements = 0;
   if (__builtin_mul_overflow(static_cast<std::uint64_t>(result.tiles.tile_rows),
                              static_cast<std::uint64_t>(result.tiles.tile_cols), &tile_elements)) {
-    return fail(Status::kInvalidArgument, "infonce: the logits tile size overflows 64 bits");
+    return false;
   }
   const std::size_t element = dtype_size(p.dtype);
   result.logits_tile = builder.add(tile_elements, dtype_size(p.logits_dtype));
@@ -124,14 +151,32 @@ Status plan_workspace(const Params& p, WorkspacePlan* plan) {
   result.gemm_workspace_bytes = static_cast<std::size_t>(
       std::clamp<std::uint64_t>(widest, kMinGemmWorkspaceBytes, kMaxGemmWorkspaceBytes));
   result.gemm_workspace = builder.add(result.gemm_workspace_bytes, 1);
-  if (builder.overflowed()) {
+  if (builder.overflowed()) return false;
+  result.used_bytes = builder.used_bytes();
+  result.required_bytes = builder.required_bytes();
+  *plan = result;
+  return true;
+}
+
+}  // namespace
+
+Status plan_workspace(const Params& p, WorkspacePlan* plan) {
+  bool laid_out = false;
+  if (p.tile_rows > 0 || p.tile_cols > 0) {  // an explicit tile
+    laid_out = lay_out(p, make_tile_plan(p.batch, p.num_keys, p.tile_rows, p.tile_cols), plan);
+  } else if (p.tiling == Tiling::kTiled) {
+    laid_out = lay_out(p, l2_tiles(p), plan);
+  } else {
+    laid_out = lay_out(p, make_tile_plan(p.batch, p.num_keys, 0, 0), plan);
+    if (p.tiling == Tiling::kAuto && (!laid_out || plan->required_bytes > p.workspace_budget)) {
+      laid_out = lay_out(p, l2_tiles(p), plan);  // the materialized path does not fit the budget
+    }
+  }
+  if (!laid_out) {
     return fail(Status::kInvalidArgument,
                 "infonce: the workspace for B = %lld, M = %lld, D = %lld overflows 64 bits",
                 static_cast<ll>(p.batch), static_cast<ll>(p.num_keys), static_cast<ll>(p.dim));
   }
-  result.used_bytes = builder.used_bytes();
-  result.required_bytes = builder.required_bytes();
-  *plan = result;
   return Status::kSuccess;
 }
 

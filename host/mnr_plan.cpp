@@ -77,6 +77,7 @@ Status check_problem(const InBatchParams& p) {
   CONTRASTIVE_TRY(
       check_kinds_and_scalars(kInBatch, p.dtype, p.similarity, p.reduction, p.scale, p.eps));
   CONTRASTIVE_TRY(require_known(kInBatch, p.logits_dtype, "logits_dtype"));
+  CONTRASTIVE_TRY(require_known(kInBatch, p.tiling));
   if (p.tile_rows < 0 || p.tile_cols < 0) {
     return fail(Status::kInvalidArgument,
                 "%s: tile_rows and tile_cols must be >= 0 (0: whole), got %lld x %lld", kInBatch,
@@ -107,6 +108,9 @@ infonce::Params to_infonce(const InBatchParams& p) {
   q.symmetric = p.symmetric;
   q.allow_tf32 = p.allow_tf32;
   q.logits_dtype = p.logits_dtype;
+  q.tiling = p.tiling;
+  q.workspace_budget = p.workspace_budget;
+  q.tile_cache_bytes = p.tile_cache_bytes;
   q.tile_rows = p.tile_rows;
   q.tile_cols = p.tile_cols;
   return q;

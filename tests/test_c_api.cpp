@@ -46,6 +46,11 @@ TEST(CApi, DefaultsAreTheCppDefaults) {
   EXPECT_EQ(c.reduction, static_cast<int>(cpp.reduction));
   EXPECT_EQ(c.symmetric, 0);
   EXPECT_EQ(c.allow_tf32, 0);
+  EXPECT_EQ(c.logits_dtype, CONTRASTIVE_DTYPE_F32);
+  EXPECT_EQ(c.tiling, CONTRASTIVE_TILING_AUTO);
+  EXPECT_EQ(c.workspace_budget, cpp.workspace_budget);
+  EXPECT_EQ(c.workspace_budget, uint64_t{4} << 30);
+  EXPECT_EQ(c.tile_cache_bytes, 0u);
   EXPECT_EQ(c.temperature, cpp.temperature);
   EXPECT_EQ(c.eps, cpp.eps);
   contrastive_infonce_params_init(nullptr);  // a no-op, not a crash
@@ -107,6 +112,8 @@ const CBadParams kCBadParams[] = {
      CONTRASTIVE_INVALID_ARGUMENT, "infonce: temperature must be finite and > 0, got -inf"},
     {"NaNEps", [](contrastive_infonce_params_t& p) { p.eps = NAN; }, CONTRASTIVE_INVALID_ARGUMENT,
      "infonce: eps must be finite and > 0, got nan"},
+    {"UnknownTiling", [](contrastive_infonce_params_t& p) { p.tiling = -1; },
+     CONTRASTIVE_INVALID_ARGUMENT, "infonce: unknown tiling value -1"},
     {"UnknownLogitsDtype", [](contrastive_infonce_params_t& p) { p.logits_dtype = 7; },
      CONTRASTIVE_INVALID_ARGUMENT, "infonce: unknown logits_dtype value 7"},
     {"F16Logits", [](contrastive_infonce_params_t& p) { p.logits_dtype = CONTRASTIVE_DTYPE_F16; },

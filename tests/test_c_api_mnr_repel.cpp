@@ -265,6 +265,8 @@ const InBatchCase kInBatchBad[] = {
      "mnr (in-batch): scale must be finite and > 0, got inf"},
     {"ZeroEps", [](CI& p) { p.eps = 0.0f; }, CONTRASTIVE_INVALID_ARGUMENT,
      "mnr (in-batch): eps must be finite and > 0, got 0"},
+    {"UnknownTiling", [](CI& p) { p.tiling = 9; }, CONTRASTIVE_INVALID_ARGUMENT,
+     "mnr (in-batch): unknown tiling value 9"},
     {"UnknownLogitsDtype", [](CI& p) { p.logits_dtype = -1; }, CONTRASTIVE_INVALID_ARGUMENT,
      "mnr (in-batch): unknown logits_dtype value -1"},
     {"F16Logits", [](CI& p) { p.logits_dtype = CONTRASTIVE_DTYPE_F16; }, CONTRASTIVE_NOT_SUPPORTED,

@@ -292,6 +292,57 @@ TEST_F(InfoNCEGpuScenario, SixteenBitRowsOffTheVectorAlignment) {
   }
 }
 
+// The tiled path (L2-sized tiles, here forced small by a 1 MiB cache share so that the problem
+// crosses 129 x 2 tiles, both edges partial) and the materialized path agree with the reference,
+// and so with each other to rounding, in f32 and bf16; kAuto picks the tiled path once the
+// materialized workspace exceeds its budget.
+TEST_F(InfoNCEGpuScenario, TiledAndMaterializedPathsAgree) {
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    std::mt19937_64 engine(testing::test_seed());
+    infonce::Params p;
+    p.batch = 4097;
+    p.num_keys = 12289;
+    p.dim = 8;
+    p.positive_offset = 5000;
+    p.symmetric = true;
+    p.dtype = dtype;
+    const Inputs in = make_inputs(p, engine);
+    const Expected expected = expected_for(p, in);
+    infonce::Params materialized = p, tiled = p, automatic = p;
+    materialized.tiling = Tiling::kMaterialized;
+    tiled.tiling = Tiling::kTiled;
+    tiled.tile_cache_bytes = automatic.tile_cache_bytes = std::size_t{1} << 20;
+    std::size_t materialized_bytes = 0, tiled_bytes = 0;
+    ASSERT_EQ(infonce::workspace_size(materialized, &materialized_bytes), Status::kSuccess);
+    ASSERT_EQ(infonce::workspace_size(tiled, &tiled_bytes), Status::kSuccess);
+    EXPECT_LT(tiled_bytes * 10, materialized_bytes);
+    automatic.workspace_budget = materialized_bytes - 1;
+    std::size_t automatic_bytes = 0;
+    ASSERT_EQ(infonce::workspace_size(automatic, &automatic_bytes), Status::kSuccess);
+    EXPECT_EQ(automatic_bytes, tiled_bytes);
+    for (const infonce::Params& variant : {materialized, tiled}) {
+      SCOPED_TRACE(variant.tiling == Tiling::kTiled ? "tiled" : "materialized");
+      DeviceProblem gpu(variant, in);
+      ASSERT_EQ(infonce::forward_backward(handle_, variant, gpu.forward_backward_args(),
+                                          gpu.workspace.data(), gpu.workspace_bytes, stream_),
+                Status::kSuccess)
+          << last_error_message();
+      synchronize();
+      testing::expect_forward_matches(variant, download(gpu), expected, in);
+      testing::expect_backward_matches(variant, download(gpu), expected);
+      // backward alone recomputes every tile from what forward saved
+      gpu.poison_outputs();
+      ASSERT_EQ(infonce::backward(handle_, variant, gpu.backward_args(), gpu.workspace.data(),
+                                  gpu.workspace_bytes, stream_),
+                Status::kSuccess)
+          << last_error_message();
+      synchronize();
+      testing::expect_backward_matches(variant, download(gpu), expected);
+    }
+  }
+}
+
 // A zero row among the inputs: finite loss and gradients (eps clamps the norm).
 TEST_F(InfoNCEGpuScenario, ZeroVectorStaysFinite) {
   std::mt19937_64 engine(testing::test_seed());

@@ -99,6 +99,8 @@ const BadParamsCase kBadParams[] = {
      "infonce: logits_dtype must be f32 or bf16, got f16"},
     {"UnknownLogitsDtype", [](Params& p) { p.logits_dtype = static_cast<DType>(5); },
      Status::kInvalidArgument, "infonce: unknown logits_dtype value 5"},
+    {"UnknownTiling", [](Params& p) { p.tiling = static_cast<Tiling>(3); },
+     Status::kInvalidArgument, "infonce: unknown tiling value 3"},
     {"Bf16LogitsFromF32", [](Params& p) { p.logits_dtype = DType::kBF16; }, Status::kNotSupported,
      "infonce: a bf16 logits tile needs bf16 inputs (cuBLAS writes bf16 from bf16 operands), got "
      "dtype f32"},
@@ -128,6 +130,7 @@ TEST(InfoNCECheck, AcceptsValidProblems) {
 TEST(InfoNCECheck, WorkspaceThatOverflows64BitsIsRefused) {
   Params p = valid_params();
   p.batch = p.num_keys = (std::int64_t{1} << 31) - 1;
+  p.tiling = Tiling::kMaterialized;
   std::size_t bytes = 0;
   EXPECT_EQ(infonce::workspace_size(p, &bytes), Status::kInvalidArgument);
   EXPECT_STREQ(
@@ -135,6 +138,9 @@ TEST(InfoNCECheck, WorkspaceThatOverflows64BitsIsRefused) {
       "infonce: the workspace for B = 2147483647, M = 2147483647, D = 16 overflows 64 bits");
   p.tile_rows = p.tile_cols = 4096;  // tiled, the same problem needs O((B + M) D) only
   EXPECT_EQ(infonce::workspace_size(p, &bytes), Status::kSuccess);
+  p.tile_rows = p.tile_cols = 0;
+  p.tiling = Tiling::kAuto;  // the materialized path cannot be laid out, so kAuto tiles
+  EXPECT_EQ(infonce::workspace_size(p, &bytes), Status::kSuccess) << last_error_message();
 }
 
 TEST(InfoNCECheck, NullSizeOutput) {
@@ -308,6 +314,107 @@ TEST(Workspace, InfoNCEPlanFollowsTheDtypes) {
         }
       }
     }
+  }
+}
+
+// ---- The tiling policy ------------------------------------------------------------------------
+
+infonce::detail::WorkspacePlan plan_of(const Params& p) {
+  infonce::detail::WorkspacePlan plan;
+  EXPECT_EQ(infonce::detail::plan_workspace(p, &plan), Status::kSuccess) << last_error_message();
+  return plan;
+}
+
+Params large_bf16(std::int64_t batch, std::int64_t dim) {
+  Params p;
+  p.batch = p.num_keys = batch;
+  p.dim = dim;
+  p.dtype = DType::kBF16;
+  p.symmetric = true;
+  return p;
+}
+
+// kAuto: one tile while its workspace fits the budget, L2-sized tiles beyond.
+TEST(TilingPolicy, AutoMaterializesWhatFitsTheBudget) {
+  Params p = large_bf16(4096, 256);
+  const infonce::detail::WorkspacePlan fits = plan_of(p);
+  EXPECT_TRUE(fits.tiles.single_tile());
+  p.workspace_budget = fits.required_bytes;  // exactly enough: still materialized
+  EXPECT_TRUE(plan_of(p).tiles.single_tile());
+  p.workspace_budget = fits.required_bytes - 1;
+  const infonce::detail::WorkspacePlan tiled = plan_of(p);
+  EXPECT_FALSE(tiled.tiles.single_tile());
+  EXPECT_LT(tiled.required_bytes, fits.required_bytes);
+  p.tiling = Tiling::kMaterialized;  // forced: the budget does not matter
+  EXPECT_TRUE(plan_of(p).tiles.single_tile());
+  // The default budget (4 GiB) materializes B = M = 16384 in bf16 with an fp32 tile (1.6 GB with
+  // its bf16 G) and tiles B = M = 65536 (26 GB).
+  EXPECT_TRUE(plan_of(large_bf16(16384, 768)).tiles.single_tile());
+  EXPECT_FALSE(plan_of(large_bf16(65536, 768)).tiles.single_tile());
+}
+
+// kTiled: the tile (logits, and G where stored apart) fits tile_cache_bytes, at most 8192 wide,
+// in whole 128-row blocks; the workspace grows with (B + M) D, not with B x M.
+TEST(TilingPolicy, TiledTilesFitTheCacheShare) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (DType logits_dtype : {DType::kF32, DType::kBF16}) {
+      if (logits_dtype == DType::kBF16 && dtype != DType::kBF16) continue;
+      for (std::size_t cache : {std::size_t{0}, std::size_t{8} << 20, std::size_t{50} << 20}) {
+        SCOPED_TRACE(std::string(dtype_name(dtype)) + " inputs, " + dtype_name(logits_dtype) +
+                     " tile, cache " + std::to_string(cache));
+        Params p = large_bf16(100000, 256);
+        p.dtype = dtype;
+        p.logits_dtype = logits_dtype;
+        p.tiling = Tiling::kTiled;
+        p.tile_cache_bytes = cache;
+        const detail::TilePlan tiles = plan_of(p).tiles;
+        const std::size_t per_element = dtype_size(logits_dtype) +
+                                        (logits_dtype == dtype ? 0 : dtype_size(dtype));
+        const std::size_t share = cache == 0 ? kDefaultTileCacheBytes : cache;
+        EXPECT_LE(static_cast<std::size_t>(tiles.tile_rows * tiles.tile_cols) * per_element,
+                  share);
+        EXPECT_EQ(tiles.tile_cols, 8192);
+        EXPECT_EQ(tiles.tile_rows % 128, 0);
+        EXPECT_GE(tiles.tile_rows, 128);
+      }
+    }
+  }
+  // O((B + M) D): 8x the rows (64x the logits) costs about 8x the workspace.
+  Params small = large_bf16(16384, 768), large = large_bf16(131072, 768);
+  small.tiling = large.tiling = Tiling::kTiled;
+  const double ratio = static_cast<double>(plan_of(large).required_bytes) /
+                       static_cast<double>(plan_of(small).required_bytes);
+  EXPECT_LT(ratio, 9.0);
+  EXPECT_LT(plan_of(large).required_bytes, std::size_t{2} << 30);  // materialized: 103 GB
+}
+
+// Small matrices and small caches: the tile never exceeds the matrix and is at least 1 x 1.
+TEST(TilingPolicy, TilesStayInsideTheMatrix) {
+  Params p = valid_params();
+  p.tiling = Tiling::kTiled;
+  EXPECT_TRUE(plan_of(p).tiles.single_tile());  // 8 x 8 fits any cache share
+  p.batch = 300;
+  p.num_keys = 20000;
+  p.tile_cache_bytes = 1;  // smaller than one logit
+  const detail::TilePlan tiles = plan_of(p).tiles;
+  EXPECT_EQ(tiles.tile_rows, 1);
+  EXPECT_EQ(tiles.tile_cols, 1);
+  p.tile_cache_bytes = 4 * 8192 * 100;  // 100 rows of 8192: less than one 128-row block
+  EXPECT_EQ(plan_of(p).tiles.tile_rows, 100);
+  p.tile_cache_bytes = 4 * 8192 * 200;  // 200 rows: one whole 128-row block
+  EXPECT_EQ(plan_of(p).tiles.tile_rows, 128);
+}
+
+// An explicit tile overrides the policy.
+TEST(TilingPolicy, AnExplicitTileWins) {
+  Params p = large_bf16(4096, 64);
+  p.tile_rows = 1000;
+  p.tile_cols = 3000;
+  for (Tiling tiling : {Tiling::kAuto, Tiling::kMaterialized, Tiling::kTiled}) {
+    p.tiling = tiling;
+    const detail::TilePlan tiles = plan_of(p).tiles;
+    EXPECT_EQ(tiles.tile_rows, 1000);
+    EXPECT_EQ(tiles.tile_cols, 3000);
   }
 }
 

@@ -322,6 +322,7 @@ TEST(InBatchSizes, WorkspaceThatOverflows64BitsIsRefused) {
   mnr::InBatchParams p = valid_in_batch();
   p.batch = kTwoTo31 - 1;
   p.hard_negatives = 0;
+  p.tiling = Tiling::kMaterialized;
   EXPECT_EQ(mnr::check(p), Status::kSuccess) << last_error_message();
   std::size_t bytes = kUntouched;
   EXPECT_EQ(mnr::saved_size(p, &bytes), Status::kSuccess) << last_error_message();
@@ -343,15 +344,19 @@ TEST(InBatchSizes, AreThoseOfTheEquivalentInfoNCEProblem) {
   for (const Similarity similarity : {Similarity::kCosine, Similarity::kDot}) {
     for (const bool symmetric : {false, true}) {
       for (const std::int64_t hard_negatives : {0, 1, 3}) {
-        for (const std::int64_t tile : {0, 5}) {
+        for (const std::int64_t tile : {0, 5, -1}) {  // -1: Tiling::kTiled, a 256-byte share
           SCOPED_TRACE(::testing::Message()
                        << "similarity " << static_cast<int>(similarity) << ", symmetric "
                        << symmetric << ", K " << hard_negatives << ", tile " << tile);
+          const Tiling tiling = tile < 0 ? Tiling::kTiled : Tiling::kAuto;
+          const std::size_t cache = tile < 0 ? 256 : 0;
           mnr::InBatchParams p = valid_in_batch();
           p.similarity = similarity;
           p.symmetric = symmetric;
           p.hard_negatives = hard_negatives;
-          p.tile_rows = p.tile_cols = tile;
+          p.tile_rows = p.tile_cols = std::max<std::int64_t>(tile, 0);
+          p.tiling = tiling;
+          p.tile_cache_bytes = cache;
           p.candidate_row_stride = 2 * kDim;
           infonce::Params q;
           q.batch = kBatch;
@@ -361,7 +366,9 @@ TEST(InBatchSizes, AreThoseOfTheEquivalentInfoNCEProblem) {
           q.k_row_stride = 2 * kDim;
           q.similarity = similarity;
           q.symmetric = symmetric;
-          q.tile_rows = q.tile_cols = tile;
+          q.tile_rows = q.tile_cols = std::max<std::int64_t>(tile, 0);
+          q.tiling = tiling;
+          q.tile_cache_bytes = cache;
           std::size_t mnr_saved = 0, infonce_saved = 0, mnr_workspace = 0, infonce_workspace = 0;
           ASSERT_EQ(mnr::saved_size(p, &mnr_saved), Status::kSuccess) << last_error_message();
           ASSERT_EQ(infonce::saved_size(q, &infonce_saved), Status::kSuccess);

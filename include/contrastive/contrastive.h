@@ -38,26 +38,35 @@ enum {
   CONTRASTIVE_REDUCTION_NONE = 2
 };
 enum { CONTRASTIVE_SIMILARITY_COSINE = 0, CONTRASTIVE_SIMILARITY_DOT = 1 };
+/* contrastive::Tiling: the walk over the logits of InfoNCE and in-batch MNR */
+enum {
+  CONTRASTIVE_TILING_AUTO = 0,         /* materialized when it fits workspace_budget, else tiled */
+  CONTRASTIVE_TILING_MATERIALIZED = 1, /* one tile */
+  CONTRASTIVE_TILING_TILED = 2         /* L2-sized tiles: workspace O((B + M) D) */
+};
 
 /** Opaque handle; one per thread. */
 typedef struct contrastive_handle* contrastive_handle_t;
 
 /** Mirrors contrastive::infonce::Params; fill with contrastive_infonce_params_init() first. */
 typedef struct contrastive_infonce_params {
-  int64_t batch;           /* B */
-  int64_t num_keys;        /* M >= B */
-  int64_t dim;             /* D */
-  int64_t positive_offset; /* positive of row i is key i + offset */
-  int64_t q_row_stride;    /* 0 means D */
-  int64_t k_row_stride;    /* 0 means D */
-  int64_t tile_rows;       /* 0 means B (one tile) */
-  int64_t tile_cols;       /* 0 means M (one tile) */
-  int32_t dtype;           /* CONTRASTIVE_DTYPE_* */
-  int32_t similarity;      /* CONTRASTIVE_SIMILARITY_* */
-  int32_t reduction;       /* CONTRASTIVE_REDUCTION_* */
-  int32_t symmetric;       /* 0 or 1 */
-  int32_t allow_tf32;      /* 0 or 1 */
-  int32_t logits_dtype;    /* CONTRASTIVE_DTYPE_F32 (default), or _BF16 with bf16 inputs */
+  int64_t batch;             /* B */
+  int64_t num_keys;          /* M >= B */
+  int64_t dim;               /* D */
+  int64_t positive_offset;   /* positive of row i is key i + offset */
+  int64_t q_row_stride;      /* 0 means D */
+  int64_t k_row_stride;      /* 0 means D */
+  int64_t tile_rows;         /* an explicit tile, overriding tiling; 0 means B */
+  int64_t tile_cols;         /* 0 means M */
+  uint64_t workspace_budget; /* CONTRASTIVE_TILING_AUTO's limit in bytes (default 4 GiB) */
+  uint64_t tile_cache_bytes; /* the tiled path's L2 share per tile; 0: 32 MiB */
+  int32_t tiling;            /* CONTRASTIVE_TILING_* (default AUTO) */
+  int32_t dtype;             /* CONTRASTIVE_DTYPE_* */
+  int32_t similarity;        /* CONTRASTIVE_SIMILARITY_* */
+  int32_t reduction;         /* CONTRASTIVE_REDUCTION_* */
+  int32_t symmetric;         /* 0 or 1 */
+  int32_t allow_tf32;        /* 0 or 1 */
+  int32_t logits_dtype;      /* CONTRASTIVE_DTYPE_F32 (default), or _BF16 with bf16 inputs */
   float temperature;
   float eps;
 } contrastive_infonce_params_t;
@@ -144,8 +153,11 @@ typedef struct contrastive_mnr_in_batch_params {
   int64_t dim;                  /* D */
   int64_t anchor_row_stride;    /* 0 means D */
   int64_t candidate_row_stride; /* 0 means D */
-  int64_t tile_rows;            /* 0: one tile */
+  int64_t tile_rows;            /* an explicit tile, overriding tiling; 0: whole */
   int64_t tile_cols;
+  uint64_t workspace_budget; /* as in contrastive_infonce_params_t */
+  uint64_t tile_cache_bytes;
+  int32_t tiling;
   int32_t dtype;
   int32_t similarity; /* default cosine */
   int32_t reduction;

@@ -44,9 +44,17 @@ struct Params {
   /// with kBF16 inputs, kBF16 (half the tile's memory traffic and size, at bf16's rounding of each
   /// logit).
   DType logits_dtype = DType::kF32;
-  /// Tile of the similarity matrix processed at a time (rows x columns). 0 means the whole
-  /// dimension: one tile, the materialized path. Smaller tiles bound the workspace by the tile
-  /// instead of B x M at the cost of recomputing logits in backward.
+  /// How the B x M logits are walked. kAuto takes the materialized path when its workspace is at
+  /// most workspace_budget bytes and the tiled path otherwise; the other two force a path.
+  Tiling tiling = Tiling::kAuto;
+  std::size_t workspace_budget = kDefaultWorkspaceBudget;
+  /// Tiled path: the tile (its logits, and dLoss/dlogits where they are stored apart) is sized to
+  /// fit this many bytes of L2, so it is written and read back without a trip to DRAM. 0 means
+  /// kDefaultTileCacheBytes; Handle::l2_cache_bytes() tells the device's L2.
+  std::size_t tile_cache_bytes = 0;
+  /// An explicit tile (rows x columns), overriding `tiling`: 0 means the whole dimension. Tiles
+  /// smaller than the matrix bound the workspace by the tile instead of B x M, at the cost of
+  /// recomputing logits in backward.
   std::int64_t tile_rows = 0;
   std::int64_t tile_cols = 0;
 };

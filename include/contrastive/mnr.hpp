@@ -111,7 +111,12 @@ struct InBatchParams {
   bool symmetric = false;      ///< add the column direction over the positive block
   bool allow_tf32 = false;  ///< f32 only: TF32 tensor cores for the GEMMs
   DType logits_dtype = DType::kF32;  ///< the logits tile: kF32 or kBF16, as infonce::Params
-  std::int64_t tile_rows = 0;  ///< tiles of the logits, as infonce::Params (0: one tile)
+  /// The walk over the B x (1 + K) B logits, as infonce::Params: kAuto picks the materialized
+  /// path when its workspace fits workspace_budget, else L2-sized tiles of tile_cache_bytes.
+  Tiling tiling = Tiling::kAuto;
+  std::size_t workspace_budget = kDefaultWorkspaceBudget;
+  std::size_t tile_cache_bytes = 0;  ///< 0: kDefaultTileCacheBytes
+  std::int64_t tile_rows = 0;  ///< an explicit tile, overriding `tiling` (0: whole dimension)
   std::int64_t tile_cols = 0;
 };
 

@@ -36,6 +36,20 @@ enum class Similarity : int {
   kDot = 1,     ///< plain dot product
 };
 
+/// How a loss over the B x M logits (InfoNCE, in-batch MNR) walks them.
+enum class Tiling : int {
+  kAuto = 0,          ///< materialized when its workspace fits the params' workspace_budget
+  kMaterialized = 1,  ///< one tile: the whole matrix in the workspace; logits computed once
+  kTiled = 2,         ///< L2-sized tiles: workspace O((B + M) D), independent of B x M;
+                      ///< backward recomputes each tile's logits
+};
+
+/// Tiling::kAuto's default limit on the materialized workspace: 4 GiB (B = M = 32768 in fp32
+/// exceeds it).
+inline constexpr std::size_t kDefaultWorkspaceBudget = std::size_t{4} << 30;
+/// The tiled path's default L2 share for a tile: 32 MiB (Hopper has 50 MB of L2, Ampere 40 MB).
+inline constexpr std::size_t kDefaultTileCacheBytes = std::size_t{32} << 20;
+
 /// Bytes per element of `dtype`, or 0 for a value outside the enum.
 CONTRASTIVE_API std::size_t dtype_size(DType dtype) noexcept;
 

@@ -8,6 +8,8 @@ _DTYPES = {"f32": _core.DType.f32, "float32": _core.DType.f32, "f16": _core.DTyp
            "float16": _core.DType.f16, "bf16": _core.DType.bf16, "bfloat16": _core.DType.bf16}
 _REDUCTIONS = {"mean": _core.Reduction.mean, "sum": _core.Reduction.sum, "none": _core.Reduction.none}
 _SIMILARITIES = {"cosine": _core.Similarity.cosine, "dot": _core.Similarity.dot}
+_TILINGS = {"auto": _core.Tiling.auto, "materialized": _core.Tiling.materialized,
+            "tiled": _core.Tiling.tiled}
 
 
 def _choice(table: dict, name: str, value):
@@ -17,14 +19,29 @@ def _choice(table: dict, name: str, value):
         raise ValueError(f"{name} must be one of {sorted(table)}, got {value!r}") from None
 
 
+def _set_tiling(p, tiling, workspace_budget, tile_cache_bytes) -> None:
+    """The walk over the logits: "auto" (materialized while its workspace fits workspace_budget
+    bytes, the library's 4 GiB when None), "materialized" or "tiled" (tiles of tile_cache_bytes,
+    0: the library's 32 MiB)."""
+    p.tiling = _choice(_TILINGS, "tiling", tiling)
+    if workspace_budget is not None:
+        if int(workspace_budget) < 0:
+            raise ValueError(f"workspace_budget must be >= 0, got {workspace_budget}")
+        p.workspace_budget = int(workspace_budget)
+    if int(tile_cache_bytes) < 0:
+        raise ValueError(f"tile_cache_bytes must be >= 0, got {tile_cache_bytes}")
+    p.tile_cache_bytes = int(tile_cache_bytes)
+
+
 def dtype_of(name) -> "_core.DType":
-    """'f32' / 'float32' (and, once implemented, 'bf16', 'f16') -> _core.DType."""
+    """'f32' / 'float32', 'f16' / 'float16', 'bf16' / 'bfloat16' -> _core.DType."""
     return _choice(_DTYPES, "dtype", name)
 
 
 def infonce_params(batch, num_keys, dim, *, temperature=0.1, similarity="cosine", symmetric=False,
                    reduction="mean", positive_offset=0, eps=1e-12, allow_tf32=False, tile_rows=0,
-                   tile_cols=0, dtype="f32", logits_dtype="f32") -> "_core.InfoNCEParams":
+                   tile_cols=0, dtype="f32", logits_dtype="f32", tiling="auto",
+                   workspace_budget=None, tile_cache_bytes=0) -> "_core.InfoNCEParams":
     p = _core.InfoNCEParams()
     p.batch, p.num_keys, p.dim = int(batch), int(num_keys), int(dim)
     p.temperature = float(temperature)
@@ -37,6 +54,7 @@ def infonce_params(batch, num_keys, dim, *, temperature=0.1, similarity="cosine"
     p.tile_rows, p.tile_cols = int(tile_rows), int(tile_cols)
     p.dtype = dtype_of(dtype)
     p.logits_dtype = _choice(_DTYPES, "logits_dtype", logits_dtype)
+    _set_tiling(p, tiling, workspace_budget, tile_cache_bytes)
     return p
 
 
@@ -54,7 +72,8 @@ def per_anchor_params(batch, negatives, dim, *, scale=1.0, similarity="dot", red
 
 def in_batch_params(batch, hard_negatives, dim, *, scale=20.0, similarity="cosine", symmetric=False,
                     reduction="mean", eps=1e-12, allow_tf32=False, tile_rows=0, tile_cols=0,
-                    dtype="f32", logits_dtype="f32") -> "_core.InBatchParams":
+                    dtype="f32", logits_dtype="f32", tiling="auto", workspace_budget=None,
+                    tile_cache_bytes=0) -> "_core.InBatchParams":
     p = _core.InBatchParams()
     p.batch, p.hard_negatives, p.dim = int(batch), int(hard_negatives), int(dim)
     p.scale = float(scale)
@@ -66,6 +85,7 @@ def in_batch_params(batch, hard_negatives, dim, *, scale=20.0, similarity="cosin
     p.tile_rows, p.tile_cols = int(tile_rows), int(tile_cols)
     p.dtype = dtype_of(dtype)
     p.logits_dtype = _choice(_DTYPES, "logits_dtype", logits_dtype)
+    _set_tiling(p, tiling, workspace_budget, tile_cache_bytes)
     return p
 
 

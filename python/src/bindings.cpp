@@ -28,6 +28,7 @@ using contrastive::DType;
 using contrastive::Reduction;
 using contrastive::Similarity;
 using contrastive::Status;
+using contrastive::Tiling;
 // Arrays the library writes (outputs, the workspace, `saved` in forward) must be writable; arrays
 // it only reads (the inputs, `saved` in backward, grad_loss) may be read-only DLPack exports.
 using Array = nb::ndarray<>;
@@ -481,6 +482,10 @@ NB_MODULE(_core, m) {
   nb::enum_<Similarity>(m, "Similarity")
       .value("cosine", Similarity::kCosine)
       .value("dot", Similarity::kDot);
+  nb::enum_<Tiling>(m, "Tiling")
+      .value("auto", Tiling::kAuto)
+      .value("materialized", Tiling::kMaterialized)
+      .value("tiled", Tiling::kTiled);
 
   nb::class_<contrastive::Handle>(m, "Handle")
       .def(
@@ -522,6 +527,9 @@ NB_MODULE(_core, m) {
       .def_rw("symmetric", &infonce::Params::symmetric)
       .def_rw("allow_tf32", &infonce::Params::allow_tf32)
       .def_rw("logits_dtype", &infonce::Params::logits_dtype)
+      .def_rw("tiling", &infonce::Params::tiling)
+      .def_rw("workspace_budget", &infonce::Params::workspace_budget)
+      .def_rw("tile_cache_bytes", &infonce::Params::tile_cache_bytes)
       .def_rw("tile_rows", &infonce::Params::tile_rows)
       .def_rw("tile_cols", &infonce::Params::tile_cols);
   nb::class_<mnr::PerAnchorParams>(m, "PerAnchorParams")
@@ -552,6 +560,9 @@ NB_MODULE(_core, m) {
       .def_rw("symmetric", &mnr::InBatchParams::symmetric)
       .def_rw("allow_tf32", &mnr::InBatchParams::allow_tf32)
       .def_rw("logits_dtype", &mnr::InBatchParams::logits_dtype)
+      .def_rw("tiling", &mnr::InBatchParams::tiling)
+      .def_rw("workspace_budget", &mnr::InBatchParams::workspace_budget)
+      .def_rw("tile_cache_bytes", &mnr::InBatchParams::tile_cache_bytes)
       .def_rw("tile_rows", &mnr::InBatchParams::tile_rows)
       .def_rw("tile_cols", &mnr::InBatchParams::tile_cols);
   nb::class_<repel::Params>(m, "RepelParams")

@@ -279,3 +279,24 @@ def test_jax_mixed_dtypes_are_a_type_error_before_any_device_check():
     with pytest.raises(TypeError, match=r"^repel: inputs must be float32, float16 or bfloat16, "
                                         r"got int32$"):
         cj.repel(jnp.zeros((2, 4), jnp.int32), jnp.zeros((2, 3, 4), jnp.int32))
+
+
+def test_tiling_options():
+    """The walk over the logits: names checked here, sizes by the library."""
+    p = _options.infonce_params(4096, 4096, 64, tiling="tiled", tile_cache_bytes=1 << 20)
+    assert p.tiling == _core.Tiling.tiled and p.tile_cache_bytes == 1 << 20
+    assert _options.infonce_params(4, 4, 8).workspace_budget == 4 << 30
+    materialized = _core.infonce_workspace_size(
+        _options.infonce_params(4096, 4096, 64, tiling="materialized"))
+    tiled = _core.infonce_workspace_size(p)
+    automatic = _core.infonce_workspace_size(
+        _options.infonce_params(4096, 4096, 64, workspace_budget=materialized - 1,
+                                tile_cache_bytes=1 << 20))
+    assert tiled < materialized and automatic == tiled
+    q = _options.in_batch_params(1024, 3, 64, tiling="tiled", tile_cache_bytes=1 << 20)
+    assert _core.mnr_in_batch_workspace_size(q) < _core.mnr_in_batch_workspace_size(
+        _options.in_batch_params(1024, 3, 64, tiling="materialized"))
+    with pytest.raises(ValueError, match="^tiling must be one of"):
+        _options.infonce_params(4, 4, 8, tiling="blocked")
+    with pytest.raises(ValueError, match="^workspace_budget must be >= 0"):
+        _options.infonce_params(4, 4, 8, workspace_budget=-1)
