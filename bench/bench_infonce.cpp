@@ -18,6 +18,7 @@
 #include "bench/cublas_floor.hpp"
 #include "bench/gpu_fixture.hpp"
 #include "bench/loss_buffers.hpp"
+#include "bench/unfused_infonce.hpp"
 #include "contrastive/infonce.hpp"
 
 namespace contrastive::bench {
@@ -138,6 +139,35 @@ double operation_bytes(Operation operation, const LogitsLossBuffers& buffers) {
       compulsory_bytes(buffers.input_bytes(), operation != Operation::kForward));
 }
 
+// ---- The unfused baseline ---------------------------------------------------------------------
+
+constexpr int kUnfusedRuns = 7;
+
+// forward_backward only: the unfused path (GEMM, then separate softmax, log and mean kernels, see
+// bench/unfused_infonce.hpp) timed in the same run; counters unfused_ms and ratio_to_unfused
+// (library median / unfused median). Call after the library's timing has set median_ms.
+bool time_unfused(GpuFixture& gpu, benchmark::State& state, const infonce::Params& params,
+                  const LogitsLossBuffers& buffers) {
+  CublasFloor cublas(gpu);
+  UnfusedInfoNCE unfused;
+  if (!cublas.ready() || !unfused.allocate(gpu, params.batch, params.dim, params.dtype)) {
+    return false;
+  }
+  const Work work = [&] {
+    return unfused.enqueue(gpu, cublas.handle(), buffers.q.get(), buffers.k.get(),
+                           buffers.grad_q.get(), buffers.grad_k.get(),
+                           buffers.outputs.loss.as_floats(), params.temperature);
+  };
+  if (!work() || !gpu.require_finite({{buffers.outputs.loss.as_floats(), "unfused loss"}})) {
+    return false;
+  }
+  double milliseconds = 0.0;
+  if (!gpu.median_milliseconds(work, kUnfusedRuns, &milliseconds)) return false;
+  state.counters["unfused_ms"] = milliseconds;
+  state.counters["ratio_to_unfused"] = state.counters["median_ms"].value / milliseconds;
+  return true;
+}
+
 // ---- The benchmark ----------------------------------------------------------------------------
 
 void benchmark_infonce(benchmark::State& state, Operation operation, DType dtype) {
@@ -152,8 +182,11 @@ void benchmark_infonce(benchmark::State& state, Operation operation, DType dtype
   const Work library_work = [&] {
     return gpu.check(run_operation(operation, gpu, params, buffers), name.c_str());
   };
-  time_against_cublas_floor(gpu, floor_gemms(operation, params, buffers), library_work,
-                            operation_bytes(operation, buffers));
+  if (!time_against_cublas_floor(gpu, floor_gemms(operation, params, buffers), library_work,
+                                 operation_bytes(operation, buffers))) {
+    return;
+  }
+  if (operation == Operation::kForwardBackward) time_unfused(gpu, state, params, buffers);
 }
 
 // ---- Large batches: the tiled and the materialized path --------------------------------------

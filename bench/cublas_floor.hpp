@@ -52,6 +52,9 @@ class CublasFloor {
   /// Enqueues each GEMM of `gemms` in turn.
   bool enqueue(const LogitsGemms& gemms);
 
+  /// The cuBLAS handle (on the fixture's stream, with its own workspace), for other baselines.
+  cublasHandle_t handle() const { return handle_; }
+
  private:
   bool set_up();
 

@@ -1,0 +1,219 @@
+"""What compare.py measures: the losses, their settings, the shapes of each preset, which
+implementations run on which case, and the smaller shape a case's correctness check runs at."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, Tuple
+
+LOSSES = ("infonce", "clip", "mnr_in_batch", "mnr_per_anchor", "repel")
+DTYPES = ("bf16", "fp32")
+DTYPE_ALIASES = {"bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32", "f32": "fp32",
+                 "float32": "fp32"}
+
+# The settings every implementation runs with (those of the seed notebook, of the C++ benchmarks
+# and of sentence-transformers' defaults).
+TEMPERATURE = 0.1  # InfoNCE and CLIP: cosine, logits = cos / temperature, mean over rows
+IN_BATCH_SCALE = 20.0  # in-batch MNR: cosine, logits = 20 cos (MultipleNegativesRankingLoss)
+PER_ANCHOR_SCALE = 1.0  # per-anchor MNR: dot product, scale 1 (the seed's mnr_loss)
+MARGIN = 0.3  # Repel: mean of relu(cos - 0.3)
+EPS = 1e-12  # F.normalize's eps, the library's default
+
+LOSS_TITLES = {
+    "infonce": "InfoNCE (cosine, temperature 0.1, mean)",
+    "clip": "CLIP symmetric InfoNCE (cosine, temperature 0.1, mean of both directions)",
+    "mnr_in_batch": "In-batch MNR with K hard-negative blocks (cosine, scale 20)",
+    "mnr_per_anchor": "Per-anchor MNR, N negatives per anchor (dot product, scale 1)",
+    "repel": "Repel (mean of relu(cos - 0.3)), N negatives per anchor",
+}
+SHORT_NAMES = {"infonce": "InfoNCE", "clip": "CLIP", "mnr_in_batch": "in-batch MNR",
+               "mnr_per_anchor": "per-anchor MNR", "repel": "Repel"}
+
+# Implementations, in table order. The first three are the baselines every ratio refers to.
+EAGER, COMPILE, ST, LIBRARY, LIBRARY_TILED = (
+    "eager", "compile", "sentence_transformers", "contrastive", "contrastive_tiled")
+IMPLEMENTATIONS = (EAGER, COMPILE, ST, LIBRARY, LIBRARY_TILED)
+BASELINES = (EAGER, COMPILE, ST)
+LIBRARY_VARIANTS = (LIBRARY, LIBRARY_TILED)
+IMPLEMENTATION_TITLES = {
+    EAGER: "PyTorch eager",
+    COMPILE: "torch.compile",
+    ST: "sentence-transformers",
+    LIBRARY: "contrastive",
+    LIBRARY_TILED: "contrastive, tiled",
+}
+
+# Check shapes: the float64 reference (on the GPU, with the whole logits matrix or all B N D
+# products in float64) runs at the case's shape when it has at most this many elements, else at
+# the largest B / 2^j that fits (the other dimensions unchanged).
+CHECK_ELEMENTS = 1 << 27
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One loss at one shape and dtype. hard_negatives is K (in-batch MNR); negatives is N
+    (per-anchor MNR, Repel); compile says whether torch.compile runs on it."""
+
+    loss: str
+    dtype: str
+    batch: int
+    dim: int
+    hard_negatives: int = 0
+    negatives: int = 0
+    compile: bool = True
+
+    @property
+    def keys(self) -> int:
+        """M, the columns of the logits (InfoNCE, CLIP, in-batch MNR)."""
+        return (1 + self.hard_negatives) * self.batch
+
+    def shape(self) -> Dict[str, int]:
+        """The shape parameters, in the C++ benchmarks' names (B, K, N, D)."""
+        if self.loss == "mnr_in_batch":
+            return {"B": self.batch, "K": self.hard_negatives, "D": self.dim}
+        if self.loss in ("mnr_per_anchor", "repel"):
+            return {"B": self.batch, "N": self.negatives, "D": self.dim}
+        return {"B": self.batch, "D": self.dim}
+
+    def label(self) -> str:
+        return " ".join(f"{key}={value}" for key, value in self.shape().items())
+
+    def variant(self) -> str:
+        """The shape without B: one line of a time-vs-B plot."""
+        return " ".join(f"{key}={value}" for key, value in self.shape().items() if key != "B")
+
+    def key(self) -> Tuple:
+        return (self.loss, self.dtype, tuple(self.shape().items()))
+
+    def elements(self) -> int:
+        """The size of the float64 reference's largest array."""
+        if self.loss in ("mnr_per_anchor", "repel"):
+            return self.batch * (self.negatives + 1) * self.dim
+        return self.batch * self.keys
+
+    def check_case(self, limit: int = CHECK_ELEMENTS) -> "Case":
+        case = self
+        while case.batch > 1 and case.elements() > limit:
+            case = dataclasses.replace(case, batch=case.batch // 2)
+        return case
+
+    def to_dict(self) -> Dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: Dict) -> "Case":
+        return Case(**data)
+
+
+def _infonce_shapes(batches, dims):
+    return [dict(batch=b, dim=d) for b in batches for d in dims]
+
+
+FULL_SHAPES = {
+    "infonce": _infonce_shapes((1024, 4096, 16384, 32768), (256, 768)),
+    "clip": _infonce_shapes((1024, 4096, 16384, 32768), (256, 768)),
+    "mnr_in_batch": [dict(batch=b, hard_negatives=k, dim=768) for b in (4096, 16384)
+                     for k in (0, 1, 3)],
+    "mnr_per_anchor": [dict(batch=b, negatives=64, dim=256) for b in (4096, 16384)],
+    "repel": [dict(batch=b, negatives=64, dim=256) for b in (4096, 16384)],
+}
+SHORT_SHAPES = {
+    "infonce": [dict(batch=1024, dim=256), dict(batch=4096, dim=768)],
+    "clip": [dict(batch=4096, dim=768)],
+    "mnr_in_batch": [dict(batch=4096, hard_negatives=1, dim=768)],
+    "mnr_per_anchor": [dict(batch=4096, negatives=64, dim=256)],
+    "repel": [dict(batch=4096, negatives=64, dim=256)],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    shapes: Dict[str, List[Dict[str, int]]]
+    dtypes: Tuple[str, ...]
+    warmup: int
+    repeats: int
+    max_seconds: float  # timed runs stop early (but after at least MIN_RUNS) past this
+    compile_max_batch: Optional[int]  # torch.compile only at B <= this (None: everywhere)
+
+
+MIN_RUNS = 5
+FULL = Preset("full", FULL_SHAPES, DTYPES, warmup=10, repeats=100, max_seconds=3.0,
+              compile_max_batch=None)
+# About a minute on an H100: one dtype, one shape per loss (two for InfoNCE), torch.compile only
+# on the smallest shape (its first compilation dominates).
+SHORT = Preset("short", SHORT_SHAPES, ("bf16",), warmup=3, repeats=20, max_seconds=0.5,
+               compile_max_batch=1024)
+
+
+def build_cases(preset: Preset, losses, dtypes, compile_enabled: bool = True,
+                compile_max_batch: Optional[int] = None) -> List[Case]:
+    """The cases in run order: loss, then dtype, then shape (ascending B)."""
+    limit = preset.compile_max_batch if compile_max_batch is None else compile_max_batch
+    cases = []
+    for loss in losses:
+        for dtype in dtypes:
+            for shape in sorted(preset.shapes[loss], key=lambda s: (s["batch"], sorted(s.items()))):
+                compiled = compile_enabled and (limit is None or shape["batch"] <= limit)
+                cases.append(Case(loss=loss, dtype=dtype, compile=compiled, **shape))
+    return cases
+
+
+def tiled(case: Case, tile: int) -> bool:
+    """Whether the tiled library variant runs: a logits loss whose B x M matrix is larger than
+    one tile x tile tile (otherwise it is the default single tile again)."""
+    return (tile > 0 and case.loss in ("infonce", "clip", "mnr_in_batch")
+            and case.batch * case.keys > tile * tile)
+
+
+def implementations(case: Case, tile: int) -> List[str]:
+    """The implementations measured on a case, in table order."""
+    names = [EAGER, COMPILE]
+    if case.loss == "mnr_in_batch":
+        names.append(ST)
+    names.append(LIBRARY)
+    if tiled(case, tile):
+        names.append(LIBRARY_TILED)
+    return names
+
+
+def input_names(case: Case) -> List[str]:
+    """The leaves of a case, in the order every implementation takes them."""
+    if case.loss in ("infonce", "clip"):
+        return ["q", "k"]
+    if case.loss == "mnr_in_batch":
+        return ["anchors", "positives"] + [f"negatives_{i + 1}" for i in
+                                           range(case.hard_negatives)]
+    if case.loss == "mnr_per_anchor":
+        return ["anchors", "positives", "negatives"]
+    return ["anchors", "negatives"]
+
+
+def input_names_for(loss: str, count: int) -> List[str]:
+    """input_names from the loss and the number of inputs (in-batch MNR: 2 + K)."""
+    return input_names(Case(loss=loss, dtype="fp32", batch=1, dim=1,
+                            hard_negatives=max(0, count - 2) if loss == "mnr_in_batch" else 0))
+
+
+def input_shapes(case: Case) -> List[Tuple[int, ...]]:
+    b, d = case.batch, case.dim
+    if case.loss in ("infonce", "clip"):
+        return [(b, d), (b, d)]
+    if case.loss == "mnr_in_batch":
+        return [(b, d)] * (2 + case.hard_negatives)
+    if case.loss == "mnr_per_anchor":
+        return [(b, d), (b, d), (b, case.negatives, d)]
+    return [(b, d), (b, case.negatives, d)]
+
+
+def input_elements(case: Case) -> int:
+    total = 0
+    for shape in input_shapes(case):
+        count = 1
+        for size in shape:
+            count *= size
+        total += count
+    return total
+
+
+DTYPE_BYTES = {"bf16": 2, "fp32": 4}
