@@ -1,7 +1,8 @@
 // InfoNCE forward, backward and forward_backward at the seed notebook's settings (cosine,
-// temperature 0.1, mean, M == B, not symmetric), in fp32 and in bf16 (fp32 logits tile), each
+// temperature 0.1, mean, M == B, not symmetric), in fp32, bf16 and f16 (fp32 logits tile), each
 // beside its cuBLAS floor in the same dtype measured in the same run: forward must do S = Q K^T;
 // backward recomputes S and does dQ = G K and dK = G^T Q; forward_backward does the same three.
+// forward_backward is also timed beside the unfused path (bench/unfused_infonce.hpp).
 //
 // Large batches: CLIP's symmetric loss, forward_backward in bf16 at B = M up to 131072, on the
 // tiled and on the materialized path, with each path's loss memory (workspace and saved) and its
@@ -24,26 +25,11 @@
 namespace contrastive::bench {
 namespace {
 
-// bf16 only at the batches where training runs in it and the GEMMs dominate.
+// The 16-bit dtypes only at the batches where training runs in them and the GEMMs dominate.
 const std::vector<std::int64_t> kF32BatchSizes = {1024, 4096, 16384};
-const std::vector<std::int64_t> kBF16BatchSizes = {4096, 16384};
+const std::vector<std::int64_t> k16BitBatchSizes = {4096, 16384};
 const std::vector<std::int64_t> kDims = {256, 768};
 constexpr float kTemperature = 0.1f;
-
-enum class Operation { kForward, kBackward, kForwardBackward };
-
-const char* operation_name(Operation operation) {
-  switch (operation) {
-    case Operation::kForward: return "forward";
-    case Operation::kBackward: return "backward";
-    case Operation::kForwardBackward: return "forward_backward";
-  }
-  return "unknown";
-}
-
-std::string call_name(Operation operation) {
-  return std::string("infonce::") + operation_name(operation);
-}
 
 infonce::Params make_params(std::int64_t batch, std::int64_t dim, DType dtype) {
   auto params = logits_loss_params<infonce::Params>(dtype);
@@ -106,22 +92,20 @@ Status run_operation(Operation operation, const GpuFixture& gpu, const infonce::
   return Status::kInternalError;
 }
 
-// One untimed call whose Status and outputs are checked; it is also the library's warm-up (the
-// handle chooses and caches its GEMM algorithms on first use). Backward first needs what forward
-// saves.
-bool validate(GpuFixture& gpu, Operation operation, const infonce::Params& params,
-              const LogitsLossBuffers& buffers) {
-  if (operation == Operation::kBackward &&
-      !gpu.check(run_forward(gpu, params, buffers), "infonce::forward")) {
-    return false;
+LossCalls loss_calls(const GpuFixture& gpu, const infonce::Params& params,
+                     const LogitsLossBuffers& buffers) {
+  return {"infonce", [&gpu, &params, &buffers](Operation operation) {
+            return run_operation(operation, gpu, params, buffers);
+          }};
+}
+
+// What the untimed call must leave finite.
+std::vector<FiniteValue> finite_outputs(Operation operation, const LogitsLossBuffers& buffers) {
+  std::vector<FiniteValue> values = {{buffers.outputs.loss.as_floats(), "loss"}};
+  if (writes_gradients(operation)) {
+    values.push_back({buffers.grad_q.get(), "grad_q[0]", buffers.dtype});
   }
-  const std::string name = call_name(operation);
-  if (!gpu.check(run_operation(operation, gpu, params, buffers), name.c_str())) return false;
-  if (operation == Operation::kForward) {
-    return gpu.require_finite({{buffers.outputs.loss.as_floats(), "loss"}});
-  }
-  return gpu.require_finite({{buffers.outputs.loss.as_floats(), "loss"},
-                             {buffers.grad_q.get(), "grad_q[0]", buffers.dtype}});
+  return values;
 }
 
 // ---- The floor --------------------------------------------------------------------------------
@@ -130,23 +114,20 @@ bool validate(GpuFixture& gpu, Operation operation, const infonce::Params& param
 // same three.
 LogitsGemms floor_gemms(Operation operation, const infonce::Params& params,
                         const LogitsLossBuffers& buffers) {
-  return buffers.floor_gemms(1.0f / params.temperature, operation != Operation::kForward);
+  return buffers.floor_gemms(1.0f / params.temperature, writes_gradients(operation));
 }
 
 // Q and K read once, and for the gradient passes dQ and dK written once.
 double operation_bytes(Operation operation, const LogitsLossBuffers& buffers) {
-  return static_cast<double>(
-      compulsory_bytes(buffers.input_bytes(), operation != Operation::kForward));
+  return static_cast<double>(compulsory_bytes(buffers.input_bytes(), writes_gradients(operation)));
 }
 
 // ---- The unfused baseline ---------------------------------------------------------------------
 
-constexpr int kUnfusedRuns = 7;
-
 // forward_backward only: the unfused path (GEMM, then separate softmax, log and mean kernels, see
-// bench/unfused_infonce.hpp) timed in the same run; counters unfused_ms and ratio_to_unfused
-// (library median / unfused median). Call after the library's timing has set median_ms.
-bool time_unfused(GpuFixture& gpu, benchmark::State& state, const infonce::Params& params,
+// bench/unfused_infonce.hpp) timed in the same run (GpuFixture::time_unfused). Call after the
+// library's timing.
+bool time_unfused(GpuFixture& gpu, const infonce::Params& params,
                   const LogitsLossBuffers& buffers) {
   CublasFloor cublas(gpu);
   UnfusedInfoNCE unfused;
@@ -158,14 +139,7 @@ bool time_unfused(GpuFixture& gpu, benchmark::State& state, const infonce::Param
                            buffers.grad_q.get(), buffers.grad_k.get(),
                            buffers.outputs.loss.as_floats(), params.temperature);
   };
-  if (!work() || !gpu.require_finite({{buffers.outputs.loss.as_floats(), "unfused loss"}})) {
-    return false;
-  }
-  double milliseconds = 0.0;
-  if (!gpu.median_milliseconds(work, kUnfusedRuns, &milliseconds)) return false;
-  state.counters["unfused_ms"] = milliseconds;
-  state.counters["ratio_to_unfused"] = state.counters["median_ms"].value / milliseconds;
-  return true;
+  return gpu.time_unfused(work, {buffers.outputs.loss.as_floats(), "unfused loss"});
 }
 
 // ---- The benchmark ----------------------------------------------------------------------------
@@ -176,17 +150,13 @@ void benchmark_infonce(benchmark::State& state, Operation operation, DType dtype
   if (!gpu.ready()) return;
   LogitsLossBuffers buffers;
   if (!allocate_buffers(gpu, params, &buffers)) return;
-  if (!validate(gpu, operation, params, buffers)) return;
-
-  const std::string name = call_name(operation);
-  const Work library_work = [&] {
-    return gpu.check(run_operation(operation, gpu, params, buffers), name.c_str());
-  };
-  if (!time_against_cublas_floor(gpu, floor_gemms(operation, params, buffers), library_work,
-                                 operation_bytes(operation, buffers))) {
+  const LossCalls loss = loss_calls(gpu, params, buffers);
+  if (!loss.validate(gpu, operation, finite_outputs(operation, buffers))) return;
+  if (!time_against_cublas_floor(gpu, floor_gemms(operation, params, buffers),
+                                 loss.work(gpu, operation), operation_bytes(operation, buffers))) {
     return;
   }
-  if (operation == Operation::kForwardBackward) time_unfused(gpu, state, params, buffers);
+  if (operation == Operation::kForwardBackward) time_unfused(gpu, params, buffers);
 }
 
 // ---- Large batches: the tiled and the materialized path --------------------------------------
@@ -241,8 +211,7 @@ void benchmark_large_batch(benchmark::State& state, Tiling tiling) {
   if (!gpu.check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo")) return;
   const std::size_t needed = loss_bytes(params) + operand_bytes(params);
   state.counters["loss_memory_GB"] = static_cast<double>(loss_bytes(params)) * 1e-9;
-  state.counters["capacity_B"] =
-      static_cast<double>(capacity(params.dim, tiling, free_bytes));
+  state.counters["capacity_B"] = static_cast<double>(capacity(params.dim, tiling, free_bytes));
   if (needed == 0 || needed > free_bytes) {  // recorded, not dropped
     gpu.fail("out of memory: needs " + std::to_string(static_cast<double>(needed) * 1e-9) +
              " GB, " + std::to_string(static_cast<double>(free_bytes) * 1e-9) + " GB free");
@@ -254,24 +223,22 @@ void benchmark_large_batch(benchmark::State& state, Tiling tiling) {
       !allocate_loss_outputs(gpu, params, &buffers.outputs)) {
     return;
   }
-  if (!validate(gpu, Operation::kForwardBackward, params, buffers)) return;
-  const Work library_work = [&] {
-    return gpu.check(run_forward_backward(gpu, params, buffers), "infonce::forward_backward");
-  };
+  const LossCalls loss = loss_calls(gpu, params, buffers);
+  const Operation operation = Operation::kForwardBackward;
+  if (!loss.validate(gpu, operation, finite_outputs(operation, buffers))) return;
   double milliseconds = 0.0;
-  if (!gpu.time_iterations(library_work, &milliseconds)) return;
+  if (!gpu.time_iterations(loss.work(gpu, operation), &milliseconds)) return;
   gpu.report_work(3.0 * 2.0 * static_cast<double>(params.batch) *
                       static_cast<double>(params.num_keys) * static_cast<double>(params.dim),
-                  operation_bytes(Operation::kForwardBackward, buffers));
+                  operation_bytes(operation, buffers));
   state.counters["median_ms"] = milliseconds;
 }
 
 void register_benchmarks() {
   for (const DType dtype : kMeasuredDTypes) {
     const std::vector<std::int64_t>& batch_sizes =
-        dtype == DType::kF32 ? kF32BatchSizes : kBF16BatchSizes;
-    for (const Operation operation :
-         {Operation::kForward, Operation::kBackward, Operation::kForwardBackward}) {
+        dtype == DType::kF32 ? kF32BatchSizes : k16BitBatchSizes;
+    for (const Operation operation : kOperations) {
       const std::string family =
           family_name(std::string("infonce/") + operation_name(operation), dtype);
       timed_on_device(
@@ -281,10 +248,10 @@ void register_benchmarks() {
     }
   }
   for (const Tiling tiling : {Tiling::kTiled, Tiling::kMaterialized}) {
-    const std::string family = family_name(
-        std::string("infonce_clip/forward_backward/") +
-            (tiling == Tiling::kTiled ? "tiled" : "materialized"),
-        DType::kBF16);
+    const std::string family =
+        family_name(std::string("infonce_clip/forward_backward/") +
+                        (tiling == Tiling::kTiled ? "tiled" : "materialized"),
+                    DType::kBF16);
     timed_on_device(benchmark::RegisterBenchmark(family.c_str(), benchmark_large_batch, tiling))
         ->ArgNames({"B", "D"})
         ->ArgsProduct({kLargeBatchSizes, kDims});

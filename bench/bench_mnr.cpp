@@ -1,15 +1,19 @@
-// MNR (mnr.hpp) in its two layouts, mean, each in fp32 and in bf16 at the same shapes.
-//   Per-anchor negatives at the seed notebook's settings (dot, scale 1), forward and
-//   forward_backward with every gradient (anchors, positives, negatives, scale), at the (B, N, D)
-//   of loss_buffers.cpp. One fused kernel that reads each vector once: memory-bound, so each is
-//   reported against a device-to-device copy of the same compulsory bytes (in the dtype), in the
-//   same run.
+// MNR (mnr.hpp) in its two layouts, mean, forward, backward and forward_backward, each in fp32,
+// bf16 and f16 at the same shapes.
+//   Per-anchor negatives at the seed notebook's settings (dot, scale 1), with every gradient
+//   (anchors, positives, negatives, scale), at the (B, N, D) of loss_buffers.cpp. One fused kernel
+//   that reads each vector once: memory-bound, so each is reported against a device-to-device copy
+//   of the same compulsory bytes (in the dtype), in the same run: forward reads the inputs;
+//   backward and forward_backward read them and write their gradients. forward_backward is also
+//   timed beside the unfused path (bench/unfused_anchor.hpp).
 //   In-batch with K shared hard negatives at sentence-transformers' settings (cosine, scale 20, not
-//   symmetric, no scale gradient, fp32 logits tile), forward_backward against the cuBLAS floor of
-//   its three GEMMs in the same dtype: logits B x (1 + K) B x D, dAnchors and dCandidates.
+//   symmetric, no scale gradient, fp32 logits tile), against the cuBLAS floor of the GEMMs each
+//   operation needs, in the same dtype: forward the logits B x (1 + K) B x D; backward (which
+//   recomputes them) and forward_backward also dAnchors and dCandidates.
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -18,6 +22,7 @@
 #include "bench/cublas_floor.hpp"
 #include "bench/gpu_fixture.hpp"
 #include "bench/loss_buffers.hpp"
+#include "bench/unfused_anchor.hpp"
 #include "contrastive/mnr.hpp"
 
 namespace contrastive::bench {
@@ -32,12 +37,6 @@ const std::vector<std::int64_t> kInBatchDims = {768};
 constexpr float kSentenceTransformersScale = 20.0f;
 
 // ---- Per-anchor negatives ----------------------------------------------------------------------
-
-enum class PerAnchorPass { kForward, kForwardBackward };
-
-const char* pass_name(PerAnchorPass pass) {
-  return pass == PerAnchorPass::kForward ? "forward" : "forward_backward";
-}
 
 mnr::PerAnchorParams per_anchor_params(const AnchorNegativeShape& shape, DType dtype) {
   auto params = anchor_negative_params<mnr::PerAnchorParams>(shape, dtype);
@@ -66,36 +65,48 @@ bool allocate_per_anchor(GpuFixture& gpu, const AnchorNegativeShape& shape,
          gpu.allocate(sizeof(float), &buffers->grad_scale);
 }
 
-// The arguments forward and forward_backward share.
+// Any operation's arguments (mnr::PerAnchorForwardArgs, BackwardArgs or ForwardBackwardArgs):
+// the inputs and saved, forward's loss, backward's gradients.
 template <typename Args>
 Args per_anchor_args(const PerAnchorBuffers& buffers) {
   Args args;
   args.anchors = buffers.shared.anchors.get();
   args.positives = buffers.positives.get();
   args.negatives = buffers.shared.negatives.get();
-  args.loss = buffers.shared.outputs.loss.as_floats();
   args.saved = buffers.shared.outputs.saved.get();
+  if constexpr (!std::is_same_v<Args, mnr::PerAnchorBackwardArgs>) {
+    args.loss = buffers.shared.outputs.loss.as_floats();
+  }
+  if constexpr (!std::is_same_v<Args, mnr::PerAnchorForwardArgs>) {
+    args.grad_anchors = buffers.shared.grad_anchors.get();
+    args.grad_positives = buffers.grad_positives.get();
+    args.grad_negatives = buffers.shared.grad_negatives.get();
+    args.grad_scale = buffers.grad_scale.as_floats();
+  }
   return args;
 }
 
-Status run_per_anchor(PerAnchorPass pass, const GpuFixture& gpu, const mnr::PerAnchorParams& params,
-                      const PerAnchorBuffers& buffers) {
+Status run_per_anchor(Operation operation, const GpuFixture& gpu,
+                      const mnr::PerAnchorParams& params, const PerAnchorBuffers& buffers) {
   const LossOutputs& outputs = buffers.shared.outputs;
-  if (pass == PerAnchorPass::kForward) {
-    return call_loss(mnr::forward, gpu, params, per_anchor_args<mnr::PerAnchorForwardArgs>(buffers),
-                     outputs);
+  switch (operation) {
+    case Operation::kForward:
+      return call_loss(mnr::forward, gpu, params,
+                       per_anchor_args<mnr::PerAnchorForwardArgs>(buffers), outputs);
+    case Operation::kBackward:
+      return call_loss(mnr::backward, gpu, params,
+                       per_anchor_args<mnr::PerAnchorBackwardArgs>(buffers), outputs);
+    case Operation::kForwardBackward:
+      return call_loss(mnr::forward_backward, gpu, params,
+                       per_anchor_args<mnr::PerAnchorForwardBackwardArgs>(buffers), outputs);
   }
-  auto args = per_anchor_args<mnr::PerAnchorForwardBackwardArgs>(buffers);
-  args.grad_anchors = buffers.shared.grad_anchors.get();
-  args.grad_positives = buffers.grad_positives.get();
-  args.grad_negatives = buffers.shared.grad_negatives.get();
-  args.grad_scale = buffers.grad_scale.as_floats();
-  return call_loss(mnr::forward_backward, gpu, params, args, outputs);
+  return Status::kInternalError;
 }
 
-std::vector<FiniteValue> per_anchor_outputs(PerAnchorPass pass, const PerAnchorBuffers& buffers) {
+// What the untimed call must leave finite (backward's loss is its forward's).
+std::vector<FiniteValue> per_anchor_outputs(Operation operation, const PerAnchorBuffers& buffers) {
   std::vector<FiniteValue> values = {{buffers.shared.outputs.loss.as_floats(), "loss"}};
-  if (pass == PerAnchorPass::kForwardBackward) {
+  if (writes_gradients(operation)) {
     const DType dtype = buffers.shared.dtype;
     values.push_back({buffers.shared.grad_anchors.get(), "grad_anchors[0]", dtype});
     values.push_back({buffers.grad_positives.get(), "grad_positives[0]", dtype});
@@ -105,7 +116,7 @@ std::vector<FiniteValue> per_anchor_outputs(PerAnchorPass pass, const PerAnchorB
   return values;
 }
 
-void benchmark_per_anchor(benchmark::State& state, PerAnchorPass pass, DType dtype) {
+void benchmark_per_anchor(benchmark::State& state, Operation operation, DType dtype) {
   const AnchorNegativeShape shape = anchor_negative_shape(state);
   const mnr::PerAnchorParams params = per_anchor_params(shape, dtype);
   GpuFixture gpu(state);
@@ -113,14 +124,17 @@ void benchmark_per_anchor(benchmark::State& state, PerAnchorPass pass, DType dty
   PerAnchorBuffers buffers;
   if (!allocate_per_anchor(gpu, shape, params, &buffers)) return;
 
-  const std::string call = std::string("mnr::") + pass_name(pass) + " (per-anchor)";
-  const Work library_work = [&] {
-    return gpu.check(run_per_anchor(pass, gpu, params, buffers), call.c_str());
-  };
-  // One untimed call whose Status and outputs are checked, which is also the warm-up.
-  if (!library_work() || !gpu.require_finite(per_anchor_outputs(pass, buffers))) return;
-  const bool gradients = pass == PerAnchorPass::kForwardBackward;
-  time_against_copy_floor(gpu, library_work, compulsory_bytes(buffers.input_bytes(), gradients));
+  const LossCalls loss{"mnr/per_anchor",
+                       [&](Operation call) { return run_per_anchor(call, gpu, params, buffers); }};
+  if (!loss.validate(gpu, operation, per_anchor_outputs(operation, buffers))) return;
+  if (!time_against_copy_floor(
+          gpu, loss.work(gpu, operation),
+          compulsory_bytes(buffers.input_bytes(), writes_gradients(operation)))) {
+    return;
+  }
+  if (operation == Operation::kForwardBackward) {
+    time_unfused(gpu, params, per_anchor_args<mnr::PerAnchorForwardBackwardArgs>(buffers));
+  }
 }
 
 // ---- In-batch with shared hard negatives -------------------------------------------------------
@@ -135,20 +149,51 @@ mnr::InBatchParams in_batch_params(std::int64_t batch, std::int64_t hard_negativ
   return params;
 }
 
-// Anchors are the buffers' Q (B, D); the candidates [P; N_1; ...; N_K] their K ((1 + K) B, D).
-Status run_in_batch(const GpuFixture& gpu, const mnr::InBatchParams& params,
-                    const LogitsLossBuffers& buffers) {
-  mnr::InBatchForwardBackwardArgs args;
+// Any operation's arguments, as per_anchor_args(): anchors are the buffers' Q (B, D), the
+// candidates [P; N_1; ...; N_K] their K ((1 + K) B, D). No scale gradient.
+template <typename Args>
+Args in_batch_args(const LogitsLossBuffers& buffers) {
+  Args args;
   args.anchors = buffers.q.get();
   args.candidates = buffers.k.get();
-  args.loss = buffers.outputs.loss.as_floats();
   args.saved = buffers.outputs.saved.get();
-  args.grad_anchors = buffers.grad_q.get();
-  args.grad_candidates = buffers.grad_k.get();
-  return call_loss(mnr::forward_backward, gpu, params, args, buffers.outputs);
+  if constexpr (!std::is_same_v<Args, mnr::InBatchBackwardArgs>) {
+    args.loss = buffers.outputs.loss.as_floats();
+  }
+  if constexpr (!std::is_same_v<Args, mnr::InBatchForwardArgs>) {
+    args.grad_anchors = buffers.grad_q.get();
+    args.grad_candidates = buffers.grad_k.get();
+  }
+  return args;
 }
 
-void benchmark_in_batch(benchmark::State& state, DType dtype) {
+Status run_in_batch(Operation operation, const GpuFixture& gpu, const mnr::InBatchParams& params,
+                    const LogitsLossBuffers& buffers) {
+  switch (operation) {
+    case Operation::kForward:
+      return call_loss(mnr::forward, gpu, params, in_batch_args<mnr::InBatchForwardArgs>(buffers),
+                       buffers.outputs);
+    case Operation::kBackward:
+      return call_loss(mnr::backward, gpu, params, in_batch_args<mnr::InBatchBackwardArgs>(buffers),
+                       buffers.outputs);
+    case Operation::kForwardBackward:
+      return call_loss(mnr::forward_backward, gpu, params,
+                       in_batch_args<mnr::InBatchForwardBackwardArgs>(buffers), buffers.outputs);
+  }
+  return Status::kInternalError;
+}
+
+// What the untimed call must leave finite (backward's loss is its forward's).
+std::vector<FiniteValue> in_batch_outputs(Operation operation, const LogitsLossBuffers& buffers) {
+  std::vector<FiniteValue> values = {{buffers.outputs.loss.as_floats(), "loss"}};
+  if (writes_gradients(operation)) {
+    values.push_back({buffers.grad_q.get(), "grad_anchors[0]", buffers.dtype});
+    values.push_back({buffers.grad_k.get(), "grad_candidates[0]", buffers.dtype});
+  }
+  return values;
+}
+
+void benchmark_in_batch(benchmark::State& state, Operation operation, DType dtype) {
   const mnr::InBatchParams params =
       in_batch_params(state.range(0), state.range(1), state.range(2), dtype);
   GpuFixture gpu(state);
@@ -160,35 +205,34 @@ void benchmark_in_batch(benchmark::State& state, DType dtype) {
     return;
   }
 
-  const Work library_work = [&] {
-    return gpu.check(run_in_batch(gpu, params, buffers), "mnr::forward_backward (in-batch)");
-  };
-  // One untimed call whose Status and outputs are checked; it is also the warm-up (the handle
-  // chooses and caches its GEMM algorithms on first use).
-  if (!library_work() ||
-      !gpu.require_finite({{buffers.outputs.loss.as_floats(), "loss"},
-                           {buffers.grad_q.get(), "grad_anchors[0]", dtype},
-                           {buffers.grad_k.get(), "grad_candidates[0]", dtype}})) {
-    return;
-  }
-  time_against_cublas_floor(gpu, buffers.floor_gemms(params.scale, true), library_work,
-                            static_cast<double>(compulsory_bytes(buffers.input_bytes(), true)));
+  const LossCalls loss{"mnr/in_batch",
+                       [&](Operation call) { return run_in_batch(call, gpu, params, buffers); }};
+  if (!loss.validate(gpu, operation, in_batch_outputs(operation, buffers))) return;
+  // Forward must do the logits; backward recomputes them and does dAnchors and dCandidates.
+  const bool gradients = writes_gradients(operation);
+  time_against_cublas_floor(
+      gpu, buffers.floor_gemms(params.scale, gradients), loss.work(gpu, operation),
+      static_cast<double>(compulsory_bytes(buffers.input_bytes(), gradients)));
 }
 
 // ---- Registration ------------------------------------------------------------------------------
 
 void register_benchmarks() {
   for (const DType dtype : kMeasuredDTypes) {
-    for (const PerAnchorPass pass : {PerAnchorPass::kForward, PerAnchorPass::kForwardBackward}) {
-      const std::string family =
-          family_name(std::string("mnr/per_anchor/") + pass_name(pass), dtype);
-      at_anchor_negative_shapes(timed_on_device(
-          benchmark::RegisterBenchmark(family.c_str(), benchmark_per_anchor, pass, dtype)));
+    for (const Operation operation : kOperations) {
+      const std::string per_anchor =
+          family_name(std::string("mnr/per_anchor/") + operation_name(operation), dtype);
+      at_anchor_negative_shapes(timed_on_device(benchmark::RegisterBenchmark(
+          per_anchor.c_str(), benchmark_per_anchor, operation, dtype)));
     }
-    const std::string in_batch = family_name("mnr/in_batch/forward_backward", dtype);
-    timed_on_device(benchmark::RegisterBenchmark(in_batch.c_str(), benchmark_in_batch, dtype))
-        ->ArgNames({"B", "K", "D"})
-        ->ArgsProduct({kInBatchSizes, kHardNegativeBlocks, kInBatchDims});
+    for (const Operation operation : kOperations) {
+      const std::string in_batch =
+          family_name(std::string("mnr/in_batch/") + operation_name(operation), dtype);
+      timed_on_device(
+          benchmark::RegisterBenchmark(in_batch.c_str(), benchmark_in_batch, operation, dtype))
+          ->ArgNames({"B", "K", "D"})
+          ->ArgsProduct({kInBatchSizes, kHardNegativeBlocks, kInBatchDims});
+    }
   }
 }
 

@@ -1,18 +1,21 @@
-// Repel (repel.hpp) forward_backward at the seed notebook's settings (cosine, margin 0.3, mean), in
-// fp32 and in bf16, at the (B, N, D) of loss_buffers.cpp. One fused kernel that reads each row
-// once: memory-bound, so it is reported against a device-to-device copy of the same compulsory
-// bytes in the dtype (anchors and negatives read, their gradients written), measured in the same
-// run.
+// Repel (repel.hpp) forward, backward and forward_backward at the seed notebook's settings (cosine,
+// margin 0.3, mean), in fp32, bf16 and f16, at the (B, N, D) of loss_buffers.cpp. One fused kernel
+// per operation that reads each row once: memory-bound, so each is reported against a
+// device-to-device copy of the same compulsory bytes in the dtype, measured in the same run:
+// forward reads anchors and negatives; backward and forward_backward read them and write their
+// gradients. forward_backward is also timed beside the unfused path (bench/unfused_anchor.hpp).
 // With random normal rows, cosines are about N(0, 1 / D), so nearly no term is above the margin and
 // the loss is about 0; the kernel reads and writes every row either way (no branch on the hinge).
-#include <cstdint>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 
 #include "bench/copy_floor.hpp"
 #include "bench/gpu_fixture.hpp"
 #include "bench/loss_buffers.hpp"
+#include "bench/unfused_anchor.hpp"
 #include "contrastive/repel.hpp"
 
 namespace contrastive::bench {
@@ -27,19 +30,51 @@ repel::Params make_params(const AnchorNegativeShape& shape, DType dtype) {
   return params;
 }
 
-Status run_forward_backward(const GpuFixture& gpu, const repel::Params& params,
-                            const AnchorNegativeBuffers& buffers) {
-  repel::ForwardBackwardArgs args;
+// Any operation's arguments (repel::ForwardArgs, BackwardArgs or ForwardBackwardArgs): the inputs
+// and saved, forward's loss, backward's gradients.
+template <typename Args>
+Args repel_args(const AnchorNegativeBuffers& buffers) {
+  Args args;
   args.anchors = buffers.anchors.get();
   args.negatives = buffers.negatives.get();
-  args.loss = buffers.outputs.loss.as_floats();
   args.saved = buffers.outputs.saved.get();
-  args.grad_anchors = buffers.grad_anchors.get();
-  args.grad_negatives = buffers.grad_negatives.get();
-  return call_loss(repel::forward_backward, gpu, params, args, buffers.outputs);
+  if constexpr (!std::is_same_v<Args, repel::BackwardArgs>) {
+    args.loss = buffers.outputs.loss.as_floats();
+  }
+  if constexpr (!std::is_same_v<Args, repel::ForwardArgs>) {
+    args.grad_anchors = buffers.grad_anchors.get();
+    args.grad_negatives = buffers.grad_negatives.get();
+  }
+  return args;
 }
 
-void benchmark_repel(benchmark::State& state, DType dtype) {
+Status run_operation(Operation operation, const GpuFixture& gpu, const repel::Params& params,
+                     const AnchorNegativeBuffers& buffers) {
+  switch (operation) {
+    case Operation::kForward:
+      return call_loss(repel::forward, gpu, params, repel_args<repel::ForwardArgs>(buffers),
+                       buffers.outputs);
+    case Operation::kBackward:
+      return call_loss(repel::backward, gpu, params, repel_args<repel::BackwardArgs>(buffers),
+                       buffers.outputs);
+    case Operation::kForwardBackward:
+      return call_loss(repel::forward_backward, gpu, params,
+                       repel_args<repel::ForwardBackwardArgs>(buffers), buffers.outputs);
+  }
+  return Status::kInternalError;
+}
+
+// What the untimed call must leave finite (backward's loss is its forward's).
+std::vector<FiniteValue> finite_outputs(Operation operation, const AnchorNegativeBuffers& buffers) {
+  std::vector<FiniteValue> values = {{buffers.outputs.loss.as_floats(), "loss"}};
+  if (writes_gradients(operation)) {
+    values.push_back({buffers.grad_anchors.get(), "grad_anchors[0]", buffers.dtype});
+    values.push_back({buffers.grad_negatives.get(), "grad_negatives[0]", buffers.dtype});
+  }
+  return values;
+}
+
+void benchmark_repel(benchmark::State& state, Operation operation, DType dtype) {
   const AnchorNegativeShape shape = anchor_negative_shape(state);
   const repel::Params params = make_params(shape, dtype);
   GpuFixture gpu(state);
@@ -50,24 +85,27 @@ void benchmark_repel(benchmark::State& state, DType dtype) {
     return;
   }
 
-  const Work library_work = [&] {
-    return gpu.check(run_forward_backward(gpu, params, buffers), "repel::forward_backward");
-  };
-  // One untimed call whose Status and outputs are checked, which is also the warm-up.
-  if (!library_work() ||
-      !gpu.require_finite({{buffers.outputs.loss.as_floats(), "loss"},
-                           {buffers.grad_anchors.get(), "grad_anchors[0]", dtype},
-                           {buffers.grad_negatives.get(), "grad_negatives[0]", dtype}})) {
+  const LossCalls loss{"repel",
+                       [&](Operation call) { return run_operation(call, gpu, params, buffers); }};
+  if (!loss.validate(gpu, operation, finite_outputs(operation, buffers))) return;
+  if (!time_against_copy_floor(
+          gpu, loss.work(gpu, operation),
+          compulsory_bytes(buffers.input_bytes(), writes_gradients(operation)))) {
     return;
   }
-  time_against_copy_floor(gpu, library_work, compulsory_bytes(buffers.input_bytes(), true));
+  if (operation == Operation::kForwardBackward) {
+    time_unfused(gpu, params, repel_args<repel::ForwardBackwardArgs>(buffers));
+  }
 }
 
 void register_benchmarks() {
   for (const DType dtype : kMeasuredDTypes) {
-    const std::string family = family_name("repel/forward_backward", dtype);
-    at_anchor_negative_shapes(
-        timed_on_device(benchmark::RegisterBenchmark(family.c_str(), benchmark_repel, dtype)));
+    for (const Operation operation : kOperations) {
+      const std::string family =
+          family_name(std::string("repel/") + operation_name(operation), dtype);
+      at_anchor_negative_shapes(timed_on_device(
+          benchmark::RegisterBenchmark(family.c_str(), benchmark_repel, operation, dtype)));
+    }
   }
 }
 

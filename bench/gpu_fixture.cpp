@@ -23,8 +23,9 @@ constexpr double kMillisecondsPerSecond = 1000.0;
 // Far longer than enqueueing any run takes; reached only when a call synchronized while the stream
 // was held, which would otherwise deadlock.
 constexpr std::chrono::seconds kGateTimeout{1};
-// Runs behind a floor's median: odd, so the median is one measured run.
-constexpr int kFloorRuns = 7;
+// Runs behind a baseline's median (a floor's, the unfused path's): odd, so the median is one
+// measured run.
+constexpr int kBaselineRuns = 7;
 
 std::string cuda_reason(cudaError_t error) {
   return std::string(cudaGetErrorName(error)) + " (" + cudaGetErrorString(error) + ")";
@@ -324,7 +325,7 @@ bool GpuFixture::time_iterations(const Work& work, double* median_milliseconds) 
 
 bool GpuFixture::time_against_floor(const Work& floor, const Work& library,
                                     double* floor_milliseconds, double* library_milliseconds) {
-  return median_milliseconds(floor, kFloorRuns, floor_milliseconds) &&
+  return median_milliseconds(floor, kBaselineRuns, floor_milliseconds) &&
          time_iterations(library, library_milliseconds);
 }
 
@@ -354,6 +355,17 @@ void GpuFixture::report_copy_floor(double library_milliseconds, double copy_mill
   state_.counters["median_ms"] = library_milliseconds;
   state_.counters["copy_ms"] = copy_milliseconds;
   state_.counters["bandwidth_fraction_of_copy"] = copy_milliseconds / library_milliseconds;
+}
+
+bool GpuFixture::time_unfused(const Work& unfused, const FiniteValue& loss) {
+  double milliseconds = 0.0;
+  if (!unfused() || !require_finite({loss}) ||
+      !median_milliseconds(unfused, kBaselineRuns, &milliseconds)) {
+    return false;
+  }
+  state_.counters["unfused_ms"] = milliseconds;
+  state_.counters["ratio_to_unfused"] = state_.counters["median_ms"].value / milliseconds;
+  return true;
 }
 
 // ---- main --------------------------------------------------------------------------------------

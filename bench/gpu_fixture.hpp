@@ -146,6 +146,13 @@ class GpuFixture {
   /// median, same run: 1.0 moves the bytes as fast as a device-to-device copy of them).
   void report_copy_floor(double library_milliseconds, double copy_milliseconds);
 
+  /// The fusion's own baseline: `unfused` computes the same loss as a straightforward
+  /// implementation does (cuBLAS, then one kernel per step). It runs once untimed, `loss` must then
+  /// be finite, and the median of a few runs is reported as "unfused_ms" and "ratio_to_unfused"
+  /// (library median / unfused median, same run). Call after the library's timing has reported
+  /// median_ms.
+  bool time_unfused(const Work& unfused, const FiniteValue& loss);
+
  private:
   /// Set by the host when a timed run is fully enqueued; read by the host function holding the
   /// stream. Lives in the fixture, which waits for the stream before it is destroyed.

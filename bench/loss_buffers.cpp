@@ -14,6 +14,32 @@ const std::vector<std::vector<std::int64_t>> kAnchorNegativeShapes = {
 
 }  // namespace
 
+// ---- Operations --------------------------------------------------------------------------------
+
+const char* operation_name(Operation operation) {
+  switch (operation) {
+    case Operation::kForward: return "forward";
+    case Operation::kBackward: return "backward";
+    case Operation::kForwardBackward: return "forward_backward";
+  }
+  return "unknown";
+}
+
+bool writes_gradients(Operation operation) {
+  return operation != Operation::kForward;
+}
+
+Work LossCalls::work(GpuFixture& gpu, Operation operation) const {
+  const std::string what = name + "/" + operation_name(operation);
+  return [&gpu, call = call, operation, what] { return gpu.check(call(operation), what.c_str()); };
+}
+
+bool LossCalls::validate(GpuFixture& gpu, Operation operation,
+                         const std::vector<FiniteValue>& values) const {
+  if (operation == Operation::kBackward && !work(gpu, Operation::kForward)()) return false;
+  return work(gpu, operation)() && gpu.require_finite(values);
+}
+
 // ---- LogitsLossBuffers -------------------------------------------------------------------------
 
 bool LogitsLossBuffers::allocate(GpuFixture& gpu, const LogitsShape& logits_shape,

@@ -1,11 +1,15 @@
-// Device buffers of the losses' benchmarks, in the two input layouts the losses here take, and the
-// settings the losses are measured at. All are allocated once, before anything is timed; inputs are
-// random normal, never zeros, and they and their gradients are in the measured dtype.
+// Device buffers of the losses' benchmarks, in the two input layouts the losses here take, the
+// settings and operations the losses are measured at, and the untimed call that validates an
+// operation before it is timed. All buffers are allocated once, before anything is timed; inputs
+// are random normal, never zeros, and they and their gradients are in the measured dtype.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 
@@ -17,8 +21,32 @@
 
 namespace contrastive::bench {
 
-/// The input dtypes every loss is measured in: fp32, and bf16, the usual training dtype.
-inline constexpr std::array<DType, 2> kMeasuredDTypes = {DType::kF32, DType::kBF16};
+/// The input dtypes every loss is measured in: fp32 and the two 16-bit training dtypes, every
+/// dtype the library takes.
+inline constexpr std::array<DType, 3> kMeasuredDTypes = {DType::kF32, DType::kBF16, DType::kF16};
+
+/// The operations every loss is measured in.
+enum class Operation { kForward, kBackward, kForwardBackward };
+inline constexpr std::array<Operation, 3> kOperations = {Operation::kForward, Operation::kBackward,
+                                                         Operation::kForwardBackward};
+
+/// "forward", "backward", "forward_backward": the operation's part of a benchmark's name.
+const char* operation_name(Operation operation);
+/// Backward and forward_backward write every input's gradient; forward writes none.
+bool writes_gradients(Operation operation);
+
+/// One loss at fixed parameters and buffers, as a benchmark calls it.
+struct LossCalls {
+  std::string name;                       ///< "infonce", "mnr/per_anchor": prefixes its errors
+  std::function<Status(Operation)> call;  ///< runs one operation, returns its Status
+
+  /// call(operation) as timed Work, its Status checked.
+  Work work(GpuFixture& gpu, Operation operation) const;
+  /// The untimed call before timing, also the warm-up (the handle chooses and caches its GEMM
+  /// algorithms on first use): call(operation) with its Status checked, after an untimed forward
+  /// when `operation` is backward, which reads what forward saved; then `values` must be finite.
+  bool validate(GpuFixture& gpu, Operation operation, const std::vector<FiniteValue>& values) const;
+};
 
 /// What a loss call writes besides gradients, and its workspace.
 struct LossOutputs {

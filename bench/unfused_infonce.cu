@@ -4,6 +4,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "host/cublas_gemm.hpp"
+#include "host/dispatch.hpp"
 #include "kernels/numeric.hpp"
 
 namespace contrastive::bench {
@@ -52,19 +53,22 @@ __global__ void row_reduce_kernel(const float* matrix, std::int64_t cols, float*
 }
 
 // Elementwise over a (rows, cols) matrix, one grid-stride loop per step.
-#define CONTRASTIVE_FOR_EACH(count)                                                      \
+#define CONTRASTIVE_FOR_EACH(count)                                                     \
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x; \
        i < (count); i += static_cast<std::int64_t>(gridDim.x) * kThreads)
 
 __global__ void exp_shift_kernel(const float* logits, const float* row_max, std::int64_t cols,
                                  std::int64_t count, float* out) {
-  CONTRASTIVE_FOR_EACH(count) { out[i] = expf(logits[i] - row_max[i / cols]); }
+  CONTRASTIVE_FOR_EACH(count) {
+    out[i] = expf(logits[i] - row_max[i / cols]);
+  }
 }
 
-__global__ void log_softmax_kernel(const float* logits, const float* row_max,
-                                   const float* row_sum, std::int64_t cols, std::int64_t count,
-                                   float* out) {
-  CONTRASTIVE_FOR_EACH(count) { out[i] = logits[i] - row_max[i / cols] - logf(row_sum[i / cols]); }
+__global__ void log_softmax_kernel(const float* logits, const float* row_max, const float* row_sum,
+                                   std::int64_t cols, std::int64_t count, float* out) {
+  CONTRASTIVE_FOR_EACH(count) {
+    out[i] = logits[i] - row_max[i / cols] - logf(row_sum[i / cols]);
+  }
 }
 
 // One block: loss = -mean_i log_probs[i, i].
@@ -114,8 +118,7 @@ unsigned elementwise_blocks(std::int64_t count) {
 
 }  // namespace
 
-bool UnfusedInfoNCE::allocate(GpuFixture& gpu, std::int64_t batch, std::int64_t dim,
-                              DType dtype) {
+bool UnfusedInfoNCE::allocate(GpuFixture& gpu, std::int64_t batch, std::int64_t dim, DType dtype) {
   batch_ = batch;
   dim_ = dim;
   dtype_ = dtype;
@@ -130,7 +133,7 @@ bool UnfusedInfoNCE::allocate(GpuFixture& gpu, std::int64_t batch, std::int64_t 
          gpu.allocate(square * dtype_size(dtype), &probs_) &&
          gpu.allocate(batch * sizeof(float), &row_max_) &&
          gpu.allocate(batch * sizeof(float), &row_sum_) && gpu.allocate(sums, &grad_q_sum_) &&
-         gpu.allocate(sums, &grad_k_sum_) && gpu.allocate(sizeof(float), &loss_);
+         gpu.allocate(sums, &grad_k_sum_);
 }
 
 bool UnfusedInfoNCE::enqueue(GpuFixture& gpu, cublasHandle_t cublas, const void* q, const void* k,
@@ -149,58 +152,48 @@ bool UnfusedInfoNCE::enqueue(GpuFixture& gpu, cublasHandle_t cublas, const void*
                                                        static_cast<T*>(q_hat_.get()), q_inv);
     normalize_kernel<T><<<rows, kThreads, 0, stream>>>(static_cast<const T*>(k), d,
                                                        static_cast<T*>(k_hat_.get()), k_inv);
-    if (!gpu.check(detail::cublas_gemm(cublas,
-                                       detail::logits_product(q_hat_.get(), d, k_hat_.get(), d,
-                                                              dtype_, b, b, d, logits, b,
-                                                              DType::kF32, scale),
-                                       false),
-                   "cublasGemmEx(S)")) {
+    if (!gpu.check(
+            detail::cublas_gemm(cublas,
+                                detail::logits_product(q_hat_.get(), d, k_hat_.get(), d, dtype_, b,
+                                                       b, d, logits, b, DType::kF32, scale),
+                                false),
+            "cublasGemmEx(S)")) {
       return false;
     }
     row_reduce_kernel<true><<<rows, kThreads, 0, stream>>>(logits, b, row_max_.as_floats());
     exp_shift_kernel<<<blocks, kThreads, 0, stream>>>(logits, row_max_.as_floats(), b, count,
                                                       exps_.as_floats());
-    row_reduce_kernel<false><<<rows, kThreads, 0, stream>>>(exps_.as_floats(), b,
-                                                            row_sum_.as_floats());
-    log_softmax_kernel<<<blocks, kThreads, 0, stream>>>(logits, row_max_.as_floats(),
-                                                        row_sum_.as_floats(), b, count,
-                                                        log_probs_.as_floats());
+    row_reduce_kernel<false>
+        <<<rows, kThreads, 0, stream>>>(exps_.as_floats(), b, row_sum_.as_floats());
+    log_softmax_kernel<<<blocks, kThreads, 0, stream>>>(
+        logits, row_max_.as_floats(), row_sum_.as_floats(), b, count, log_probs_.as_floats());
     nll_mean_kernel<<<1, kThreads, 0, stream>>>(log_probs_.as_floats(), b, loss);
     probs_kernel<T><<<blocks, kThreads, 0, stream>>>(log_probs_.as_floats(), b, count,
                                                      1.0f / static_cast<float>(b),
                                                      static_cast<T*>(probs_.get()));
-    if (!gpu.check(detail::cublas_gemm(cublas,
-                                       detail::grad_q_product(probs_.get(), b, k_hat_.get(), d,
-                                                              dtype_, b, b, d,
-                                                              grad_q_sum_.as_floats(), scale,
-                                                              false),
-                                       false),
-                   "cublasGemmEx(dQ)") ||
-        !gpu.check(detail::cublas_gemm(cublas,
-                                       detail::grad_k_product(probs_.get(), b, q_hat_.get(), d,
-                                                              dtype_, b, b, d,
-                                                              grad_k_sum_.as_floats(), scale,
-                                                              false),
-                                       false),
-                   "cublasGemmEx(dK)")) {
+    if (!gpu.check(
+            detail::cublas_gemm(cublas,
+                                detail::grad_q_product(probs_.get(), b, k_hat_.get(), d, dtype_, b,
+                                                       b, d, grad_q_sum_.as_floats(), scale, false),
+                                false),
+            "cublasGemmEx(dQ)") ||
+        !gpu.check(
+            detail::cublas_gemm(cublas,
+                                detail::grad_k_product(probs_.get(), b, q_hat_.get(), d, dtype_, b,
+                                                       b, d, grad_k_sum_.as_floats(), scale, false),
+                                false),
+            "cublasGemmEx(dK)")) {
       return false;
     }
-    normalize_backward_kernel<T><<<rows, kThreads, 0, stream>>>(
-        static_cast<const T*>(q_hat_.get()), q_inv, grad_q_sum_.as_floats(), d,
-        static_cast<T*>(grad_q));
-    normalize_backward_kernel<T><<<rows, kThreads, 0, stream>>>(
-        static_cast<const T*>(k_hat_.get()), k_inv, grad_k_sum_.as_floats(), d,
-        static_cast<T*>(grad_k));
+    normalize_backward_kernel<T><<<rows, kThreads, 0, stream>>>(static_cast<const T*>(q_hat_.get()),
+                                                                q_inv, grad_q_sum_.as_floats(), d,
+                                                                static_cast<T*>(grad_q));
+    normalize_backward_kernel<T><<<rows, kThreads, 0, stream>>>(static_cast<const T*>(k_hat_.get()),
+                                                                k_inv, grad_k_sum_.as_floats(), d,
+                                                                static_cast<T*>(grad_k));
     return gpu.check(cudaGetLastError(), "unfused InfoNCE launch");
   };
-  struct F32 {
-    using type = float;
-  };
-  struct BF16 {
-    using type = __nv_bfloat16;
-  };
-  if (dtype_ == DType::kF16) return gpu.fail("the unfused baseline takes f32 or bf16");
-  return dtype_ == DType::kBF16 ? launch(BF16{}) : launch(F32{});
+  return detail::dispatch_dtype(dtype_, launch);
 }
 
 }  // namespace contrastive::bench

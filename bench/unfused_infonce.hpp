@@ -1,8 +1,8 @@
 // The unfused InfoNCE baseline: what a straightforward cuBLAS + elementwise-kernel implementation
 // of the same loss does, one kernel per step as a framework's eager mode runs it, so that the
 // library's fusion claim has a baseline measured in the same run. Cosine, mean, not symmetric,
-// M == B, f32 or bf16 inputs (S and the softmax in fp32; the backward GEMMs read P in the input
-// dtype, as autocast would). Only the time matters: its loss is checked finite, not exact.
+// M == B, f32, f16 or bf16 inputs (S and the softmax in fp32; the backward GEMMs read P in the
+// input dtype, as autocast would). Only the time matters: its loss is checked finite, not exact.
 //
 // forward:  Q_hat, K_hat = normalize(Q), normalize(K)          2 kernels
 //           S = Q_hat K_hat^T / t                              GEMM
@@ -34,14 +34,11 @@ class UnfusedInfoNCE {
   bool enqueue(GpuFixture& gpu, cublasHandle_t cublas, const void* q, const void* k, void* grad_q,
                void* grad_k, float* loss, float temperature) const;
 
-  /// The loss buffer, for the finite check.
-  const float* loss() const { return loss_.as_floats(); }
-
  private:
   std::int64_t batch_ = 0, dim_ = 0;
   DType dtype_ = DType::kF32;
-  DeviceBuffer q_hat_, k_hat_, inv_norms_, logits_, exps_, log_probs_, probs_, row_max_,
-      row_sum_, grad_q_sum_, grad_k_sum_, loss_;
+  DeviceBuffer q_hat_, k_hat_, inv_norms_, logits_, exps_, log_probs_, probs_, row_max_, row_sum_,
+      grad_q_sum_, grad_k_sum_;
 };
 
 }  // namespace contrastive::bench
