@@ -25,29 +25,45 @@
 #             wheel rebuild (python_tests runs the GPU Python tests where torch/CuPy/JAX are) -> ctest.log,
 #                                                                                  ctest-junit.xml
 #   demo      build/gpu-check/examples/contrastive-demo (GPU vs float64 reference) -> run.log
-#   memcheck  compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1
-#             build/gpu-check/tests/contrastive_gpu_tests --gtest_filter=$MEMCHECK_FILTER
+#   memcheck  compute-sanitizer --tool memcheck --leak-check full over
+#             build/gpu-check/tests/contrastive_gpu_tests --gtest_filter=$MEMCHECK_FILTER and
+#             contrastive_reliability_gpu_tests --gtest_filter=$RELIABILITY_MEMCHECK_FILTER
 #                                                                                -> memcheck.log
+#   selftest  compute-sanitizer --tool memcheck over contrastive_broken_launch (a deliberate
+#             off-by-one launch, tests/broken_launch.cpp): PASS when memcheck reports errors, FAIL
+#             when it stays silent (then its silence elsewhere proves nothing)  -> sanitizers.log
+#   racecheck / initcheck / synccheck  compute-sanitizer --tool TOOL over
+#             contrastive_reliability_gpu_tests --gtest_filter=$RACECHECK_FILTER (INITCHECK_,
+#             SYNCCHECK_): every loss and pass on tiny shapes, the workspace left uninitialized
+#             for initcheck; each SKIPs when the budget has no time left for it  -> sanitizers.log
 #   bench     build/gpu-check/bench/contrastive_bench_infonce
-#             --benchmark_min_time=$BENCH_MIN_TIME, JSON                  -> bench.json, run.log
+#             --benchmark_min_time=$BENCH_MIN_TIME, JSON (by default without the large-batch
+#             family and f16; "out of memory" entries are results)   -> bench.json, run.log
+#   compare   python3 bench/compare.py --short (the full set with --long): contrastive.torch beside
+#             PyTorch eager / torch.compile / sentence-transformers; SKIP without torch, GPU or
+#             time left                                      -> compare/<date>-<card>.{md,json,png}
 #   summary   table (step | status | seconds | detail), printed LAST on stdout -> summary.md
-# REPORT_DIR receives at most 8 files (the names above). Nothing changes GPU settings: nvidia-smi
+# REPORT_DIR receives at most 9 files (the names above) and the folder compare/. Nothing changes GPU settings: nvidia-smi
 # is only queried.
 #
 # Exit status: 0 if no step FAILed, 1 otherwise, 2 on bad usage. A failing step never stops the
 # script; steps that depend on it are SKIPped. SKIP (not FAIL): compute-sanitizer missing or
-# "Device not supported" on this runtime, benchmark binary not built, GPU steps without a GPU.
+# "Device not supported" on this runtime, benchmark binary not built, GPU steps without a GPU,
+# racecheck / initcheck / synccheck without time left in the budget.
 #
 # Environment knobs (defaults in brackets):
 #   CUDA_ARCH [90]  JOBS [nproc]  BUILD_DIR [build/gpu-check]  STAGE_DIR [.stage]
 #   CHECK_BUDGET [450 s; 570 with --long] total time; each step's timeout is cut to fit it
 #                (a killed step gets 10 s grace, so allow ~15 s above the budget)
 #   MEMCHECK_FILTER [$MEMCHECK_FILTER_DEFAULT below]  BENCH_MIN_TIME [0.05 s; 0.5 with --long]
-#   BENCH_FILTER [all]  CTEST_TIMEOUT [300 s per test]
-#   GPU_CHECK_FORCE_GPU_STEPS=1 runs demo/memcheck/bench even where no GPU is visible (to test
+#   RELIABILITY_MEMCHECK_FILTER, RACECHECK_FILTER, INITCHECK_FILTER, SYNCCHECK_FILTER
+#                [$SANITIZER_SMOKE, or its f32 half, below; --long adds more tests]
+#   BENCH_FILTER ['-(infonce_clip|/f16/)'; all with --long]  CTEST_TIMEOUT [300 s per test]
+#   GPU_CHECK_FORCE_GPU_STEPS=1 runs demo/sanitizers/bench even where no GPU is visible (to test
 #   this script on a machine without one)
-# --long: longer benchmarks (min_time 0.5 s, bench step up to 240 s) and a 570 s budget; give
-# the call a limit of 600 s then.
+# --long: longer benchmarks (min_time 0.5 s, every family, bench step up to 240 s), racecheck,
+# initcheck and synccheck over more tests, compare.py's full set, and a 570 s budget; give the
+# call a limit of 600 s then (the full compare needs more: run it on its own, see README).
 set -uo pipefail
 export LC_ALL=C
 
@@ -56,6 +72,13 @@ export LC_ALL=C
 # in-batch, Repel); leaves out B127, B1000, B4097. MEMCHECK_FILTER='*' checks every GPU test: use
 # it once that is known to fit the time budget.
 MEMCHECK_FILTER_DEFAULT='*Scenario.*:Sweep/*/B1_*:Sweep/*/B2_*:Sweep/*/B3_*:Sweep/*/B7_*:Sweep/*/B33_*:Precision/*/B1_*:Precision/*/B2_*:Precision/*/B3_*'
+# The reliability tests' small set for every sanitizer (tests/test_sanitizer_smoke_gpu.cpp: every
+# loss, every pass, f32 and bf16, one tile and small tiles); --long adds the numerical edges (and,
+# for racecheck and synccheck, the other test binary's scenario tests).
+# racecheck and synccheck, the slowest, take its f32 half by default.
+SANITIZER_SMOKE='Losses/SanitizerSmoke.*'
+SANITIZER_SMOKE_F32='Losses/SanitizerSmoke.*/*_f32'
+SANITIZER_LONG="$SANITIZER_SMOKE:Edges/*"
 
 usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -83,27 +106,45 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 4)}
 BUILD_DIR=${BUILD_DIR:-build/gpu-check}
 STAGE_DIR=${STAGE_DIR:-.stage}
 MEMCHECK_FILTER=${MEMCHECK_FILTER:-$MEMCHECK_FILTER_DEFAULT}
+RELIABILITY_MEMCHECK_FILTER=${RELIABILITY_MEMCHECK_FILTER:-$SANITIZER_SMOKE}
 CTEST_TIMEOUT=${CTEST_TIMEOUT:-300}
-BENCH_FILTER=${BENCH_FILTER:-}
+# The short run leaves out the large-batch family (B up to 131072) and f16 (as bf16 in time).
+BENCH_FILTER_DEFAULT='-(infonce_clip|/f16/)'
 if ((long)); then
   CHECK_BUDGET=${CHECK_BUDGET:-570}
   BENCH_MIN_TIME=${BENCH_MIN_TIME:-0.5}
-  CAP_BENCH=240
+  CAP_BENCH=240 CAP_COMPARE=240 COMPARE_PRESET=()
+  BENCH_FILTER=${BENCH_FILTER:-}
+  RACECHECK_FILTER=${RACECHECK_FILTER:-$SANITIZER_LONG}
+  INITCHECK_FILTER=${INITCHECK_FILTER:-$SANITIZER_LONG}
+  SYNCCHECK_FILTER=${SYNCCHECK_FILTER:-$SANITIZER_LONG}
+  SCENARIOS_TOO=1
+  CAP_RACECHECK=120 CAP_INITCHECK=90 CAP_SYNCCHECK=60
 else
   CHECK_BUDGET=${CHECK_BUDGET:-450}
   BENCH_MIN_TIME=${BENCH_MIN_TIME:-0.05}
-  CAP_BENCH=60
+  CAP_BENCH=45 CAP_COMPARE=60 COMPARE_PRESET=(--short)
+  BENCH_FILTER=${BENCH_FILTER-$BENCH_FILTER_DEFAULT}
+  RACECHECK_FILTER=${RACECHECK_FILTER:-$SANITIZER_SMOKE_F32}
+  INITCHECK_FILTER=${INITCHECK_FILTER:-$SANITIZER_SMOKE}
+  SYNCCHECK_FILTER=${SYNCCHECK_FILTER:-$SANITIZER_SMOKE_F32}
+  SCENARIOS_TOO=0
+  CAP_RACECHECK=40 CAP_INITCHECK=25 CAP_SYNCCHECK=20
 fi
 [[ "$BUILD_DIR" == /* ]] || BUILD_DIR="$ROOT/$BUILD_DIR"
 [[ "$STAGE_DIR" == /* ]] || STAGE_DIR="$ROOT/$STAGE_DIR"
 
 # Longest each step may take (env: 20 s per query), and the least each later step needs (kept
 # free while earlier steps run). A step's timeout is min(its cap, budget left - later minimums).
-CAP_CONFIGURE=120 CAP_BUILD=300 CAP_CTEST=150 CAP_DEMO=30 CAP_MEMCHECK=120
-MIN_BUILD=30 MIN_CTEST=40 MIN_DEMO=10 MIN_MEMCHECK=40 MIN_BENCH=20 MIN_SUMMARY=5
+# racecheck, initcheck and synccheck reserve nothing: they run in what is left before the bench's
+# minimum, and SKIP when that is under MIN_SANITIZER.
+CAP_CONFIGURE=120 CAP_BUILD=300 CAP_CTEST=150 CAP_DEMO=30 CAP_MEMCHECK=100 CAP_SELFTEST=20
+MIN_BUILD=30 MIN_CTEST=40 MIN_DEMO=10 MIN_MEMCHECK=40 MIN_SELFTEST=10 MIN_BENCH=20 MIN_SUMMARY=5
+MIN_SANITIZER=15 MIN_COMPARE=20  # compare, like the other sanitizers, runs in what is left
 
 LOG_ENV="$R/env.log" LOG_BUILD="$R/build.log" LOG_CTEST="$R/ctest.log" JUNIT="$R/ctest-junit.xml"
 LOG_RUN="$R/run.log" LOG_MEMCHECK="$R/memcheck.log" BENCH_JSON="$R/bench.json"
+LOG_SANITIZERS="$R/sanitizers.log"
 SUMMARY="$R/summary.md"
 
 now_ms() {
@@ -179,7 +220,8 @@ write_summary() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), host $(uname -n), total ${total} s of ${CHECK_BUDGET} s budget"
     echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo n/a)$(
       [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] && echo ' (modified)')"
-    echo "- CUDA_ARCH=$CUDA_ARCH JOBS=$JOBS MEMCHECK_FILTER='$MEMCHECK_FILTER' BENCH_MIN_TIME=$BENCH_MIN_TIME$( ((long)) && echo ' --long')"
+    echo "- CUDA_ARCH=$CUDA_ARCH JOBS=$JOBS MEMCHECK_FILTER='$MEMCHECK_FILTER' RELIABILITY_MEMCHECK_FILTER='$RELIABILITY_MEMCHECK_FILTER' BENCH_MIN_TIME=$BENCH_MIN_TIME$( ((long)) && echo ' --long')"
+    echo "- RACECHECK_FILTER='$RACECHECK_FILTER' INITCHECK_FILTER='$INITCHECK_FILTER' SYNCCHECK_FILTER='$SYNCCHECK_FILTER'"
     echo
     echo "| step | status | seconds | detail |"
     echo "| --- | --- | --- | --- |"
@@ -204,7 +246,7 @@ finish() {
     fi
   done
   echo
-  echo "===== SUMMARY (files in $R: $(find "$R" -maxdepth 1 -type f | wc -l); logs: env build ctest run memcheck) ====="
+  echo "===== SUMMARY (files in $R: $(find "$R" -maxdepth 1 -type f | wc -l); logs: env build ctest run memcheck sanitizers) ====="
   write_summary
   grep -q '^RESULT: PASS' "$SUMMARY"
 }
@@ -322,7 +364,7 @@ else
 fi
 configured=0 bench_on=1 bench_note=""
 start=$(now_ms)
-t=$(step_timeout $CAP_CONFIGURE $((MIN_BUILD + MIN_CTEST + MIN_DEMO + MIN_MEMCHECK + MIN_BENCH + MIN_SUMMARY)))
+t=$(step_timeout $CAP_CONFIGURE $((MIN_BUILD + MIN_CTEST + MIN_DEMO + MIN_MEMCHECK + MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)))
 if ((!have_toolchain)); then
   record configure SKIP "$start" "no nvcc/cmake (see env.log)"
 elif ((t == 0)); then
@@ -352,7 +394,7 @@ fi
 # --- (c) build ------------------------------------------------------------------------------
 built=0 build_note=""
 start=$(now_ms)
-t=$(step_timeout $CAP_BUILD $((MIN_CTEST + MIN_DEMO + MIN_MEMCHECK + MIN_BENCH + MIN_SUMMARY)))
+t=$(step_timeout $CAP_BUILD $((MIN_CTEST + MIN_DEMO + MIN_MEMCHECK + MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)))
 if ((!configured)); then
   record build SKIP "$start" "not configured"
 elif ((t == 0)); then
@@ -386,7 +428,7 @@ fi
 
 # --- (d) ctest ------------------------------------------------------------------------------
 start=$(now_ms)
-t=$(step_timeout $CAP_CTEST $((MIN_DEMO + MIN_MEMCHECK + MIN_BENCH + MIN_SUMMARY)))
+t=$(step_timeout $CAP_CTEST $((MIN_DEMO + MIN_MEMCHECK + MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)))
 if ((!built)); then
   record ctest SKIP "$start" "not built"
 elif ((t == 0)); then
@@ -394,10 +436,11 @@ elif ((t == 0)); then
 else
   per_test=$((CTEST_TIMEOUT < t ? CTEST_TIMEOUT : t))
   : >"$LOG_CTEST"
-  # python_pip_install rebuilds the whole library into a wheel: CPU work that CI covers, and
-  # minutes of this budget. The Python tests themselves (python_tests, GPU ones included) run.
+  # python_pip_install rebuilds the whole library into a wheel, fuzz_c_api fuzzes the host-side
+  # checks for a minute: CPU work that CI covers, and minutes of this budget. The Python tests
+  # themselves (python_tests, GPU ones included) run.
   run_to "$LOG_CTEST" "$t" ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" \
-    --timeout "$per_test" --output-junit "$JUNIT" -E '^python_pip_install$'
+    --timeout "$per_test" --output-junit "$JUNIT" -E '^(python_pip_install|fuzz_c_api)$'
   rc=$?
   failed="" total=""
   read -r failed total < <(sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$LOG_CTEST" | tail -1)
@@ -422,7 +465,7 @@ fi
 # --- (e) demo -------------------------------------------------------------------------------
 start=$(now_ms)
 demo="$BUILD_DIR/examples/contrastive-demo"
-t=$(step_timeout $CAP_DEMO $((MIN_MEMCHECK + MIN_BENCH + MIN_SUMMARY)))
+t=$(step_timeout $CAP_DEMO $((MIN_MEMCHECK + MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)))
 if ((!built)); then
   record demo SKIP "$start" "not built"
 elif [[ ! -x "$demo" ]]; then
@@ -456,54 +499,159 @@ else
   fi
 fi
 
-# --- (f) compute-sanitizer memcheck ---------------------------------------------------------
-start=$(now_ms)
+# --- (f) compute-sanitizer: memcheck, its self-test, racecheck, initcheck, synccheck -----------
 gpu_tests="$BUILD_DIR/tests/contrastive_gpu_tests"
-t=$(step_timeout $CAP_MEMCHECK $((MIN_BENCH + MIN_SUMMARY)))
-if ((!built)); then
-  record memcheck SKIP "$start" "not built"
-elif [[ $GPU_STATE == none ]]; then
-  record memcheck SKIP "$start" "no GPU"
-elif [[ -z "$SANITIZER" ]]; then
-  record memcheck SKIP "$start" "compute-sanitizer not found"
-elif [[ ! -x "$gpu_tests" ]]; then
-  record memcheck FAIL "$start" "contrastive_gpu_tests not built"
-elif ((t == 0)); then
-  record memcheck FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
-else
-  : >"$LOG_MEMCHECK"
-  run_to "$LOG_MEMCHECK" "$t" "$SANITIZER" --tool memcheck --leak-check full --error-exitcode 1 \
-    --print-limit 100 "$gpu_tests" "--gtest_filter=$MEMCHECK_FILTER"
-  rc=$?
-  errors=$(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$LOG_MEMCHECK" | tail -1)
-  ran=$(sed -nE 's/^\[==========\] ([0-9]+) tests? from .* ran\..*/\1/p' "$LOG_MEMCHECK" | tail -1)
-  passed=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) tests?\..*/\1/p' "$LOG_MEMCHECK" | tail -1)
-  gskipped=$(sed -nE 's/^\[  SKIPPED \] ([0-9]+) tests?, listed below.*/\1/p' "$LOG_MEMCHECK" | tail -1)
-  gfailed=$(sed -nE 's/^\[  FAILED  \] ([0-9]+) tests?, listed below.*/\1/p' "$LOG_MEMCHECK" | tail -1)
-  unsupported=$(grep -E '^=========.*(Device not supported|Internal Sanitizer Error|[Uu]nsupported (device|GPU|driver)|driver.*incompatible|incompatible.*driver)' "$LOG_MEMCHECK" |
-    head -1 | sed 's/^=========[[:space:]]*//')
-  counts="${ran:-0} tests ran, ${passed:-0} passed, ${gfailed:-0} failed, ${gskipped:-0} skipped"
-  if timed_out $rc; then
-    record memcheck FAIL "$start" "timed out after $t s (narrow MEMCHECK_FILTER); $counts"
-  elif [[ -n "$unsupported" ]]; then
-    record memcheck SKIP "$start" "sanitizer unusable on this runtime: ${unsupported:0:90}"
-  elif [[ -n "$errors" && $errors -gt 0 ]]; then
-    record memcheck FAIL "$start" "$errors memcheck errors found; $counts"
-    show_tail "$LOG_MEMCHECK" '^=========[[:space:]]+(Invalid|Leaked|Program hit|Malformed|Misaligned|Out.of.bounds|Uninitialized|Barrier|Race)' 1
-  elif [[ "$ran" == 0 ]]; then
-    record memcheck FAIL "$start" "MEMCHECK_FILTER matched no tests: nothing was checked"
-  elif [[ -z "$ran" ]]; then
-    record memcheck FAIL "$start" "no gtest output under the sanitizer (exit $rc): nothing was checked"
-    show_tail "$LOG_MEMCHECK"
-  elif ((rc != 0)); then
-    record memcheck FAIL "$start" "tests failed under memcheck, ${errors:-?} sanitizer errors; $counts"
-    show_tail "$LOG_MEMCHECK" '^\[  FAILED  \]'
-  elif ((ran > 0)) && [[ "${gskipped:-0}" == "$ran" ]]; then
-    record memcheck SKIP "$start" "all $ran tests skipped under the sanitizer (no usable device?)"
+reliability_tests="$BUILD_DIR/tests/contrastive_reliability_gpu_tests"
+broken_launch="$BUILD_DIR/tests/contrastive_broken_launch"
+: >"$LOG_SANITIZERS"
+
+# sanitizer_step STEP TOOL CAP KEEP LOG OPTIONAL BINARY FILTER [BINARY FILTER ...]
+# compute-sanitizer --tool TOOL over each BINARY's gtest FILTER in turn, all within one timeout
+# (CAP, less KEEP for the steps after). Each run's output goes to $BUILD_DIR/STEP-BINARY.log and
+# is appended to LOG; the step PASSes with 0 sanitizer errors, no failed test and at least one
+# test run. OPTIONAL=1: SKIP rather than FAIL when the budget has no MIN_SANITIZER seconds left.
+sanitizer_step() {
+  local step=$1 tool=$2 cap=$3 keep=$4 log=$5 optional=$6
+  shift 6
+  local start t deadline part rc binary filter left
+  local ran=0 passed=0 gskipped=0 gfailed=0 errors=0 warnings=0 timed=0 no_output="" unsupported=""
+  local failed_rc=0 runs=()
+  start=$(now_ms)
+  t=$(step_timeout "$cap" "$keep")
+  if ((!built)); then
+    record "$step" SKIP "$start" "not built"
+    return
+  elif [[ $GPU_STATE == none ]]; then
+    record "$step" SKIP "$start" "no GPU"
+    return
+  elif [[ -z "$SANITIZER" ]]; then
+    record "$step" SKIP "$start" "compute-sanitizer not found"
+    return
+  elif ((t < (optional ? MIN_SANITIZER : 1))); then
+    if ((optional)); then
+      record "$step" SKIP "$start" "no time left in the ${CHECK_BUDGET} s budget (run with --long)"
+    else
+      record "$step" FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
+    fi
+    return
+  fi
+  deadline=$(($(now_ms) + t * 1000))
+  local extra=()
+  [[ $tool == memcheck ]] && extra=(--leak-check full)
+  while (($# >= 2)); do
+    binary=$1 filter=$2
+    shift 2
+    if [[ ! -x "$binary" ]]; then
+      record "$step" FAIL "$start" "${binary##*/} not built"
+      return
+    fi
+    left=$(((deadline - $(now_ms)) / 1000))
+    if ((left < 5)); then
+      timed=1
+      break
+    fi
+    part="$BUILD_DIR/$step-${binary##*/}.log"
+    : >"$part"
+    run_to "$part" "$left" "$SANITIZER" --tool "$tool" "${extra[@]}" --error-exitcode 86 \
+      --print-limit 100 "$binary" "--gtest_filter=$filter"
+    rc=$?
+    cat "$part" >>"$log"
+    runs+=("${binary##*/}")
+    timed_out $rc && timed=1
+    local n
+    n=$(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$part" | tail -1)
+    errors=$((errors + ${n:-0}))
+    n=$(sed -nE 's/^========= RACECHECK SUMMARY: .*\(([0-9]+) errors?, ([0-9]+) warnings?\).*/\1/p' "$part" | tail -1)
+    ((${n:-0} > 0)) && [[ -z $(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$part") ]] && errors=$((errors + n))
+    n=$(sed -nE 's/^========= RACECHECK SUMMARY: .*\(([0-9]+) errors?, ([0-9]+) warnings?\).*/\2/p' "$part" | tail -1)
+    warnings=$((warnings + ${n:-0}))
+    n=$(sed -nE 's/^\[==========\] ([0-9]+) tests? from .* ran\..*/\1/p' "$part" | tail -1)
+    [[ -z "$n" ]] && no_output+="${binary##*/} (exit $rc) "
+    ran=$((ran + ${n:-0}))
+    n=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) tests?\..*/\1/p' "$part" | tail -1)
+    passed=$((passed + ${n:-0}))
+    n=$(sed -nE 's/^\[  SKIPPED \] ([0-9]+) tests?, listed below.*/\1/p' "$part" | tail -1)
+    gskipped=$((gskipped + ${n:-0}))
+    n=$(sed -nE 's/^\[  FAILED  \] ([0-9]+) tests?, listed below.*/\1/p' "$part" | tail -1)
+    gfailed=$((gfailed + ${n:-0}))
+    [[ -z "$unsupported" ]] && unsupported=$(grep -E '^=========.*(Device not supported|Internal Sanitizer Error|[Uu]nsupported (device|GPU|driver)|driver.*incompatible|incompatible.*driver)' "$part" |
+      head -1 | sed 's/^=========[[:space:]]*//')
+    ((rc != 0 && rc != 86)) && ! timed_out $rc && failed_rc=$rc
+    ((timed)) && break
+  done
+  local counts="${runs[*]}: $ran tests ran, $passed passed, $gfailed failed, $gskipped skipped"
+  ((warnings > 0)) && counts+=", $warnings racecheck warnings"
+  local hazards='^=========[[:space:]]+(Invalid|Leaked|Program hit|Malformed|Misaligned|Out.of.bounds|Uninitialized|Barrier|Race|Error|Warning)'
+  if [[ -n "$unsupported" ]]; then
+    record "$step" SKIP "$start" "sanitizer unusable on this runtime: ${unsupported:0:90}"
+  elif ((errors > 0)); then
+    record "$step" FAIL "$start" "$errors $tool errors found; $counts"
+    show_tail "$log" "$hazards" 1
+  elif ((timed)); then
+    record "$step" FAIL "$start" "timed out after $t s (narrow its filter); $counts"
+  elif [[ -n "$no_output" ]]; then
+    record "$step" FAIL "$start" "no gtest output under the sanitizer: $no_output: nothing was checked"
+    show_tail "$log"
+  elif ((ran == 0)); then
+    record "$step" FAIL "$start" "the filters matched no tests: nothing was checked"
+  elif ((gfailed > 0 || failed_rc != 0)); then
+    record "$step" FAIL "$start" "tests failed under $tool; $counts"
+    show_tail "$log" '^\[  FAILED  \]'
+  elif ((gskipped == ran)); then
+    record "$step" SKIP "$start" "all $ran tests skipped under the sanitizer (no usable device?)"
   else
-    record memcheck PASS "$start" "0 errors, leak-check full; $counts"
+    record "$step" PASS "$start" "0 errors${extra[*]:+, ${extra[*]}}; $counts"
+  fi
+}
+
+: >"$LOG_MEMCHECK"
+sanitizer_step memcheck memcheck $CAP_MEMCHECK $((MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)) \
+  "$LOG_MEMCHECK" 0 "$gpu_tests" "$MEMCHECK_FILTER" "$reliability_tests" \
+  "$RELIABILITY_MEMCHECK_FILTER"
+
+# The self-test: memcheck must report the deliberate off-by-one of contrastive_broken_launch.
+start=$(now_ms)
+t=$(step_timeout $CAP_SELFTEST $((MIN_BENCH + MIN_SUMMARY)))
+if ((!built)); then
+  record selftest SKIP "$start" "not built"
+elif [[ $GPU_STATE == none ]]; then
+  record selftest SKIP "$start" "no GPU"
+elif [[ -z "$SANITIZER" ]]; then
+  record selftest SKIP "$start" "compute-sanitizer not found"
+elif [[ ! -x "$broken_launch" ]]; then
+  record selftest FAIL "$start" "contrastive_broken_launch not built"
+elif ((t == 0)); then
+  record selftest FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
+else
+  part="$BUILD_DIR/selftest.log"
+  : >"$part"
+  run_to "$part" "$t" "$SANITIZER" --tool memcheck --error-exitcode 86 --print-limit 20 \
+    "$broken_launch"
+  rc=$?
+  cat "$part" >>"$LOG_SANITIZERS"
+  errors=$(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$part" | tail -1)
+  first=$(grep -E -m1 '^=========[[:space:]]+(Invalid|Out.of.bounds)' "$part" | sed 's/^=========[[:space:]]*//')
+  if timed_out $rc; then
+    record selftest FAIL "$start" "timed out after $t s"
+  elif ((rc == 77)); then
+    record selftest SKIP "$start" "no usable device under the sanitizer"
+  elif [[ -n "$errors" && $errors -gt 0 ]]; then
+    record selftest PASS "$start" "memcheck caught the deliberate off-by-one: $errors errors (${first:0:60})"
+  else
+    record selftest FAIL "$start" "memcheck reported nothing for a known out-of-bounds launch (exit $rc): its 0 errors elsewhere prove nothing"
+    show_tail "$part"
   fi
 fi
+
+# racecheck, initcheck, synccheck: each in what the budget has left before the bench's minimum.
+scenario_specs=()
+((SCENARIOS_TOO)) && scenario_specs=("$gpu_tests" '*Scenario.*')
+sanitizer_step racecheck racecheck $CAP_RACECHECK $((MIN_BENCH + MIN_SUMMARY)) "$LOG_SANITIZERS" 1 \
+  "$reliability_tests" "$RACECHECK_FILTER" "${scenario_specs[@]}"
+sanitizer_step initcheck initcheck $CAP_INITCHECK $((MIN_BENCH + MIN_SUMMARY)) "$LOG_SANITIZERS" 1 \
+  "$reliability_tests" "$INITCHECK_FILTER"
+sanitizer_step synccheck synccheck $CAP_SYNCCHECK $((MIN_BENCH + MIN_SUMMARY)) "$LOG_SANITIZERS" 1 \
+  "$reliability_tests" "$SYNCCHECK_FILTER" "${scenario_specs[@]}"
 
 # --- (g) benchmarks -------------------------------------------------------------------------
 start=$(now_ms)
@@ -536,8 +684,11 @@ try:
     runs = json.load(open(sys.argv[1])).get("benchmarks", [])
 except Exception as error:  # partial file after a timeout
     print(f"unreadable JSON ({error.__class__.__name__})"); sys.exit(0)
-errors = [r for r in runs if r.get("error_occurred")]
-print(f"{len(runs)} runs, {len(errors)} with errors")
+# A path that does not fit the card reports "out of memory": a result, not a failure.
+oom = [r for r in runs if r.get("error_occurred")
+       and r.get("error_message", "").startswith("out of memory")]
+errors = [r for r in runs if r.get("error_occurred") and r not in oom]
+print(f"{len(runs)} runs, {len(errors)} with errors" + (f", {len(oom)} out of memory" if oom else ""))
 for r in errors[:3]:
     print(f"    {r['name'][:60]:60} ERROR {r.get('error_message', '')[:70]}")
 if len(errors) > 3: print(f"    ... {len(errors) - 3} more errors in bench.json")
@@ -570,5 +721,56 @@ EOF
   fi
 fi
 
-# --- (h) summary, last on stdout ------------------------------------------------------------
+# --- (h) compare: bench/compare.py, contrastive.torch beside PyTorch --------------------------
+# --short by default (the full set with --long). Skipped without a GPU, PyTorch or the build's
+# Python package, or when the budget has under MIN_COMPARE seconds left; compare.py stops
+# starting measurements after two thirds of its time so that it still writes its files, which go
+# to $R/compare/ (<date>-<card>.md, .json, .png).
+start=$(now_ms)
+compare_dir="$R/compare"
+t=$(step_timeout $CAP_COMPARE $MIN_SUMMARY)
+if ((!built)); then
+  record compare SKIP "$start" "not built"
+elif [[ $GPU_STATE == none ]]; then
+  record compare SKIP "$start" "no GPU"
+elif ! compgen -G "$BUILD_DIR/python/contrastive/_core*" >/dev/null; then
+  record compare SKIP "$start" "Python package not built (nanobind missing? see build.log)"
+elif ! python3 -c "import torch" >/dev/null 2>&1; then
+  record compare SKIP "$start" "PyTorch not installed"
+elif ((t < MIN_COMPARE)); then
+  record compare SKIP "$start" "no time left in the ${CHECK_BUDGET} s budget (--long runs it)"
+else
+  compare_out="$BUILD_DIR/compare.out"
+  : >"$compare_out"
+  compare_args=("${COMPARE_PRESET[@]}" --out "$compare_dir" --time-budget $((t * 2 / 3)))
+  [[ -s "$BENCH_JSON" ]] && compare_args+=(--cpp-json "$BENCH_JSON")
+  run_to "$compare_out" "$t" env "PYTHONPATH=$BUILD_DIR/python${PYTHONPATH:+:$PYTHONPATH}" \
+    MPLBACKEND=Agg python3 "$ROOT/bench/compare.py" "${compare_args[@]}"
+  rc=$?
+  { echo "===== compare ====="; cat "$compare_out"; } >>"$LOG_RUN"
+  # compare.py: 0 written and the library passed its checks, 1 a library check failed, 3 nothing
+  # measurable (PyTorch sees no GPU, or the library cannot run: the last line says why), 4 stopped.
+  md=$(sed -n 's/^compare: wrote \(.*\.md\)$/\1/p' "$compare_out" | head -1)
+  targets=$(sed -n 's/^compare: targets: //p' "$compare_out" | tail -1)
+  counts=$(sed -n 's/^compare: measurements: //p' "$compare_out" | tail -1)
+  where=${md:+ -> compare/${md##*/}}
+  if timed_out $rc; then
+    record compare FAIL "$start" "timed out after $t s${where}"
+  elif ((rc == 3)); then
+    record compare SKIP "$start" "$(grep -v '^###' "$compare_out" | grep . | tail -1 | sed 's/^compare: //')"
+  elif ((rc == 1)); then
+    record compare FAIL "$start" "contrastive failed a check: $(sed -n 's/^compare: LIBRARY FAILURE: //p' "$compare_out" | head -1)"
+    grep '^compare: LIBRARY FAILURE' "$compare_out" | head -n 8 | cut -c1-200 | sed 's/^/    /'
+  elif ((rc != 0)); then
+    record compare FAIL "$start" "exit $rc${where}"
+    show_tail "$compare_out"
+  elif [[ -z "$md" ]]; then
+    record compare FAIL "$start" "no report written"
+  else
+    record compare PASS "$start" "${targets:-no targets line}${where}"
+    [[ -n "$counts" ]] && echo "    measurements: $counts"
+  fi
+fi
+
+# --- (i) summary, last on stdout ------------------------------------------------------------
 finish

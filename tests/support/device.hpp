@@ -81,11 +81,18 @@ class DeviceArray {
   std::size_t size() const { return count_; }
   std::size_t bytes() const { return count_ * sizeof(T); }
 
-  void poison() { EXPECT_EQ(cudaMemset(data_, kPoisonByte, bytes()), cudaSuccess); }
+  // cudaMemset and a pageable cudaMemcpy run on the legacy default stream and may return before
+  // the device is done, and the tests' streams are non-blocking (they do not wait for the legacy
+  // stream): wait for the device, so no kernel of a test races a fill or an upload.
+  void poison() {
+    EXPECT_EQ(cudaMemset(data_, kPoisonByte, bytes()), cudaSuccess);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  }
 
   void upload(const std::vector<T>& values) {
     ASSERT_EQ(values.size(), count_);
     ASSERT_EQ(cudaMemcpy(data_, values.data(), bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
 
   std::vector<T> download() const {

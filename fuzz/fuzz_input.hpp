@@ -1,0 +1,79 @@
+// The layout of one fuzzer input, shared by the harness (fuzz_c_api.cpp) and the seed writer
+// (write_seeds.cpp):
+//   [0] loss          (mod 4): InfoNCE, per-anchor MNR, in-batch MNR, Repel
+//   [1] operation     (mod 6): check, workspace_size, saved_size, forward, backward,
+//                              forward_backward
+//   [2] flags         bit 0: params null; bit 1: the size query's `bytes` null;
+//                     bits 2-3: the handle: null, 0x10, the address of a local, or 0x7fff0000
+//                     (none of them created: the library must look them up, never use them)
+//   [3 .. 3 + kSlots) the pointer of each argument slot (mod 6): null, the slot's buffer (256-byte
+//                     aligned), or that address + 1, + 2, + 4, + 16
+//   [.. + 8)          workspace_bytes, little endian
+//   [rest]            bytes copied over the loss's C params struct, after its _params_init()
+// Missing bytes read as 0. Any byte string is a valid input.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace contrastive_fuzz {
+
+enum Loss { kInfoNCE, kPerAnchor, kInBatch, kRepel, kLosses };
+enum Operation {
+  kCheck,
+  kWorkspaceSize,
+  kSavedSize,
+  kForward,
+  kBackward,
+  kForwardBackward,
+  kOperations
+};
+
+// Argument slots: every pointer argument of every call has one (unused ones stay poisoned too).
+enum Slot {
+  kInput0,  // q, anchors
+  kInput1,  // k, positives, candidates, Repel's negatives
+  kInput2,  // per-anchor negatives
+  kLoss,
+  kSaved,
+  kGradLoss,
+  kGrad0,       // grad_q, grad_anchors
+  kGrad1,       // grad_k, grad_positives, grad_candidates, Repel's grad_negatives
+  kGrad2,       // per-anchor grad_negatives
+  kGradScalar,  // grad_temperature, grad_scale
+  kWorkspace,
+  kSlots
+};
+
+constexpr std::size_t kHeaderBytes = 3 + kSlots + 8;
+constexpr int kPointerModes = 6;
+constexpr std::size_t kPointerOffsets[kPointerModes] = {0, 0, 1, 2, 4, 16};  // mode 0: null
+
+class Input {
+ public:
+  Input(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
+
+  std::uint8_t byte() { return position_ < size_ ? data_[position_++] : 0; }
+
+  std::uint64_t u64() {
+    std::uint64_t value = 0;
+    for (int i = 0; i < 8; ++i) value |= static_cast<std::uint64_t>(byte()) << (8 * i);
+    return value;
+  }
+
+  /// Copies what is left (at most `bytes`) over `object`.
+  void overwrite(void* object, std::size_t bytes) {
+    const std::size_t left = size_ - position_;
+    const std::size_t count = left < bytes ? left : bytes;
+    std::memcpy(object, data_ + position_, count);
+    position_ += count;
+  }
+
+ private:
+  const std::uint8_t* data_;
+  std::size_t size_;
+  std::size_t position_ = 0;
+};
+
+}  // namespace contrastive_fuzz

@@ -1,0 +1,139 @@
+// Writes the fuzzer's seed inputs (fuzz/fuzz_input.hpp's layout) for the C params structs as this
+// build lays them out: every loss and operation with a valid small problem, aligned pointers, the
+// exact workspace size and a null handle (so each seed reaches the last check, the handle's), and
+// variants in bf16 / f16, symmetric, with tiles, strides and dot similarity.
+// fuzz/run_fuzz.cmake runs it before each fuzzing run, so the seeds follow the header when a field
+// is added; fuzz/corpus holds what earlier runs found, in the same layout.
+//
+// usage: contrastive_fuzz_seeds DIRECTORY
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "contrastive/contrastive.h"
+#include "fuzz/fuzz_input.hpp"
+
+namespace {
+
+using namespace contrastive_fuzz;
+
+template <typename P>
+std::vector<std::uint8_t> seed(Loss loss, Operation operation, const P& params,
+                               std::size_t workspace_bytes) {
+  std::vector<std::uint8_t> bytes = {static_cast<std::uint8_t>(loss),
+                                     static_cast<std::uint8_t>(operation), 0};
+  for (int slot = 0; slot < kSlots; ++slot) bytes.push_back(1);  // aligned
+  for (int i = 0; i < 8; ++i)
+    bytes.push_back(static_cast<std::uint8_t>(workspace_bytes >> (8 * i)));
+  const auto* raw = reinterpret_cast<const std::uint8_t*>(&params);
+  bytes.insert(bytes.end(), raw, raw + sizeof params);
+  return bytes;
+}
+
+bool write(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (file == nullptr) return false;
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
+  return std::fclose(file) == 0 && ok;
+}
+
+template <typename P, typename Size>
+int write_all(const std::string& directory, const char* name, Loss loss,
+              const std::vector<P>& variants, Size workspace_size) {
+  int written = 0;
+  for (std::size_t v = 0; v < variants.size(); ++v) {
+    std::size_t workspace_bytes = 0;
+    if (workspace_size(&variants[v], &workspace_bytes) != CONTRASTIVE_SUCCESS) {
+      std::fprintf(stderr, "%s variant %zu: %s\n", name, v, contrastive_last_error());
+      return -1;
+    }
+    for (int op = 0; op < kOperations; ++op) {
+      const std::string path =
+          directory + "/seed-" + name + "-" + std::to_string(v) + "-op" + std::to_string(op);
+      if (!write(path, seed(loss, static_cast<Operation>(op), variants[v], workspace_bytes))) {
+        std::fprintf(stderr, "cannot write %s\n", path.c_str());
+        return -1;
+      }
+      ++written;
+    }
+  }
+  return written;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s DIRECTORY\n", argv[0]);
+    return 2;
+  }
+  const std::string directory = argv[1];
+
+  contrastive_infonce_params_t infonce;
+  contrastive_infonce_params_init(&infonce);
+  infonce.batch = 4;
+  infonce.num_keys = 6;
+  infonce.dim = 8;
+  std::vector<contrastive_infonce_params_t> infonce_variants(4, infonce);
+  infonce_variants[1].symmetric = 1;
+  infonce_variants[1].positive_offset = 2;
+  infonce_variants[1].dtype = CONTRASTIVE_DTYPE_BF16;
+  infonce_variants[1].logits_dtype = CONTRASTIVE_DTYPE_BF16;
+  infonce_variants[2].tile_rows = 3;
+  infonce_variants[2].tile_cols = 4;
+  infonce_variants[2].q_row_stride = 9;
+  infonce_variants[3].similarity = CONTRASTIVE_SIMILARITY_DOT;
+  infonce_variants[3].reduction = CONTRASTIVE_REDUCTION_NONE;
+  infonce_variants[3].dtype = CONTRASTIVE_DTYPE_F16;
+
+  contrastive_mnr_per_anchor_params_t per_anchor;
+  contrastive_mnr_per_anchor_params_init(&per_anchor);
+  per_anchor.batch = 3;
+  per_anchor.negatives = 2;
+  per_anchor.dim = 8;
+  std::vector<contrastive_mnr_per_anchor_params_t> per_anchor_variants(3, per_anchor);
+  per_anchor_variants[1].similarity = CONTRASTIVE_SIMILARITY_COSINE;
+  per_anchor_variants[1].scale = 20.0f;
+  per_anchor_variants[1].dtype = CONTRASTIVE_DTYPE_BF16;
+  per_anchor_variants[2].negative_row_stride = 10;
+  per_anchor_variants[2].reduction = CONTRASTIVE_REDUCTION_NONE;
+
+  contrastive_mnr_in_batch_params_t in_batch;
+  contrastive_mnr_in_batch_params_init(&in_batch);
+  in_batch.batch = 4;
+  in_batch.hard_negatives = 1;
+  in_batch.dim = 8;
+  std::vector<contrastive_mnr_in_batch_params_t> in_batch_variants(3, in_batch);
+  in_batch_variants[1].symmetric = 1;
+  in_batch_variants[1].dtype = CONTRASTIVE_DTYPE_F16;
+  in_batch_variants[2].tile_rows = 2;
+  in_batch_variants[2].tile_cols = 3;
+  in_batch_variants[2].reduction = CONTRASTIVE_REDUCTION_SUM;
+
+  contrastive_repel_params_t repel;
+  contrastive_repel_params_init(&repel);
+  repel.batch = 3;
+  repel.negatives = 2;
+  repel.dim = 8;
+  std::vector<contrastive_repel_params_t> repel_variants(3, repel);
+  repel_variants[1].mean_over_active = 1;
+  repel_variants[1].dtype = CONTRASTIVE_DTYPE_BF16;
+  repel_variants[2].reduction = CONTRASTIVE_REDUCTION_NONE;
+  repel_variants[2].anchor_row_stride = 12;
+
+  int total = 0;
+  for (const int written :
+       {write_all(directory, "infonce", kInfoNCE, infonce_variants,
+                  contrastive_infonce_workspace_size),
+        write_all(directory, "per_anchor", kPerAnchor, per_anchor_variants,
+                  contrastive_mnr_per_anchor_workspace_size),
+        write_all(directory, "in_batch", kInBatch, in_batch_variants,
+                  contrastive_mnr_in_batch_workspace_size),
+        write_all(directory, "repel", kRepel, repel_variants, contrastive_repel_workspace_size)}) {
+    if (written < 0) return 1;
+    total += written;
+  }
+  std::printf("wrote %d seeds to %s\n", total, directory.c_str());
+  return 0;
+}
