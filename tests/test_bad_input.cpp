@@ -420,23 +420,13 @@ std::vector<BadCase> bad_cases() {
   };
 }
 
-class BadInput : public ::testing::TestWithParam<BadCase> {
+class BadInput : public testing::ContractFixture<::testing::TestWithParam<BadCase>> {
  protected:
   void SetUp() override {
-    on_device_ = testing::gpu_usable(nullptr);
-    if (on_device_) {
-      ASSERT_EQ(Handle::create(&handle_), Status::kSuccess) << last_error_message();
-      ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess);
-    }
+    ContractFixture::SetUp();
     buffers_ = std::make_unique<Buffers>(on_device_);
   }
-  void TearDown() override {
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
-  }
 
-  bool on_device_ = false;
-  Handle handle_;
-  cudaStream_t stream_ = nullptr;
   std::unique_ptr<Buffers> buffers_;
 };
 

@@ -64,14 +64,10 @@ struct Call {
 constexpr std::int64_t kBatch = 8, kDim = 16;
 constexpr std::size_t kSlack = 512;  // room for shifted pointers and larger edited shapes
 
-class InfoNCEContract : public ::testing::Test {
+class InfoNCEContract : public testing::ContractFixture<> {
  protected:
   void SetUp() override {
-    on_device_ = testing::gpu_usable(nullptr);
-    if (on_device_) {
-      ASSERT_EQ(Handle::create(&handle_), Status::kSuccess) << last_error_message();
-      ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess);
-    }
+    ContractFixture::SetUp();
     params_.batch = kBatch;
     params_.num_keys = kBatch;
     params_.dim = kDim;
@@ -90,10 +86,6 @@ class InfoNCEContract : public ::testing::Test {
     grad_k_ = std::make_unique<Block>(matrix, on_device_);
     grad_temperature_ = std::make_unique<Block>(sizeof(float) + kSlack, on_device_);
     workspace_ = std::make_unique<Block>(workspace_bytes_ + kSlack, on_device_);
-  }
-
-  void TearDown() override {
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
   Call valid_call(Operation operation) {
@@ -128,9 +120,6 @@ class InfoNCEContract : public ::testing::Test {
     }
   }
 
-  bool on_device_ = false;
-  Handle handle_;
-  cudaStream_t stream_ = nullptr;
   infonce::Params params_;
   std::size_t workspace_bytes_ = 0, saved_bytes_ = 0;
   std::unique_ptr<Block> q_, k_, loss_, saved_, grad_q_, grad_k_, grad_temperature_, workspace_;

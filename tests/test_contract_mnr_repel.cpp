@@ -261,19 +261,8 @@ std::map<std::string, std::size_t> buffer_floats(Loss loss) {
   return {};
 }
 
-class MnrRepelContract : public ::testing::Test {
+class MnrRepelContract : public testing::ContractFixture<> {
  protected:
-  void SetUp() override {
-    on_device_ = testing::gpu_usable(nullptr);
-    if (on_device_) {
-      ASSERT_EQ(Handle::create(&handle_), Status::kSuccess) << last_error_message();
-      ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess);
-    }
-  }
-
-  void TearDown() override {
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
-  }
 
   // A valid call on fresh buffers: inputs random, grad_loss ones, outputs and workspace poisoned.
   Call valid_call(Loss loss, Operation operation) {
@@ -333,9 +322,6 @@ class MnrRepelContract : public ::testing::Test {
     }
   }
 
-  bool on_device_ = false;
-  Handle handle_;
-  cudaStream_t stream_ = nullptr;
   std::map<std::string, std::unique_ptr<Block>> blocks_;
 };
 

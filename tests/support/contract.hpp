@@ -15,6 +15,28 @@
 
 namespace contrastive::testing {
 
+/// Base of the contract tests, which run everywhere: with a usable GPU a handle and a non-blocking
+/// stream, without one an empty handle (every call then stops at the handle check, after the
+/// arguments it is tested on). `Base` is ::testing::Test or ::testing::TestWithParam<Case>.
+template <typename Base = ::testing::Test>
+class ContractFixture : public Base {
+ protected:
+  void SetUp() override {
+    on_device_ = gpu_usable(nullptr);
+    if (on_device_) {
+      ASSERT_EQ(Handle::create(&handle_), Status::kSuccess) << last_error_message();
+      ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess);
+    }
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  bool on_device_ = false;
+  Handle handle_;
+  cudaStream_t stream_ = nullptr;
+};
+
 /// A byte buffer on the device when `on_device`, else on the host, every byte kPoisonByte.
 class Block {
  public:
