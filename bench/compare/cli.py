@@ -43,6 +43,8 @@ presets:
                   one shape for each other loss, {plan.SHORT.warmup} warm-up and \
 {plan.SHORT.repeats} timed runs,
                   torch.compile only at B <= {plan.SHORT.compile_max_batch}
+  --large         large batches: CLIP in bf16 at B in 16384, 32768, 65536, 131072 x D in 256,
+                  768, where the baselines run out of memory (recorded) and contrastive tiles
 
 exit status:
   {EXIT_OK}  results written; the library passed every check it ran
@@ -139,8 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="compare.py", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--short", action="store_true",
-                        help="the short preset (see below) instead of the full one")
+    presets = parser.add_mutually_exclusive_group()
+    presets.add_argument("--short", action="store_true",
+                         help="the short preset (see below) instead of the full one")
+    presets.add_argument("--large", action="store_true",
+                         help="the large-batch preset (see below): CLIP in bf16 up to B = 131072")
     parser.add_argument("--losses", type=_choices("loss", plan.LOSSES), metavar="LIST",
                         help="comma-separated losses to run (default: all)")
     parser.add_argument("--dtypes", type=_choices("dtype", plan.DTYPES, plan.DTYPE_ALIASES),
@@ -186,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Optional[Sequence[str]] = None) -> Config:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    preset = plan.SHORT if args.short else plan.FULL
+    preset = plan.SHORT if args.short else (plan.LARGE if args.large else plan.FULL)
     return Config(
         preset=preset,
         losses=args.losses or plan.LOSSES,

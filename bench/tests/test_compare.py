@@ -62,6 +62,41 @@ def test_defaults_are_the_full_preset():
     assert repel == {(4096, 64, 256), (16384, 64, 256)}
 
 
+def test_large_preset():
+    config = cli.parse_args(["--large"])
+    assert config.preset is plan.LARGE and config.dtypes == ("bf16",)
+    cases = config.cases()
+    assert {c.loss for c in cases} == {"clip"}
+    assert sorted({c.batch for c in cases}) == [16384, 32768, 65536, 131072]
+    assert {c.dim for c in cases} == {256, 768} and all(c.compile for c in cases)
+    # the float64 check runs on a smaller B
+    assert max(c.check_case().batch for c in cases) < 16384
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--large", "--short"])
+
+
+def test_large_batch_targets():
+    """At B >= 32768 (CLIP): memory at most 1/100 of eager's, faster than torch.compile; a
+    baseline out of memory leaves the case unmeasured, not missed."""
+    results = sample_results()
+    case = plan.Case(loss="clip", dtype="bf16", batch=32768, dim=768)
+    results["cases"].append({"case": case.to_dict(), "results": {
+        plan.EAGER: {"status": report.OK, "median_ms": 400.0, "peak_bytes": 40e9},
+        plan.COMPILE: {"status": report.OK, "median_ms": 150.0, "peak_bytes": 20e9},
+        plan.LIBRARY: {"status": report.OK, "median_ms": 120.0, "peak_bytes": 0.3e9}}})
+    big = plan.Case(loss="clip", dtype="bf16", batch=131072, dim=768)
+    results["cases"].append({"case": big.to_dict(), "results": {
+        plan.EAGER: {"status": report.OOM, "median_ms": None},
+        plan.COMPILE: {"status": report.OOM, "median_ms": None},
+        plan.LIBRARY: {"status": report.OK, "median_ms": 1900.0, "peak_bytes": 1.5e9}}})
+    verdicts = {v["id"]: v for v in report.evaluate_targets(results)}
+    memory = verdicts["large_memory_vs_eager"]  # 0.3 / 40 = 0.0075
+    assert memory["status"] == report.MET and memory["evaluated"] == 1
+    assert any("131072" in u for u in memory["unmeasured"])
+    speed = verdicts["large_speed_vs_compile"]  # 150 / 120 = 1.25
+    assert speed["status"] == report.MET and speed["worst"] == pytest.approx(1.25)
+
+
 def test_short_preset():
     config = cli.parse_args(["--short"])
     assert config.preset is plan.SHORT and config.dtypes == ("bf16",)
@@ -537,7 +572,8 @@ def test_library_failures_and_summary():
     assert summary[0].startswith("measurements: 6 cases;") and "2 out of memory" not in summary[0]
     assert any(line.startswith("target memory_vs_eager (contrastive): MISSED") for line in summary)
     assert summary[-1] == ("targets: speed_vs_eager MET 2.40; speed_vs_compile MET 1.60; "
-                           "memory_vs_eager MISSED 0.38")
+                           "memory_vs_eager MISSED 0.38; large_memory_vs_eager NOT EVALUATED; "
+                           "large_speed_vs_compile NOT EVALUATED")
 
 
 def test_plots_are_png_files(tmp_path):
