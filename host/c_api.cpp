@@ -123,8 +123,9 @@ void copy_repel(const From& in, To* out) {
   out->eps = in.eps;
 }
 
-void to_cpp(const contrastive_infonce_params_t& in, infonce::Params* out) {
-  copy_infonce(in, out);
+// The enums and flags of the losses over logits (InfoNCE, in-batch MNR): C ints <-> C++ types.
+template <typename C, typename Cpp>
+void logits_options_to_cpp(const C& in, Cpp* out) {
   out->dtype = static_cast<DType>(in.dtype);
   out->logits_dtype = static_cast<DType>(in.logits_dtype);
   out->tiling = static_cast<Tiling>(in.tiling);
@@ -134,8 +135,8 @@ void to_cpp(const contrastive_infonce_params_t& in, infonce::Params* out) {
   out->allow_tf32 = in.allow_tf32 != 0;
 }
 
-void to_c(const infonce::Params& in, contrastive_infonce_params_t* out) {
-  copy_infonce(in, out);
+template <typename Cpp, typename C>
+void logits_options_to_c(const Cpp& in, C* out) {
   out->dtype = static_cast<int32_t>(in.dtype);
   out->logits_dtype = static_cast<int32_t>(in.logits_dtype);
   out->tiling = static_cast<int32_t>(in.tiling);
@@ -143,6 +144,16 @@ void to_c(const infonce::Params& in, contrastive_infonce_params_t* out) {
   out->reduction = static_cast<int32_t>(in.reduction);
   out->symmetric = in.symmetric ? 1 : 0;
   out->allow_tf32 = in.allow_tf32 ? 1 : 0;
+}
+
+void to_cpp(const contrastive_infonce_params_t& in, infonce::Params* out) {
+  copy_infonce(in, out);
+  logits_options_to_cpp(in, out);
+}
+
+void to_c(const infonce::Params& in, contrastive_infonce_params_t* out) {
+  copy_infonce(in, out);
+  logits_options_to_c(in, out);
 }
 
 void to_cpp(const contrastive_mnr_per_anchor_params_t& in, mnr::PerAnchorParams* out) {
@@ -161,24 +172,12 @@ void to_c(const mnr::PerAnchorParams& in, contrastive_mnr_per_anchor_params_t* o
 
 void to_cpp(const contrastive_mnr_in_batch_params_t& in, mnr::InBatchParams* out) {
   copy_in_batch(in, out);
-  out->dtype = static_cast<DType>(in.dtype);
-  out->logits_dtype = static_cast<DType>(in.logits_dtype);
-  out->tiling = static_cast<Tiling>(in.tiling);
-  out->similarity = static_cast<Similarity>(in.similarity);
-  out->reduction = static_cast<Reduction>(in.reduction);
-  out->symmetric = in.symmetric != 0;
-  out->allow_tf32 = in.allow_tf32 != 0;
+  logits_options_to_cpp(in, out);
 }
 
 void to_c(const mnr::InBatchParams& in, contrastive_mnr_in_batch_params_t* out) {
   copy_in_batch(in, out);
-  out->dtype = static_cast<int32_t>(in.dtype);
-  out->logits_dtype = static_cast<int32_t>(in.logits_dtype);
-  out->tiling = static_cast<int32_t>(in.tiling);
-  out->similarity = static_cast<int32_t>(in.similarity);
-  out->reduction = static_cast<int32_t>(in.reduction);
-  out->symmetric = in.symmetric ? 1 : 0;
-  out->allow_tf32 = in.allow_tf32 ? 1 : 0;
+  logits_options_to_c(in, out);
 }
 
 void to_cpp(const contrastive_repel_params_t& in, repel::Params* out) {
