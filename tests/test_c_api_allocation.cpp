@@ -151,29 +151,68 @@ TEST(CApiAllocation, CreateSurvivesEveryAllocationFailure) {
 // The calls that take no handle allocate nothing: with every allocation failing they still give
 // their answers.
 TEST(CApiAllocation, ChecksAndSizeQueriesAllocateNothing) {
-  contrastive_infonce_params_t params;
-  contrastive_infonce_params_init(&params);
-  params.batch = 4;
-  params.num_keys = 6;
-  params.dim = 8;
-  size_t bytes = 0;
+  contrastive_infonce_params_t infonce;
+  contrastive_infonce_params_init(&infonce);
+  infonce.batch = 4;
+  infonce.num_keys = 6;
+  infonce.dim = 8;
+  contrastive_mnr_per_anchor_params_t per_anchor;
+  contrastive_mnr_per_anchor_params_init(&per_anchor);
+  per_anchor.batch = 4;
+  per_anchor.negatives = 3;
+  per_anchor.dim = 8;
+  contrastive_mnr_in_batch_params_t in_batch;
+  contrastive_mnr_in_batch_params_init(&in_batch);
+  in_batch.batch = 4;
+  in_batch.hard_negatives = 1;
+  in_batch.dim = 8;
+  contrastive_repel_params_t repel;
+  contrastive_repel_params_init(&repel);
+  repel.batch = 4;
+  repel.negatives = 3;
+  repel.dim = 8;
+  size_t bytes[8] = {};
+  // Each loss: check, both size queries, and a forward that fails on its first input (null).
   const Injected run = run_with_failure(
       0,
-      [&] {
-        int status = contrastive_infonce_check(&params);
-        if (status == CONTRASTIVE_SUCCESS)
-          status = contrastive_infonce_workspace_size(&params, &bytes);
-        if (status == CONTRASTIVE_SUCCESS) {
-          status = contrastive_infonce_forward(nullptr, &params, nullptr, nullptr, nullptr, nullptr,
-                                               nullptr, 0, nullptr);
+      [&]() -> int {
+        const int statuses[] = {
+            contrastive_infonce_check(&infonce),
+            contrastive_infonce_workspace_size(&infonce, &bytes[0]),
+            contrastive_infonce_saved_size(&infonce, &bytes[1]),
+            contrastive_mnr_per_anchor_check(&per_anchor),
+            contrastive_mnr_per_anchor_workspace_size(&per_anchor, &bytes[2]),
+            contrastive_mnr_per_anchor_saved_size(&per_anchor, &bytes[3]),
+            contrastive_mnr_in_batch_check(&in_batch),
+            contrastive_mnr_in_batch_workspace_size(&in_batch, &bytes[4]),
+            contrastive_mnr_in_batch_saved_size(&in_batch, &bytes[5]),
+            contrastive_repel_check(&repel),
+            contrastive_repel_workspace_size(&repel, &bytes[6]),
+            contrastive_repel_saved_size(&repel, &bytes[7]),
+        };
+        for (const int status : statuses) {
+          if (status != CONTRASTIVE_SUCCESS) return status;
         }
-        return status;
+        const int refused[] = {
+            contrastive_infonce_forward(nullptr, &infonce, nullptr, nullptr, nullptr, nullptr,
+                                        nullptr, 0, nullptr),
+            contrastive_mnr_per_anchor_forward(nullptr, &per_anchor, nullptr, nullptr, nullptr,
+                                               nullptr, nullptr, nullptr, 0, nullptr),
+            contrastive_mnr_in_batch_forward(nullptr, &in_batch, nullptr, nullptr, nullptr, nullptr,
+                                             nullptr, 0, nullptr),
+            contrastive_repel_forward(nullptr, &repel, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                      0, nullptr),
+        };
+        for (const int status : refused) {
+          if (status != CONTRASTIVE_NULL_POINTER) return CONTRASTIVE_SUCCESS;
+        }
+        return CONTRASTIVE_NULL_POINTER;
       },
       [](int) {});
   EXPECT_FALSE(run.threw);
   EXPECT_FALSE(run.failure_injected);
-  EXPECT_EQ(run.status, CONTRASTIVE_NULL_POINTER) << run.message;  // the forward's q
-  EXPECT_GT(bytes, 0u);
+  EXPECT_EQ(run.status, CONTRASTIVE_NULL_POINTER) << run.message;  // each forward's first input
+  for (const size_t size : bytes) EXPECT_GT(size, 0u);
   EXPECT_EQ(run.leaked, 0);
 }
 
