@@ -37,10 +37,11 @@ namespace mnr = contrastive::mnr;
 namespace repel = contrastive::repel;
 
 // ---- The layouts, pinned ------------------------------------------------------------------------
-// A field is only ever appended (before `reserved` moves to the end again, or into `reserved` with
-// 0 as its default); every size the library has published stays in Layout<C>::sizes so that a
-// caller built against an older header is served: the fields past its struct_size take their
-// defaults. A changed offset below is an ABI break.
+// Fields are never moved or removed. A new field takes the place of `reserved` (its default must
+// be 0: every older caller has 0 there) or goes after the last field, with explicit padding where
+// needed; then the struct grows and the old size stays in Layout<C>::sizes, so a caller built
+// against an older header is served: the fields past its struct_size take their defaults. A
+// changed offset below is an ABI break.
 
 #define CONTRASTIVE_PIN_FIELD(type, field, offset) \
   static_assert(offsetof(type, field) == (offset), #type "::" #field " moved")
