@@ -5,9 +5,10 @@
  *
  * No function throws or lets an exception through (out of host memory is
  * CONTRASTIVE_INTERNAL_ERROR with a message). Each params struct starts with its size and a magic
- * value, both set by its _params_init(), which the library checks before reading anything else;
- * docs/c-api.md gives the rules (statuses, messages, layouts and how they may grow, CUDA errors
- * left by the caller's own work). */
+ * value, both set by its _params_init(), which the library checks before reading anything else.
+ * A CUDA error that the caller's own earlier work left pending on the thread makes a call return
+ * CONTRASTIVE_CUDA_ERROR, saying so, with nothing launched and the error left pending.
+ * docs/c-api.md gives the rules (statuses, messages, layouts and how they may grow). */
 #ifndef CONTRASTIVE_CONTRASTIVE_H_
 #define CONTRASTIVE_CONTRASTIVE_H_
 
