@@ -13,6 +13,8 @@
 //   - a failure leaves a message: non-empty, NUL-terminated within the library's 512 bytes;
 //   - params are checked first: a call whose params check() rejects fails with check()'s status
 //     and message; the size queries likewise;
+//   - a params header (struct_size, magic) other than _params_init()'s, or a reserved field that
+//     is not 0, is refused, naming the struct; nothing past struct_size is read;
 //   - every argument is checked before the handle, and nothing else is: a call whose params pass
 //     check() fails on the handle exactly when every required pointer is set and aligned to its
 //     element, every optional one aligned, a gradient asked for (backward), and the workspace set
@@ -20,11 +22,13 @@
 //   - a failed size query leaves `*bytes` as it was, a successful one needs check() to pass;
 //   - nothing is written: every argument buffer (inputs, outputs, `saved`, the workspace) keeps
 //     its poison.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "contrastive/contrastive.h"
 #include "fuzz/fuzz_input.hpp"
@@ -79,7 +83,8 @@ struct Arguments {
 template <>
 struct Api<contrastive_infonce_params_t> {
   static constexpr Arguments arguments{2, 2, true};
-  static constexpr auto init = contrastive_infonce_params_init;
+  static constexpr const char* name = "contrastive_infonce_params_t";
+  static void init(contrastive_infonce_params_t* p) { contrastive_infonce_params_init(p); }
   static constexpr auto check = contrastive_infonce_check;
   static constexpr auto workspace_size = contrastive_infonce_workspace_size;
   static constexpr auto saved_size = contrastive_infonce_saved_size;
@@ -105,7 +110,10 @@ struct Api<contrastive_infonce_params_t> {
 template <>
 struct Api<contrastive_mnr_per_anchor_params_t> {
   static constexpr Arguments arguments{3, 3, true};
-  static constexpr auto init = contrastive_mnr_per_anchor_params_init;
+  static constexpr const char* name = "contrastive_mnr_per_anchor_params_t";
+  static void init(contrastive_mnr_per_anchor_params_t* p) {
+    contrastive_mnr_per_anchor_params_init(p);
+  }
   static constexpr auto check = contrastive_mnr_per_anchor_check;
   static constexpr auto workspace_size = contrastive_mnr_per_anchor_workspace_size;
   static constexpr auto saved_size = contrastive_mnr_per_anchor_saved_size;
@@ -131,7 +139,10 @@ struct Api<contrastive_mnr_per_anchor_params_t> {
 template <>
 struct Api<contrastive_mnr_in_batch_params_t> {
   static constexpr Arguments arguments{2, 2, true};
-  static constexpr auto init = contrastive_mnr_in_batch_params_init;
+  static constexpr const char* name = "contrastive_mnr_in_batch_params_t";
+  static void init(contrastive_mnr_in_batch_params_t* p) {
+    contrastive_mnr_in_batch_params_init(p);
+  }
   static constexpr auto check = contrastive_mnr_in_batch_check;
   static constexpr auto workspace_size = contrastive_mnr_in_batch_workspace_size;
   static constexpr auto saved_size = contrastive_mnr_in_batch_saved_size;
@@ -157,7 +168,8 @@ struct Api<contrastive_mnr_in_batch_params_t> {
 template <>
 struct Api<contrastive_repel_params_t> {
   static constexpr Arguments arguments{2, 2, false};
-  static constexpr auto init = contrastive_repel_params_init;
+  static constexpr const char* name = "contrastive_repel_params_t";
+  static void init(contrastive_repel_params_t* p) { contrastive_repel_params_init(p); }
   static constexpr auto check = contrastive_repel_check;
   static constexpr auto workspace_size = contrastive_repel_workspace_size;
   static constexpr auto saved_size = contrastive_repel_saved_size;
@@ -184,6 +196,7 @@ struct Api<contrastive_repel_params_t> {
 struct Header {
   Operation operation;
   bool params_null, bytes_null;
+  HeaderMode header_mode;
   contrastive_handle_t handle;
   void* slots[kSlots];
   std::size_t workspace_bytes;
@@ -231,8 +244,19 @@ template <typename P>
 void run(Input& input, const Header& h) {
   P params;
   Api<P>::init(&params);
-  input.overwrite(&params, sizeof params);
-  const P* params_pointer = h.params_null ? nullptr : &params;
+  auto* raw = reinterpret_cast<unsigned char*>(&params);
+  if (h.header_mode == kHeaderFromInput) {
+    input.overwrite(raw, sizeof params);
+  } else {
+    if (h.header_mode == kStructSizeFromInput) params.struct_size = input.u32();
+    input.overwrite(raw + kParamsHeaderBytes, sizeof params - kParamsHeaderBytes);
+  }
+  // The caller's struct as the library sees it: struct_size bytes when that is smaller, on the
+  // heap, so that a read past it is an AddressSanitizer report.
+  const std::size_t caller_bytes = std::min<std::size_t>(
+      sizeof params, std::max<std::size_t>(kParamsHeaderBytes, params.struct_size));
+  std::vector<unsigned char> caller(raw, raw + caller_bytes);
+  const P* params_pointer = h.params_null ? nullptr : reinterpret_cast<const P*>(caller.data());
 
   const int checked = Api<P>::check(params_pointer);
   require_known_status(checked);
@@ -241,6 +265,16 @@ void run(Input& input, const Header& h) {
   if (h.params_null) {
     require(checked == CONTRASTIVE_NULL_POINTER && check_message == "params is null",
             "null params not reported", checked, check_message);
+  }
+  // A header other than _params_init()'s, or a reserved field that is not 0, is refused first,
+  // and the message names the struct.
+  const bool magic = params.magic == CONTRASTIVE_PARAMS_MAGIC;
+  if (!h.params_null && (!magic || params.struct_size != sizeof params || params.reserved != 0)) {
+    require(checked == (magic && params.struct_size > sizeof params ? CONTRASTIVE_NOT_SUPPORTED
+                                                                    : CONTRASTIVE_INVALID_ARGUMENT),
+            "a bad header not refused with its status", checked, check_message);
+    require(check_message.rfind(Api<P>::name, 0) == 0, "a header's refusal names another struct",
+            checked, check_message);
   }
   if (h.operation == kCheck) return;
 
@@ -305,6 +339,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t flags = input.byte();
   h.params_null = (flags & 1) != 0;
   h.bytes_null = (flags & 2) != 0;
+  h.header_mode = static_cast<HeaderMode>((flags >> 4) & 3);
   int local = 0;
   switch ((flags >> 2) & 3) {
     case 0: h.handle = nullptr; break;

@@ -1,7 +1,8 @@
 // Writes the fuzzer's seed inputs (fuzz/fuzz_input.hpp's layout) for the C params structs as this
 // build lays them out: every loss and operation with a valid small problem, aligned pointers, the
 // exact workspace size and a null handle (so each seed reaches the last check, the handle's), and
-// variants in bf16 / f16, symmetric, with tiles, strides and dot similarity.
+// variants in bf16 / f16, symmetric, with tiles, strides and dot similarity; and per loss three
+// with the params' header from the input (whole, struct_size too small, too large).
 // fuzz/run_fuzz.cmake runs it before each fuzzing run, so the seeds follow the header when a field
 // is added; fuzz/corpus holds what earlier runs found, in the same layout.
 //
@@ -18,16 +19,24 @@ namespace {
 
 using namespace contrastive_fuzz;
 
+// Header mode kHeaderFromInit writes the params after their header; kHeaderFromInput all of
+// them; kStructSizeFromInput `struct_size` and then the params after their header.
 template <typename P>
 std::vector<std::uint8_t> seed(Loss loss, Operation operation, const P& params,
-                               std::size_t workspace_bytes) {
+                               std::size_t workspace_bytes, HeaderMode header_mode,
+                               std::uint32_t struct_size) {
   std::vector<std::uint8_t> bytes = {static_cast<std::uint8_t>(loss),
-                                     static_cast<std::uint8_t>(operation), 0};
+                                     static_cast<std::uint8_t>(operation),
+                                     static_cast<std::uint8_t>(header_mode << 4)};
   for (int slot = 0; slot < kSlots; ++slot) bytes.push_back(1);  // aligned
   for (int i = 0; i < 8; ++i)
     bytes.push_back(static_cast<std::uint8_t>(workspace_bytes >> (8 * i)));
+  if (header_mode == kStructSizeFromInput) {
+    for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<std::uint8_t>(struct_size >> (8 * i)));
+  }
   const auto* raw = reinterpret_cast<const std::uint8_t*>(&params);
-  bytes.insert(bytes.end(), raw, raw + sizeof params);
+  const std::size_t skip = header_mode == kHeaderFromInput ? 0 : kParamsHeaderBytes;
+  bytes.insert(bytes.end(), raw + skip, raw + sizeof params);
   return bytes;
 }
 
@@ -51,12 +60,29 @@ int write_all(const std::string& directory, const char* name, Loss loss,
     for (int op = 0; op < kOperations; ++op) {
       const std::string path =
           directory + "/seed-" + name + "-" + std::to_string(v) + "-op" + std::to_string(op);
-      if (!write(path, seed(loss, static_cast<Operation>(op), variants[v], workspace_bytes))) {
+      if (!write(path, seed(loss, static_cast<Operation>(op), variants[v], workspace_bytes,
+                            kHeaderFromInit, 0))) {
         std::fprintf(stderr, "cannot write %s\n", path.c_str());
         return -1;
       }
       ++written;
     }
+  }
+  // The first variant's forward with its whole struct in the input, and with struct_size one
+  // 8-byte step smaller and larger than the library's.
+  const P& first = variants.front();
+  const std::uint32_t size = sizeof(P);
+  const std::vector<std::uint8_t> header_seeds[] = {
+      seed(loss, kForward, first, 0, kHeaderFromInput, 0),
+      seed(loss, kForward, first, 0, kStructSizeFromInput, size - 8),
+      seed(loss, kForward, first, 0, kStructSizeFromInput, size + 8)};
+  for (std::size_t i = 0; i < sizeof header_seeds / sizeof header_seeds[0]; ++i) {
+    const std::string path = directory + "/seed-" + name + "-header" + std::to_string(i);
+    if (!write(path, header_seeds[i])) {
+      std::fprintf(stderr, "cannot write %s\n", path.c_str());
+      return -1;
+    }
+    ++written;
   }
   return written;
 }

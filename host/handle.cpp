@@ -53,6 +53,18 @@ Status require_usable(const Handle& handle) {
     return fail(Status::kWrongDevice, "handle belongs to CUDA device %d but device %d is current",
                 handle.device(), current);
   }
+  // Every launcher checks cudaGetLastError(), which also returns an error that earlier work on
+  // this thread left pending. Such an error is not this call's: report it as such, launch nothing,
+  // and leave it where it is for its owner (peek, do not clear).
+  const cudaError_t pending = cudaPeekAtLastError();
+  if (pending != cudaSuccess) {
+    return fail(Status::kCudaError,
+                "a CUDA error from before this call is pending on this thread: %s (%s); nothing "
+                "was launched and the error was left for its owner to read and clear with "
+                "cudaGetLastError() (a sticky error such as cudaErrorIllegalAddress means the "
+                "CUDA context is lost)",
+                cudaGetErrorName(pending), cudaGetErrorString(pending));
+  }
   return Status::kSuccess;
 }
 
@@ -67,6 +79,12 @@ Status Handle::create(Handle* out, int device) {
     // Without a driver the runtime reports an error here rather than a count of 0: both mean
     // "no usable GPU". Clear the (non-sticky) error so the caller's next check starts clean.
     (void)cudaGetLastError();
+    if (error == cudaErrorInsufficientDriver) {
+      return fail(Status::kNoDevice,
+                  "no usable CUDA device: cudaGetDeviceCount failed with %s (%s): no NVIDIA "
+                  "driver found, or one older than CUDA 13 needs",
+                  cudaGetErrorName(error), cudaGetErrorString(error));
+    }
     if (error != cudaSuccess) {
       return fail(Status::kNoDevice,
                   "no usable CUDA device: cudaGetDeviceCount failed with %s (%s)",

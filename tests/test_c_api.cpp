@@ -53,7 +53,11 @@ TEST(CApi, DefaultsAreTheCppDefaults) {
   EXPECT_EQ(c.tile_cache_bytes, 0u);
   EXPECT_EQ(c.temperature, cpp.temperature);
   EXPECT_EQ(c.eps, cpp.eps);
-  contrastive_infonce_params_init(nullptr);  // a no-op, not a crash
+  EXPECT_EQ(c.struct_size, sizeof c);
+  EXPECT_EQ(c.magic, CONTRASTIVE_PARAMS_MAGIC);
+  EXPECT_EQ(c.reserved, 0u);
+  EXPECT_EQ(contrastive_infonce_params_init(nullptr), CONTRASTIVE_NULL_POINTER);  // not a crash
+  EXPECT_STREQ(contrastive_last_error(), "contrastive_infonce_params_init_sized: params is null");
 }
 
 TEST(CApi, StatusValuesAndNamesMatchCpp) {
@@ -214,7 +218,17 @@ TEST(CApi, CreateWithoutAGpuOrDestroyTwice) {
   if (!testing::gpu_usable(nullptr)) {
     EXPECT_EQ(status, CONTRASTIVE_NO_DEVICE);
     EXPECT_EQ(handle, nullptr);
-    EXPECT_EQ(std::string(contrastive_last_error()).rfind("no usable CUDA device", 0), 0u);
+    int count = 0;
+    if (cudaGetDeviceCount(&count) == cudaErrorInsufficientDriver) {
+      // No driver (error 35): the message says what that means.
+      EXPECT_STREQ(contrastive_last_error(),
+                   "no usable CUDA device: cudaGetDeviceCount failed with "
+                   "cudaErrorInsufficientDriver (CUDA driver version is insufficient for CUDA "
+                   "runtime version): no NVIDIA driver found, or one older than CUDA 13 needs");
+    } else {
+      EXPECT_EQ(std::string(contrastive_last_error()).rfind("no usable CUDA device", 0), 0u);
+    }
+    (void)cudaGetLastError();
     return;
   }
   ASSERT_EQ(status, CONTRASTIVE_SUCCESS) << contrastive_last_error();

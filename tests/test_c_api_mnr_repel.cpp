@@ -88,7 +88,10 @@ TEST(CApiMnrRepel, PerAnchorDefaultsAreTheCppDefaults) {
   EXPECT_EQ(c.reduction, static_cast<int>(cpp.reduction));
   EXPECT_EQ(c.scale, cpp.scale);
   EXPECT_EQ(c.eps, cpp.eps);
-  contrastive_mnr_per_anchor_params_init(nullptr);  // a no-op, not a crash
+  EXPECT_EQ(contrastive_mnr_per_anchor_params_init(nullptr),
+            CONTRASTIVE_NULL_POINTER);  // not a crash
+  EXPECT_STREQ(contrastive_last_error(),
+               "contrastive_mnr_per_anchor_params_init_sized: params is null");
 }
 
 TEST(CApiMnrRepel, InBatchDefaultsAreTheCppDefaults) {
@@ -113,7 +116,10 @@ TEST(CApiMnrRepel, InBatchDefaultsAreTheCppDefaults) {
   EXPECT_EQ(c.scale, cpp.scale);
   EXPECT_EQ(c.scale, 20.0f);
   EXPECT_EQ(c.eps, cpp.eps);
-  contrastive_mnr_in_batch_params_init(nullptr);
+  EXPECT_EQ(contrastive_mnr_in_batch_params_init(nullptr),
+            CONTRASTIVE_NULL_POINTER);  // not a crash
+  EXPECT_STREQ(contrastive_last_error(),
+               "contrastive_mnr_in_batch_params_init_sized: params is null");
 }
 
 TEST(CApiMnrRepel, RepelDefaultsAreTheCppDefaults) {
@@ -132,7 +138,8 @@ TEST(CApiMnrRepel, RepelDefaultsAreTheCppDefaults) {
   EXPECT_EQ(c.mean_over_active, cpp.mean_over_active ? 1 : 0);
   EXPECT_EQ(c.margin, cpp.margin);
   EXPECT_EQ(c.eps, cpp.eps);
-  contrastive_repel_params_init(nullptr);
+  EXPECT_EQ(contrastive_repel_params_init(nullptr), CONTRASTIVE_NULL_POINTER);  // not a crash
+  EXPECT_STREQ(contrastive_last_error(), "contrastive_repel_params_init_sized: params is null");
 }
 
 // ---- Bad parameters through the C API --------------------------------------------------------

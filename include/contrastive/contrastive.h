@@ -1,7 +1,14 @@
 /* C API over the same functions as the C++ headers, for callers from other languages (ctypes,
  * cffi, Rust, Julia ...). Every function returns an int status equal to contrastive::Status;
  * the message of the last failure on the calling thread is contrastive_last_error().
- * Pointers marked "device" are CUDA device pointers; streams are cudaStream_t. */
+ * Pointers marked "device" are CUDA device pointers; streams are cudaStream_t.
+ *
+ * No function throws or lets an exception through (out of host memory is
+ * CONTRASTIVE_INTERNAL_ERROR with a message). Each params struct starts with its size and a magic
+ * value, both set by its _params_init(), which the library checks before reading anything else.
+ * A CUDA error that the caller's own earlier work left pending on the thread makes a call return
+ * CONTRASTIVE_CUDA_ERROR, saying so, with nothing launched and the error left pending.
+ * docs/c-api.md gives the rules (statuses, messages, layouts and how they may grow). */
 #ifndef CONTRASTIVE_CONTRASTIVE_H_
 #define CONTRASTIVE_CONTRASTIVE_H_
 
@@ -14,7 +21,20 @@
 extern "C" {
 #endif
 
+#ifdef __cplusplus
+#define CONTRASTIVE_NOEXCEPT noexcept
+#else
+#define CONTRASTIVE_NOEXCEPT
+#endif
+
 struct CUstream_st; /* cudaStream_t is struct CUstream_st* */
+
+/* The first two fields of every params struct. _params_init() sets struct_size to the size of the
+ * struct the caller was compiled with and magic to CONTRASTIVE_PARAMS_MAGIC; a struct with another
+ * magic (not initialized, or laid out by a contrastive.h from before these fields) or a size the
+ * library does not know is refused with CONTRASTIVE_INVALID_ARGUMENT (CONTRASTIVE_NOT_SUPPORTED
+ * when it is larger than the library's: a newer header). The last field, reserved, must be 0. */
+#define CONTRASTIVE_PARAMS_MAGIC 0x52544E43u /* "CNTR" in little-endian bytes */
 
 enum {
   CONTRASTIVE_SUCCESS = 0,
@@ -50,6 +70,8 @@ typedef struct contrastive_handle* contrastive_handle_t;
 
 /** Mirrors contrastive::infonce::Params; fill with contrastive_infonce_params_init() first. */
 typedef struct contrastive_infonce_params {
+  uint32_t struct_size;      /* set by _params_init() */
+  uint32_t magic;            /* CONTRASTIVE_PARAMS_MAGIC, set by _params_init() */
   int64_t batch;             /* B */
   int64_t num_keys;          /* M >= B */
   int64_t dim;               /* D */
@@ -69,23 +91,31 @@ typedef struct contrastive_infonce_params {
   int32_t logits_dtype;      /* CONTRASTIVE_DTYPE_F32 (default), or _BF16 with bf16 inputs */
   float temperature;
   float eps;
+  uint32_t reserved; /* 0; keeps the struct free of padding */
 } contrastive_infonce_params_t;
 
-CONTRASTIVE_API const char* contrastive_status_string(int status);
-CONTRASTIVE_API const char* contrastive_last_error(void);
+CONTRASTIVE_API const char* contrastive_status_string(int status) CONTRASTIVE_NOEXCEPT;
+CONTRASTIVE_API const char* contrastive_last_error(void) CONTRASTIVE_NOEXCEPT;
 
 /** device: a CUDA ordinal, or -1 for the current device. Without a GPU: CONTRASTIVE_NO_DEVICE. */
-CONTRASTIVE_API int contrastive_create(contrastive_handle_t* handle, int device);
+CONTRASTIVE_API int contrastive_create(contrastive_handle_t* handle,
+                                       int device) CONTRASTIVE_NOEXCEPT;
 /** Destroying null is a no-op; destroying twice returns CONTRASTIVE_INVALID_HANDLE. */
-CONTRASTIVE_API int contrastive_destroy(contrastive_handle_t handle);
+CONTRASTIVE_API int contrastive_destroy(contrastive_handle_t handle) CONTRASTIVE_NOEXCEPT;
 
-/** Defaults of the C++ Params (sizes 0: set batch, num_keys and dim). Null is a no-op. */
-CONTRASTIVE_API void contrastive_infonce_params_init(contrastive_infonce_params_t* params);
-CONTRASTIVE_API int contrastive_infonce_check(const contrastive_infonce_params_t* params);
+/** Sets the defaults of the C++ Params (sizes 0: set them), struct_size and magic. struct_size
+ *  is the size of the caller's struct: the macro passes sizeof as the caller was compiled; a caller
+ *  through an FFI passes its own. Null params or an unknown size: an error, nothing written. */
+CONTRASTIVE_API int contrastive_infonce_params_init_sized(contrastive_infonce_params_t* params,
+                                                          size_t struct_size) CONTRASTIVE_NOEXCEPT;
+#define contrastive_infonce_params_init(params) \
+  contrastive_infonce_params_init_sized((params), sizeof(contrastive_infonce_params_t))
+CONTRASTIVE_API int contrastive_infonce_check(const contrastive_infonce_params_t* params)
+    CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_infonce_workspace_size(const contrastive_infonce_params_t* params,
-                                                       size_t* bytes);
+                                                       size_t* bytes) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_infonce_saved_size(const contrastive_infonce_params_t* params,
-                                                   size_t* bytes);
+                                                   size_t* bytes) CONTRASTIVE_NOEXCEPT;
 
 /** q (B, q_row_stride), k (M, k_row_stride): device, dtype. loss: device (1) or (B). saved: device.
  */
@@ -93,22 +123,29 @@ CONTRASTIVE_API int contrastive_infonce_forward(contrastive_handle_t handle,
                                                 const contrastive_infonce_params_t* params,
                                                 const void* q, const void* k, float* loss,
                                                 void* saved, void* workspace,
-                                                size_t workspace_bytes, struct CUstream_st* stream);
+                                                size_t workspace_bytes,
+                                                struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 
 /** grad_loss: device (1) or (B), or null for 1. grad_q (B, D), grad_k (M, D), grad_temperature (1):
  *  device, each may be null to skip it (not all three). */
-CONTRASTIVE_API int contrastive_infonce_backward(
-    contrastive_handle_t handle, const contrastive_infonce_params_t* params, const void* q,
-    const void* k, const void* saved, const float* grad_loss, void* grad_q, void* grad_k,
-    float* grad_temperature, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+CONTRASTIVE_API int contrastive_infonce_backward(contrastive_handle_t handle,
+                                                 const contrastive_infonce_params_t* params,
+                                                 const void* q, const void* k, const void* saved,
+                                                 const float* grad_loss, void* grad_q, void* grad_k,
+                                                 float* grad_temperature, void* workspace,
+                                                 size_t workspace_bytes,
+                                                 struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 
 CONTRASTIVE_API int contrastive_infonce_forward_backward(
     contrastive_handle_t handle, const contrastive_infonce_params_t* params, const void* q,
     const void* k, float* loss, void* saved, const float* grad_loss, void* grad_q, void* grad_k,
-    float* grad_temperature, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+    float* grad_temperature, void* workspace, size_t workspace_bytes,
+    struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 
 /* ---- MNR, per-anchor negatives (mirrors contrastive::mnr::PerAnchorParams) ---- */
 typedef struct contrastive_mnr_per_anchor_params {
+  uint32_t struct_size;        /* set by _params_init() */
+  uint32_t magic;              /* CONTRASTIVE_PARAMS_MAGIC, set by _params_init() */
   int64_t batch;               /* B */
   int64_t negatives;           /* n per anchor */
   int64_t dim;                 /* D */
@@ -120,34 +157,46 @@ typedef struct contrastive_mnr_per_anchor_params {
   int32_t reduction;
   float scale; /* default 1 */
   float eps;
+  uint32_t reserved; /* 0; keeps the struct free of padding */
 } contrastive_mnr_per_anchor_params_t;
 
-CONTRASTIVE_API void contrastive_mnr_per_anchor_params_init(
-    contrastive_mnr_per_anchor_params_t* params);
+/** Sets the defaults of the C++ PerAnchorParams (sizes 0: set them), struct_size and magic.
+ * struct_size is the size of the caller's struct: the macro passes sizeof as the caller was
+ * compiled; a caller through an FFI passes its own. Null params or an unknown size: an error,
+ * nothing written. */
+CONTRASTIVE_API int contrastive_mnr_per_anchor_params_init_sized(
+    contrastive_mnr_per_anchor_params_t* params, size_t struct_size) CONTRASTIVE_NOEXCEPT;
+#define contrastive_mnr_per_anchor_params_init(params)   \
+  contrastive_mnr_per_anchor_params_init_sized((params), \
+                                               sizeof(contrastive_mnr_per_anchor_params_t))
 CONTRASTIVE_API int contrastive_mnr_per_anchor_check(
-    const contrastive_mnr_per_anchor_params_t* params);
+    const contrastive_mnr_per_anchor_params_t* params) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_mnr_per_anchor_workspace_size(
-    const contrastive_mnr_per_anchor_params_t* params, size_t* bytes);
+    const contrastive_mnr_per_anchor_params_t* params, size_t* bytes) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_mnr_per_anchor_saved_size(
-    const contrastive_mnr_per_anchor_params_t* params, size_t* bytes);
+    const contrastive_mnr_per_anchor_params_t* params, size_t* bytes) CONTRASTIVE_NOEXCEPT;
 /** anchors (B, D), positives (B, D), negatives (B * n, D): device. */
 CONTRASTIVE_API int contrastive_mnr_per_anchor_forward(
     contrastive_handle_t handle, const contrastive_mnr_per_anchor_params_t* params,
     const void* anchors, const void* positives, const void* negatives, float* loss, void* saved,
-    void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+    void* workspace, size_t workspace_bytes, struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_mnr_per_anchor_backward(
     contrastive_handle_t handle, const contrastive_mnr_per_anchor_params_t* params,
     const void* anchors, const void* positives, const void* negatives, const void* saved,
     const float* grad_loss, void* grad_anchors, void* grad_positives, void* grad_negatives,
-    float* grad_scale, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+    float* grad_scale, void* workspace, size_t workspace_bytes,
+    struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_mnr_per_anchor_forward_backward(
     contrastive_handle_t handle, const contrastive_mnr_per_anchor_params_t* params,
     const void* anchors, const void* positives, const void* negatives, float* loss, void* saved,
     const float* grad_loss, void* grad_anchors, void* grad_positives, void* grad_negatives,
-    float* grad_scale, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+    float* grad_scale, void* workspace, size_t workspace_bytes,
+    struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 
 /* ---- MNR, in-batch with hard negatives (mirrors contrastive::mnr::InBatchParams) ---- */
 typedef struct contrastive_mnr_in_batch_params {
+  uint32_t struct_size;         /* set by _params_init() */
+  uint32_t magic;               /* CONTRASTIVE_PARAMS_MAGIC, set by _params_init() */
   int64_t batch;                /* B */
   int64_t hard_negatives;       /* K >= 0 */
   int64_t dim;                  /* D */
@@ -166,33 +215,43 @@ typedef struct contrastive_mnr_in_batch_params {
   int32_t logits_dtype; /* CONTRASTIVE_DTYPE_F32 (default), or _BF16 with bf16 inputs */
   float scale;          /* default 20 */
   float eps;
+  uint32_t reserved; /* 0; keeps the struct free of padding */
 } contrastive_mnr_in_batch_params_t;
 
-CONTRASTIVE_API void contrastive_mnr_in_batch_params_init(
-    contrastive_mnr_in_batch_params_t* params);
-CONTRASTIVE_API int contrastive_mnr_in_batch_check(const contrastive_mnr_in_batch_params_t* params);
+/** Sets the defaults of the C++ InBatchParams (sizes 0: set them), struct_size and magic.
+ * struct_size is the size of the caller's struct: the macro passes sizeof as the caller was
+ * compiled; a caller through an FFI passes its own. Null params or an unknown size: an error,
+ * nothing written. */
+CONTRASTIVE_API int contrastive_mnr_in_batch_params_init_sized(
+    contrastive_mnr_in_batch_params_t* params, size_t struct_size) CONTRASTIVE_NOEXCEPT;
+#define contrastive_mnr_in_batch_params_init(params) \
+  contrastive_mnr_in_batch_params_init_sized((params), sizeof(contrastive_mnr_in_batch_params_t))
+CONTRASTIVE_API int contrastive_mnr_in_batch_check(const contrastive_mnr_in_batch_params_t* params)
+    CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_mnr_in_batch_workspace_size(
-    const contrastive_mnr_in_batch_params_t* params, size_t* bytes);
+    const contrastive_mnr_in_batch_params_t* params, size_t* bytes) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_mnr_in_batch_saved_size(
-    const contrastive_mnr_in_batch_params_t* params, size_t* bytes);
+    const contrastive_mnr_in_batch_params_t* params, size_t* bytes) CONTRASTIVE_NOEXCEPT;
 /** anchors (B, D), candidates ((1 + K) B, D): device. */
 CONTRASTIVE_API int contrastive_mnr_in_batch_forward(
     contrastive_handle_t handle, const contrastive_mnr_in_batch_params_t* params,
     const void* anchors, const void* candidates, float* loss, void* saved, void* workspace,
-    size_t workspace_bytes, struct CUstream_st* stream);
+    size_t workspace_bytes, struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_mnr_in_batch_backward(
     contrastive_handle_t handle, const contrastive_mnr_in_batch_params_t* params,
     const void* anchors, const void* candidates, const void* saved, const float* grad_loss,
     void* grad_anchors, void* grad_candidates, float* grad_scale, void* workspace,
-    size_t workspace_bytes, struct CUstream_st* stream);
+    size_t workspace_bytes, struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_mnr_in_batch_forward_backward(
     contrastive_handle_t handle, const contrastive_mnr_in_batch_params_t* params,
     const void* anchors, const void* candidates, float* loss, void* saved, const float* grad_loss,
     void* grad_anchors, void* grad_candidates, float* grad_scale, void* workspace,
-    size_t workspace_bytes, struct CUstream_st* stream);
+    size_t workspace_bytes, struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 
 /* ---- Repel (mirrors contrastive::repel::Params) ---- */
 typedef struct contrastive_repel_params {
+  uint32_t struct_size;        /* set by _params_init() */
+  uint32_t magic;              /* CONTRASTIVE_PARAMS_MAGIC, set by _params_init() */
   int64_t batch;               /* B */
   int64_t negatives;           /* N per anchor */
   int64_t dim;                 /* D */
@@ -203,28 +262,41 @@ typedef struct contrastive_repel_params {
   int32_t mean_over_active;
   float margin; /* default 0.3 */
   float eps;
+  uint32_t reserved; /* 0; keeps the struct free of padding */
 } contrastive_repel_params_t;
 
-CONTRASTIVE_API void contrastive_repel_params_init(contrastive_repel_params_t* params);
-CONTRASTIVE_API int contrastive_repel_check(const contrastive_repel_params_t* params);
+/** Sets the defaults of the C++ Params (sizes 0: set them), struct_size and magic. struct_size
+ *  is the size of the caller's struct: the macro passes sizeof as the caller was compiled; a caller
+ *  through an FFI passes its own. Null params or an unknown size: an error, nothing written. */
+CONTRASTIVE_API int contrastive_repel_params_init_sized(contrastive_repel_params_t* params,
+                                                        size_t struct_size) CONTRASTIVE_NOEXCEPT;
+#define contrastive_repel_params_init(params) \
+  contrastive_repel_params_init_sized((params), sizeof(contrastive_repel_params_t))
+CONTRASTIVE_API int contrastive_repel_check(const contrastive_repel_params_t* params)
+    CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_repel_workspace_size(const contrastive_repel_params_t* params,
-                                                     size_t* bytes);
+                                                     size_t* bytes) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_repel_saved_size(const contrastive_repel_params_t* params,
-                                                 size_t* bytes);
+                                                 size_t* bytes) CONTRASTIVE_NOEXCEPT;
 /** anchors (B, D), negatives (B * N, D): device. loss: (1), or (B, N) for reduction none. */
 CONTRASTIVE_API int contrastive_repel_forward(contrastive_handle_t handle,
                                               const contrastive_repel_params_t* params,
                                               const void* anchors, const void* negatives,
                                               float* loss, void* saved, void* workspace,
-                                              size_t workspace_bytes, struct CUstream_st* stream);
-CONTRASTIVE_API int contrastive_repel_backward(
-    contrastive_handle_t handle, const contrastive_repel_params_t* params, const void* anchors,
-    const void* negatives, const void* saved, const float* grad_loss, void* grad_anchors,
-    void* grad_negatives, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+                                              size_t workspace_bytes,
+                                              struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
+CONTRASTIVE_API int contrastive_repel_backward(contrastive_handle_t handle,
+                                               const contrastive_repel_params_t* params,
+                                               const void* anchors, const void* negatives,
+                                               const void* saved, const float* grad_loss,
+                                               void* grad_anchors, void* grad_negatives,
+                                               void* workspace, size_t workspace_bytes,
+                                               struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_repel_forward_backward(
     contrastive_handle_t handle, const contrastive_repel_params_t* params, const void* anchors,
     const void* negatives, float* loss, void* saved, const float* grad_loss, void* grad_anchors,
-    void* grad_negatives, void* workspace, size_t workspace_bytes, struct CUstream_st* stream);
+    void* grad_negatives, void* workspace, size_t workspace_bytes,
+    struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */
