@@ -42,7 +42,7 @@ from typing import Iterator, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from . import _eager, handle_for
+from . import _eager, _losses, handle_for
 
 __all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel"]
 
@@ -143,8 +143,8 @@ def _cuda_ordinal(device: jax.Device) -> int:
     return device.id if ordinal is None else ordinal
 
 
-def _run(loss: _eager.Loss, params, inputs: Tuple[jax.Array, ...], per_term: Optional[Tuple[int, ...]],
-         with_grad: bool, scalar_gradient: bool):
+def _run(loss: _losses.Description, params, inputs: Tuple[jax.Array, ...],
+         per_term: Optional[Tuple[int, ...]], with_grad: bool, scalar_gradient: bool):
     """Steps 1-4 of the module's notes. The reduced loss, (1,) for the library, is returned 0-d."""
     device = _device_of(loss.name, inputs)
 
@@ -179,7 +179,7 @@ def _run(loss: _eager.Loss, params, inputs: Tuple[jax.Array, ...], per_term: Opt
 # ---- The losses ----------------------------------------------------------------------------------
 
 _FRONT_END = _eager.FrontEnd(_input, _run, _DTYPE_NAMES, _SUPPORTED)
-infonce = _FRONT_END.infonce
-mnr_per_anchor = _FRONT_END.mnr_per_anchor
-mnr_in_batch = _FRONT_END.mnr_in_batch
-repel = _FRONT_END.repel
+infonce = _FRONT_END.function(_losses.INFONCE)
+mnr_per_anchor = _FRONT_END.function(_losses.MNR_PER_ANCHOR)
+mnr_in_batch = _FRONT_END.function(_losses.MNR_IN_BATCH)
+repel = _FRONT_END.function(_losses.REPEL)
