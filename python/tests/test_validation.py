@@ -300,3 +300,76 @@ def test_tiling_options():
         _options.infonce_params(4, 4, 8, tiling="blocked")
     with pytest.raises(ValueError, match="^workspace_budget must be >= 0"):
         _options.infonce_params(4, 4, 8, workspace_budget=-1)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda ct: ct.InfoNCELoss(temperature=-1.0),
+     "^infonce: temperature must be finite and > 0, got -1$"),
+    (lambda ct: ct.InfoNCELoss(similarity="l2"), "^similarity must be one of"),
+    (lambda ct: ct.MultipleNegativesRankingLoss(scale=0.0),
+     r"^mnr \(in-batch\): scale must be finite and > 0, got 0$"),
+    (lambda ct: ct.PerAnchorMNRLoss(scale=float("inf")),
+     r"^mnr \(per-anchor\): scale must be finite and > 0, got inf$"),
+    (lambda ct: ct.RepelLoss(margin=float("nan")), "^repel: margin must be finite, got nan$"),
+    (lambda ct: ct.RepelLoss(reduction="avg"), "^reduction must be one of"),
+])
+def test_torch_modules_check_their_values_when_constructed(make, message):
+    pytest.importorskip("torch")
+    from contrastive import torch as ct
+    with pytest.raises(ValueError, match=message):
+        make(ct)
+
+
+def test_torch_learnable_values_are_checked_and_kept():
+    torch = pytest.importorskip("torch")
+    from contrastive import torch as ct
+    with pytest.raises(ValueError, match="^infonce: temperature must be finite and > 0"):
+        ct.InfoNCELoss(temperature=torch.tensor(-0.5), learnable_temperature=True)
+    module = ct.InfoNCELoss(temperature=0.05, learnable_temperature=True)
+    assert isinstance(module.temperature, torch.nn.Parameter)
+    assert float(module.temperature.detach()) == pytest.approx(0.05)
+
+
+def test_torch_inputs_of_the_wrong_kind_are_type_errors():
+    torch = pytest.importorskip("torch")
+    from contrastive import torch as ct
+    with pytest.raises(TypeError, match=r"^infonce: q must be a torch\.Tensor on a CUDA device, "
+                                        r"got numpy\.ndarray \(for NumPy arrays, "
+                                        r"contrastive\.reference"):
+        ct.infonce(np.zeros((4, 8), np.float32), np.zeros((4, 8), np.float32))
+    with pytest.raises(TypeError, match=r"^repel: negatives must be a torch\.Tensor .* got "
+                                        r"builtins\.list$"):
+        ct.repel(torch.zeros(2, 4), [[0.0]])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'temprature'"):
+        ct.infonce(torch.zeros(4, 8), torch.zeros(4, 8), temprature=0.1)
+
+
+def test_torch_cpu_tensors_say_where_cpu_results_come_from():
+    torch = pytest.importorskip("torch")
+    from contrastive import torch as ct
+    with pytest.raises(ValueError, match=r"^infonce: inputs must be on a CUDA device, got cpu "
+                                         r"\(.*contrastive\.reference"):
+        ct.infonce(torch.zeros(4, 8), torch.zeros(4, 8))
+
+
+def test_torch_fake_implementations_check_shapes():
+    """The fake (meta) implementations, which torch.compile traces, reject what the library
+    would: one D across the inputs, one B where the rows are the batch."""
+    torch = pytest.importorskip("torch")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    import contrastive.torch  # noqa: F401  (registers the operators)
+    ops = torch.ops.contrastive
+    options = ("cosine", False, "mean", 0, 1e-12, False, 0, 0, "f32")
+    with FakeTensorMode():
+        q = torch.empty(4, 8, device="cuda")
+        loss, saved = ops.infonce_forward(q, torch.empty(6, 8, device="cuda"), 0.1, None,
+                                          *options)
+        assert tuple(loss.shape) == (1,) and saved.dtype == torch.float32
+        with pytest.raises(ValueError, match="^infonce: q and k must have one D"):
+            ops.infonce_forward(q, torch.empty(6, 7, device="cuda"), 0.1, None, *options)
+        with pytest.raises(ValueError, match="^repel: anchors and negatives must have one B"):
+            ops.repel_forward(q, torch.empty(3, 2, 8, device="cuda"), 0.3, "mean", False, 1e-12)
+        grads = ops.mnr_per_anchor_backward(
+            q, q, torch.empty(4, 3, 8, device="cuda"), saved, loss, 1.0, None, "dot", "mean",
+            1e-12, True, False, True, True)
+        assert [tuple(g.shape) for g in grads] == [(4, 8), (0,), (4, 3, 8), (1,)]
