@@ -373,3 +373,31 @@ def test_torch_fake_implementations_check_shapes():
             q, q, torch.empty(4, 3, 8, device="cuda"), saved, loss, 1.0, None, "dot", "mean",
             1e-12, True, False, True, True)
         assert [tuple(g.shape) for g in grads] == [(4, 8), (0,), (4, 3, 8), (1,)]
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_torch_functions_compile_into_one_graph_on_meta_tensors(dynamic):
+    """Every function and a module traced by torch.compile(fullgraph=True) without a graph break,
+    forward and backward, through the fake implementations (meta tensors: no GPU needed)."""
+    torch = pytest.importorskip("torch")
+    from contrastive import torch as ct
+    module = ct.MultipleNegativesRankingLoss()
+    cases = [(lambda q, k: ct.infonce(q, k, temperature=0.07, reduction="none"),
+              [(4, 8), (6, 8)], (4,)),
+             (lambda a, c: ct.mnr_in_batch(a, c, symmetric=True), [(4, 8), (12, 8)], ()),
+             (lambda a, p, n: ct.mnr_per_anchor(a, p, n, scale=2.0), [(4, 8), (4, 8), (4, 3, 8)],
+              ()),
+             (lambda u, x: ct.repel(u, x, reduction="none"), [(2, 8), (2, 3, 8)], (2, 3)),
+             (lambda a, p, n: module(a, p, n), [(4, 8), (4, 8), (4, 8)], ())]
+    for function, shapes, loss_shape in cases:
+        graphs = []
+
+        def backend(graph_module, _example_inputs):
+            graphs.append(graph_module)
+            return graph_module.forward
+
+        leaves = [torch.randn(*shape, device="meta", requires_grad=True) for shape in shapes]
+        loss = torch.compile(function, fullgraph=True, backend=backend, dynamic=dynamic)(*leaves)
+        assert tuple(loss.shape) == loss_shape and len(graphs) == 1
+        loss.sum().backward()
+        assert [tuple(leaf.grad.shape) for leaf in leaves] == [tuple(s) for s in shapes]
