@@ -1,4 +1,4 @@
-"""`python -m contrastive.demo`: the seed notebook's three examples and the similarity heatmap.
+"""`python -m contrastive.demo`: its three examples and the similarity heatmap.
 
 Runs anywhere: without a GPU (or without PyTorch and CuPy) the demo shows the float64 reference
 and says why the GPU path did not run; with one it also compares the GPU with the reference.
