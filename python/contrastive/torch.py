@@ -190,10 +190,6 @@ def _launch(call: str, *tensors: Tensor) -> Iterator[Tuple["_core.Handle", int]]
 # the tensor itself (its value is then read in the call; the float is a stand-in for size queries).
 
 
-def _annotation(kind: type):
-    return {float: float, int: int, bool: bool, str: str}[kind]
-
-
 def _op_signature(loss: _losses.Description, backward: bool) -> inspect.Signature:
     """The operator's Python signature, from which torch.library infers its schema."""
     def parameter(name, annotation):
@@ -207,7 +203,7 @@ def _op_signature(loss: _losses.Description, backward: bool) -> inspect.Signatur
     if loss.scalar:
         parameters += [parameter(loss.scalar.name, float),
                        parameter(f"{loss.scalar.name}_tensor", Optional[Tensor])]
-    parameters += [parameter(option.name, _annotation(option.type)) for option in loss.options]
+    parameters += [parameter(option.name, option.type) for option in loss.options]
     if not backward:
         return inspect.Signature(parameters, return_annotation=Tuple[Tensor, Tensor])
     differentiable = [spec.name for spec in loss.inputs] + ([loss.scalar.name] if loss.scalar

@@ -13,6 +13,7 @@
 import collections
 import os
 import pathlib
+import re
 import sys
 
 SKIPPED_EXIT = 77
@@ -23,10 +24,11 @@ WHOLE_FILE = "whole file"
 
 
 def _reason(report) -> str:
-    """A skip's reason, without pytest's "Skipped: " prefix."""
+    """A skip's reason, without pytest's "Skipped: " prefix and importorskip's repetition."""
     longrepr = report.longrepr
     reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-    return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+    reason = reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+    return re.sub(r"^(could not import '[^']+'): No module named '[^']+'$", r"\1", reason)
 
 
 class Tally:
