@@ -19,7 +19,8 @@ file(REMOVE_RECURSE "${WORK_DIR}")
 # A plain install, as a user runs it: what a C++ consumer needs, nothing else.
 run_step("install" ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
 if(EXISTS "${WORK_DIR}/prefix/contrastive")
-  message(FATAL_ERROR "a plain install must not install the Python module (${WORK_DIR}/prefix/contrastive)")
+  message(FATAL_ERROR
+          "a plain install must not install the Python module (${WORK_DIR}/prefix/contrastive)")
 endif()
 file(GLOB_RECURSE installed_libraries "${WORK_DIR}/prefix/*/libcontrastive.so")
 find_program(READELF readelf)

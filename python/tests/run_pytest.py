@@ -70,7 +70,8 @@ def run(files) -> int:
     if folder:
         path = pathlib.Path(folder)
         path.mkdir(parents=True, exist_ok=True)
-        (path / f"{''.join(c if c.isalnum() or c in '._-' else '_' for c in name)}.txt").write_text(line + "\n")
+        file_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        (path / f"{file_name}.txt").write_text(line + "\n")
     nothing_ran = not any(tally.counts[o] for o in ("passed", "failed", "error", "xpassed"))
     # pytest's 5 is "no tests collected": a file skipped as a whole at import.
     if status in (0, NO_TESTS_COLLECTED) and nothing_ran and tally.counts["skipped"]:

@@ -23,7 +23,7 @@ def reduce(values, reduction):
     return {"mean": np.mean, "sum": np.sum}[reduction](values) if reduction != "none" else values
 
 
-# ---- NumPy definitions ----------------------------------------------------------------------------
+# ---- NumPy definitions ---------------------------------------------------------------------------
 
 def numpy_infonce(q, k, temperature, similarity, symmetric, reduction, offset=0):
     qh, kh = (normalize(q), normalize(k)) if similarity == "cosine" else (q, k)
@@ -70,7 +70,7 @@ def weighted(values, upstream):
     return float(np.sum(np.atleast_1d(values) * upstream))
 
 
-# ---- InfoNCE ----------------------------------------------------------------------------------------
+# ---- InfoNCE -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -102,7 +102,7 @@ def test_infonce_demo_example():
     assert out["loss"][0] == pytest.approx(0.0287133, abs=1e-7)
 
 
-# ---- MNR ----------------------------------------------------------------------------------------------
+# ---- MNR -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("similarity", ["dot", "cosine"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -143,7 +143,7 @@ def test_mnr_in_batch(hard_negatives, symmetric):
     assert out["grad_candidates"].shape == candidates.shape
 
 
-# ---- Repel ------------------------------------------------------------------------------------------
+# ---- Repel ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("reduction,mean_over_active", [("mean", False), ("sum", False),
                                                         ("none", False), ("mean", True)])

@@ -41,13 +41,14 @@ def test_valid_arguments_stop_at_the_empty_handle(cuda, empty):
         infonce_call(cuda, empty, _options.infonce_params(4, 6, 8))
 
 
-# ---- The library's own checks ----------------------------------------------------------------------
+# ---- The library's own checks --------------------------------------------------------------------
 
 @pytest.mark.parametrize("change,message", [
     (dict(temperature=-1.0), "infonce: temperature must be finite and > 0, got -1"),
     (dict(temperature=0.0), "infonce: temperature must be finite and > 0, got 0"),
     (dict(temperature=float("nan")), "infonce: temperature must be finite and > 0, got nan"),
-    (dict(positive_offset=3), r"infonce: positive_offset must be in \[0, M - B\] = \[0, 2\], got 3"),
+    (dict(positive_offset=3),
+     r"infonce: positive_offset must be in \[0, M - B\] = \[0, 2\], got 3"),
 ])
 def test_infonce_bad_values(cuda, empty, change, message):
     params = _options.infonce_params(4, 6, 8, **change)
@@ -58,11 +59,14 @@ def test_infonce_bad_values(cuda, empty, change, message):
 
 
 def test_sizes_are_checked_by_the_library():
-    with pytest.raises(ValueError, match=r"^infonce: num_keys \(M = 2\) must be >= batch \(B = 4\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^infonce: num_keys \(M = 2\) must be >= batch \(B = 4\)$"):
         _core.infonce_workspace_size(_options.infonce_params(4, 2, 8))
-    with pytest.raises(ValueError, match=r"^mnr \(per-anchor\): negatives \(n\) must be >= 1, got 0$"):
+    with pytest.raises(ValueError,
+                       match=r"^mnr \(per-anchor\): negatives \(n\) must be >= 1, got 0$"):
         _core.mnr_per_anchor_saved_size(_options.per_anchor_params(4, 0, 8))
-    with pytest.raises(ValueError, match=r"^mnr \(in-batch\): hard_negatives \(K\) must be >= 0, got -1$"):
+    with pytest.raises(ValueError,
+                       match=r"^mnr \(in-batch\): hard_negatives \(K\) must be >= 0, got -1$"):
         _core.mnr_in_batch_check(_options.in_batch_params(4, -1, 8))
     with pytest.raises(ValueError, match="^repel: margin must be finite, got nan$"):
         _core.repel_check(_options.repel_params(4, 3, 8, margin=float("nan")))
@@ -88,7 +92,7 @@ def test_unknown_option_names():
         _options.per_anchor_params(4, 2, 8, similarity="l2")
 
 
-# ---- The binding's checks of each array ------------------------------------------------------------
+# ---- The binding's checks of each array ----------------------------------------------------------
 
 def test_wrong_device(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
@@ -104,16 +108,19 @@ def test_wrong_dtype(cuda, empty):
 
 def test_wrong_shape(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
-    with pytest.raises(ValueError, match=r"^infonce.forward: q must have shape \(4, 8\), got \(4, 7\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^infonce.forward: q must have shape \(4, 8\), got \(4, 7\)$"):
         infonce_call(cuda, empty, params, q=cuda((4, 7)))
-    with pytest.raises(ValueError, match=r"^infonce.forward: loss must hold 1 values, got shape \(4,\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^infonce.forward: loss must hold 1 values, got shape \(4,\)$"):
         infonce_call(cuda, empty, params, loss=cuda((4,)))
 
 
 def test_non_contiguous_last_dimension(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
     transposed = np.zeros((8, 4), np.float32).T
-    with pytest.raises(ValueError, match="^infonce.forward: q must be contiguous along its last dimension$"):
+    with pytest.raises(ValueError,
+                       match="^infonce.forward: q must be contiguous along its last dimension$"):
         infonce_call(cuda, empty, params, q=cuda(transposed))
 
 
@@ -128,14 +135,16 @@ def test_row_sliced_views_are_accepted(cuda, empty):
 
 def test_saved_too_small(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
-    with pytest.raises(ValueError, match=r"^infonce.forward: saved has 8 bytes, saved_size\(\) asks for \d+$"):
+    with pytest.raises(ValueError,
+                       match=r"^infonce.forward: saved has 8 bytes, saved_size\(\) asks for \d+$"):
         infonce_call(cuda, empty, params, saved=cuda((8,), np.uint8))
 
 
 def test_workspace_too_small_is_the_librarys_message(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
     needed = _core.infonce_workspace_size(params)
-    with pytest.raises(ValueError, match=rf"^infonce::forward: workspace of {needed - 1} bytes is too small"):
+    with pytest.raises(ValueError,
+                       match=rf"^infonce::forward: workspace of {needed - 1} bytes is too small"):
         infonce_call(cuda, empty, params, workspace=cuda((needed - 1,), np.uint8))
 
 
@@ -147,14 +156,16 @@ def test_per_anchor_negatives_in_either_shape(cuda, empty):
     for negatives in (cuda((3, 2, 4)), cuda((6, 4))):
         with pytest.raises(RuntimeError, match="^handle is empty"):
             _core.mnr_per_anchor_forward(empty, params, negatives=negatives, **common)
-    with pytest.raises(ValueError, match=r"must have shape \(6, 4\) or \(3, 2, 4\), got \(2, 3, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"must have shape \(6, 4\) or \(3, 2, 4\), got \(2, 3, 4\)"):
         _core.mnr_per_anchor_forward(empty, params, negatives=cuda((2, 3, 4)), **common)
 
 
 def test_gradients_all_skipped(cuda, empty):
     params = _options.repel_params(2, 3, 4)
     workspace = cuda((_core.repel_workspace_size(params),), np.uint8)
-    with pytest.raises(ValueError, match="grad_anchors and grad_negatives are both null: nothing to compute"):
+    with pytest.raises(ValueError,
+                       match="grad_anchors and grad_negatives are both null: nothing to compute"):
         _core.repel_backward(empty, params, cuda((2, 4)), cuda((2, 3, 4)), cuda((1,)), None, None,
                              None, workspace, 0)
 
@@ -166,7 +177,7 @@ def test_no_crash_on_garbage_arguments(empty):
         _core.infonce_check(None)
 
 
-# ---- 16-bit inputs and the logits tile's dtype -----------------------------------------------------
+# ---- 16-bit inputs and the logits tile's dtype ---------------------------------------------------
 
 def test_logits_dtype_names():
     assert _options.infonce_params(4, 4, 8).logits_dtype == _core.DType.f32
@@ -180,7 +191,8 @@ def test_logits_dtype_names():
     _core.infonce_check(_options.infonce_params(4, 4, 8, dtype="bf16", logits_dtype="bf16"))
     _core.mnr_in_batch_check(_options.in_batch_params(4, 1, 8, dtype="bf16", logits_dtype="bf16"))
     with pytest.raises(TypeError, match=r"^mnr \(in-batch\): a bf16 logits tile needs bf16 inputs"):
-        _core.mnr_in_batch_check(_options.in_batch_params(4, 1, 8, dtype="f16", logits_dtype="bf16"))
+        _core.mnr_in_batch_check(
+            _options.in_batch_params(4, 1, 8, dtype="f16", logits_dtype="bf16"))
 
 
 def half(cuda, shape, dtype):
@@ -195,7 +207,8 @@ def half(cuda, shape, dtype):
 def test_half_precision_arrays_pass_the_bindings_checks(cuda, empty, dtype):
     """Inputs and gradients in the params' dtype, the loss and the temperature's gradient float32:
     the call reaches the handle check. Anything else is a TypeError naming the array."""
-    params = _options.infonce_params(4, 6, 8, dtype=dtype, logits_dtype=dtype if dtype == "bf16" else "f32")
+    params = _options.infonce_params(4, 6, 8, dtype=dtype,
+                                     logits_dtype=dtype if dtype == "bf16" else "f32")
     label = {"f16": "float16", "bf16": "bfloat16"}[dtype]
     other = "bf16" if dtype == "f16" else "f16"
 
