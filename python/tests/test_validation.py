@@ -414,3 +414,78 @@ def test_torch_functions_compile_into_one_graph_on_meta_tensors(dynamic):
         assert tuple(loss.shape) == loss_shape and len(graphs) == 1
         loss.sum().backward()
         assert [tuple(leaf.grad.shape) for leaf in leaves] == [tuple(s) for s in shapes]
+
+
+# ---- The descriptions the front ends are built from ----------------------------------------------
+
+def _recording_front_end():
+    """An eager front end over NumPy arrays whose `run` records what it would hand the library."""
+    from contrastive import _eager
+    calls = []
+
+    def take(call, name, x, dims):
+        if x.ndim != dims:
+            raise ValueError(f"{call}: {name} must be {dims}-D, got shape {x.shape}")
+        return x
+
+    def run(loss, params, inputs, per_term, with_grad, scalar_gradient):
+        calls.append(dict(loss=loss, params=params, inputs=inputs, per_term=per_term,
+                          with_grad=with_grad, scalar_gradient=scalar_gradient))
+        return calls[-1]
+
+    return _eager.FrontEnd(take, run, {"float32": "f32", "float16": "f16"}, "float32 or float16")
+
+
+def test_every_description_has_defaults_the_library_accepts():
+    from contrastive import _losses
+    assert [loss.name for loss in _losses.ALL] == ["infonce", "mnr_per_anchor", "mnr_in_batch",
+                                                   "repel"]
+    for loss in _losses.ALL:
+        loss.validate()  # the defaults pass the library's own check
+        assert callable(loss.forward) and callable(loss.backward)
+        assert callable(loss.forward_backward) and callable(loss.saved_size)
+
+
+def test_eager_functions_build_the_librarys_params_from_the_shapes():
+    from contrastive import _losses
+    front_end = _recording_front_end()
+    f32, f16 = np.float32, np.float16
+    call = front_end.function(_losses.INFONCE)(np.zeros((4, 8), f32), np.zeros((6, 8), f32),
+                                               temperature=0.5, reduction="none")
+    p = call["params"]
+    assert (p.batch, p.num_keys, p.dim, p.temperature) == (4, 6, 8, 0.5)
+    assert call["per_term"] == (4,) and call["scalar_gradient"] and call["with_grad"]
+    call = front_end.function(_losses.MNR_IN_BATCH)(np.zeros((4, 8), f16), np.zeros((12, 8), f16),
+                                                    with_grad=False)
+    p = call["params"]
+    assert (p.batch, p.hard_negatives, p.dim, p.scale, p.dtype) == (4, 2, 8, 20.0, _core.DType.f16)
+    assert call["per_term"] is None and not call["with_grad"]
+    call = front_end.function(_losses.MNR_PER_ANCHOR)(
+        np.zeros((4, 8), f32), np.zeros((4, 8), f32), np.zeros((4, 3, 8), f32))
+    p = call["params"]
+    assert (p.batch, p.negatives, p.dim, p.similarity) == (4, 3, 8, _core.Similarity.dot)
+    call = front_end.function(_losses.REPEL)(np.zeros((2, 8), f32), np.zeros((2, 3, 8), f32),
+                                             margin=-0.5, reduction="none")
+    p = call["params"]
+    assert (p.batch, p.negatives, p.dim, p.margin) == (2, 3, 8, -0.5)
+    assert call["per_term"] == (2, 3) and not call["scalar_gradient"]
+
+
+def test_eager_functions_check_shapes_and_keywords():
+    from contrastive import _losses
+    front_end = _recording_front_end()
+    f32 = np.float32
+    with pytest.raises(ValueError, match="^infonce: q and k must have one D"):
+        front_end.function(_losses.INFONCE)(np.zeros((4, 8), f32), np.zeros((4, 7), f32))
+    with pytest.raises(ValueError, match="^repel: anchors and negatives must have one B"):
+        front_end.function(_losses.REPEL)(np.zeros((2, 8), f32), np.zeros((3, 3, 8), f32))
+    with pytest.raises(ValueError, match=r"^mnr_in_batch: hard_negatives=1 does not match"):
+        front_end.function(_losses.MNR_IN_BATCH)(np.zeros((4, 8), f32), np.zeros((12, 8), f32),
+                                                 hard_negatives=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'scale'"):
+        front_end.function(_losses.INFONCE)(np.zeros((4, 8), f32), np.zeros((4, 8), f32),
+                                            scale=2.0)
+    with pytest.raises(TypeError, match=r"takes 2 inputs \(anchors, negatives\), got 1"):
+        front_end.function(_losses.REPEL)(np.zeros((2, 8), f32))
+    with pytest.raises(TypeError, match="^infonce: inputs must be float32 or float16, got float64"):
+        front_end.function(_losses.INFONCE)(np.zeros((4, 8)), np.zeros((4, 8)))
