@@ -133,7 +133,9 @@ def _device_of(call: str, inputs: Tuple[jax.Array, ...]) -> jax.Device:
         raise ValueError(f"{call}: inputs must be on one device, got {sorted(map(str, devices))}")
     device = devices.pop()
     if device.platform not in ("gpu", "cuda"):
-        raise ValueError(f"{call}: inputs must be on a CUDA device, got {device}")
+        raise ValueError(f"{call}: inputs must be on a CUDA device, got {device} (the library "
+                         f"computes on the GPU; contrastive.reference gives the float64 "
+                         f"reference on the CPU from NumPy arrays)")
     return device
 
 
