@@ -16,8 +16,23 @@ function(run_step description)
 endfunction()
 
 file(REMOVE_RECURSE "${WORK_DIR}")
-run_step("install" ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix"
-         --component cpp)
+# A plain install, as a user runs it: what a C++ consumer needs, nothing else.
+run_step("install" ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
+if(EXISTS "${WORK_DIR}/prefix/contrastive")
+  message(FATAL_ERROR
+          "a plain install must not install the Python module (${WORK_DIR}/prefix/contrastive)")
+endif()
+file(GLOB_RECURSE installed_libraries "${WORK_DIR}/prefix/*/libcontrastive.so")
+find_program(READELF readelf)
+if(READELF AND installed_libraries)
+  list(GET installed_libraries 0 library)
+  execute_process(COMMAND ${READELF} -d "${library}" OUTPUT_VARIABLE dynamic)
+  string(REGEX MATCH "R(UN)?PATH[^\n]*" runpath "${dynamic}")
+  message(STATUS "installed ${library}: ${runpath}")
+  if(runpath MATCHES "[[:]/")
+    message(FATAL_ERROR "the installed library names an absolute folder in its RUNPATH: ${runpath}")
+  endif()
+endif()
 run_step("configure the consumer" ${CMAKE_COMMAND} -S "${CONSUMER_SOURCE_DIR}"
          -B "${WORK_DIR}/build" -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Release
          -DCMAKE_CXX_COMPILER=${CXX_COMPILER} "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix")

@@ -1,10 +1,10 @@
-// contrastive-demo: the seed notebook's three examples on the GPU and on the float64 reference.
-//   InfoNCE (demo 3): B = 6, D = 8, temperature 0.1, z2 = z1 + 0.1 * noise; writes the cosine
-//                     similarity matrix as CSV (the notebook's heatmap data)
-//   MNR (demo 1):     one anchor, a positive and 3 negatives, dot product: the notebook's 1.6965
-//   Repel (demo 2):   B = 2, N = 3, D = 4, margin 0.3, from a fixed seed
+// contrastive-demo: three small examples on the GPU and on the float64 reference.
+//   InfoNCE: B = 6, D = 8, temperature 0.1, z2 = z1 + 0.1 * noise (two views of six samples);
+//            writes the cosine similarity matrix as CSV
+//   MNR:     one anchor, a positive and 3 negatives, dot product, scale 1: loss 1.6965
+//   Repel:   B = 2, N = 3, D = 4, margin 0.3, from a fixed seed
 // Each prints both losses and the largest gradient difference. Without a usable GPU it runs the
-// references and says plainly why the GPU path did not run.
+// references and says once, first, why the GPU path did not run.
 //
 //   contrastive-demo [--csv PATH]     (default PATH: similarity.csv)
 #include <cuda_runtime_api.h>
@@ -119,12 +119,9 @@ bool report_gpu(double reference_loss, float gpu_loss, double gradient_differenc
   return true;
 }
 
-// Runs `call` on the GPU when one is usable; prints why not otherwise. False on a failure.
+// Runs `call` on the GPU when one is usable (main says once why not). False on a failure.
 bool on_gpu(Gpu& gpu, const std::function<Status(DeviceScratch&)>& call) {
-  if (!gpu.ready()) {
-    std::printf("GPU path did not run: %s\n", gpu.unavailable.c_str());
-    return true;
-  }
+  if (!gpu.ready()) return true;
   DeviceScratch scratch(gpu.stream);
   const Status status = call(scratch);
   if (status != Status::kSuccess || !scratch.error.empty()) {
@@ -168,8 +165,8 @@ bool infonce_example(Gpu& gpu, const char* csv_path) {
     std::printf("reference failed: %s\n", contrastive::last_error_message());
     return false;
   }
-  std::printf("== InfoNCE (seed demo 3): B = %d, D = %d, temperature %.2f, cosine ==\n",
-              Inputs::kBatch, Inputs::kDim, static_cast<double>(p.temperature));
+  std::printf("== InfoNCE: B = %d, D = %d, temperature %.2f, cosine ==\n", Inputs::kBatch,
+              Inputs::kDim, static_cast<double>(p.temperature));
   std::printf("cosine similarity z1 x z2:\n");
   for (int i = 0; i < Inputs::kBatch; ++i) {
     std::printf("  ");
@@ -215,7 +212,7 @@ bool infonce_example(Gpu& gpu, const char* csv_path) {
 bool mnr_example(Gpu& gpu) {
   using Inputs = contrastive::seed::MnrInputs;
   const Inputs in = contrastive::seed::mnr_inputs();
-  mnr::PerAnchorParams p;  // dot product, scale 1: the notebook's mnr_loss
+  mnr::PerAnchorParams p;  // dot product, scale 1
   p.batch = 1;
   p.negatives = Inputs::kNegatives;
   p.dim = Inputs::kDim;
@@ -229,9 +226,9 @@ bool mnr_example(Gpu& gpu) {
     std::printf("reference failed: %s\n", contrastive::last_error_message());
     return false;
   }
-  std::printf("\n== MNR (seed demo 1): d = %d, %d negatives, dot product ==\n", Inputs::kDim,
-              Inputs::kNegatives);
-  std::printf("MNR Loss = %.4f (the notebook prints 1.6965)\n", ref.loss[0]);
+  std::printf("\n== MNR, per-anchor negatives: d = %d, %d negatives, dot product ==\n",
+              Inputs::kDim, Inputs::kNegatives);
+  std::printf("MNR Loss = %.4f (expected: 1.6965)\n", ref.loss[0]);
   std::printf("reference (float64) loss: %.6f\n", ref.loss[0]);
   return on_gpu(gpu, [&](DeviceScratch& s) {
     std::size_t workspace_bytes = 0, saved_bytes = 0;
@@ -279,8 +276,8 @@ bool repel_example(Gpu& gpu) {
     std::printf("reference failed: %s\n", contrastive::last_error_message());
     return false;
   }
-  std::printf("\n== Repel (seed demo 2's shapes): B = %d, N = %d, D = %d, margin %.1f ==\n",
-              Inputs::kBatch, Inputs::kNegatives, Inputs::kDim, static_cast<double>(p.margin));
+  std::printf("\n== Repel: B = %d, N = %d, D = %d, margin %.1f ==\n", Inputs::kBatch,
+              Inputs::kNegatives, Inputs::kDim, static_cast<double>(p.margin));
   std::printf("cosine similarities:");
   for (double s : ref.similarities) std::printf(" %.3f", s);
   std::printf("\nreference (float64) loss: %.6f (%g of %d terms above the margin)\n", ref.loss[0],
@@ -324,6 +321,12 @@ int main(int argc, char** argv) {
     }
   }
   Gpu gpu;
+  if (gpu.ready()) {
+    std::printf("GPU path: each loss is compared with the float64 reference\n\n");
+  } else {
+    std::printf("GPU path did not run: %s\n", gpu.unavailable.c_str());
+    std::printf("showing the float64 reference (the library's C++ reference, on the CPU)\n\n");
+  }
   bool ok = infonce_example(gpu, csv_path);
   ok = mnr_example(gpu) && ok;
   ok = repel_example(gpu) && ok;

@@ -1,5 +1,6 @@
-// The seed notebook's inputs, reproduced bit for bit: NumPy's legacy global generator
-// (np.random.seed / rand / randn: MT19937 with 53-bit doubles and the polar Gaussian).
+// The demo's inputs, the same as python -m contrastive.demo draws them, bit for bit: NumPy's
+// legacy global generator (np.random.seed / rand / randn: MT19937 with 53-bit doubles and the
+// polar Gaussian). docs/python.md says where the three examples come from.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,7 @@ class NumpyLegacyRandom {
   double cached_normal_ = 0.0;
 };
 
-/// Seed demo 3: np.random.seed(0); z1 = randn(6, 8); z2 = z1 + 0.1 * randn(6, 8).
+/// InfoNCE: np.random.seed(0); z1 = randn(6, 8); z2 = z1 + 0.1 * randn(6, 8).
 struct InfoNCEInputs {
   static constexpr int kBatch = 6;
   static constexpr int kDim = 8;
@@ -37,7 +38,7 @@ struct InfoNCEInputs {
 };
 InfoNCEInputs infonce_inputs();
 
-/// Seed demo 1: np.random.seed(42); anchor = rand(4); positive = rand(4); negatives = rand(3, 4).
+/// MNR: np.random.seed(42); anchor = rand(4); positive = rand(4); negatives = rand(3, 4).
 struct MnrInputs {
   static constexpr int kNegatives = 3;
   static constexpr int kDim = 4;
@@ -47,8 +48,8 @@ struct MnrInputs {
 };
 MnrInputs mnr_inputs();
 
-/// Seed demo 2's shapes (B = 2, N = 3, D = 4, margin 0.3). The notebook drew torch.randn without a
-/// seed; here np.random.seed(0); user = randn(2, 4); items = randn(2, 3, 4), so runs repeat.
+/// Repel (B = 2, N = 3, D = 4, margin 0.3): np.random.seed(0); user = randn(2, 4);
+/// items = randn(2, 3, 4).
 struct RepelInputs {
   static constexpr int kBatch = 2;
   static constexpr int kNegatives = 3;

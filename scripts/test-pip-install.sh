@@ -19,4 +19,6 @@ case "$installed" in
   "$work_dir"/venv/*) echo "testing the installed package in $installed" ;;
   *) echo "expected the installed package, imported $installed" >&2; exit 1 ;;
 esac
-MPLBACKEND=Agg "$work_dir/venv/bin/python" -m pytest -q -p no:cacheprovider "$source_dir/python/tests"
+# Through the runner CTest uses: with CONTRASTIVE_PYTEST_RESULTS set, the counts reach ctest's output.
+MPLBACKEND=Agg CONTRASTIVE_PYTEST_NAME="pip-installed package (python/tests)" \
+  "$work_dir/venv/bin/python" "$source_dir/python/tests/run_pytest.py" "$source_dir/python/tests"

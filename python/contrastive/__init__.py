@@ -10,7 +10,21 @@ from __future__ import annotations
 import functools
 import threading
 
-from contrastive import _core
+import pathlib
+
+try:
+    from contrastive import _core
+except ImportError as _error:
+    _here = pathlib.Path(__file__).resolve().parent
+    if list(_here.glob("_core*")):
+        _problem = f"contrastive._core in {_here} does not load ({_error})"
+    else:
+        _problem = (f"the compiled module contrastive._core is missing: {_here} holds only the "
+                    f"Python sources")
+    raise ImportError(
+        f"contrastive: {_problem}. Install the package with `pip install .` from the repository "
+        f"root, or build it with `cmake --preset release && cmake --build build/release --target "
+        f"contrastive_python` and put build/release/python on PYTHONPATH.") from None
 from contrastive._core import (DType, Handle, InBatchParams, InfoNCEParams, PerAnchorParams,
                                Reduction, RepelParams, Similarity)
 

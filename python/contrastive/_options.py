@@ -6,7 +6,8 @@ from contrastive import _core
 
 _DTYPES = {"f32": _core.DType.f32, "float32": _core.DType.f32, "f16": _core.DType.f16,
            "float16": _core.DType.f16, "bf16": _core.DType.bf16, "bfloat16": _core.DType.bf16}
-_REDUCTIONS = {"mean": _core.Reduction.mean, "sum": _core.Reduction.sum, "none": _core.Reduction.none}
+_REDUCTIONS = {"mean": _core.Reduction.mean, "sum": _core.Reduction.sum,
+               "none": _core.Reduction.none}
 _SIMILARITIES = {"cosine": _core.Similarity.cosine, "dot": _core.Similarity.dot}
 _TILINGS = {"auto": _core.Tiling.auto, "materialized": _core.Tiling.materialized,
             "tiled": _core.Tiling.tiled}

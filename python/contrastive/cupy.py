@@ -17,16 +17,16 @@ that dtype, the loss and a temperature's or scale's gradient are float32. CuPy h
 dtype, so the library's bfloat16 path is not reachable from CuPy (use PyTorch or JAX for it).
 Other dtypes, and inputs of different dtypes, raise TypeError; nothing is cast. allow_tf32 matters
 only for float32 inputs; logits_dtype ("f32", the default, or "bf16" with bfloat16 inputs, so
-not from CuPy) is the precision of the logits tile of InfoNCE and in-batch MNR. An input whose rows the library cannot read in place
-(last dimension not contiguous, rows not evenly spaced) is copied with cupy.ascontiguousarray;
-row-sliced views are passed as they are.
+not from CuPy) is the precision of the logits tile of InfoNCE and in-batch MNR. An input whose
+rows the library cannot read in place (last dimension not contiguous, rows not evenly spaced) is
+copied with cupy.ascontiguousarray; row-sliced views are passed as they are.
 """
 
 from typing import Optional, Tuple
 
 import cupy
 
-from . import _eager, handle_for
+from . import _eager, _losses, handle_for
 
 __all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel"]
 
@@ -59,7 +59,7 @@ def _input(call: str, name: str, x, dims: int) -> cupy.ndarray:
     return x if _readable_in_place(x) else cupy.ascontiguousarray(x)
 
 
-def _run(loss: _eager.Loss, params, inputs: Tuple[cupy.ndarray, ...],
+def _run(loss: _losses.Description, params, inputs: Tuple[cupy.ndarray, ...],
          per_term: Optional[Tuple[int, ...]], with_grad: bool, scalar_gradient: bool):
     """Allocates the outputs and temporaries with CuPy and calls the library on CuPy's stream.
     The library writes a reduced loss as (1,): it is returned 0-d."""
@@ -86,7 +86,7 @@ def _run(loss: _eager.Loss, params, inputs: Tuple[cupy.ndarray, ...],
 
 
 _FRONT_END = _eager.FrontEnd(_input, _run, _DTYPE_NAMES, _SUPPORTED)
-infonce = _FRONT_END.infonce
-mnr_per_anchor = _FRONT_END.mnr_per_anchor
-mnr_in_batch = _FRONT_END.mnr_in_batch
-repel = _FRONT_END.repel
+infonce = _FRONT_END.function(_losses.INFONCE)
+mnr_per_anchor = _FRONT_END.function(_losses.MNR_PER_ANCHOR)
+mnr_in_batch = _FRONT_END.function(_losses.MNR_IN_BATCH)
+repel = _FRONT_END.function(_losses.REPEL)

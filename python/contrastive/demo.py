@@ -1,18 +1,17 @@
-"""python -m contrastive.demo [--out similarity.png]: the seed notebook's three examples.
+"""python -m contrastive.demo [--out similarity.png]: three small examples, one per loss family.
 
-  InfoNCE (the notebook's third example): z1 = randn(6, 8), z2 = z1 + 0.1 * randn(6, 8) after
-          np.random.seed(0), cosine, temperature 0.1; the cosine similarity matrix is drawn as the
-          notebook's annotated heatmap (matplotlib only) into the --out PNG
-  MNR (the first): np.random.seed(42), anchor = rand(4), positive = rand(4), negatives = rand(3, 4),
-          dot product, scale 1: the notebook prints "MNR Loss = 1.6965"
-  Repel (the second's shapes): np.random.seed(0), users = randn(2, 4), items = randn(2, 3, 4),
-          margin 0.3 (the notebook drew unseeded torch.randn, so its printed value is not
-          reproducible)
+  InfoNCE: z1 = randn(6, 8), z2 = z1 + 0.1 * randn(6, 8) (two views of six samples) after
+          np.random.seed(0), cosine, temperature 0.1; the cosine similarity matrix is drawn as an
+          annotated heatmap into the --out PNG (with matplotlib: pip install "contrastive[demo]";
+          without it the demo says so and skips the picture)
+  MNR: np.random.seed(42), anchor = rand(4), positive = rand(4), negatives = rand(3, 4),
+          dot product, scale 1: "MNR Loss = 1.6965"
+  Repel: np.random.seed(0), users = randn(2, 4), items = randn(2, 3, 4), margin 0.3
 
 Each prints the float64 reference's loss. When a GPU is usable and PyTorch or CuPy is installed to
 hold device arrays, the library's GPU path runs too and its loss and gradients are compared with the
 reference; otherwise the demo says why it did not run. The exit status is 1 when the GPU disagrees
-with the reference or the heatmap cannot be written.
+with the reference or the heatmap cannot be written (a missing matplotlib is not a failure).
 
 Neither PyTorch nor CuPy is imported unless the GPU path runs.
 """
@@ -30,7 +29,7 @@ INFONCE_SEED, INFONCE_BATCH, INFONCE_DIM = 0, 6, 8
 INFONCE_NOISE = 0.1  # z2 = z1 + INFONCE_NOISE * randn: the "augmented view"
 INFONCE_TEMPERATURE = 0.1
 MNR_SEED, MNR_DIM, MNR_NEGATIVES = 42, 4, 3
-MNR_NOTEBOOK_LOSS = "1.6965"  # what the notebook prints
+MNR_EXPECTED_LOSS = "1.6965"  # the loss of these inputs, to four decimals
 REPEL_SEED, REPEL_BATCH, REPEL_NEGATIVES, REPEL_DIM = 0, 2, 3, 4
 REPEL_MARGIN = 0.3
 
@@ -38,7 +37,7 @@ LOSS_TOLERANCE = 1e-4  # relative, float32 GPU against the float64 reference (as
 GRADIENT_TOLERANCE = 1e-3  # absolute, for these O(1) gradients
 
 HEATMAP_TITLE = "Cosine Similarity between z1 and z2 (Augmented Views)"
-HEATMAP_SIZE = (8, 6)  # inches, the notebook's plt.figure(figsize=(8, 6))
+HEATMAP_SIZE = (8, 6)  # inches
 HEATMAP_COLORMAP = "coolwarm"
 # seaborn's rule for annotation colours: dark text on light cells, white on dark ones, by the
 # cell's relative luminance (W3C: linear sRGB weighted 0.2126 R + 0.7152 G + 0.0722 B).
@@ -51,7 +50,7 @@ DARK_TEXT, LIGHT_TEXT = ".15", "w"
 GpuRun = Callable[[str, Sequence[np.ndarray], dict], Tuple[float, List[np.ndarray]]]
 
 
-# ---- The notebook's inputs (NumPy's legacy seeding, as the notebook) -----------------------------
+# ---- The inputs (NumPy's legacy seeding, so that examples/demo.cpp draws the same) ---------------
 
 
 def infonce_inputs() -> Tuple[np.ndarray, np.ndarray]:
@@ -78,14 +77,14 @@ def repel_inputs() -> Tuple[np.ndarray, np.ndarray]:
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The notebook's sim_matrix: rows of a against rows of b, each normalized."""
+    """Cosine similarity of every row of a with every row of b."""
     def unit(x):
         return x / np.linalg.norm(x, axis=1, keepdims=True)
     return unit(a) @ unit(b).T
 
 
-def notebook_infonce(z1: np.ndarray, z2: np.ndarray, temperature: float) -> float:
-    """The notebook's NumPy InfoNCE (softmax over each row, -log of the diagonal, mean)."""
+def numpy_infonce(z1: np.ndarray, z2: np.ndarray, temperature: float) -> float:
+    """InfoNCE written directly in NumPy (softmax over each row, -log of the diagonal, mean)."""
     logits = cosine_similarity(z1, z2) / temperature
     logits -= logits.max(axis=1, keepdims=True)
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -180,7 +179,7 @@ def _annotation_colour(rgba) -> str:
 
 
 def draw_heatmap(similarity: np.ndarray, path: str) -> None:
-    """The notebook's seaborn heatmap(annot=True, fmt=".2f", cmap="coolwarm", cbar=True) with
+    """An annotated heatmap (as seaborn's heatmap(annot=True, fmt=".2f", cmap="coolwarm")) with
     matplotlib alone: rows z1_i, columns z2_j."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend is involved
 
@@ -214,19 +213,20 @@ def infonce_example(gpu: Optional[GpuRun], out: str) -> bool:
     ref = reference.infonce(z1, z2, positive_offset=0, **options)
     loss = float(ref["loss"][0])
     similarity = cosine_similarity(z1, z2)
-    print(f"== InfoNCE (seed demo 3): B = {INFONCE_BATCH}, D = {INFONCE_DIM}, "
+    print(f"== InfoNCE: B = {INFONCE_BATCH}, D = {INFONCE_DIM}, "
           f"temperature {INFONCE_TEMPERATURE:.2f}, cosine ==")
     print("cosine similarity z1 x z2:")
     for row in similarity:
         print("  " + "".join(f"{value:6.2f}" for value in row))
     print(f"reference (float64) loss: {loss:.6f} (the temperature as the library's float32)")
-    print(f"the notebook's NumPy formula: {notebook_infonce(z1, z2, INFONCE_TEMPERATURE):.6f}")
+    print(f"the same formula in NumPy: {numpy_infonce(z1, z2, INFONCE_TEMPERATURE):.6f}")
     ok = compare(gpu, "infonce", (z1, z2), options, loss, (ref["grad_q"], ref["grad_k"]))
     try:
         draw_heatmap(similarity, out)
     except ImportError:
-        print("heatmap not written: matplotlib is not installed (pip install matplotlib)")
-        return False
+        print("heatmap skipped: matplotlib is not installed "
+              "(pip install matplotlib, or install the package with the demo extra)")
+        return ok
     except OSError as error:
         print(f"heatmap not written: {error}")
         return False
@@ -239,8 +239,9 @@ def mnr_example(gpu: Optional[GpuRun]) -> bool:
     options = dict(scale=1.0, similarity="dot", reduction="mean")
     ref = reference.mnr_per_anchor(anchors, positives, negatives, **options)
     loss = float(ref["loss"][0])
-    print(f"\n== MNR (seed demo 1): d = {MNR_DIM}, {MNR_NEGATIVES} negatives, dot product ==")
-    print(f"MNR Loss = {loss:.4f} (the notebook prints {MNR_NOTEBOOK_LOSS})")
+    print(f"\n== MNR, per-anchor negatives: d = {MNR_DIM}, {MNR_NEGATIVES} negatives, "
+          f"dot product ==")
+    print(f"MNR Loss = {loss:.4f} (expected: {MNR_EXPECTED_LOSS})")
     print(f"reference (float64) loss: {loss:.6f}")
     return compare(gpu, "mnr_per_anchor", (anchors, positives, negatives), options, loss,
                    (ref["grad_anchors"], ref["grad_positives"], ref["grad_negatives"]))
@@ -251,7 +252,7 @@ def repel_example(gpu: Optional[GpuRun]) -> bool:
     options = dict(margin=REPEL_MARGIN, reduction="mean", mean_over_active=False)
     ref = reference.repel(users, items, **options)
     loss = float(ref["loss"][0])
-    print(f"\n== Repel (seed demo 2's shapes): B = {REPEL_BATCH}, N = {REPEL_NEGATIVES}, "
+    print(f"\n== Repel: B = {REPEL_BATCH}, N = {REPEL_NEGATIVES}, "
           f"D = {REPEL_DIM}, margin {REPEL_MARGIN} ==")
     print("cosine similarities: " + " ".join(f"{s:.3f}" for s in ref["similarities"].ravel()))
     print(f"Repel Loss: {loss:.6f}")
@@ -263,7 +264,7 @@ def repel_example(gpu: Optional[GpuRun]) -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m contrastive.demo",
-                                     description="The seed notebook's three examples.")
+                                     description="Three small examples: InfoNCE, MNR, Repel.")
     parser.add_argument("--out", default="similarity.png",
                         help="where to write the InfoNCE similarity heatmap (PNG)")
     args = parser.parse_args(argv)

@@ -42,7 +42,7 @@ from typing import Iterator, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from . import _eager, handle_for
+from . import _eager, _losses, handle_for
 
 __all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel"]
 
@@ -133,7 +133,9 @@ def _device_of(call: str, inputs: Tuple[jax.Array, ...]) -> jax.Device:
         raise ValueError(f"{call}: inputs must be on one device, got {sorted(map(str, devices))}")
     device = devices.pop()
     if device.platform not in ("gpu", "cuda"):
-        raise ValueError(f"{call}: inputs must be on a CUDA device, got {device}")
+        raise ValueError(f"{call}: inputs must be on a CUDA device, got {device} (the library "
+                         f"computes on the GPU; contrastive.reference gives the float64 "
+                         f"reference on the CPU from NumPy arrays)")
     return device
 
 
@@ -143,8 +145,8 @@ def _cuda_ordinal(device: jax.Device) -> int:
     return device.id if ordinal is None else ordinal
 
 
-def _run(loss: _eager.Loss, params, inputs: Tuple[jax.Array, ...], per_term: Optional[Tuple[int, ...]],
-         with_grad: bool, scalar_gradient: bool):
+def _run(loss: _losses.Description, params, inputs: Tuple[jax.Array, ...],
+         per_term: Optional[Tuple[int, ...]], with_grad: bool, scalar_gradient: bool):
     """Steps 1-4 of the module's notes. The reduced loss, (1,) for the library, is returned 0-d."""
     device = _device_of(loss.name, inputs)
 
@@ -179,7 +181,7 @@ def _run(loss: _eager.Loss, params, inputs: Tuple[jax.Array, ...], per_term: Opt
 # ---- The losses ----------------------------------------------------------------------------------
 
 _FRONT_END = _eager.FrontEnd(_input, _run, _DTYPE_NAMES, _SUPPORTED)
-infonce = _FRONT_END.infonce
-mnr_per_anchor = _FRONT_END.mnr_per_anchor
-mnr_in_batch = _FRONT_END.mnr_in_batch
-repel = _FRONT_END.repel
+infonce = _FRONT_END.function(_losses.INFONCE)
+mnr_per_anchor = _FRONT_END.function(_losses.MNR_PER_ANCHOR)
+mnr_in_batch = _FRONT_END.function(_losses.MNR_IN_BATCH)
+repel = _FRONT_END.function(_losses.REPEL)

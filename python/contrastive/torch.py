@@ -29,12 +29,13 @@ Conventions:
 """
 
 import contextlib
-from typing import Iterator, Optional, Sequence, Tuple, Union
+import inspect
+from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from . import _core, _options, handle_for
+from . import _core, _losses, handle_for
 
 __all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel", "InfoNCELoss",
            "MultipleNegativesRankingLoss", "PerAnchorMNRLoss", "RepelLoss"]
@@ -131,10 +132,6 @@ def _reduced(loss: Tensor, reduction: str) -> Tensor:
     return loss if reduction == "none" else loss.reshape(())
 
 
-def _loss_shape(reduction: str, *per_row: int) -> Tuple[int, ...]:
-    return tuple(per_row) if reduction == "none" else (1,)
-
-
 def _saved_words(nbytes: int) -> int:
     return max(1, -(-nbytes // _SAVED_WORD_BYTES))
 
@@ -174,466 +171,247 @@ def _launch(call: str, *tensors: Tensor) -> Iterator[Tuple["_core.Handle", int]]
     device = tensors[0].device
     for x in tensors:
         if x.device.type != "cuda":
-            raise ValueError(f"{call}: inputs must be on a CUDA device, got {x.device}")
+            raise ValueError(f"{call}: inputs must be on a CUDA device, got {x.device} (the "
+                             f"library computes on the GPU; contrastive.reference gives the "
+                             f"float64 reference on the CPU from NumPy arrays)")
         if x.device != device:
             raise ValueError(f"{call}: inputs must be on one device, got {device} and {x.device}")
     with torch.cuda.device(device):  # the library checks that the handle's device is current
         yield handle_for(device.index), torch.cuda.current_stream(device).cuda_stream
 
 
-# ---- InfoNCE ---------------------------------------------------------------------------------
-
-
-def _infonce_params(q, k, temperature, similarity, symmetric, reduction, positive_offset, eps,
-                    allow_tf32, tile_rows, tile_cols, logits_dtype):
-    _require_dims("infonce", q=(q, 2), k=(k, 2))
-    _require_one_dtype("infonce", q=q, k=k)
-    return _options.infonce_params(
-        q.shape[0], k.shape[0], q.shape[1], temperature=temperature, similarity=similarity,
-        symmetric=symmetric, reduction=reduction, positive_offset=positive_offset, eps=eps,
-        allow_tf32=allow_tf32, tile_rows=tile_rows, tile_cols=tile_cols,
-        dtype=_dtype_name("infonce", q), logits_dtype=logits_dtype)
-
-
-@torch.library.custom_op("contrastive::infonce_forward", mutates_args=())
-def _infonce_forward(q: Tensor, k: Tensor, temperature: float,
-                     temperature_tensor: Optional[Tensor], similarity: str, symmetric: bool,
-                     reduction: str, positive_offset: int, eps: float, allow_tf32: bool,
-                     tile_rows: int, tile_cols: int, logits_dtype: str) -> Tuple[Tensor, Tensor]:
-    p = _infonce_params(q, k, _host_value(temperature, temperature_tensor), similarity, symmetric,
-                        reduction, positive_offset, eps, allow_tf32, tile_rows, tile_cols,
-                        logits_dtype)
-    q, k = _for_binding(q, k)
-    with _launch("infonce", q, k) as (handle, stream):
-        loss = q.new_empty(_loss_shape(reduction, q.shape[0]), dtype=torch.float32)
-        saved = _new_saved(_core.infonce_saved_size(p), q.device)
-        workspace = _new_workspace(_core.infonce_workspace_size(p), q.device)
-        _core.infonce_forward(handle, p, q, k, loss, saved, workspace, stream)
-    return loss, saved
-
-
-@_infonce_forward.register_fake
-def _(q, k, temperature, temperature_tensor, similarity, symmetric, reduction, positive_offset,
-      eps, allow_tf32, tile_rows, tile_cols, logits_dtype):
-    loss = q.new_empty(_loss_shape(reduction, q.shape[0]), dtype=torch.float32)
-    saved = _fake_saved(q, (*q.shape, k.shape[0]), lambda: _core.infonce_saved_size(
-        _infonce_params(q, k, temperature, similarity, symmetric, reduction, positive_offset, eps,
-                        allow_tf32, tile_rows, tile_cols, logits_dtype)))
-    return loss, saved
-
-
-@torch.library.custom_op("contrastive::infonce_backward", mutates_args=())
-def _infonce_backward(q: Tensor, k: Tensor, saved: Tensor, grad_loss: Tensor, temperature: float,
-                      temperature_tensor: Optional[Tensor], similarity: str, symmetric: bool,
-                      reduction: str, positive_offset: int, eps: float, allow_tf32: bool,
-                      tile_rows: int, tile_cols: int, logits_dtype: str, need_q: bool,
-                      need_k: bool, need_temperature: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    p = _infonce_params(q, k, _host_value(temperature, temperature_tensor), similarity, symmetric,
-                        reduction, positive_offset, eps, allow_tf32, tile_rows, tile_cols,
-                        logits_dtype)
-    q, k, saved, grad_loss = _for_binding(q, k, saved, grad_loss.contiguous())
-    with _launch("infonce", q, k, saved, grad_loss) as (handle, stream):
-        grad_q, grad_k = _gradient_buffer(q, need_q), _gradient_buffer(k, need_k)
-        grad_temperature = _scalar_gradient_buffer(q, need_temperature)
-        workspace = _new_workspace(_core.infonce_workspace_size(p), q.device)
-        _core.infonce_backward(handle, p, q, k, saved, grad_loss,
-                               grad_q if need_q else None, grad_k if need_k else None,
-                               grad_temperature if need_temperature else None, workspace, stream)
-    return grad_q, grad_k, grad_temperature
-
-
-@_infonce_backward.register_fake
-def _(q, k, saved, grad_loss, temperature, temperature_tensor, similarity, symmetric, reduction,
-      positive_offset, eps, allow_tf32, tile_rows, tile_cols, logits_dtype, need_q, need_k,
-      need_temperature):
-    return (_gradient_buffer(q, need_q), _gradient_buffer(k, need_k),
-            _scalar_gradient_buffer(q, need_temperature))
-
-
-def _infonce_setup_context(ctx, inputs, output):
-    q, k, temperature, temperature_tensor, *options = inputs
-    _, saved = output
-    ctx.mark_non_differentiable(saved)
-    ctx.save_for_backward(q, k, saved, temperature_tensor)
-    ctx.temperature, ctx.options = temperature, options
-
-
-def _infonce_autograd(ctx, grad_loss, _grad_saved):
-    q, k, saved, temperature_tensor = ctx.saved_tensors
-    need_q, need_k, _, need_temperature = ctx.needs_input_grad[:4]
-    grad_q, grad_k, grad_temperature = _infonce_backward(
-        q, k, saved, grad_loss, ctx.temperature, temperature_tensor, *ctx.options, need_q, need_k,
-        need_temperature)
-    return (grad_q if need_q else None, grad_k if need_k else None, None,
-            _scalar_gradient(grad_temperature, temperature_tensor) if need_temperature else None,
-            *(None for _ in ctx.options))
-
-
-_infonce_forward.register_autograd(_infonce_autograd, setup_context=_infonce_setup_context)
-
-
-def infonce(q: Tensor, k: Tensor, *, temperature: Scalar = 0.1, similarity: str = "cosine",
-            symmetric: bool = False, reduction: str = "mean", positive_offset: int = 0,
-            eps: float = 1e-12, allow_tf32: bool = False, tile_rows: int = 0,
-            tile_cols: int = 0, logits_dtype: str = "f32") -> Tensor:
-    """InfoNCE of queries q (B, D) against keys k (M, D), M >= B; row i's positive is key
-    i + positive_offset. symmetric=True adds the column direction over the positives (CLIP).
-
-    q and k are float32, float16 or bfloat16, both of one dtype; their gradients have it too.
-    logits_dtype="bf16" keeps the logits tile in bfloat16 ("f32", the default, in float32).
-
-    Returns a 0-d float32 loss, or (B,) per-row losses with reduction="none". temperature may be
-    a tensor that receives its gradient (read on the host: see the module's notes).
-    """
-    _require_dims("infonce", q=(q, 2), k=(k, 2))
-    value, tensor = _scalar_argument("infonce", "temperature", temperature)
-    loss, _ = _infonce_forward(_rows(q), _rows(k), value, tensor, str(similarity),
-                               bool(symmetric), str(reduction), int(positive_offset), float(eps),
-                               bool(allow_tf32), int(tile_rows), int(tile_cols),
-                               str(logits_dtype))
-    return _reduced(loss, reduction)
-
-
-# ---- MNR, per-anchor negatives -----------------------------------------------------------------
-
-
-def _per_anchor_params(anchors, positives, negatives, scale, similarity, reduction, eps):
-    _require_dims("mnr_per_anchor", anchors=(anchors, 2), positives=(positives, 2),
-                  negatives=(negatives, 3))
-    _require_one_dtype("mnr_per_anchor", anchors=anchors, positives=positives,
-                       negatives=negatives)
-    return _options.per_anchor_params(
-        anchors.shape[0], negatives.shape[1], anchors.shape[1], scale=scale,
-        similarity=similarity, reduction=reduction, eps=eps,
-        dtype=_dtype_name("mnr_per_anchor", anchors))
-
-
-@torch.library.custom_op("contrastive::mnr_per_anchor_forward", mutates_args=())
-def _per_anchor_forward(anchors: Tensor, positives: Tensor, negatives: Tensor, scale: float,
-                        scale_tensor: Optional[Tensor], similarity: str, reduction: str,
-                        eps: float) -> Tuple[Tensor, Tensor]:
-    p = _per_anchor_params(anchors, positives, negatives, _host_value(scale, scale_tensor),
-                           similarity, reduction, eps)
-    anchors, positives, negatives = _for_binding(anchors, positives, negatives)
-    with _launch("mnr_per_anchor", anchors, positives, negatives) as (handle, stream):
-        loss = anchors.new_empty(_loss_shape(reduction, anchors.shape[0]), dtype=torch.float32)
-        saved = _new_saved(_core.mnr_per_anchor_saved_size(p), anchors.device)
-        workspace = _new_workspace(_core.mnr_per_anchor_workspace_size(p), anchors.device)
-        _core.mnr_per_anchor_forward(handle, p, anchors, positives, negatives, loss, saved,
-                                     workspace, stream)
-    return loss, saved
-
-
-@_per_anchor_forward.register_fake
-def _(anchors, positives, negatives, scale, scale_tensor, similarity, reduction, eps):
-    loss = anchors.new_empty(_loss_shape(reduction, anchors.shape[0]), dtype=torch.float32)
-    saved = _fake_saved(anchors, (*anchors.shape, *negatives.shape),
-                        lambda: _core.mnr_per_anchor_saved_size(_per_anchor_params(
-                            anchors, positives, negatives, scale, similarity, reduction, eps)))
-    return loss, saved
-
-
-@torch.library.custom_op("contrastive::mnr_per_anchor_backward", mutates_args=())
-def _per_anchor_backward(anchors: Tensor, positives: Tensor, negatives: Tensor, saved: Tensor,
-                         grad_loss: Tensor, scale: float, scale_tensor: Optional[Tensor],
-                         similarity: str, reduction: str, eps: float, need_anchors: bool,
-                         need_positives: bool, need_negatives: bool,
-                         need_scale: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    p = _per_anchor_params(anchors, positives, negatives, _host_value(scale, scale_tensor),
-                           similarity, reduction, eps)
-    anchors, positives, negatives, saved, grad_loss = _for_binding(
-        anchors, positives, negatives, saved, grad_loss.contiguous())
-    with _launch("mnr_per_anchor", anchors, positives, negatives, saved,
-                 grad_loss) as (handle, stream):
-        grad_anchors = _gradient_buffer(anchors, need_anchors)
-        grad_positives = _gradient_buffer(positives, need_positives)
-        grad_negatives = _gradient_buffer(negatives, need_negatives)
-        grad_scale = _scalar_gradient_buffer(anchors, need_scale)
-        workspace = _new_workspace(_core.mnr_per_anchor_workspace_size(p), anchors.device)
-        _core.mnr_per_anchor_backward(
-            handle, p, anchors, positives, negatives, saved, grad_loss,
-            grad_anchors if need_anchors else None, grad_positives if need_positives else None,
-            grad_negatives if need_negatives else None, grad_scale if need_scale else None,
-            workspace, stream)
-    return grad_anchors, grad_positives, grad_negatives, grad_scale
-
-
-@_per_anchor_backward.register_fake
-def _(anchors, positives, negatives, saved, grad_loss, scale, scale_tensor, similarity, reduction,
-      eps, need_anchors, need_positives, need_negatives, need_scale):
-    return (_gradient_buffer(anchors, need_anchors), _gradient_buffer(positives, need_positives),
-            _gradient_buffer(negatives, need_negatives),
-            _scalar_gradient_buffer(anchors, need_scale))
-
-
-def _per_anchor_setup_context(ctx, inputs, output):
-    anchors, positives, negatives, scale, scale_tensor, *options = inputs
-    _, saved = output
-    ctx.mark_non_differentiable(saved)
-    ctx.save_for_backward(anchors, positives, negatives, saved, scale_tensor)
-    ctx.scale, ctx.options = scale, options
-
-
-def _per_anchor_autograd(ctx, grad_loss, _grad_saved):
-    anchors, positives, negatives, saved, scale_tensor = ctx.saved_tensors
-    need_anchors, need_positives, need_negatives, _, need_scale = ctx.needs_input_grad[:5]
-    grads = _per_anchor_backward(anchors, positives, negatives, saved, grad_loss, ctx.scale,
-                                 scale_tensor, *ctx.options, need_anchors, need_positives,
-                                 need_negatives, need_scale)
-    grad_anchors, grad_positives, grad_negatives, grad_scale = grads
-    return (grad_anchors if need_anchors else None, grad_positives if need_positives else None,
-            grad_negatives if need_negatives else None, None,
-            _scalar_gradient(grad_scale, scale_tensor) if need_scale else None,
-            *(None for _ in ctx.options))
-
-
-_per_anchor_forward.register_autograd(_per_anchor_autograd,
-                                      setup_context=_per_anchor_setup_context)
-
-
-def mnr_per_anchor(anchors: Tensor, positives: Tensor, negatives: Tensor, *, scale: Scalar = 1.0,
-                   similarity: str = "dot", reduction: str = "mean",
-                   eps: float = 1e-12) -> Tensor:
-    """MNR with per-anchor negatives (the seed notebook's mnr_loss, batched): anchors (B, D),
-    positives (B, D), negatives (B, n, D); row b ranks its positive against its own n negatives.
-    The inputs are float32, float16 or bfloat16, all of one dtype; their gradients have it too.
-
-    Returns a 0-d float32 loss, or (B,) per-row losses with reduction="none".
-    """
-    _require_dims("mnr_per_anchor", anchors=(anchors, 2), positives=(positives, 2),
-                  negatives=(negatives, 3))
-    value, tensor = _scalar_argument("mnr_per_anchor", "scale", scale)
-    loss, _ = _per_anchor_forward(_rows(anchors), _rows(positives), _rows(negatives), value,
-                                  tensor, str(similarity), str(reduction), float(eps))
-    return _reduced(loss, reduction)
-
-
-# ---- MNR, in-batch with shared hard negatives --------------------------------------------------
-
-
-def _in_batch_params(anchors, candidates, hard_negatives, scale, similarity, symmetric, reduction,
-                     eps, allow_tf32, tile_rows, tile_cols, logits_dtype):
-    _require_dims("mnr_in_batch", anchors=(anchors, 2), candidates=(candidates, 2))
-    _require_one_dtype("mnr_in_batch", anchors=anchors, candidates=candidates)
-    return _options.in_batch_params(
-        anchors.shape[0], hard_negatives, anchors.shape[1], scale=scale, similarity=similarity,
-        symmetric=symmetric, reduction=reduction, eps=eps, allow_tf32=allow_tf32,
-        tile_rows=tile_rows, tile_cols=tile_cols, dtype=_dtype_name("mnr_in_batch", anchors),
-        logits_dtype=logits_dtype)
-
-
-@torch.library.custom_op("contrastive::mnr_in_batch_forward", mutates_args=())
-def _in_batch_forward(anchors: Tensor, candidates: Tensor, hard_negatives: int, scale: float,
-                      scale_tensor: Optional[Tensor], similarity: str, symmetric: bool,
-                      reduction: str, eps: float, allow_tf32: bool, tile_rows: int,
-                      tile_cols: int, logits_dtype: str) -> Tuple[Tensor, Tensor]:
-    p = _in_batch_params(anchors, candidates, hard_negatives, _host_value(scale, scale_tensor),
-                         similarity, symmetric, reduction, eps, allow_tf32, tile_rows, tile_cols,
-                         logits_dtype)
-    anchors, candidates = _for_binding(anchors, candidates)
-    with _launch("mnr_in_batch", anchors, candidates) as (handle, stream):
-        loss = anchors.new_empty(_loss_shape(reduction, anchors.shape[0]), dtype=torch.float32)
-        saved = _new_saved(_core.mnr_in_batch_saved_size(p), anchors.device)
-        workspace = _new_workspace(_core.mnr_in_batch_workspace_size(p), anchors.device)
-        _core.mnr_in_batch_forward(handle, p, anchors, candidates, loss, saved, workspace, stream)
-    return loss, saved
-
-
-@_in_batch_forward.register_fake
-def _(anchors, candidates, hard_negatives, scale, scale_tensor, similarity, symmetric, reduction,
-      eps, allow_tf32, tile_rows, tile_cols, logits_dtype):
-    loss = anchors.new_empty(_loss_shape(reduction, anchors.shape[0]), dtype=torch.float32)
-    saved = _fake_saved(anchors, (*anchors.shape, candidates.shape[0]),
-                        lambda: _core.mnr_in_batch_saved_size(_in_batch_params(
-                            anchors, candidates, hard_negatives, scale, similarity, symmetric,
-                            reduction, eps, allow_tf32, tile_rows, tile_cols, logits_dtype)))
-    return loss, saved
-
-
-@torch.library.custom_op("contrastive::mnr_in_batch_backward", mutates_args=())
-def _in_batch_backward(anchors: Tensor, candidates: Tensor, saved: Tensor, grad_loss: Tensor,
-                       hard_negatives: int, scale: float, scale_tensor: Optional[Tensor],
-                       similarity: str, symmetric: bool, reduction: str, eps: float,
-                       allow_tf32: bool, tile_rows: int, tile_cols: int, logits_dtype: str,
-                       need_anchors: bool, need_candidates: bool,
-                       need_scale: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    p = _in_batch_params(anchors, candidates, hard_negatives, _host_value(scale, scale_tensor),
-                         similarity, symmetric, reduction, eps, allow_tf32, tile_rows, tile_cols,
-                         logits_dtype)
-    anchors, candidates, saved, grad_loss = _for_binding(anchors, candidates, saved,
-                                                         grad_loss.contiguous())
-    with _launch("mnr_in_batch", anchors, candidates, saved, grad_loss) as (handle, stream):
-        grad_anchors = _gradient_buffer(anchors, need_anchors)
-        grad_candidates = _gradient_buffer(candidates, need_candidates)
-        grad_scale = _scalar_gradient_buffer(anchors, need_scale)
-        workspace = _new_workspace(_core.mnr_in_batch_workspace_size(p), anchors.device)
-        _core.mnr_in_batch_backward(
-            handle, p, anchors, candidates, saved, grad_loss,
-            grad_anchors if need_anchors else None, grad_candidates if need_candidates else None,
-            grad_scale if need_scale else None, workspace, stream)
-    return grad_anchors, grad_candidates, grad_scale
-
-
-@_in_batch_backward.register_fake
-def _(anchors, candidates, saved, grad_loss, hard_negatives, scale, scale_tensor, similarity,
-      symmetric, reduction, eps, allow_tf32, tile_rows, tile_cols, logits_dtype, need_anchors,
-      need_candidates, need_scale):
-    return (_gradient_buffer(anchors, need_anchors),
-            _gradient_buffer(candidates, need_candidates),
-            _scalar_gradient_buffer(anchors, need_scale))
-
-
-def _in_batch_setup_context(ctx, inputs, output):
-    anchors, candidates, hard_negatives, scale, scale_tensor, *options = inputs
-    _, saved = output
-    ctx.mark_non_differentiable(saved)
-    ctx.save_for_backward(anchors, candidates, saved, scale_tensor)
-    ctx.hard_negatives, ctx.scale, ctx.options = hard_negatives, scale, options
-
-
-def _in_batch_autograd(ctx, grad_loss, _grad_saved):
-    anchors, candidates, saved, scale_tensor = ctx.saved_tensors
-    need_anchors, need_candidates, _, _, need_scale = ctx.needs_input_grad[:5]
-    grad_anchors, grad_candidates, grad_scale = _in_batch_backward(
-        anchors, candidates, saved, grad_loss, ctx.hard_negatives, ctx.scale, scale_tensor,
-        *ctx.options, need_anchors, need_candidates, need_scale)
-    return (grad_anchors if need_anchors else None,
-            grad_candidates if need_candidates else None, None, None,
-            _scalar_gradient(grad_scale, scale_tensor) if need_scale else None,
-            *(None for _ in ctx.options))
-
-
-_in_batch_forward.register_autograd(_in_batch_autograd, setup_context=_in_batch_setup_context)
-
-
-def _hard_negative_blocks(anchors: Tensor, candidates: Tensor) -> int:
-    """K for candidates [P; N_1; ...; N_K] of (1 + K) B rows."""
-    batch, rows = anchors.shape[0], candidates.shape[0]
-    if batch < 1 or rows < batch or rows % batch != 0:
-        raise ValueError(f"mnr_in_batch: candidates must have (1 + K) * B rows for B = {batch} "
-                         f"anchors, got {rows}")
-    return rows // batch - 1
-
-
-def mnr_in_batch(anchors: Tensor, candidates: Tensor, *, hard_negatives: Optional[int] = None,
-                 scale: Scalar = 20.0, similarity: str = "cosine", symmetric: bool = False,
-                 reduction: str = "mean", eps: float = 1e-12, allow_tf32: bool = False,
-                 tile_rows: int = 0, tile_cols: int = 0, logits_dtype: str = "f32") -> Tensor:
-    """In-batch MNR (sentence-transformers' MultipleNegativesRankingLoss): anchors (B, D) against
-    candidates [P; N_1; ...; N_K] ((1 + K) B, D); anchor i's positive is candidate i and every
-    candidate is a negative of the other anchors. K is inferred from the shapes when not given.
-    symmetric=True adds the column direction over the positives
-    (MultipleNegativesSymmetricRankingLoss).
-
-    anchors and candidates are float32, float16 or bfloat16, both of one dtype; their gradients
-    have it too. logits_dtype="bf16" keeps the logits tile in bfloat16 ("f32", the default, in
-    float32).
-
-    Returns a 0-d float32 loss, or (B,) per-row losses with reduction="none".
-    """
-    _require_dims("mnr_in_batch", anchors=(anchors, 2), candidates=(candidates, 2))
-    if hard_negatives is None:
-        hard_negatives = _hard_negative_blocks(anchors, candidates)
-    value, tensor = _scalar_argument("mnr_in_batch", "scale", scale)
-    loss, _ = _in_batch_forward(_rows(anchors), _rows(candidates), int(hard_negatives), value,
-                                tensor, str(similarity), bool(symmetric), str(reduction),
-                                float(eps), bool(allow_tf32), int(tile_rows), int(tile_cols),
-                                str(logits_dtype))
-    return _reduced(loss, reduction)
-
-
-# ---- Repel ---------------------------------------------------------------------------------------
-
-
-def _repel_params(anchors, negatives, margin, reduction, mean_over_active, eps):
-    _require_dims("repel", anchors=(anchors, 2), negatives=(negatives, 3))
-    _require_one_dtype("repel", anchors=anchors, negatives=negatives)
-    return _options.repel_params(
-        anchors.shape[0], negatives.shape[1], anchors.shape[1], margin=margin,
-        reduction=reduction, mean_over_active=mean_over_active, eps=eps,
-        dtype=_dtype_name("repel", anchors))
-
-
-@torch.library.custom_op("contrastive::repel_forward", mutates_args=())
-def _repel_forward(anchors: Tensor, negatives: Tensor, margin: float, reduction: str,
-                   mean_over_active: bool, eps: float) -> Tuple[Tensor, Tensor]:
-    p = _repel_params(anchors, negatives, margin, reduction, mean_over_active, eps)
-    anchors, negatives = _for_binding(anchors, negatives)
-    with _launch("repel", anchors, negatives) as (handle, stream):
-        loss = anchors.new_empty(_loss_shape(reduction, *negatives.shape[:2]),
-                                 dtype=torch.float32)
-        saved = _new_saved(_core.repel_saved_size(p), anchors.device)
-        workspace = _new_workspace(_core.repel_workspace_size(p), anchors.device)
-        _core.repel_forward(handle, p, anchors, negatives, loss, saved, workspace, stream)
-    return loss, saved
-
-
-@_repel_forward.register_fake
-def _(anchors, negatives, margin, reduction, mean_over_active, eps):
-    loss = anchors.new_empty(_loss_shape(reduction, *negatives.shape[:2]), dtype=torch.float32)
-    saved = _fake_saved(anchors, (*anchors.shape, *negatives.shape),
-                        lambda: _core.repel_saved_size(_repel_params(
-                            anchors, negatives, margin, reduction, mean_over_active, eps)))
-    return loss, saved
-
-
-@torch.library.custom_op("contrastive::repel_backward", mutates_args=())
-def _repel_backward(anchors: Tensor, negatives: Tensor, saved: Tensor, grad_loss: Tensor,
-                    margin: float, reduction: str, mean_over_active: bool, eps: float,
-                    need_anchors: bool, need_negatives: bool) -> Tuple[Tensor, Tensor]:
-    p = _repel_params(anchors, negatives, margin, reduction, mean_over_active, eps)
-    anchors, negatives, saved, grad_loss = _for_binding(anchors, negatives, saved,
-                                                        grad_loss.contiguous())
-    with _launch("repel", anchors, negatives, saved, grad_loss) as (handle, stream):
-        grad_anchors = _gradient_buffer(anchors, need_anchors)
-        grad_negatives = _gradient_buffer(negatives, need_negatives)
-        workspace = _new_workspace(_core.repel_workspace_size(p), anchors.device)
-        _core.repel_backward(handle, p, anchors, negatives, saved, grad_loss,
-                             grad_anchors if need_anchors else None,
-                             grad_negatives if need_negatives else None, workspace, stream)
-    return grad_anchors, grad_negatives
-
-
-@_repel_backward.register_fake
-def _(anchors, negatives, saved, grad_loss, margin, reduction, mean_over_active, eps, need_anchors,
-      need_negatives):
-    return _gradient_buffer(anchors, need_anchors), _gradient_buffer(negatives, need_negatives)
-
-
-def _repel_setup_context(ctx, inputs, output):
-    anchors, negatives, *options = inputs
-    _, saved = output
-    ctx.mark_non_differentiable(saved)
-    ctx.save_for_backward(anchors, negatives, saved)
-    ctx.options = options
-
-
-def _repel_autograd(ctx, grad_loss, _grad_saved):
-    anchors, negatives, saved = ctx.saved_tensors
-    need_anchors, need_negatives = ctx.needs_input_grad[:2]
-    grad_anchors, grad_negatives = _repel_backward(anchors, negatives, saved, grad_loss,
-                                                   *ctx.options, need_anchors, need_negatives)
-    return (grad_anchors if need_anchors else None, grad_negatives if need_negatives else None,
-            *(None for _ in ctx.options))
-
-
-_repel_forward.register_autograd(_repel_autograd, setup_context=_repel_setup_context)
-
-
-def repel(anchors: Tensor, negatives: Tensor, *, margin: float = 0.3, reduction: str = "mean",
-          mean_over_active: bool = False, eps: float = 1e-12) -> Tensor:
-    """Repel (the seed notebook's repel_loss): anchors (B, D), negatives (B, N, D), the mean of
-    max(cos(anchor_b, negative_bn) - margin, 0); with mean_over_active the mean over the terms
-    above the margin (0 when none is). The inputs are float32, float16 or bfloat16, both of one
-    dtype; their gradients have it too.
-
-    Returns a 0-d float32 loss, or the (B, N) terms with reduction="none". The margin is a float
-    (the library has no gradient for it).
-    """
-    _require_dims("repel", anchors=(anchors, 2), negatives=(negatives, 3))
-    loss, _ = _repel_forward(_rows(anchors), _rows(negatives), float(margin), str(reduction),
-                             bool(mean_over_active), float(eps))
-    return _reduced(loss, reduction)
+# ---- The operators, built from each loss's description ------------------------------------------
+#
+# Each loss is two custom operators. Their arguments, in order:
+#   <loss>_forward(*inputs, *counts, [scalar, scalar_tensor], *options) -> (loss, saved)
+#   <loss>_backward(*inputs, saved, grad_loss, *counts, [scalar, scalar_tensor], *options,
+#                   *need_<input>, [need_<scalar>]) -> (*grad_<input>, [grad_<scalar>])
+# where [scalar, scalar_tensor] is the temperature or scale as a float and, when it is a tensor,
+# the tensor itself (its value is then read in the call; the float is a stand-in for size queries).
+
+
+def _op_signature(loss: _losses.Description, backward: bool) -> inspect.Signature:
+    """The operator's Python signature, from which torch.library infers its schema."""
+    def parameter(name, annotation):
+        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 annotation=annotation)
+
+    parameters = [parameter(spec.name, Tensor) for spec in loss.inputs]
+    if backward:
+        parameters += [parameter("saved", Tensor), parameter("grad_loss", Tensor)]
+    parameters += [parameter(count.name, int) for count in loss.counts]
+    if loss.scalar:
+        parameters += [parameter(loss.scalar.name, float),
+                       parameter(f"{loss.scalar.name}_tensor", Optional[Tensor])]
+    parameters += [parameter(option.name, option.type) for option in loss.options]
+    if not backward:
+        return inspect.Signature(parameters, return_annotation=Tuple[Tensor, Tensor])
+    differentiable = [spec.name for spec in loss.inputs] + ([loss.scalar.name] if loss.scalar
+                                                            else [])
+    parameters += [parameter(f"need_{name}", bool) for name in differentiable]
+    return inspect.Signature(parameters,
+                             return_annotation=Tuple[(Tensor,) * len(differentiable)])
+
+
+class _Arguments(NamedTuple):
+    """An operator's arguments split by role (see the table above)."""
+    inputs: Tuple[Tensor, ...]
+    counts: Tuple[int, ...]
+    scalar: float  # the stand-in when a tensor is given; unused without a scalar
+    scalar_tensor: Optional[Tensor]
+    options: Tuple
+    needs: Tuple[bool, ...] = ()
+
+    @staticmethod
+    def split(loss: _losses.Description, args: Sequence, backward: bool = False):
+        """(arguments, saved, grad_loss) of an operator call; saved and grad_loss are None for
+        forward."""
+        args = list(args)
+        inputs = tuple(args[:len(loss.inputs)])
+        del args[:len(loss.inputs)]
+        saved = grad_loss = None
+        if backward:
+            saved, grad_loss = args[0], args[1]
+            del args[:2]
+        counts = tuple(args[:len(loss.counts)])
+        del args[:len(loss.counts)]
+        scalar, scalar_tensor = (args[0], args[1]) if loss.scalar else (None, None)
+        del args[:2 if loss.scalar else 0]
+        options = tuple(args[:len(loss.options)])
+        needs = tuple(args[len(loss.options):])
+        return _Arguments(inputs, counts, scalar, scalar_tensor, options, needs), saved, grad_loss
+
+    def scalar_args(self) -> Tuple:
+        return () if self.scalar is None else (self.scalar, self.scalar_tensor)
+
+
+def _checked_shapes(loss: _losses.Description, a: _Arguments) -> Tuple:
+    """The inputs' dimensions, dtype and shapes agree; the shapes."""
+    _require_dims(loss.name, **{spec.name: (x, spec.dims) for spec, x in zip(loss.inputs,
+                                                                              a.inputs)})
+    _require_one_dtype(loss.name, **{spec.name: x for spec, x in zip(loss.inputs, a.inputs)})
+    shapes = tuple(tuple(x.shape) for x in a.inputs)
+    if all(isinstance(size, int) for shape in shapes for size in shape):
+        loss.check_shapes(loss.name, shapes, a.counts)
+    else:  # symbolic sizes (dynamic shapes): one D, without guards on the counts
+        loss.check_shapes(loss.name, shapes)
+    return shapes
+
+
+def _params(loss: _losses.Description, a: _Arguments, scalar: Optional[float]):
+    """The library's params for an operator call, the scalar's value given."""
+    shapes = _checked_shapes(loss, a)
+    options = dict(zip((option.name for option in loss.options), a.options))
+    if loss.scalar:
+        options[loss.scalar.name] = scalar
+    return loss.params(shapes, *a.counts, dtype=_dtype_name(loss.name, a.inputs[0]), **options)
+
+
+def _reduction(loss: _losses.Description, a: _Arguments) -> str:
+    return a.options[[option.name for option in loss.options].index("reduction")]
+
+
+def _loss_buffer(loss: _losses.Description, a: _Arguments) -> Tensor:
+    shape = loss.per_term([x.shape for x in a.inputs]) if _reduction(loss, a) == "none" else (1,)
+    return a.inputs[0].new_empty(shape, dtype=torch.float32)
+
+
+def _define_operators(loss: _losses.Description):
+    """<loss>_forward and <loss>_backward with their fake implementations, joined by autograd."""
+
+    def forward(*args):
+        a, _, _ = _Arguments.split(loss, args)
+        p = _params(loss, a, _host_value(a.scalar, a.scalar_tensor) if loss.scalar else None)
+        inputs = _for_binding(*a.inputs)
+        with _launch(loss.name, *inputs) as (handle, stream):
+            values = _loss_buffer(loss, a)
+            saved = _new_saved(loss.saved_size(p), inputs[0].device)
+            workspace = _new_workspace(loss.workspace_size(p), inputs[0].device)
+            loss.forward(handle, p, *inputs, values, saved, workspace, stream)
+        return values, saved
+
+    def forward_fake(*args):
+        a, _, _ = _Arguments.split(loss, args)
+        shapes = _checked_shapes(loss, a)
+        sizes = (*(size for shape in shapes for size in shape), *a.counts)
+        saved = _fake_saved(a.inputs[0], sizes, lambda: loss.saved_size(_params(loss, a,
+                                                                                 a.scalar)))
+        return _loss_buffer(loss, a), saved
+
+    def backward(*args):
+        a, saved, grad_loss = _Arguments.split(loss, args, backward=True)
+        p = _params(loss, a, _host_value(a.scalar, a.scalar_tensor) if loss.scalar else None)
+        *inputs, saved, grad_loss = _for_binding(*a.inputs, saved, grad_loss.contiguous())
+        with _launch(loss.name, *inputs, saved, grad_loss) as (handle, stream):
+            grads = [_gradient_buffer(x, need) for x, need in zip(inputs, a.needs)]
+            if loss.scalar:
+                grads.append(_scalar_gradient_buffer(inputs[0], a.needs[-1]))
+            workspace = _new_workspace(loss.workspace_size(p), inputs[0].device)
+            loss.backward(handle, p, *inputs, saved, grad_loss,
+                          *(grad if need else None for grad, need in zip(grads, a.needs)),
+                          workspace, stream)
+        return tuple(grads)
+
+    def backward_fake(*args):
+        a, _, _ = _Arguments.split(loss, args, backward=True)
+        _checked_shapes(loss, a)
+        grads = [_gradient_buffer(x, need) for x, need in zip(a.inputs, a.needs)]
+        if loss.scalar:
+            grads.append(_scalar_gradient_buffer(a.inputs[0], a.needs[-1]))
+        return tuple(grads)
+
+    def setup_context(ctx, inputs, output):
+        a, _, _ = _Arguments.split(loss, inputs)
+        _, saved = output
+        ctx.mark_non_differentiable(saved)
+        ctx.save_for_backward(*a.inputs, saved, a.scalar_tensor)
+        ctx.counts, ctx.scalar, ctx.options = a.counts, a.scalar, a.options
+
+    def autograd(ctx, grad_loss, _grad_saved):
+        *inputs, saved, scalar_tensor = ctx.saved_tensors
+        count = len(inputs)
+        needs = list(ctx.needs_input_grad[:count])
+        scalar_args = ()
+        if loss.scalar:
+            scalar_args = (ctx.scalar, scalar_tensor)
+            needs.append(ctx.needs_input_grad[count + len(ctx.counts) + 1])
+        grads = backward_op(*inputs, saved, grad_loss, *ctx.counts, *scalar_args, *ctx.options,
+                            *needs)
+        result = [grad if need else None for grad, need in zip(grads[:count], needs)]
+        result += [None] * len(ctx.counts)
+        if loss.scalar:
+            result += [None, _scalar_gradient(grads[-1], scalar_tensor) if needs[-1] else None]
+        return (*result, *(None for _ in ctx.options))
+
+    for function, name, is_backward in ((forward, "forward", False),
+                                        (backward, "backward", True)):
+        function.__name__ = f"{loss.name}_{name}"
+        function.__signature__ = _op_signature(loss, is_backward)
+    forward_op = torch.library.custom_op(f"contrastive::{loss.name}_forward", forward,
+                                         mutates_args=())
+    backward_op = torch.library.custom_op(f"contrastive::{loss.name}_backward", backward,
+                                          mutates_args=())
+    forward_op.register_fake(forward_fake)
+    backward_op.register_fake(backward_fake)
+    forward_op.register_autograd(autograd, setup_context=setup_context)
+    return forward_op
+
+
+def _require_tensors(call: str, names: Sequence[str], inputs: Sequence) -> None:
+    for name, x in zip(names, inputs):
+        if not isinstance(x, Tensor):
+            kind = type(x).__module__ + "." + type(x).__qualname__
+            raise TypeError(f"{call}: {name} must be a torch.Tensor on a CUDA device, got {kind}"
+                            + (" (for NumPy arrays, contrastive.reference computes the float64 "
+                               "reference on the CPU)" if kind == "numpy.ndarray" else ""))
+
+
+def _define_function(loss: _losses.Description):
+    """The public function: inputs positional, every option a keyword with the loss's default."""
+    operator = _define_operators(loss)
+    names = [spec.name for spec in loss.inputs]
+    keywords = {**{count.name: None for count in loss.counts}, **loss.defaults()}
+
+    def function(*inputs: Tensor, **given) -> Tensor:
+        if len(inputs) != len(names):
+            raise TypeError(f"{loss.name}() takes {len(names)} inputs ({', '.join(names)}), got "
+                            f"{len(inputs)}")
+        for key in given:
+            if key not in keywords:
+                raise TypeError(f"{loss.name}() got an unexpected keyword argument {key!r}")
+        values = {**keywords, **given}
+        _require_tensors(loss.name, names, inputs)
+        _require_dims(loss.name, **{spec.name: (x, spec.dims) for spec, x in zip(loss.inputs,
+                                                                                  inputs)})
+        shapes = tuple(tuple(x.shape) for x in inputs)
+        counts = loss.infer_counts(loss.name, shapes, values)
+        scalar_args = ()
+        if loss.scalar:
+            scalar_args = _scalar_argument(loss.name, loss.scalar.name, values[loss.scalar.name])
+        options = tuple(option.type(values[option.name]) for option in loss.options)
+        value, _ = operator(*(_rows(x) for x in inputs), *counts, *scalar_args, *options)
+        return _reduced(value, str(values["reduction"]))
+
+    parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY, annotation=Tensor)
+                  for name in names]
+    parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                   for name, default in keywords.items()]
+    function.__signature__ = inspect.Signature(parameters, return_annotation=Tensor)
+    function.__name__ = function.__qualname__ = loss.name
+    function.__module__ = __name__
+    scalar_note = (f" {loss.scalar.name} is a float, or a one-element tensor that receives its "
+                   f"gradient." if loss.scalar else "")
+    function.__doc__ = (
+        f"{loss.summary}\n\nThe inputs are CUDA tensors of one dtype, float32, float16 or "
+        f"bfloat16; their gradients have it too.{scalar_note} Returns a 0-d float32 loss, or "
+        f"the per-term losses with reduction=\"none\".")
+    return function
+
+
+infonce = _define_function(_losses.INFONCE)
+mnr_per_anchor = _define_function(_losses.MNR_PER_ANCHOR)
+mnr_in_batch = _define_function(_losses.MNR_IN_BATCH)
+repel = _define_function(_losses.REPEL)
 
 
 # ---- Modules -------------------------------------------------------------------------------------
@@ -641,6 +419,21 @@ def repel(anchors: Tensor, negatives: Tensor, *, margin: float = 0.3, reduction:
 
 def _describe(value: Scalar) -> str:
     return "<tensor>" if isinstance(value, Tensor) else repr(value)
+
+
+def _validate(loss: _losses.Description, **values) -> None:
+    """The library's check of the values a module is given, at construction (a tensor's value is
+    read once): a bad temperature, scale or margin fails here, not at the first batch."""
+    for name, value in list(values.items()):
+        if isinstance(value, Tensor):
+            if value.numel() != 1:
+                raise ValueError(f"{loss.name}: {name} must be a float or a one-element tensor, "
+                                 f"got a tensor of shape {tuple(value.shape)}")
+            if value.is_meta:  # no value to read: checked when the loss runs
+                del values[name]
+            else:
+                values[name] = float(value.detach().reshape(()))
+    loss.validate(**values)
 
 
 def _as_parameter(value: Scalar) -> nn.Parameter:
@@ -664,6 +457,8 @@ class InfoNCELoss(nn.Module):
                  allow_tf32: bool = False, tile_rows: int = 0, tile_cols: int = 0,
                  logits_dtype: str = "f32"):
         super().__init__()
+        _validate(_losses.INFONCE, temperature=temperature, similarity=similarity,
+                  reduction=reduction, eps=eps)
         self.temperature = _as_parameter(temperature) if learnable_temperature else temperature
         self.symmetric, self.similarity, self.reduction = symmetric, similarity, reduction
         self.positive_offset, self.eps, self.allow_tf32 = positive_offset, eps, allow_tf32
@@ -694,6 +489,8 @@ class MultipleNegativesRankingLoss(nn.Module):
                  allow_tf32: bool = False, tile_rows: int = 0, tile_cols: int = 0,
                  logits_dtype: str = "f32"):
         super().__init__()
+        _validate(_losses.MNR_IN_BATCH, scale=scale, similarity=similarity, reduction=reduction,
+                  eps=eps)
         self.scale, self.similarity, self.symmetric = scale, similarity, symmetric
         self.reduction, self.eps, self.allow_tf32 = reduction, eps, allow_tf32
         self.tile_rows, self.tile_cols, self.logits_dtype = tile_rows, tile_cols, logits_dtype
@@ -718,12 +515,15 @@ class MultipleNegativesRankingLoss(nn.Module):
 
 
 class PerAnchorMNRLoss(nn.Module):
-    """MNR with per-anchor negatives (the seed notebook's mnr_loss, batched):
+    """MNR with per-anchor negatives (each anchor's softmax over its positive and its own n
+    negatives):
     loss(anchors (B, D), positives (B, D), negatives (B, n, D))."""
 
     def __init__(self, scale: Scalar = 1.0, similarity: str = "dot", *, reduction: str = "mean",
                  eps: float = 1e-12):
         super().__init__()
+        _validate(_losses.MNR_PER_ANCHOR, scale=scale, similarity=similarity,
+                  reduction=reduction, eps=eps)
         self.scale, self.similarity, self.reduction, self.eps = scale, similarity, reduction, eps
 
     def forward(self, anchors: Tensor, positives: Tensor, negatives: Tensor) -> Tensor:
@@ -736,12 +536,14 @@ class PerAnchorMNRLoss(nn.Module):
 
 
 class RepelLoss(nn.Module):
-    """The seed notebook's repel_loss: loss(anchors (B, D), negatives (B, N, D)), the mean of
+    """Repel: loss(anchors (B, D), negatives (B, N, D)), the mean of
     max(cos - margin, 0) over the B N pairs (or over the active ones with mean_over_active)."""
 
     def __init__(self, margin: float = 0.3, *, reduction: str = "mean",
                  mean_over_active: bool = False, eps: float = 1e-12):
         super().__init__()
+        _validate(_losses.REPEL, margin=margin, reduction=reduction,
+                  mean_over_active=mean_over_active, eps=eps)
         self.margin, self.reduction = margin, reduction
         self.mean_over_active, self.eps = mean_over_active, eps
 

@@ -79,7 +79,8 @@ def cuda():
     keep = []
 
     def make(shape_or_view, dtype=np.float32):
-        view = shape_or_view if isinstance(shape_or_view, np.ndarray) else np.zeros(shape_or_view, dtype)
+        view = (shape_or_view if isinstance(shape_or_view, np.ndarray)
+                else np.zeros(shape_or_view, dtype))
         array = FakeCudaArray(view)
         keep.append(array)
         return array

@@ -143,8 +143,8 @@ def test_matches_the_reference(framework, case):
                  "forward-only loss")
 
 
-def test_the_seed_notebooks_mnr_example(framework):
-    np.random.seed(42)  # the notebook's inputs
+def test_the_demos_mnr_example_gives_1_6965(framework):
+    np.random.seed(42)  # the demo's MNR inputs
     anchor, positive, negatives = np.random.rand(4), np.random.rand(4), np.random.rand(3, 4)
     loss = framework.layer.mnr_per_anchor(framework.to_device(anchor[None]),
                                           framework.to_device(positive[None]),

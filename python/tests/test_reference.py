@@ -23,7 +23,7 @@ def reduce(values, reduction):
     return {"mean": np.mean, "sum": np.sum}[reduction](values) if reduction != "none" else values
 
 
-# ---- NumPy definitions ----------------------------------------------------------------------------
+# ---- NumPy definitions ---------------------------------------------------------------------------
 
 def numpy_infonce(q, k, temperature, similarity, symmetric, reduction, offset=0):
     qh, kh = (normalize(q), normalize(k)) if similarity == "cosine" else (q, k)
@@ -70,7 +70,7 @@ def weighted(values, upstream):
     return float(np.sum(np.atleast_1d(values) * upstream))
 
 
-# ---- InfoNCE ----------------------------------------------------------------------------------------
+# ---- InfoNCE -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -91,8 +91,8 @@ def test_infonce(similarity, symmetric, reduction):
     np.testing.assert_allclose(out["grad_k"], central_differences(objective, k), atol=1e-6)
 
 
-def test_infonce_seed_notebook():
-    np.random.seed(0)  # the notebook's demo 3
+def test_infonce_demo_example():
+    np.random.seed(0)  # the demo's InfoNCE inputs
     z1 = np.random.randn(6, 8)
     z2 = z1 + 0.1 * np.random.randn(6, 8)
     out = reference.infonce(z1, z2, temperature=0.1)
@@ -102,7 +102,7 @@ def test_infonce_seed_notebook():
     assert out["loss"][0] == pytest.approx(0.0287133, abs=1e-7)
 
 
-# ---- MNR ----------------------------------------------------------------------------------------------
+# ---- MNR -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("similarity", ["dot", "cosine"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -124,8 +124,8 @@ def test_mnr_per_anchor(similarity, reduction):
                                central_differences(objective, neg).reshape(b * n, d), atol=1e-6)
 
 
-def test_mnr_seed_notebook():
-    np.random.seed(42)  # the notebook's demo 1
+def test_mnr_demo_example():
+    np.random.seed(42)  # the demo's MNR inputs
     anchor, positive, negatives = np.random.rand(4), np.random.rand(4), np.random.rand(3, 4)
     out = reference.mnr_per_anchor(anchor[None], positive[None], negatives[None])
     assert f"MNR Loss = {out['loss'][0]:.4f}" == "MNR Loss = 1.6965"
@@ -143,7 +143,7 @@ def test_mnr_in_batch(hard_negatives, symmetric):
     assert out["grad_candidates"].shape == candidates.shape
 
 
-# ---- Repel ------------------------------------------------------------------------------------------
+# ---- Repel ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("reduction,mean_over_active", [("mean", False), ("sum", False),
                                                         ("none", False), ("mean", True)])

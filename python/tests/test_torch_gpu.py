@@ -111,7 +111,7 @@ def plain_mnr_in_batch(anchors, candidates, scale, similarity="cosine", symmetri
 
 def plain_repel(user_embedding, neg_item_embeddings, margin=0.3, reduction="mean",
                 mean_over_active=False):
-    """The seed notebook's repel_loss, with the library's other reductions."""
+    """Repel as a few lines of PyTorch compute it, with the library's other reductions."""
     user = F.normalize(user_embedding, dim=-1).unsqueeze(1)  # [B, 1, D]
     neg_items = F.normalize(neg_item_embeddings, dim=-1)  # [B, N, D]
     sim_scores = torch.bmm(user, neg_items.transpose(1, 2)).squeeze(1)  # [B, N]
@@ -229,7 +229,7 @@ def test_a_float_temperature_and_the_defaults():
     assert_close(loss, plain_infonce(q.double(), k.double(), 0.1), LOSS_RTOL, LOSS_ATOL, "loss")
 
 
-def test_the_seed_notebooks_mnr_example():
+def test_the_demos_mnr_example_gives_1_6965():
     anchor = torch.tensor([[0.37454012, 0.95071431, 0.73199394, 0.59865848]], device=DEVICE)
     positive = torch.tensor([[0.15601864, 0.15599452, 0.05808361, 0.86617615]], device=DEVICE)
     negatives = torch.tensor([[[0.60111501, 0.70807258, 0.02058449, 0.96990985],

@@ -41,13 +41,14 @@ def test_valid_arguments_stop_at_the_empty_handle(cuda, empty):
         infonce_call(cuda, empty, _options.infonce_params(4, 6, 8))
 
 
-# ---- The library's own checks ----------------------------------------------------------------------
+# ---- The library's own checks --------------------------------------------------------------------
 
 @pytest.mark.parametrize("change,message", [
     (dict(temperature=-1.0), "infonce: temperature must be finite and > 0, got -1"),
     (dict(temperature=0.0), "infonce: temperature must be finite and > 0, got 0"),
     (dict(temperature=float("nan")), "infonce: temperature must be finite and > 0, got nan"),
-    (dict(positive_offset=3), r"infonce: positive_offset must be in \[0, M - B\] = \[0, 2\], got 3"),
+    (dict(positive_offset=3),
+     r"infonce: positive_offset must be in \[0, M - B\] = \[0, 2\], got 3"),
 ])
 def test_infonce_bad_values(cuda, empty, change, message):
     params = _options.infonce_params(4, 6, 8, **change)
@@ -58,11 +59,14 @@ def test_infonce_bad_values(cuda, empty, change, message):
 
 
 def test_sizes_are_checked_by_the_library():
-    with pytest.raises(ValueError, match=r"^infonce: num_keys \(M = 2\) must be >= batch \(B = 4\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^infonce: num_keys \(M = 2\) must be >= batch \(B = 4\)$"):
         _core.infonce_workspace_size(_options.infonce_params(4, 2, 8))
-    with pytest.raises(ValueError, match=r"^mnr \(per-anchor\): negatives \(n\) must be >= 1, got 0$"):
+    with pytest.raises(ValueError,
+                       match=r"^mnr \(per-anchor\): negatives \(n\) must be >= 1, got 0$"):
         _core.mnr_per_anchor_saved_size(_options.per_anchor_params(4, 0, 8))
-    with pytest.raises(ValueError, match=r"^mnr \(in-batch\): hard_negatives \(K\) must be >= 0, got -1$"):
+    with pytest.raises(ValueError,
+                       match=r"^mnr \(in-batch\): hard_negatives \(K\) must be >= 0, got -1$"):
         _core.mnr_in_batch_check(_options.in_batch_params(4, -1, 8))
     with pytest.raises(ValueError, match="^repel: margin must be finite, got nan$"):
         _core.repel_check(_options.repel_params(4, 3, 8, margin=float("nan")))
@@ -88,7 +92,7 @@ def test_unknown_option_names():
         _options.per_anchor_params(4, 2, 8, similarity="l2")
 
 
-# ---- The binding's checks of each array ------------------------------------------------------------
+# ---- The binding's checks of each array ----------------------------------------------------------
 
 def test_wrong_device(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
@@ -104,16 +108,19 @@ def test_wrong_dtype(cuda, empty):
 
 def test_wrong_shape(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
-    with pytest.raises(ValueError, match=r"^infonce.forward: q must have shape \(4, 8\), got \(4, 7\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^infonce.forward: q must have shape \(4, 8\), got \(4, 7\)$"):
         infonce_call(cuda, empty, params, q=cuda((4, 7)))
-    with pytest.raises(ValueError, match=r"^infonce.forward: loss must hold 1 values, got shape \(4,\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^infonce.forward: loss must hold 1 values, got shape \(4,\)$"):
         infonce_call(cuda, empty, params, loss=cuda((4,)))
 
 
 def test_non_contiguous_last_dimension(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
     transposed = np.zeros((8, 4), np.float32).T
-    with pytest.raises(ValueError, match="^infonce.forward: q must be contiguous along its last dimension$"):
+    with pytest.raises(ValueError,
+                       match="^infonce.forward: q must be contiguous along its last dimension$"):
         infonce_call(cuda, empty, params, q=cuda(transposed))
 
 
@@ -128,14 +135,16 @@ def test_row_sliced_views_are_accepted(cuda, empty):
 
 def test_saved_too_small(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
-    with pytest.raises(ValueError, match=r"^infonce.forward: saved has 8 bytes, saved_size\(\) asks for \d+$"):
+    with pytest.raises(ValueError,
+                       match=r"^infonce.forward: saved has 8 bytes, saved_size\(\) asks for \d+$"):
         infonce_call(cuda, empty, params, saved=cuda((8,), np.uint8))
 
 
 def test_workspace_too_small_is_the_librarys_message(cuda, empty):
     params = _options.infonce_params(4, 4, 8)
     needed = _core.infonce_workspace_size(params)
-    with pytest.raises(ValueError, match=rf"^infonce::forward: workspace of {needed - 1} bytes is too small"):
+    with pytest.raises(ValueError,
+                       match=rf"^infonce::forward: workspace of {needed - 1} bytes is too small"):
         infonce_call(cuda, empty, params, workspace=cuda((needed - 1,), np.uint8))
 
 
@@ -147,14 +156,16 @@ def test_per_anchor_negatives_in_either_shape(cuda, empty):
     for negatives in (cuda((3, 2, 4)), cuda((6, 4))):
         with pytest.raises(RuntimeError, match="^handle is empty"):
             _core.mnr_per_anchor_forward(empty, params, negatives=negatives, **common)
-    with pytest.raises(ValueError, match=r"must have shape \(6, 4\) or \(3, 2, 4\), got \(2, 3, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"must have shape \(6, 4\) or \(3, 2, 4\), got \(2, 3, 4\)"):
         _core.mnr_per_anchor_forward(empty, params, negatives=cuda((2, 3, 4)), **common)
 
 
 def test_gradients_all_skipped(cuda, empty):
     params = _options.repel_params(2, 3, 4)
     workspace = cuda((_core.repel_workspace_size(params),), np.uint8)
-    with pytest.raises(ValueError, match="grad_anchors and grad_negatives are both null: nothing to compute"):
+    with pytest.raises(ValueError,
+                       match="grad_anchors and grad_negatives are both null: nothing to compute"):
         _core.repel_backward(empty, params, cuda((2, 4)), cuda((2, 3, 4)), cuda((1,)), None, None,
                              None, workspace, 0)
 
@@ -166,7 +177,7 @@ def test_no_crash_on_garbage_arguments(empty):
         _core.infonce_check(None)
 
 
-# ---- 16-bit inputs and the logits tile's dtype -----------------------------------------------------
+# ---- 16-bit inputs and the logits tile's dtype ---------------------------------------------------
 
 def test_logits_dtype_names():
     assert _options.infonce_params(4, 4, 8).logits_dtype == _core.DType.f32
@@ -180,7 +191,8 @@ def test_logits_dtype_names():
     _core.infonce_check(_options.infonce_params(4, 4, 8, dtype="bf16", logits_dtype="bf16"))
     _core.mnr_in_batch_check(_options.in_batch_params(4, 1, 8, dtype="bf16", logits_dtype="bf16"))
     with pytest.raises(TypeError, match=r"^mnr \(in-batch\): a bf16 logits tile needs bf16 inputs"):
-        _core.mnr_in_batch_check(_options.in_batch_params(4, 1, 8, dtype="f16", logits_dtype="bf16"))
+        _core.mnr_in_batch_check(
+            _options.in_batch_params(4, 1, 8, dtype="f16", logits_dtype="bf16"))
 
 
 def half(cuda, shape, dtype):
@@ -195,7 +207,8 @@ def half(cuda, shape, dtype):
 def test_half_precision_arrays_pass_the_bindings_checks(cuda, empty, dtype):
     """Inputs and gradients in the params' dtype, the loss and the temperature's gradient float32:
     the call reaches the handle check. Anything else is a TypeError naming the array."""
-    params = _options.infonce_params(4, 6, 8, dtype=dtype, logits_dtype=dtype if dtype == "bf16" else "f32")
+    params = _options.infonce_params(4, 6, 8, dtype=dtype,
+                                     logits_dtype=dtype if dtype == "bf16" else "f32")
     label = {"f16": "float16", "bf16": "bfloat16"}[dtype]
     other = "bf16" if dtype == "f16" else "f16"
 
@@ -300,3 +313,189 @@ def test_tiling_options():
         _options.infonce_params(4, 4, 8, tiling="blocked")
     with pytest.raises(ValueError, match="^workspace_budget must be >= 0"):
         _options.infonce_params(4, 4, 8, workspace_budget=-1)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda ct: ct.InfoNCELoss(temperature=-1.0),
+     "^infonce: temperature must be finite and > 0, got -1$"),
+    (lambda ct: ct.InfoNCELoss(similarity="l2"), "^similarity must be one of"),
+    (lambda ct: ct.MultipleNegativesRankingLoss(scale=0.0),
+     r"^mnr \(in-batch\): scale must be finite and > 0, got 0$"),
+    (lambda ct: ct.PerAnchorMNRLoss(scale=float("inf")),
+     r"^mnr \(per-anchor\): scale must be finite and > 0, got inf$"),
+    (lambda ct: ct.RepelLoss(margin=float("nan")), "^repel: margin must be finite, got nan$"),
+    (lambda ct: ct.RepelLoss(reduction="avg"), "^reduction must be one of"),
+])
+def test_torch_modules_check_their_values_when_constructed(make, message):
+    pytest.importorskip("torch")
+    from contrastive import torch as ct
+    with pytest.raises(ValueError, match=message):
+        make(ct)
+
+
+def test_torch_learnable_values_are_checked_and_kept():
+    torch = pytest.importorskip("torch")
+    from contrastive import torch as ct
+    with pytest.raises(ValueError, match="^infonce: temperature must be finite and > 0"):
+        ct.InfoNCELoss(temperature=torch.tensor(-0.5), learnable_temperature=True)
+    module = ct.InfoNCELoss(temperature=0.05, learnable_temperature=True)
+    assert isinstance(module.temperature, torch.nn.Parameter)
+    assert float(module.temperature.detach()) == pytest.approx(0.05)
+
+
+def test_torch_inputs_of_the_wrong_kind_are_type_errors():
+    torch = pytest.importorskip("torch")
+    from contrastive import torch as ct
+    with pytest.raises(TypeError, match=r"^infonce: q must be a torch\.Tensor on a CUDA device, "
+                                        r"got numpy\.ndarray \(for NumPy arrays, "
+                                        r"contrastive\.reference"):
+        ct.infonce(np.zeros((4, 8), np.float32), np.zeros((4, 8), np.float32))
+    with pytest.raises(TypeError, match=r"^repel: negatives must be a torch\.Tensor .* got "
+                                        r"builtins\.list$"):
+        ct.repel(torch.zeros(2, 4), [[0.0]])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'temprature'"):
+        ct.infonce(torch.zeros(4, 8), torch.zeros(4, 8), temprature=0.1)
+
+
+def test_torch_cpu_tensors_say_where_cpu_results_come_from():
+    torch = pytest.importorskip("torch")
+    from contrastive import torch as ct
+    with pytest.raises(ValueError, match=r"^infonce: inputs must be on a CUDA device, got cpu "
+                                         r"\(.*contrastive\.reference"):
+        ct.infonce(torch.zeros(4, 8), torch.zeros(4, 8))
+
+
+def test_torch_fake_implementations_check_shapes():
+    """The fake (meta) implementations, which torch.compile traces, reject what the library
+    would: one D across the inputs, one B where the rows are the batch."""
+    torch = pytest.importorskip("torch")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    import contrastive.torch  # noqa: F401  (registers the operators)
+    ops = torch.ops.contrastive
+    options = ("cosine", False, "mean", 0, 1e-12, False, 0, 0, "f32")
+    with FakeTensorMode():
+        q = torch.empty(4, 8, device="cuda")
+        loss, saved = ops.infonce_forward(q, torch.empty(6, 8, device="cuda"), 0.1, None,
+                                          *options)
+        assert tuple(loss.shape) == (1,) and saved.dtype == torch.float32
+        with pytest.raises(ValueError, match="^infonce: q and k must have one D"):
+            ops.infonce_forward(q, torch.empty(6, 7, device="cuda"), 0.1, None, *options)
+        with pytest.raises(ValueError, match="^repel: anchors and negatives must have one B"):
+            ops.repel_forward(q, torch.empty(3, 2, 8, device="cuda"), 0.3, "mean", False, 1e-12)
+        grads = ops.mnr_per_anchor_backward(
+            q, q, torch.empty(4, 3, 8, device="cuda"), saved, loss, 1.0, None, "dot", "mean",
+            1e-12, True, False, True, True)
+        assert [tuple(g.shape) for g in grads] == [(4, 8), (0,), (4, 3, 8), (1,)]
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_torch_functions_compile_into_one_graph_on_meta_tensors(dynamic):
+    """Every function and a module traced by torch.compile(fullgraph=True) without a graph break,
+    forward and backward, through the fake implementations (meta tensors: no GPU needed)."""
+    torch = pytest.importorskip("torch")
+    from contrastive import torch as ct
+    module = ct.MultipleNegativesRankingLoss()
+    cases = [(lambda q, k: ct.infonce(q, k, temperature=0.07, reduction="none"),
+              [(4, 8), (6, 8)], (4,)),
+             (lambda a, c: ct.mnr_in_batch(a, c, symmetric=True), [(4, 8), (12, 8)], ()),
+             (lambda a, p, n: ct.mnr_per_anchor(a, p, n, scale=2.0), [(4, 8), (4, 8), (4, 3, 8)],
+              ()),
+             (lambda u, x: ct.repel(u, x, reduction="none"), [(2, 8), (2, 3, 8)], (2, 3)),
+             (lambda a, p, n: module(a, p, n), [(4, 8), (4, 8), (4, 8)], ())]
+    for function, shapes, loss_shape in cases:
+        graphs = []
+
+        def backend(graph_module, _example_inputs):
+            graphs.append(graph_module)
+            return graph_module.forward
+
+        leaves = [torch.randn(*shape, device="meta", requires_grad=True) for shape in shapes]
+        loss = torch.compile(function, fullgraph=True, backend=backend, dynamic=dynamic)(*leaves)
+        assert tuple(loss.shape) == loss_shape and len(graphs) == 1
+        loss.sum().backward()
+        assert [tuple(leaf.grad.shape) for leaf in leaves] == [tuple(s) for s in shapes]
+
+
+# ---- The descriptions the front ends are built from ----------------------------------------------
+
+def _recording_front_end():
+    """An eager front end over NumPy arrays whose `run` records what it would hand the library."""
+    from contrastive import _eager
+    calls = []
+
+    def take(call, name, x, dims):
+        if x.ndim != dims:
+            raise ValueError(f"{call}: {name} must be {dims}-D, got shape {x.shape}")
+        return x
+
+    def run(loss, params, inputs, per_term, with_grad, scalar_gradient):
+        calls.append(dict(loss=loss, params=params, inputs=inputs, per_term=per_term,
+                          with_grad=with_grad, scalar_gradient=scalar_gradient))
+        return calls[-1]
+
+    return _eager.FrontEnd(take, run, {"float32": "f32", "float16": "f16"}, "float32 or float16")
+
+
+def test_every_description_has_defaults_the_library_accepts():
+    from contrastive import _losses
+    assert [loss.name for loss in _losses.ALL] == ["infonce", "mnr_per_anchor", "mnr_in_batch",
+                                                   "repel"]
+    for loss in _losses.ALL:
+        loss.validate()  # the defaults pass the library's own check
+        assert callable(loss.forward) and callable(loss.backward)
+        assert callable(loss.forward_backward) and callable(loss.saved_size)
+
+
+def test_eager_functions_build_the_librarys_params_from_the_shapes():
+    from contrastive import _losses
+    front_end = _recording_front_end()
+    f32, f16 = np.float32, np.float16
+    call = front_end.function(_losses.INFONCE)(np.zeros((4, 8), f32), np.zeros((6, 8), f32),
+                                               temperature=0.5, reduction="none")
+    p = call["params"]
+    assert (p.batch, p.num_keys, p.dim, p.temperature) == (4, 6, 8, 0.5)
+    assert call["per_term"] == (4,) and call["scalar_gradient"] and call["with_grad"]
+    call = front_end.function(_losses.MNR_IN_BATCH)(np.zeros((4, 8), f16), np.zeros((12, 8), f16),
+                                                    with_grad=False)
+    p = call["params"]
+    assert (p.batch, p.hard_negatives, p.dim, p.scale, p.dtype) == (4, 2, 8, 20.0, _core.DType.f16)
+    assert call["per_term"] is None and not call["with_grad"]
+    call = front_end.function(_losses.MNR_PER_ANCHOR)(
+        np.zeros((4, 8), f32), np.zeros((4, 8), f32), np.zeros((4, 3, 8), f32))
+    p = call["params"]
+    assert (p.batch, p.negatives, p.dim, p.similarity) == (4, 3, 8, _core.Similarity.dot)
+    call = front_end.function(_losses.REPEL)(np.zeros((2, 8), f32), np.zeros((2, 3, 8), f32),
+                                             margin=-0.5, reduction="none")
+    p = call["params"]
+    assert (p.batch, p.negatives, p.dim, p.margin) == (2, 3, 8, -0.5)
+    assert call["per_term"] == (2, 3) and not call["scalar_gradient"]
+
+
+def test_eager_functions_check_shapes_and_keywords():
+    from contrastive import _losses
+    front_end = _recording_front_end()
+    f32 = np.float32
+    with pytest.raises(ValueError, match="^infonce: q and k must have one D"):
+        front_end.function(_losses.INFONCE)(np.zeros((4, 8), f32), np.zeros((4, 7), f32))
+    with pytest.raises(ValueError, match="^repel: anchors and negatives must have one B"):
+        front_end.function(_losses.REPEL)(np.zeros((2, 8), f32), np.zeros((3, 3, 8), f32))
+    with pytest.raises(ValueError, match=r"^mnr_in_batch: hard_negatives=1 does not match"):
+        front_end.function(_losses.MNR_IN_BATCH)(np.zeros((4, 8), f32), np.zeros((12, 8), f32),
+                                                 hard_negatives=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'scale'"):
+        front_end.function(_losses.INFONCE)(np.zeros((4, 8), f32), np.zeros((4, 8), f32),
+                                            scale=2.0)
+    with pytest.raises(TypeError, match=r"takes 2 inputs \(anchors, negatives\), got 1"):
+        front_end.function(_losses.REPEL)(np.zeros((2, 8), f32))
+    with pytest.raises(TypeError, match="^infonce: inputs must be float32 or float16, got float64"):
+        front_end.function(_losses.INFONCE)(np.zeros((4, 8)), np.zeros((4, 8)))
+
+
+def test_jax_cpu_arrays_say_where_cpu_results_come_from():
+    jnp = pytest.importorskip("jax.numpy")
+    from contrastive import jax as cj
+    with pytest.raises(ValueError, match=r"^infonce: inputs must be on a CUDA device, got cpu.* "
+                                         r"contrastive\.reference"):
+        cj.infonce(jnp.zeros((4, 8)), jnp.zeros((4, 8)))
+    with pytest.raises(TypeError, match=r"^repel: anchors must be a jax\.Array, got ndarray$"):
+        cj.repel(np.zeros((2, 8), np.float32), jnp.zeros((2, 3, 8)))
