@@ -1,15 +1,16 @@
 // Anchor against its own candidates, fused. A block of eight warps holds G anchors (G = 8 / W,
 // W = warps per anchor = min(8, count rounded up to a power of two)); warp w of anchor g takes
 // candidates t = w, w + W, ... (docs/per-anchor-kernels.md).
-//   phase 1  (forward passes) a warp per candidate row: a . c, c . c and, for candidate 0,
-//            a . a, in one read of the row; each lane sums its 16-byte chunks (lane, lane + 32,
-//            ...) in fp32 within a chunk and in double across chunks, then a butterfly over lanes
+//   phase 1  (forward passes) a warp per candidate row, two rows in flight: a . c, c . c and, for
+//            candidate 0, a . a, in one read of the row; each lane sums its 16-byte chunks (lane,
+//            lane + 32, ...) in fp32 within a chunk and in double across chunks, then a butterfly
 //   head     the anchor's first warp, lanes over candidates: similarities, MNR's log-sum-exp and
 //            loss, or Repel's hinge terms (forward); each candidate's weight dLoss/dsim
 //            (backward). Forward saves similarities and inverse norms; backward starts here
 //   phase 2  (backward passes) the embedding in tiles of 512 elements: a warp per candidate row
-//            writes dc_t = w_t dsim_t/dc_t and keeps its share of sum_t w_t c_hat_t in registers;
-//            the anchor's warps' partials merge in warp order through shared memory into da
+//            (two in flight) writes dc_t = w_t dsim_t/dc_t and keeps its share of sum_t w_t c_hat_t
+//            in registers; the anchor's warps' partials merge in warp order through shared memory
+//            into da
 // Cosine derivatives with x_hat = x / max(|x|, eps): dsim/dx = (a_hat - x_hat sim) / |x|, or
 // a_hat / eps where |x| <= eps (x_hat = x / eps is linear there); the same for the anchor.
 // Inputs and gradients are T (fp32, fp16 or bf16); phase 1 sums in fp32 within a chunk and in
@@ -37,10 +38,11 @@ using anchor::kTileChunks;
 using anchor::kTileElements;
 using anchor::kWarps;
 
-constexpr int kMinBlocksPerSm = 2;  // 128 registers per thread: no spills (ptxas -v)
+constexpr int kMinBlocksPerSm = 2;                 // 128 registers per thread: no spills (ptxas -v)
 constexpr std::size_t kDefaultShared = 48 * 1024;  // above it the launch must opt in
 
-// ---- Rows ----------------------------------------------------------------------------------------
+// ---- Rows
+// ----------------------------------------------------------------------------------------
 
 template <typename T>
 __device__ const T* candidate_row(const AnchorCandidates& in, std::int64_t b, std::int64_t t) {
@@ -116,7 +118,8 @@ __device__ inline float warp_all_max(float value) {
   return value;
 }
 
-// ---- Heads: the anchor's first warp, lanes over the candidates -----------------------------------
+// ---- Heads: the anchor's first warp, lanes over the candidates
+// -----------------------------------
 
 // Writes weight[t] = dLoss/dsim_t (backward passes); returns sum_t weight_t sim_t on every lane.
 template <AnchorPass kPass>
@@ -176,14 +179,15 @@ __device__ float run_head(const HingeHead& head, std::int64_t b, std::int64_t co
   }
   float weighted_sim = 0.0f;
   for (std::int64_t t = lane; t < count; t += kLanes) {
-    weight[t] =
-        anchor::hinge_weight(sim[t], head.margin, head.upstream.weight(b * count + t) * active_scale);
+    weight[t] = anchor::hinge_weight(sim[t], head.margin,
+                                     head.upstream.weight(b * count + t) * active_scale);
     weighted_sim += weight[t] * sim[t];
   }
   return warp_all_sum(weighted_sim);
 }
 
-// ---- The kernel ----------------------------------------------------------------------------------
+// ---- The kernel
+// ----------------------------------------------------------------------------------
 
 // Shared memory of a block (anchor::anchor_shared_bytes), G anchors of `count` candidates.
 struct SharedLayout {
@@ -204,8 +208,8 @@ struct SharedLayout {
     weight = inverse_norm + slots;
     anchor_state = weight + slots;
     const auto end = reinterpret_cast<std::uintptr_t>(anchor_state + 2 * anchors);
-    partial = reinterpret_cast<float*>((end + anchor::kChunkBytes - 1) /
-                                       anchor::kChunkBytes * anchor::kChunkBytes);
+    partial = reinterpret_cast<float*>((end + anchor::kChunkBytes - 1) / anchor::kChunkBytes *
+                                       anchor::kChunkBytes);
   }
 };
 
@@ -231,19 +235,23 @@ __global__ __launch_bounds__(kThreads, kMinBlocksPerSm) void anchor_candidates_k
   float* inverse_norm = s.inverse_norm + g * count;
   float* weight = s.weight + g * count;
 
-  if constexpr (kPass != AnchorPass::kBackward) {  // phase 1
-    for (std::int64_t t = my_warp; active && t < count; t += per_anchor) {
+  if constexpr (kPass != AnchorPass::kBackward) {  // phase 1: two candidate rows per warp at once
+    for (std::int64_t t = my_warp; active && t < count; t += 2 * per_anchor) {
+      const std::int64_t t2 = t + per_anchor;  // the warp's second row, when there is one
+      const bool pair = t2 < count;
       const T* __restrict__ row = candidate_row<T>(in, b, t);
-      anchor::RowSums sums;
+      const T* __restrict__ row2 = candidate_row<T>(in, b, pair ? t2 : t);
+      anchor::RowSums sums, sums2;
       const bool anchor_squares = in.cosine && t == 0;
       for (std::int64_t base = lane; base < chunks; base += kLanes * kPhase1Chunks) {
-        uint4 c_raw[kPhase1Chunks], a_raw[kPhase1Chunks];
+        uint4 a_raw[kPhase1Chunks], c_raw[kPhase1Chunks], c2_raw[kPhase1Chunks];
 #pragma unroll
         for (int k = 0; k < kPhase1Chunks; ++k) {
           const std::int64_t chunk = base + k * kLanes;
           if (chunk < chunks) {
-            c_raw[k] = load_chunk<T, kVector>(row, chunk, in.dim);
             a_raw[k] = load_chunk<T, kVector>(anchor_row, chunk, in.dim);
+            c_raw[k] = load_chunk<T, kVector>(row, chunk, in.dim);
+            if (pair) c2_raw[k] = load_chunk<T, kVector>(row2, chunk, in.dim);
           }
         }
 #pragma unroll
@@ -253,16 +261,29 @@ __global__ __launch_bounds__(kThreads, kMinBlocksPerSm) void anchor_candidates_k
             unpack<T>(a_raw[k], a);
             unpack<T>(c_raw[k], c);
             anchor::add_chunk<T>(a, c, in.cosine, anchor_squares, sums);
+            if (pair) {
+              unpack<T>(a_raw[k], a);  // add_chunk scaled the first copy
+              unpack<T>(c2_raw[k], c);
+              anchor::add_chunk<T>(a, c, in.cosine, false, sums2);
+            }
           }
         }
       }
       sums.dot = warp_all_sum(sums.dot);
       if (in.cosine) sums.squares = warp_all_sum(sums.squares);
       if (anchor_squares) sums.anchor_squares = warp_all_sum(sums.anchor_squares);
+      if (pair) {
+        sums2.dot = warp_all_sum(sums2.dot);
+        if (in.cosine) sums2.squares = warp_all_sum(sums2.squares);
+      }
       if (lane == 0) {
         dot[t] = sums.dot;
         inverse_norm[t] = in.cosine ? anchor::encode_inverse_norm(sums.squares, in.eps) : 1.0f;
         if (t == 0) s.anchor_squares[g] = sums.anchor_squares;
+        if (pair) {
+          dot[t2] = sums2.dot;
+          inverse_norm[t2] = in.cosine ? anchor::encode_inverse_norm(sums2.squares, in.eps) : 1.0f;
+        }
       }
     }
     __syncthreads();
@@ -277,8 +298,7 @@ __global__ __launch_bounds__(kThreads, kMinBlocksPerSm) void anchor_candidates_k
         inverse_norm[t] = saved.inverse_norms[b * count + t];
       }
     } else {
-      anchor_encoded =
-          in.cosine ? anchor::encode_inverse_norm(s.anchor_squares[g], in.eps) : 1.0f;
+      anchor_encoded = in.cosine ? anchor::encode_inverse_norm(s.anchor_squares[g], in.eps) : 1.0f;
       for (std::int64_t t = lane; t < count; t += kLanes) {
         sim[t] = in.cosine ? anchor::cosine(dot[t], anchor_encoded, inverse_norm[t])
                            : static_cast<float>(dot[t]);
@@ -320,28 +340,34 @@ __global__ __launch_bounds__(kThreads, kMinBlocksPerSm) void anchor_candidates_k
           for (int i = 0; i < kV; ++i) a_hat[k][i] *= a_inv;
         }
       }
-      for (std::int64_t t = my_warp; t < count; t += per_anchor) {
-        const float w = weight[t];
-        T* __restrict__ grad_row = candidate_grad_row<T>(grads, in, b, t);
-        if (w == 0.0f) {  // inactive hinge term or vanished probability: a zero row, nothing read
-          if (grad_row != nullptr) {
-            const float zeros[kV] = {};
-#pragma unroll
-            for (int k = 0; k < kK; ++k) {
-              const std::int64_t chunk = tile + k * kLanes + lane;
-              if (chunk < chunks) store_chunk<T, kVector>(grad_row, chunk, in.dim, zeros);
-            }
-          }
-          continue;
-        }
-        if (grad_row == nullptr && grad_anchor == nullptr) continue;
+      // Candidate t's chunks of this tile are read only when its weight is non-zero and a
+      // gradient wants them; a zero weight writes a zero row.
+      auto wanted = [&](std::int64_t t) {
+        return weight[t] != 0.0f &&
+               (grad_anchor != nullptr || candidate_grad_row<T>(grads, in, b, t) != nullptr);
+      };
+      auto load_rows = [&](std::int64_t t, uint4(&raw)[kK]) {
         const T* __restrict__ row = candidate_row<T>(in, b, t);
-        uint4 c_raw[kK];
 #pragma unroll
         for (int k = 0; k < kK; ++k) {
           const std::int64_t chunk = tile + k * kLanes + lane;
-          if (chunk < chunks) c_raw[k] = load_chunk<T, kVector>(row, chunk, in.dim);
+          if (chunk < chunks) raw[k] = load_chunk<T, kVector>(row, chunk, in.dim);
         }
+      };
+      auto finish = [&](std::int64_t t, const uint4(&raw)[kK], bool read) {
+        const float w = weight[t];
+        T* __restrict__ grad_row = candidate_grad_row<T>(grads, in, b, t);
+        if (w == 0.0f) {  // inactive hinge term or vanished probability
+          if (grad_row == nullptr) return;
+          const float zeros[kV] = {};
+#pragma unroll
+          for (int k = 0; k < kK; ++k) {
+            const std::int64_t chunk = tile + k * kLanes + lane;
+            if (chunk < chunks) store_chunk<T, kVector>(grad_row, chunk, in.dim, zeros);
+          }
+          return;
+        }
+        if (!read) return;
         const float encoded = inverse_norm[t];
         const float c_inv = anchor::inverse_norm(encoded);
         const float projection = in.cosine && !anchor::clamped(encoded) ? sim[t] : 0.0f;
@@ -351,12 +377,13 @@ __global__ __launch_bounds__(kThreads, kMinBlocksPerSm) void anchor_candidates_k
           const std::int64_t chunk = tile + k * kLanes + lane;
           if (chunk >= chunks) continue;
           float c[kV], grad[kV];
-          unpack<T>(c_raw[k], c);
+          unpack<T>(raw[k], c);
 #pragma unroll
           for (int i = 0; i < kV; ++i) {
             if (in.cosine) {
               const float c_hat = c[i] * c_inv;
-              grad[i] = anchor::cosine_candidate_grad(a_hat[k][i], c_hat, projection, weight_inverse);
+              grad[i] =
+                  anchor::cosine_candidate_grad(a_hat[k][i], c_hat, projection, weight_inverse);
               accumulated[k][i] = fmaf(w, c_hat, accumulated[k][i]);
             } else {
               grad[i] = w * a_hat[k][i];
@@ -365,6 +392,16 @@ __global__ __launch_bounds__(kThreads, kMinBlocksPerSm) void anchor_candidates_k
           }
           if (grad_row != nullptr) store_chunk<T, kVector>(grad_row, chunk, in.dim, grad);
         }
+      };
+      // Two candidate rows in flight per warp; their sums still run in candidate order.
+      for (std::int64_t t = my_warp; t < count; t += 2 * per_anchor) {
+        const std::int64_t t2 = t + per_anchor;
+        const bool read = wanted(t), read2 = t2 < count && wanted(t2);
+        uint4 raw[kK], raw2[kK];
+        if (read) load_rows(t, raw);
+        if (read2) load_rows(t2, raw2);
+        finish(t, raw, read);
+        if (t2 < count) finish(t2, raw2, read2);
       }
     }
     if (grads.anchors == nullptr) continue;
@@ -419,8 +456,7 @@ cudaError_t launch_typed(const AnchorCandidates& rows, const Head& head,
                          const AnchorCandidateGrads& grads, const SavedSimilarities& saved,
                          cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>(anchor::anchor_blocks(rows.batch, rows.count));
-  const std::size_t shared =
-      anchor::anchor_shared_bytes(rows.count, kPass != AnchorPass::kForward);
+  const std::size_t shared = anchor::anchor_shared_bytes(rows.count, kPass != AnchorPass::kForward);
   auto* kernel = vector_path<T>(rows, grads) ? anchor_candidates_kernel<kPass, Head, T, true>
                                              : anchor_candidates_kernel<kPass, Head, T, false>;
   if (shared > kDefaultShared) {
@@ -441,8 +477,7 @@ cudaError_t launch(AnchorPass pass, const AnchorCandidates& rows, const Head& he
       return launch_typed<AnchorPass::kForward, T>(rows, head, grads, saved, stream);
     case AnchorPass::kBackward:
       return launch_typed<AnchorPass::kBackward, T>(rows, head, grads, saved, stream);
-    case AnchorPass::kForwardBackward:
-      break;
+    case AnchorPass::kForwardBackward: break;
   }
   return launch_typed<AnchorPass::kForwardBackward, T>(rows, head, grads, saved, stream);
 }
@@ -463,12 +498,11 @@ cudaError_t launch_anchor_candidates(AnchorPass pass, const AnchorCandidates& ro
   return launch<T>(pass, rows, head, grads, saved, stream);
 }
 
-#define CONTRASTIVE_INSTANTIATE(T)                                                             \
-  template cudaError_t launch_anchor_candidates<T>(AnchorPass, const AnchorCandidates&,       \
-                                                   const SoftmaxHead&,                         \
-                                                   const AnchorCandidateGrads&,                \
-                                                   const SavedSimilarities&, cudaStream_t);    \
-  template cudaError_t launch_anchor_candidates<T>(AnchorPass, const AnchorCandidates&,       \
+#define CONTRASTIVE_INSTANTIATE(T)                                                                \
+  template cudaError_t launch_anchor_candidates<T>(                                               \
+      AnchorPass, const AnchorCandidates&, const SoftmaxHead&, const AnchorCandidateGrads&,       \
+      const SavedSimilarities&, cudaStream_t);                                                    \
+  template cudaError_t launch_anchor_candidates<T>(AnchorPass, const AnchorCandidates&,           \
                                                    const HingeHead&, const AnchorCandidateGrads&, \
                                                    const SavedSimilarities&, cudaStream_t);
 CONTRASTIVE_INSTANTIATE(float)

@@ -66,7 +66,8 @@ struct HingeHead {
   float* row_sum;             ///< (B) sum of the row's terms, or null
   float* row_active;          ///< (B) how many of the row's terms exceed the margin, or null
   UpstreamGradient upstream;  ///< per term: output index b * count + t
-  const float* active_total;  ///< device scalar: divide the weights by it (mean over active), or null
+  const float*
+      active_total;  ///< device scalar: divide the weights by it (mean over active), or null
 };
 
 /// For T in float, __half and __nv_bfloat16 (the element type of every row and gradient).

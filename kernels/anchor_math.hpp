@@ -2,7 +2,7 @@
 // nvcc for the kernels and by g++ for the CPU tests that emulate them: how anchors and candidates
 // map onto warps, the fixed-order chunk sums of phase 1, the encoding of inverse norms, the heads'
 // per-candidate weights and the gradient of each element. docs/per-anchor-kernels.md describes
-// the kernels.
+// the kernels. (The loops over a chunk have constant trip counts: nvcc unrolls them unasked.)
 #pragma once
 
 #include <math.h>
@@ -14,12 +14,6 @@
 #include "kernels/host_device.hpp"
 #include "kernels/numeric.hpp"
 #include "kernels/online_softmax.hpp"
-
-#if defined(__CUDACC__)
-#define CONTRASTIVE_ANCHOR_UNROLL _Pragma("unroll")
-#else
-#define CONTRASTIVE_ANCHOR_UNROLL
-#endif
 
 namespace contrastive::kernels::anchor {
 
@@ -76,7 +70,8 @@ CONTRASTIVE_HOST_DEVICE inline std::size_t anchor_shared_bytes(std::int64_t coun
   return bytes;
 }
 
-// ---- Phase 1: chunk sums -------------------------------------------------------------------------
+// ---- Phase 1: chunk sums
+// -------------------------------------------------------------------------
 
 /// 2^k as float and double, for k in [-126, 127] (normal numbers only).
 CONTRASTIVE_HOST_DEVICE inline float pow2f(int k) {
@@ -114,11 +109,8 @@ struct RowSums {
 template <int kV>
 CONTRASTIVE_HOST_DEVICE inline float chunk_dot(const float (&x)[kV], const float (&y)[kV]) {
   float pairs[kV / 2];
-CONTRASTIVE_ANCHOR_UNROLL
   for (int i = 0; i < kV / 2; ++i) pairs[i] = fmaf(x[2 * i], y[2 * i], x[2 * i + 1] * y[2 * i + 1]);
-CONTRASTIVE_ANCHOR_UNROLL
   for (int width = kV / 4; width >= 1; width /= 2) {
-CONTRASTIVE_ANCHOR_UNROLL
     for (int i = 0; i < width; ++i) pairs[i] = pairs[2 * i] + pairs[2 * i + 1];
   }
   return pairs[0];
@@ -132,11 +124,9 @@ CONTRASTIVE_HOST_DEVICE inline int normalize_chunk(float (&x)[kV]) {
     return 0;
   } else {
     float largest = 0.0f;
-CONTRASTIVE_ANCHOR_UNROLL
     for (int i = 0; i < kV; ++i) largest = fmaxf(largest, fabsf(x[i]));
     const int shift = chunk_shift(largest);
     const float factor = pow2f(-shift);
-CONTRASTIVE_ANCHOR_UNROLL
     for (int i = 0; i < kV; ++i) x[i] *= factor;
     return shift;
   }
@@ -151,10 +141,12 @@ CONTRASTIVE_HOST_DEVICE inline void add_chunk(float (&a)[kV], float (&c)[kV], bo
   const int shift_a = normalize_chunk<T>(a), shift_c = normalize_chunk<T>(c);
   sums.dot += static_cast<double>(chunk_dot(a, c)) * pow2(shift_a + shift_c);
   if (squares) sums.squares += static_cast<double>(chunk_dot(c, c)) * pow2(2 * shift_c);
-  if (anchor_squares) sums.anchor_squares += static_cast<double>(chunk_dot(a, a)) * pow2(2 * shift_a);
+  if (anchor_squares)
+    sums.anchor_squares += static_cast<double>(chunk_dot(a, a)) * pow2(2 * shift_a);
 }
 
-// ---- Inverse norms and similarities --------------------------------------------------------------
+// ---- Inverse norms and similarities
+// --------------------------------------------------------------
 
 /// 1 / max(|x|, eps), negated when |x| <= eps (the clamped case, where x_hat = x / eps is linear in
 /// x and dsim/dx has no projection term). Saved in this form, backward needs no other flag.
@@ -176,7 +168,8 @@ CONTRASTIVE_HOST_DEVICE inline float cosine(double dot, float anchor_encoded, fl
                             static_cast<double>(inverse_norm(encoded)));
 }
 
-// ---- Heads ---------------------------------------------------------------------------------------
+// ---- Heads
+// ---------------------------------------------------------------------------------------
 
 /// Repel's term max(sim - margin, 0), NaN kept (fmaxf would drop it).
 CONTRASTIVE_HOST_DEVICE inline float hinge_term(float sim, float margin) {
@@ -191,7 +184,8 @@ CONTRASTIVE_HOST_DEVICE inline float hinge_weight(float sim, float margin, float
   return excess != excess ? excess : (excess > 0.0f ? weight : 0.0f);
 }
 
-// ---- Phase 2: the gradient of each element -------------------------------------------------------
+// ---- Phase 2: the gradient of each element
+// -------------------------------------------------------
 
 /// Candidate element (cosine): w (a_hat - c_hat sim_proj) / max(|c|, eps), with
 /// `weight_inverse` = w / max(|c|, eps) and `projection` = sim, or 0 where the candidate is

@@ -29,7 +29,8 @@ using anchor::kLanes;
 using anchor::kTileChunks;
 using anchor::kTileElements;
 
-// ---- The emulator --------------------------------------------------------------------------------
+// ---- The emulator
+// --------------------------------------------------------------------------------
 
 enum class Load { kVector, kScalar };
 
@@ -38,14 +39,14 @@ struct AnchorProblem {
   std::int64_t batch = 0, count = 0, dim = 0;
   bool cosine = true;
   float eps = 1e-12f;
-  std::vector<T> anchors;     // (B, D)
-  std::vector<T> candidates;  // (B, count, D): candidate t of anchor b is row b * count + t
+  std::vector<T> anchors;       // (B, D)
+  std::vector<T> candidates;    // (B, count, D): candidate t of anchor b is row b * count + t
   std::vector<float> upstream;  // softmax: (B) per row; hinge: (B, count) per term
 };
 
 struct Emulated {
   std::vector<float> sim, inverse_norm, anchor_inverse_norm, weight;  // saved state, weights
-  std::vector<float> loss;                // softmax: (B) row losses; hinge: (B, count) terms
+  std::vector<float> loss;  // softmax: (B) row losses; hinge: (B, count) terms
   std::vector<float> grad_anchors, grad_candidates;  // as T, widened
 };
 
@@ -134,9 +135,9 @@ void phase1(const AnchorProblem<T>& p, Load load, Emulated& out) {
     }
     for (std::int64_t t = 0; t < p.count; ++t) {
       const auto slot = static_cast<std::size_t>(b * p.count + t);
-      out.sim[slot] = p.cosine ? anchor::cosine(dots[t], out.anchor_inverse_norm[b],
-                                                out.inverse_norm[slot])
-                               : static_cast<float>(dots[t]);
+      out.sim[slot] =
+          p.cosine ? anchor::cosine(dots[t], out.anchor_inverse_norm[b], out.inverse_norm[slot])
+                   : static_cast<float>(dots[t]);
     }
   }
 }
@@ -285,7 +286,8 @@ Emulated emulate(const AnchorProblem<T>& p, Rule rule, Load load) {
   return out;
 }
 
-// ---- Inputs and checks ---------------------------------------------------------------------------
+// ---- Inputs and checks
+// ---------------------------------------------------------------------------
 
 template <typename T>
 AnchorProblem<T> make_problem(std::int64_t batch, std::int64_t count, std::int64_t dim, bool cosine,
@@ -357,9 +359,9 @@ std::string shape_name(const ::testing::TestParamInfo<Shape>& info) {
 // Counts that put 8, 4, 2 and 1 anchors in a block, a count that leaves a warp idle (3), several
 // candidates per warp (17, 128); widths below a chunk, with a scalar tail, over several tiles.
 const Shape kShapes[] = {
-    {5, 1, 8, true},      {5, 2, 64, true},     {3, 3, 3, true},     {5, 4, 1000, true},
-    {3, 17, 40, false},   {2, 17, 1100, true},  {2, 128, 96, true},  {3, 2, 33, false},
-    {9, 2, 768, true},    {2, 9, 384, false},
+    {5, 1, 8, true},    {5, 2, 64, true},    {3, 3, 3, true},    {5, 4, 1000, true},
+    {3, 17, 40, false}, {2, 17, 1100, true}, {2, 128, 96, true}, {3, 2, 33, false},
+    {9, 2, 768, true},  {2, 9, 384, false},
 };
 
 class AnchorEmulation : public ::testing::TestWithParam<Shape> {};
@@ -447,11 +449,15 @@ void check_hinge(const Shape& s, double rtol, double atol) {
   expect_close(out.grad_candidates, backward.grad_negatives, rtol, atol, "grad_negatives");
 }
 
-TEST_P(AnchorEmulation, SoftmaxHeadMatchesTheReferenceFp32) { check_softmax<float>(GetParam(), 2e-5, 2e-6); }
+TEST_P(AnchorEmulation, SoftmaxHeadMatchesTheReferenceFp32) {
+  check_softmax<float>(GetParam(), 2e-5, 2e-6);
+}
 TEST_P(AnchorEmulation, SoftmaxHeadMatchesTheReferenceBf16) {
   check_softmax<__nv_bfloat16>(GetParam(), 1.0 / 128, 1.0 / 256);
 }
-TEST_P(AnchorEmulation, HingeHeadMatchesTheReferenceFp32) { check_hinge<float>(GetParam(), 2e-5, 2e-6); }
+TEST_P(AnchorEmulation, HingeHeadMatchesTheReferenceFp32) {
+  check_hinge<float>(GetParam(), 2e-5, 2e-6);
+}
 TEST_P(AnchorEmulation, HingeHeadMatchesTheReferenceBf16) {
   check_hinge<__nv_bfloat16>(GetParam(), 1.0 / 128, 1.0 / 256);
 }
@@ -477,7 +483,8 @@ TEST_P(AnchorEmulation, VectorAndScalarPathsGiveTheSameBits) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AnchorEmulation, ::testing::ValuesIn(kShapes), shape_name);
 
-// ---- Mapping and shared memory -------------------------------------------------------------------
+// ---- Mapping and shared memory
+// -------------------------------------------------------------------
 
 TEST(AnchorMapping, WarpsPerAnchorFillTheBlock) {
   const std::int64_t counts[] = {1, 2, 3, 4, 5, 8, 9, 17, 128, 2048};
@@ -504,7 +511,8 @@ TEST(AnchorMapping, SharedMemoryFitsEveryCount) {
   EXPECT_LE(anchor::anchor_shared_bytes(128, true), 48u * 1024);  // no opt-in for common counts
 }
 
-// ---- Chunk sums ----------------------------------------------------------------------------------
+// ---- Chunk sums
+// ----------------------------------------------------------------------------------
 
 // Rows times 2^100 or 2^-100 give the same similarity and inverse norms times the factor's
 // inverse, bit for bit: each chunk is summed at its own power-of-two scale.
@@ -566,7 +574,8 @@ TEST(AnchorChunks, ZeroAndNaNRows) {
   EXPECT_EQ(anchor::hinge_weight(0.4f, 0.3f, 2.0f), 2.0f);
 }
 
-// ---- The positive's terms ------------------------------------------------------------------------
+// ---- The positive's terms
+// ------------------------------------------------------------------------
 
 TEST(SoftmaxPositive, ConfidentRowsKeepTheirLoss) {
   // logit_0 = top, the others 0: loss = log(1 + n e^{-top}), far below 1e-7 |lse|; the tolerance
