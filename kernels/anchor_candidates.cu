@@ -118,6 +118,29 @@ __device__ inline float warp_all_max(float value) {
   return value;
 }
 
+// Four warp sums at the cost of about one: at the first two butterfly steps each lane keeps half
+// of its values and sends the other half, so lane 8q ends with the total of values[q] (lanes
+// 8q .. 8q + 7 all hold it). Each total is the same tree of additions as warp_all_sum's, so the
+// bits are the same. With `four` false only values[0] and values[2] are summed (lanes 0 and 16).
+__device__ inline double warp_sum_four(const double (&values)[4], bool four) {
+  const bool upper = (threadIdx.x & 16u) != 0;
+  double keep0 = upper ? values[2] : values[0], keep1 = upper ? values[3] : values[1];
+  keep0 += __shfl_xor_sync(kFullWarp, upper ? values[0] : values[2], 16);
+  double keep;
+  int mask = 8;
+  if (four) {
+    const bool odd = (threadIdx.x & 8u) != 0;
+    keep1 += __shfl_xor_sync(kFullWarp, upper ? values[1] : values[3], 16);
+    keep = odd ? keep1 : keep0;
+    keep += __shfl_xor_sync(kFullWarp, odd ? keep0 : keep1, 8);
+    mask = 4;
+  } else {
+    keep = keep0;
+  }
+  for (; mask > 0; mask /= 2) keep += __shfl_xor_sync(kFullWarp, keep, mask);
+  return keep;
+}
+
 // ---- Heads: the anchor's first warp, lanes over the candidates
 // -----------------------------------
 
@@ -269,20 +292,19 @@ __global__ __launch_bounds__(kThreads, kMinBlocksPerSm) void anchor_candidates_k
           }
         }
       }
-      sums.dot = warp_all_sum(sums.dot);
-      if (in.cosine) sums.squares = warp_all_sum(sums.squares);
       if (anchor_squares) sums.anchor_squares = warp_all_sum(sums.anchor_squares);
-      if (pair) {
-        sums2.dot = warp_all_sum(sums2.dot);
-        if (in.cosine) sums2.squares = warp_all_sum(sums2.squares);
-      }
-      if (lane == 0) {
-        dot[t] = sums.dot;
-        inverse_norm[t] = in.cosine ? anchor::encode_inverse_norm(sums.squares, in.eps) : 1.0f;
-        if (t == 0) s.anchor_squares[g] = sums.anchor_squares;
-        if (pair) {
-          dot[t2] = sums2.dot;
-          inverse_norm[t2] = in.cosine ? anchor::encode_inverse_norm(sums2.squares, in.eps) : 1.0f;
+      if (anchor_squares && lane == 0) s.anchor_squares[g] = sums.anchor_squares;
+      // Lane 0: dot of t, lane 8: squares of t, lane 16: dot of t2, lane 24: squares of t2.
+      double values[4] = {sums.dot, sums.squares, sums2.dot, sums2.squares};
+      const double total = warp_sum_four(values, in.cosine);
+      const int quarter = lane / (kLanes / 4);
+      const std::int64_t slot = quarter < 2 ? t : t2;
+      if (lane % (kLanes / 4) == 0 && (quarter < 2 || pair) && (quarter % 2 == 0 || in.cosine)) {
+        if (quarter % 2 == 0) {
+          dot[slot] = total;
+          if (!in.cosine) inverse_norm[slot] = 1.0f;
+        } else {
+          inverse_norm[slot] = anchor::encode_inverse_norm(total, in.eps);
         }
       }
     }

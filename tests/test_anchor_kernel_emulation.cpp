@@ -483,6 +483,47 @@ TEST_P(AnchorEmulation, VectorAndScalarPathsGiveTheSameBits) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AnchorEmulation, ::testing::ValuesIn(kShapes), shape_name);
 
+// Phase 1's four-in-one warp sum (warp_sum_four in the kernel): lanes keep half their values at
+// the first two steps and send the rest. Lane 8q's total of value q has the same bits as a full
+// butterfly of value q.
+TEST(AnchorReduction, FourSumsInOneButterflyGiveTheButterflyBits) {
+  std::mt19937_64 engine(17);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::array<std::array<double, 4>, kLanes> values{};
+    for (auto& lane : values) {
+      for (double& v : lane) v = uniform(engine) * std::pow(10.0, trial % 7);
+    }
+    // The exchange, lane by lane.
+    std::array<double, kLanes> keep0{}, keep1{}, keep{};
+    for (int l = 0; l < kLanes; ++l) {
+      const bool upper = (l & 16) != 0;
+      const auto& mine = values[l];
+      const auto& partner = values[l ^ 16];
+      keep0[l] = (upper ? mine[2] : mine[0]) + (upper ? partner[2] : partner[0]);
+      keep1[l] = (upper ? mine[3] : mine[1]) + (upper ? partner[3] : partner[1]);
+    }
+    for (int l = 0; l < kLanes; ++l) {
+      const bool odd = (l & 8) != 0;
+      keep[l] = (odd ? keep1[l] : keep0[l]) + (odd ? keep1[l ^ 8] : keep0[l ^ 8]);
+    }
+    for (int mask = 4; mask > 0; mask /= 2) {
+      std::array<double, kLanes> next{};
+      for (int l = 0; l < kLanes; ++l) next[l] = keep[l] + keep[l ^ mask];
+      keep = next;
+    }
+    for (int q = 0; q < 4; ++q) {
+      std::array<double, kLanes> column{};
+      for (int l = 0; l < kLanes; ++l) column[l] = values[l][q];
+      const double full = butterfly(column, [](double x, double y) { return x + y; });
+      for (int l = 8 * q; l < 8 * q + 8; ++l) {
+        ASSERT_EQ(std::memcmp(&keep[l], &full, sizeof(double)), 0)
+            << "value " << q << " lane " << l;
+      }
+    }
+  }
+}
+
 // ---- Mapping and shared memory
 // -------------------------------------------------------------------
 
