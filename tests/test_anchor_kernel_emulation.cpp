@@ -462,6 +462,13 @@ TEST_P(AnchorEmulation, HingeHeadMatchesTheReferenceBf16) {
   check_hinge<__nv_bfloat16>(GetParam(), 1.0 / 128, 1.0 / 256);
 }
 
+TEST_P(AnchorEmulation, SoftmaxHeadMatchesTheReferenceFp16) {
+  check_softmax<__half>(GetParam(), 1.0 / 512, 1.0 / 1024);
+}
+TEST_P(AnchorEmulation, HingeHeadMatchesTheReferenceFp16) {
+  check_hinge<__half>(GetParam(), 1.0 / 512, 1.0 / 1024);
+}
+
 // Where a chunk is whole (D a multiple of 16 bytes), the 16-byte loads and the element loads sum
 // the same chunks in the same order: the same bits, whatever the rows' alignment decides.
 template <typename T>
