@@ -1,5 +1,6 @@
 // MNR on the GPU. Per-anchor negatives: one fused kernel per pass (kernels/anchor_candidates.cu)
-// plus single-block sums for the loss and dLoss/dscale. In-batch: the InfoNCE tile loop with the
+// plus single-block sums for the loss and dLoss/dscale; forward saves the similarities, so
+// backward reads each candidate row once. In-batch: the InfoNCE tile loop with the
 // scale as the logit scale (host/infonce_run.hpp).
 #include "contrastive/mnr.hpp"
 
@@ -71,8 +72,13 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
                                        p.dim,
                                        p.similarity == Similarity::kCosine,
                                        p.eps};
+  const detail::PerAnchorSaved layout = detail::saved_layout(p);
+  auto* saved = static_cast<float*>(args.saved);
+  const kernels::SavedSimilarities saved_similarities{saved + layout.anchor_inverse_norms,
+                                                      saved + layout.similarities,
+                                                      saved + layout.inverse_norms};
   const kernels::SoftmaxHead head{p.scale,
-                                  static_cast<float*>(args.saved),
+                                  saved + layout.row_lse,
                                   per_row ? args.loss : row_loss,
                                   {args.grad_loss, per_row, mean_factor},
                                   args.grad_scale != nullptr ? row_logit_grad : nullptr};
@@ -83,7 +89,8 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
                                                           [&](auto tag) {
                                                             using T = typename decltype(tag)::type;
                                                             return kernels::launch_anchor_candidates<T>(
-                                                                pass, rows, head, grads, stream);
+                                                                pass, rows, head, grads,
+                                                                saved_similarities, stream);
                                                           }),
                        "anchor_candidates launch");
   if (forward_pass && !per_row) {

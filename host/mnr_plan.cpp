@@ -126,6 +126,18 @@ PerAnchorWorkspace plan_workspace(const PerAnchorParams& p) {
   return plan;
 }
 
+PerAnchorSaved saved_layout(const PerAnchorParams& p) {
+  const auto batch = static_cast<std::size_t>(p.batch);
+  const std::size_t slots = batch * static_cast<std::size_t>(p.negatives + 1);
+  PerAnchorSaved layout;
+  layout.row_lse = 0;
+  layout.anchor_inverse_norms = batch;
+  layout.similarities = 2 * batch;
+  layout.inverse_norms = layout.similarities + slots;
+  layout.floats = layout.inverse_norms + slots;
+  return layout;
+}
+
 }  // namespace detail
 
 Status check(const PerAnchorParams& params) {
@@ -159,7 +171,7 @@ Status saved_size(const PerAnchorParams& params, std::size_t* bytes) {
     return contrastive::detail::fail(Status::kNullPointer, "%s: bytes is null", detail::kPerAnchor);
   }
   CONTRASTIVE_TRY(check(params));
-  *bytes = static_cast<std::size_t>(params.batch) * sizeof(float);  // the per-row log-sum-exp
+  *bytes = detail::saved_layout(params).floats * sizeof(float);
   return Status::kSuccess;
 }
 

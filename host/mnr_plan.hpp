@@ -38,4 +38,14 @@ struct PerAnchorWorkspace {
 };
 CONTRASTIVE_API PerAnchorWorkspace plan_workspace(const PerAnchorParams& params);
 
+/// Per-anchor saved state, offsets in floats: what backward needs to skip the similarity pass.
+struct PerAnchorSaved {
+  std::size_t row_lse = 0;               ///< (B) each row's log-sum-exp
+  std::size_t anchor_inverse_norms = 0;  ///< (B) 1 / max(|a_b|, eps), negative where clamped
+  std::size_t similarities = 0;          ///< (B, n + 1) positive first
+  std::size_t inverse_norms = 0;         ///< (B, n + 1) as the anchors'
+  std::size_t floats = 0;
+};
+CONTRASTIVE_API PerAnchorSaved saved_layout(const PerAnchorParams& params);
+
 }  // namespace contrastive::mnr::detail

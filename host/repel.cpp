@@ -1,7 +1,7 @@
 // Repel on the GPU: the fused anchor-versus-negatives kernel with a hinge head
 // (kernels/anchor_candidates.cu), then single-block sums for the loss and the count of active
-// terms (saved for backward). forward_backward is one kernel, except with mean_over_active, whose
-// weights need the count over the whole batch first.
+// terms (saved for backward, with every similarity and inverse norm). forward_backward is one
+// kernel, except with mean_over_active, whose weights need the count over the whole batch first.
 #include "contrastive/repel.hpp"
 
 #include "host/arguments.hpp"
@@ -52,7 +52,7 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
   void* base = contrastive::detail::align_workspace(workspace);
   float* row_sum = contrastive::detail::workspace_piece<float>(base, plan.row_sum);
   float* row_active = contrastive::detail::workspace_piece<float>(base, plan.row_active);
-  auto* active_total = static_cast<float*>(args.saved);
+  auto* active_total = static_cast<float*>(args.saved) + detail::saved_layout(p).active_total;
   const std::int64_t terms = p.batch * p.negatives;
   const bool per_term = p.reduction == Reduction::kNone;
   const float mean_factor = p.reduction == Reduction::kMean && !p.mean_over_active
@@ -77,14 +77,21 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
                           p.mean_over_active ? active_total : nullptr};
   const kernels::AnchorCandidateGrads grads{args.grad_anchors, nullptr,
                                             args.grad_negatives};
+  const detail::Saved layout = detail::saved_layout(p);
+  auto* saved = static_cast<float*>(args.saved);
+  const kernels::SavedSimilarities saved_similarities{saved + layout.anchor_inverse_norms,
+                                                      saved + layout.similarities,
+                                                      saved + layout.inverse_norms};
 
   auto launch = [&](AnchorPass kernel_pass) {
     return contrastive::detail::dispatch_dtype(p.dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
-      return kernels::launch_anchor_candidates<T>(kernel_pass, rows, head, grads, stream);
+      return kernels::launch_anchor_candidates<T>(kernel_pass, rows, head, grads,
+                                                  saved_similarities, stream);
     });
   };
-  // With mean_over_active the backward weights need the batch's count: forward first, apart.
+  // With mean_over_active the backward weights need the batch's count: forward first, apart;
+  // backward then starts from the saved similarities (two passes over the negatives, not three).
   const bool fused = pass == AnchorPass::kForwardBackward && !p.mean_over_active;
   if (forward_pass) {
     CONTRASTIVE_TRY_CUDA(launch(fused ? AnchorPass::kForwardBackward : AnchorPass::kForward),

@@ -66,6 +66,18 @@ Workspace plan_workspace(const Params& p) {
   return plan;
 }
 
+Saved saved_layout(const Params& p) {
+  const auto batch = static_cast<std::size_t>(p.batch);
+  const std::size_t slots = batch * static_cast<std::size_t>(p.negatives);
+  Saved layout;
+  layout.active_total = 0;
+  layout.anchor_inverse_norms = 1;
+  layout.similarities = 1 + batch;
+  layout.inverse_norms = layout.similarities + slots;
+  layout.floats = layout.inverse_norms + slots;
+  return layout;
+}
+
 }  // namespace detail
 
 Status check(const Params& params) {
@@ -90,7 +102,7 @@ Status saved_size(const Params& params, std::size_t* bytes) {
   if (bytes == nullptr)
     return contrastive::detail::fail(Status::kNullPointer, "repel: bytes is null");
   CONTRASTIVE_TRY(check(params));
-  *bytes = sizeof(float);  // the number of terms above the margin
+  *bytes = detail::saved_layout(params).floats * sizeof(float);
   return Status::kSuccess;
 }
 

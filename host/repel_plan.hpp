@@ -24,4 +24,15 @@ struct Workspace {
 };
 CONTRASTIVE_API Workspace plan_workspace(const Params& params);
 
+/// Saved state, offsets in floats: the count of active terms (read with mean_over_active), then
+/// what backward needs to skip the similarity pass.
+struct Saved {
+  std::size_t active_total = 0;          ///< (1) terms above the margin over the batch
+  std::size_t anchor_inverse_norms = 0;  ///< (B) 1 / max(|u_b|, eps), negative where clamped
+  std::size_t similarities = 0;          ///< (B, N)
+  std::size_t inverse_norms = 0;         ///< (B, N) as the anchors'
+  std::size_t floats = 0;
+};
+CONTRASTIVE_API Saved saved_layout(const Params& params);
+
 }  // namespace contrastive::repel::detail

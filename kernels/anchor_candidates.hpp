@@ -1,7 +1,8 @@
 // Launchers of the fused anchor-versus-own-candidates kernels (kernels/anchor_candidates.cu):
 // per-anchor MNR (a softmax cross-entropy over [p_b; N_b]) and Repel (a hinge on each negative).
-// One block per anchor; every candidate row is read once per pass, and no (B, candidates) buffer
-// reaches global memory.
+// A warp per candidate row, up to eight anchors per block; forward saves every similarity and
+// inverse norm (8 bytes per candidate row), so backward reads each candidate row once and writes
+// its gradient. docs/per-anchor-kernels.md describes the kernels.
 #pragma once
 
 #include <cstdint>
@@ -39,12 +40,20 @@ struct AnchorCandidateGrads {
   void* rest;
 };
 
+/// What forward saves for backward, beside the head's own state: each anchor's and candidate's
+/// inverse norm, encoded by anchor::encode_inverse_norm (1 for dot), and every similarity.
+struct SavedSimilarities {
+  float* anchor_inverse_norms;  ///< (B)
+  float* similarities;          ///< (B, count)
+  float* inverse_norms;         ///< (B, count)
+};
+
 enum class AnchorPass { kForward, kBackward, kForwardBackward };
 
 /// MNR: logits = scale * sim, loss_b = logsumexp_t logits_bt - logits_b0.
 struct SoftmaxHead {
   float scale;
-  float* row_lse;             ///< (B): written by the forward passes, read by kBackward
+  float* row_lse;             ///< (B): written by the forward passes
   float* row_loss;            ///< (B): each row's loss (forward passes)
   UpstreamGradient upstream;  ///< per row
   float* row_logit_grad;      ///< (B) or null: sum_t dLoss/dlogit_bt * logit_bt, for dLoss/dscale
@@ -57,17 +66,20 @@ struct HingeHead {
   float* row_sum;             ///< (B) sum of the row's terms, or null
   float* row_active;          ///< (B) how many of the row's terms exceed the margin, or null
   UpstreamGradient upstream;  ///< per term: output index b * count + t
-  const float* active_total;  ///< device scalar: divide the weights by it (mean over active), or null
+  const float*
+      active_total;  ///< device scalar: divide the weights by it (mean over active), or null
 };
 
 /// For T in float, __half and __nv_bfloat16 (the element type of every row and gradient).
+/// kForward and kForwardBackward write `saved`; kBackward reads it and skips phase 1. With every
+/// gradient pointer null (only dLoss/dscale wanted) no candidate row is read after the head.
 template <typename T>
 cudaError_t launch_anchor_candidates(AnchorPass pass, const AnchorCandidates& rows,
                                      const SoftmaxHead& head, const AnchorCandidateGrads& grads,
-                                     cudaStream_t stream);
+                                     const SavedSimilarities& saved, cudaStream_t stream);
 template <typename T>
 cudaError_t launch_anchor_candidates(AnchorPass pass, const AnchorCandidates& rows,
                                      const HingeHead& head, const AnchorCandidateGrads& grads,
-                                     cudaStream_t stream);
+                                     const SavedSimilarities& saved, cudaStream_t stream);
 
 }  // namespace contrastive::kernels

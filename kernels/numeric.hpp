@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <library_types.h>
+#include <math.h>
 
 #include "contrastive/types.hpp"
 #include "kernels/host_device.hpp"
@@ -41,6 +42,25 @@ CONTRASTIVE_HOST_DEVICE inline __half from_float(float value) {
 template <>
 CONTRASTIVE_HOST_DEVICE inline __nv_bfloat16 from_float(float value) {
   return __float2bfloat16_rn(value);
+}
+
+/// The positive's terms of a softmax cross-entropy row, `lse - logit_0` and `p_0 - 1`, without the
+/// cancellation of the direct forms: a confident row (logit_0 the largest by far) has
+/// loss = log(1 + sum_{t != 0} e^{logit_t - logit_0}), which `lse - logit_0` rounds to 0 once it
+/// falls below about 1e-7 |lse|. `max` is the row's largest logit, `others` is
+/// sum_{t != 0} e^{logit_t - max}. When logit_0 is the largest, loss = log1p(others) and
+/// p_0 - 1 = -others / (1 + others); otherwise p_0 < 1/2 and the direct forms lose nothing.
+struct PositiveTerms {
+  float lse;   ///< log-sum-exp of the row
+  float loss;  ///< lse - logit_0
+  float grad;  ///< p_0 - 1 = dLoss/dlogit_0
+};
+
+CONTRASTIVE_HOST_DEVICE inline PositiveTerms softmax_positive(float max, float logit0,
+                                                              float others) {
+  const float lse = max + logf(expf(logit0 - max) + others);
+  if (logit0 == max) return {lse, log1pf(others), -others / (1.0f + others)};
+  return {lse, lse - logit0, expf(logit0 - lse) - 1.0f};
 }
 
 /// The value `value` takes once stored as T.

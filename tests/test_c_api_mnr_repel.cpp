@@ -56,7 +56,7 @@ contrastive_repel_params_t valid_repel() {
 TEST(CApiMnrRepel, HeaderCompilesAsC) {
   size_t bytes = 0;
   EXPECT_EQ(contrastive_c_smoke_mnr_per_anchor(5, &bytes), CONTRASTIVE_SUCCESS);
-  EXPECT_EQ(bytes, 5 * sizeof(float));
+  EXPECT_EQ(bytes, (2 * 5 + 2 * 5 * 4) * sizeof(float));  // lse, inverse norms, sims
   EXPECT_EQ(contrastive_c_smoke_mnr_per_anchor(-1, &bytes), CONTRASTIVE_INVALID_ARGUMENT);
   bytes = 0;
   EXPECT_EQ(contrastive_c_smoke_mnr_in_batch(5, &bytes), CONTRASTIVE_SUCCESS);
@@ -321,7 +321,7 @@ TEST(CApiMnrRepel, ValidParamsGiveTheCppSizes) {
   const contrastive_mnr_per_anchor_params_t per_anchor = valid_per_anchor();
   ASSERT_EQ(contrastive_mnr_per_anchor_check(&per_anchor), CONTRASTIVE_SUCCESS);
   ASSERT_EQ(contrastive_mnr_per_anchor_saved_size(&per_anchor, &c_bytes), CONTRASTIVE_SUCCESS);
-  EXPECT_EQ(c_bytes, kBatch * sizeof(float));
+  EXPECT_EQ(c_bytes, (2 * kBatch + 2 * kBatch * (kNegatives + 1)) * sizeof(float));
   mnr::PerAnchorParams per_anchor_cpp;
   per_anchor_cpp.batch = kBatch;
   per_anchor_cpp.negatives = kNegatives;
@@ -348,7 +348,7 @@ TEST(CApiMnrRepel, ValidParamsGiveTheCppSizes) {
 
   const contrastive_repel_params_t repel_params = valid_repel();
   ASSERT_EQ(contrastive_repel_saved_size(&repel_params, &c_bytes), CONTRASTIVE_SUCCESS);
-  EXPECT_EQ(c_bytes, sizeof(float));
+  EXPECT_EQ(c_bytes, (1 + kBatch + 2 * kBatch * kNegatives) * sizeof(float));
   ASSERT_EQ(contrastive_repel_workspace_size(&repel_params, &c_bytes), CONTRASTIVE_SUCCESS);
   EXPECT_GT(c_bytes, 0u);
 }

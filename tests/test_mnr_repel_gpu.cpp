@@ -353,7 +353,11 @@ struct RepelDevice {
         negatives(p.dtype, in.negatives.size()),
         grad_loss(in.grad_loss.size()),
         loss(p.reduction == Reduction::kNone ? p.batch * p.negatives : 1),
-        saved(1),
+        saved([&p] {
+          std::size_t bytes = 0;
+          EXPECT_EQ(repel::saved_size(p, &bytes), Status::kSuccess) << last_error_message();
+          return bytes / sizeof(float);
+        }()),
         grad_anchors(p.dtype, p.batch * p.dim),
         grad_negatives(p.dtype, p.batch * p.negatives * p.dim),
         workspace(workspace_bytes) {

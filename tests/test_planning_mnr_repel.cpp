@@ -190,11 +190,18 @@ TEST(PerAnchorCheck, AcceptsValidProblems) {
   expect_accepted(p);
 }
 
-TEST(PerAnchorSizes, SavedIsTheRowLogSumExpAndWorkspaceTheRowPartials) {
+TEST(PerAnchorSizes, SavedIsLseInverseNormsAndSimilaritiesWorkspaceTheRowPartials) {
   mnr::PerAnchorParams p = valid_per_anchor();
   std::size_t saved = 0, workspace = 0;
   ASSERT_EQ(mnr::saved_size(p, &saved), Status::kSuccess);
-  EXPECT_EQ(saved, kBatch * sizeof(float));
+  // Per row: its lse and the anchor's inverse norm; per candidate: similarity and inverse norm.
+  EXPECT_EQ(saved, (2 * kBatch + 2 * kBatch * (kNegatives + 1)) * sizeof(float));
+  const mnr::detail::PerAnchorSaved layout = mnr::detail::saved_layout(p);
+  EXPECT_EQ(layout.row_lse, 0u);  // first, where the reference's row lse is compared
+  EXPECT_EQ(layout.anchor_inverse_norms, static_cast<std::size_t>(kBatch));
+  EXPECT_EQ(layout.similarities, static_cast<std::size_t>(2 * kBatch));
+  EXPECT_EQ(layout.inverse_norms, static_cast<std::size_t>(2 * kBatch + kBatch * (kNegatives + 1)));
+  EXPECT_EQ(layout.floats * sizeof(float), saved);
   ASSERT_EQ(mnr::workspace_size(p, &workspace), Status::kSuccess);
   EXPECT_GT(workspace, 0u);
   EXPECT_EQ(workspace, mnr::detail::plan_workspace(p).required_bytes);
@@ -206,7 +213,7 @@ TEST(PerAnchorSizes, SavedIsTheRowLogSumExpAndWorkspaceTheRowPartials) {
   EXPECT_EQ(wider, workspace);
   p.batch = 1000;
   ASSERT_EQ(mnr::saved_size(p, &saved), Status::kSuccess);
-  EXPECT_EQ(saved, 1000 * sizeof(float));
+  EXPECT_EQ(saved, (2 * 1000 + 2 * 1000 * 2001) * sizeof(float));  // the width does not count
 }
 
 TEST(PerAnchorSizes, NullSizeOutput) {
@@ -484,19 +491,26 @@ TEST(RepelCheck, AcceptsValidProblems) {
   expect_accepted(p);
 }
 
-TEST(RepelSizes, SavedIsTheActiveCountAndWorkspaceTheRowPartials) {
+TEST(RepelSizes, SavedIsTheActiveCountInverseNormsAndSimilarities) {
   repel::Params p = valid_repel();
   std::size_t saved = 0, workspace = 0;
   ASSERT_EQ(repel::saved_size(p, &saved), Status::kSuccess);
-  EXPECT_EQ(saved, sizeof(float));
+  EXPECT_EQ(saved, (1 + kBatch + 2 * kBatch * kNegatives) * sizeof(float));
+  const repel::detail::Saved layout = repel::detail::saved_layout(p);
+  EXPECT_EQ(layout.active_total, 0u);  // first, where the reference's count is compared
+  EXPECT_EQ(layout.anchor_inverse_norms, 1u);
+  EXPECT_EQ(layout.similarities, static_cast<std::size_t>(1 + kBatch));
+  EXPECT_EQ(layout.inverse_norms, static_cast<std::size_t>(1 + kBatch + kBatch * kNegatives));
+  EXPECT_EQ(layout.floats * sizeof(float), saved);
   ASSERT_EQ(repel::workspace_size(p, &workspace), Status::kSuccess);
   EXPECT_GT(workspace, 0u);
   EXPECT_EQ(workspace, repel::detail::plan_workspace(p).required_bytes);
-  p.batch = 100000;  // one float of saved state whatever the batch
+  p.batch = 100000;
   p.negatives = 2048;
+  p.dim = 4096;  // the width does not count
   p.reduction = Reduction::kNone;
   ASSERT_EQ(repel::saved_size(p, &saved), Status::kSuccess);
-  EXPECT_EQ(saved, sizeof(float));
+  EXPECT_EQ(saved, (1 + 100000 + 2 * std::size_t{100000} * 2048) * sizeof(float));
   std::size_t larger = 0;
   ASSERT_EQ(repel::workspace_size(p, &larger), Status::kSuccess);
   EXPECT_GT(larger, workspace);

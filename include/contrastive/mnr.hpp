@@ -53,7 +53,7 @@ struct PerAnchorForwardArgs {
   const void* positives = nullptr;  ///< (B, positive_row_stride) dtype
   const void* negatives = nullptr;  ///< (B * n, negative_row_stride) dtype: row b * n + t
   float* loss = nullptr;            ///< (1) for mean/sum, (B) for Reduction::kNone
-  void* saved = nullptr;            ///< saved_size() bytes: the per-row log-sum-exp
+  void* saved = nullptr;            ///< saved_size() bytes: row lse, similarities, norms
 };
 
 struct PerAnchorBackwardArgs {

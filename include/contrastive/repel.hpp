@@ -38,13 +38,13 @@ struct ForwardArgs {
   const void* anchors = nullptr;    ///< (B, anchor_row_stride) dtype
   const void* negatives = nullptr;  ///< (B * N, negative_row_stride) dtype: row b * N + n
   float* loss = nullptr;            ///< (1), or (B, N) for Reduction::kNone
-  void* saved = nullptr;            ///< saved_size() bytes: the number of terms above the margin
+  void* saved = nullptr;            ///< saved_size() bytes: active count, similarities, norms
 };
 
 struct BackwardArgs {
   const void* anchors = nullptr;
   const void* negatives = nullptr;
-  const void* saved = nullptr;  ///< what forward() wrote (required; read with mean_over_active)
+  const void* saved = nullptr;       ///< what forward() wrote (required): the similarities, reused
   const float* grad_loss = nullptr;  ///< (1), or (B, N) for kNone; null means 1
   void* grad_anchors = nullptr;      ///< (B, D) or null
   void* grad_negatives = nullptr;    ///< (B * N, D) or null
