@@ -1,0 +1,60 @@
+// The comparison with the float64 reference (include/contrastive/reference.hpp) that every
+// benchmark makes before it times anything, so that a time is never reported for wrong results.
+// At the benchmarks' shapes the full reference would take minutes, so it runs on sampled rows R
+// (the first, the last and rows spread between): the library is called once with
+// Reduction::kNone, giving every row's loss, and once backward with kNone and an upstream
+// gradient of 1 on R and 0 elsewhere, whose gradients the reference computes exactly from R alone
+// (per-anchor losses: the rows of R; logits losses: every row of Q and K, see
+// tests/support/sampled_reference.hpp). The timed call's mean loss must then equal the mean of the
+// per-row losses.
+//
+// Tolerances: a sanity bound, not the precision tests' rule (tests/support/tolerance.hpp holds the
+// library to that on the GPU). fp32: the fp32 error model of the reference's own bounds, with a
+// margin; 16-bit inputs: plus a few roundings of the dtype, relative to each output's largest
+// entry. A wrong index, a missing term or a stale buffer errs by far more.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "contrastive/types.hpp"
+
+namespace contrastive::bench {
+
+/// Up to `count` distinct rows of [0, batch): 0, batch - 1 and rows spread evenly between.
+std::vector<std::int64_t> sampled_rows(std::int64_t batch, int count);
+
+/// Host values stored in `dtype` (bytes as downloaded) as doubles.
+std::vector<double> to_doubles(const std::vector<unsigned char>& bytes, DType dtype);
+
+/// The unit roundoff of a dtype's storage: 2^-24 (f32), 2^-11 (f16), 2^-8 (bf16).
+double unit_roundoff(DType dtype);
+
+/// The largest |value|.
+double largest_magnitude(const std::vector<double>& values);
+
+/// Element-by-element comparison of library results with the reference, accumulated over several
+/// outputs: the worst error / allowed ratio, and the first element out of bounds.
+class Comparison {
+ public:
+  /// One element: passes when |actual - expected| <= allowed (NaN never passes).
+  void add(const std::string& what, std::size_t index, double actual, double expected,
+           double allowed);
+  /// Every element of an output: allowed = absolute + relative * |expected[i]|.
+  void add_all(const std::string& what, const std::vector<double>& actual,
+               const std::vector<double>& expected, double absolute, double relative);
+
+  double worst_ratio() const { return worst_ratio_; }
+  std::size_t compared() const { return compared_; }
+  /// "" when every element passed; else the first failure and how many failed.
+  std::string failure() const;
+
+ private:
+  std::size_t compared_ = 0, failed_ = 0;
+  double worst_ratio_ = 0.0;
+  std::string first_failure_;
+};
+
+}  // namespace contrastive::bench
