@@ -904,7 +904,7 @@ step_compare() {
 
 # --- the steps of the mode, in order; then the summary, last on stdout --------------------------
 : >"$LOG_RUN"
-: >"$LOG_SANITIZERS"
+[[ $mode == checks-first ]] && : >"$LOG_SANITIZERS"
 for step in $STEPS; do
   "step_$step"
 done
