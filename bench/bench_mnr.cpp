@@ -212,7 +212,7 @@ bool check_per_anchor(GpuFixture& gpu, const mnr::PerAnchorParams& params,
   }
   const double count = static_cast<double>(batch);
   comparison.add("mean loss vs mean of the rows", 0, mean, sum / count,
-                 1e-5 * magnitude / count + 1e-7);
+                 mean_tolerance(count, magnitude));
   return gpu.report_reference(rows.size(), comparison.worst_ratio(), comparison.failure());
 }
 

@@ -174,7 +174,7 @@ bool check_against_reference(GpuFixture& gpu, const repel::Params& params,
   }
   const double count = static_cast<double>(terms);
   comparison.add("mean loss vs mean of the terms", 0, mean, sum / count,
-                 1e-5 * magnitude / count + 1e-7);
+                 mean_tolerance(count, magnitude));
   return gpu.report_reference(rows.size(), comparison.worst_ratio(), comparison.failure());
 }
 

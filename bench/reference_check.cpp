@@ -58,6 +58,14 @@ double unit_roundoff(DType dtype) {
   return std::ldexp(1.0, -24);
 }
 
+double mean_tolerance(double count, double magnitude) {
+  constexpr double kMeanRoundings = 16.0;
+  constexpr double kFloor = 1e-7;
+  if (count <= 0.0) return kFloor;
+  return kMeanRoundings * std::sqrt(count) * unit_roundoff(DType::kF32) * magnitude / count +
+         kFloor;
+}
+
 double largest_magnitude(const std::vector<double>& values) {
   double largest = 0.0;
   for (const double value : values) largest = std::max(largest, std::fabs(value));

@@ -32,6 +32,11 @@ std::vector<double> to_doubles(const std::vector<unsigned char>& bytes, DType dt
 /// The unit roundoff of a dtype's storage: 2^-24 (f32), 2^-11 (f16), 2^-8 (bf16).
 double unit_roundoff(DType dtype);
 
+/// The error allowed between a library's fp32 mean of `count` values whose magnitudes sum to
+/// `magnitude` and the float64 mean of the same values: 16 sqrt(count) fp32 roundings of the mean
+/// magnitude (a random walk of rounding errors, with a margin), plus 1e-7.
+double mean_tolerance(double count, double magnitude);
+
 /// The largest |value|.
 double largest_magnitude(const std::vector<double>& values);
 
