@@ -142,7 +142,8 @@ def shell(steps: Sequence[Step]) -> str:
     lines = [f'STEPS="{" ".join(s.name for s in steps)}"']
     for step in steps:
         lines.append(f"CAP_{step.name}={step.cap} MIN_{step.name}={step.minimum} "
-                     f"KEEP_{step.name}={keep[step.name]} OPTIONAL_{step.name}={int(step.optional)}")
+                     f"KEEP_{step.name}={keep[step.name]} "
+                     f"OPTIONAL_{step.name}={int(step.optional)}")
     return "\n".join(lines)
 
 

@@ -27,7 +27,7 @@ Times forward + backward of each loss through PyTorch eager (the seed's formulat
 torch.compile of the same functions, sentence-transformers' MultipleNegativesRankingLoss
 (in-batch MNR) and contrastive.torch, at the same shapes and dtypes, on one CUDA device;
 checks every implementation's loss and gradients against float64 before timing it; writes
-<out>/<date>-<card>.md (tables, the issue's targets met or missed), the raw .json beside it
+<out>/<date>-<card>.md (tables, the performance targets met or missed), the raw .json beside it
 and PNG plots (time and peak memory against B)."""
 
 EPILOG = f"""\

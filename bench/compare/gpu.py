@@ -625,7 +625,8 @@ def _state_text(state: Optional[Dict[str, str]]) -> str:
         return "not available (nvidia-smi)"
     return (f"SM {state['clocks.sm']} (max {state['clocks.max.sm']}), memory "
             f"{state['clocks.mem']}, {state['power.draw']} of {state['power.limit']}, "
-            f"{state['temperature.gpu']} C, throttle reasons {state['clocks_throttle_reasons.active']}")
+            f"{state['temperature.gpu']} C, throttle reasons "
+            f"{state['clocks_throttle_reasons.active']}")
 
 
 def _meta(config, runner: Runner) -> Dict:

@@ -1,4 +1,5 @@
-"""compare.py's results: the raw JSON, the Markdown report with the issue's targets, file names.
+"""compare.py's results: the raw JSON, the Markdown report with the performance targets, file
+names.
 
 The writer only formats what the results structure holds: measured times and memory (and the
 C++ floors read from a file the run was given); where something was not measured, the row says
@@ -40,8 +41,9 @@ MIB = 1024.0 * 1024.0
 
 # ---- Targets --------------------------------------------------------------------------------
 
-# The issues' targets, forward + backward: InfoNCE (and its symmetric CLIP form) at B >= 4096,
-# and large batches (CLIP, B >= 32768: the tiled path).
+# The performance targets (docs/benchmarks.md), forward + backward: InfoNCE (and its symmetric
+# CLIP form) at B >= 4096, large batches (CLIP, B >= 32768: the tiled path), and the per-anchor
+# losses' share of the copy bandwidth (from the C++ benchmarks).
 TARGETS = (
     {"id": "speed_vs_eager", "baseline": plan.EAGER, "metric": "speedup", "required": 2.0,
      "losses": ("infonce", "clip"), "min_batch": 4096,
@@ -354,7 +356,7 @@ def render_markdown(results: Dict, plot_names: Sequence[str] = (),
     if stops:
         lines += ["", f"**Run stopped early: {'; '.join(stops)}.** The measurements after that "
                   "point are marked `not run`."]
-    lines += ["", "## Targets (from the issue; reported, not asserted)", ""]
+    lines += ["", "## Targets (reported, not asserted)", ""]
     for verdict in evaluate_targets(results):
         variant = plan.IMPLEMENTATION_TITLES[verdict["variant"]]
         lines.append(f"- {verdict['text']} ({variant}): **{verdict['summary']}**.")

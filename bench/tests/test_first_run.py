@@ -20,7 +20,7 @@ import check_plan  # noqa: E402
 from compare import cli, cpp, formulas, plan, report  # noqa: E402
 
 
-# ---- gpu-check.sh's time plan ---------------------------------------------------------------------
+# ---- gpu-check.sh's time plan --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", check_plan.MODES)
@@ -94,7 +94,7 @@ def test_the_plan_as_shell_and_its_errors():
     assert check_plan.step_timeout(100, 50, 54) == 0  # under 5 s: no time
 
 
-# ---- Benchmark JSON: truncated files --------------------------------------------------------------
+# ---- Benchmark JSON: truncated files -------------------------------------------------------------
 
 RUNS = [
     {"name": "repel/forward_backward/bf16/B:8192/N:127/D:768/iterations:1/manual_time",
@@ -222,7 +222,7 @@ def test_the_short_set_can_evaluate_the_compile_target():
     assert all(c.loss == "infonce" for c in compiled)  # compilations cost seconds each
 
 
-# ---- Targets: every one evaluated or said why not -------------------------------------------------
+# ---- Targets: every one evaluated or said why not ------------------------------------------------
 
 
 def results_with(cpp_results=None, cases=()):
@@ -280,7 +280,7 @@ def test_floor_ratios_are_only_the_cpp_processes_own():
     assert "1.50×" in floor_row
 
 
-# ---- With PyTorch (CPU): the baselines' cheaper forms compute the same loss -----------------------
+# ---- With PyTorch (CPU): the baselines' cheaper forms compute the same loss ----------------------
 
 
 @pytest.mark.parametrize("name,loss", [("eager_no_cat", "mnr_per_anchor"), ("eager", "infonce"),
