@@ -139,7 +139,9 @@ fi
 # The plan: STEPS and CAP_/MIN_/KEEP_/OPTIONAL_<step> (bench/check_plan.py).
 PYTHON=$(command -v python3 || true)
 [[ -n "$PYTHON" ]] || { echo "gpu-check: python3 is needed (the time plan, the summaries)" >&2; exit 2; }
-plan_text=$("$PYTHON" "$ROOT/bench/check_plan.py" "$mode" "$CHECK_BUDGET" $( ((long)) && echo --long)) ||
+long_arg=()
+((long)) && long_arg=(--long)
+plan_text=$("$PYTHON" "$ROOT/bench/check_plan.py" "$mode" "$CHECK_BUDGET" "${long_arg[@]}") ||
   { echo "gpu-check: no time plan for $mode in ${CHECK_BUDGET} s (above)" >&2; exit 2; }
 eval "$plan_text"
 ALL_STEPS="configure build tests demo memcheck selftest racecheck initcheck synccheck bench_infonce bench_mnr bench_repel compare"
@@ -234,11 +236,11 @@ numbers_note() {
   fi
 }
 write_summary() {
-  local i failed_steps=() ran=() not_ran=() total s st
+  local i failed_steps=() ran_steps=() not_ran=() total s st
   total=$(secs_since "$T0")
   for i in "${!names[@]}"; do
     [[ ${statuses[i]} == FAIL ]] && failed_steps+=("${names[i]}")
-    if [[ ${statuses[i]} == SKIP ]]; then not_ran+=("${names[i]}"); else ran+=("${names[i]}"); fi
+    if [[ ${statuses[i]} == SKIP ]]; then not_ran+=("${names[i]}"); else ran_steps+=("${names[i]}"); fi
   done
   for s in $ALL_STEPS; do
     st=$(status_of "$s")
@@ -264,7 +266,7 @@ write_summary() {
       echo "| ${names[i]} | ${statuses[i]} | ${seconds[i]} | ${details[i]} |"
     done
     echo
-    echo "- ran: ${ran[*]:-nothing}"
+    echo "- ran: ${ran_steps[*]:-nothing}"
     echo "- did not run: ${not_ran[*]:-nothing}"
     echo "- numbers: $(numbers_note)"
     echo
@@ -863,8 +865,8 @@ step_compare() {
   elif ! python3 -c "import torch" >/dev/null 2>&1; then
     record compare SKIP "$start" "PyTorch not installed"
     return
-  elif ((t < MIN_compare)); then
-    record compare FAIL "$start" "only $t s left of the ${CHECK_BUDGET} s budget, under its $MIN_compare s"
+  elif ((t < ${MIN_compare:-45})); then
+    record compare FAIL "$start" "only $t s left of the ${CHECK_BUDGET} s budget, under its ${MIN_compare:-45} s"
     return
   fi
   compare_out="$BUILD_DIR/compare.out"
