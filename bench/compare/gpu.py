@@ -353,16 +353,6 @@ def time_interleaved(functions: Dict[str, Callable], copies: Sequence, warmup: i
     return out
 
 
-def time_runs(function: Callable, copies: Sequence, warmup: int, repeats: int,
-              max_seconds: float, warmup_seconds: float = 0.0) -> Dict:
-    """time_interleaved of one function."""
-    result = time_interleaved({"only": function}, copies, warmup, repeats, max_seconds,
-                              warmup_seconds)["only"]
-    if "error" in result:
-        raise result["error"]
-    return result
-
-
 def peak_memory(function: Callable, leaves: Sequence) -> int:
     """Bytes the call allocates at its peak beyond what was allocated before it (its returned
     gradients included)."""

@@ -105,7 +105,10 @@ class Case:
             return self.batch * (self.negatives + 1) * self.dim
         return self.batch * self.keys
 
-    def check_case(self, limit: int = CHECK_ELEMENTS) -> "Case":
+    def check_case(self, limit: Optional[int] = None) -> "Case":
+        """The shape the float64 check runs at: B halved until the reference's largest array
+        holds at most `limit` (default CHECK_ELEMENTS) elements."""
+        limit = CHECK_ELEMENTS if limit is None else limit
         case = self
         while case.batch > 1 and case.elements() > limit:
             case = dataclasses.replace(case, batch=case.batch // 2)

@@ -301,3 +301,123 @@ def test_the_eager_forms_against_the_formulas(name, loss):
     verdict = formulas.check(formulas.TorchOps(torch), "fp32", loss, [x.detach() for x in leaves],
                              value, grads)
     assert verdict["passed"] and verdict["loss_error"] < 1e-12, verdict["message"]
+
+
+# ---- With PyTorch (CPU): compare's measuring loop, CUDA replaced by the host clock ---------------
+
+
+class _FakeEvent:
+    def __init__(self, enable_timing=True):
+        self.at = None
+
+    def record(self):
+        import time
+
+        self.at = time.perf_counter()
+
+    def elapsed_time(self, end):
+        return (end.at - self.at) * 1000.0
+
+
+@pytest.fixture
+def cpu_runner(monkeypatch):
+    """compare.gpu on the CPU: events timed by the host clock, no device memory statistics, the
+    library replaced by a recording stand-in (eager, so that its bf16 errors are PyTorch's)."""
+    torch = pytest.importorskip("torch")
+    import types
+
+    from compare import gpu
+
+    monkeypatch.setattr(gpu, "DEVICE", "cpu")
+    cuda = torch.cuda
+    monkeypatch.setattr(cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(cuda, "empty_cache", lambda *a, **k: None)
+    monkeypatch.setattr(cuda, "mem_get_info", lambda *a, **k: (1 << 34, 1 << 35))
+    monkeypatch.setattr(cuda, "memory_allocated", lambda *a, **k: 0)
+    monkeypatch.setattr(cuda, "max_memory_allocated", lambda *a, **k: 1 << 20)
+    monkeypatch.setattr(cuda, "reset_peak_memory_stats", lambda *a, **k: None)
+    monkeypatch.setattr(cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(cuda, "get_device_properties", lambda device: types.SimpleNamespace(
+        L2_cache_size=1 << 20, major=9, minor=0, total_memory=1 << 35, name="Fake GPU"))
+    monkeypatch.setattr(gpu, "gpu_state", lambda: None)
+    calls = []
+
+    def library_function(loss, tile=0):
+        calls.append(("library", loss, tile))
+        function = gpu.EAGER[loss]
+
+        def library(*leaves):
+            calls.append(("run", "contrastive", tile))
+            return function(*leaves)
+        return library
+
+    monkeypatch.setattr(gpu, "library_function", library_function)
+    return gpu, calls
+
+
+def small_config(dtype, shapes, budget=None):
+    config = cli.parse_args(["--short", "--no-compile", "--dtypes", dtype, "--warmup", "1",
+                             "--repeats", "6"] + (["--time-budget", str(budget)] if budget else []))
+    preset = plan.Preset("test", shapes, (dtype,), warmup=1, repeats=6, warmup_seconds=0.01,
+                         max_seconds=0.2, compile_max_batch=None)
+    import dataclasses
+    return dataclasses.replace(config, preset=preset, losses=tuple(shapes))
+
+
+def test_the_library_is_checked_first_and_timed_interleaved(cpu_runner):
+    gpu, calls = cpu_runner
+    config = small_config("fp32", {"mnr_per_anchor": [dict(batch=32, negatives=4, dim=16)]})
+    runner = gpu.Runner(config)
+    case = config.cases()[0]
+    entry = runner.run_case(case)
+    results = entry["results"]
+    assert list(results) == ["eager", "eager_no_cat", "compile", "contrastive"]  # table order
+    assert calls[0] == ("library", "mnr_per_anchor", 0)  # the library is set up first
+    for name in ("eager", "eager_no_cat", "contrastive"):
+        assert results[name]["status"] == report.OK, results[name]
+        assert results[name]["runs"] >= plan.MIN_RUNS
+        assert results[name]["interleaved_with"] == 2
+        assert results[name]["check"]["passed"]
+    assert results["compile"]["status"] == report.SKIPPED
+    assert results["contrastive"]["check"]["grad_tolerance"] == \
+        formulas.LIBRARY_TOLERANCES["fp32"].grad
+
+
+def test_the_library_check_is_stricter_in_bf16(cpu_runner):
+    """PyTorch's bf16 eager passes the baselines' bf16 tolerance and fails the library's: the
+    library's check would catch an error of that size."""
+    gpu, calls = cpu_runner
+    config = small_config("bf16", {"infonce": [dict(batch=64, dim=32)]})
+    entry = gpu.Runner(config).run_case(config.cases()[0])
+    assert entry["results"]["eager"]["check"]["passed"]
+    library = entry["results"]["contrastive"]
+    assert library["status"] == report.CHECK_FAILED and "median_ms" not in library
+    assert library["check"]["grad_tolerance"] == formulas.LIBRARY_TOLERANCES["bf16"].grad
+
+
+def test_a_tiled_timed_shape_is_checked_with_tiles(cpu_runner, monkeypatch):
+    gpu, calls = cpu_runner
+    monkeypatch.setattr(plan, "LIBRARY_WORKSPACE_BUDGET", 64 * 64 * 4)  # B = M = 64 tiles
+    monkeypatch.setattr(plan, "CHECK_ELEMENTS", 32 * 32)  # ... and is checked at B = 32
+    config = small_config("fp32", {"infonce": [dict(batch=64, dim=16)]})
+    case = config.cases()[0]
+    assert case.library_tiles() and case.check_case().batch == 32 and case.check_tile() == 8
+    entry = gpu.Runner(config).run_case(case)
+    assert entry["check_tile"] == 8
+    assert ("library", "infonce", 8) in calls  # the check's function, with tiles
+    assert entry["results"]["contrastive"]["check"]["tile"] == 8
+    assert entry["results"]["contrastive"]["status"] == report.OK
+
+
+def test_a_spent_budget_is_reported_and_the_run_recorded(cpu_runner):
+    gpu, calls = cpu_runner
+    shapes = {"repel": [dict(batch=16, negatives=4, dim=8)],
+              "infonce": [dict(batch=16, dim=8)]}
+    config = small_config("fp32", shapes, budget=1e-9)
+    results = gpu.run(config)
+    statuses = {(e["case"]["loss"], name): r["status"] for e in results["cases"]
+                for name, r in e["results"].items()}
+    assert set(statuses.values()) == {report.NOT_RUN}
+    assert results["cpp"] is None and "gpu_state" in results["meta"]
+    assert "interleaved" in results["meta"]["timing"]
