@@ -1,0 +1,121 @@
+// The host side of the benchmarks' comparison with the float64 reference
+// (bench/reference_check.hpp): the sampled rows, the conversion of downloaded values, the
+// comparison and its message, and the mean's tolerance against fp32 sums as a GPU reduction forms
+// them. CPU only.
+#include "bench/reference_check.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kernels/numeric.hpp"
+
+namespace contrastive::bench {
+namespace {
+
+template <typename T>
+std::vector<unsigned char> stored(const std::vector<float>& values) {
+  std::vector<unsigned char> bytes(values.size() * sizeof(T));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const T value = kernels::from_float<T>(values[i]);
+    std::memcpy(bytes.data() + i * sizeof(T), &value, sizeof(T));
+  }
+  return bytes;
+}
+
+TEST(SampledRows, FirstLastAndSpreadBetween) {
+  EXPECT_EQ(sampled_rows(10, 4), (std::vector<std::int64_t>{0, 3, 6, 9}));
+  EXPECT_EQ(sampled_rows(3, 8), (std::vector<std::int64_t>{0, 1, 2}));
+  EXPECT_EQ(sampled_rows(1, 8), (std::vector<std::int64_t>{0}));
+  EXPECT_TRUE(sampled_rows(0, 8).empty());
+  EXPECT_TRUE(sampled_rows(5, 0).empty());
+  const std::vector<std::int64_t> rows = sampled_rows(131072, 8);
+  ASSERT_EQ(rows.size(), 8u);
+  EXPECT_EQ(rows.front(), 0);
+  EXPECT_EQ(rows.back(), 131071);
+  for (std::size_t i = 1; i < rows.size(); ++i) EXPECT_LT(rows[i - 1], rows[i]);
+}
+
+TEST(ToDoubles, EveryDTypeAsStored) {
+  const std::vector<float> values = {1.5f, -2.25f, 0.0f, 1024.0f};
+  const std::vector<double> expected(values.begin(), values.end());
+  EXPECT_EQ(to_doubles(stored<float>(values), DType::kF32), expected);
+  EXPECT_EQ(to_doubles(stored<__half>(values), DType::kF16), expected);
+  EXPECT_EQ(to_doubles(stored<__nv_bfloat16>(values), DType::kBF16), expected);
+  // A value that bf16 rounds: what was stored, not what was meant.
+  const std::vector<double> rounded =
+      to_doubles(stored<__nv_bfloat16>({1.0f / 3.0f}), DType::kBF16);
+  EXPECT_NE(rounded[0], static_cast<double>(1.0f / 3.0f));
+  EXPECT_NEAR(rounded[0], 1.0 / 3.0, unit_roundoff(DType::kBF16) / 3.0);
+}
+
+TEST(UnitRoundoff, OfEachStorage) {
+  EXPECT_EQ(unit_roundoff(DType::kF32), std::ldexp(1.0, -24));
+  EXPECT_EQ(unit_roundoff(DType::kF16), std::ldexp(1.0, -11));
+  EXPECT_EQ(unit_roundoff(DType::kBF16), std::ldexp(1.0, -8));
+}
+
+TEST(Comparison, PassesWithinAndFailsOutsideTheBound) {
+  Comparison comparison;
+  comparison.add("x", 0, 1.0, 1.0, 0.0);
+  comparison.add("x", 1, 1.05, 1.0, 0.1);
+  EXPECT_EQ(comparison.failure(), "");
+  EXPECT_DOUBLE_EQ(comparison.worst_ratio(), 0.5);
+  comparison.add("grad_q", 7, 2.0, 1.0, 0.5);
+  comparison.add("grad_q", 8, 3.0, 1.0, 0.5);
+  EXPECT_EQ(comparison.compared(), 4u);
+  EXPECT_DOUBLE_EQ(comparison.worst_ratio(), 4.0);
+  const std::string failure = comparison.failure();
+  EXPECT_NE(failure.find("grad_q[7] = 2, reference 1, allowed +-0.5"), std::string::npos)
+      << failure;
+  EXPECT_NE(failure.find("(2 of 4 values out of bounds)"), std::string::npos) << failure;
+}
+
+TEST(Comparison, NanNeverPassesAndSizesMustMatch) {
+  Comparison nan;
+  nan.add("loss", 0, std::numeric_limits<double>::quiet_NaN(), 1.0, 1e9);
+  EXPECT_NE(nan.failure(), "");
+  EXPECT_TRUE(std::isinf(nan.worst_ratio()));
+  Comparison sizes;
+  sizes.add_all("grad_k", {1.0, 2.0}, {1.0}, 1.0, 0.0);
+  EXPECT_NE(sizes.failure().find("grad_k: 2 values, reference 1"), std::string::npos);
+  Comparison relative;
+  relative.add_all("g", {100.5, -0.001}, {100.0, 0.0}, 0.01, 0.01);  // 0.5 <= 0.01 + 1
+  EXPECT_EQ(relative.failure(), "");
+}
+
+// The mean check's bound holds for fp32 sums as a GPU forms them (per-block partial sums, then the
+// partials) and even for one sequential fp32 sum; it fails a mean off by one row in a thousand.
+TEST(MeanTolerance, HoldsForFp32SumsAndCatchesAWrongMean) {
+  std::mt19937 engine(7);
+  std::uniform_real_distribution<float> loss(0.0f, 12.0f);
+  for (const std::size_t count : {std::size_t{1000}, std::size_t{1} << 20}) {
+    std::vector<float> values(count);
+    double exact = 0.0, magnitude = 0.0;
+    for (float& value : values) {
+      value = loss(engine);
+      exact += value;
+      magnitude += std::fabs(value);
+    }
+    const double n = static_cast<double>(count);
+    float sequential = 0.0f;
+    for (const float value : values) sequential += value;
+    float blocked = 0.0f;
+    for (std::size_t start = 0; start < count; start += 256) {
+      float partial = 0.0f;
+      for (std::size_t i = start; i < std::min(count, start + 256); ++i) partial += values[i];
+      blocked += partial;
+    }
+    const double allowed = mean_tolerance(n, magnitude);
+    EXPECT_LE(std::fabs(static_cast<double>(blocked) / n - exact / n), allowed) << count;
+    EXPECT_LE(std::fabs(static_cast<double>(sequential) / n - exact / n), allowed) << count;
+    EXPECT_GT(std::fabs((exact - 6.0 * n / 1000.0) / n - exact / n), allowed) << count;
+  }
+}
+
+}  // namespace
+}  // namespace contrastive::bench
