@@ -51,7 +51,10 @@ _NUMBERS_LONG = (
     Step("bench_repel", 100, 20),
     Step("compare", 240, 60),
 )
-_BUILD = (Step("configure", 60, 20), Step("build", 240, 60))
+# build: what the numbers need (benchmarks, Python module, demo); build_tests: the test binaries.
+_CONFIGURE = Step("configure", 60, 20)
+_BUILD_NUMBERS = Step("build", 180, 45)
+_BUILD_TESTS = Step("build_tests", 180, 30)
 # tests: the GPU test binaries (sharded), the API binaries, the Python GPU tests, the README
 # examples; demo: the demo's GPU path.
 _TESTS = (Step("tests", 120, 40), Step("demo", 20, 5))
@@ -70,19 +73,22 @@ _SANITIZERS_LONG = (
     Step("synccheck", 60, 15, optional=True),
 )
 # Every step name the script knows, in any mode (the ones a mode leaves out are reported SKIP).
-ALL_STEPS = tuple(s.name for s in _BUILD + _NUMBERS + _TESTS + _SANITIZERS)
+ALL_STEPS = tuple(s.name for s in (_CONFIGURE, _BUILD_NUMBERS, _BUILD_TESTS) + _NUMBERS + _TESTS
+                  + _SANITIZERS)
 
 
 def plan(mode: str, long: bool = False) -> List[Step]:
-    """The steps of a mode in run order. bench-first: build, the benchmarks and compare.py, then
-    the tests and the demo, no sanitizers (a run that must bring numbers). checks-first: build,
-    tests, demo, the sanitizers, then the benchmarks and compare.py in their reserved time."""
+    """The steps of a mode in run order. bench-first: build what the numbers need, the benchmarks
+    and compare.py, then build the tests and run them and the demo, no sanitizers (a run that must
+    bring numbers). checks-first: build the tests, run them, the demo and the sanitizers, then build
+    and run the benchmarks and compare.py in their reserved time."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     numbers = _NUMBERS_LONG if long else _NUMBERS
     if mode == "bench-first":
-        return list(_BUILD + numbers + _TESTS)
-    return list(_BUILD + _TESTS + (_SANITIZERS_LONG if long else _SANITIZERS) + numbers)
+        return [_CONFIGURE, _BUILD_NUMBERS, *numbers, _BUILD_TESTS, *_TESTS]
+    sanitizers = _SANITIZERS_LONG if long else _SANITIZERS
+    return [_CONFIGURE, _BUILD_TESTS, *_TESTS, *sanitizers, _BUILD_NUMBERS, *numbers]
 
 
 def keeps(steps: Sequence[Step]) -> Dict[str, int]:

@@ -12,11 +12,12 @@
 #   bash scripts/gpu-check.sh "$OUT"
 #
 # Modes (the summary says which ran):
-#   --bench-first (default)  configure, build, the three benchmarks, compare.py, then the tests
-#                            and the demo; no sanitizers: a run that must bring numbers
-#   --checks-first           configure, build, tests, demo, compute-sanitizer (memcheck, its
-#                            self-test, racecheck, initcheck, synccheck), then the benchmarks
-#                            and compare.py in the time reserved for them
+#   --bench-first (default)  configure, build, the three benchmarks, compare.py, then
+#                            build_tests, the tests and the demo; no sanitizers: a run that must
+#                            bring numbers
+#   --checks-first           configure, build_tests, tests, demo, compute-sanitizer (memcheck,
+#                            its self-test, racecheck, initcheck, synccheck), then build, the
+#                            benchmarks and compare.py in the time reserved for them
 # Each step has a cap and a minimum (bench/check_plan.py); a step gets min(cap, time left - the
 # minimums of the steps after it), so no step eats the time of the benchmarks or compare.py.
 #
@@ -25,9 +26,11 @@
 #              nvcc, cmake, ninja, c++, compute-sanitizer versions            -> env.log
 #   configure  cmake -G Ninja Release, CUDA_ARCH, no fuzz target, the staged GoogleTest and
 #              Google Benchmark when present                                  -> build.log
-#   build      only what runs here: the GPU and API test binaries, the README examples, the
-#              demo, the Python module, the benchmarks (checks-first: the broken-launch
-#              self-test too); without the benchmarks once more if they alone fail -> build.log
+#   build      what the numbers need: the benchmarks, the Python module, the demo (once more
+#              without the benchmarks if they alone fail)                     -> build.log
+#   build_tests  what the tests run: the GPU and API test binaries, the README examples, the
+#              demo (checks-first: the broken-launch self-test too). Only what runs here is
+#              built; each mode builds first what it runs first                -> build.log
 #   tests      contrastive_gpu_tests and contrastive_reliability_gpu_tests, each split into
 #              JOBS/2 gtest shards run at once; contrastive_api_tests and
 #              contrastive_reliability_api_tests (one process each: with a device their GPU
@@ -144,7 +147,7 @@ long_arg=()
 plan_text=$("$PYTHON" "$ROOT/bench/check_plan.py" "$mode" "$CHECK_BUDGET" "${long_arg[@]}") ||
   { echo "gpu-check: no time plan for $mode in ${CHECK_BUDGET} s (above)" >&2; exit 2; }
 eval "$plan_text"
-ALL_STEPS="configure build tests demo memcheck selftest racecheck initcheck synccheck bench_infonce bench_mnr bench_repel compare"
+ALL_STEPS="configure build build_tests tests demo memcheck selftest racecheck initcheck synccheck bench_infonce bench_mnr bench_repel compare"
 
 LOG_ENV="$R/env.log" LOG_BUILD="$R/build.log" LOG_TESTS="$R/tests.log" JUNIT="$R/ctest-junit.xml"
 LOG_RUN="$R/run.log" LOG_MEMCHECK="$R/memcheck.log" LOG_SANITIZERS="$R/sanitizers.log"
@@ -415,7 +418,7 @@ elif [[ -d "$STAGE_DIR/python/pytest" ]]; then
 else
   deps+=", pytest: none (Python tests not run)"
 fi
-configured=0 built=0 bench_built=0 bench_note=""
+configured=0 built=0 tests_built=0 bench_built=0 bench_note=""
 
 step_configure() {
   local start t rc
@@ -442,39 +445,52 @@ step_configure() {
   fi
 }
 
-# The targets this machine runs, those of them the build defines: the GPU and API test binaries
-# (the CPU-only binaries run in CI), the README examples, the demo, the Python module, the
-# benchmarks, and for checks-first the broken launch of the sanitizer self-test.
+# The targets this machine runs, those of them the build defines, in two builds: `build` what the
+# numbers need (the benchmarks, the Python module, the demo), `build_tests` what the tests and
+# sanitizers run (the GPU and API test binaries, the README examples, the demo; checks-first: the
+# broken launch of the sanitizer self-test). The CPU-only test binaries, fuzz and install tests run
+# in CI. Each mode builds first what it runs first.
 BENCH_TARGETS="contrastive_bench_infonce contrastive_bench_mnr contrastive_bench_repel"
-wanted_targets() {
+defined_targets() {
+  ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | sed -n 's/^\([A-Za-z0-9_.-]*\): .*/\1/p' | sort -u
+}
+wanted_targets() { # numbers | tests
   local defined wanted t
-  defined=$(ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | sed -n 's/^\([A-Za-z0-9_.-]*\): .*/\1/p' | sort -u)
-  wanted="contrastive_gpu_tests contrastive_reliability_gpu_tests contrastive_api_tests
-    contrastive_reliability_api_tests contrastive-demo contrastive_python $BENCH_TARGETS
-    $(grep -E '^contrastive_readme_' <<<"$defined")"
-  [[ $mode == checks-first ]] && wanted+=" contrastive_broken_launch"
+  defined=$(defined_targets)
+  if [[ $1 == numbers ]]; then
+    wanted="$BENCH_TARGETS contrastive_python contrastive-demo"
+  else
+    wanted="contrastive_gpu_tests contrastive_reliability_gpu_tests contrastive_api_tests
+      contrastive_reliability_api_tests contrastive-demo $(grep -E '^contrastive_readme_' <<<"$defined")"
+    [[ $mode == checks-first ]] && wanted+=" contrastive_broken_launch"
+  fi
   for t in $wanted; do grep -qx -- "$t" <<<"$defined" && echo "$t"; done
 }
 
-step_build() {
-  local start t t2 rc targets warnings
+# build_targets STEP KIND: builds wanted_targets KIND; sets built (numbers) or tests_built.
+build_targets() {
+  local step=$1 kind=$2 start t t2 rc targets warnings note=""
   start=$(now_ms)
-  t=$(step_timeout build)
+  t=$(step_timeout "$step")
   if ((!configured)); then
-    record build SKIP "$start" "not configured"
+    record "$step" SKIP "$start" "not configured"
     return
   elif ((t == 0)); then
-    record build FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
+    record "$step" FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
     return
   fi
-  targets=$(wanted_targets | paste -sd' ' -)
-  echo "### targets: $targets" >>"$LOG_BUILD"
+  targets=$(wanted_targets "$kind" | paste -sd' ' -)
+  if [[ -z "$targets" ]]; then
+    record "$step" FAIL "$start" "none of its targets is defined (see build.log)"
+    return
+  fi
+  echo "### $step targets: $targets" >>"$LOG_BUILD"
+  local ok=0
   # shellcheck disable=SC2086
   run_to "$LOG_BUILD" "$t" cmake --build "$BUILD_DIR" -j "$JOBS" --target $targets
   rc=$?
-  local note=""
   if ((rc == 0)); then
-    built=1
+    ok=1
   elif ! timed_out $rc && grep -q contrastive_bench <<<"$targets"; then
     # Maybe only the benchmarks fail to compile or link (a staged library): the rest without them.
     bench_note="the benchmarks failed to build (see build.log)"
@@ -482,25 +498,32 @@ step_build() {
     targets=$(tr ' ' '\n' <<<"$targets" | grep -v '^contrastive_bench_' | paste -sd' ' -)
     t2=$((t - ($(now_ms) - start) / 1000))
     # shellcheck disable=SC2086
-    ((t2 >= 5)) && run_to "$LOG_BUILD" "$t2" cmake --build "$BUILD_DIR" -j "$JOBS" --target $targets &&
-      built=1
+    ((t2 >= 5)) && [[ -n "$targets" ]] &&
+      run_to "$LOG_BUILD" "$t2" cmake --build "$BUILD_DIR" -j "$JOBS" --target $targets && ok=1
   fi
-  local b
-  bench_built=1
-  for b in $BENCH_TARGETS; do [[ -x "$BUILD_DIR/bench/$b" ]] || bench_built=0; done
-  if ((!bench_built)) && [[ -z "$bench_note" ]] && grep -q 'Google Benchmark not found' "$LOG_BUILD"; then
-    bench_note="Google Benchmark not found"
+  if [[ $kind == numbers ]]; then
+    built=$ok
+    local b
+    bench_built=1
+    for b in $BENCH_TARGETS; do [[ -x "$BUILD_DIR/bench/$b" ]] || bench_built=0; done
+    if ((!bench_built)) && [[ -z "$bench_note" ]] && grep -q 'Google Benchmark not found' "$LOG_BUILD"; then
+      bench_note="Google Benchmark not found"
+    fi
+  else
+    tests_built=$ok
   fi
   warnings=$(grep -c 'warning' "$LOG_BUILD")
-  if ((built)); then
-    record build PASS "$start" "$(wc -w <<<"$targets") targets, $warnings warning lines$note${bench_note:+; $bench_note}"
+  if ((ok)); then
+    record "$step" PASS "$start" "$(wc -w <<<"$targets") targets, $warnings warning lines in build.log$note${bench_note:+; $bench_note}"
   elif timed_out $rc; then
-    record build FAIL "$start" "timed out after $t s"
+    record "$step" FAIL "$start" "timed out after $t s"
   else
-    record build FAIL "$start" "$(grep -c '^FAILED:' "$LOG_BUILD") failed build edges, $warnings warning lines$note"
+    record "$step" FAIL "$start" "$(grep -c '^FAILED:' "$LOG_BUILD") failed build edges, $warnings warning lines$note"
     show_tail "$LOG_BUILD" '^FAILED:|error'
   fi
 }
+step_build() { build_targets build numbers; }
+step_build_tests() { build_targets build_tests tests; }
 
 # --- tests: the GPU test binaries (sharded), the API binaries, the Python GPU tests, README ------
 # Each gtest process writes its own log under $BUILD_DIR/tests-logs; they are appended to
@@ -515,7 +538,7 @@ step_tests() {
   local start t pids=() logs=() shards s b log rc=0 pid
   start=$(now_ms)
   t=$(step_timeout tests)
-  if ((!built)); then
+  if ((!tests_built)); then
     record tests SKIP "$start" "not built"
     return
   elif [[ $GPU_STATE == none ]]; then
@@ -595,7 +618,7 @@ local start t rc demo demo_out ref gpu diff why
 start=$(now_ms)
 demo="$BUILD_DIR/examples/contrastive-demo"
 t=$(step_timeout demo)
-if ((!built)); then
+if ((!built && !tests_built)); then
   record demo SKIP "$start" "not built"
 elif [[ ! -x "$demo" ]]; then
   record demo FAIL "$start" "$demo not built"
@@ -644,7 +667,7 @@ sanitizer_step() {
   local failed_rc=0 runs=()
   start=$(now_ms)
   t=$(step_timeout "$step")
-  if ((!built)); then
+  if ((!tests_built)); then
     record "$step" SKIP "$start" "not built"
     return
   elif [[ $GPU_STATE == none ]]; then
@@ -757,7 +780,7 @@ step_selftest() {
 local start t part rc errors first
 start=$(now_ms)
 t=$(step_timeout selftest)
-if ((!built)); then
+if ((!tests_built)); then
   record selftest SKIP "$start" "not built"
 elif [[ $GPU_STATE == none ]]; then
   record selftest SKIP "$start" "no GPU"

@@ -29,18 +29,20 @@ def test_the_minimums_fit_the_default_budget(mode, long):
     steps = check_plan.plan(mode, long)
     assert check_plan.problems(steps, check_plan.DEFAULT_BUDGET[long]) == []
     names = [s.name for s in steps]
-    for needed in ("configure", "build", "bench_infonce", "bench_mnr", "bench_repel", "compare",
-                   "tests", "demo"):
+    for needed in ("configure", "build", "build_tests", "bench_infonce", "bench_mnr",
+                   "bench_repel", "compare", "tests", "demo"):
         assert needed in names
     assert set(names) <= set(check_plan.ALL_STEPS)
 
 
 def test_bench_first_runs_the_numbers_before_the_tests_and_no_sanitizer():
     names = [s.name for s in check_plan.plan("bench-first")]
-    assert names.index("compare") < names.index("tests")
+    assert names.index("build") < names.index("compare") < names.index("build_tests") \
+        < names.index("tests")
     assert not {"memcheck", "racecheck", "initcheck", "synccheck"} & set(names)
     checks = [s.name for s in check_plan.plan("checks-first")]
-    assert checks.index("tests") < checks.index("memcheck") < checks.index("bench_infonce")
+    assert checks.index("build_tests") < checks.index("tests") < checks.index("memcheck") \
+        < checks.index("build") < checks.index("bench_infonce")
 
 
 @pytest.mark.parametrize("mode", check_plan.MODES)
@@ -62,7 +64,7 @@ def test_every_step_taking_its_whole_cap_leaves_the_numbers_their_minimums(mode)
 def test_optional_sanitizers_only_run_in_what_the_reserve_leaves():
     steps = check_plan.plan("checks-first")
     # A slow build and slow tests: the optional sanitizers are skipped, the numbers are not.
-    run = check_plan.simulate(steps, 450, {"build": 240, "tests": 120, "memcheck": 100})
+    run = check_plan.simulate(steps, 450, {"build_tests": 180, "tests": 120, "memcheck": 100})
     assert run["racecheck"]["status"] == "skipped"
     assert run["compare"]["status"] != "no time" and run["compare"]["timeout"] >= 45
     keep = check_plan.keeps(steps)
@@ -83,7 +85,8 @@ def test_the_plan_as_shell_and_its_errors():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith('STEPS="configure build bench_infonce')
-    assert "CAP_compare=100 MIN_compare=45 KEEP_compare=50 OPTIONAL_compare=0" in lines
+    # After compare: build_tests 30, tests 40, demo 5 and the summary's 5 seconds.
+    assert "CAP_compare=100 MIN_compare=45 KEEP_compare=80 OPTIONAL_compare=0" in lines
     too_small = subprocess.run([sys.executable, str(BENCH / "check_plan.py"), "checks-first",
                                 "100"], capture_output=True, text=True, timeout=60)
     assert too_small.returncode == 1 and "over the 100 s budget" in too_small.stderr
