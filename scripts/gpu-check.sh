@@ -848,6 +848,8 @@ bench_step() {
   stats=""
   [[ -e "$json" ]] && stats=$(cd "$ROOT/bench" && "$PYTHON" -m compare.cpp summarize "$json" 2>&1)
   first=$(head -1 <<<"$stats")
+  # checks-first: the tests ran before; failed tests make these numbers diagnosis only.
+  [[ $(status_of tests) == FAIL ]] && first+=" [UNTRUSTED: the GPU tests failed]"
   if timed_out $rc; then
     record "$step" FAIL "$start" "timed out after $t s; ${first:-no JSON written}${filter:+ (filter $filter)}"
   elif ((rc != 0)); then

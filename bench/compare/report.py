@@ -248,6 +248,8 @@ def _check_text(result: Dict, case: plan.Case, check_case: Optional[plan.Case]) 
     where = ""
     if check_case is not None and check_case.batch != case.batch:
         where = f" at B={check_case.batch}"
+    if check.get("tile"):
+        where += f", tiles {check['tile']}×{check['tile']}"
     if check.get("passed"):
         # float(): a non-finite value comes back from the JSON as a string
         worst = max((float(g["relative"]) for g in check.get("grads", {}).values()), default=0.0)

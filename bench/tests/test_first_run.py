@@ -424,3 +424,15 @@ def test_a_spent_budget_is_reported_and_the_run_recorded(cpu_runner):
     assert set(statuses.values()) == {report.NOT_RUN}
     assert results["cpp"] is None and "gpu_state" in results["meta"]
     assert "interleaved" in results["meta"]["timing"]
+
+
+def test_the_report_says_where_and_how_the_library_was_checked():
+    case = plan.Case("clip", "bf16", 32768, 768)
+    check = {"passed": True, "message": "ok", "tile": case.check_tile(),
+             "grads": {"q": {"error": 1e-3, "scale": 1.0, "relative": 1e-3}}}
+    entry = {"case": case.to_dict(), "check_case": case.check_case().to_dict(),
+             "check_tile": case.check_tile(), "results": {
+                 "contrastive": {"status": report.OK, "median_ms": 30.0, "p10_ms": 29.0,
+                                 "p90_ms": 31.0, "runs": 10, "peak_bytes": 1, "check": check}}}
+    text = report.render_markdown(results_with(None, [entry]))
+    assert "ok at B=8192, tiles 2048×2048 (grad err 1.0e-03)" in text
