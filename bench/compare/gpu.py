@@ -685,9 +685,12 @@ def _meta(config, runner: Runner) -> Dict:
                    "same for every implementation: the call's own peak through PyTorch's "
                    "allocator, its returned gradients and everything it allocates there "
                    "(intermediates, the library's workspace and saved values) included, its "
-                   "inputs not; cuBLAS's own GEMM workspace, outside that allocator, is counted "
-                   "for none (the C++ benchmark's loss_memory_GB counts the library's workspace "
-                   "and saved values only, without gradients)"),
+                   "inputs not. GEMM workspaces: the library's is part of the workspace each "
+                   "call allocates, so it is counted; PyTorch's cuBLAS workspace is allocated once "
+                   "per handle and stream, before the measured call, so it is not (it is about "
+                   "32 MiB and would not change a ratio at these shapes). The C++ benchmark's "
+                   "loss_memory_GB counts the library's workspace and saved values only, without "
+                   "gradients"),
         "inputs": (f"bench/compare/inputs.py, seed {config.seed}, rounded to the dtype: rows of "
                    f"about unit norm, noise plus a direction shared by each tower (weight "
                    f"{inputs.SHARED}), positives and keys {inputs.POSITIVE} × their anchor + such "
