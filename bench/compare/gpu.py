@@ -510,8 +510,11 @@ class Runner:
                     limit = (self.config.compile_max_batch or self.config.preset.compile_max_batch)
                     only = (None if self.config.compile_max_batch else
                             self.config.preset.compile_losses)
+                    smallest = (None if self.config.compile_max_batch else
+                                self.config.preset.compile_min_batch)
                     results[name] = {"status": report.SKIPPED, "reason": (
-                        f"compiled only at B ≤ {limit}"
+                        (f"compiled only at B = {limit}" if smallest == limit else
+                         f"compiled only at B ≤ {limit}")
                         + (f" and on {', '.join(plan.SHORT_NAMES[x] for x in only)}"
                            if only else "") + " in this run")}
                     continue
