@@ -217,8 +217,8 @@ def summarize(path, shown: int = 40) -> List[str]:
     good = [r for r in entries if not r.get("error_occurred")]
     for run in good[:shown]:
         extra = ""
-        for key, label in (("ratio_to_floor", "x floor"), ("bandwidth_fraction_of_copy",
-                                                          "of copy bw")):
+        for key, label in (("ratio_to_floor", "x floor"),
+                           ("bandwidth_fraction_of_copy", "of the floor's bandwidth")):
             if isinstance(run.get(key), (int, float)):
                 extra += f"  {run[key]:.3g} {label}"
         median = run.get("median_ms", run.get("real_time"))

@@ -169,7 +169,7 @@ def test_the_summarize_command(tmp_path):
     assert done.returncode == 0, done.stderr
     first = done.stdout.splitlines()[0]
     assert first == "5 runs, 1 with errors"
-    assert "reference check" in done.stdout and "0.85 of copy bw" in done.stdout
+    assert "reference check" in done.stdout and "0.85 of the floor's bandwidth" in done.stdout
 
 
 # ---- The library's check: its tolerance and the path it checks -----------------------------------
