@@ -63,6 +63,8 @@
 #   BENCH_FILTER_INFONCE, BENCH_FILTER_MNR, BENCH_FILTER_REPEL [the short sets below; --long: all]
 #   GPU_CHECK_BENCH_CAP  seconds (fractions allowed) that replace each benchmark step's timeout:
 #                a small value simulates a benchmark killed by its timeout
+#   GPU_CHECK_CAP_<step>  seconds: that step's cap instead of the plan's (GPU_CHECK_CAP_build=900
+#                for a cold build on a machine with few cores)
 #   MEMCHECK_FILTER, RELIABILITY_MEMCHECK_FILTER, RACECHECK_FILTER, INITCHECK_FILTER,
 #   SYNCCHECK_FILTER [small sets, below; --long adds more]
 #   GPU_CHECK_FORCE_GPU_STEPS=1 runs the GPU steps even where no GPU is visible (to test this
@@ -147,6 +149,11 @@ long_arg=()
 plan_text=$("$PYTHON" "$ROOT/bench/check_plan.py" "$mode" "$CHECK_BUDGET" "${long_arg[@]}") ||
   { echo "gpu-check: no time plan for $mode in ${CHECK_BUDGET} s (above)" >&2; exit 2; }
 eval "$plan_text"
+# GPU_CHECK_CAP_<step>=SECONDS raises or lowers one step's cap (a 2-core machine's cold build).
+for step in $STEPS; do
+  cap_override="GPU_CHECK_CAP_$step"
+  [[ -n "${!cap_override:-}" ]] && printf -v "CAP_$step" '%d' "${!cap_override}"
+done
 ALL_STEPS="configure build build_tests tests demo memcheck selftest racecheck initcheck synccheck bench_infonce bench_mnr bench_repel compare"
 
 LOG_ENV="$R/env.log" LOG_BUILD="$R/build.log" LOG_TESTS="$R/tests.log" JUNIT="$R/ctest-junit.xml"
