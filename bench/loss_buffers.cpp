@@ -21,9 +21,6 @@ const std::vector<std::int64_t> kGridBatches = {256, 8192};
 const std::vector<std::int64_t> kGridNegatives = {1, 3, 16, 127};
 const std::vector<std::int64_t> kGridDims = {384, 768};
 
-constexpr double kDotErrorSafety = 64.0;
-constexpr double kSixteenBitRoundings = 8.0;
-
 }  // namespace
 
 // ---- Operations --------------------------------------------------------------------------------
@@ -148,12 +145,6 @@ bool download_anchor_rows(GpuFixture& gpu, const AnchorNegativeBuffers& buffers,
                              &out->negatives) &&
          (positives == nullptr ||
           download_block_rows(gpu, positives, 1, dim, buffers.dtype, rows, &out->positives));
-}
-
-double anchor_relative_tolerance(DType dtype, std::int64_t dim, double largest_logit) {
-  const double fp32 = kDotErrorSafety * std::sqrt(static_cast<double>(dim)) *
-                      unit_roundoff(DType::kF32) * (1.0 + largest_logit);
-  return fp32 + (dtype == DType::kF32 ? 0.0 : kSixteenBitRoundings * unit_roundoff(dtype));
 }
 
 AnchorNegativeShape anchor_negative_shape(const benchmark::State& state) {

@@ -187,9 +187,4 @@ bool download_block_rows(GpuFixture& gpu, const void* base, std::int64_t per_row
                          DType dtype, const std::vector<std::int64_t>& rows,
                          std::vector<double>* out);
 
-/// The relative error (of each output's largest entry) the reference comparison of a
-/// per-anchor loss allows: an fp32 dot product's error, 64 sqrt(D) 2^-24 of the largest logit
-/// plus one, and for 16-bit inputs 8 roundings of the dtype (bench/reference_check.hpp).
-double anchor_relative_tolerance(DType dtype, std::int64_t dim, double largest_logit);
-
 }  // namespace contrastive::bench

@@ -66,6 +66,14 @@ double mean_tolerance(double count, double magnitude) {
          kFloor;
 }
 
+double anchor_relative_tolerance(DType dtype, std::int64_t dim, double largest_logit) {
+  constexpr double kDotErrorSafety = 64.0;
+  constexpr double kSixteenBitRoundings = 8.0;
+  const double fp32 = kDotErrorSafety * std::sqrt(static_cast<double>(dim)) *
+                      unit_roundoff(DType::kF32) * (1.0 + largest_logit);
+  return fp32 + (dtype == DType::kF32 ? 0.0 : kSixteenBitRoundings * unit_roundoff(dtype));
+}
+
 double largest_magnitude(const std::vector<double>& values) {
   double largest = 0.0;
   for (const double value : values) largest = std::max(largest, std::fabs(value));

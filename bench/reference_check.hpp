@@ -37,6 +37,11 @@ double unit_roundoff(DType dtype);
 /// magnitude (a random walk of rounding errors, with a margin), plus 1e-7.
 double mean_tolerance(double count, double magnitude);
 
+/// The relative error (of each output's largest entry) the reference comparison of a per-anchor
+/// loss allows: an fp32 dot product's error, 64 sqrt(D) 2^-24 of the largest logit plus one, and
+/// for 16-bit inputs 8 roundings of the dtype.
+double anchor_relative_tolerance(DType dtype, std::int64_t dim, double largest_logit);
+
 /// The largest |value|.
 double largest_magnitude(const std::vector<double>& values);
 

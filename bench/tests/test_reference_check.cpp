@@ -12,7 +12,10 @@
 
 #include <gtest/gtest.h>
 
+#include "contrastive/reference.hpp"
 #include "kernels/numeric.hpp"
+#include "support/anchor_inputs.hpp"
+#include "support/naive_anchor.hpp"
 
 namespace contrastive::bench {
 namespace {
@@ -116,6 +119,112 @@ TEST(MeanTolerance, HoldsForFp32SumsAndCatchesAWrongMean) {
     EXPECT_GT(std::fabs((exact - 6.0 * n / 1000.0) / n - exact / n), allowed) << count;
   }
 }
+
+// The per-anchor comparison's tolerance against what a same-precision implementation of the
+// fused kernel errs by (tests/support/naive_anchor.hpp: its sums and roundings), at the
+// benchmarks' widest shapes and their inputs (unit normal rows, dot products of magnitude ~sqrt(D)
+// for MNR): it passes with room to spare, and a gradient off by 5 % of the largest entry fails.
+std::vector<double> as_doubles(const std::vector<float>& values) {
+  return std::vector<double>(values.begin(), values.end());
+}
+
+class AnchorTolerance : public ::testing::TestWithParam<DType> {};
+
+TEST_P(AnchorTolerance, PerAnchorMnrPassesTheNaiveKernelAndFailsAWrongGradient) {
+  const DType dtype = GetParam();
+  mnr::PerAnchorParams p;
+  p.batch = 8;
+  p.negatives = 127;
+  p.dim = 768;
+  p.dtype = dtype;
+  p.similarity = Similarity::kDot;
+  p.scale = 1.0f;
+  p.reduction = Reduction::kNone;
+  std::mt19937_64 engine(11);
+  testing::MnrInputs in;
+  in.anchors = testing::random_rows(p.batch, p.dim, p.dim, false, dtype, engine);
+  in.positives = testing::random_rows(p.batch, p.dim, p.dim, false, dtype, engine);
+  in.negatives = testing::random_rows(p.batch * p.negatives, p.dim, p.dim, false, dtype, engine);
+  in.grad_loss.assign(static_cast<std::size_t>(p.batch), 1.0);
+  const testing::AnchorResults naive = testing::naive_mnr(p, in);
+  reference::MnrPerAnchorForward forward;
+  reference::MnrPerAnchorBackward backward;
+  ASSERT_EQ(reference::mnr_per_anchor_forward(p, in.anchors.data(), in.positives.data(),
+                                              in.negatives.data(), &forward),
+            Status::kSuccess);
+  ASSERT_EQ(reference::mnr_per_anchor_backward(p, in.anchors.data(), in.positives.data(),
+                                               in.negatives.data(), in.grad_loss.data(), &backward),
+            Status::kSuccess);
+  const double relative =
+      anchor_relative_tolerance(dtype, p.dim, largest_magnitude(forward.logits));
+  auto compare = [&](std::vector<double> grad_negatives) {
+    Comparison comparison;
+    comparison.add_all("loss", as_doubles(naive.loss), forward.loss, relative, relative);
+    comparison.add_all("grad_anchors", as_doubles(naive.grad_anchors), backward.grad_anchors,
+                       relative * largest_magnitude(backward.grad_anchors), relative);
+    comparison.add_all("grad_positives", as_doubles(naive.grad_first), backward.grad_positives,
+                       relative * largest_magnitude(backward.grad_positives), relative);
+    comparison.add_all("grad_negatives", grad_negatives, backward.grad_negatives,
+                       relative * largest_magnitude(backward.grad_negatives), relative);
+    return comparison;
+  };
+  const Comparison right = compare(as_doubles(naive.grad_rest));
+  EXPECT_EQ(right.failure(), "");
+  EXPECT_LT(right.worst_ratio(), 0.5) << "less room than expected";
+  std::vector<double> wrong = as_doubles(naive.grad_rest);
+  wrong[wrong.size() / 2] += 0.05 * largest_magnitude(backward.grad_negatives);
+  EXPECT_NE(compare(wrong).failure(), "");
+}
+
+TEST_P(AnchorTolerance, RepelPassesTheNaiveKernelWithActiveTermsAndFailsAWrongGradient) {
+  const DType dtype = GetParam();
+  repel::Params p;
+  p.batch = 8;
+  p.negatives = 127;
+  p.dim = 768;
+  p.dtype = dtype;
+  p.margin = 0.3f;
+  p.reduction = Reduction::kNone;
+  std::mt19937_64 engine(12);
+  testing::RepelInputs in = testing::make_repel_inputs(p, engine);  // cosines over (-0.95, 0.95)
+  in.grad_loss.assign(static_cast<std::size_t>(p.batch * p.negatives), 1.0);
+  const testing::AnchorResults naive = testing::naive_repel(p, in);
+  reference::RepelForward forward;
+  reference::RepelBackward backward;
+  ASSERT_EQ(reference::repel_forward(p, in.anchors.data(), in.negatives.data(), &forward),
+            Status::kSuccess);
+  ASSERT_EQ(reference::repel_backward(p, in.anchors.data(), in.negatives.data(),
+                                      in.grad_loss.data(), &backward),
+            Status::kSuccess);
+  ASSERT_GT(forward.active_terms, 50.0);
+  const double relative = anchor_relative_tolerance(dtype, p.dim, 1.0);
+  auto compare = [&](std::vector<double> grad_anchors) {
+    Comparison comparison;
+    for (std::size_t i = 0; i < forward.loss.size(); ++i) {
+      comparison.add("loss", i, naive.loss[i], forward.loss[i],
+                     relative * (1.0 + std::fabs(forward.loss[i])));
+    }
+    comparison.add_all("grad_anchors", grad_anchors, backward.grad_anchors,
+                       relative * largest_magnitude(backward.grad_anchors), relative);
+    comparison.add_all("grad_negatives", as_doubles(naive.grad_rest), backward.grad_negatives,
+                       relative * largest_magnitude(backward.grad_negatives), relative);
+    return comparison;
+  };
+  const Comparison right = compare(as_doubles(naive.grad_anchors));
+  // A term within rounding of the margin may be active on one side only: the inputs' seed has
+  // none (the comparison would say so).
+  EXPECT_EQ(right.failure(), "");
+  EXPECT_LT(right.worst_ratio(), 0.5) << "less room than expected";
+  std::vector<double> wrong = as_doubles(naive.grad_anchors);
+  wrong[3] -= 0.05 * largest_magnitude(backward.grad_anchors);
+  EXPECT_NE(compare(wrong).failure(), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(DTypes, AnchorTolerance,
+                         ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
+                         [](const ::testing::TestParamInfo<DType>& info) {
+                           return std::string(dtype_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace contrastive::bench
