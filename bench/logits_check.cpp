@@ -12,13 +12,6 @@ namespace {
 
 // Fewer rows than the per-anchor losses: each costs O((B + M) D) in float64.
 constexpr int kSampledLogitRows = 4;
-// 16-bit inputs: the library keeps the normalized rows and the logits' gradient in the dtype, so
-// its logits and gradients err by a few roundings of it; a sanity margin of 16 roundings of each
-// output's largest entry.
-constexpr double kSixteenBitRoundings = 16.0;
-// The fp32 bounds are the tests' own; the margin keeps a benchmark from stopping on a bound that
-// is tight by design (the GPU tests hold the library to it exactly).
-constexpr double kFp32Margin = 4.0;
 
 }  // namespace
 
@@ -62,15 +55,13 @@ bool check_logits_loss(GpuFixture& gpu, const infonce::Params& as_infonce, doubl
       testing::sampled_infonce(none, logit_scale, q.data(), k.data(), upstream.data(), rows);
   if (expected.rows.empty()) return gpu.fail("reference check: the sampled reference refused");
 
-  const bool sixteen = buffers.dtype != DType::kF32;
-  const double roundings = sixteen ? kSixteenBitRoundings * unit_roundoff(buffers.dtype) : 0.0;
+  const DType dtype = buffers.dtype;
   Comparison comparison;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const double reference = expected.loss[i];
-    comparison.add(
-        "per-row loss", static_cast<std::size_t>(rows[i]),
-        gpu_losses[static_cast<std::size_t>(rows[i])], reference,
-        kFp32Margin * expected.loss_tolerance[i] + roundings * (1.0 + std::fabs(reference)));
+    comparison.add("per-row loss", static_cast<std::size_t>(rows[i]),
+                   gpu_losses[static_cast<std::size_t>(rows[i])], reference,
+                   logits_tolerance(dtype, expected.loss_tolerance[i], 1.0, reference));
   }
   auto compare_rows = [&](const char* what, const std::vector<double>& actual,
                           const std::vector<double>& reference,
@@ -78,9 +69,8 @@ bool check_logits_loss(GpuFixture& gpu, const infonce::Params& as_infonce, doubl
     const double largest = largest_magnitude(reference);
     for (std::size_t i = 0; i < actual.size(); ++i) {
       const std::size_t row = i / static_cast<std::size_t>(dim);
-      comparison.add(
-          what, i, actual[i], reference[i],
-          kFp32Margin * row_tolerance[row] + roundings * (largest + std::fabs(reference[i])));
+      comparison.add(what, i, actual[i], reference[i],
+                     logits_tolerance(dtype, row_tolerance[row], largest, reference[i]));
     }
   };
   compare_rows("grad_q", grad_q, expected.grad_q, expected.grad_q_tolerance);

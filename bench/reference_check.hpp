@@ -42,6 +42,12 @@ double mean_tolerance(double count, double magnitude);
 /// for 16-bit inputs 8 roundings of the dtype.
 double anchor_relative_tolerance(DType dtype, std::int64_t dim, double largest_logit);
 
+/// The error the comparison of a logits loss (InfoNCE, CLIP, in-batch MNR) allows one value:
+/// twice its fp32 bound from tests/support/sampled_reference.hpp, plus for 16-bit inputs 4
+/// roundings of the dtype of (`scale` + |reference|), `scale` being its output's largest entry
+/// (1 for a loss).
+double logits_tolerance(DType dtype, double fp32_bound, double scale, double reference);
+
 /// The largest |value|.
 double largest_magnitude(const std::vector<double>& values);
 

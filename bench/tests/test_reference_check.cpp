@@ -8,6 +8,8 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -16,6 +18,8 @@
 #include "kernels/numeric.hpp"
 #include "support/anchor_inputs.hpp"
 #include "support/naive_anchor.hpp"
+#include "support/naive_infonce.hpp"
+#include "support/sampled_reference.hpp"
 
 namespace contrastive::bench {
 namespace {
@@ -219,6 +223,66 @@ TEST_P(AnchorTolerance, RepelPassesTheNaiveKernelWithActiveTermsAndFailsAWrongGr
   wrong[3] -= 0.05 * largest_magnitude(backward.grad_anchors);
   EXPECT_NE(compare(wrong).failure(), "");
 }
+
+// The logits comparison's tolerance (bench/logits_check.cpp) against the naive same-precision
+// InfoNCE (tests/support/naive_infonce.hpp: sequential fp32 sums, normalized rows, logits' gradient
+// and gradients rounded to the dtype), one direction and CLIP's symmetric form: it passes, and a
+// gradient off by 5 % of the largest entry fails.
+class LogitsTolerance : public ::testing::TestWithParam<std::tuple<DType, bool>> {};
+
+TEST_P(LogitsTolerance, PassesTheNaiveInfoNCEAndFailsAWrongGradient) {
+  const auto [dtype, symmetric] = GetParam();
+  constexpr std::int64_t kDim = 256;
+  infonce::Params p;
+  p.batch = p.num_keys = 64;
+  p.dim = kDim;
+  p.dtype = dtype;
+  p.temperature = 0.1f;
+  p.symmetric = symmetric;
+  p.reduction = Reduction::kNone;
+  std::mt19937_64 engine(13);
+  testing::Inputs in = testing::make_inputs(p, engine);
+  const std::vector<std::int64_t> rows = sampled_rows(p.batch, 4);
+  in.grad_loss.assign(static_cast<std::size_t>(p.batch), 0.0);
+  for (const std::int64_t r : rows) in.grad_loss[static_cast<std::size_t>(r)] = 1.0;
+  const testing::Results naive = testing::naive_infonce(p, in);
+  const testing::SampledInfoNCE expected = testing::sampled_infonce(
+      p, 1.0 / p.temperature, in.q.data(), in.k.data(), in.grad_loss.data(), rows);
+  ASSERT_EQ(expected.rows, rows);
+  auto compare = [&](const std::vector<double>& grad_q) {
+    Comparison comparison;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      comparison.add("loss", i, naive.loss[static_cast<std::size_t>(rows[i])], expected.loss[i],
+                     logits_tolerance(dtype, expected.loss_tolerance[i], 1.0, expected.loss[i]));
+    }
+    auto add = [&](const char* what, const std::vector<double>& actual,
+                   const std::vector<double>& reference, const std::vector<double>& bound) {
+      const double largest = largest_magnitude(reference);
+      for (std::size_t i = 0; i < actual.size(); ++i) {
+        comparison.add(what, i, actual[i], reference[i],
+                       logits_tolerance(dtype, bound[i / kDim], largest, reference[i]));
+      }
+    };
+    add("grad_q", grad_q, expected.grad_q, expected.grad_q_tolerance);
+    add("grad_k", as_doubles(naive.grad_k), expected.grad_k, expected.grad_k_tolerance);
+    return comparison;
+  };
+  const Comparison right = compare(as_doubles(naive.grad_q));
+  EXPECT_EQ(right.failure(), "");
+  EXPECT_LT(right.worst_ratio(), 0.5) << "less room than expected";
+  std::vector<double> wrong = as_doubles(naive.grad_q);
+  wrong[static_cast<std::size_t>(rows[1] * kDim + 7)] += 0.05 * largest_magnitude(expected.grad_q);
+  EXPECT_NE(compare(wrong).failure(), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(DTypes, LogitsTolerance,
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16,
+                                                              DType::kF16),
+                                            ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<std::tuple<DType, bool>>& info) {
+                           return std::string(dtype_name(std::get<0>(info.param))) +
+                                  (std::get<1>(info.param) ? "_symmetric" : "");
+                         });
 
 INSTANTIATE_TEST_SUITE_P(DTypes, AnchorTolerance,
                          ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
