@@ -40,9 +40,9 @@ presets:
                   (B, N, D) in (4096, 64, 256), (16384, 64, 256); bf16 and fp32; {plan.FULL.warmup}
                   warm-up and up to {plan.FULL.repeats} timed runs per measurement
   --short         about a minute on an H100: bf16, InfoNCE at (1024, 256) and (4096, 768),
-                  one shape for each other loss, {plan.SHORT.warmup} warm-up and \
-{plan.SHORT.repeats} timed rounds,
-                  torch.compile once (InfoNCE at B = {plan.SHORT.compile_max_batch})
+                  CLIP at (4096, 768) and (32768, 768), one shape for each other loss,
+                  {plan.SHORT.warmup} warm-up and {plan.SHORT.repeats} timed rounds, torch.compile
+                  once (InfoNCE at B = {plan.SHORT.compile_max_batch})
   --large         large batches: CLIP in bf16 at B in 16384, 32768, 65536, 131072 x D in 256,
                   768, where the baselines run out of memory (recorded) and contrastive tiles
 

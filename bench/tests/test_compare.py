@@ -102,7 +102,7 @@ def test_short_preset():
     assert config.preset is plan.SHORT and config.dtypes == ("bf16",)
     assert (config.warmup, config.repeats) == (plan.SHORT.warmup, plan.SHORT.repeats)
     cases = config.cases()
-    assert [c.loss for c in cases] == ["infonce", "infonce", "clip", "mnr_in_batch",
+    assert [c.loss for c in cases] == ["infonce", "infonce", "clip", "clip", "mnr_in_batch",
                                        "mnr_per_anchor", "repel"]
     # torch.compile once: InfoNCE at B = 4096, where its targets start.
     assert [(c.loss, c.batch) for c in cases if c.compile] == [("infonce", 4096)]
@@ -166,7 +166,7 @@ def test_check_shapes_fit_the_float64_budget():
 def test_list_prints_the_plan_without_torch():
     done = run_script("--list", "--short")
     assert done.returncode == 0, done.stderr
-    assert "preset short: 6 cases" in done.stdout
+    assert "preset short: 7 cases" in done.stdout
     assert "(compile: skipped)" in done.stdout and "sentence_transformers" in done.stdout
 
 
