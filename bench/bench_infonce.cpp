@@ -2,11 +2,16 @@
 // temperature 0.1, mean, M == B, not symmetric), in fp32, bf16 and f16 (fp32 logits tile), each
 // beside its cuBLAS floor in the same dtype measured in the same run: forward must do S = Q K^T;
 // backward recomputes S and does dQ = G K and dK = G^T Q; forward_backward does the same three.
-// forward_backward is also timed beside the unfused path (bench/unfused_infonce.hpp).
+// forward_backward is also timed beside the unfused path (bench/unfused_infonce.hpp). Library,
+// floor and unfused path are timed side by side (GpuFixture::time_side_by_side), after the
+// library's outputs were compared with the float64 reference at sampled rows
+// (bench/logits_check.hpp).
 //
 // Large batches: CLIP's symmetric loss, forward_backward in bf16 at B = M up to 131072, on the
 // tiled and on the materialized path, with each path's loss memory (workspace and saved) and its
-// capacity on the card: the largest B whose inputs, gradients and loss memory fit the device.
+// capacity on the card: the largest B whose inputs, gradients and loss memory fit the device. Each
+// path is compared with the reference at its own shape before it is timed, so the tiled path that
+// is timed is the one checked.
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -18,6 +23,7 @@
 
 #include "bench/cublas_floor.hpp"
 #include "bench/gpu_fixture.hpp"
+#include "bench/logits_check.hpp"
 #include "bench/loss_buffers.hpp"
 #include "bench/unfused_infonce.hpp"
 #include "contrastive/infonce.hpp"
@@ -122,28 +128,42 @@ double operation_bytes(Operation operation, const LogitsLossBuffers& buffers) {
   return static_cast<double>(compulsory_bytes(buffers.input_bytes(), writes_gradients(operation)));
 }
 
-// ---- The unfused baseline ---------------------------------------------------------------------
+// ---- The reference comparison ----------------------------------------------------------------
 
-// forward_backward only: the unfused path (GEMM, then separate softmax, log and mean kernels, see
-// bench/unfused_infonce.hpp) timed in the same run (GpuFixture::time_unfused). Call after the
-// library's timing.
-bool time_unfused(GpuFixture& gpu, const infonce::Params& params,
-                  const LogitsLossBuffers& buffers) {
-  CublasFloor cublas(gpu);
-  UnfusedInfoNCE unfused;
-  if (!cublas.ready() || !unfused.allocate(gpu, params.batch, params.dim, params.dtype)) {
-    return false;
-  }
-  const Work work = [&] {
-    return unfused.enqueue(gpu, cublas.handle(), buffers.q.get(), buffers.k.get(),
-                           buffers.grad_q.get(), buffers.grad_k.get(),
-                           buffers.outputs.loss.as_floats(), params.temperature);
+// check_logits_loss on InfoNCE itself: the kNone calls with a loss memory of their own.
+bool check_against_reference(GpuFixture& gpu, const infonce::Params& params,
+                             const LogitsLossBuffers& buffers) {
+  infonce::Params none = params;
+  none.reduction = Reduction::kNone;
+  LossOutputs outputs;
+  if (!allocate_loss_outputs(gpu, none, &outputs)) return false;
+  LogitsCalls calls;
+  calls.forward = [&](float* per_row_loss) {
+    infonce::ForwardArgs args;
+    args.q = buffers.q.get();
+    args.k = buffers.k.get();
+    args.loss = per_row_loss;
+    args.saved = outputs.saved.get();
+    return call_loss(infonce::forward, gpu, none, args, outputs);
   };
-  return gpu.time_unfused(work, {buffers.outputs.loss.as_floats(), "unfused loss"});
+  calls.backward = [&](const float* grad_loss) {
+    infonce::BackwardArgs args;
+    args.q = buffers.q.get();
+    args.k = buffers.k.get();
+    args.saved = outputs.saved.get();
+    args.grad_loss = grad_loss;
+    args.grad_q = buffers.grad_q.get();
+    args.grad_k = buffers.grad_k.get();
+    return call_loss(infonce::backward, gpu, none, args, outputs);
+  };
+  calls.timed_forward = [&] { return run_forward(gpu, params, buffers); };
+  return check_logits_loss(gpu, params, 1.0 / params.temperature, buffers, calls);
 }
 
 // ---- The benchmark ----------------------------------------------------------------------------
 
+// forward_backward is also timed beside the unfused path (GEMM, then separate softmax, log and
+// mean kernels, see bench/unfused_infonce.hpp), run once first (its loss must be finite).
 void benchmark_infonce(benchmark::State& state, Operation operation, DType dtype) {
   const infonce::Params params = make_params(state.range(0), state.range(1), dtype);
   GpuFixture gpu(state);
@@ -151,12 +171,28 @@ void benchmark_infonce(benchmark::State& state, Operation operation, DType dtype
   LogitsLossBuffers buffers;
   if (!allocate_buffers(gpu, params, &buffers)) return;
   const LossCalls loss = loss_calls(gpu, params, buffers);
+  if (!check_against_reference(gpu, params, buffers)) return;
   if (!loss.validate(gpu, operation, finite_outputs(operation, buffers))) return;
-  if (!time_against_cublas_floor(gpu, floor_gemms(operation, params, buffers),
-                                 loss.work(gpu, operation), operation_bytes(operation, buffers))) {
+  const LogitsGemms gemms = floor_gemms(operation, params, buffers);
+  const Work library = loss.work(gpu, operation);
+  if (operation != Operation::kForwardBackward) {
+    time_against_cublas_floor(gpu, gemms, library, operation_bytes(operation, buffers));
     return;
   }
-  if (operation == Operation::kForwardBackward) time_unfused(gpu, params, buffers);
+  CublasFloor cublas(gpu);
+  UnfusedInfoNCE unfused;
+  if (!cublas.ready() || !unfused.allocate(gpu, params.batch, params.dim, params.dtype)) return;
+  const Work unfused_work = [&] {
+    return unfused.enqueue(gpu, cublas.handle(), buffers.q.get(), buffers.k.get(),
+                           buffers.grad_q.get(), buffers.grad_k.get(),
+                           buffers.outputs.loss.as_floats(), params.temperature);
+  };
+  if (!unfused_work() ||
+      !gpu.require_finite({{buffers.outputs.loss.as_floats(), "unfused loss"}})) {
+    return;
+  }
+  time_against_cublas_floor(gpu, gemms, library, operation_bytes(operation, buffers),
+                            &unfused_work);
 }
 
 // ---- Large batches: the tiled and the materialized path --------------------------------------
@@ -209,12 +245,15 @@ void benchmark_large_batch(benchmark::State& state, Tiling tiling) {
   if (!gpu.ready()) return;
   std::size_t free_bytes = 0, total_bytes = 0;
   if (!gpu.check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo")) return;
-  const std::size_t needed = loss_bytes(params) + operand_bytes(params);
-  state.counters["loss_memory_GB"] = static_cast<double>(loss_bytes(params)) * 1e-9;
+  // The reference comparison before timing holds a second loss memory (its kNone calls').
+  const std::size_t loss_memory = loss_bytes(params);
+  const std::size_t needed = loss_memory == 0 ? 0 : 2 * loss_memory + operand_bytes(params);
+  state.counters["loss_memory_GB"] = static_cast<double>(loss_memory) * 1e-9;
   state.counters["capacity_B"] = static_cast<double>(capacity(params.dim, tiling, free_bytes));
   if (needed == 0 || needed > free_bytes) {  // recorded, not dropped
-    gpu.fail("out of memory: needs " + std::to_string(static_cast<double>(needed) * 1e-9) +
-             " GB, " + std::to_string(static_cast<double>(free_bytes) * 1e-9) + " GB free");
+    gpu.fail("out of memory: needs (with the reference check's loss memory) " +
+             std::to_string(static_cast<double>(needed) * 1e-9) + " GB, " +
+             std::to_string(static_cast<double>(free_bytes) * 1e-9) + " GB free");
     return;
   }
   LogitsLossBuffers buffers;
@@ -225,13 +264,13 @@ void benchmark_large_batch(benchmark::State& state, Tiling tiling) {
   }
   const LossCalls loss = loss_calls(gpu, params, buffers);
   const Operation operation = Operation::kForwardBackward;
+  if (!check_against_reference(gpu, params, buffers)) return;
   if (!loss.validate(gpu, operation, finite_outputs(operation, buffers))) return;
-  double milliseconds = 0.0;
-  if (!gpu.time_iterations(loss.work(gpu, operation), &milliseconds)) return;
+  std::vector<double> medians;
+  if (!gpu.time_side_by_side({{"median_ms", loss.work(gpu, operation)}}, &medians)) return;
   gpu.report_work(3.0 * 2.0 * static_cast<double>(params.batch) *
                       static_cast<double>(params.num_keys) * static_cast<double>(params.dim),
                   operation_bytes(operation, buffers));
-  state.counters["median_ms"] = milliseconds;
 }
 
 void register_benchmarks() {

@@ -2,14 +2,20 @@
 // bf16 and f16 at the same shapes.
 //   Per-anchor negatives at the seed notebook's settings (dot, scale 1), with every gradient
 //   (anchors, positives, negatives, scale), at the (B, N, D) of loss_buffers.cpp. One fused kernel
-//   that reads each vector once: memory-bound, so each is reported against a device-to-device copy
-//   of the same compulsory bytes (in the dtype), in the same run: forward reads the inputs;
-//   backward and forward_backward read them and write their gradients. forward_backward is also
-//   timed beside the unfused path (bench/unfused_anchor.hpp).
+//   that reads each vector once: memory-bound, so each is reported against the memory floor of the
+//   same traffic in the dtype (bench/memory_floor.hpp), timed side by side: forward reads the
+//   inputs (a read-only floor); backward and forward_backward also write their gradients (a
+//   device-to-device copy). forward_backward is also timed beside the unfused path
+//   (bench/unfused_anchor.hpp).
 //   In-batch with K shared hard negatives at sentence-transformers' settings (cosine, scale 20, not
 //   symmetric, no scale gradient, fp32 logits tile), against the cuBLAS floor of the GEMMs each
 //   operation needs, in the same dtype: forward the logits B x (1 + K) B x D; backward (which
 //   recomputes them) and forward_backward also dAnchors and dCandidates.
+// Before timing, each compares its outputs with the float64 reference at sampled rows
+// (bench/reference_check.hpp; the per-anchor scale gradient, a sum over every row, is not
+// compared).
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -18,12 +24,15 @@
 
 #include <benchmark/benchmark.h>
 
-#include "bench/copy_floor.hpp"
 #include "bench/cublas_floor.hpp"
 #include "bench/gpu_fixture.hpp"
+#include "bench/logits_check.hpp"
 #include "bench/loss_buffers.hpp"
+#include "bench/memory_floor.hpp"
+#include "bench/reference_check.hpp"
 #include "bench/unfused_anchor.hpp"
 #include "contrastive/mnr.hpp"
+#include "contrastive/reference.hpp"
 
 namespace contrastive::bench {
 namespace {
@@ -116,6 +125,97 @@ std::vector<FiniteValue> per_anchor_outputs(Operation operation, const PerAnchor
   return values;
 }
 
+// The float64 comparison before timing (bench/reference_check.hpp): forward with kNone (B row
+// losses), backward with kNone and an upstream gradient of 1 on the sampled rows, both against the
+// reference on those rows (not the scale gradient, a sum over every row); then the timed
+// configuration's mean loss against the mean of the rows. Writes the buffers' gradients.
+bool check_per_anchor(GpuFixture& gpu, const mnr::PerAnchorParams& params,
+                      const PerAnchorBuffers& buffers) {
+  const AnchorNegativeBuffers& shared = buffers.shared;
+  const auto [batch, negatives, dim] = shared.shape;
+  const std::vector<std::int64_t> rows = sampled_rows(batch, kSampledRows);
+  mnr::PerAnchorParams none = params;
+  none.reduction = Reduction::kNone;
+  std::vector<float> mask(static_cast<std::size_t>(batch), 0.0f);
+  for (const std::int64_t r : rows) mask[static_cast<std::size_t>(r)] = 1.0f;
+  const std::size_t row_bytes = mask.size() * sizeof(float);
+  LossOutputs outputs;
+  DeviceBuffer row_losses, grad_loss;
+  if (!allocate_loss_outputs(gpu, none, &outputs) || !gpu.allocate(row_bytes, &row_losses) ||
+      !gpu.allocate(row_bytes, &grad_loss) ||
+      !gpu.upload(mask.data(), row_bytes, grad_loss.get())) {
+    return false;
+  }
+  auto forward = per_anchor_args<mnr::PerAnchorForwardArgs>(buffers);
+  forward.loss = row_losses.as_floats();
+  forward.saved = outputs.saved.get();
+  auto backward = per_anchor_args<mnr::PerAnchorBackwardArgs>(buffers);
+  backward.saved = outputs.saved.get();
+  backward.grad_loss = grad_loss.as_floats();
+  backward.grad_scale = nullptr;
+  std::vector<float> gpu_losses(mask.size());
+  SampledAnchorRows inputs;
+  std::vector<double> grad_anchors, grad_positives, grad_negatives;
+  if (!gpu.check(call_loss(mnr::forward, gpu, none, forward, outputs),
+                 "mnr/per_anchor/forward(none)") ||
+      !gpu.check(call_loss(mnr::backward, gpu, none, backward, outputs),
+                 "mnr/per_anchor/backward(none)") ||
+      !gpu.download(row_losses.get(), row_bytes, gpu_losses.data()) ||
+      !download_anchor_rows(gpu, shared, buffers.positives.get(), rows, &inputs) ||
+      !download_block_rows(gpu, shared.grad_anchors.get(), 1, dim, shared.dtype, rows,
+                           &grad_anchors) ||
+      !download_block_rows(gpu, buffers.grad_positives.get(), 1, dim, shared.dtype, rows,
+                           &grad_positives) ||
+      !download_block_rows(gpu, shared.grad_negatives.get(), negatives, dim, shared.dtype, rows,
+                           &grad_negatives)) {
+    return false;
+  }
+  mnr::PerAnchorParams sub = none;
+  sub.batch = static_cast<std::int64_t>(rows.size());
+  reference::MnrPerAnchorForward expected;
+  reference::MnrPerAnchorBackward expected_grads;
+  const std::vector<double> ones(rows.size(), 1.0);
+  if (!gpu.check(
+          reference::mnr_per_anchor_forward(sub, inputs.anchors.data(), inputs.positives.data(),
+                                            inputs.negatives.data(), &expected),
+          "reference::mnr_per_anchor_forward") ||
+      !gpu.check(
+          reference::mnr_per_anchor_backward(sub, inputs.anchors.data(), inputs.positives.data(),
+                                             inputs.negatives.data(), ones.data(), &expected_grads),
+          "reference::mnr_per_anchor_backward")) {
+    return false;
+  }
+  const double relative =
+      anchor_relative_tolerance(shared.dtype, dim, largest_magnitude(expected.logits));
+  Comparison comparison;
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    comparison.add("row loss", static_cast<std::size_t>(rows[k]),
+                   gpu_losses[static_cast<std::size_t>(rows[k])], expected.loss[k],
+                   relative * (1.0 + std::fabs(expected.loss[k])));
+  }
+  comparison.add_all("grad_anchors (sampled rows)", grad_anchors, expected_grads.grad_anchors,
+                     relative * largest_magnitude(expected_grads.grad_anchors), relative);
+  comparison.add_all("grad_positives (sampled rows)", grad_positives, expected_grads.grad_positives,
+                     relative * largest_magnitude(expected_grads.grad_positives), relative);
+  comparison.add_all("grad_negatives (sampled rows)", grad_negatives, expected_grads.grad_negatives,
+                     relative * largest_magnitude(expected_grads.grad_negatives), relative);
+  float mean = 0.0f;
+  if (!gpu.check(run_per_anchor(Operation::kForward, gpu, params, buffers),
+                 "mnr/per_anchor/forward") ||
+      !gpu.download(shared.outputs.loss.get(), sizeof(float), &mean)) {
+    return false;
+  }
+  double sum = 0.0, magnitude = 0.0;
+  for (const float loss : gpu_losses) {
+    sum += loss;
+    magnitude += std::fabs(loss);
+  }
+  const double count = static_cast<double>(batch);
+  comparison.add("mean loss vs mean of the rows", 0, mean, sum / count,
+                 mean_tolerance(count, magnitude));
+  return gpu.report_reference(rows.size(), comparison.worst_ratio(), comparison.failure());
+}
+
 void benchmark_per_anchor(benchmark::State& state, Operation operation, DType dtype) {
   const AnchorNegativeShape shape = anchor_negative_shape(state);
   const mnr::PerAnchorParams params = per_anchor_params(shape, dtype);
@@ -126,15 +226,19 @@ void benchmark_per_anchor(benchmark::State& state, Operation operation, DType dt
 
   const LossCalls loss{"mnr/per_anchor",
                        [&](Operation call) { return run_per_anchor(call, gpu, params, buffers); }};
+  if (!check_per_anchor(gpu, params, buffers)) return;
   if (!loss.validate(gpu, operation, per_anchor_outputs(operation, buffers))) return;
-  if (!time_against_copy_floor(
-          gpu, loss.work(gpu, operation),
-          compulsory_bytes(buffers.input_bytes(), writes_gradients(operation)))) {
+  const Work library = loss.work(gpu, operation);
+  const std::size_t input_bytes = buffers.input_bytes();
+  const bool writes = writes_gradients(operation);
+  if (operation != Operation::kForwardBackward) {
+    time_against_memory_floor(gpu, library, input_bytes, writes);
     return;
   }
-  if (operation == Operation::kForwardBackward) {
-    time_unfused(gpu, params, per_anchor_args<mnr::PerAnchorForwardBackwardArgs>(buffers));
-  }
+  with_unfused(gpu, params, per_anchor_args<mnr::PerAnchorForwardBackwardArgs>(buffers),
+               [&](const Work& unfused) {
+                 return time_against_memory_floor(gpu, library, input_bytes, writes, &unfused);
+               });
 }
 
 // ---- In-batch with shared hard negatives -------------------------------------------------------
@@ -193,6 +297,38 @@ std::vector<FiniteValue> in_batch_outputs(Operation operation, const LogitsLossB
   return values;
 }
 
+// check_logits_loss on in-batch MNR: rectangular InfoNCE of the anchors against the candidates
+// at the scale, with kNone calls and a loss memory of their own.
+bool check_in_batch(GpuFixture& gpu, const mnr::InBatchParams& params,
+                    const LogitsLossBuffers& buffers) {
+  mnr::InBatchParams none = params;
+  none.reduction = Reduction::kNone;
+  LossOutputs outputs;
+  if (!allocate_loss_outputs(gpu, none, &outputs)) return false;
+  LogitsCalls calls;
+  calls.forward = [&](float* per_row_loss) {
+    auto args = in_batch_args<mnr::InBatchForwardArgs>(buffers);
+    args.loss = per_row_loss;
+    args.saved = outputs.saved.get();
+    return call_loss(mnr::forward, gpu, none, args, outputs);
+  };
+  calls.backward = [&](const float* grad_loss) {
+    auto args = in_batch_args<mnr::InBatchBackwardArgs>(buffers);
+    args.saved = outputs.saved.get();
+    args.grad_loss = grad_loss;
+    return call_loss(mnr::backward, gpu, none, args, outputs);
+  };
+  calls.timed_forward = [&] { return run_in_batch(Operation::kForward, gpu, params, buffers); };
+  infonce::Params as_infonce;
+  as_infonce.batch = params.batch;
+  as_infonce.num_keys = (1 + params.hard_negatives) * params.batch;
+  as_infonce.dim = params.dim;
+  as_infonce.similarity = params.similarity;
+  as_infonce.symmetric = params.symmetric;
+  as_infonce.eps = params.eps;
+  return check_logits_loss(gpu, as_infonce, params.scale, buffers, calls);
+}
+
 void benchmark_in_batch(benchmark::State& state, Operation operation, DType dtype) {
   const mnr::InBatchParams params =
       in_batch_params(state.range(0), state.range(1), state.range(2), dtype);
@@ -207,6 +343,7 @@ void benchmark_in_batch(benchmark::State& state, Operation operation, DType dtyp
 
   const LossCalls loss{"mnr/in_batch",
                        [&](Operation call) { return run_in_batch(call, gpu, params, buffers); }};
+  if (!check_in_batch(gpu, params, buffers)) return;
   if (!loss.validate(gpu, operation, in_batch_outputs(operation, buffers))) return;
   // Forward must do the logits; backward recomputes them and does dAnchors and dCandidates.
   const bool gradients = writes_gradients(operation);
@@ -223,7 +360,8 @@ void register_benchmarks() {
       const std::string per_anchor =
           family_name(std::string("mnr/per_anchor/") + operation_name(operation), dtype);
       at_anchor_negative_shapes(timed_on_device(benchmark::RegisterBenchmark(
-          per_anchor.c_str(), benchmark_per_anchor, operation, dtype)));
+                                    per_anchor.c_str(), benchmark_per_anchor, operation, dtype)),
+                                operation);
     }
     for (const Operation operation : kOperations) {
       const std::string in_batch =

@@ -4,7 +4,7 @@ sentence-transformers: forward + backward time and peak memory of each loss at t
 dtypes on one CUDA device, every implementation checked against float64 first.
 
     PYTHONPATH=build/release/python python3 bench/compare.py --short
-    PYTHONPATH=build/release/python python3 bench/compare.py --cpp-json bench.json
+    PYTHONPATH=build/release/python python3 bench/compare.py --cpp-json bench-infonce.json
 
 writes bench/results/<date>-<card>.md, .json and .png files. `--help` for the flags, the presets
 and the exit statuses (3: no GPU, no PyTorch or no usable library, and nothing is written).

@@ -3,6 +3,8 @@
 
 #include <cublas_v2.h>
 
+#include <vector>
+
 #include "host/cublas_gemm.hpp"
 
 namespace contrastive::bench {
@@ -65,17 +67,19 @@ bool CublasFloor::enqueue(const LogitsGemms& gemms) {
 }
 
 bool time_against_cublas_floor(GpuFixture& gpu, const LogitsGemms& gemms, const Work& library,
-                               double bytes_per_iteration) {
+                               double bytes_per_iteration, const Work* unfused) {
   CublasFloor floor(gpu);
   if (!floor.ready()) return false;
   const Work floor_work = [&] { return floor.enqueue(gemms); };
-  double floor_milliseconds = 0.0;
-  double library_milliseconds = 0.0;
-  if (!gpu.time_against_floor(floor_work, library, &floor_milliseconds, &library_milliseconds)) {
-    return false;
-  }
+  // Once untimed: cuBLAS chooses its algorithms on first use.
+  if (!floor_work() || !gpu.synchronize()) return false;
+  std::vector<GpuFixture::Timed> pieces = {{"median_ms", library}, {"floor_ms", floor_work}};
+  if (unfused != nullptr) pieces.push_back({"unfused_ms", *unfused});
+  std::vector<double> medians;
+  if (!gpu.time_side_by_side(pieces, &medians)) return false;
   gpu.report_work(gemms.flops(), bytes_per_iteration);
-  gpu.report_floor(library_milliseconds, floor_milliseconds);
+  gpu.report_floor(medians[0], medians[1]);
+  if (unfused != nullptr) gpu.report_unfused(medians[0], medians[2]);
   return true;
 }
 

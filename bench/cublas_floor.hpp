@@ -64,10 +64,12 @@ class CublasFloor {
   DeviceBuffer workspace_;
 };
 
-/// The compute-bound benchmark's timing: the cuBLAS floor of `gemms` and then `library` (which
-/// must have run once) in the same run, reported as report_work(gemms.flops(), bytes_per_iteration)
-/// and report_floor(). The floor writes gemms' outputs: validate the library's before.
+/// The compute-bound benchmark's timing: `library` (which must have run once), the cuBLAS floor
+/// of `gemms` and, when given, the unfused baseline (run once already), timed side by side
+/// (GpuFixture::time_side_by_side), reported as report_work(gemms.flops(), bytes_per_iteration),
+/// report_floor() and report_unfused(). The floor writes gemms' outputs: validate the library's
+/// before.
 bool time_against_cublas_floor(GpuFixture& gpu, const LogitsGemms& gemms, const Work& library,
-                               double bytes_per_iteration);
+                               double bytes_per_iteration, const Work* unfused = nullptr);
 
 }  // namespace contrastive::bench

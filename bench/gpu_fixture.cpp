@@ -3,13 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
-#include <map>
-#include <random>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "bench/device_fill.hpp"
 #include "kernels/numeric.hpp"
 
 namespace contrastive::bench {
@@ -23,9 +24,26 @@ constexpr double kMillisecondsPerSecond = 1000.0;
 // Far longer than enqueueing any run takes; reached only when a call synchronized while the stream
 // was held, which would otherwise deadlock.
 constexpr std::chrono::seconds kGateTimeout{1};
-// Runs behind a baseline's median (a floor's, the unfused path's): odd, so the median is one
-// measured run.
-constexpr int kBaselineRuns = 7;
+// Sampling: warm-up rounds for this long (and at least kMinWarmupRounds), then timed rounds until
+// the sampling time has passed and at least kMinRounds are done, at most kMaxRounds.
+constexpr double kWarmupSeconds = 0.05;
+constexpr int kMinWarmupRounds = 2;
+constexpr int kMinRounds = 5;
+constexpr int kMaxRounds = 1000;
+constexpr double kDefaultSampleSeconds = 0.25;
+constexpr const char* kSampleSecondsVariable = "CONTRASTIVE_BENCH_SAMPLE_SECONDS";
+
+double sample_seconds() {
+  const char* text = std::getenv(kSampleSecondsVariable);
+  if (text == nullptr) return kDefaultSampleSeconds;
+  char* end = nullptr;
+  const double value = std::strtod(text, &end);
+  return (end != text && value > 0.0 && std::isfinite(value)) ? value : kDefaultSampleSeconds;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 std::string cuda_reason(cudaError_t error) {
   return std::string(cudaGetErrorName(error)) + " (" + cudaGetErrorString(error) + ")";
@@ -37,43 +55,6 @@ double median_of(std::vector<double> samples) {
   const std::size_t middle = samples.size() / 2;
   if (samples.size() % 2 == 1) return samples[middle];
   return (samples[middle - 1] + samples[middle]) / 2.0;
-}
-
-// Kept for the whole process: Google Benchmark calls a benchmark several times while it settles
-// the iteration count, and the largest inputs take most of a second to draw.
-const std::vector<float>& random_normal_values(std::size_t count, std::uint64_t seed) {
-  static std::map<std::pair<std::size_t, std::uint64_t>, std::vector<float>> cache;
-  auto [entry, inserted] = cache.try_emplace({count, seed});
-  if (inserted) {
-    std::mt19937_64 engine(seed);
-    std::normal_distribution<float> standard_normal(0.0f, 1.0f);
-    entry->second.resize(count);
-    for (float& value : entry->second) value = standard_normal(engine);
-  }
-  return entry->second;
-}
-
-// random_normal_values() rounded to T, kept likewise.
-template <typename T>
-const std::vector<T>& random_normal_values_as(std::size_t count, std::uint64_t seed) {
-  static std::map<std::pair<std::size_t, std::uint64_t>, std::vector<T>> cache;
-  auto [entry, inserted] = cache.try_emplace({count, seed});
-  if (inserted) {
-    const std::vector<float>& values = random_normal_values(count, seed);
-    entry->second.reserve(count);
-    for (const float value : values) entry->second.push_back(kernels::from_float<T>(value));
-  }
-  return entry->second;
-}
-
-// The host copy of `count` standard normals from `seed`, stored in `dtype`.
-const void* random_normal_data(std::size_t count, std::uint64_t seed, DType dtype) {
-  switch (dtype) {
-    case DType::kF16: return random_normal_values_as<__half>(count, seed).data();
-    case DType::kBF16: return random_normal_values_as<__nv_bfloat16>(count, seed).data();
-    case DType::kF32: break;
-  }
-  return random_normal_values(count, seed).data();
 }
 
 // One element of `dtype` at `bytes` (host memory), as a float.
@@ -108,7 +89,7 @@ std::size_t compulsory_bytes(std::size_t input_bytes, bool writes_gradients) {
 }
 
 benchmark::internal::Benchmark* timed_on_device(benchmark::internal::Benchmark* benchmark) {
-  return benchmark->UseManualTime()->Unit(benchmark::kMillisecond);
+  return benchmark->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
 }
 
 std::string family_name(const std::string& family, DType dtype) {
@@ -174,6 +155,10 @@ bool GpuFixture::set_up() {
 // ---- GpuFixture: errors ------------------------------------------------------------------------
 
 bool GpuFixture::fail(const std::string& message) {
+  if (capturing_) {  // a failed capture falls back to plain launches: not an error yet
+    if (capture_error_.empty()) capture_error_ = message;
+    return false;
+  }
   state_.SkipWithError(message.c_str());
   return false;
 }
@@ -216,20 +201,39 @@ bool GpuFixture::fill_random_normal(const DeviceBuffer& buffer, std::size_t coun
     return fail("fill_random_normal: " + std::to_string(count) + " " + dtype_name(dtype) +
                 " values do not fit in " + std::to_string(buffer.bytes()) + " bytes");
   }
-  // On the work stream: a plain cudaMemcpy runs on the legacy stream, which a non-blocking stream
-  // does not wait for.
-  if (!check(cudaMemcpyAsync(buffer.get(), random_normal_data(count, seed, dtype), bytes,
-                             cudaMemcpyHostToDevice, stream_),
-             "cudaMemcpyAsync(inputs)")) {
-    return false;
-  }
-  return synchronize();
+  return check(fill_standard_normal(buffer.get(), count, seed, dtype, stream_),
+               "fill_standard_normal") &&
+         synchronize();
 }
 
 bool GpuFixture::download(const void* source, std::size_t bytes, void* destination) {
   if (!check(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyDeviceToHost, stream_),
              "cudaMemcpyAsync(download)")) {
     return false;
+  }
+  return synchronize();
+}
+
+bool GpuFixture::upload(const void* source, std::size_t bytes, void* destination) {
+  if (!check(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyHostToDevice, stream_),
+             "cudaMemcpyAsync(upload)")) {
+    return false;
+  }
+  return synchronize();
+}
+
+bool GpuFixture::download_rows(const void* base, std::size_t row_stride_bytes,
+                               std::size_t row_bytes, const std::vector<std::int64_t>& rows,
+                               std::vector<unsigned char>* out) {
+  out->resize(rows.size() * row_bytes);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const auto* source = static_cast<const unsigned char*>(base) +
+                         static_cast<std::size_t>(rows[r]) * row_stride_bytes;
+    if (!check(cudaMemcpyAsync(out->data() + r * row_bytes, source, row_bytes,
+                               cudaMemcpyDeviceToHost, stream_),
+               "cudaMemcpyAsync(rows)")) {
+      return false;
+    }
   }
   return synchronize();
 }
@@ -271,24 +275,49 @@ bool GpuFixture::flush_l2() {
                "cudaMemsetAsync(L2 flush)");
 }
 
-bool GpuFixture::enqueue_timed_run(const Work& work) {
-  // The flush is enqueued before the start event, so it is outside the measured interval.
-  return flush_l2() && check(cudaEventRecord(start_, stream_), "cudaEventRecord(start)") &&
-         work() && check(cudaEventRecord(stop_, stream_), "cudaEventRecord(stop)");
-}
-
-bool GpuFixture::time_once(const Work& work, double* milliseconds) {
-  gate_.open.store(false, std::memory_order_release);
-  if (!check(cudaLaunchHostFunc(stream_, hold_stream_until_open, &gate_), "cudaLaunchHostFunc")) {
-    gate_.open.store(true, std::memory_order_release);
+bool GpuFixture::capture(const Work& work, cudaGraphExec_t* graph) {
+  *graph = nullptr;
+  capture_error_.clear();
+  if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+    (void)cudaGetLastError();
     return false;
   }
-  const bool enqueued = enqueue_timed_run(work);
+  capturing_ = true;
+  const bool enqueued = work();
+  capturing_ = false;
+  cudaGraph_t captured = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &captured);
+  const bool ok = enqueued && ended == cudaSuccess && captured != nullptr &&
+                  cudaGraphInstantiate(graph, captured, 0) == cudaSuccess;
+  if (captured != nullptr) (void)cudaGraphDestroy(captured);
+  if (!ok) {
+    if (*graph != nullptr) (void)cudaGraphExecDestroy(*graph);
+    *graph = nullptr;
+    (void)cudaGetLastError();  // the failed capture's error is not the next call's
+  }
+  return ok;
+}
+
+bool GpuFixture::time_once(cudaGraphExec_t graph, const Work& work, double* milliseconds) {
+  // The flush is enqueued before the start event, so it is outside the measured interval.
+  if (!flush_l2()) return false;
+  const bool held = graph != nullptr;  // one launch: holding the stream cannot time out
+  if (held) {
+    gate_.open.store(false, std::memory_order_release);
+    if (!check(cudaLaunchHostFunc(stream_, hold_stream_until_open, &gate_), "cudaLaunchHostFunc")) {
+      gate_.open.store(true, std::memory_order_release);
+      return false;
+    }
+  }
+  const bool enqueued =
+      check(cudaEventRecord(start_, stream_), "cudaEventRecord(start)") &&
+      (held ? check(cudaGraphLaunch(graph, stream_), "cudaGraphLaunch") : work()) &&
+      check(cudaEventRecord(stop_, stream_), "cudaEventRecord(stop)");
   gate_.open.store(true, std::memory_order_release);
   if (!enqueued) return false;
   if (!check(cudaEventSynchronize(stop_), "cudaEventSynchronize(stop)")) return false;
   if (gate_.timed_out.exchange(false, std::memory_order_acq_rel)) {
-    return fail("a call synchronized while the stream was held for a timed run");
+    return fail("the stream was held for over a second while one graph launch was enqueued");
   }
   float elapsed = 0.0f;
   if (!check(cudaEventElapsedTime(&elapsed, start_, stop_), "cudaEventElapsedTime")) return false;
@@ -296,37 +325,59 @@ bool GpuFixture::time_once(const Work& work, double* milliseconds) {
   return true;
 }
 
-bool GpuFixture::median_milliseconds(const Work& work, int runs, double* milliseconds) {
-  // Warm-up, with the stream not held: first launches load modules and choose algorithms.
-  if (!work() || !synchronize()) return false;
-  std::vector<double> samples;
-  samples.reserve(static_cast<std::size_t>(runs));
-  for (int run = 0; run < runs; ++run) {
-    double sample = 0.0;
-    if (!time_once(work, &sample)) return false;
-    samples.push_back(sample);
+bool GpuFixture::time_side_by_side(const std::vector<Timed>& pieces, std::vector<double>* medians) {
+  const std::size_t count = pieces.size();
+  std::vector<cudaGraphExec_t> graphs(count, nullptr);
+  bool all_graphs = true;
+  std::string not_captured;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!capture(pieces[i].work, &graphs[i])) {
+      all_graphs = false;
+      if (not_captured.empty()) {
+        not_captured = std::string(pieces[i].counter) + ": " +
+                       (capture_error_.empty() ? "capture failed" : capture_error_);
+      }
+    }
   }
-  *milliseconds = median_of(std::move(samples));
-  return true;
-}
-
-bool GpuFixture::time_iterations(const Work& work, double* median_milliseconds) {
-  std::vector<double> samples;
+  std::vector<std::vector<double>> samples(count);
+  bool ok = synchronize();
+  // Warm-up: every piece in turn, for a fixed time.
+  const auto warmup_start = std::chrono::steady_clock::now();
+  for (int round = 0;
+       ok && (round < kMinWarmupRounds || seconds_since(warmup_start) < kWarmupSeconds); ++round) {
+    for (std::size_t i = 0; ok && i < count; ++i) {
+      double ignored = 0.0;
+      ok = time_once(graphs[i], pieces[i].work, &ignored);
+    }
+  }
+  // Rounds, the order rotated each round.
+  const double budget = sample_seconds();
+  const auto start = std::chrono::steady_clock::now();
+  for (int round = 0;
+       ok && round < kMaxRounds && (round < kMinRounds || seconds_since(start) < budget); ++round) {
+    for (std::size_t k = 0; ok && k < count; ++k) {
+      const std::size_t i = (k + static_cast<std::size_t>(round)) % count;
+      double sample = 0.0;
+      ok = time_once(graphs[i], pieces[i].work, &sample);
+      if (ok) samples[i].push_back(sample);
+    }
+  }
+  for (cudaGraphExec_t graph : graphs) {
+    if (graph != nullptr) (void)cudaGraphExecDestroy(graph);
+  }
+  if (!ok) return false;
+  medians->clear();
+  for (std::size_t i = 0; i < count; ++i) {
+    medians->push_back(median_of(samples[i]));
+    state_.counters[pieces[i].counter] = medians->back();
+  }
+  state_.counters["samples"] = static_cast<double>(samples[0].size());
+  state_.counters["timed_as_graph"] = all_graphs ? 1.0 : 0.0;
+  if (!all_graphs) state_.SetLabel("plain launches (" + not_captured.substr(0, 100) + ")");
   for (auto _ : state_) {
-    double sample = 0.0;
-    if (!time_once(work, &sample)) break;
-    state_.SetIterationTime(sample / kMillisecondsPerSecond);
-    samples.push_back(sample);
+    state_.SetIterationTime(medians->front() / kMillisecondsPerSecond);
   }
-  if (state_.error_occurred()) return false;
-  *median_milliseconds = median_of(std::move(samples));
   return true;
-}
-
-bool GpuFixture::time_against_floor(const Work& floor, const Work& library,
-                                    double* floor_milliseconds, double* library_milliseconds) {
-  return median_milliseconds(floor, kBaselineRuns, floor_milliseconds) &&
-         time_iterations(library, library_milliseconds);
 }
 
 // ---- GpuFixture: counters ----------------------------------------------------------------------
@@ -345,32 +396,72 @@ void GpuFixture::report_bytes(double bytes_per_iteration) {
 }
 
 void GpuFixture::report_floor(double library_milliseconds, double floor_milliseconds) {
-  // The Time column is the mean; the ratio compares medians, so the library's is shown too.
-  state_.counters["median_ms"] = library_milliseconds;
-  state_.counters["floor_ms"] = floor_milliseconds;
   state_.counters["ratio_to_floor"] = library_milliseconds / floor_milliseconds;
 }
 
-void GpuFixture::report_copy_floor(double library_milliseconds, double copy_milliseconds) {
-  state_.counters["median_ms"] = library_milliseconds;
-  state_.counters["copy_ms"] = copy_milliseconds;
-  state_.counters["bandwidth_fraction_of_copy"] = copy_milliseconds / library_milliseconds;
+void GpuFixture::report_memory_floor(double library_milliseconds, double floor_milliseconds,
+                                     double bytes_moved) {
+  state_.counters["bytes_moved"] = bytes_moved;
+  state_.counters["bandwidth_fraction_of_copy"] = floor_milliseconds / library_milliseconds;
 }
 
-bool GpuFixture::time_unfused(const Work& unfused, const FiniteValue& loss) {
-  double milliseconds = 0.0;
-  if (!unfused() || !require_finite({loss}) ||
-      !median_milliseconds(unfused, kBaselineRuns, &milliseconds)) {
-    return false;
-  }
-  state_.counters["unfused_ms"] = milliseconds;
-  state_.counters["ratio_to_unfused"] = state_.counters["median_ms"].value / milliseconds;
+void GpuFixture::report_unfused(double library_milliseconds, double unfused_milliseconds) {
+  state_.counters["ratio_to_unfused"] = library_milliseconds / unfused_milliseconds;
+}
+
+bool GpuFixture::report_reference(std::size_t rows, double worst_ratio,
+                                  const std::string& failure) {
+  state_.counters["reference_rows"] = static_cast<double>(rows);
+  state_.counters["reference_worst"] = worst_ratio;
+  if (!failure.empty()) return fail("reference check: " + failure);
   return true;
 }
 
 // ---- main --------------------------------------------------------------------------------------
 
+// What ran the benchmarks, in the JSON's "context" beside Google Benchmark's own fields: the GPU,
+// its clocks, the driver and the CUDA runtime (no NVML: CUDA's own queries; gpu-check.sh adds
+// nvidia-smi's clocks, power and temperature before and after each binary).
+void add_device_context() {
+  int driver = 0, runtime = 0, device = 0;
+  (void)cudaDriverGetVersion(&driver);
+  (void)cudaRuntimeGetVersion(&runtime);
+  auto version = [](int v) {
+    return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+  };
+  benchmark::AddCustomContext("cuda_driver_api", driver > 0 ? version(driver) : "none");
+  benchmark::AddCustomContext("cuda_runtime", version(runtime));
+  // Debian's libbenchmark is built without NDEBUG, so Google Benchmark's own "library_build_type"
+  // field says "debug": that is the build of Google Benchmark, not of this project.
+  benchmark::AddCustomContext("google_benchmark_build_note",
+                              "library_build_type describes the Google Benchmark package "
+                              "(Debian's is a debug build), not contrastive, which is built " +
+                                  std::string(CONTRASTIVE_BENCH_BUILD_TYPE));
+  cudaDeviceProp properties{};
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaGetDeviceProperties(&properties, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    benchmark::AddCustomContext("gpu", "none usable");
+    return;
+  }
+  int sm_clock_khz = 0, memory_clock_khz = 0, bus_bits = 0;
+  (void)cudaDeviceGetAttribute(&sm_clock_khz, cudaDevAttrClockRate, device);
+  (void)cudaDeviceGetAttribute(&memory_clock_khz, cudaDevAttrMemoryClockRate, device);
+  (void)cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device);
+  benchmark::AddCustomContext("gpu", properties.name);
+  benchmark::AddCustomContext("gpu_compute_capability", std::to_string(properties.major) + "." +
+                                                            std::to_string(properties.minor));
+  benchmark::AddCustomContext("gpu_memory_GiB",
+                              std::to_string(static_cast<double>(properties.totalGlobalMem) /
+                                             static_cast<double>(std::size_t{1} << 30)));
+  benchmark::AddCustomContext("gpu_l2_MiB", std::to_string(properties.l2CacheSize >> 20));
+  benchmark::AddCustomContext("gpu_max_sm_clock_MHz", std::to_string(sm_clock_khz / 1000));
+  benchmark::AddCustomContext("gpu_max_memory_clock_MHz", std::to_string(memory_clock_khz / 1000));
+  benchmark::AddCustomContext("gpu_memory_bus_bits", std::to_string(bus_bits));
+}
+
 int run_registered_benchmarks(int argc, char** argv) {
+  add_device_context();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

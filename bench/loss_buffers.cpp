@@ -1,6 +1,10 @@
 #include "bench/loss_buffers.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
+
+#include "bench/reference_check.hpp"
 
 namespace contrastive::bench {
 namespace {
@@ -11,6 +15,11 @@ constexpr std::uint64_t kSecondInputSeed = 2;
 // Many negatives per anchor at a small D, 4x the batch of that, and fewer negatives at a large D.
 const std::vector<std::vector<std::int64_t>> kAnchorNegativeShapes = {
     {4096, 64, 256}, {16384, 64, 256}, {4096, 16, 768}};
+// The grid of forward and forward_backward: a small and a large batch, from one negative to many,
+// two embedding widths.
+const std::vector<std::int64_t> kGridBatches = {256, 8192};
+const std::vector<std::int64_t> kGridNegatives = {1, 3, 16, 127};
+const std::vector<std::int64_t> kGridDims = {384, 768};
 
 }  // namespace
 
@@ -100,11 +109,42 @@ std::size_t AnchorNegativeBuffers::input_bytes() const {
          matrix_bytes(shape.batch * shape.negatives, shape.dim, dtype);
 }
 
-benchmark::internal::Benchmark* at_anchor_negative_shapes(
-    benchmark::internal::Benchmark* benchmark) {
+benchmark::internal::Benchmark* at_anchor_negative_shapes(benchmark::internal::Benchmark* benchmark,
+                                                          Operation operation) {
   benchmark->ArgNames({"B", "N", "D"});
   for (const std::vector<std::int64_t>& shape : kAnchorNegativeShapes) benchmark->Args(shape);
+  if (operation != Operation::kBackward) {
+    for (const std::int64_t batch : kGridBatches) {
+      for (const std::int64_t negatives : kGridNegatives) {
+        for (const std::int64_t dim : kGridDims) benchmark->Args({batch, negatives, dim});
+      }
+    }
+  }
   return benchmark;
+}
+
+bool download_block_rows(GpuFixture& gpu, const void* base, std::int64_t per_row, std::int64_t dim,
+                         DType dtype, const std::vector<std::int64_t>& rows,
+                         std::vector<double>* out) {
+  const std::size_t block = static_cast<std::size_t>(per_row) * matrix_bytes(1, dim, dtype);
+  std::vector<unsigned char> bytes;
+  if (!gpu.download_rows(base, block, block, rows, &bytes)) return false;
+  *out = to_doubles(bytes, dtype);
+  return true;
+}
+
+bool download_anchor_rows(GpuFixture& gpu, const AnchorNegativeBuffers& buffers,
+                          const void* positives, const std::vector<std::int64_t>& rows,
+                          SampledAnchorRows* out) {
+  const auto [batch, negatives, dim] = buffers.shape;
+  (void)batch;
+  out->rows = rows;
+  return download_block_rows(gpu, buffers.anchors.get(), 1, dim, buffers.dtype, rows,
+                             &out->anchors) &&
+         download_block_rows(gpu, buffers.negatives.get(), negatives, dim, buffers.dtype, rows,
+                             &out->negatives) &&
+         (positives == nullptr ||
+          download_block_rows(gpu, positives, 1, dim, buffers.dtype, rows, &out->positives));
 }
 
 AnchorNegativeShape anchor_negative_shape(const benchmark::State& state) {

@@ -159,10 +159,32 @@ struct AnchorNegativeBuffers {
   std::size_t input_bytes() const;
 };
 
-/// Registers the (B, N, D) at which the anchor-and-negatives losses are measured, as arguments
-/// "B", "N", "D"; anchor_negative_shape() reads them back.
-benchmark::internal::Benchmark* at_anchor_negative_shapes(
-    benchmark::internal::Benchmark* benchmark);
+/// Registers the (B, N, D) at which the anchor-and-negatives losses are measured in `operation`,
+/// as arguments "B", "N", "D"; anchor_negative_shape() reads them back. Every operation at
+/// (4096, 64, 256), (16384, 64, 256), (4096, 16, 768); forward and forward_backward also on the
+/// grid B in {256, 8192} x N in {1, 3, 16, 127} x D in {384, 768}.
+benchmark::internal::Benchmark* at_anchor_negative_shapes(benchmark::internal::Benchmark* benchmark,
+                                                          Operation operation);
 AnchorNegativeShape anchor_negative_shape(const benchmark::State& state);
+
+/// Rows the reference comparison samples (bench/reference_check.hpp).
+inline constexpr int kSampledRows = 8;
+
+/// The sampled rows R of an anchor-and-negatives problem, downloaded as doubles: anchors (|R|, D),
+/// their negatives (|R| N, D) and, when given, positives (|R|, D).
+struct SampledAnchorRows {
+  std::vector<std::int64_t> rows;
+  std::vector<double> anchors, negatives, positives;
+};
+/// Downloads the rows of `rows` from dense anchors (B, D), negatives (B N, D) and, unless null,
+/// positives (B, D), all in `buffers.dtype`.
+bool download_anchor_rows(GpuFixture& gpu, const AnchorNegativeBuffers& buffers,
+                          const void* positives, const std::vector<std::int64_t>& rows,
+                          SampledAnchorRows* out);
+/// The rows of `rows` of a dense (B * per_row, D) device array in `dtype` (per_row rows each), as
+/// doubles.
+bool download_block_rows(GpuFixture& gpu, const void* base, std::int64_t per_row, std::int64_t dim,
+                         DType dtype, const std::vector<std::int64_t>& rows,
+                         std::vector<double>* out);
 
 }  // namespace contrastive::bench

@@ -4,6 +4,8 @@
 #include "bench/unfused_anchor.hpp"
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include <cub/block/block_reduce.cuh>
 
@@ -418,27 +420,34 @@ bool UnfusedRepel::enqueue(GpuFixture& gpu, cublasHandle_t cublas,
 
 // ---- Timing ------------------------------------------------------------------------------------
 
-// `Unfused` on `args`' buffers, timed by GpuFixture::time_unfused with a cuBLAS handle of its own.
+// `Unfused` on `args`' buffers with a cuBLAS handle of its own: run once, its loss finite, then
+// handed to `use`.
 template <typename Unfused, typename LossParams, typename Args>
-bool time_unfused_on(GpuFixture& gpu, const LossParams& params, const Args& args) {
+bool with_unfused_on(GpuFixture& gpu, const LossParams& params, const Args& args,
+                     const std::function<bool(const Work&)>& use) {
   CublasFloor cublas(gpu);
   Unfused unfused;
   if (!cublas.ready() || !unfused.allocate(gpu, params)) return false;
   const Work work = [&] { return unfused.enqueue(gpu, cublas.handle(), args); };
-  const FiniteValue loss{args.loss, "unfused loss"};
-  return gpu.time_unfused(work, loss);
+  FiniteValue loss;
+  loss.device_value = args.loss;
+  loss.name = "unfused loss";
+  if (!work() || !gpu.require_finite(std::vector<FiniteValue>(1, loss))) return false;
+  return use(work);
 }
 
 }  // namespace
 
-bool time_unfused(GpuFixture& gpu, const mnr::PerAnchorParams& params,
-                  const mnr::PerAnchorForwardBackwardArgs& args) {
-  return time_unfused_on<UnfusedPerAnchorMnr>(gpu, params, args);
+bool with_unfused(GpuFixture& gpu, const mnr::PerAnchorParams& params,
+                  const mnr::PerAnchorForwardBackwardArgs& args,
+                  const std::function<bool(const Work&)>& use) {
+  return with_unfused_on<UnfusedPerAnchorMnr>(gpu, params, args, use);
 }
 
-bool time_unfused(GpuFixture& gpu, const repel::Params& params,
-                  const repel::ForwardBackwardArgs& args) {
-  return time_unfused_on<UnfusedRepel>(gpu, params, args);
+bool with_unfused(GpuFixture& gpu, const repel::Params& params,
+                  const repel::ForwardBackwardArgs& args,
+                  const std::function<bool(const Work&)>& use) {
+  return with_unfused_on<UnfusedRepel>(gpu, params, args, use);
 }
 
 }  // namespace contrastive::bench

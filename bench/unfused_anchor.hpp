@@ -28,21 +28,26 @@
 //             dA, dN = normalize backward                         2 kernels
 #pragma once
 
+#include <functional>
+
 #include "bench/gpu_fixture.hpp"
 #include "contrastive/mnr.hpp"
 #include "contrastive/repel.hpp"
 
 namespace contrastive::bench {
 
-/// Times the unfused forward_backward of per-anchor MNR on `args`' inputs, writing its loss and
-/// gradients there (grad_scale, saved and grad_loss unused; every gradient pointer set), in the
-/// same run as the library, with a cuBLAS handle of its own: GpuFixture::time_unfused(). Call
-/// after the library's timing.
-bool time_unfused(GpuFixture& gpu, const mnr::PerAnchorParams& params,
-                  const mnr::PerAnchorForwardBackwardArgs& args);
+/// Sets up the unfused forward_backward of per-anchor MNR on `args`' inputs, writing its loss and
+/// gradients there (grad_scale, saved and grad_loss unused; every gradient pointer set), with a
+/// cuBLAS handle of its own; runs it once (its loss must be finite), then returns use(its work),
+/// for timing beside the library. False, with the failure reported through `gpu`, when it cannot
+/// run.
+bool with_unfused(GpuFixture& gpu, const mnr::PerAnchorParams& params,
+                  const mnr::PerAnchorForwardBackwardArgs& args,
+                  const std::function<bool(const Work&)>& use);
 
 /// The same for Repel (saved and grad_loss unused; mean_over_active off).
-bool time_unfused(GpuFixture& gpu, const repel::Params& params,
-                  const repel::ForwardBackwardArgs& args);
+bool with_unfused(GpuFixture& gpu, const repel::Params& params,
+                  const repel::ForwardBackwardArgs& args,
+                  const std::function<bool(const Work&)>& use);
 
 }  // namespace contrastive::bench

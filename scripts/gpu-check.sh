@@ -1,92 +1,101 @@
 #!/usr/bin/env bash
-# gpu-check.sh [--long] REPORT_DIR
+# gpu-check.sh [--bench-first | --checks-first] [--long] REPORT_DIR
 #
-# One-shot check of the library on a GPU machine (one H100/H200, CUDA 13, no internet), run
-# from anywhere; it works in the repository root. Companion step, on the development machine:
+# One call that checks the library on a CUDA machine (one H100/H200, CUDA 13, no internet) and
+# brings back its numbers, within a time budget; run from anywhere, it works in the repository
+# root. See docs/gpu-check.md. On a machine with internet first:
 #
-#   bash scripts/stage-deps.sh        # copies GoogleTest sources + Google Benchmark into .stage/
+#   bash scripts/stage-deps.sh        # GoogleTest sources, Google Benchmark, pytest into .stage/
 #
-# then carry .stage (git-ignored) to the GPU machine with the working tree and run there:
+# then copy the working tree with .stage to the CUDA machine and run there:
 #
 #   bash scripts/gpu-check.sh "$OUT"
 #
-# What it runs, in order; each step has a timeout, a wall time and a PASS/FAIL/SKIP status:
-#   env       nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap;
-#             nvcc/cmake/ninja/c++/compute-sanitizer --version             -> env.log
-#   configure cmake -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH
-#             (with .stage/python on PYTHONPATH when the machine's Python has no pytest)
-#             into build/gpu-check, with -DCONTRASTIVE_GTEST_SOURCE_DIR=.stage/googletest and
-#             -Dbenchmark_DIR=.stage/benchmark/lib/<multiarch>/cmake/benchmark when staged (else
-#             what the machine has); if it fails with benchmarks, again with
-#             -DCONTRASTIVE_BUILD_BENCHMARKS=OFF                                 -> build.log
-#   build     cmake --build build/gpu-check -j $JOBS (on failure with benchmarks: once more with
-#             benchmarks OFF)                                                    -> build.log
-#   ctest     ctest --output-on-failure -j $JOBS --timeout 300 --output-junit, all but the pip
-#             wheel rebuild (python_tests runs the GPU Python tests where torch/CuPy/JAX are) -> ctest.log,
-#                                                                                  ctest-junit.xml
-#   demo      build/gpu-check/examples/contrastive-demo (GPU vs float64 reference) -> run.log
-#   memcheck  compute-sanitizer --tool memcheck --leak-check full over
-#             build/gpu-check/tests/contrastive_gpu_tests --gtest_filter=$MEMCHECK_FILTER and
-#             contrastive_reliability_gpu_tests --gtest_filter=$RELIABILITY_MEMCHECK_FILTER
-#                                                                                -> memcheck.log
-#   selftest  compute-sanitizer --tool memcheck over contrastive_broken_launch (a deliberate
-#             off-by-one launch, tests/broken_launch.cpp): PASS when memcheck reports errors, FAIL
-#             when it stays silent (then its silence elsewhere proves nothing)  -> sanitizers.log
-#   racecheck / initcheck / synccheck  compute-sanitizer --tool TOOL over
-#             contrastive_reliability_gpu_tests --gtest_filter=$RACECHECK_FILTER (INITCHECK_,
-#             SYNCCHECK_): every loss and pass on tiny shapes, the workspace left uninitialized
-#             for initcheck; each SKIPs when the budget has no time left for it  -> sanitizers.log
-#   bench     build/gpu-check/bench/contrastive_bench_infonce
-#             --benchmark_min_time=$BENCH_MIN_TIME, JSON (by default without the large-batch
-#             family and f16; "out of memory" entries are results)   -> bench.json, run.log
-#   compare   python3 bench/compare.py --short (the full set with --long): contrastive.torch beside
-#             PyTorch eager / torch.compile / sentence-transformers; SKIP without torch, GPU or
-#             time left                                      -> compare/<date>-<card>.{md,json,png}
-#   summary   table (step | status | seconds | detail), printed LAST on stdout -> summary.md
-# REPORT_DIR receives at most 9 files (the names above) and the folder compare/. Nothing changes GPU settings: nvidia-smi
-# is only queried.
+# Modes (the summary says which ran):
+#   --bench-first (default)  configure, build, the three benchmarks, compare.py, then
+#                            build_tests, the tests and the demo; no sanitizers: a run that must
+#                            bring numbers
+#   --checks-first           configure, build_tests, tests, demo, compute-sanitizer (memcheck,
+#                            its self-test, racecheck, initcheck, synccheck), then build, the
+#                            benchmarks and compare.py in the time reserved for them
+# Each step has a cap and a minimum (bench/check_plan.py); a step gets min(cap, time left - the
+# minimums of the steps after it), so no step eats the time of the benchmarks or compare.py.
+#
+# Steps (status PASS / FAIL / SKIP, seconds, detail):
+#   env        nvidia-smi -L and --query-gpu (name, driver, memory, clocks, power, temperature);
+#              nvcc, cmake, ninja, c++, compute-sanitizer versions            -> env.log
+#   configure  cmake -G Ninja Release, CUDA_ARCH, no fuzz target, the staged GoogleTest and
+#              Google Benchmark when present                                  -> build.log
+#   build      what the numbers need: the benchmarks, the Python module, the demo (once more
+#              without the benchmarks if they alone fail)                     -> build.log
+#   build_tests  what the tests run: the GPU and API test binaries, the README examples, the
+#              demo (checks-first: the broken-launch self-test too). Only what runs here is
+#              built; each mode builds first what it runs first                -> build.log
+#   tests      contrastive_gpu_tests and contrastive_reliability_gpu_tests, each split into
+#              JOBS/2 gtest shards run at once; contrastive_api_tests and
+#              contrastive_reliability_api_tests (one process each: with a device their GPU
+#              cases run); ctest python_tests (the Python GPU tests) and the README examples
+#                                                         -> tests.log, ctest-junit.xml
+#   demo       examples/contrastive-demo: the three examples, GPU vs float64   -> run.log
+#   memcheck, selftest, racecheck, initcheck, synccheck (checks-first only) -> memcheck.log,
+#              sanitizers.log
+#   bench_infonce, bench_mnr, bench_repel  one process each, its own JSON and filter; every run
+#              compares the library's outputs with the float64 reference before timing it;
+#              nvidia-smi clocks / power / temperature before and after each -> bench-<loss>.json,
+#              gpu-state.csv, run.log
+#   compare    python3 bench/compare.py --short (--long: the full set) with the benchmark JSONs
+#                                                          -> compare/<date>-<card>.{md,json,png}
+#   summary    mode, table (step | status | seconds | detail), what ran and what did not, whether
+#              the numbers stand on passing GPU tests; printed LAST on stdout  -> summary.md
+# Nothing changes GPU settings: nvidia-smi is only queried.
 #
 # Exit status: 0 if no step FAILed, 1 otherwise, 2 on bad usage. A failing step never stops the
-# script; steps that depend on it are SKIPped. SKIP (not FAIL): compute-sanitizer missing or
-# "Device not supported" on this runtime, benchmark binary not built, GPU steps without a GPU,
-# racecheck / initcheck / synccheck without time left in the budget.
+# script; steps that depend on it are SKIPped. SKIP (not FAIL): a step the mode leaves out,
+# compute-sanitizer missing or unusable, a benchmark not built, GPU steps without a GPU, an
+# optional sanitizer without time left.
 #
 # Environment knobs (defaults in brackets):
 #   CUDA_ARCH [90]  JOBS [nproc]  BUILD_DIR [build/gpu-check]  STAGE_DIR [.stage]
-#   CHECK_BUDGET [450 s; 570 with --long] total time; each step's timeout is cut to fit it
-#                (a killed step gets 10 s grace, so allow ~15 s above the budget)
-#   MEMCHECK_FILTER [$MEMCHECK_FILTER_DEFAULT below]  BENCH_MIN_TIME [0.05 s; 0.5 with --long]
-#   RELIABILITY_MEMCHECK_FILTER, RACECHECK_FILTER, INITCHECK_FILTER, SYNCCHECK_FILTER
-#                [$SANITIZER_SMOKE, or its f32 half, below; --long adds more tests]
-#   BENCH_FILTER ['-(infonce_clip|/f16/)'; all with --long]  CTEST_TIMEOUT [300 s per test]
-#   GPU_CHECK_FORCE_GPU_STEPS=1 runs demo/sanitizers/bench even where no GPU is visible (to test
-#   this script on a machine without one)
-# --long: longer benchmarks (min_time 0.5 s, every family, bench step up to 240 s), racecheck,
-# initcheck and synccheck over more tests, compare.py's full set, and a 570 s budget; give the
-# call a limit of 600 s then (the full compare needs more: run it on its own, see README).
+#   CHECK_BUDGET [450 s; 570 with --long] total time (a killed step gets 10 s grace: allow ~20 s
+#                above it)
+#   BENCH_SAMPLE_SECONDS [0.15; 0.5 with --long] timed sampling per benchmark run (the
+#                benchmarks' CONTRASTIVE_BENCH_SAMPLE_SECONDS)
+#   BENCH_FILTER_INFONCE, BENCH_FILTER_MNR, BENCH_FILTER_REPEL [the short sets below; --long: all]
+#   GPU_CHECK_BENCH_CAP  seconds (fractions allowed) that replace each benchmark step's timeout:
+#                a small value simulates a benchmark killed by its timeout
+#   GPU_CHECK_CAP_<step>  seconds: that step's cap instead of the plan's (GPU_CHECK_CAP_build=900
+#                for a cold build on a machine with few cores)
+#   MEMCHECK_FILTER, RELIABILITY_MEMCHECK_FILTER, RACECHECK_FILTER, INITCHECK_FILTER,
+#   SYNCCHECK_FILTER [small sets, below; --long adds more]
+#   GPU_CHECK_FORCE_GPU_STEPS=1 runs the GPU steps even where no GPU is visible (to test this
+#                script on a machine without one: they report what fails)
 set -uo pipefail
 export LC_ALL=C
 
-# gtest filter for the compute-sanitizer run: the scenario tests of every loss, the f32 sweep
-# cases with B <= 33 and the other precisions' cases with B <= 3 (InfoNCE, MNR per-anchor and
-# in-batch, Repel); leaves out B127, B1000, B4097. MEMCHECK_FILTER='*' checks every GPU test: use
-# it once that is known to fit the time budget.
+# gtest filter for memcheck: the scenario tests of every loss, the f32 sweep cases with B <= 33
+# and the other precisions' cases with B <= 3; MEMCHECK_FILTER='*' checks every GPU test.
 MEMCHECK_FILTER_DEFAULT='*Scenario.*:Sweep/*/B1_*:Sweep/*/B2_*:Sweep/*/B3_*:Sweep/*/B7_*:Sweep/*/B33_*:Precision/*/B1_*:Precision/*/B2_*:Precision/*/B3_*'
-# The reliability tests' small set for every sanitizer (tests/test_sanitizer_smoke_gpu.cpp: every
-# loss, every pass, f32 and bf16, one tile and small tiles); --long adds the numerical edges (and,
-# for racecheck and synccheck, the other test binary's scenario tests).
+# The reliability tests' small set for every sanitizer (tests/test_sanitizer_smoke_gpu.cpp);
 # racecheck and synccheck, the slowest, take its f32 half by default.
 SANITIZER_SMOKE='Losses/SanitizerSmoke.*'
 SANITIZER_SMOKE_F32='Losses/SanitizerSmoke.*/*_f32'
 SANITIZER_LONG="$SANITIZER_SMOKE:Edges/*"
+# The short benchmark sets: f32 and bf16, forward and forward_backward; InfoNCE at its shapes
+# and CLIP's large batch at B = 32768 on both paths (the tiled one queues thousands of launches);
+# per-anchor MNR and Repel on the grid at B = 8192 (n in 1, 3, 16, 127; D in 384, 768) and
+# in-batch MNR forward_backward. --long runs everything (f16, backward, B = 256, up to 131072).
+BENCH_SHORT_INFONCE='^infonce/(forward|forward_backward)/(f32|bf16)/|^infonce_clip/forward_backward/(tiled|materialized)/bf16/B:32768/'
+BENCH_SHORT_MNR='^mnr/per_anchor/(forward|forward_backward)/(f32|bf16)/B:8192/|^mnr/in_batch/forward_backward/(f32|bf16)/'
+BENCH_SHORT_REPEL='^repel/(forward|forward_backward)/(f32|bf16)/B:8192/'
 
 usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
-long=0
-report=""
+long=0 mode=bench-first report=""
 for arg in "$@"; do
   case "$arg" in
     --long) long=1 ;;
+    --bench-first) mode=bench-first ;;
+    --checks-first) mode=checks-first ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "gpu-check: unknown option $arg" >&2; exit 2 ;;
     *)
@@ -95,7 +104,7 @@ for arg in "$@"; do
       ;;
   esac
 done
-[[ -n "$report" ]] || { echo "usage: bash scripts/gpu-check.sh [--long] REPORT_DIR" >&2; exit 2; }
+[[ -n "$report" ]] || { echo "usage: bash scripts/gpu-check.sh [--bench-first|--checks-first] [--long] REPORT_DIR" >&2; exit 2; }
 mkdir -p "$report" || exit 2
 R=$(cd "$report" && pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
@@ -107,45 +116,49 @@ BUILD_DIR=${BUILD_DIR:-build/gpu-check}
 STAGE_DIR=${STAGE_DIR:-.stage}
 MEMCHECK_FILTER=${MEMCHECK_FILTER:-$MEMCHECK_FILTER_DEFAULT}
 RELIABILITY_MEMCHECK_FILTER=${RELIABILITY_MEMCHECK_FILTER:-$SANITIZER_SMOKE}
-CTEST_TIMEOUT=${CTEST_TIMEOUT:-300}
-# The short run leaves out the large-batch family (B up to 131072) and f16 (as bf16 in time).
-BENCH_FILTER_DEFAULT='-(infonce_clip|/f16/)'
 if ((long)); then
   CHECK_BUDGET=${CHECK_BUDGET:-570}
-  BENCH_MIN_TIME=${BENCH_MIN_TIME:-0.5}
-  CAP_BENCH=240 CAP_COMPARE=240 COMPARE_PRESET=()
-  BENCH_FILTER=${BENCH_FILTER:-}
+  BENCH_SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-0.5}
+  BENCH_FILTER_INFONCE=${BENCH_FILTER_INFONCE-} BENCH_FILTER_MNR=${BENCH_FILTER_MNR-}
+  BENCH_FILTER_REPEL=${BENCH_FILTER_REPEL-}
+  COMPARE_PRESET=()
   RACECHECK_FILTER=${RACECHECK_FILTER:-$SANITIZER_LONG}
   INITCHECK_FILTER=${INITCHECK_FILTER:-$SANITIZER_LONG}
   SYNCCHECK_FILTER=${SYNCCHECK_FILTER:-$SANITIZER_LONG}
   SCENARIOS_TOO=1
-  CAP_RACECHECK=120 CAP_INITCHECK=90 CAP_SYNCCHECK=60
 else
   CHECK_BUDGET=${CHECK_BUDGET:-450}
-  BENCH_MIN_TIME=${BENCH_MIN_TIME:-0.05}
-  CAP_BENCH=45 CAP_COMPARE=60 COMPARE_PRESET=(--short)
-  BENCH_FILTER=${BENCH_FILTER-$BENCH_FILTER_DEFAULT}
+  BENCH_SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-0.15}
+  BENCH_FILTER_INFONCE=${BENCH_FILTER_INFONCE-$BENCH_SHORT_INFONCE}
+  BENCH_FILTER_MNR=${BENCH_FILTER_MNR-$BENCH_SHORT_MNR}
+  BENCH_FILTER_REPEL=${BENCH_FILTER_REPEL-$BENCH_SHORT_REPEL}
+  COMPARE_PRESET=(--short)
   RACECHECK_FILTER=${RACECHECK_FILTER:-$SANITIZER_SMOKE_F32}
   INITCHECK_FILTER=${INITCHECK_FILTER:-$SANITIZER_SMOKE}
   SYNCCHECK_FILTER=${SYNCCHECK_FILTER:-$SANITIZER_SMOKE_F32}
   SCENARIOS_TOO=0
-  CAP_RACECHECK=40 CAP_INITCHECK=25 CAP_SYNCCHECK=20
 fi
 [[ "$BUILD_DIR" == /* ]] || BUILD_DIR="$ROOT/$BUILD_DIR"
 [[ "$STAGE_DIR" == /* ]] || STAGE_DIR="$ROOT/$STAGE_DIR"
 
-# Longest each step may take (env: 20 s per query), and the least each later step needs (kept
-# free while earlier steps run). A step's timeout is min(its cap, budget left - later minimums).
-# racecheck, initcheck and synccheck reserve nothing: they run in what is left before the bench's
-# minimum, and SKIP when that is under MIN_SANITIZER.
-CAP_CONFIGURE=120 CAP_BUILD=300 CAP_CTEST=150 CAP_DEMO=30 CAP_MEMCHECK=100 CAP_SELFTEST=20
-MIN_BUILD=30 MIN_CTEST=40 MIN_DEMO=10 MIN_MEMCHECK=40 MIN_SELFTEST=10 MIN_BENCH=20 MIN_SUMMARY=5
-MIN_SANITIZER=15 MIN_COMPARE=20  # compare, like the other sanitizers, runs in what is left
+# The plan: STEPS and CAP_/MIN_/KEEP_/OPTIONAL_<step> (bench/check_plan.py).
+PYTHON=$(command -v python3 || true)
+[[ -n "$PYTHON" ]] || { echo "gpu-check: python3 is needed (the time plan, the summaries)" >&2; exit 2; }
+long_arg=()
+((long)) && long_arg=(--long)
+plan_text=$("$PYTHON" "$ROOT/bench/check_plan.py" "$mode" "$CHECK_BUDGET" "${long_arg[@]}") ||
+  { echo "gpu-check: no time plan for $mode in ${CHECK_BUDGET} s (above)" >&2; exit 2; }
+eval "$plan_text"
+# GPU_CHECK_CAP_<step>=SECONDS raises or lowers one step's cap (a 2-core machine's cold build).
+for step in $STEPS; do
+  cap_override="GPU_CHECK_CAP_$step"
+  [[ -n "${!cap_override:-}" ]] && printf -v "CAP_$step" '%d' "${!cap_override}"
+done
+ALL_STEPS="configure build build_tests tests demo memcheck selftest racecheck initcheck synccheck bench_infonce bench_mnr bench_repel compare"
 
-LOG_ENV="$R/env.log" LOG_BUILD="$R/build.log" LOG_CTEST="$R/ctest.log" JUNIT="$R/ctest-junit.xml"
-LOG_RUN="$R/run.log" LOG_MEMCHECK="$R/memcheck.log" BENCH_JSON="$R/bench.json"
-LOG_SANITIZERS="$R/sanitizers.log"
-SUMMARY="$R/summary.md"
+LOG_ENV="$R/env.log" LOG_BUILD="$R/build.log" LOG_TESTS="$R/tests.log" JUNIT="$R/ctest-junit.xml"
+LOG_RUN="$R/run.log" LOG_MEMCHECK="$R/memcheck.log" LOG_SANITIZERS="$R/sanitizers.log"
+GPU_STATE_CSV="$R/gpu-state.csv" SUMMARY="$R/summary.md"
 
 now_ms() {
   if [[ -n "${EPOCHREALTIME:-}" ]]; then
@@ -160,28 +173,30 @@ DEADLINE=$((T0 + CHECK_BUDGET * 1000))
 secs_since() { local d=$(($(now_ms) - $1)); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
 remaining() { echo $(((DEADLINE - $(now_ms)) / 1000)); }
 
-# step_timeout CAP KEEP -> seconds this step may use (0: no time left)
+# step_timeout STEP -> seconds STEP may use: min(CAP_STEP, time left - KEEP_STEP), 0 when under 5.
 step_timeout() {
-  local left t
-  left=$(($(remaining) - $2))
-  t=$(($1 < left ? $1 : left))
+  local cap_var="CAP_$1" keep_var="KEEP_$1" left t
+  left=$(($(remaining) - ${!keep_var:-$MIN_SUMMARY}))
+  t=$((${!cap_var:-0} < left ? ${!cap_var:-0} : left))
   ((t >= 5)) && echo "$t" || echo 0
 }
+MIN_SUMMARY=5
 
-# run_to LOG SECONDS CMD...  runs CMD with a timeout, appending its output to LOG; returns its rc
-# (124/137: timed out). timeout(1) signals the whole process group, so children go too.
-# Runs in the background and waits, so that INT/TERM reach the trap below at once.
-RUNNING_PID=""
+# run_to LOG SECONDS CMD...  runs CMD with a timeout (fractions allowed), appending its output to
+# LOG; returns its rc (124/137: timed out). timeout(1) signals the whole process group, so
+# children go too. Runs in the background and waits, so that INT/TERM reach the trap at once.
+RUNNING_PIDS=()
 run_to() {
-  local log=$1 t=$2 rc start
+  local log=$1 t=$2 rc start pid
   shift 2
   start=$(now_ms)
   printf '\n### $ %s   (timeout %ss, %s)\n' "$*" "$t" "$(date -u +%H:%M:%S)" >>"$log"
   timeout -k 10 "$t" "$@" >>"$log" 2>&1 </dev/null &
-  RUNNING_PID=$!
-  wait "$RUNNING_PID"
+  pid=$!
+  RUNNING_PIDS=("$pid")
+  wait "$pid"
   rc=$?
-  RUNNING_PID=""
+  RUNNING_PIDS=()
   printf '### exit %s after %ss\n' "$rc" "$(secs_since "$start")" >>"$log"
   return "$rc"
 }
@@ -204,30 +219,66 @@ names=() statuses=() seconds=() details=()
 CARD="unknown" DRIVER="" GPU_STATE="unknown"
 record() { # NAME STATUS START_MS DETAIL
   local detail=${4//|//}
-  names+=("$1") statuses+=("$2") seconds+=("$(secs_since "$3")") details+=("${detail:0:160}")
-  printf '[%4ss] %-9s %-4s %6ss  %s\n' "$((($(now_ms) - T0) / 1000))" "$1" "$2" \
+  names+=("$1") statuses+=("$2") seconds+=("$(secs_since "$3")") details+=("${detail:0:200}")
+  printf '[%4ss] %-13s %-4s %6ss  %s\n' "$((($(now_ms) - T0) / 1000))" "$1" "$2" \
     "${seconds[-1]}" "${details[-1]}"
   write_summary >/dev/null
 }
+status_of() { # STEP -> its recorded status, or "" when it has none yet
+  local i
+  for i in "${!names[@]}"; do [[ ${names[i]} == "$1" ]] && { echo "${statuses[i]}"; return; }; done
+}
+# Whether the numbers (benchmarks, compare) stand on passing GPU tests.
+numbers_note() {
+  local tests benches="" s
+  tests=$(status_of tests)
+  for s in bench_infonce bench_mnr bench_repel compare; do
+    [[ $(status_of "$s") == PASS ]] && benches+="$s "
+  done
+  if [[ -z "$benches" ]]; then
+    echo "no benchmark or compare numbers came back"
+  elif [[ $tests == PASS ]]; then
+    echo "TRUSTED: the GPU tests passed in this run (and each benchmark run matched the float64 reference before it was timed)"
+  elif [[ $tests == FAIL ]]; then
+    echo "UNTRUSTED: the GPU tests FAILED in this run; ${benches% } numbers are kept for diagnosis only"
+  else
+    echo "UNCHECKED: the GPU tests did not run (${tests:-not reached}); the numbers rest on each benchmark run's own float64 comparison"
+  fi
+}
 write_summary() {
-  local i failed_steps=() total
+  local i failed_steps=() ran_steps=() not_ran=() total s st
   total=$(secs_since "$T0")
-  for i in "${!names[@]}"; do [[ ${statuses[i]} == FAIL ]] && failed_steps+=("${names[i]}"); done
+  for i in "${!names[@]}"; do
+    [[ ${statuses[i]} == FAIL ]] && failed_steps+=("${names[i]}")
+    if [[ ${statuses[i]} == SKIP ]]; then not_ran+=("${names[i]}"); else ran_steps+=("${names[i]}"); fi
+  done
+  for s in $ALL_STEPS; do
+    st=$(status_of "$s")
+    [[ -z "$st" ]] && not_ran+=("$s (not reached)")
+  done
   {
     echo "# contrastive gpu-check"
     echo
+    echo "- mode: $mode$( ((long)) && echo ', --long'): steps $STEPS"
     echo "- card: $CARD${DRIVER:+ (driver $DRIVER)}"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), host $(uname -n), total ${total} s of ${CHECK_BUDGET} s budget"
     echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo n/a)$(
       [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] && echo ' (modified)')"
-    echo "- CUDA_ARCH=$CUDA_ARCH JOBS=$JOBS MEMCHECK_FILTER='$MEMCHECK_FILTER' RELIABILITY_MEMCHECK_FILTER='$RELIABILITY_MEMCHECK_FILTER' BENCH_MIN_TIME=$BENCH_MIN_TIME$( ((long)) && echo ' --long')"
-    echo "- RACECHECK_FILTER='$RACECHECK_FILTER' INITCHECK_FILTER='$INITCHECK_FILTER' SYNCCHECK_FILTER='$SYNCCHECK_FILTER'"
+    echo "- CUDA_ARCH=$CUDA_ARCH JOBS=$JOBS BENCH_SAMPLE_SECONDS=$BENCH_SAMPLE_SECONDS${GPU_CHECK_BENCH_CAP:+ GPU_CHECK_BENCH_CAP=$GPU_CHECK_BENCH_CAP}"
+    if [[ $mode == checks-first ]]; then
+      echo "- MEMCHECK_FILTER='$MEMCHECK_FILTER' RELIABILITY_MEMCHECK_FILTER='$RELIABILITY_MEMCHECK_FILTER'"
+      echo "- RACECHECK_FILTER='$RACECHECK_FILTER' INITCHECK_FILTER='$INITCHECK_FILTER' SYNCCHECK_FILTER='$SYNCCHECK_FILTER'"
+    fi
     echo
     echo "| step | status | seconds | detail |"
     echo "| --- | --- | --- | --- |"
     for i in "${!names[@]}"; do
       echo "| ${names[i]} | ${statuses[i]} | ${seconds[i]} | ${details[i]} |"
     done
+    echo
+    echo "- ran: ${ran_steps[*]:-nothing}"
+    echo "- did not run: ${not_ran[*]:-nothing}"
+    echo "- numbers: $(numbers_note)"
     echo
     if ((${#failed_steps[@]})); then
       echo "RESULT: FAIL (${failed_steps[*]})"
@@ -246,20 +297,21 @@ finish() {
     fi
   done
   echo
-  echo "===== SUMMARY (files in $R: $(find "$R" -maxdepth 1 -type f | wc -l); logs: env build ctest run memcheck sanitizers) ====="
+  echo "===== SUMMARY (files in $R: $(find "$R" -maxdepth 1 -type f | wc -l)) ====="
   write_summary
   grep -q '^RESULT: PASS' "$SUMMARY"
 }
 on_signal() {
   trap - INT TERM
-  [[ -n "$RUNNING_PID" ]] && kill -TERM "$RUNNING_PID" 2>/dev/null # timeout passes it on
+  local pid
+  for pid in "${RUNNING_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done # timeout passes it on
   names+=("interrupted") statuses+=("FAIL") seconds+=("-") details+=("signal received at $(secs_since "$T0") s")
   finish
   exit 1
 }
 trap on_signal INT TERM
 
-echo "gpu-check: report in $R, build in $BUILD_DIR, budget ${CHECK_BUDGET} s$( ((long)) && echo ', --long')"
+echo "gpu-check: $mode$( ((long)) && echo ', --long'), report in $R, build in $BUILD_DIR, budget ${CHECK_BUDGET} s"
 
 # --- (a) environment ------------------------------------------------------------------------
 start=$(now_ms)
@@ -334,10 +386,21 @@ fi
 have_toolchain=1
 [[ -z "$nvcc_version" || -z "$cmake_version" ]] && have_toolchain=0
 
-# --- (b) configure --------------------------------------------------------------------------
+# Clocks, power and temperature (queries only), one CSV line per call: before and after each
+# benchmark and compare.py.
+GPU_STATE_QUERY=timestamp,clocks.sm,clocks.mem,clocks.max.sm,power.draw,power.limit,temperature.gpu,clocks_throttle_reasons.active
+gpu_state_snapshot() { # LABEL
+  command -v nvidia-smi >/dev/null || return 0
+  [[ -s "$GPU_STATE_CSV" ]] || echo "label, $GPU_STATE_QUERY" >"$GPU_STATE_CSV"
+  local line
+  line=$(timeout 10 nvidia-smi --query-gpu=$GPU_STATE_QUERY --format=csv,noheader 2>/dev/null | head -1)
+  [[ -n "$line" ]] && echo "$1, $line" >>"$GPU_STATE_CSV"
+}
+
+# --- configure and build ---------------------------------------------------------------------
 cfg_args=(-S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
   "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH" -DCONTRASTIVE_BUILD_TESTS=ON
-  -DCONTRASTIVE_BUILD_EXAMPLES=ON)
+  -DCONTRASTIVE_BUILD_EXAMPLES=ON -DCONTRASTIVE_FUZZ=OFF -DCONTRASTIVE_BUILD_BENCHMARKS=ON)
 deps="GoogleTest: machine's"
 if [[ -f "$STAGE_DIR/googletest/CMakeLists.txt" ]]; then
   cfg_args+=("-DCONTRASTIVE_GTEST_SOURCE_DIR=$STAGE_DIR/googletest")
@@ -362,111 +425,207 @@ elif [[ -d "$STAGE_DIR/python/pytest" ]]; then
 else
   deps+=", pytest: none (Python tests not run)"
 fi
-configured=0 bench_on=1 bench_note=""
-start=$(now_ms)
-t=$(step_timeout $CAP_CONFIGURE $((MIN_BUILD + MIN_CTEST + MIN_DEMO + MIN_MEMCHECK + MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)))
-if ((!have_toolchain)); then
-  record configure SKIP "$start" "no nvcc/cmake (see env.log)"
-elif ((t == 0)); then
-  record configure FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
-else
+configured=0 built=0 tests_built=0 bench_built=0 bench_note=""
+
+step_configure() {
+  local start t rc
+  start=$(now_ms)
+  t=$(step_timeout configure)
+  if ((!have_toolchain)); then
+    record configure SKIP "$start" "no nvcc/cmake (see env.log)"
+    return
+  elif ((t == 0)); then
+    record configure FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
+    return
+  fi
   : >"$LOG_BUILD"
-  run_to "$LOG_BUILD" "$t" cmake "${cfg_args[@]}" -DCONTRASTIVE_BUILD_BENCHMARKS=ON
+  run_to "$LOG_BUILD" "$t" cmake "${cfg_args[@]}"
   rc=$?
   if ((rc == 0)); then
     configured=1
-  elif ! timed_out $rc; then
-    bench_on=0 bench_note="configure failed with benchmarks ON (see build.log)"
-    t2=$((t - ($(now_ms) - start) / 1000))
-    ((t2 >= 5)) && run_to "$LOG_BUILD" "$t2" cmake "${cfg_args[@]}" -DCONTRASTIVE_BUILD_BENCHMARKS=OFF &&
-      configured=1
-  fi
-  if ((configured)); then
-    record configure PASS "$start" "$deps${bench_note:+; $bench_note}"
+    record configure PASS "$start" "$deps"
   elif timed_out $rc; then
     record configure FAIL "$start" "timed out after $t s"
   else
     record configure FAIL "$start" "cmake failed ($deps)"
     show_tail "$LOG_BUILD" 'CMake Error|error:|Could not' 3
   fi
-fi
+}
 
-# --- (c) build ------------------------------------------------------------------------------
-built=0 build_note=""
-start=$(now_ms)
-t=$(step_timeout $CAP_BUILD $((MIN_CTEST + MIN_DEMO + MIN_MEMCHECK + MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)))
-if ((!configured)); then
-  record build SKIP "$start" "not configured"
-elif ((t == 0)); then
-  record build FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
-else
-  run_to "$LOG_BUILD" "$t" cmake --build "$BUILD_DIR" -j "$JOBS"
+# The targets this machine runs, those of them the build defines, in two builds: `build` what the
+# numbers need (the benchmarks, the Python module, the demo), `build_tests` what the tests and
+# sanitizers run (the GPU and API test binaries, the README examples, the demo; checks-first: the
+# broken launch of the sanitizer self-test). The CPU-only test binaries, fuzz and install tests run
+# in CI. Each mode builds first what it runs first.
+BENCH_TARGETS="contrastive_bench_infonce contrastive_bench_mnr contrastive_bench_repel"
+defined_targets() {
+  ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | sed -n 's/^\([A-Za-z0-9_.-]*\): .*/\1/p' | sort -u
+}
+wanted_targets() { # numbers | tests
+  local defined wanted t
+  defined=$(defined_targets)
+  if [[ $1 == numbers ]]; then
+    wanted="$BENCH_TARGETS contrastive_python contrastive-demo"
+  else
+    wanted="contrastive_gpu_tests contrastive_reliability_gpu_tests contrastive_api_tests
+      contrastive_reliability_api_tests contrastive-demo $(grep -E '^contrastive_readme_' <<<"$defined")"
+    [[ $mode == checks-first ]] && wanted+=" contrastive_broken_launch"
+  fi
+  for t in $wanted; do grep -qx -- "$t" <<<"$defined" && echo "$t"; done
+}
+
+# build_targets STEP KIND: builds wanted_targets KIND; sets built (numbers) or tests_built.
+build_targets() {
+  local step=$1 kind=$2 start t t2 rc targets warnings note=""
+  start=$(now_ms)
+  t=$(step_timeout "$step")
+  if ((!configured)); then
+    record "$step" SKIP "$start" "not configured"
+    return
+  elif ((t == 0)); then
+    record "$step" FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
+    return
+  fi
+  targets=$(wanted_targets "$kind" | paste -sd' ' -)
+  if [[ -z "$targets" ]]; then
+    record "$step" FAIL "$start" "none of its targets is defined (see build.log)"
+    return
+  fi
+  echo "### $step targets: $targets" >>"$LOG_BUILD"
+  local ok=0
+  # shellcheck disable=SC2086
+  run_to "$LOG_BUILD" "$t" cmake --build "$BUILD_DIR" -j "$JOBS" --target $targets
   rc=$?
   if ((rc == 0)); then
-    built=1
-  elif ((bench_on)) && ! timed_out $rc; then
-    # Maybe only the benchmarks fail to compile or link (staged library): retry without them.
-    bench_on=0 bench_note="build failed with benchmarks ON (see build.log)"
-    build_note="retried with benchmarks OFF"
+    ok=1
+  elif ! timed_out $rc && grep -q contrastive_bench <<<"$targets"; then
+    # Maybe only the benchmarks fail to compile or link (a staged library): the rest without them.
+    bench_note="the benchmarks failed to build (see build.log)"
+    note="; retried without the benchmarks"
+    targets=$(tr ' ' '\n' <<<"$targets" | grep -v '^contrastive_bench_' | paste -sd' ' -)
     t2=$((t - ($(now_ms) - start) / 1000))
-    if ((t2 >= 10)) && run_to "$LOG_BUILD" "$t2" cmake "${cfg_args[@]}" -DCONTRASTIVE_BUILD_BENCHMARKS=OFF; then
-      t2=$((t - ($(now_ms) - start) / 1000))
-      ((t2 >= 5)) && run_to "$LOG_BUILD" "$t2" cmake --build "$BUILD_DIR" -j "$JOBS" && built=1
-      rc=$?
+    # shellcheck disable=SC2086
+    ((t2 >= 5)) && [[ -n "$targets" ]] &&
+      run_to "$LOG_BUILD" "$t2" cmake --build "$BUILD_DIR" -j "$JOBS" --target $targets && ok=1
+  fi
+  if [[ $kind == numbers ]]; then
+    built=$ok
+    local b
+    bench_built=1
+    for b in $BENCH_TARGETS; do [[ -x "$BUILD_DIR/bench/$b" ]] || bench_built=0; done
+    if ((!bench_built)) && [[ -z "$bench_note" ]] && grep -q 'Google Benchmark not found' "$LOG_BUILD"; then
+      bench_note="Google Benchmark not found"
     fi
+  else
+    tests_built=$ok
   fi
   warnings=$(grep -c 'warning' "$LOG_BUILD")
-  if ((built)); then
-    record build PASS "$start" "ok, $warnings warning lines${build_note:+; $build_note}"
+  if ((ok)); then
+    record "$step" PASS "$start" "$(wc -w <<<"$targets") targets, $warnings warning lines in build.log$note${bench_note:+; $bench_note}"
   elif timed_out $rc; then
-    record build FAIL "$start" "timed out after $t s"
+    record "$step" FAIL "$start" "timed out after $t s"
   else
-    record build FAIL "$start" "$(grep -c '^FAILED:' "$LOG_BUILD") failed build edges, $warnings warning lines"
+    record "$step" FAIL "$start" "$(grep -c '^FAILED:' "$LOG_BUILD") failed build edges, $warnings warning lines$note"
     show_tail "$LOG_BUILD" '^FAILED:|error'
   fi
-fi
+}
+step_build() { build_targets build numbers; }
+step_build_tests() { build_targets build_tests tests; }
 
-# --- (d) ctest ------------------------------------------------------------------------------
-start=$(now_ms)
-t=$(step_timeout $CAP_CTEST $((MIN_DEMO + MIN_MEMCHECK + MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)))
-if ((!built)); then
-  record ctest SKIP "$start" "not built"
-elif ((t == 0)); then
-  record ctest FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
-else
-  per_test=$((CTEST_TIMEOUT < t ? CTEST_TIMEOUT : t))
-  : >"$LOG_CTEST"
-  # python_pip_install rebuilds the whole library into a wheel, fuzz_c_api fuzzes the host-side
-  # checks for a minute: CPU work that CI covers, and minutes of this budget. The Python tests
-  # themselves (python_tests, GPU ones included) run.
-  run_to "$LOG_CTEST" "$t" ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" \
-    --timeout "$per_test" --output-junit "$JUNIT" -E '^(python_pip_install|fuzz_c_api)$'
-  rc=$?
-  failed="" total=""
-  read -r failed total < <(sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$LOG_CTEST" | tail -1)
-  skipped=$(grep -cE '^[[:space:]]+[0-9]+ - .* \((Skipped|Disabled)\)$' "$LOG_CTEST")
-  # "Label Time Summary:" lines look like "gpu    =   1.23 sec*proc (200 tests)".
-  labels=$(sed -nE '/^Label Time Summary:/,/^$/ s/^([A-Za-z0-9_.-]+) +=.*\(([0-9]+) tests?\).*/\1 \2/p' "$LOG_CTEST" |
-    paste -sd, - | sed 's/,/, /g')
-  counts="${total:-?} tests, ${failed:-?} failed, $skipped skipped${labels:+ ($labels)}"
-  [[ $GPU_STATE == present && $skipped -gt 0 ]] && counts+="; skips with a GPU present"
-  if timed_out $rc; then
-    record ctest FAIL "$start" "timed out after $t s; $counts"
-  elif grep -q 'No tests were found' "$LOG_CTEST"; then
-    record ctest FAIL "$start" "no tests were found"
-  elif ((rc == 0)); then
-    record ctest PASS "$start" "$counts"
-  else
-    record ctest FAIL "$start" "$counts"
-    show_tail "$LOG_CTEST" '^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Not Run|Exception|Subprocess)'
+# --- tests: the GPU test binaries (sharded), the API binaries, the Python GPU tests, README ------
+# Each gtest process writes its own log under $BUILD_DIR/tests-logs; they are appended to
+# tests.log. One timeout covers all of them (they run at once).
+gtest_count() { # LOG PATTERN -> the number in the last line matching PATTERN (0 if none)
+  local n
+  n=$(sed -nE "s/$2/\\1/p" "$1" | tail -1)
+  echo "${n:-0}"
+}
+
+step_tests() {
+  local start t pids=() logs=() shards s b log rc=0 pid
+  start=$(now_ms)
+  t=$(step_timeout tests)
+  if ((!tests_built)); then
+    record tests SKIP "$start" "not built"
+    return
+  elif [[ $GPU_STATE == none ]]; then
+    record tests SKIP "$start" "no GPU (the CPU and API tests run in CI)"
+    return
+  elif ((t == 0)); then
+    record tests FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
+    return
   fi
-fi
+  : >"$LOG_TESTS"
+  local dir="$BUILD_DIR/tests-logs"
+  rm -rf "$dir" && mkdir -p "$dir"
+  shards=$((JOBS / 2 > 0 ? JOBS / 2 : 1))
+  launch() { # LOG CMD... (in the background, under the step's timeout)
+    local out=$1
+    shift
+    printf '### $ %s\n' "$*" >"$out"
+    timeout -k 10 "$t" "$@" >>"$out" 2>&1 </dev/null &
+    pids+=($!) logs+=("$out")
+  }
+  for b in contrastive_gpu_tests contrastive_reliability_gpu_tests; do
+    [[ -x "$BUILD_DIR/tests/$b" ]] || { echo "### $b not built" >>"$LOG_TESTS"; rc=1; continue; }
+    for ((s = 0; s < shards; s++)); do
+      launch "$dir/$b-$s.log" env GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$s \
+        "$BUILD_DIR/tests/$b"
+    done
+  done
+  for b in contrastive_api_tests contrastive_reliability_api_tests; do
+    [[ -x "$BUILD_DIR/tests/$b" ]] || { echo "### $b not built" >>"$LOG_TESTS"; rc=1; continue; }
+    launch "$dir/$b.log" "$BUILD_DIR/tests/$b"
+  done
+  # ctest: the Python tests (GPU ones included where PyTorch / CuPy / JAX are) and the README
+  # examples; not bench_compare_tests or the wheel build (CPU work CI does).
+  launch "$dir/ctest.log" ctest --test-dir "$BUILD_DIR" --output-on-failure -j 4 \
+    --timeout "$t" --output-junit "$JUNIT" -R '^(python_tests|readme_example_.*)$'
+  RUNNING_PIDS=("${pids[@]}")
+  local timed=0 crashed=()
+  for i in "${!pids[@]}"; do
+    wait "${pids[i]}"
+    local code=$?
+    timed_out $code && timed=1
+    # gtest exits 1 when a test failed; anything else without a summary line is a crash.
+    if ((code != 0)) && ! grep -q '^\[==========\] .* ran\.' "${logs[i]}" &&
+      [[ ${logs[i]} != */ctest.log ]]; then
+      crashed+=("$(basename "${logs[i]}" .log) (exit $code)")
+    fi
+  done
+  RUNNING_PIDS=()
+  local ran=0 passed=0 failed=0 skipped=0
+  for log in "${logs[@]}"; do
+    { echo; echo "===== ${log##*/} ====="; cat "$log"; } >>"$LOG_TESTS"
+    [[ $log == */ctest.log ]] && continue
+    ran=$((ran + $(gtest_count "$log" '^\[==========\] ([0-9]+) tests? from .* ran\..*')))
+    passed=$((passed + $(gtest_count "$log" '^\[  PASSED  \] ([0-9]+) tests?\..*')))
+    failed=$((failed + $(gtest_count "$log" '^\[  FAILED  \] ([0-9]+) tests?, listed below.*')))
+    skipped=$((skipped + $(gtest_count "$log" '^\[  SKIPPED \] ([0-9]+) tests?, listed below.*')))
+  done
+  local ctest_line ctest_failed="" ctest_total=""
+  ctest_line=$(sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$dir/ctest.log" | tail -1)
+  read -r ctest_failed ctest_total <<<"$ctest_line"
+  local counts="gtest: $ran ran, $passed passed, $failed failed, $skipped skipped ($shards shards per GPU binary); ctest python/README: ${ctest_total:-?} tests, ${ctest_failed:-?} failed"
+  [[ $GPU_STATE == present && $skipped -gt 0 ]] && counts+="; skips with a GPU present"
+  ((${#crashed[@]})) && counts+="; no gtest summary from: ${crashed[*]}"
+  if ((timed)); then
+    record tests FAIL "$start" "timed out after $t s; $counts"
+  elif ((rc != 0 || failed > 0 || ${#crashed[@]} > 0 || ${ctest_failed:-1} != 0 || ran == 0)); then
+    record tests FAIL "$start" "$counts"
+    show_tail "$LOG_TESTS" '^\[  FAILED  \] [A-Za-z]|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Not Run|Exception|Subprocess)'
+  else
+    record tests PASS "$start" "$counts"
+  fi
+}
 
-# --- (e) demo -------------------------------------------------------------------------------
+# --- demo: the three examples, GPU vs float64 ---------------------------------------------
+step_demo() {
+local start t rc demo demo_out ref gpu diff why
 start=$(now_ms)
 demo="$BUILD_DIR/examples/contrastive-demo"
-t=$(step_timeout $CAP_DEMO $((MIN_MEMCHECK + MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)))
-if ((!built)); then
+t=$(step_timeout demo)
+if ((!built && !tests_built)); then
   record demo SKIP "$start" "not built"
 elif [[ ! -x "$demo" ]]; then
   record demo FAIL "$start" "$demo not built"
@@ -499,26 +658,23 @@ else
   fi
 fi
 
-# --- (f) compute-sanitizer: memcheck, its self-test, racecheck, initcheck, synccheck -----------
-gpu_tests="$BUILD_DIR/tests/contrastive_gpu_tests"
-reliability_tests="$BUILD_DIR/tests/contrastive_reliability_gpu_tests"
-broken_launch="$BUILD_DIR/tests/contrastive_broken_launch"
-: >"$LOG_SANITIZERS"
-
-# sanitizer_step STEP TOOL CAP KEEP LOG OPTIONAL BINARY FILTER [BINARY FILTER ...]
-# compute-sanitizer --tool TOOL over each BINARY's gtest FILTER in turn, all within one timeout
-# (CAP, less KEEP for the steps after). Each run's output goes to $BUILD_DIR/STEP-BINARY.log and
+}
+# --- compute-sanitizer (checks-first): memcheck, its self-test, racecheck, initcheck, synccheck
+# sanitizer_step STEP TOOL LOG OPTIONAL BINARY FILTER [BINARY FILTER ...]
+# compute-sanitizer --tool TOOL over each BINARY's gtest FILTER in turn, all within the step's
+# timeout (step_timeout). Each run's output goes to $BUILD_DIR/STEP-BINARY.log and
 # is appended to LOG; the step PASSes with 0 sanitizer errors, no failed test and at least one
-# test run. OPTIONAL=1: SKIP rather than FAIL when the budget has no MIN_SANITIZER seconds left.
+# test run. OPTIONAL=1: SKIP rather than FAIL when the budget leaves it under its minimum.
 sanitizer_step() {
-  local step=$1 tool=$2 cap=$3 keep=$4 log=$5 optional=$6
-  shift 6
+  local step=$1 tool=$2 log=$3 optional=$4
+  shift 4
+  local min_var="MIN_$step"
   local start t deadline part rc binary filter left
   local ran=0 passed=0 gskipped=0 gfailed=0 errors=0 warnings=0 timed=0 no_output="" unsupported=""
   local failed_rc=0 runs=()
   start=$(now_ms)
-  t=$(step_timeout "$cap" "$keep")
-  if ((!built)); then
+  t=$(step_timeout "$step")
+  if ((!tests_built)); then
     record "$step" SKIP "$start" "not built"
     return
   elif [[ $GPU_STATE == none ]]; then
@@ -527,9 +683,9 @@ sanitizer_step() {
   elif [[ -z "$SANITIZER" ]]; then
     record "$step" SKIP "$start" "compute-sanitizer not found"
     return
-  elif ((t < (optional ? MIN_SANITIZER : 1))); then
+  elif ((t < (optional ? ${!min_var:-15} : 1))); then
     if ((optional)); then
-      record "$step" SKIP "$start" "no time left in the ${CHECK_BUDGET} s budget (run with --long)"
+      record "$step" SKIP "$start" "no time left before the benchmarks' reserved time (--long gives more)"
     else
       record "$step" FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
     fi
@@ -604,15 +760,34 @@ sanitizer_step() {
   fi
 }
 
-: >"$LOG_MEMCHECK"
-sanitizer_step memcheck memcheck $CAP_MEMCHECK $((MIN_SELFTEST + MIN_BENCH + MIN_SUMMARY)) \
-  "$LOG_MEMCHECK" 0 "$gpu_tests" "$MEMCHECK_FILTER" "$reliability_tests" \
-  "$RELIABILITY_MEMCHECK_FILTER"
+gpu_tests="$BUILD_DIR/tests/contrastive_gpu_tests"
+reliability_tests="$BUILD_DIR/tests/contrastive_reliability_gpu_tests"
+broken_launch="$BUILD_DIR/tests/contrastive_broken_launch"
+scenario_specs=()
+((SCENARIOS_TOO)) && scenario_specs=("$gpu_tests" '*Scenario.*')
+step_memcheck() {
+  : >"$LOG_MEMCHECK"
+  sanitizer_step memcheck memcheck "$LOG_MEMCHECK" 0 "$gpu_tests" "$MEMCHECK_FILTER" \
+    "$reliability_tests" "$RELIABILITY_MEMCHECK_FILTER"
+}
+step_racecheck() {
+  sanitizer_step racecheck racecheck "$LOG_SANITIZERS" 1 "$reliability_tests" "$RACECHECK_FILTER" \
+    "${scenario_specs[@]}"
+}
+step_initcheck() {
+  sanitizer_step initcheck initcheck "$LOG_SANITIZERS" 1 "$reliability_tests" "$INITCHECK_FILTER"
+}
+step_synccheck() {
+  sanitizer_step synccheck synccheck "$LOG_SANITIZERS" 1 "$reliability_tests" "$SYNCCHECK_FILTER" \
+    "${scenario_specs[@]}"
+}
 
 # The self-test: memcheck must report the deliberate off-by-one of contrastive_broken_launch.
+step_selftest() {
+local start t part rc errors first
 start=$(now_ms)
-t=$(step_timeout $CAP_SELFTEST $((MIN_BENCH + MIN_SUMMARY)))
-if ((!built)); then
+t=$(step_timeout selftest)
+if ((!tests_built)); then
   record selftest SKIP "$start" "not built"
 elif [[ $GPU_STATE == none ]]; then
   record selftest SKIP "$start" "no GPU"
@@ -642,111 +817,99 @@ else
     show_tail "$part"
   fi
 fi
+}
 
-# racecheck, initcheck, synccheck: each in what the budget has left before the bench's minimum.
-scenario_specs=()
-((SCENARIOS_TOO)) && scenario_specs=("$gpu_tests" '*Scenario.*')
-sanitizer_step racecheck racecheck $CAP_RACECHECK $((MIN_BENCH + MIN_SUMMARY)) "$LOG_SANITIZERS" 1 \
-  "$reliability_tests" "$RACECHECK_FILTER" "${scenario_specs[@]}"
-sanitizer_step initcheck initcheck $CAP_INITCHECK $((MIN_BENCH + MIN_SUMMARY)) "$LOG_SANITIZERS" 1 \
-  "$reliability_tests" "$INITCHECK_FILTER"
-sanitizer_step synccheck synccheck $CAP_SYNCCHECK $((MIN_BENCH + MIN_SUMMARY)) "$LOG_SANITIZERS" 1 \
-  "$reliability_tests" "$SYNCCHECK_FILTER" "${scenario_specs[@]}"
-
-# --- (g) benchmarks -------------------------------------------------------------------------
-start=$(now_ms)
-bench="$BUILD_DIR/bench/contrastive_bench_infonce"
-t=$(step_timeout $CAP_BENCH $MIN_SUMMARY)
-if ((!built)); then
-  record bench SKIP "$start" "not built"
-elif [[ ! -x "$bench" ]]; then
-  if [[ -z "$bench_note" ]] && grep -q '^benchmark_DIR:[A-Z]*=.*NOTFOUND' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
-    bench_note="Google Benchmark not found"
+# --- benchmarks: one process per binary, its own JSON and filter ------------------------------
+# bench_step STEP LOSS FILTER: build/bench/contrastive_bench_LOSS -> $R/bench-LOSS.json. A run
+# whose outputs differ from the float64 reference reports an error instead of a time, which
+# FAILs the step; "out of memory" entries are results. A timeout keeps what the JSON holds.
+bench_step() {
+  local step=$1 loss=$2 filter=$3 start t rc binary json stats first
+  start=$(now_ms)
+  t=$(step_timeout "$step")
+  binary="$BUILD_DIR/bench/contrastive_bench_$loss"
+  json="$R/bench-$loss.json"
+  if ((!built)); then
+    record "$step" SKIP "$start" "not built"
+    return
+  elif [[ ! -x "$binary" ]]; then
+    record "$step" SKIP "$start" "not built${bench_note:+: $bench_note}"
+    return
+  elif [[ $GPU_STATE == none ]]; then
+    record "$step" SKIP "$start" "no GPU"
+    return
+  elif ((t == 0)); then
+    record "$step" FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
+    return
   fi
-  record bench SKIP "$start" "not built${bench_note:+: $bench_note}"
-elif [[ $GPU_STATE == none ]]; then
-  record bench SKIP "$start" "no GPU"
-elif ((t == 0)); then
-  record bench FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
-else
-  bench_args=("--benchmark_min_time=$BENCH_MIN_TIME" "--benchmark_out=$BENCH_JSON"
-    --benchmark_out_format=json)
-  [[ -n "$BENCH_FILTER" ]] && bench_args+=("--benchmark_filter=$BENCH_FILTER")
-  echo "===== bench =====" >>"$LOG_RUN"
-  run_to "$LOG_RUN" "$t" "$bench" "${bench_args[@]}"
+  [[ -n "${GPU_CHECK_BENCH_CAP:-}" ]] && t=$GPU_CHECK_BENCH_CAP
+  local args=("--benchmark_out=$json" --benchmark_out_format=json)
+  [[ -n "$filter" ]] && args+=("--benchmark_filter=$filter")
+  rm -f "$json"
+  echo "===== $step =====" >>"$LOG_RUN"
+  gpu_state_snapshot "$step before"
+  run_to "$LOG_RUN" "$t" env "CONTRASTIVE_BENCH_SAMPLE_SECONDS=$BENCH_SAMPLE_SECONDS" \
+    "$binary" "${args[@]}"
   rc=$?
+  gpu_state_snapshot "$step after"
   stats=""
-  if [[ -s "$BENCH_JSON" ]] && command -v python3 >/dev/null; then
-    # Prints "N runs, E with errors" on line 1, then a compact table for stdout.
-    stats=$(python3 - "$BENCH_JSON" <<'EOF' 2>&1
-import json, sys
-try:
-    runs = json.load(open(sys.argv[1])).get("benchmarks", [])
-except Exception as error:  # partial file after a timeout
-    print(f"unreadable JSON ({error.__class__.__name__})"); sys.exit(0)
-# A path that does not fit the card reports "out of memory": a result, not a failure.
-oom = [r for r in runs if r.get("error_occurred")
-       and r.get("error_message", "").startswith("out of memory")]
-errors = [r for r in runs if r.get("error_occurred") and r not in oom]
-print(f"{len(runs)} runs, {len(errors)} with errors" + (f", {len(oom)} out of memory" if oom else ""))
-for r in errors[:3]:
-    print(f"    {r['name'][:60]:60} ERROR {r.get('error_message', '')[:70]}")
-if len(errors) > 3: print(f"    ... {len(errors) - 3} more errors in bench.json")
-good = [r for r in runs if not r.get("error_occurred")]
-for r in good[:40]:
-    extra = ""
-    for key in ("bytes_per_second", "items_per_second"):
-        if key in r: extra += f"  {key.split('_')[0]}/s {r[key]:.3g}"
-    print(f"    {r['name'][:60]:60} {r['real_time']:10.4g} {r.get('time_unit', '')}{extra}")
-if len(good) > 40: print(f"    ... {len(good) - 40} more in bench.json")
-EOF
-    )
-  elif [[ -s "$BENCH_JSON" ]]; then
-    stats="$(grep -c '"run_type"' "$BENCH_JSON") runs, $(grep -c '"error_occurred": true' "$BENCH_JSON") with errors"
-  fi
+  [[ -e "$json" ]] && stats=$(cd "$ROOT/bench" && "$PYTHON" -m compare.cpp summarize "$json" 2>&1)
   first=$(head -1 <<<"$stats")
+  # checks-first: the tests ran before; failed tests make these numbers diagnosis only.
+  [[ $(status_of tests) == FAIL ]] && first+=" [UNTRUSTED: the GPU tests failed]"
   if timed_out $rc; then
-    record bench FAIL "$start" "timed out after $t s${first:+; $first}"
+    record "$step" FAIL "$start" "timed out after $t s; ${first:-no JSON written}${filter:+ (filter $filter)}"
   elif ((rc != 0)); then
-    record bench FAIL "$start" "exit $rc${first:+; $first}"
+    record "$step" FAIL "$start" "exit $rc${first:+; $first}"
     show_tail "$LOG_RUN"
-  elif [[ ! -s "$BENCH_JSON" ]]; then
-    record bench FAIL "$start" "no bench.json written"
-  elif [[ ! "$first" =~ ^[1-9][0-9]*\ runs,\ 0\ with\ errors ]]; then
-    record bench FAIL "$start" "${first:-no runs}"
-    tail -n +2 <<<"$stats"
+  elif [[ ! -s "$json" ]]; then
+    record "$step" FAIL "$start" "no JSON written"
+  elif [[ ! "$first" =~ ^[1-9][0-9]*\ runs,\ 0\ with\ errors ]] || [[ "$first" == *truncated* ]]; then
+    record "$step" FAIL "$start" "${first:-no runs} -> bench-$loss.json"
+    tail -n +2 <<<"$stats" | head -n 24
   else
-    record bench PASS "$start" "$first, min_time $BENCH_MIN_TIME s -> bench.json"
-    tail -n +2 <<<"$stats"
+    record "$step" PASS "$start" "$first -> bench-$loss.json"
+    tail -n +2 <<<"$stats" | head -n 24
   fi
-fi
+}
+step_bench_infonce() { bench_step bench_infonce infonce "$BENCH_FILTER_INFONCE"; }
+step_bench_mnr() { bench_step bench_mnr mnr "$BENCH_FILTER_MNR"; }
+step_bench_repel() { bench_step bench_repel repel "$BENCH_FILTER_REPEL"; }
 
-# --- (h) compare: bench/compare.py, contrastive.torch beside PyTorch --------------------------
-# --short by default (the full set with --long). Skipped without a GPU, PyTorch or the build's
-# Python package, or when the budget has under MIN_COMPARE seconds left; compare.py stops
-# starting measurements after two thirds of its time so that it still writes its files, which go
-# to $R/compare/ (<date>-<card>.md, .json, .png).
-start=$(now_ms)
-compare_dir="$R/compare"
-t=$(step_timeout $CAP_COMPARE $MIN_SUMMARY)
-if ((!built)); then
-  record compare SKIP "$start" "not built"
-elif [[ $GPU_STATE == none ]]; then
-  record compare SKIP "$start" "no GPU"
-elif ! compgen -G "$BUILD_DIR/python/contrastive/_core*" >/dev/null; then
-  record compare SKIP "$start" "Python package not built (nanobind missing? see build.log)"
-elif ! python3 -c "import torch" >/dev/null 2>&1; then
-  record compare SKIP "$start" "PyTorch not installed"
-elif ((t < MIN_COMPARE)); then
-  record compare SKIP "$start" "no time left in the ${CHECK_BUDGET} s budget (--long runs it)"
-else
+# --- compare: bench/compare.py, contrastive.torch beside PyTorch --------------------------------
+# --short by default (the full set with --long), with every benchmark JSON written above (their
+# floors, the copy-bandwidth target). compare.py stops starting measurements at 3/4 of its time
+# so that it still writes its files, to $R/compare/ (<date>-<card>.md, .json, .png).
+step_compare() {
+  local start t rc compare_dir compare_out md targets counts where json
+  start=$(now_ms)
+  compare_dir="$R/compare"
+  t=$(step_timeout compare)
+  if ((!built)); then
+    record compare SKIP "$start" "not built"
+    return
+  elif [[ $GPU_STATE == none ]]; then
+    record compare SKIP "$start" "no GPU"
+    return
+  elif ! compgen -G "$BUILD_DIR/python/contrastive/_core*" >/dev/null; then
+    record compare SKIP "$start" "Python package not built (nanobind missing? see build.log)"
+    return
+  elif ! python3 -c "import torch" >/dev/null 2>&1; then
+    record compare SKIP "$start" "PyTorch not installed"
+    return
+  elif ((t < ${MIN_compare:-45})); then
+    record compare FAIL "$start" "only $t s left of the ${CHECK_BUDGET} s budget, under its ${MIN_compare:-45} s"
+    return
+  fi
   compare_out="$BUILD_DIR/compare.out"
   : >"$compare_out"
-  compare_args=("${COMPARE_PRESET[@]}" --out "$compare_dir" --time-budget $((t * 2 / 3)))
-  [[ -s "$BENCH_JSON" ]] && compare_args+=(--cpp-json "$BENCH_JSON")
+  local args=("${COMPARE_PRESET[@]}" --out "$compare_dir" --time-budget $((t * 3 / 4)))
+  for json in "$R"/bench-*.json; do [[ -s "$json" ]] && args+=(--cpp-json "$json"); done
+  gpu_state_snapshot "compare before"
   run_to "$compare_out" "$t" env "PYTHONPATH=$BUILD_DIR/python${PYTHONPATH:+:$PYTHONPATH}" \
-    MPLBACKEND=Agg python3 "$ROOT/bench/compare.py" "${compare_args[@]}"
+    MPLBACKEND=Agg python3 "$ROOT/bench/compare.py" "${args[@]}"
   rc=$?
+  gpu_state_snapshot "compare after"
   { echo "===== compare ====="; cat "$compare_out"; } >>"$LOG_RUN"
   # compare.py: 0 written and the library passed its checks, 1 a library check failed, 3 nothing
   # measurable (PyTorch sees no GPU, or the library cannot run: the last line says why), 4 stopped.
@@ -769,8 +932,18 @@ else
   else
     record compare PASS "$start" "${targets:-no targets line}${where}"
     [[ -n "$counts" ]] && echo "    measurements: $counts"
+    grep '^compare: target ' "$compare_out" | cut -c1-200 | sed 's/^/    /'
   fi
-fi
+}
 
-# --- (i) summary, last on stdout ------------------------------------------------------------
+# --- the steps of the mode, in order; then the summary, last on stdout --------------------------
+: >"$LOG_RUN"
+[[ $mode == checks-first ]] && : >"$LOG_SANITIZERS"
+for step in $STEPS; do
+  "step_$step"
+done
+for step in $ALL_STEPS; do
+  [[ " $STEPS " == *" $step "* ]] && continue
+  record "$step" SKIP "$(now_ms)" "not in $mode mode$([[ $mode == bench-first ]] && echo ' (--checks-first runs it)')"
+done
 finish

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # stage-deps.sh [STAGE_DIR]   (default STAGE_DIR: .stage, relative to the repository root)
 #
-# Why: the GPU machine that runs scripts/gpu-check.sh has no internet and may lack GoogleTest and
-# Google Benchmark. This script runs on the development machine (Debian 12, packages googletest
-# and libbenchmark-dev) and copies both into STAGE_DIR, which is git-ignored and carried to the
-# GPU machine next to the working tree:
+# Why: the CUDA machine that runs scripts/gpu-check.sh (docs/gpu-check.md) has no internet and
+# may lack GoogleTest and Google Benchmark. This script runs on a machine with them (Debian 12,
+# packages googletest and libbenchmark-dev) and copies both into STAGE_DIR, which is git-ignored
+# and copied to the CUDA machine with the working tree:
 #
 #   STAGE_DIR/googletest/   copy of /usr/src/googletest (GoogleTest 1.12.1 sources); the build
 #                           uses it through -DCONTRASTIVE_GTEST_SOURCE_DIR=<it>
@@ -190,5 +190,5 @@ echo "  total size of $stage: $((total_kib / 1024)) MiB (${total_kib} KiB)"
 if ((total_kib > MAX_MIB * 1024)); then
   die "stage is larger than $MAX_MIB MiB; the carried tree is limited to 64 MiB in all"
 fi
-echo "carry ${stage#"$repo_root"/} to the GPU machine with the working tree, then run there:"
+echo "copy ${stage#"$repo_root"/} to the CUDA machine with the working tree, then run there:"
 echo "  bash scripts/gpu-check.sh \"\$OUT\""

@@ -27,7 +27,7 @@ Times forward + backward of each loss through PyTorch eager (the seed's formulat
 torch.compile of the same functions, sentence-transformers' MultipleNegativesRankingLoss
 (in-batch MNR) and contrastive.torch, at the same shapes and dtypes, on one CUDA device;
 checks every implementation's loss and gradients against float64 before timing it; writes
-<out>/<date>-<card>.md (tables, the issue's targets met or missed), the raw .json beside it
+<out>/<date>-<card>.md (tables, the performance targets met or missed), the raw .json beside it
 and PNG plots (time and peak memory against B)."""
 
 EPILOG = f"""\
@@ -40,9 +40,9 @@ presets:
                   (B, N, D) in (4096, 64, 256), (16384, 64, 256); bf16 and fp32; {plan.FULL.warmup}
                   warm-up and up to {plan.FULL.repeats} timed runs per measurement
   --short         about a minute on an H100: bf16, InfoNCE at (1024, 256) and (4096, 768),
-                  one shape for each other loss, {plan.SHORT.warmup} warm-up and \
-{plan.SHORT.repeats} timed runs,
-                  torch.compile only at B <= {plan.SHORT.compile_max_batch}
+                  CLIP at (4096, 768) and (32768, 768), one shape for each other loss,
+                  {plan.SHORT.warmup} warm-up and {plan.SHORT.repeats} timed rounds, torch.compile
+                  once (InfoNCE at B = {plan.SHORT.compile_max_batch})
   --large         large batches: CLIP in bf16 at B in 16384, 32768, 65536, 131072 x D in 256,
                   768, where the baselines run out of memory (recorded) and contrastive tiles
 
@@ -74,7 +74,7 @@ class Config:
     compile_enabled: bool
     compile_max_batch: Optional[int]
     tile: int
-    cpp_json: Optional[Path]
+    cpp_json: Optional[Tuple[Path, ...]]
     time_budget: Optional[float]
     seed: int
     list_only: bool
@@ -173,9 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also run contrastive with N x N logits tiles (tile_rows = "
                              "tile_cols = N) where the logits are larger than one tile "
                              "(InfoNCE, CLIP, in-batch MNR); 0, the default: no tiled rows")
-    parser.add_argument("--cpp-json", type=_existing_file, metavar="FILE",
+    parser.add_argument("--cpp-json", type=_existing_file, metavar="FILE", action="append",
                         help="Google Benchmark JSON of contrastive_bench_infonce / _mnr / _repel "
-                             "(--benchmark_out): their floors go beside the matching rows")
+                             "(--benchmark_out; repeat the flag for several files): their floors "
+                             "go beside the matching rows, their copy-bandwidth shares decide the "
+                             "bandwidth target; a truncated file gives what it holds")
     parser.add_argument("--time-budget", type=_positive_seconds, metavar="SECONDS",
                         help="start no new measurement after this many seconds; the rest is "
                              "reported as not run and the files are still written")
@@ -205,7 +207,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Config:
         compile_enabled=not args.no_compile,
         compile_max_batch=args.compile_max_batch,
         tile=args.tile,
-        cpp_json=args.cpp_json,
+        cpp_json=tuple(args.cpp_json) if args.cpp_json else None,
         time_budget=args.time_budget,
         seed=args.seed,
         list_only=args.list,

@@ -65,16 +65,18 @@ def unavailable_reason() -> Optional[str]:
 # PyTorch eager: the seed notebook's formulations (and sentence-transformers' for in-batch MNR).
 
 
+# The temperature scales the (B, D) queries, not the (B, M) logits: the cheaper of the two equal
+# forms (as in-batch MNR's scale below), so that eager is not charged a B x M pass it can avoid.
 def eager_infonce(q, k):
     q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-    logits = q @ k.T / plan.TEMPERATURE
+    logits = (q / plan.TEMPERATURE) @ k.T
     targets = torch.arange(q.shape[0], device=q.device)
     return F.cross_entropy(logits, targets)
 
 
 def eager_clip(q, k):
     q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-    logits = q @ k.T / plan.TEMPERATURE
+    logits = (q / plan.TEMPERATURE) @ k.T
     targets = torch.arange(q.shape[0], device=q.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
@@ -82,7 +84,7 @@ def eager_clip(q, k):
 def eager_mnr_in_batch(anchors, positives, *negatives):
     candidates = torch.cat([positives, *negatives]) if negatives else positives
     anchors, candidates = F.normalize(anchors, dim=-1), F.normalize(candidates, dim=-1)
-    logits = plan.IN_BATCH_SCALE * anchors @ candidates.T
+    logits = (plan.IN_BATCH_SCALE * anchors) @ candidates.T  # the scale on the (B, D) side
     targets = torch.arange(anchors.shape[0], device=anchors.device)
     return F.cross_entropy(logits, targets)
 
@@ -90,6 +92,16 @@ def eager_mnr_in_batch(anchors, positives, *negatives):
 def eager_mnr_per_anchor(anchors, positives, negatives):
     candidates = torch.cat([positives.unsqueeze(1), negatives], dim=1)  # (B, 1 + N, D)
     logits = plan.PER_ANCHOR_SCALE * torch.einsum("bd,bkd->bk", anchors, candidates)
+    targets = torch.zeros(anchors.shape[0], dtype=torch.long, device=anchors.device)
+    return F.cross_entropy(logits, targets)
+
+
+def eager_mnr_per_anchor_no_cat(anchors, positives, negatives):
+    """The same loss without copying the positive and the negatives into one (B, 1 + N, D)
+    tensor: each scored apart, only the (B, 1 + N) logits joined."""
+    positive = torch.einsum("bd,bd->b", anchors, positives).unsqueeze(1)  # (B, 1)
+    negative = torch.einsum("bd,bnd->bn", anchors, negatives)  # (B, N)
+    logits = plan.PER_ANCHOR_SCALE * torch.cat([positive, negative], dim=1)
     targets = torch.zeros(anchors.shape[0], dtype=torch.long, device=anchors.device)
     return F.cross_entropy(logits, targets)
 
@@ -103,6 +115,7 @@ def eager_repel(user_embedding, neg_item_embeddings):
 
 EAGER = {"infonce": eager_infonce, "clip": eager_clip, "mnr_in_batch": eager_mnr_in_batch,
          "mnr_per_anchor": eager_mnr_per_anchor, "repel": eager_repel}
+EAGER_NO_CAT = {"mnr_per_anchor": eager_mnr_per_anchor_no_cat}
 
 
 def library_function(loss: str, tile: int = 0) -> Callable:
@@ -240,12 +253,19 @@ def forward_backward(function: Callable, leaves: Sequence):
     return loss, torch.autograd.grad(loss, leaves)
 
 
-def run_check(function: Callable, case: plan.Case, check_case: plan.Case, seed: int) -> Dict:
+def run_check(function: Callable, case: plan.Case, check_case: plan.Case, seed: int,
+              implementation: str = plan.EAGER, tile: int = 0) -> Dict:
+    """`function`'s loss and gradients at check_case against float64, within the
+    implementation's tolerance (formulas.tolerance_for); `tile` is recorded (the library's
+    forced tile, plan.Case.check_tile)."""
     leaves = make_inputs(check_case, seed, 1, for_check=True)[0]
     loss, grads = forward_backward(function, leaves)
     verdict = formulas.check(formulas.TorchOps(torch), case.dtype, case.loss,
-                             [x.detach() for x in leaves], loss.detach().float(), grads)
+                             [x.detach() for x in leaves], loss.detach().float(), grads,
+                             formulas.tolerance_for(implementation, case.dtype))
     verdict["shape"] = check_case.label()
+    if tile:
+        verdict["tile"] = tile
     return verdict
 
 
@@ -254,36 +274,83 @@ def _quantile(sorted_samples: Sequence[float], q: float) -> float:
     return sorted_samples[index]
 
 
-def time_runs(function: Callable, copies: Sequence, warmup: int, repeats: int,
-              max_seconds: float) -> Dict:
-    """Median (p10, p90) of forward + backward timed by CUDA events on the current stream, each
-    run on the next copy of the inputs; up to `repeats` runs, fewer (at least plan.MIN_RUNS)
-    when they would take over max_seconds."""
+def time_interleaved(functions: Dict[str, Callable], copies: Sequence, warmup: int,
+                     repeats: int, max_seconds: float, warmup_seconds: float) -> Dict[str, Dict]:
+    """Forward + backward of every function, interleaved: warm-up rounds (each function once a
+    round) until at least `warmup` rounds and `warmup_seconds` have passed, then timed rounds,
+    each function once per round with CUDA events on the current stream and the order rotated
+    from round to round, so that no implementation always runs first or last on a GPU that is
+    warming up. Up to `repeats` rounds, fewer (at least plan.MIN_RUNS) when they would take over
+    max_seconds per function. Each run takes the next copy of the inputs. Returns, per name, the
+    median (p10, p90) or {"error": exception} for a function that raised (it leaves the
+    rotation)."""
+    names = list(functions)
     count = len(copies)
-    for i in range(warmup):
-        result = forward_backward(function, copies[i % count])
+    failed: Dict[str, BaseException] = {}
+    run = 0
+
+    def call(name):
+        nonlocal run
+        result = forward_backward(functions[name], copies[run % count])
+        run += 1
         del result
-    torch.cuda.synchronize()
-    begin = time.perf_counter()  # one run by the host clock, only to size the number of runs
-    result = forward_backward(function, copies[warmup % count])
-    torch.cuda.synchronize()
-    once = time.perf_counter() - begin
-    del result
+
+    def one_round(order):
+        for name in order:
+            if name in failed:
+                continue
+            try:
+                call(name)
+            except Interrupted:
+                raise
+            except Exception as error:  # noqa: BLE001  (OOM and the like: that name's result)
+                failed[name] = error
+                free_memory()
+
+    begin, rounds = time.perf_counter(), 0
+    round_seconds = 0.0
+    while rounds < max(1, warmup) or time.perf_counter() - begin < warmup_seconds:
+        round_begin = time.perf_counter()
+        one_round(names)
+        torch.cuda.synchronize()
+        round_seconds = time.perf_counter() - round_begin  # the last, warm round
+        rounds += 1
+        if len(failed) == len(names):
+            break
+    live = [name for name in names if name not in failed]
     runs = repeats
-    if once * repeats > max_seconds:
-        runs = min(repeats, max(plan.MIN_RUNS, int(max_seconds / max(once, 1e-9))))
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(runs)]
-    for i, (start, end) in enumerate(events):
-        leaves = copies[(warmup + 1 + i) % count]
-        start.record()
-        result = forward_backward(function, leaves)
-        end.record()
-        del result
+    if live and round_seconds * repeats > max_seconds * len(live):
+        runs = min(repeats, max(plan.MIN_RUNS,
+                                int(max_seconds * len(live) / max(round_seconds, 1e-9))))
+    events: Dict[str, List] = {name: [] for name in live}
+    for index in range(runs):
+        shift = index % max(1, len(live))
+        for name in live[shift:] + live[:shift]:
+            if name in failed:
+                continue
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            try:
+                start.record()
+                call(name)
+                end.record()
+            except Interrupted:
+                raise
+            except Exception as error:  # noqa: BLE001
+                failed[name] = error
+                free_memory()
+                continue
+            events[name].append((start, end))
     torch.cuda.synchronize()
-    samples = sorted(start.elapsed_time(end) for start, end in events)
-    return {"median_ms": statistics.median(samples), "p10_ms": _quantile(samples, 0.1),
-            "p90_ms": _quantile(samples, 0.9), "runs": runs, "copies": count}
+    out: Dict[str, Dict] = {}
+    for name in names:
+        if name in failed:
+            out[name] = {"error": failed[name]}
+            continue
+        samples = sorted(start.elapsed_time(end) for start, end in events[name])
+        out[name] = {"median_ms": statistics.median(samples), "p10_ms": _quantile(samples, 0.1),
+                     "p90_ms": _quantile(samples, 0.9), "runs": len(samples), "copies": count,
+                     "warmup_rounds": rounds, "interleaved_with": len(live) - 1}
+    return out
 
 
 def peak_memory(function: Callable, leaves: Sequence) -> int:
@@ -309,26 +376,36 @@ class Runner:
         self.stopped: Optional[str] = None
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         self.l2_bytes = int(getattr(props, "L2_cache_size", 0) or DEFAULT_L2_BYTES)
-        self.floors = cpp.load_floors(config.cpp_json) if config.cpp_json else {}
+        self.cpp = cpp.load(config.cpp_json) if config.cpp_json else None
+        self.floors = self.cpp["floors"] if self.cpp else {}
+        self.gpu_state_before = gpu_state()
 
     # -- one implementation on one case --
 
-    def _function(self, name: str, case: plan.Case) -> Callable:
+    def _function(self, name: str, case: plan.Case, tile: Optional[int] = None) -> Callable:
         if name == plan.EAGER:
             return EAGER[case.loss]
+        if name == plan.EAGER_NO_CAT:
+            return EAGER_NO_CAT[case.loss]
         if name == plan.COMPILE:
             torch._dynamo.reset()  # a clean compilation per case: its time is the first call's
-            return torch.compile(EAGER[case.loss], dynamic=False)
+            # fullgraph: a graph break would silently leave part of it eager (and slower).
+            return torch.compile(EAGER[case.loss], dynamic=False, fullgraph=True)
         if name == plan.ST:
             return self.sentence_transformers.function
-        return library_function(case.loss, self.config.tile if name == plan.LIBRARY_TILED else 0)
+        if tile is None:
+            tile = self.config.tile if name == plan.LIBRARY_TILED else 0
+        return library_function(case.loss, tile)
 
-    def measure(self, name: str, case: plan.Case, check_case: plan.Case, copies) -> Dict:
+    def prepare(self, name: str, case: plan.Case, check_case: plan.Case, copies):
+        """Builds (and compiles) the function, checks it against float64 and measures its peak
+        memory: (result so far, the function to time or None when it cannot be timed)."""
         result: Dict = {}
         if name == plan.LIBRARY_TILED:
             result["tile"] = self.config.tile
         stage = "setup"
         oom = False
+        function = None
         try:
             function = self._function(name, case)
             if name == plan.COMPILE:
@@ -339,21 +416,21 @@ class Runner:
                 result["compile_s"] = time.perf_counter() - begin
                 del first
             stage = "check"
-            key = (name, check_case.key())
+            # The library's default is checked on the path its timed shape takes.
+            tile = case.check_tile() if name == plan.LIBRARY else 0
+            key = (name, check_case.key(), tile)
             if key not in self.checks:
-                self.checks[key] = run_check(function, case, check_case, self.config.seed + 1)
+                checked = self._function(name, case, tile) if tile else function
+                self.checks[key] = run_check(checked, case, check_case, self.config.seed + 1,
+                                             name, tile)
             result["check"] = self.checks[key]
             if not result["check"]["passed"]:
                 result.update(status=report.CHECK_FAILED,
                               reason="differs from float64 (see the check column): not timed")
-                return result
-            stage = "timing"
-            result.update(time_runs(function, copies, self.config.warmup, self.config.repeats,
-                                    self.config.max_seconds))
+                return result, None
             stage = "memory"
             result["peak_bytes"] = peak_memory(function, copies[0])
-            result["status"] = report.OK
-            return result
+            return result, function
         except Interrupted:
             raise
         except Exception as error:  # noqa: BLE001  (any failure is a result, not a crash)
@@ -362,13 +439,31 @@ class Runner:
             else:
                 result.update(status=report.ERROR,
                               reason=f"{stage}: {type(error).__name__}: {_first_line(error)}")
-        finally:
+        if oom:
             if name == plan.COMPILE:
                 torch._dynamo.reset()
-        if oom:
             free_memory()
             result.update(status=report.OOM, reason=f"during the {stage}")
-        return result
+        elif name == plan.COMPILE:
+            torch._dynamo.reset()
+        return result, None
+
+    def time_prepared(self, prepared: Dict[str, Callable], results: Dict, copies) -> None:
+        """Times the prepared functions interleaved (time_interleaved) into their results."""
+        if not prepared:
+            return
+        timed = time_interleaved(prepared, copies, self.config.warmup, self.config.repeats,
+                                 self.config.max_seconds, self.config.preset.warmup_seconds)
+        for name, timing in timed.items():
+            error = timing.get("error")
+            if error is None:
+                results[name].update(timing)
+                results[name]["status"] = report.OK
+            elif _is_oom(error):
+                results[name].update(status=report.OOM, reason="during the timing")
+            else:
+                results[name].update(status=report.ERROR, reason=(
+                    f"timing: {type(error).__name__}: {_first_line(error)}"))
 
     # -- the run --
 
@@ -382,6 +477,7 @@ class Runner:
 
     def _entry(self, case: plan.Case) -> Dict:
         return {"case": case.to_dict(), "check_case": case.check_case().to_dict(),
+                "check_tile": case.check_tile(),
                 "floor": cpp.floor_for(self.floors, case) if self.floors else None,
                 "results": {}}
 
@@ -392,13 +488,17 @@ class Runner:
         return entry
 
     def run_case(self, case: plan.Case) -> Dict:
+        """Every implementation of a case: set up, compiled, checked and its memory measured one
+        after the other, the library first (plan.measurement_order); then the ones that passed
+        timed together, interleaved (time_interleaved)."""
         check_case = case.check_case()
         entry = self._entry(case)
         names = plan.implementations(case, self.config.tile)
         results = entry["results"]
         copies = None
+        prepared: Dict[str, Callable] = {}
         try:
-            for name in names:
+            for name in plan.measurement_order(names):
                 stop = self._stop_reason()
                 if stop:
                     results[name] = {"status": report.NOT_RUN, "reason": stop}
@@ -408,8 +508,15 @@ class Runner:
                     continue
                 if name == plan.COMPILE and not case.compile:
                     limit = (self.config.compile_max_batch or self.config.preset.compile_max_batch)
-                    results[name] = {"status": report.SKIPPED,
-                                     "reason": f"compiled only at B ≤ {limit} in this run"}
+                    only = (None if self.config.compile_max_batch else
+                            self.config.preset.compile_losses)
+                    smallest = (None if self.config.compile_max_batch else
+                                self.config.preset.compile_min_batch)
+                    results[name] = {"status": report.SKIPPED, "reason": (
+                        (f"compiled only at B = {limit}" if smallest == limit else
+                         f"compiled only at B ≤ {limit}")
+                        + (f" and on {', '.join(plan.SHORT_NAMES[x] for x in only)}"
+                           if only else "") + " in this run")}
                     continue
                 if name == plan.ST:
                     if self.sentence_transformers is None:
@@ -434,16 +541,31 @@ class Runner:
                     continue
                 print(f"compare: {case.loss} {case.dtype} {case.label()}: {name} ...",
                       flush=True)
-                results[name] = self.measure(name, case, check_case, copies)
-                if name == plan.ST and results[name].get("status") == report.OK:
+                results[name], function = self.prepare(name, case, check_case, copies)
+                if function is not None:
+                    prepared[name] = function
+                if name == plan.ST and "status" not in results[name]:
                     results[name]["detail"] = self.sentence_transformers.how
+            stop = self._stop_reason()
+            if stop:
+                for name in prepared:
+                    results[name].update(status=report.NOT_RUN, reason=f"checked; {stop}")
+            else:
+                self.time_prepared(prepared, results, copies)
         except Interrupted as stop:
             self.stopped = str(stop)
             for name in names:
-                results.setdefault(name, {"status": report.NOT_RUN, "reason": self.stopped})
+                if "status" not in results.get(name, {}):
+                    results.setdefault(name, {}).update(status=report.NOT_RUN,
+                                                        reason=self.stopped)
         finally:
+            prepared.clear()
+            if any(name == plan.COMPILE for name in names):
+                torch._dynamo.reset()
             del copies
             free_memory()
+        # Table order, whatever the order of measuring.
+        entry["results"] = {name: results[name] for name in names if name in results}
         return entry
 
 
@@ -470,6 +592,36 @@ def _driver_version() -> Optional[str]:
     return lines[0].strip() if out.returncode == 0 and lines else None
 
 
+# nvidia-smi queries only (nothing here changes a setting): what the card ran at.
+GPU_STATE_FIELDS = ("name", "driver_version", "clocks.sm", "clocks.mem", "clocks.max.sm",
+                    "clocks.max.mem", "power.draw", "power.limit", "temperature.gpu",
+                    "clocks_throttle_reasons.active")
+
+
+def gpu_state() -> Optional[Dict[str, str]]:
+    """The card's clocks, power and temperature now (nvidia-smi --query-gpu), or None."""
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(GPU_STATE_FIELDS)}",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        return None
+    values = [v.strip() for v in lines[0].split(",")]
+    return dict(zip(GPU_STATE_FIELDS, values)) if len(values) == len(GPU_STATE_FIELDS) else None
+
+
+def _state_text(state: Optional[Dict[str, str]]) -> str:
+    if not state:
+        return "not available (nvidia-smi)"
+    return (f"SM {state['clocks.sm']} (max {state['clocks.max.sm']}), memory "
+            f"{state['clocks.mem']}, {state['power.draw']} of {state['power.limit']}, "
+            f"{state['temperature.gpu']} C, throttle reasons "
+            f"{state['clocks_throttle_reasons.active']}")
+
+
 def _meta(config, runner: Runner) -> Dict:
     import contrastive
 
@@ -486,6 +638,7 @@ def _meta(config, runner: Runner) -> Dict:
                f"sentence-transformers {st.version}" if st.version else
                f"sentence-transformers {st.status}")
     preset = config.preset
+    state_after = gpu_state()
     compile_limit = config.compile_max_batch or preset.compile_max_batch
     return {
         "card": card,
@@ -501,6 +654,11 @@ def _meta(config, runner: Runner) -> Dict:
                      f"{platform.python_version()}"),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
+        "driver": driver,
+        "gpu_state_before": runner.gpu_state_before,
+        "gpu_state_after": state_after,
+        "gpu_state": (f"before: {_state_text(runner.gpu_state_before)}; after: "
+                      f"{_state_text(state_after)} (nvidia-smi queries; no setting changed)"),
         "sentence_transformers": None if st is None else (st.version or st.status),
         "commit": commit,
         "command": config.command,
@@ -514,16 +672,28 @@ def _meta(config, runner: Runner) -> Dict:
         "warmup": config.warmup,
         "repeats": config.repeats,
         "timing": (f"CUDA events around each forward+backward (the loss, then "
-                   f"torch.autograd.grad of every input) on PyTorch's current stream; median and "
-                   f"p10–p90 of up to {config.repeats} runs after {config.warmup} warm-up runs "
-                   f"(fewer, at least {plan.MIN_RUNS}, where they would take over "
-                   f"{config.max_seconds:g} s); inputs rotated among copies holding "
+                   f"torch.autograd.grad of every input) on PyTorch's current stream; every "
+                   f"implementation of a case set up, compiled and checked first (the library "
+                   f"first), then all timed together, interleaved: warm-up rounds (each once a "
+                   f"round) for at least {config.warmup} rounds and "
+                   f"{preset.warmup_seconds:g} s, then up to {config.repeats} rounds, the order "
+                   f"rotated each round; median and p10–p90 per implementation (fewer rounds, at "
+                   f"least {plan.MIN_RUNS}, where they would take over {config.max_seconds:g} s "
+                   f"per implementation); inputs rotated among copies holding "
                    f"{COPIES_L2_MULTIPLE}× the L2 where {COPIES_MEMORY_SHARE:.0%} of the free "
                    f"memory allows (at least {MIN_COPIES}); fp32 without TF32 in every "
                    f"implementation. torch.compile's first call (compilation) is timed apart."),
         "memory": ("torch.cuda.max_memory_allocated() over one forward+backward after "
-                   "reset_peak_memory_stats(), minus torch.cuda.memory_allocated() before it: the "
-                   "call's own peak, its returned gradients included, its inputs not"),
+                   "reset_peak_memory_stats(), minus torch.cuda.memory_allocated() before it, the "
+                   "same for every implementation: the call's own peak through PyTorch's "
+                   "allocator, its returned gradients and everything it allocates there "
+                   "(intermediates, the library's workspace and saved values) included, its "
+                   "inputs not. GEMM workspaces: the library's is part of the workspace each "
+                   "call allocates, so it is counted; PyTorch's cuBLAS workspace is allocated once "
+                   "per handle and stream, before the measured call, so it is not (it is about "
+                   "32 MiB and would not change a ratio at these shapes). The C++ benchmark's "
+                   "loss_memory_GB counts the library's workspace and saved values only, without "
+                   "gradients"),
         "inputs": (f"bench/compare/inputs.py, seed {config.seed}, rounded to the dtype: rows of "
                    f"about unit norm, noise plus a direction shared by each tower (weight "
                    f"{inputs.SHARED}), positives and keys {inputs.POSITIVE} × their anchor + such "
@@ -533,19 +703,34 @@ def _meta(config, runner: Runner) -> Dict:
         "check": (f"before timing, each implementation's loss and gradients against float64 "
                   f"(bench/compare/formulas.py in torch float64 on the same rounded inputs) at the "
                   f"case's shape, or at B halved until the reference's largest array has at most "
-                  f"2^{int(math.log2(plan.CHECK_ELEMENTS))} elements ('at B=...'); tolerances: "
+                  f"2^{int(math.log2(plan.CHECK_ELEMENTS))} elements ('at B=...'); where the "
+                  f"library's timed shape takes the tiled path, its check forces tiles of "
+                  f"(check B)/{plan.CHECK_TILE_SPLIT} so that the tiled path is the one checked; "
+                  f"tolerances of the baselines: "
                   + "; ".join(f"{dtype} loss rel {t.loss_rtol:g}, gradients {t.grad:g} of their "
                               f"largest entry" for dtype, t in formulas.TOLERANCES.items())
+                  + "; of the library: "
+                  + "; ".join(f"{dtype} loss rel {t.loss_rtol:g}, gradients {t.grad:g}"
+                              for dtype, t in formulas.LIBRARY_TOLERANCES.items())
                   + "; Repel check inputs have no term within "
                   + " / ".join(f"{v:g} ({k})" for k, v in formulas.REPEL_AMBIGUITY.items())
                   + " of the margin"),
-        "floor": (f"from {config.cpp_json} (the C++ benchmarks' own measurement, matched by loss, "
-                  f"dtype and shape: cuBLAS GEMMs for InfoNCE and in-batch MNR, a device copy of "
-                  f"the same bytes for per-anchor MNR and Repel; CLIP has none)"
+        "floor": (f"from {', '.join(str(p) for p in config.cpp_json)} (the C++ benchmarks' own "
+                  f"measurement, library and floor timed in that process, matched by loss, dtype "
+                  f"and shape: cuBLAS GEMMs for InfoNCE and in-batch MNR, a device copy of the "
+                  f"same bytes for per-anchor MNR and Repel; CLIP has none)"
+                  + "".join(f"; {Path(s['path']).name}: {s['problem']}"
+                            for s in (runner.cpp or {}).get("sources", []) if s.get("problem"))
                   if config.cpp_json else "no --cpp-json given: no floor"),
+        "baselines": ("PyTorch eager as written in bench/compare/gpu.py: the temperature or scale "
+                      "applied to the (B, D) rows, not the B x M logits; per-anchor MNR also "
+                      "without the torch.cat of positive and negatives ('no cat'); bf16 inputs "
+                      "without autocast, with PyTorch's default reduced-precision reductions in "
+                      "bf16 GEMMs; torch.compile of the same functions with fullgraph=True, "
+                      "dynamic=False"),
         "run": f"{time.monotonic() - runner.start:.0f} s, finished {now.strftime('%H:%M:%S UTC')}",
         "tile": config.tile,
-        "cpp_json": str(config.cpp_json) if config.cpp_json else None,
+        "cpp_json": [str(p) for p in config.cpp_json] if config.cpp_json else None,
         "interrupted": runner.stopped,
     }
 
@@ -570,4 +755,5 @@ def run(config) -> Dict:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    return {"schema": report.SCHEMA, "meta": _meta(config, runner), "cases": cases}
+    return {"schema": report.SCHEMA, "meta": _meta(config, runner), "cpp": runner.cpp,
+            "cases": cases}

@@ -29,14 +29,19 @@ LOSS_TITLES = {
 SHORT_NAMES = {"infonce": "InfoNCE", "clip": "CLIP", "mnr_in_batch": "in-batch MNR",
                "mnr_per_anchor": "per-anchor MNR", "repel": "Repel"}
 
-# Implementations, in table order. The first three are the baselines every ratio refers to.
-EAGER, COMPILE, ST, LIBRARY, LIBRARY_TILED = (
-    "eager", "compile", "sentence_transformers", "contrastive", "contrastive_tiled")
-IMPLEMENTATIONS = (EAGER, COMPILE, ST, LIBRARY, LIBRARY_TILED)
-BASELINES = (EAGER, COMPILE, ST)
+# Implementations, in table order. The baselines are what every ratio refers to; per-anchor MNR
+# has a second eager form that scores the positive and the negatives apart instead of copying them
+# into one (B, 1 + N, D) tensor with torch.cat (the seed's form), so that eager is not charged for
+# a copy the loss does not need.
+EAGER, EAGER_NO_CAT, COMPILE, ST, LIBRARY, LIBRARY_TILED = (
+    "eager", "eager_no_cat", "compile", "sentence_transformers", "contrastive",
+    "contrastive_tiled")
+IMPLEMENTATIONS = (EAGER, EAGER_NO_CAT, COMPILE, ST, LIBRARY, LIBRARY_TILED)
+BASELINES = (EAGER, EAGER_NO_CAT, COMPILE, ST)
 LIBRARY_VARIANTS = (LIBRARY, LIBRARY_TILED)
 IMPLEMENTATION_TITLES = {
     EAGER: "PyTorch eager",
+    EAGER_NO_CAT: "PyTorch eager, no cat",
     COMPILE: "torch.compile",
     ST: "sentence-transformers",
     LIBRARY: "contrastive",
@@ -47,6 +52,15 @@ IMPLEMENTATION_TITLES = {
 # products in float64) runs at the case's shape when it has at most this many elements, else at
 # the largest B / 2^j that fits (the other dimensions unchanged).
 CHECK_ELEMENTS = 1 << 27
+
+# The library's Tiling::kAuto: the materialized path while its workspace (the B x M fp32 logits
+# and more) fits this budget (kDefaultWorkspaceBudget, 4 GiB), the tiled path beyond it.
+LIBRARY_WORKSPACE_BUDGET = 4 << 30
+LOGITS_TILE_BYTES = 4  # the fp32 logits tile
+# Where the timed shape tiles but its check shape would not, the check forces tiles of
+# (check B) / CHECK_TILE_SPLIT rows and columns: the same tiled walk (per-tile lse merge, logits
+# recomputed in backward) as the timed call, at a shape the float64 reference can hold.
+CHECK_TILE_SPLIT = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +105,30 @@ class Case:
             return self.batch * (self.negatives + 1) * self.dim
         return self.batch * self.keys
 
-    def check_case(self, limit: int = CHECK_ELEMENTS) -> "Case":
+    def check_case(self, limit: Optional[int] = None) -> "Case":
+        """The shape the float64 check runs at: B halved until the reference's largest array
+        holds at most `limit` (default CHECK_ELEMENTS) elements."""
+        limit = CHECK_ELEMENTS if limit is None else limit
         case = self
         while case.batch > 1 and case.elements() > limit:
             case = dataclasses.replace(case, batch=case.batch // 2)
         return case
+
+    def library_tiles(self) -> bool:
+        """Whether the library's default (Tiling::kAuto) takes the tiled path at this shape:
+        a loss over logits whose materialized B x M fp32 logits alone reach the workspace
+        budget (the rest of the workspace only adds to it)."""
+        return (self.loss in ("infonce", "clip", "mnr_in_batch")
+                and self.batch * self.keys * LOGITS_TILE_BYTES >= LIBRARY_WORKSPACE_BUDGET)
+
+    def check_tile(self) -> int:
+        """The tile (rows = columns) the library's check runs with: 0 (its default) unless the
+        timed shape tiles and the check shape would not; then (check B) / CHECK_TILE_SPLIT, so
+        that the check exercises the path that is timed."""
+        check = self.check_case()
+        if not self.library_tiles() or check.library_tiles():
+            return 0
+        return max(1, check.batch // CHECK_TILE_SPLIT)
 
     def to_dict(self) -> Dict:
         return dataclasses.asdict(self)
@@ -119,7 +152,8 @@ FULL_SHAPES = {
 }
 SHORT_SHAPES = {
     "infonce": [dict(batch=1024, dim=256), dict(batch=4096, dim=768)],
-    "clip": [dict(batch=4096, dim=768)],
+    # B = 32768: the library tiles there, so the large-batch memory target is evaluated too.
+    "clip": [dict(batch=4096, dim=768), dict(batch=32768, dim=768)],
     "mnr_in_batch": [dict(batch=4096, hard_negatives=1, dim=768)],
     "mnr_per_anchor": [dict(batch=4096, negatives=64, dim=256)],
     "repel": [dict(batch=4096, negatives=64, dim=256)],
@@ -140,18 +174,24 @@ class Preset:
     dtypes: Tuple[str, ...]
     warmup: int
     repeats: int
-    max_seconds: float  # timed runs stop early (but after at least MIN_RUNS) past this
+    warmup_seconds: float  # and warm-up rounds go on until this much time has passed
+    max_seconds: float  # per implementation: fewer timed runs (at least MIN_RUNS) past this
     compile_max_batch: Optional[int]  # torch.compile only at B <= this (None: everywhere)
+    compile_losses: Optional[Tuple[str, ...]] = None  # and only on these losses (None: all)
+    compile_min_batch: Optional[int] = None  # and only at B >= this (None: from the smallest)
 
 
 MIN_RUNS = 5
-FULL = Preset("full", FULL_SHAPES, DTYPES, warmup=10, repeats=100, max_seconds=3.0,
+FULL = Preset("full", FULL_SHAPES, DTYPES, warmup=10, repeats=100, warmup_seconds=1.0,
+              max_seconds=3.0,
               compile_max_batch=None)
-# About a minute on an H100: one dtype, one shape per loss (two for InfoNCE), torch.compile only
-# on the smallest shape (its first compilation dominates).
-SHORT = Preset("short", SHORT_SHAPES, ("bf16",), warmup=3, repeats=20, max_seconds=0.5,
-               compile_max_batch=1024)
-LARGE = Preset("large", LARGE_SHAPES, ("bf16",), warmup=2, repeats=10, max_seconds=3.0,
+# About a minute on an H100: one dtype, one shape per loss (two for InfoNCE), torch.compile once:
+# InfoNCE at B = 4096, where its targets start (each compilation costs seconds).
+SHORT = Preset("short", SHORT_SHAPES, ("bf16",), warmup=3, repeats=20, warmup_seconds=0.25,
+               max_seconds=0.5, compile_max_batch=4096, compile_losses=("infonce",),
+               compile_min_batch=4096)
+LARGE = Preset("large", LARGE_SHAPES, ("bf16",), warmup=2, repeats=10, warmup_seconds=0.5,
+               max_seconds=3.0,
                compile_max_batch=None)
 
 
@@ -159,12 +199,16 @@ def build_cases(preset: Preset, losses, dtypes, compile_enabled: bool = True,
                 compile_max_batch: Optional[int] = None) -> List[Case]:
     """The cases in run order: loss, then dtype, then shape (ascending B)."""
     limit = preset.compile_max_batch if compile_max_batch is None else compile_max_batch
+    compiled_losses = preset.compile_losses if compile_max_batch is None else None
+    smallest = preset.compile_min_batch if compile_max_batch is None else None
     cases = []
     for loss in losses:
         for dtype in dtypes:
             shapes = preset.shapes.get(loss, [])  # a preset may leave a loss out
             for shape in sorted(shapes, key=lambda s: (s["batch"], sorted(s.items()))):
-                compiled = compile_enabled and (limit is None or shape["batch"] <= limit)
+                compiled = (compile_enabled and (limit is None or shape["batch"] <= limit)
+                            and (smallest is None or shape["batch"] >= smallest)
+                            and (compiled_losses is None or loss in compiled_losses))
                 cases.append(Case(loss=loss, dtype=dtype, compile=compiled, **shape))
     return cases
 
@@ -178,13 +222,23 @@ def tiled(case: Case, tile: int) -> bool:
 
 def implementations(case: Case, tile: int) -> List[str]:
     """The implementations measured on a case, in table order."""
-    names = [EAGER, COMPILE]
+    names = [EAGER]
+    if case.loss == "mnr_per_anchor":
+        names.append(EAGER_NO_CAT)
+    names.append(COMPILE)
     if case.loss == "mnr_in_batch":
         names.append(ST)
     names.append(LIBRARY)
     if tiled(case, tile):
         names.append(LIBRARY_TILED)
     return names
+
+
+def measurement_order(names: List[str]) -> List[str]:
+    """The order implementations are set up, checked and first timed in: the library first, so
+    that a time budget that runs out cuts the baselines' rows, not the library's."""
+    return ([name for name in names if name in LIBRARY_VARIANTS]
+            + [name for name in names if name not in LIBRARY_VARIANTS])
 
 
 def input_names(case: Case) -> List[str]:

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 
 from . import plan, report
 
-COLORS = {plan.EAGER: "tab:blue", plan.COMPILE: "tab:orange", plan.ST: "tab:green",
+COLORS = {plan.EAGER: "tab:blue", plan.EAGER_NO_CAT: "tab:cyan", plan.COMPILE: "tab:orange",
+          plan.ST: "tab:green",
           plan.LIBRARY: "tab:red", plan.LIBRARY_TILED: "tab:purple", "floor": "black"}
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D")

@@ -1,4 +1,5 @@
-"""compare.py's results: the raw JSON, the Markdown report with the issue's targets, file names.
+"""compare.py's results: the raw JSON, the Markdown report with the performance targets, file
+names.
 
 The writer only formats what the results structure holds: measured times and memory (and the
 C++ floors read from a file the run was given); where something was not measured, the row says
@@ -8,6 +9,7 @@ Results structure (what the JSON holds):
 
     {"schema": SCHEMA,
      "meta": {"card": ..., "date": "YYYY-MM-DD", ...},          # the run: card, versions, method
+     "cpp": {"runs": [...], "sources": [...]} or None,        # cpp.load of --cpp-json files
      "cases": [{"case": plan.Case.to_dict(),
                 "check_case": plan.Case.to_dict(),             # where the float64 check ran
                 "floor": cpp floor dict or None,
@@ -39,8 +41,9 @@ MIB = 1024.0 * 1024.0
 
 # ---- Targets --------------------------------------------------------------------------------
 
-# The issues' targets, forward + backward: InfoNCE (and its symmetric CLIP form) at B >= 4096,
-# and large batches (CLIP, B >= 32768: the tiled path).
+# The performance targets (docs/benchmarks.md), forward + backward: InfoNCE (and its symmetric
+# CLIP form) at B >= 4096, large batches (CLIP, B >= 32768: the tiled path), and the per-anchor
+# losses' share of the copy bandwidth (from the C++ benchmarks).
 TARGETS = (
     {"id": "speed_vs_eager", "baseline": plan.EAGER, "metric": "speedup", "required": 2.0,
      "losses": ("infonce", "clip"), "min_batch": 4096,
@@ -57,6 +60,11 @@ TARGETS = (
     {"id": "large_speed_vs_compile", "baseline": plan.COMPILE, "metric": "speedup",
      "required": 1.0, "losses": ("clip",), "min_batch": 32768,
      "text": "Large batches (CLIP, B ≥ 32768): faster than torch.compile"},
+    # From the C++ benchmarks (one process times the library and the copy side by side).
+    {"id": "bandwidth_vs_copy", "baseline": None, "metric": "bandwidth", "required": 0.8,
+     "families": ("repel", "mnr/per_anchor"), "operation": "forward_backward",
+     "text": "Repel and per-anchor MNR forward+backward at ≥ 80 % of the device copy's bandwidth "
+             "(C++ benchmark: the copy of the same bytes timed in the same process)"},
 )
 MET, MISSED, NOT_EVALUATED = "met", "missed", "not evaluated"
 
@@ -84,6 +92,9 @@ def evaluate_targets(results: Dict) -> List[Dict]:
     verdicts = []
     cases = [(plan.Case.from_dict(entry["case"]), entry["results"]) for entry in results["cases"]]
     for target in TARGETS:
+        if target["metric"] == "bandwidth":
+            verdicts.append(_bandwidth_verdict(target, results.get("cpp")))
+            continue
         relevant = [(case, res) for case, res in cases
                     if case.loss in target["losses"] and case.batch >= target["min_batch"]]
         variants = [v for v in plan.LIBRARY_VARIANTS if any(v in res for _, res in relevant)]
@@ -110,6 +121,51 @@ def evaluate_targets(results: Dict) -> List[Dict]:
     return verdicts
 
 
+def _bandwidth_verdict(target: Dict, cpp_results: Optional[Dict]) -> Dict:
+    """The copy-bandwidth target over the C++ runs (compare's "cpp" entry: cpp.load's runs and
+    sources), or NOT EVALUATED with the reason."""
+    runs = (cpp_results or {}).get("runs", [])
+    values, unmeasured = [], []
+    for run in runs:
+        if run.get("family") not in target["families"] or \
+                run.get("operation") != target["operation"]:
+            continue
+        fraction = run.get("bandwidth_fraction_of_copy")
+        label = f"{run['family']} {run['dtype']} " + " ".join(
+            f"{key}={value}" for key, value in run.get("shape", {}).items())
+        if isinstance(fraction, (int, float)) and fraction > 0:
+            values.append((float(fraction), label))
+        else:
+            unmeasured.append(f"{label} (no bandwidth_fraction_of_copy)")
+    verdict = {"id": target["id"], "text": target["text"], "variant": plan.LIBRARY,
+               "required": target["required"], "evaluated": len(values),
+               "unmeasured": unmeasured, "worst": None, "worst_case": None, "met": 0}
+    if not values:
+        if cpp_results is None or not cpp_results.get("sources"):
+            why = "no C++ benchmark JSON given (--cpp-json)"
+        else:
+            problems = [f"{Path(s['path']).name}: {s['problem']}"
+                        for s in cpp_results["sources"] if s.get("problem")]
+            why = ("the C++ JSON holds no measured forward_backward run of Repel or per-anchor "
+                   "MNR" + (f" ({'; '.join(problems)})" if problems else ""))
+        verdict.update(status=NOT_EVALUATED, reason=why, summary=f"NOT EVALUATED: {why}")
+        return verdict
+    worst, worst_case = min(values, key=lambda v: v[0])
+    met = sum(1 for value, _ in values if value >= target["required"])
+    ok = worst >= target["required"]
+    verdict.update(status=MET if ok else MISSED, worst=worst, worst_case=worst_case, met=met)
+    verdict["summary"] = (f"{'MET' if ok else 'MISSED'}: worst {worst:.0%} of the copy's "
+                          f"bandwidth at {worst_case} (required {target['required']:.0%}); met "
+                          f"in {met} of {len(values)} runs")
+    return verdict
+
+
+def relevant_shapes_note(target: Dict) -> str:
+    """What a run needs to evaluate a target it had no case for."""
+    losses = "/".join(plan.SHORT_NAMES[loss] for loss in target.get("losses", ()))
+    return f"this run measured no {losses} case at B ≥ {target.get('min_batch')}"
+
+
 def _verdict(target: Dict, variant: str, values, unmeasured) -> Dict:
     required = target["required"]
     higher_is_better = target["metric"] == "speedup"
@@ -118,9 +174,15 @@ def _verdict(target: Dict, variant: str, values, unmeasured) -> Dict:
                "worst": None, "worst_case": None, "met": 0}
     if not values:
         verdict["status"] = NOT_EVALUATED
-        verdict["summary"] = (f"NOT EVALUATED: no case at B ≥ {target['min_batch']} where both "
-                              f"{plan.IMPLEMENTATION_TITLES[variant]} and "
-                              f"{plan.IMPLEMENTATION_TITLES[target['baseline']]} were measured")
+        why = (f"no case at B ≥ {target['min_batch']} where both "
+               f"{plan.IMPLEMENTATION_TITLES[variant]} and "
+               f"{plan.IMPLEMENTATION_TITLES[target['baseline']]} were measured")
+        if unmeasured:
+            why += f" ({'; '.join(unmeasured[:3])})"
+        else:
+            why += f": {relevant_shapes_note(target)}"
+        verdict["reason"] = why
+        verdict["summary"] = f"NOT EVALUATED: {why}"
         return verdict
     if higher_is_better:
         worst, worst_case = min(values, key=lambda v: v[0])
@@ -186,6 +248,8 @@ def _check_text(result: Dict, case: plan.Case, check_case: Optional[plan.Case]) 
     where = ""
     if check_case is not None and check_case.batch != case.batch:
         where = f" at B={check_case.batch}"
+    if check.get("tile"):
+        where += f", tiles {check['tile']}×{check['tile']}"
     if check.get("passed"):
         # float(): a non-finite value comes back from the JSON as a string
         worst = max((float(g["relative"]) for g in check.get("grads", {}).values()), default=0.0)
@@ -208,7 +272,7 @@ def _row(case, check_case, name, result, baselines, floor) -> List[str]:
         median = result["median_ms"]
         speedups = [_ratio(baselines[b]["median_ms"], median) if _measured(baselines.get(b))
                     else "" for b in baselines["order"]]
-        to_floor = _ratio(median, floor["floor_ms"]) if floor else ""
+        to_floor = ""  # a time from this process over a floor from another: not a ratio
         peak = format_mib(result.get("peak_bytes"))
         eager = baselines.get(plan.EAGER)
         peak_ratio = (_ratio(result.get("peak_bytes"), eager.get("peak_bytes"), "")
@@ -226,7 +290,8 @@ def _loss_table(loss: str, entries: List[Dict]) -> List[str]:
              if any(b in entry["results"] for entry in entries)]
     headers = (["dtype", "shape", "implementation", "fwd+bwd ms: median (p10–p90)"]
                + [f"speedup vs {plan.IMPLEMENTATION_TITLES[b]}" for b in order]
-               + ["÷ floor", "peak MiB", "peak ÷ eager's", "check vs float64", "notes"])
+               + ["C++: library ÷ floor, same process", "peak MiB", "peak ÷ eager's",
+                  "check vs float64", "notes"])
     lines = [f"## {plan.LOSS_TITLES[loss]}", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for entry in entries:
@@ -242,13 +307,14 @@ def _loss_table(loss: str, entries: List[Dict]) -> List[str]:
                 row = _row(case, check_case, name, results[name], baselines, floor)
                 lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
         if floor:
-            cpp = ""
+            cpp, ratio = "", ""
             if floor.get("cpp_median_ms") is not None and floor.get("cpp_ratio") is not None:
                 cpp = (f"C++ benchmark of the library: {format_ms(floor['cpp_median_ms'])} ms, "
                        f"{floor['cpp_ratio']:.2f}× floor")
+                ratio = f"{floor['cpp_ratio']:.2f}×"
             row = ([case.dtype, case.label(), f"floor ({floor['kind']}, C++ run)",
                     format_ms(floor["floor_ms"])] + ["" for _ in order]
-                   + ["1.00×", "", "", "", cpp])
+                   + [ratio, "", "", "", cpp])
             lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
     lines.append("")
     return lines
@@ -266,6 +332,8 @@ def _meta_lines(meta: Dict) -> List[str]:
         ("inputs", meta.get("inputs")),
         ("check", meta.get("check")),
         ("floor", meta.get("floor")),
+        ("baselines", meta.get("baselines")),
+        ("GPU state", meta.get("gpu_state")),
         ("run", meta.get("run")),
     ]
     lines = ["| | |", "|---|---|"]
@@ -279,9 +347,10 @@ def render_markdown(results: Dict, plot_names: Sequence[str] = (),
     lines = [f"# contrastive vs PyTorch, forward + backward: {meta.get('card', '?')}, "
              f"{meta.get('date', '?')}", "",
              "Written by `bench/compare.py`. Every time and memory figure here was measured in "
-             "this run on this card; the floor rows and the ÷ floor column come from the C++ "
-             "benchmark JSON named below (empty when none was given). Where an implementation "
-             "has no number, its row says why.", ""]
+             "this run on this card; the floor rows come from the C++ benchmark JSON named below "
+             "(none when none was given), and their ratio is the C++ process's own (library and "
+             "floor timed side by side there), never a time from here over a floor from there. "
+             "Where an implementation has no number, its row says why.", ""]
     lines += _meta_lines(meta)
     stops = sorted({result.get("reason") or "?" for entry in results["cases"]
                     for result in entry["results"].values()
@@ -289,7 +358,7 @@ def render_markdown(results: Dict, plot_names: Sequence[str] = (),
     if stops:
         lines += ["", f"**Run stopped early: {'; '.join(stops)}.** The measurements after that "
                   "point are marked `not run`."]
-    lines += ["", "## Targets (from the issue; reported, not asserted)", ""]
+    lines += ["", "## Targets (reported, not asserted)", ""]
     for verdict in evaluate_targets(results):
         variant = plan.IMPLEMENTATION_TITLES[verdict["variant"]]
         lines.append(f"- {verdict['text']} ({variant}): **{verdict['summary']}**.")

@@ -1,0 +1,139 @@
+#include "bench/reference_check.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include "kernels/numeric.hpp"
+
+namespace contrastive::bench {
+namespace {
+
+template <typename T>
+void convert(const std::vector<unsigned char>& bytes, std::vector<double>* out) {
+  const std::size_t count = bytes.size() / sizeof(T);
+  out->resize(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    T value;
+    std::memcpy(&value, bytes.data() + i * sizeof(T), sizeof(T));
+    (*out)[i] = static_cast<double>(kernels::to_float(value));
+  }
+}
+
+}  // namespace
+
+std::vector<std::int64_t> sampled_rows(std::int64_t batch, int count) {
+  std::vector<std::int64_t> rows;
+  if (batch <= 0 || count <= 0) return rows;
+  if (batch <= count) {
+    for (std::int64_t r = 0; r < batch; ++r) rows.push_back(r);
+    return rows;
+  }
+  for (int k = 0; k < count; ++k) {
+    rows.push_back(static_cast<std::int64_t>(
+        std::llround(static_cast<double>(k) * static_cast<double>(batch - 1) / (count - 1))));
+  }
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  return rows;
+}
+
+std::vector<double> to_doubles(const std::vector<unsigned char>& bytes, DType dtype) {
+  std::vector<double> out;
+  switch (dtype) {
+    case DType::kF16: convert<__half>(bytes, &out); break;
+    case DType::kBF16: convert<__nv_bfloat16>(bytes, &out); break;
+    case DType::kF32: convert<float>(bytes, &out); break;
+  }
+  return out;
+}
+
+double unit_roundoff(DType dtype) {
+  switch (dtype) {
+    case DType::kF16: return std::ldexp(1.0, -11);
+    case DType::kBF16: return std::ldexp(1.0, -8);
+    case DType::kF32: break;
+  }
+  return std::ldexp(1.0, -24);
+}
+
+double mean_tolerance(double count, double magnitude) {
+  constexpr double kMeanRoundings = 16.0;
+  constexpr double kFloor = 1e-7;
+  if (count <= 0.0) return kFloor;
+  return kMeanRoundings * std::sqrt(count) * unit_roundoff(DType::kF32) * magnitude / count +
+         kFloor;
+}
+
+double anchor_relative_tolerance(DType dtype, std::int64_t dim, double largest_logit) {
+  constexpr double kDotErrorSafety = 64.0;
+  constexpr double kSixteenBitRoundings = 8.0;
+  const double fp32 = kDotErrorSafety * std::sqrt(static_cast<double>(dim)) *
+                      unit_roundoff(DType::kF32) * (1.0 + largest_logit);
+  return fp32 + (dtype == DType::kF32 ? 0.0 : kSixteenBitRoundings * unit_roundoff(dtype));
+}
+
+double logits_tolerance(DType dtype, double fp32_bound, double scale, double reference) {
+  // The fp32 bounds are the tests' own; the margin keeps a benchmark from stopping on a bound
+  // that is tight by design (the GPU tests hold the library to it exactly).
+  constexpr double kFp32Margin = 2.0;
+  // 16-bit inputs: the library keeps the normalized rows and the logits' gradient in the dtype,
+  // so its gradients err by a few roundings of it: a naive same-precision InfoNCE errs by about
+  // 1.5 roundings of the largest entry (bench/tests/test_reference_check.cpp), the project's rule
+  // allows twice that, and 4 roundings of (largest + |value|) leave room on top.
+  constexpr double kSixteenBitRoundings = 4.0;
+  const double roundings = dtype == DType::kF32 ? 0.0 : kSixteenBitRoundings * unit_roundoff(dtype);
+  return kFp32Margin * fp32_bound + roundings * (scale + std::fabs(reference));
+}
+
+double largest_magnitude(const std::vector<double>& values) {
+  double largest = 0.0;
+  for (const double value : values) largest = std::max(largest, std::fabs(value));
+  return largest;
+}
+
+void Comparison::add(const std::string& what, std::size_t index, double actual, double expected,
+                     double allowed) {
+  ++compared_;
+  const double error = std::fabs(actual - expected);
+  const double ratio = allowed > 0.0
+                           ? error / allowed
+                           : (error == 0.0 ? 0.0 : std::numeric_limits<double>::infinity());
+  if (std::isnan(error) || std::isnan(ratio)) {
+    worst_ratio_ = std::numeric_limits<double>::infinity();
+  } else {
+    worst_ratio_ = std::max(worst_ratio_, ratio);
+  }
+  if (error <= allowed) return;
+  if (failed_++ == 0) {
+    std::ostringstream message;
+    message.precision(7);
+    message << what << "[" << index << "] = " << actual << ", reference " << expected
+            << ", allowed +-" << allowed;
+    first_failure_ = message.str();
+  }
+}
+
+void Comparison::add_all(const std::string& what, const std::vector<double>& actual,
+                         const std::vector<double>& expected, double absolute, double relative) {
+  if (actual.size() != expected.size()) {
+    ++failed_;
+    if (first_failure_.empty()) {
+      first_failure_ = what + ": " + std::to_string(actual.size()) + " values, reference " +
+                       std::to_string(expected.size());
+    }
+    return;
+  }
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    add(what, i, actual[i], expected[i], absolute + relative * std::fabs(expected[i]));
+  }
+}
+
+std::string Comparison::failure() const {
+  if (failed_ == 0) return "";
+  return first_failure_ + " (" + std::to_string(failed_) + " of " + std::to_string(compared_) +
+         " values out of bounds)";
+}
+
+}  // namespace contrastive::bench
