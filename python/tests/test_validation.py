@@ -152,7 +152,8 @@ def test_per_anchor_negatives_in_either_shape(cuda, empty):
     params = _options.per_anchor_params(3, 2, 4)
     workspace = cuda((_core.mnr_per_anchor_workspace_size(params),), np.uint8)
     common = dict(anchors=cuda((3, 4)), positives=cuda((3, 4)), loss=cuda((1,)),
-                  saved=cuda((64,), np.uint8), workspace=workspace)
+                  saved=cuda((_core.mnr_per_anchor_saved_size(params),), np.uint8),
+                  workspace=workspace)
     for negatives in (cuda((3, 2, 4)), cuda((6, 4))):
         with pytest.raises(RuntimeError, match="^handle is empty"):
             _core.mnr_per_anchor_forward(empty, params, negatives=negatives, **common)
@@ -166,8 +167,9 @@ def test_gradients_all_skipped(cuda, empty):
     workspace = cuda((_core.repel_workspace_size(params),), np.uint8)
     with pytest.raises(ValueError,
                        match="grad_anchors and grad_negatives are both null: nothing to compute"):
-        _core.repel_backward(empty, params, cuda((2, 4)), cuda((2, 3, 4)), cuda((1,)), None, None,
-                             None, workspace, 0)
+        saved = cuda((_core.repel_saved_size(params),), np.uint8)
+        _core.repel_backward(empty, params, cuda((2, 4)), cuda((2, 3, 4)), saved, None, None, None,
+                             workspace, 0)
 
 
 def test_no_crash_on_garbage_arguments(empty):
