@@ -165,6 +165,9 @@ bool GpuFixture::fail(const std::string& message) {
 
 bool GpuFixture::check(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return true;
+  // Clear it: the library refuses to start while an earlier error is pending, and one benchmark's
+  // out-of-memory allocation must not fail every later benchmark in the process.
+  (void)cudaGetLastError();
   return fail(std::string(what) + ": " + cuda_reason(error));
 }
 
