@@ -16,10 +16,10 @@ namespace contrastive::infonce::detail {
 CONTRASTIVE_API Status check_problem(const Params& params);
 
 inline std::int64_t q_stride(const Params& p) {
-  return p.q_row_stride == 0 ? p.dim : p.q_row_stride;
+  return row_stride_or_dim(p.q_row_stride, p.dim);
 }
 inline std::int64_t k_stride(const Params& p) {
-  return p.k_row_stride == 0 ? p.dim : p.k_row_stride;
+  return row_stride_or_dim(p.k_row_stride, p.dim);
 }
 
 /// Float offsets into the saved buffer; -1 for a piece this configuration does not use.
@@ -40,13 +40,15 @@ struct WorkspacePlan {
   contrastive::detail::TilePlan tiles;
   std::size_t logits_tile = kAbsent;  ///< (tile_rows, tile_cols) logits_dtype: logits, then G in
                                       ///< place when G's type (dtype) is the same
-  std::size_t grad_tile = kAbsent;    ///< (tile_rows, tile_cols) dtype: G, when it cannot be in place
-  std::size_t q_hat = kAbsent;        ///< (B, D) dtype normalized Q (cosine)
-  std::size_t k_hat = kAbsent;        ///< (M, D) dtype normalized K (cosine)
-  std::size_t grad_q_sum = kAbsent;   ///< (B, D) f32 accumulated dLoss/dQ_hat (cosine, or 16-bit dot)
-  std::size_t grad_k_sum = kAbsent;   ///< (M, D) f32 accumulated dLoss/dK_hat (cosine, or 16-bit dot)
-  std::size_t row_state = kAbsent;       ///< (B) running (max, sum-exp) per row
-  std::size_t col_state = kAbsent;       ///< (B) running state per positive column (symmetric)
+  std::size_t grad_tile = kAbsent;  ///< (tile_rows, tile_cols) dtype: G, when it cannot be in place
+  std::size_t q_hat = kAbsent;      ///< (B, D) dtype normalized Q (cosine)
+  std::size_t k_hat = kAbsent;      ///< (M, D) dtype normalized K (cosine)
+  std::size_t grad_q_sum =
+      kAbsent;  ///< (B, D) f32 accumulated dLoss/dQ_hat (cosine, or 16-bit dot)
+  std::size_t grad_k_sum =
+      kAbsent;                      ///< (M, D) f32 accumulated dLoss/dK_hat (cosine, or 16-bit dot)
+  std::size_t row_state = kAbsent;  ///< (B) running (max, sum-exp) per row
+  std::size_t col_state = kAbsent;  ///< (B) running state per positive column (symmetric)
   std::size_t positive_logit = kAbsent;  ///< (B) logit of each row's positive
   std::size_t row_logit_grad = kAbsent;  ///< (B) per-row sum of dLoss/dlogit * logit (temperature)
   std::size_t gemm_workspace = kAbsent;  ///< cuBLASLt scratch

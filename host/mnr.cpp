@@ -60,32 +60,28 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
   const bool per_row = p.reduction == Reduction::kNone;
   const float mean_factor =
       p.reduction == Reduction::kMean ? 1.0f / static_cast<float>(p.batch) : 1.0f;
-  const kernels::AnchorCandidates rows{args.anchors,
-                                       detail::or_dim(p.anchor_row_stride, p.dim),
-                                       args.positives,
-                                       detail::or_dim(p.positive_row_stride, p.dim),
-                                       args.negatives,
-                                       detail::or_dim(p.negative_row_stride, p.dim),
-                                       p.batch,
-                                       p.negatives + 1,
-                                       p.dim,
-                                       p.similarity == Similarity::kCosine,
-                                       p.eps};
+  const kernels::AnchorCandidates rows{
+      args.anchors,   row_stride_or_dim(p.anchor_row_stride, p.dim),
+      args.positives, row_stride_or_dim(p.positive_row_stride, p.dim),
+      args.negatives, row_stride_or_dim(p.negative_row_stride, p.dim),
+      p.batch,        p.negatives + 1,
+      p.dim,          p.similarity == Similarity::kCosine,
+      p.eps};
   const kernels::SoftmaxHead head{p.scale,
                                   static_cast<float*>(args.saved),
                                   per_row ? args.loss : row_loss,
                                   {args.grad_loss, per_row, mean_factor},
                                   args.grad_scale != nullptr ? row_logit_grad : nullptr};
-  const kernels::AnchorCandidateGrads grads{args.grad_anchors,
-                                            args.grad_positives,
+  const kernels::AnchorCandidateGrads grads{args.grad_anchors, args.grad_positives,
                                             args.grad_negatives};
-  CONTRASTIVE_TRY_CUDA(contrastive::detail::dispatch_dtype(p.dtype,
-                                                          [&](auto tag) {
-                                                            using T = typename decltype(tag)::type;
-                                                            return kernels::launch_anchor_candidates<T>(
-                                                                pass, rows, head, grads, stream);
-                                                          }),
-                       "anchor_candidates launch");
+  CONTRASTIVE_TRY_CUDA(
+      contrastive::detail::dispatch_dtype(p.dtype,
+                                          [&](auto tag) {
+                                            using T = typename decltype(tag)::type;
+                                            return kernels::launch_anchor_candidates<T>(
+                                                pass, rows, head, grads, stream);
+                                          }),
+      "anchor_candidates launch");
   if (forward_pass && !per_row) {
     CONTRASTIVE_TRY_CUDA(
         kernels::launch_sum(row_loss, p.batch, mean_factor, nullptr, args.loss, stream),

@@ -50,10 +50,11 @@ Status check_problem(const PerAnchorParams& p) {
   const std::size_t element = dtype_size(p.dtype);
   if (__builtin_mul_overflow(static_cast<std::uint64_t>(p.batch),
                              static_cast<std::uint64_t>(p.negatives), &negative_rows) ||
-      !span_bytes(p.batch, or_dim(p.anchor_row_stride, p.dim), p.dim, element, &bytes) ||
-      !span_bytes(p.batch, or_dim(p.positive_row_stride, p.dim), p.dim, element, &bytes) ||
-      !span_bytes(static_cast<std::int64_t>(negative_rows), or_dim(p.negative_row_stride, p.dim),
-                  p.dim, element, &bytes)) {
+      !span_bytes(p.batch, row_stride_or_dim(p.anchor_row_stride, p.dim), p.dim, element, &bytes) ||
+      !span_bytes(p.batch, row_stride_or_dim(p.positive_row_stride, p.dim), p.dim, element,
+                  &bytes) ||
+      !span_bytes(static_cast<std::int64_t>(negative_rows),
+                  row_stride_or_dim(p.negative_row_stride, p.dim), p.dim, element, &bytes)) {
     return overflow(kPerAnchor);
   }
   return Status::kSuccess;
@@ -85,8 +86,9 @@ Status check_problem(const InBatchParams& p) {
   }
   std::uint64_t bytes = 0;
   const std::size_t element = dtype_size(p.dtype);
-  if (!span_bytes(p.batch, or_dim(p.anchor_row_stride, p.dim), p.dim, element, &bytes) ||
-      !span_bytes(candidates, or_dim(p.candidate_row_stride, p.dim), p.dim, element, &bytes)) {
+  if (!span_bytes(p.batch, row_stride_or_dim(p.anchor_row_stride, p.dim), p.dim, element, &bytes) ||
+      !span_bytes(candidates, row_stride_or_dim(p.candidate_row_stride, p.dim), p.dim, element,
+                  &bytes)) {
     return overflow(kInBatch);
   }
   return Status::kSuccess;
@@ -130,10 +132,10 @@ PerAnchorWorkspace plan_workspace(const PerAnchorParams& p) {
 
 Status check(const PerAnchorParams& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  if (params.negatives + 1 > detail::kMaxCandidates) {
+  if (params.negatives + 1 > kMaxAnchorCandidates) {
     return contrastive::detail::fail(
         Status::kNotSupported, "%s: at most %lld negatives per anchor are supported, got %lld",
-        detail::kPerAnchor, static_cast<long long>(detail::kMaxCandidates - 1),
+        detail::kPerAnchor, static_cast<long long>(kMaxAnchorCandidates - 1),
         static_cast<long long>(params.negatives));
   }
   return Status::kSuccess;
@@ -142,7 +144,7 @@ Status check(const PerAnchorParams& params) {
 Status check(const InBatchParams& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
   return contrastive::detail::require_supported_logits(detail::kInBatch, params.logits_dtype,
-                                                        params.dtype);
+                                                       params.dtype);
 }
 
 Status workspace_size(const PerAnchorParams& params, std::size_t* bytes) {

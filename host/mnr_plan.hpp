@@ -14,13 +14,6 @@ namespace contrastive::mnr::detail {
 inline constexpr const char* kPerAnchor = "mnr (per-anchor)";
 inline constexpr const char* kInBatch = "mnr (in-batch)";
 
-/// Candidates per anchor the fused per-anchor kernel holds in shared memory.
-constexpr std::int64_t kMaxCandidates = 2048;
-
-inline std::int64_t or_dim(std::int64_t stride, std::int64_t dim) {
-  return stride == 0 ? dim : stride;
-}
-
 /// Shapes, strides, scalars, enum values (the dtype only for being known); used by the reference.
 CONTRASTIVE_API Status check_problem(const PerAnchorParams& params);
 CONTRASTIVE_API Status check_problem(const InBatchParams& params);

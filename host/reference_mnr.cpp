@@ -11,7 +11,6 @@ namespace contrastive::reference {
 namespace {
 
 using contrastive::detail::fail;
-using mnr::detail::or_dim;
 
 struct PerAnchor {
   detail::Rows anchors, positives, negatives;
@@ -23,10 +22,12 @@ PerAnchor per_anchor_forward(const mnr::PerAnchorParams& p, const double* a, con
   const std::int64_t b = p.batch, n = p.negatives, d = p.dim, t_count = n + 1;
   const bool cosine = p.similarity == Similarity::kCosine;
   PerAnchor f;
-  f.anchors = detail::prepare_rows(a, b, or_dim(p.anchor_row_stride, d), d, cosine, p.eps);
-  f.positives = detail::prepare_rows(pos, b, or_dim(p.positive_row_stride, d), d, cosine, p.eps);
-  f.negatives =
-      detail::prepare_rows(neg, b * n, or_dim(p.negative_row_stride, d), d, cosine, p.eps);
+  f.anchors =
+      detail::prepare_rows(a, b, row_stride_or_dim(p.anchor_row_stride, d), d, cosine, p.eps);
+  f.positives =
+      detail::prepare_rows(pos, b, row_stride_or_dim(p.positive_row_stride, d), d, cosine, p.eps);
+  f.negatives = detail::prepare_rows(neg, b * n, row_stride_or_dim(p.negative_row_stride, d), d,
+                                     cosine, p.eps);
   f.logits.resize(static_cast<std::size_t>(b * t_count));
   f.row_lse.resize(static_cast<std::size_t>(b));
   f.row_loss.resize(static_cast<std::size_t>(b));

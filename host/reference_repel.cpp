@@ -13,10 +13,6 @@ namespace {
 
 using contrastive::detail::fail;
 
-std::int64_t or_dim(std::int64_t stride, std::int64_t dim) {
-  return stride == 0 ? dim : stride;
-}
-
 struct Similarities {
   detail::Rows anchors, negatives;
   std::vector<double> values;  // (B, N)
@@ -25,8 +21,9 @@ struct Similarities {
 Similarities similarities(const repel::Params& p, const double* u, const double* x) {
   const std::int64_t b = p.batch, n = p.negatives, d = p.dim;
   Similarities s;
-  s.anchors = detail::prepare_rows(u, b, or_dim(p.anchor_row_stride, d), d, true, p.eps);
-  s.negatives = detail::prepare_rows(x, b * n, or_dim(p.negative_row_stride, d), d, true, p.eps);
+  s.anchors = detail::prepare_rows(u, b, row_stride_or_dim(p.anchor_row_stride, d), d, true, p.eps);
+  s.negatives =
+      detail::prepare_rows(x, b * n, row_stride_or_dim(p.negative_row_stride, d), d, true, p.eps);
   s.values.resize(static_cast<std::size_t>(b * n));
   for (std::int64_t row = 0; row < b; ++row) {
     for (std::int64_t t = 0; t < n; ++t) {

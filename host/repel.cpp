@@ -20,10 +20,6 @@ using contrastive::detail::require_alignment;
 using contrastive::detail::require_tensor;
 using kernels::AnchorPass;
 
-std::int64_t or_dim(std::int64_t stride, std::int64_t dim) {
-  return stride == 0 ? dim : stride;
-}
-
 Status run(AnchorPass pass, const char* call, const Handle& handle, const Params& p,
            const ForwardBackwardArgs& args, void* workspace, std::size_t workspace_bytes,
            Stream stream) {
@@ -58,25 +54,20 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
   const float mean_factor = p.reduction == Reduction::kMean && !p.mean_over_active
                                 ? 1.0f / static_cast<float>(terms)
                                 : 1.0f;
-  const kernels::AnchorCandidates rows{args.anchors,
-                                       or_dim(p.anchor_row_stride, p.dim),
-                                       nullptr,
-                                       0,
-                                       args.negatives,
-                                       or_dim(p.negative_row_stride, p.dim),
-                                       p.batch,
-                                       p.negatives,
-                                       p.dim,
-                                       /*cosine=*/true,
-                                       p.eps};
+  const kernels::AnchorCandidates rows{
+      args.anchors,    row_stride_or_dim(p.anchor_row_stride, p.dim),
+      nullptr,         0,
+      args.negatives,  row_stride_or_dim(p.negative_row_stride, p.dim),
+      p.batch,         p.negatives,
+      p.dim,
+      /*cosine=*/true, p.eps};
   kernels::HingeHead head{p.margin,
                           per_term ? args.loss : nullptr,
                           row_sum,
                           row_active,
                           {args.grad_loss, per_term, mean_factor},
                           p.mean_over_active ? active_total : nullptr};
-  const kernels::AnchorCandidateGrads grads{args.grad_anchors, nullptr,
-                                            args.grad_negatives};
+  const kernels::AnchorCandidateGrads grads{args.grad_anchors, nullptr, args.grad_negatives};
 
   auto launch = [&](AnchorPass kernel_pass) {
     return contrastive::detail::dispatch_dtype(p.dtype, [&](auto tag) {

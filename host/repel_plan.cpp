@@ -14,10 +14,6 @@ namespace {
 using namespace contrastive::detail;  // the shared checks
 constexpr const char* kLoss = "repel";
 
-std::int64_t or_dim(std::int64_t stride, std::int64_t dim) {
-  return stride == 0 ? dim : stride;
-}
-
 }  // namespace
 
 Status check_problem(const Params& p) {
@@ -47,9 +43,9 @@ Status check_problem(const Params& p) {
   const std::size_t element = dtype_size(p.dtype);
   if (__builtin_mul_overflow(static_cast<std::uint64_t>(p.batch),
                              static_cast<std::uint64_t>(p.negatives), &negative_rows) ||
-      !span_bytes(p.batch, or_dim(p.anchor_row_stride, p.dim), p.dim, element, &bytes) ||
-      !span_bytes(static_cast<std::int64_t>(negative_rows), or_dim(p.negative_row_stride, p.dim),
-                  p.dim, element, &bytes)) {
+      !span_bytes(p.batch, row_stride_or_dim(p.anchor_row_stride, p.dim), p.dim, element, &bytes) ||
+      !span_bytes(static_cast<std::int64_t>(negative_rows),
+                  row_stride_or_dim(p.negative_row_stride, p.dim), p.dim, element, &bytes)) {
     return fail(Status::kInvalidArgument,
                 "repel: the extent of the inputs in bytes overflows 64 bits");
   }
@@ -70,10 +66,10 @@ Workspace plan_workspace(const Params& p) {
 
 Status check(const Params& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  if (params.negatives > detail::kMaxNegatives) {
+  if (params.negatives > kMaxAnchorCandidates) {
     return contrastive::detail::fail(
         Status::kNotSupported, "repel: at most %lld negatives per anchor are supported, got %lld",
-        static_cast<long long>(detail::kMaxNegatives), static_cast<long long>(params.negatives));
+        static_cast<long long>(kMaxAnchorCandidates), static_cast<long long>(params.negatives));
   }
   return Status::kSuccess;
 }

@@ -9,9 +9,6 @@
 
 namespace contrastive::repel::detail {
 
-/// Negatives per anchor the fused kernel holds in shared memory (as per-anchor MNR's candidates).
-constexpr std::int64_t kMaxNegatives = 2048;
-
 /// Shapes, strides, scalars, enum values (the dtype only for being known); used by the reference.
 CONTRASTIVE_API Status check_problem(const Params& params);
 

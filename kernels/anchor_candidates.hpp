@@ -8,6 +8,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "contrastive/types.hpp"
 #include "kernels/upstream_gradient.hpp"
 
 namespace contrastive::kernels {
@@ -29,9 +30,6 @@ struct AnchorCandidates {
   float eps;
 };
 
-/// Candidates per anchor that fit the kernels' shared memory.
-constexpr std::int64_t kMaxAnchorCandidates = 2048;
-
 /// Dense gradients (row stride D), each optional, laid out as the rows they belong to.
 struct AnchorCandidateGrads {
   void* anchors;
@@ -39,7 +37,8 @@ struct AnchorCandidateGrads {
   void* rest;
 };
 
-enum class AnchorPass { kForward, kBackward, kForwardBackward };
+/// The pass as the library names it (contrastive/types.hpp).
+using AnchorPass = contrastive::Pass;
 
 /// MNR: logits = scale * sim, loss_b = logsumexp_t logits_bt - logits_b0.
 struct SoftmaxHead {
@@ -57,7 +56,8 @@ struct HingeHead {
   float* row_sum;             ///< (B) sum of the row's terms, or null
   float* row_active;          ///< (B) how many of the row's terms exceed the margin, or null
   UpstreamGradient upstream;  ///< per term: output index b * count + t
-  const float* active_total;  ///< device scalar: divide the weights by it (mean over active), or null
+  const float*
+      active_total;  ///< device scalar: divide the weights by it (mean over active), or null
 };
 
 /// For T in float, __half and __nv_bfloat16 (the element type of every row and gradient).

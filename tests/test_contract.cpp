@@ -26,11 +26,9 @@ namespace infonce = contrastive::infonce;
 using testing::Block;
 using testing::shifted;
 
-enum class Operation { kForward, kBackward, kForwardBackward };
-
 // Everything one call takes; cases edit a valid call into a bad one.
 struct Call {
-  Operation operation = Operation::kForward;
+  Pass operation = Pass::kForward;
   infonce::Params params;
   const void* q = nullptr;
   const void* k = nullptr;
@@ -45,14 +43,14 @@ struct Call {
 
   Status run(const Handle& handle, Stream stream) const {
     switch (operation) {
-      case Operation::kForward:
+      case Pass::kForward:
         return infonce::forward(handle, params, {q, k, loss, saved}, workspace, workspace_bytes,
                                 stream);
-      case Operation::kBackward:
+      case Pass::kBackward:
         return infonce::backward(handle, params,
                                  {q, k, saved, grad_loss, grad_q, grad_k, grad_temperature},
                                  workspace, workspace_bytes, stream);
-      case Operation::kForwardBackward:
+      case Pass::kForwardBackward:
         return infonce::forward_backward(
             handle, params, {q, k, loss, saved, grad_loss, grad_q, grad_k, grad_temperature},
             workspace, workspace_bytes, stream);
@@ -88,15 +86,15 @@ class InfoNCEContract : public testing::ContractFixture<> {
     workspace_ = std::make_unique<Block>(workspace_bytes_ + kSlack, on_device_);
   }
 
-  Call valid_call(Operation operation) {
+  Call valid_call(Pass operation) {
     Call call;
     call.operation = operation;
     call.params = params_;
     call.q = q_->data();
     call.k = k_->data();
     call.saved = saved_->data();
-    if (operation != Operation::kBackward) call.loss = static_cast<float*>(loss_->data());
-    if (operation != Operation::kForward) {
+    if (operation != Pass::kBackward) call.loss = static_cast<float*>(loss_->data());
+    if (operation != Pass::kForward) {
       call.grad_q = grad_q_->data();
       call.grad_k = grad_k_->data();
       call.grad_temperature = static_cast<float*>(grad_temperature_->data());
@@ -107,12 +105,12 @@ class InfoNCEContract : public testing::ContractFixture<> {
   }
 
   // The failing call wrote nothing and left no CUDA error (saved is an input of backward).
-  void expect_nothing_written(Operation operation) {
+  void expect_nothing_written(Pass operation) {
     EXPECT_TRUE(loss_->untouched()) << "loss was written";
     EXPECT_TRUE(grad_q_->untouched()) << "grad_q was written";
     EXPECT_TRUE(grad_k_->untouched()) << "grad_k was written";
     EXPECT_TRUE(grad_temperature_->untouched()) << "grad_temperature was written";
-    if (operation != Operation::kBackward) {
+    if (operation != Pass::kBackward) {
       EXPECT_TRUE(saved_->untouched()) << "saved was written";
     }
     if (on_device_) {
@@ -149,7 +147,7 @@ std::string misaligned(const Call& call, const char* name, const void* pointer, 
 
 struct BadCallCase {
   const char* name;
-  Operation operation;
+  Pass operation;
   std::function<void(Call&)> edit;
   Status status;
   ExpectedMessage message;
@@ -171,83 +169,84 @@ TEST_P(InfoNCEBadCall, ReturnsItsStatusAndTouchesNothing) {
 }
 
 const BadCallCase kBadCalls[] = {
-    {"ZeroBatch", Operation::kForward, [](Call& c) { c.params.batch = 0; },
-     Status::kInvalidArgument, text("infonce: batch (B) must be >= 1, got 0")},
-    {"ZeroDim", Operation::kForwardBackward, [](Call& c) { c.params.dim = 0; },
-     Status::kInvalidArgument, text("infonce: dim (D) must be >= 1, got 0")},
-    {"FewerKeysThanRows", Operation::kBackward, [](Call& c) { c.params.num_keys = 4; },
+    {"ZeroBatch", Pass::kForward, [](Call& c) { c.params.batch = 0; }, Status::kInvalidArgument,
+     text("infonce: batch (B) must be >= 1, got 0")},
+    {"ZeroDim", Pass::kForwardBackward, [](Call& c) { c.params.dim = 0; }, Status::kInvalidArgument,
+     text("infonce: dim (D) must be >= 1, got 0")},
+    {"FewerKeysThanRows", Pass::kBackward, [](Call& c) { c.params.num_keys = 4; },
      Status::kInvalidArgument, text("infonce: num_keys (M = 4) must be >= batch (B = 8)")},
-    {"OffsetPastTheEnd", Operation::kForward,
+    {"OffsetPastTheEnd", Pass::kForward,
      [](Call& c) { c.params.num_keys = 9, c.params.positive_offset = 2; }, Status::kInvalidArgument,
      text("infonce: positive_offset must be in [0, M - B] = [0, 1], got 2")},
-    {"ZeroTemperature", Operation::kForward, [](Call& c) { c.params.temperature = 0.0f; },
+    {"ZeroTemperature", Pass::kForward, [](Call& c) { c.params.temperature = 0.0f; },
      Status::kInvalidArgument, text("infonce: temperature must be finite and > 0, got 0")},
-    {"NegativeTemperature", Operation::kBackward, [](Call& c) { c.params.temperature = -1.0f; },
+    {"NegativeTemperature", Pass::kBackward, [](Call& c) { c.params.temperature = -1.0f; },
      Status::kInvalidArgument, text("infonce: temperature must be finite and > 0, got -1")},
-    {"NaNTemperature", Operation::kForwardBackward, [](Call& c) { c.params.temperature = NAN; },
+    {"NaNTemperature", Pass::kForwardBackward, [](Call& c) { c.params.temperature = NAN; },
      Status::kInvalidArgument, text("infonce: temperature must be finite and > 0, got nan")},
-    {"QStrideBelowDim", Operation::kForward, [](Call& c) { c.params.q_row_stride = 8; },
+    {"QStrideBelowDim", Pass::kForward, [](Call& c) { c.params.q_row_stride = 8; },
      Status::kInvalidArgument, text("infonce: q_row_stride (8) must be 0 (dense) or >= dim (16)")},
-    {"F16Logits", Operation::kForward, [](Call& c) { c.params.logits_dtype = DType::kF16; },
+    {"F16Logits", Pass::kForward, [](Call& c) { c.params.logits_dtype = DType::kF16; },
      Status::kNotSupported, text("infonce: logits_dtype must be f32 or bf16, got f16")},
-    {"UnknownLogitsDtype", Operation::kForwardBackward,
+    {"UnknownLogitsDtype", Pass::kForwardBackward,
      [](Call& c) { c.params.logits_dtype = static_cast<DType>(5); }, Status::kInvalidArgument,
      text("infonce: unknown logits_dtype value 5")},
-    {"NullQ", Operation::kForward, [](Call& c) { c.q = nullptr; }, Status::kNullPointer,
+    {"NullQ", Pass::kForward, [](Call& c) { c.q = nullptr; }, Status::kNullPointer,
      text("infonce::forward: q is null")},
-    {"NullK", Operation::kBackward, [](Call& c) { c.k = nullptr; }, Status::kNullPointer,
+    {"NullK", Pass::kBackward, [](Call& c) { c.k = nullptr; }, Status::kNullPointer,
      text("infonce::backward: k is null")},
-    {"NullLoss", Operation::kForward, [](Call& c) { c.loss = nullptr; }, Status::kNullPointer,
+    {"NullLoss", Pass::kForward, [](Call& c) { c.loss = nullptr; }, Status::kNullPointer,
      text("infonce::forward: loss is null")},
-    {"NullSavedForward", Operation::kForward, [](Call& c) { c.saved = nullptr; },
-     Status::kNullPointer, text("infonce::forward: saved is null")},
-    {"NullSavedBackward", Operation::kBackward, [](Call& c) { c.saved = nullptr; },
-     Status::kNullPointer, text("infonce::backward: saved is null")},
-    {"NullLossForwardBackward", Operation::kForwardBackward, [](Call& c) { c.loss = nullptr; },
+    {"NullSavedForward", Pass::kForward, [](Call& c) { c.saved = nullptr; }, Status::kNullPointer,
+     text("infonce::forward: saved is null")},
+    {"NullSavedBackward", Pass::kBackward, [](Call& c) { c.saved = nullptr; }, Status::kNullPointer,
+     text("infonce::backward: saved is null")},
+    {"NullLossForwardBackward", Pass::kForwardBackward, [](Call& c) { c.loss = nullptr; },
      Status::kNullPointer, text("infonce::forward_backward: loss is null")},
-    {"NoGradientRequested", Operation::kBackward,
+    {"NoGradientRequested", Pass::kBackward,
      [](Call& c) { c.grad_q = c.grad_k = nullptr, c.grad_temperature = nullptr; },
      Status::kNullPointer,
      text("infonce::backward: grad_q, grad_k and grad_temperature are all null: nothing to "
           "compute")},
-    {"MisalignedQ", Operation::kForward, [](Call& c) { c.q = shifted(c.q); },
-     Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "q", c.q, 4); }},
-    {"MisalignedK", Operation::kForwardBackward, [](Call& c) { c.k = shifted(c.k); },
+    {"MisalignedQ", Pass::kForward, [](Call& c) { c.q = shifted(c.q); }, Status::kMisalignedPointer,
+     [](const Call& c) { return misaligned(c, "q", c.q, 4); }},
+    {"MisalignedK", Pass::kForwardBackward, [](Call& c) { c.k = shifted(c.k); },
      Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "k", c.k, 4); }},
     // 16-bit elements need 2-byte alignment (the kernels pick 16-byte vectors only where they fit).
-    {"MisalignedBf16Q", Operation::kForward,
-     [](Call& c) { c.params.dtype = DType::kBF16, c.q = shifted(c.q); },
-     Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "q", c.q, 2); }},
-    {"MisalignedF16GradK", Operation::kBackward,
+    {"MisalignedBf16Q", Pass::kForward,
+     [](Call& c) { c.params.dtype = DType::kBF16, c.q = shifted(c.q); }, Status::kMisalignedPointer,
+     [](const Call& c) { return misaligned(c, "q", c.q, 2); }},
+    {"MisalignedF16GradK", Pass::kBackward,
      [](Call& c) { c.params.dtype = DType::kF16, c.grad_k = shifted(c.grad_k); },
-     Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "grad_k", c.grad_k, 2); }},
-    {"MisalignedLoss", Operation::kForward,
+     Status::kMisalignedPointer,
+     [](const Call& c) { return misaligned(c, "grad_k", c.grad_k, 2); }},
+    {"MisalignedLoss", Pass::kForward,
      [](Call& c) { c.loss = static_cast<float*>(shifted(c.loss)); }, Status::kMisalignedPointer,
      [](const Call& c) { return misaligned(c, "loss", c.loss, 4); }},
-    {"MisalignedSaved", Operation::kBackward, [](Call& c) { c.saved = shifted(c.saved); },
+    {"MisalignedSaved", Pass::kBackward, [](Call& c) { c.saved = shifted(c.saved); },
      Status::kMisalignedPointer, [](const Call& c) { return misaligned(c, "saved", c.saved, 4); }},
-    {"MisalignedGradQ", Operation::kBackward, [](Call& c) { c.grad_q = shifted(c.grad_q); },
+    {"MisalignedGradQ", Pass::kBackward, [](Call& c) { c.grad_q = shifted(c.grad_q); },
      Status::kMisalignedPointer,
      [](const Call& c) { return misaligned(c, "grad_q", c.grad_q, 4); }},
-    {"MisalignedGradTemperature", Operation::kForwardBackward,
+    {"MisalignedGradTemperature", Pass::kForwardBackward,
      [](Call& c) { c.grad_temperature = static_cast<float*>(shifted(c.grad_temperature)); },
      Status::kMisalignedPointer,
      [](const Call& c) { return misaligned(c, "grad_temperature", c.grad_temperature, 4); }},
-    {"MisalignedGradLoss", Operation::kBackward,
+    {"MisalignedGradLoss", Pass::kBackward,
      [](Call& c) { c.grad_loss = static_cast<const float*>(shifted(c.grad_q)); },
      Status::kMisalignedPointer,
      [](const Call& c) { return misaligned(c, "grad_loss", c.grad_loss, 4); }},
-    {"WorkspaceNullWithSize", Operation::kForward, [](Call& c) { c.workspace = nullptr; },
+    {"WorkspaceNullWithSize", Pass::kForward, [](Call& c) { c.workspace = nullptr; },
      Status::kNullPointer,
      [](const Call& c) {
        return testing::workspace_null_message(call_name(c), c.workspace_bytes);
      }},
-    {"WorkspaceNullAndEmpty", Operation::kBackward,
+    {"WorkspaceNullAndEmpty", Pass::kBackward,
      [](Call& c) { c.workspace = nullptr, c.workspace_bytes = 0; }, Status::kWorkspaceTooSmall,
      workspace_too_small},
-    {"WorkspaceOneByteShort", Operation::kForwardBackward, [](Call& c) { --c.workspace_bytes; },
+    {"WorkspaceOneByteShort", Pass::kForwardBackward, [](Call& c) { --c.workspace_bytes; },
      Status::kWorkspaceTooSmall, workspace_too_small},
-    {"WorkspaceShiftedOutOfItsSize", Operation::kForward,
+    {"WorkspaceShiftedOutOfItsSize", Pass::kForward,
      [](Call& c) { c.workspace = shifted(c.workspace), c.workspace_bytes -= 1; },
      Status::kWorkspaceTooSmall, workspace_too_small},
 };
@@ -260,7 +259,7 @@ INSTANTIATE_TEST_SUITE_P(Contract, InfoNCEBadCall, ::testing::ValuesIn(kBadCalls
 // Any workspace pointer works when the block has the reported size, as with CUB. Without a GPU the
 // call gets past every workspace check and stops at the (empty) handle.
 TEST_F(InfoNCEContract, MisalignedWorkspaceOfTheReportedSizeIsAccepted) {
-  Call call = valid_call(Operation::kForwardBackward);
+  Call call = valid_call(Pass::kForwardBackward);
   call.workspace = shifted(call.workspace);
   const Status status = call.run(handle_, stream_);
   if (!on_device_) {
@@ -276,8 +275,7 @@ TEST_F(InfoNCEContract, MisalignedWorkspaceOfTheReportedSizeIsAccepted) {
 
 TEST_F(InfoNCEContract, EmptyHandleIsRejectedAfterTheArguments) {
   const Handle empty;
-  for (Operation operation :
-       {Operation::kForward, Operation::kBackward, Operation::kForwardBackward}) {
+  for (Pass operation : {Pass::kForward, Pass::kBackward, Pass::kForwardBackward}) {
     EXPECT_EQ(valid_call(operation).run(empty, stream_), Status::kInvalidHandle);
     EXPECT_STREQ(last_error_message(),
                  "handle is empty: Handle::create() failed or was not called, or it was moved "
@@ -291,8 +289,8 @@ TEST_F(InfoNCEContract, MovedFromHandleIsEmpty) {
   Handle moved = std::move(handle_);
   EXPECT_TRUE(moved.valid());
   EXPECT_FALSE(handle_.valid());  // NOLINT(bugprone-use-after-move): the point of the test
-  EXPECT_EQ(valid_call(Operation::kForward).run(handle_, stream_), Status::kInvalidHandle);
-  expect_nothing_written(Operation::kForward);
+  EXPECT_EQ(valid_call(Pass::kForward).run(handle_, stream_), Status::kInvalidHandle);
+  expect_nothing_written(Pass::kForward);
 }
 
 TEST_F(InfoNCEContract, HandleOfAnotherDeviceIsRejected) {
@@ -303,9 +301,9 @@ TEST_F(InfoNCEContract, HandleOfAnotherDeviceIsRejected) {
   Handle other;
   ASSERT_EQ(Handle::create(&other, 1), Status::kSuccess);
   ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
-  EXPECT_EQ(valid_call(Operation::kForward).run(other, stream_), Status::kWrongDevice);
+  EXPECT_EQ(valid_call(Pass::kForward).run(other, stream_), Status::kWrongDevice);
   EXPECT_STREQ(last_error_message(), "handle belongs to CUDA device 1 but device 0 is current");
-  expect_nothing_written(Operation::kForward);
+  expect_nothing_written(Pass::kForward);
 }
 
 TEST(Handle, CreateWithoutAGpuSaysSo) {

@@ -30,11 +30,9 @@ using testing::Block;
 using testing::shifted;
 
 enum class Loss { kPerAnchor, kInBatch, kRepel };
-enum class Operation { kForward, kBackward, kForwardBackward };
 
 constexpr Loss kLosses[] = {Loss::kPerAnchor, Loss::kInBatch, Loss::kRepel};
-constexpr Operation kOperations[] = {Operation::kForward, Operation::kBackward,
-                                     Operation::kForwardBackward};
+constexpr Pass kOperations[] = {Pass::kForward, Pass::kBackward, Pass::kForwardBackward};
 
 constexpr std::int64_t kBatch = 8, kNegatives = 3, kHardNegatives = 2, kDim = 16;
 constexpr std::size_t kSlack = 512;  // room for shifted pointers
@@ -45,7 +43,7 @@ const char* loss_name(Loss loss) {
   return names[static_cast<int>(loss)];
 }
 
-const char* operation_name(Operation operation) {
+const char* operation_name(Pass operation) {
   const char* names[] = {"Forward", "Backward", "ForwardBackward"};
   return names[static_cast<int>(operation)];
 }
@@ -57,7 +55,7 @@ const char* params_prefix(Loss loss) {
 }
 
 // The call's own name, as its pointer and workspace messages start.
-std::string call_name(Loss loss, Operation operation) {
+std::string call_name(Loss loss, Pass operation) {
   const char* operations[] = {"forward", "backward", "forward_backward"};
   const std::string op = operations[static_cast<int>(operation)];
   switch (loss) {
@@ -90,22 +88,22 @@ std::vector<std::string> gradients(Loss loss) {
 }
 
 // The pointers a call must be given, in the order the library checks them.
-std::vector<std::string> required(Loss loss, Operation operation) {
+std::vector<std::string> required(Loss loss, Pass operation) {
   std::vector<std::string> names = inputs(loss);
-  if (operation != Operation::kBackward) names.push_back("loss");
+  if (operation != Pass::kBackward) names.push_back("loss");
   names.push_back("saved");
   return names;
 }
 
 // The pointers a call may be given: set ones must be aligned.
-std::vector<std::string> optional(Loss loss, Operation operation) {
-  if (operation == Operation::kForward) return {};
+std::vector<std::string> optional(Loss loss, Pass operation) {
+  if (operation == Pass::kForward) return {};
   std::vector<std::string> names = {"grad_loss"};
   for (const std::string& name : gradients(loss)) names.push_back(name);
   return names;
 }
 
-std::string nothing_to_compute(Loss loss, Operation operation) {
+std::string nothing_to_compute(Loss loss, Pass operation) {
   const char* lists[] = {
       "grad_anchors, grad_positives, grad_negatives and grad_scale are all null",
       "grad_anchors, grad_candidates and grad_scale are all null",
@@ -117,7 +115,7 @@ std::string nothing_to_compute(Loss loss, Operation operation) {
 // Everything one call takes, pointers by the names the library uses; cases edit a valid call.
 struct Call {
   Loss loss = Loss::kPerAnchor;
-  Operation operation = Operation::kForward;
+  Pass operation = Pass::kForward;
   mnr::PerAnchorParams per_anchor;
   mnr::InBatchParams in_batch;
   repel::Params repel;
@@ -156,20 +154,20 @@ struct Call {
  private:
   Status run_per_anchor(const Handle& handle, Stream stream) const {
     switch (operation) {
-      case Operation::kForward:
+      case Pass::kForward:
         return mnr::forward(
             handle, per_anchor,
             mnr::PerAnchorForwardArgs{get("anchors"), get("positives"), get("negatives"),
                                       get_float("loss"), get("saved")},
             workspace, workspace_bytes, stream);
-      case Operation::kBackward:
+      case Pass::kBackward:
         return mnr::backward(handle, per_anchor,
                              mnr::PerAnchorBackwardArgs{
                                  get("anchors"), get("positives"), get("negatives"), get("saved"),
                                  get_float("grad_loss"), get("grad_anchors"), get("grad_positives"),
                                  get("grad_negatives"), get_float("grad_scale")},
                              workspace, workspace_bytes, stream);
-      case Operation::kForwardBackward:
+      case Pass::kForwardBackward:
         return mnr::forward_backward(
             handle, per_anchor,
             mnr::PerAnchorForwardBackwardArgs{
@@ -183,19 +181,19 @@ struct Call {
 
   Status run_in_batch(const Handle& handle, Stream stream) const {
     switch (operation) {
-      case Operation::kForward:
+      case Pass::kForward:
         return mnr::forward(handle, in_batch,
                             mnr::InBatchForwardArgs{get("anchors"), get("candidates"),
                                                     get_float("loss"), get("saved")},
                             workspace, workspace_bytes, stream);
-      case Operation::kBackward:
+      case Pass::kBackward:
         return mnr::backward(
             handle, in_batch,
             mnr::InBatchBackwardArgs{get("anchors"), get("candidates"), get("saved"),
                                      get_float("grad_loss"), get("grad_anchors"),
                                      get("grad_candidates"), get_float("grad_scale")},
             workspace, workspace_bytes, stream);
-      case Operation::kForwardBackward:
+      case Pass::kForwardBackward:
         return mnr::forward_backward(handle, in_batch,
                                      mnr::InBatchForwardBackwardArgs{
                                          get("anchors"), get("candidates"), get_float("loss"),
@@ -208,18 +206,18 @@ struct Call {
 
   Status run_repel(const Handle& handle, Stream stream) const {
     switch (operation) {
-      case Operation::kForward:
+      case Pass::kForward:
         return repel::forward(
             handle, repel,
             repel::ForwardArgs{get("anchors"), get("negatives"), get_float("loss"), get("saved")},
             workspace, workspace_bytes, stream);
-      case Operation::kBackward:
+      case Pass::kBackward:
         return repel::backward(
             handle, repel,
             repel::BackwardArgs{get("anchors"), get("negatives"), get("saved"),
                                 get_float("grad_loss"), get("grad_anchors"), get("grad_negatives")},
             workspace, workspace_bytes, stream);
-      case Operation::kForwardBackward:
+      case Pass::kForwardBackward:
         return repel::forward_backward(
             handle, repel,
             repel::ForwardBackwardArgs{get("anchors"), get("negatives"), get_float("loss"),
@@ -263,9 +261,8 @@ std::map<std::string, std::size_t> buffer_floats(Loss loss) {
 
 class MnrRepelContract : public testing::ContractFixture<> {
  protected:
-
   // A valid call on fresh buffers: inputs random, grad_loss ones, outputs and workspace poisoned.
-  Call valid_call(Loss loss, Operation operation) {
+  Call valid_call(Loss loss, Pass operation) {
     Call call;
     call.loss = loss;
     call.operation = operation;
@@ -313,7 +310,7 @@ class MnrRepelContract : public testing::ContractFixture<> {
   void expect_nothing_written(const Call& call) {
     std::vector<std::string> outputs = gradients(call.loss);
     outputs.push_back("loss");
-    if (call.operation != Operation::kBackward) outputs.push_back("saved");
+    if (call.operation != Pass::kBackward) outputs.push_back("saved");
     for (const std::string& name : outputs) {
       EXPECT_TRUE(blocks_.at(name)->untouched()) << name << " was written";
     }
@@ -330,7 +327,7 @@ class MnrRepelContract : public testing::ContractFixture<> {
 struct BadCallCase {
   std::string name;
   Loss loss;
-  Operation operation;
+  Pass operation;
   std::function<void(Call&)> edit;
   Status status;
   std::function<std::string(const Call&)> message;  // computed from the edited call
@@ -359,7 +356,7 @@ std::string workspace_too_small(const Call& call) {
 std::vector<BadCallCase> bad_calls() {
   std::vector<BadCallCase> cases;
   for (const Loss loss : kLosses) {
-    for (const Operation operation : kOperations) {
+    for (const Pass operation : kOperations) {
       const std::string prefix = std::string(loss_name(loss)) + operation_name(operation);
       auto add = [&](const std::string& name, std::function<void(Call&)> edit, Status status,
                      std::function<std::string(const Call&)> message) {
@@ -409,7 +406,7 @@ std::vector<BadCallCase> bad_calls() {
                                                  kFloatAlignment);
             });
       }
-      if (operation != Operation::kForward) {
+      if (operation != Pass::kForward) {
         add(
             "NoGradientRequested",
             [loss](Call& c) {
@@ -466,7 +463,7 @@ INSTANTIATE_TEST_SUITE_P(Contract, MnrRepelBadCall, ::testing::ValuesIn(bad_call
 TEST_F(MnrRepelContract, ChecksRunInOrderParamsPointersWorkspaceHandle) {
   const Handle empty;
   for (const Loss loss : kLosses) {
-    for (const Operation operation : kOperations) {
+    for (const Pass operation : kOperations) {
       SCOPED_TRACE(std::string(loss_name(loss)) + operation_name(operation));
       const Call valid = valid_call(loss, operation);
       Call call = valid;
@@ -488,7 +485,7 @@ TEST_F(MnrRepelContract, ChecksRunInOrderParamsPointersWorkspaceHandle) {
         EXPECT_EQ(last_error_message(), call.name() + ": " + name + " is null");
         call.pointers[name] = valid.get(name);
       }
-      if (operation != Operation::kForward) {
+      if (operation != Pass::kForward) {
         EXPECT_EQ(call.run(empty, stream_), Status::kNullPointer);
         EXPECT_EQ(last_error_message(), nothing_to_compute(loss, operation));
         for (const std::string& name : optional(loss, operation)) {
@@ -512,7 +509,7 @@ TEST_F(MnrRepelContract, ChecksRunInOrderParamsPointersWorkspaceHandle) {
 TEST_F(MnrRepelContract, MisalignedWorkspaceOfTheReportedSizeIsAccepted) {
   for (const Loss loss : kLosses) {
     SCOPED_TRACE(loss_name(loss));
-    Call call = valid_call(loss, Operation::kForwardBackward);
+    Call call = valid_call(loss, Pass::kForwardBackward);
     call.workspace = shifted(call.workspace);
     const Status status = call.run(handle_, stream_);
     if (!on_device_) {
@@ -536,7 +533,7 @@ TEST_F(MnrRepelContract, MisalignedWorkspaceOfTheReportedSizeIsAccepted) {
 TEST_F(MnrRepelContract, EmptyHandleIsRejectedAfterTheArguments) {
   const Handle empty;
   for (const Loss loss : kLosses) {
-    for (const Operation operation : kOperations) {
+    for (const Pass operation : kOperations) {
       SCOPED_TRACE(std::string(loss_name(loss)) + operation_name(operation));
       const Call call = valid_call(loss, operation);
       EXPECT_EQ(call.run(empty, stream_), Status::kInvalidHandle);

@@ -28,7 +28,6 @@ using testing::bitwise_equal;
 using testing::Fill;
 using testing::LossDriver;
 using testing::LossFactory;
-using testing::Pass;
 using testing::Shape;
 using testing::Snapshot;
 

@@ -26,7 +26,6 @@ namespace {
 
 using testing::LossDriver;
 using testing::LossFactory;
-using testing::Pass;
 using testing::RowSet;
 using testing::Shape;
 

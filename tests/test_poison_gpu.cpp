@@ -23,7 +23,6 @@ namespace {
 using testing::Fill;
 using testing::LossDriver;
 using testing::LossFactory;
-using testing::Pass;
 using testing::Shape;
 
 using PoisonParam = std::tuple<LossFactory, Fill>;

@@ -95,8 +95,8 @@ TEST_P(ReferenceFiniteDifferences, GradientsMatchCentralDifferences) {
   p.reduction = c.reduction;
   p.temperature = 0.3f;
   p.eps = c.eps;
-  const std::int64_t q_stride = p.q_row_stride == 0 ? p.dim : p.q_row_stride;
-  const std::int64_t k_stride = p.k_row_stride == 0 ? p.dim : p.k_row_stride;
+  const std::int64_t q_stride = row_stride_or_dim(p.q_row_stride, p.dim);
+  const std::int64_t k_stride = row_stride_or_dim(p.k_row_stride, p.dim);
   problem.q = random_normal(static_cast<std::size_t>(p.batch * q_stride), engine);
   problem.k = random_normal(static_cast<std::size_t>(p.num_keys * k_stride), engine);
   if (c.eps > 1e-6f) {  // put row 0 of Q and K inside the clamp: |x| < eps

@@ -20,10 +20,6 @@ using testing::random_normal;
 
 constexpr double kExact = 1e-12;
 
-std::int64_t or_dim(std::int64_t stride, std::int64_t dim) {
-  return stride == 0 ? dim : stride;
-}
-
 // ---- Per-anchor negatives
 // ------------------------------------------------------------------------
 
@@ -107,9 +103,9 @@ TEST_P(ReferenceMnrPerAnchor, GradientsMatchCentralDifferences) {
     p.positive_row_stride = c.dim + 2 * c.padding;
     p.negative_row_stride = c.dim + 3 * c.padding;
   }
-  const std::int64_t a_stride = or_dim(p.anchor_row_stride, p.dim);
-  const std::int64_t p_stride = or_dim(p.positive_row_stride, p.dim);
-  const std::int64_t n_stride = or_dim(p.negative_row_stride, p.dim);
+  const std::int64_t a_stride = row_stride_or_dim(p.anchor_row_stride, p.dim);
+  const std::int64_t p_stride = row_stride_or_dim(p.positive_row_stride, p.dim);
+  const std::int64_t n_stride = row_stride_or_dim(p.negative_row_stride, p.dim);
   problem.anchors = random_normal(p.batch * a_stride, engine);
   problem.positives = random_normal(p.batch * p_stride, engine);
   problem.negatives = random_normal(p.batch * p.negatives * n_stride, engine);

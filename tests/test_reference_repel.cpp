@@ -145,8 +145,8 @@ TEST_P(ReferenceRepelGradients, MatchCentralDifferencesAwayFromTheHinge) {
       random_normal(p.reduction == Reduction::kNone ? p.batch * p.negatives : 1, engine);
   const reference::RepelBackward grads = problem.backward(upstream);
   auto objective = [&] { return testing::weighted_sum(problem.forward().loss, upstream); };
-  const std::int64_t a_stride = p.anchor_row_stride == 0 ? p.dim : p.anchor_row_stride;
-  const std::int64_t n_stride = p.negative_row_stride == 0 ? p.dim : p.negative_row_stride;
+  const std::int64_t a_stride = row_stride_or_dim(p.anchor_row_stride, p.dim);
+  const std::int64_t n_stride = row_stride_or_dim(p.negative_row_stride, p.dim);
   testing::expect_gradient(problem.anchors, p.batch, a_stride, p.dim, grads.grad_anchors, objective,
                            "grad_anchors");
   testing::expect_gradient(problem.negatives, p.batch * p.negatives, n_stride, p.dim,

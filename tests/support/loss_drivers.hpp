@@ -30,8 +30,6 @@
 
 namespace contrastive::testing {
 
-enum class Pass { kForward, kBackward, kForwardBackward };
-
 inline const char* pass_name(Pass pass) {
   const char* names[] = {"forward", "backward", "forward_backward"};
   return names[static_cast<int>(pass)];
@@ -281,8 +279,9 @@ class InfoNCEDriver : public LossDriver {
   }
 
   std::vector<RowSet> row_sets() override {
-    return {{"q", &in_.q, p_.batch, stride_of(p_.q_row_stride, p_.dim), p_.dim, "grad_q"},
-            {"k", &in_.k, p_.num_keys, stride_of(p_.k_row_stride, p_.dim), p_.dim, "grad_k"}};
+    return {
+        {"q", &in_.q, p_.batch, row_stride_or_dim(p_.q_row_stride, p_.dim), p_.dim, "grad_q"},
+        {"k", &in_.k, p_.num_keys, row_stride_or_dim(p_.k_row_stride, p_.dim), p_.dim, "grad_k"}};
   }
 
   void upload() override {
@@ -372,12 +371,12 @@ class MnrPerAnchorDriver : public LossDriver {
 
   std::vector<RowSet> row_sets() override {
     const std::int64_t d = p_.dim;
-    return {
-        {"anchors", &in_.anchors, p_.batch, dense_or(p_.anchor_row_stride, d), d, "grad_anchors"},
-        {"positives", &in_.positives, p_.batch, dense_or(p_.positive_row_stride, d), d,
-         "grad_positives"},
-        {"negatives", &in_.negatives, p_.batch * p_.negatives, dense_or(p_.negative_row_stride, d),
-         d, "grad_negatives"}};
+    return {{"anchors", &in_.anchors, p_.batch, row_stride_or_dim(p_.anchor_row_stride, d), d,
+             "grad_anchors"},
+            {"positives", &in_.positives, p_.batch, row_stride_or_dim(p_.positive_row_stride, d), d,
+             "grad_positives"},
+            {"negatives", &in_.negatives, p_.batch * p_.negatives,
+             row_stride_or_dim(p_.negative_row_stride, d), d, "grad_negatives"}};
   }
 
   void upload() override {
@@ -591,10 +590,10 @@ class RepelDriver : public LossDriver {
 
   std::vector<RowSet> row_sets() override {
     const std::int64_t d = p_.dim;
-    return {
-        {"anchors", &in_.anchors, p_.batch, dense_or(p_.anchor_row_stride, d), d, "grad_anchors"},
-        {"negatives", &in_.negatives, p_.batch * p_.negatives, dense_or(p_.negative_row_stride, d),
-         d, "grad_negatives"}};
+    return {{"anchors", &in_.anchors, p_.batch, row_stride_or_dim(p_.anchor_row_stride, d), d,
+             "grad_anchors"},
+            {"negatives", &in_.negatives, p_.batch * p_.negatives,
+             row_stride_or_dim(p_.negative_row_stride, d), d, "grad_negatives"}};
   }
 
   // The margin keeps clear of every similarity (fp32 rounding must not flip a hinge term), as in
