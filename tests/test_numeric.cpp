@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "host/dispatch.hpp"
+#include "host/engine/dispatch.hpp"
 #include "kernels/numeric.hpp"
 
 namespace contrastive::kernels {

@@ -12,9 +12,9 @@
 #include <gtest/gtest.h>
 
 #include "contrastive/infonce.hpp"
-#include "host/infonce_plan.hpp"
-#include "host/tile_plan.hpp"
-#include "host/workspace.hpp"
+#include "host/plan/infonce_plan.hpp"
+#include "host/plan/tile_plan.hpp"
+#include "host/plan/workspace.hpp"
 
 namespace contrastive {
 namespace {

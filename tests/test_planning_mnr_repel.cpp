@@ -13,8 +13,8 @@
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
 #include "contrastive/repel.hpp"
-#include "host/mnr_plan.hpp"
-#include "host/repel_plan.hpp"
+#include "host/plan/mnr_plan.hpp"
+#include "host/plan/repel_plan.hpp"
 
 namespace contrastive {
 namespace {

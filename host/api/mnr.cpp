@@ -1,14 +1,14 @@
 // MNR on the GPU. Per-anchor negatives: one fused kernel per pass (kernels/anchor_candidates.cu)
 // plus single-block sums for the loss and dLoss/dscale. In-batch: the InfoNCE tile loop with the
-// scale as the logit scale (host/infonce_run.hpp).
+// scale as the logit scale (host/engine/logits_engine.hpp).
 #include "contrastive/mnr.hpp"
 
-#include "host/arguments.hpp"
-#include "host/dispatch.hpp"
-#include "host/error.hpp"
-#include "host/handle_impl.hpp"
-#include "host/infonce_run.hpp"
-#include "host/mnr_plan.hpp"
+#include "host/api/handle_impl.hpp"
+#include "host/engine/dispatch.hpp"
+#include "host/engine/logits_engine.hpp"
+#include "host/plan/arguments.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/mnr_plan.hpp"
 #include "kernels/anchor_candidates.hpp"
 #include "kernels/reduce.hpp"
 

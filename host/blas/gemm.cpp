@@ -7,12 +7,12 @@
 // byte, the column-major (c, r) matrix with the same ld, i.e. its transpose. So the row-major
 // product C = op(A) op(B) is the column-major product C^T = op(B)^T op(A)^T: call cuBLASLt with the
 // operands swapped (B's memory first), the same transpose flags, and m and n exchanged.
-#include "host/gemm.hpp"
+#include "host/blas/gemm.hpp"
 
 #include <algorithm>
 
-#include "host/cublas_gemm.hpp"
-#include "host/error.hpp"
+#include "host/blas/cublas_gemm.hpp"
+#include "host/plan/error.hpp"
 #include "kernels/numeric.hpp"
 
 namespace contrastive::detail {
@@ -42,8 +42,8 @@ Status blas_failure(const char* what, cublasStatus_t status) {
   } while (0)
 
 // Column-major layout of a stored operand: (rows, cols) before the transpose flag is applied.
-Status make_layout(cublasLtMatrixLayout_t* layout, DType type, std::int64_t rows,
-                   std::int64_t cols, std::int64_t ld) {
+Status make_layout(cublasLtMatrixLayout_t* layout, DType type, std::int64_t rows, std::int64_t cols,
+                   std::int64_t ld) {
   CONTRASTIVE_TRY_BLAS(cublasLtMatrixLayoutCreate(layout, kernels::cuda_data_type(type),
                                                   static_cast<std::uint64_t>(rows),
                                                   static_cast<std::uint64_t>(cols), ld));

@@ -1,10 +1,10 @@
 // MNR validation and buffer planning: no device needed.
-#include "host/mnr_plan.hpp"
+#include "host/plan/mnr_plan.hpp"
 
-#include "host/checks.hpp"
-#include "host/error.hpp"
-#include "host/infonce_plan.hpp"
-#include "host/workspace.hpp"
+#include "host/plan/checks.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/infonce_plan.hpp"
+#include "host/plan/workspace.hpp"
 
 namespace contrastive::mnr {
 namespace detail {

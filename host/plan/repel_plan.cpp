@@ -1,11 +1,11 @@
 // Repel validation and buffer planning: no device needed.
-#include "host/repel_plan.hpp"
+#include "host/plan/repel_plan.hpp"
 
 #include <cmath>
 
-#include "host/checks.hpp"
-#include "host/error.hpp"
-#include "host/workspace.hpp"
+#include "host/plan/checks.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/workspace.hpp"
 
 namespace contrastive::repel {
 namespace detail {

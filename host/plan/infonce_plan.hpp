@@ -1,5 +1,5 @@
 // Internal: everything about an InfoNCE call that needs no device: validation of the problem,
-// the tile plan, and where each scratch and saved buffer lives. Pure C++ (contrastive_reference).
+// the tile plan, and where each scratch and saved buffer lives. Pure C++ (contrastive_cpu).
 #pragma once
 
 #include <cstddef>
@@ -7,7 +7,7 @@
 
 #include "contrastive/export.h"
 #include "contrastive/infonce.hpp"
-#include "host/tile_plan.hpp"
+#include "host/plan/tile_plan.hpp"
 
 namespace contrastive::infonce::detail {
 

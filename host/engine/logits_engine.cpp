@@ -1,4 +1,5 @@
-// InfoNCE on the GPU: argument checks, workspace carving and the tile loop of DESIGN.md section 3.
+// The B x M logits engine behind InfoNCE and in-batch MNR: argument checks, workspace carving and
+// the tile loop of DESIGN.md section 3.
 //
 // forward:  [normalize Q, K] -> for each tile: GEMM logits = s Q_hat K_hat^T, merge row (and
 //           positive-column) log-sum-exp, pick positives -> finalize lse and the loss.
@@ -11,13 +12,13 @@
 #include <cstdint>
 
 #include "contrastive/infonce.hpp"
-#include "host/arguments.hpp"
-#include "host/dispatch.hpp"
-#include "host/error.hpp"
-#include "host/gemm.hpp"
-#include "host/handle_impl.hpp"
-#include "host/infonce_plan.hpp"
-#include "host/infonce_run.hpp"
+#include "host/api/handle_impl.hpp"
+#include "host/blas/gemm.hpp"
+#include "host/engine/dispatch.hpp"
+#include "host/engine/logits_engine.hpp"
+#include "host/plan/arguments.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/infonce_plan.hpp"
 #include "kernels/normalize.hpp"
 #include "kernels/reduce.hpp"
 #include "kernels/softmax_xent.hpp"
@@ -131,21 +132,23 @@ Status prepare_operands(const Call& call, const void* q, const void* k, const Sa
     return Status::kSuccess;
   }
   const Scratch& s = call.scratch;
-  CONTRASTIVE_TRY_CUDA(dispatch_dtype(p.dtype, [&](auto tag) {
-                         using T = typename decltype(tag)::type;
-                         const cudaError_t q_error = kernels::launch_normalize_rows<T>(
-                             static_cast<const T*>(q), p.batch, q_stride(p), p.dim, p.eps,
-                             use_saved_norms ? saved.q_inv_norm : nullptr,
-                             use_saved_norms ? nullptr : saved.q_inv_norm,
-                             static_cast<T*>(s.q_hat), call.stream);
-                         if (q_error != cudaSuccess) return q_error;
-                         return kernels::launch_normalize_rows<T>(
-                             static_cast<const T*>(k), p.num_keys, k_stride(p), p.dim, p.eps,
-                             use_saved_norms ? saved.k_inv_norm : nullptr,
-                             use_saved_norms ? nullptr : saved.k_inv_norm,
-                             static_cast<T*>(s.k_hat), call.stream);
-                       }),
-                       "normalize_rows launch");
+  CONTRASTIVE_TRY_CUDA(
+      dispatch_dtype(p.dtype,
+                     [&](auto tag) {
+                       using T = typename decltype(tag)::type;
+                       const cudaError_t q_error = kernels::launch_normalize_rows<T>(
+                           static_cast<const T*>(q), p.batch, q_stride(p), p.dim, p.eps,
+                           use_saved_norms ? saved.q_inv_norm : nullptr,
+                           use_saved_norms ? nullptr : saved.q_inv_norm, static_cast<T*>(s.q_hat),
+                           call.stream);
+                       if (q_error != cudaSuccess) return q_error;
+                       return kernels::launch_normalize_rows<T>(
+                           static_cast<const T*>(k), p.num_keys, k_stride(p), p.dim, p.eps,
+                           use_saved_norms ? saved.k_inv_norm : nullptr,
+                           use_saved_norms ? nullptr : saved.k_inv_norm, static_cast<T*>(s.k_hat),
+                           call.stream);
+                     }),
+      "normalize_rows launch");
   *operands = {s.q_hat, p.dim, s.k_hat, p.dim};
   return Status::kSuccess;
 }
@@ -165,8 +168,8 @@ Status compute_logits(const Call& call, const Operands& operands, Extent rows, E
   const RowMajorGemm g = contrastive::detail::logits_product(
       advance(operands.q, rows.begin * operands.ldq, p.dtype), operands.ldq,
       advance(operands.k, cols.begin * operands.ldk, p.dtype), operands.ldk, p.dtype, rows.size,
-      cols.size, p.dim, call.scratch.logits_tile, call.scratch.plan.tiles.tile_cols,
-      p.logits_dtype, call.logit_scale.scale);
+      cols.size, p.dim, call.scratch.logits_tile, call.scratch.plan.tiles.tile_cols, p.logits_dtype,
+      call.logit_scale.scale);
   return gemm(call.handle, g, call.params.allow_tf32, call.scratch.gemm_workspace,
               call.scratch.plan.gemm_workspace_bytes, call.stream);
 }
@@ -182,15 +185,15 @@ Status merge_positive_columns(const Call& call, const LogitsTile& tile, bool fir
   part.data = const_cast<void*>(advance(tile.data, begin - tile.col0, p.logits_dtype));
   part.col0 = begin;
   part.cols = end - begin;
-  CONTRASTIVE_TRY_CUDA(dispatch_logits_dtype(p.logits_dtype,
-                                      [&](auto tag) {
-                                        using L = typename decltype(tag)::type;
-                                        return kernels::launch_col_lse_tile<L>(
-                                            part,
-                                            call.scratch.col_state + (begin - p.positive_offset),
-                                            first_row_tile, call.stream);
-                                      }),
-                       "col_lse_tile launch");
+  CONTRASTIVE_TRY_CUDA(
+      dispatch_logits_dtype(p.logits_dtype,
+                            [&](auto tag) {
+                              using L = typename decltype(tag)::type;
+                              return kernels::launch_col_lse_tile<L>(
+                                  part, call.scratch.col_state + (begin - p.positive_offset),
+                                  first_row_tile, call.stream);
+                            }),
+      "col_lse_tile launch");
   return Status::kSuccess;
 }
 
@@ -206,12 +209,12 @@ Status run_forward(const Call& call, const void* q, const void* k, float* loss,
       CONTRASTIVE_TRY(compute_logits(call, *operands, rows, cols));
       const LogitsTile tile = tile_view(call, rows, cols);
       CONTRASTIVE_TRY_CUDA(dispatch_logits_dtype(p.logits_dtype,
-                                          [&](auto tag) {
-                                            using L = typename decltype(tag)::type;
-                                            return kernels::launch_row_lse_tile<L>(
-                                                tile, p.positive_offset, s.row_state,
-                                                s.positive_logit, c == 0, call.stream);
-                                          }),
+                                                 [&](auto tag) {
+                                                   using L = typename decltype(tag)::type;
+                                                   return kernels::launch_row_lse_tile<L>(
+                                                       tile, p.positive_offset, s.row_state,
+                                                       s.positive_logit, c == 0, call.stream);
+                                                 }),
                            "row_lse_tile launch");
       if (p.symmetric) CONTRASTIVE_TRY(merge_positive_columns(call, tile, r == 0));
     }
@@ -258,16 +261,17 @@ Status run_backward(const Call& call, const void* q, const void* k, const SavedV
       const LogitsTile tile = tile_view(call, rows, cols);
       CONTRASTIVE_TRY_CUDA(
           dispatch_logits_dtype(p.logits_dtype,
-                         [&](auto logits_tag) {
-                           using L = typename decltype(logits_tag)::type;
-                           return dispatch_dtype(p.dtype, [&](auto grad_tag) {
-                             using GT = typename decltype(grad_tag)::type;
-                             return kernels::launch_logits_backward_tile<L, GT>(
-                                 tile, static_cast<GT*>(grad_tile), p.positive_offset, p.batch,
-                                 saved.row_lse, p.symmetric ? saved.col_lse : nullptr, upstream,
-                                 s.row_logit_grad, c == 0, call.stream);
-                           });
-                         }),
+                                [&](auto logits_tag) {
+                                  using L = typename decltype(logits_tag)::type;
+                                  return dispatch_dtype(p.dtype, [&](auto grad_tag) {
+                                    using GT = typename decltype(grad_tag)::type;
+                                    return kernels::launch_logits_backward_tile<L, GT>(
+                                        tile, static_cast<GT*>(grad_tile), p.positive_offset,
+                                        p.batch, saved.row_lse,
+                                        p.symmetric ? saved.col_lse : nullptr, upstream,
+                                        s.row_logit_grad, c == 0, call.stream);
+                                  });
+                                }),
           "logits_backward_tile launch");
       if (grad_q_target != nullptr) {  // dQ_hat[rows] (+)= s G K_hat[cols]
         const RowMajorGemm g = contrastive::detail::grad_q_product(
@@ -288,32 +292,33 @@ Status run_backward(const Call& call, const void* q, const void* k, const SavedV
     }
   }
   if (!direct) {
-    CONTRASTIVE_TRY_CUDA(dispatch_dtype(p.dtype, [&](auto tag) {
-                           using T = typename decltype(tag)::type;
-                           auto finish = [&](const void* x, std::int64_t rows, std::int64_t ld,
-                                             const float* sum, void* grad) {
-                             if (grad == nullptr) return cudaSuccess;
-                             if (!cosine) {
-                               return kernels::launch_convert<T>(sum, rows * p.dim,
-                                                                 static_cast<T*>(grad), call.stream);
-                             }
-                             return kernels::launch_normalize_rows_backward<T>(
-                                 static_cast<const T*>(x), rows, ld, p.dim, p.eps, sum,
-                                 static_cast<T*>(grad), call.stream);
-                           };
-                           const cudaError_t q_error =
-                               finish(q, p.batch, q_stride(p), s.grad_q_sum, out.grad_q);
-                           if (q_error != cudaSuccess) return q_error;
-                           return finish(k, p.num_keys, k_stride(p), s.grad_k_sum, out.grad_k);
-                         }),
-                         "gradient finishing launch");
+    CONTRASTIVE_TRY_CUDA(
+        dispatch_dtype(p.dtype,
+                       [&](auto tag) {
+                         using T = typename decltype(tag)::type;
+                         auto finish = [&](const void* x, std::int64_t rows, std::int64_t ld,
+                                           const float* sum, void* grad) {
+                           if (grad == nullptr) return cudaSuccess;
+                           if (!cosine) {
+                             return kernels::launch_convert<T>(sum, rows * p.dim,
+                                                               static_cast<T*>(grad), call.stream);
+                           }
+                           return kernels::launch_normalize_rows_backward<T>(
+                               static_cast<const T*>(x), rows, ld, p.dim, p.eps, sum,
+                               static_cast<T*>(grad), call.stream);
+                         };
+                         const cudaError_t q_error =
+                             finish(q, p.batch, q_stride(p), s.grad_q_sum, out.grad_q);
+                         if (q_error != cudaSuccess) return q_error;
+                         return finish(k, p.num_keys, k_stride(p), s.grad_k_sum, out.grad_k);
+                       }),
+        "gradient finishing launch");
   }
   if (out.grad_scalar != nullptr) {
     // sum(G * logits) = sum(G * s * sim): dLoss/ds = sum / s, dLoss/dt = -sum / t with s = 1/t.
-    const double sum_to_gradient =
-        call.logit_scale.gradient == LogitScale::Gradient::kScale
-            ? 1.0 / static_cast<double>(logit_scale)
-            : -static_cast<double>(logit_scale);
+    const double sum_to_gradient = call.logit_scale.gradient == LogitScale::Gradient::kScale
+                                       ? 1.0 / static_cast<double>(logit_scale)
+                                       : -static_cast<double>(logit_scale);
     CONTRASTIVE_TRY_CUDA(kernels::launch_sum(s.row_logit_grad, p.batch, sum_to_gradient, nullptr,
                                              out.grad_scalar, call.stream),
                          "sum launch");
@@ -361,51 +366,4 @@ Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Pa
 }
 
 }  // namespace detail
-
-namespace {
-
-detail::ArgumentNames names_for(const char* call) {
-  return {call, "q", "k", "grad_q", "grad_k", "grad_temperature"};
-}
-
-detail::LogitScale temperature_scale(const Params& params) {
-  return {1.0f / params.temperature, detail::LogitScale::Gradient::kTemperature};
-}
-
-}  // namespace
-
-Status forward(const Handle& handle, const Params& params, const ForwardArgs& args, void* workspace,
-               std::size_t workspace_bytes, Stream stream) {
-  CONTRASTIVE_TRY(check(params));
-  ForwardBackwardArgs all;
-  all.q = args.q;
-  all.k = args.k;
-  all.loss = args.loss;
-  all.saved = args.saved;
-  return detail::run(detail::Pass::kForward, names_for("infonce::forward"), handle, params,
-                     temperature_scale(params), all, workspace, workspace_bytes, stream);
-}
-
-Status backward(const Handle& handle, const Params& params, const BackwardArgs& args,
-                void* workspace, std::size_t workspace_bytes, Stream stream) {
-  CONTRASTIVE_TRY(check(params));
-  ForwardBackwardArgs all;
-  all.q = args.q;
-  all.k = args.k;
-  all.saved = const_cast<void*>(args.saved);  // the backward pass only reads it
-  all.grad_loss = args.grad_loss;
-  all.grad_q = args.grad_q;
-  all.grad_k = args.grad_k;
-  all.grad_temperature = args.grad_temperature;
-  return detail::run(detail::Pass::kBackward, names_for("infonce::backward"), handle, params,
-                     temperature_scale(params), all, workspace, workspace_bytes, stream);
-}
-
-Status forward_backward(const Handle& handle, const Params& params, const ForwardBackwardArgs& args,
-                        void* workspace, std::size_t workspace_bytes, Stream stream) {
-  CONTRASTIVE_TRY(check(params));
-  return detail::run(detail::Pass::kForwardBackward, names_for("infonce::forward_backward"), handle,
-                     params, temperature_scale(params), args, workspace, workspace_bytes, stream);
-}
-
 }  // namespace contrastive::infonce

@@ -1,4 +1,4 @@
-// Internal: MNR's checks and buffers, no device needed (contrastive_reference).
+// Internal: MNR's checks and buffers, no device needed (contrastive_cpu).
 #pragma once
 
 #include <cstddef>

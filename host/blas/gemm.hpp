@@ -8,8 +8,8 @@
 #include <cuda_runtime_api.h>
 
 #include "contrastive/handle.hpp"
-#include "host/handle_impl.hpp"
-#include "host/row_major_gemm.hpp"
+#include "host/api/handle_impl.hpp"
+#include "host/blas/row_major_gemm.hpp"
 
 namespace contrastive::detail {
 

@@ -10,7 +10,7 @@
 
 #include <cublas_v2.h>
 
-#include "host/row_major_gemm.hpp"
+#include "host/blas/row_major_gemm.hpp"
 #include "kernels/numeric.hpp"
 
 namespace contrastive::detail {

@@ -8,8 +8,8 @@
 #include <cuda_runtime_api.h>
 
 #include "contrastive/status.hpp"
-#include "host/error.hpp"
-#include "host/workspace.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/workspace.hpp"
 
 namespace contrastive::detail {
 

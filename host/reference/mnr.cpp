@@ -3,9 +3,9 @@
 #include <vector>
 
 #include "contrastive/reference.hpp"
-#include "host/error.hpp"
-#include "host/mnr_plan.hpp"
-#include "host/reference_common.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/mnr_plan.hpp"
+#include "host/reference/common.hpp"
 
 namespace contrastive::reference {
 namespace {

@@ -4,11 +4,11 @@
 // weights need the count over the whole batch first.
 #include "contrastive/repel.hpp"
 
-#include "host/arguments.hpp"
-#include "host/dispatch.hpp"
-#include "host/error.hpp"
-#include "host/handle_impl.hpp"
-#include "host/repel_plan.hpp"
+#include "host/api/handle_impl.hpp"
+#include "host/engine/dispatch.hpp"
+#include "host/plan/arguments.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/repel_plan.hpp"
 #include "kernels/anchor_candidates.hpp"
 #include "kernels/reduce.hpp"
 

@@ -1,5 +1,5 @@
 // Internal: a row-major GEMM described as plain data, and the three products of InfoNCE in that
-// form. The library runs them through cuBLASLt (host/gemm.hpp); the benchmarks run the same
+// form. The library runs them through cuBLASLt (host/blas/gemm.hpp); the benchmarks run the same
 // descriptions through plain cuBLAS as the floor, so both time exactly the same products.
 // Accumulation is always fp32; A and B share one element type (f32, f16 or bf16) and C is f32 or,
 // for a 16-bit logits tile, bf16.
@@ -24,7 +24,7 @@ struct RowMajorGemm {
   std::int64_t ldb = 0;
   void* c = nullptr;
   std::int64_t ldc = 0;
-  DType input_type = DType::kF32;  ///< of A and B
+  DType input_type = DType::kF32;   ///< of A and B
   DType output_type = DType::kF32;  ///< of C
   float alpha = 1.0f;
   float beta = 0.0f;

@@ -7,7 +7,7 @@
 
 #include "contrastive/contrastive.h"
 #include "contrastive/contrastive.hpp"
-#include "host/error.hpp"
+#include "host/plan/error.hpp"
 
 struct contrastive_handle {
   contrastive::Handle handle;

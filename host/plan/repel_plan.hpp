@@ -1,4 +1,4 @@
-// Internal: Repel's checks and buffers, no device needed (contrastive_reference).
+// Internal: Repel's checks and buffers, no device needed (contrastive_cpu).
 #pragma once
 
 #include <cstddef>

@@ -1,9 +1,9 @@
 // Handle creation: find a usable device, read its properties, create the cuBLASLt handle.
 #include <utility>
 
-#include "host/error.hpp"
-#include "host/gemm.hpp"
-#include "host/handle_impl.hpp"
+#include "host/api/handle_impl.hpp"
+#include "host/blas/gemm.hpp"
+#include "host/plan/error.hpp"
 
 namespace contrastive {
 

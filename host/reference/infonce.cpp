@@ -3,9 +3,9 @@
 #include <vector>
 
 #include "contrastive/reference.hpp"
-#include "host/error.hpp"
-#include "host/infonce_plan.hpp"
-#include "host/reference_common.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/infonce_plan.hpp"
+#include "host/reference/common.hpp"
 
 namespace contrastive::reference {
 namespace detail {

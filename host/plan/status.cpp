@@ -4,7 +4,7 @@
 
 #include "contrastive/status.hpp"
 #include "contrastive/types.hpp"
-#include "host/error.hpp"
+#include "host/plan/error.hpp"
 
 namespace contrastive {
 namespace {

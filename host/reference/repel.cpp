@@ -4,9 +4,9 @@
 #include <vector>
 
 #include "contrastive/reference.hpp"
-#include "host/error.hpp"
-#include "host/reference_common.hpp"
-#include "host/repel_plan.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/repel_plan.hpp"
+#include "host/reference/common.hpp"
 
 namespace contrastive::reference {
 namespace {

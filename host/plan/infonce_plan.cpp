@@ -1,12 +1,12 @@
 // InfoNCE validation and buffer planning: no device needed.
-#include "host/infonce_plan.hpp"
+#include "host/plan/infonce_plan.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-#include "host/checks.hpp"
-#include "host/error.hpp"
-#include "host/workspace.hpp"
+#include "host/plan/checks.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/workspace.hpp"
 #include "kernels/online_softmax.hpp"
 
 namespace contrastive::infonce {
@@ -185,7 +185,7 @@ Status plan_workspace(const Params& p, WorkspacePlan* plan) {
 Status check(const Params& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
   return contrastive::detail::require_supported_logits("infonce", params.logits_dtype,
-                                                        params.dtype);
+                                                       params.dtype);
 }
 
 Status workspace_size(const Params& params, std::size_t* bytes) {
