@@ -6,51 +6,37 @@
 #include "host/plan/error.hpp"
 
 namespace contrastive::infonce {
-
 namespace {
 
-detail::ArgumentNames names_for(const char* call) {
-  return {call, "q", "k", "grad_q", "grad_k", "grad_temperature"};
-}
-
-detail::LogitScale temperature_scale(const Params& params) {
-  return {1.0f / params.temperature, detail::LogitScale::Gradient::kTemperature};
+template <typename Args>
+Status call(Pass pass, const char* name, const Handle& handle, const Params& params,
+            const Args& args, void* workspace, std::size_t workspace_bytes, Stream stream) {
+  CONTRASTIVE_TRY(check(params));
+  const detail::ArgumentNames names{name, "q", "k", "grad_q", "grad_k", "grad_temperature"};
+  const detail::LogitScale logit_scale{1.0f / params.temperature,
+                                       detail::LogitScale::Gradient::kTemperature};
+  return detail::run(pass, names, handle, params, logit_scale, detail::tensors_of(args), workspace,
+                     workspace_bytes, stream);
 }
 
 }  // namespace
 
 Status forward(const Handle& handle, const Params& params, const ForwardArgs& args, void* workspace,
                std::size_t workspace_bytes, Stream stream) {
-  CONTRASTIVE_TRY(check(params));
-  ForwardBackwardArgs all;
-  all.q = args.q;
-  all.k = args.k;
-  all.loss = args.loss;
-  all.saved = args.saved;
-  return detail::run(detail::Pass::kForward, names_for("infonce::forward"), handle, params,
-                     temperature_scale(params), all, workspace, workspace_bytes, stream);
+  return call(Pass::kForward, "infonce::forward", handle, params, args, workspace, workspace_bytes,
+              stream);
 }
 
 Status backward(const Handle& handle, const Params& params, const BackwardArgs& args,
                 void* workspace, std::size_t workspace_bytes, Stream stream) {
-  CONTRASTIVE_TRY(check(params));
-  ForwardBackwardArgs all;
-  all.q = args.q;
-  all.k = args.k;
-  all.saved = const_cast<void*>(args.saved);  // the backward pass only reads it
-  all.grad_loss = args.grad_loss;
-  all.grad_q = args.grad_q;
-  all.grad_k = args.grad_k;
-  all.grad_temperature = args.grad_temperature;
-  return detail::run(detail::Pass::kBackward, names_for("infonce::backward"), handle, params,
-                     temperature_scale(params), all, workspace, workspace_bytes, stream);
+  return call(Pass::kBackward, "infonce::backward", handle, params, args, workspace,
+              workspace_bytes, stream);
 }
 
 Status forward_backward(const Handle& handle, const Params& params, const ForwardBackwardArgs& args,
                         void* workspace, std::size_t workspace_bytes, Stream stream) {
-  CONTRASTIVE_TRY(check(params));
-  return detail::run(detail::Pass::kForwardBackward, names_for("infonce::forward_backward"), handle,
-                     params, temperature_scale(params), args, workspace, workspace_bytes, stream);
+  return call(Pass::kForwardBackward, "infonce::forward_backward", handle, params, args, workspace,
+              workspace_bytes, stream);
 }
 
 }  // namespace contrastive::infonce

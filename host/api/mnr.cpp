@@ -4,6 +4,7 @@
 #include "contrastive/mnr.hpp"
 
 #include "host/api/handle_impl.hpp"
+#include "host/engine/anchor_tensors.hpp"
 #include "host/engine/dispatch.hpp"
 #include "host/engine/logits_engine.hpp"
 #include "host/plan/arguments.hpp"
@@ -18,23 +19,22 @@ namespace {
 using contrastive::detail::fail;
 using contrastive::detail::require_alignment;
 using contrastive::detail::require_tensor;
-using kernels::AnchorPass;
 
 // ---- Per-anchor negatives
 // ------------------------------------------------------------------------
 
-Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
-                      const PerAnchorParams& p, const PerAnchorForwardBackwardArgs& args,
-                      void* workspace, std::size_t workspace_bytes, Stream stream) {
-  const bool forward_pass = pass != AnchorPass::kBackward,
-             backward_pass = pass != AnchorPass::kForward;
+Status run_per_anchor(Pass pass, const char* call, const Handle& handle, const PerAnchorParams& p,
+                      const contrastive::detail::AnchorTensors& args, void* workspace,
+                      std::size_t workspace_bytes, Stream stream) {
+  const bool forward_pass = computes_loss(pass), backward_pass = computes_gradients(pass);
   CONTRASTIVE_TRY(check(p));
   const std::size_t element = dtype_size(p.dtype);
   CONTRASTIVE_TRY(require_tensor(args.anchors, element, call, "anchors"));
   CONTRASTIVE_TRY(require_tensor(args.positives, element, call, "positives"));
   CONTRASTIVE_TRY(require_tensor(args.negatives, element, call, "negatives"));
   if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), call, "loss"));
-  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), call, "saved"));
+  CONTRASTIVE_TRY(
+      require_tensor(forward_pass ? args.saved : args.saved_in, sizeof(float), call, "saved"));
   if (backward_pass) {
     if (args.grad_anchors == nullptr && args.grad_positives == nullptr &&
         args.grad_negatives == nullptr && args.grad_scale == nullptr) {
@@ -57,6 +57,9 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
   void* base = contrastive::detail::align_workspace(workspace);
   float* row_loss = contrastive::detail::workspace_piece<float>(base, plan.row_loss);
   float* row_logit_grad = contrastive::detail::workspace_piece<float>(base, plan.row_logit_grad);
+  // The head writes the row log-sum-exp in the forward passes; kBackward only reads it.
+  float* row_lse = forward_pass ? static_cast<float*>(args.saved)
+                                : const_cast<float*>(static_cast<const float*>(args.saved_in));
   const bool per_row = p.reduction == Reduction::kNone;
   const float mean_factor =
       p.reduction == Reduction::kMean ? 1.0f / static_cast<float>(p.batch) : 1.0f;
@@ -68,7 +71,7 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
       p.dim,          p.similarity == Similarity::kCosine,
       p.eps};
   const kernels::SoftmaxHead head{p.scale,
-                                  static_cast<float*>(args.saved),
+                                  row_lse,
                                   per_row ? args.loss : row_loss,
                                   {args.grad_loss, per_row, mean_factor},
                                   args.grad_scale != nullptr ? row_logit_grad : nullptr};
@@ -98,25 +101,17 @@ Status run_per_anchor(AnchorPass pass, const char* call, const Handle& handle,
 
 // ---- In-batch with hard negatives ---------------------------------------------------------------
 
-Status run_in_batch(infonce::detail::Pass pass, const char* call, const Handle& handle,
-                    const InBatchParams& p, const InBatchForwardBackwardArgs& args, void* workspace,
-                    std::size_t workspace_bytes, Stream stream) {
+template <typename Args>
+Status run_in_batch(Pass pass, const char* call, const Handle& handle, const InBatchParams& p,
+                    const Args& args, void* workspace, std::size_t workspace_bytes, Stream stream) {
   CONTRASTIVE_TRY(check(p));
-  infonce::ForwardBackwardArgs all;
-  all.q = args.anchors;
-  all.k = args.candidates;
-  all.loss = args.loss;
-  all.saved = args.saved;
-  all.grad_loss = args.grad_loss;
-  all.grad_q = args.grad_anchors;
-  all.grad_k = args.grad_candidates;
-  all.grad_temperature = args.grad_scale;
   const infonce::detail::ArgumentNames names{call,           "anchors",         "candidates",
                                              "grad_anchors", "grad_candidates", "grad_scale"};
   const infonce::detail::LogitScale logit_scale{p.scale,
                                                 infonce::detail::LogitScale::Gradient::kScale};
-  return infonce::detail::run(pass, names, handle, detail::to_infonce(p), logit_scale, all,
-                              workspace, workspace_bytes, stream);
+  return infonce::detail::run(pass, names, handle, detail::to_infonce(p), logit_scale,
+                              infonce::detail::tensors_of(args), workspace, workspace_bytes,
+                              stream);
 }
 
 }  // namespace
@@ -124,70 +119,42 @@ Status run_in_batch(infonce::detail::Pass pass, const char* call, const Handle& 
 Status forward(const Handle& handle, const PerAnchorParams& params,
                const PerAnchorForwardArgs& args, void* workspace, std::size_t workspace_bytes,
                Stream stream) {
-  PerAnchorForwardBackwardArgs all;
-  all.anchors = args.anchors;
-  all.positives = args.positives;
-  all.negatives = args.negatives;
-  all.loss = args.loss;
-  all.saved = args.saved;
-  return run_per_anchor(AnchorPass::kForward, "mnr::forward (per-anchor)", handle, params, all,
-                        workspace, workspace_bytes, stream);
+  return run_per_anchor(Pass::kForward, "mnr::forward (per-anchor)", handle, params,
+                        contrastive::detail::tensors_of(args), workspace, workspace_bytes, stream);
 }
 
 Status backward(const Handle& handle, const PerAnchorParams& params,
                 const PerAnchorBackwardArgs& args, void* workspace, std::size_t workspace_bytes,
                 Stream stream) {
-  PerAnchorForwardBackwardArgs all;
-  all.anchors = args.anchors;
-  all.positives = args.positives;
-  all.negatives = args.negatives;
-  all.saved = const_cast<void*>(args.saved);  // the backward pass only reads it
-  all.grad_loss = args.grad_loss;
-  all.grad_anchors = args.grad_anchors;
-  all.grad_positives = args.grad_positives;
-  all.grad_negatives = args.grad_negatives;
-  all.grad_scale = args.grad_scale;
-  return run_per_anchor(AnchorPass::kBackward, "mnr::backward (per-anchor)", handle, params, all,
-                        workspace, workspace_bytes, stream);
+  return run_per_anchor(Pass::kBackward, "mnr::backward (per-anchor)", handle, params,
+                        contrastive::detail::tensors_of(args), workspace, workspace_bytes, stream);
 }
 
 Status forward_backward(const Handle& handle, const PerAnchorParams& params,
                         const PerAnchorForwardBackwardArgs& args, void* workspace,
                         std::size_t workspace_bytes, Stream stream) {
-  return run_per_anchor(AnchorPass::kForwardBackward, "mnr::forward_backward (per-anchor)", handle,
-                        params, args, workspace, workspace_bytes, stream);
+  return run_per_anchor(Pass::kForwardBackward, "mnr::forward_backward (per-anchor)", handle,
+                        params, contrastive::detail::tensors_of(args), workspace, workspace_bytes,
+                        stream);
 }
 
 Status forward(const Handle& handle, const InBatchParams& params, const InBatchForwardArgs& args,
                void* workspace, std::size_t workspace_bytes, Stream stream) {
-  InBatchForwardBackwardArgs all;
-  all.anchors = args.anchors;
-  all.candidates = args.candidates;
-  all.loss = args.loss;
-  all.saved = args.saved;
-  return run_in_batch(infonce::detail::Pass::kForward, "mnr::forward (in-batch)", handle, params,
-                      all, workspace, workspace_bytes, stream);
+  return run_in_batch(Pass::kForward, "mnr::forward (in-batch)", handle, params, args, workspace,
+                      workspace_bytes, stream);
 }
 
 Status backward(const Handle& handle, const InBatchParams& params, const InBatchBackwardArgs& args,
                 void* workspace, std::size_t workspace_bytes, Stream stream) {
-  InBatchForwardBackwardArgs all;
-  all.anchors = args.anchors;
-  all.candidates = args.candidates;
-  all.saved = const_cast<void*>(args.saved);  // the backward pass only reads it
-  all.grad_loss = args.grad_loss;
-  all.grad_anchors = args.grad_anchors;
-  all.grad_candidates = args.grad_candidates;
-  all.grad_scale = args.grad_scale;
-  return run_in_batch(infonce::detail::Pass::kBackward, "mnr::backward (in-batch)", handle, params,
-                      all, workspace, workspace_bytes, stream);
+  return run_in_batch(Pass::kBackward, "mnr::backward (in-batch)", handle, params, args, workspace,
+                      workspace_bytes, stream);
 }
 
 Status forward_backward(const Handle& handle, const InBatchParams& params,
                         const InBatchForwardBackwardArgs& args, void* workspace,
                         std::size_t workspace_bytes, Stream stream) {
-  return run_in_batch(infonce::detail::Pass::kForwardBackward, "mnr::forward_backward (in-batch)",
-                      handle, params, args, workspace, workspace_bytes, stream);
+  return run_in_batch(Pass::kForwardBackward, "mnr::forward_backward (in-batch)", handle, params,
+                      args, workspace, workspace_bytes, stream);
 }
 
 }  // namespace contrastive::mnr

@@ -5,6 +5,7 @@
 #include "contrastive/repel.hpp"
 
 #include "host/api/handle_impl.hpp"
+#include "host/engine/anchor_tensors.hpp"
 #include "host/engine/dispatch.hpp"
 #include "host/plan/arguments.hpp"
 #include "host/plan/error.hpp"
@@ -18,19 +19,18 @@ namespace {
 using contrastive::detail::fail;
 using contrastive::detail::require_alignment;
 using contrastive::detail::require_tensor;
-using kernels::AnchorPass;
 
-Status run(AnchorPass pass, const char* call, const Handle& handle, const Params& p,
-           const ForwardBackwardArgs& args, void* workspace, std::size_t workspace_bytes,
-           Stream stream) {
-  const bool forward_pass = pass != AnchorPass::kBackward,
-             backward_pass = pass != AnchorPass::kForward;
+Status run(Pass pass, const char* call, const Handle& handle, const Params& p,
+           const contrastive::detail::AnchorTensors& args, void* workspace,
+           std::size_t workspace_bytes, Stream stream) {
+  const bool forward_pass = computes_loss(pass), backward_pass = computes_gradients(pass);
   CONTRASTIVE_TRY(check(p));
   const std::size_t element = dtype_size(p.dtype);
   CONTRASTIVE_TRY(require_tensor(args.anchors, element, call, "anchors"));
   CONTRASTIVE_TRY(require_tensor(args.negatives, element, call, "negatives"));
   if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), call, "loss"));
-  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), call, "saved"));
+  CONTRASTIVE_TRY(
+      require_tensor(forward_pass ? args.saved : args.saved_in, sizeof(float), call, "saved"));
   if (backward_pass) {
     if (args.grad_anchors == nullptr && args.grad_negatives == nullptr) {
       return fail(Status::kNullPointer,
@@ -48,7 +48,10 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
   void* base = contrastive::detail::align_workspace(workspace);
   float* row_sum = contrastive::detail::workspace_piece<float>(base, plan.row_sum);
   float* row_active = contrastive::detail::workspace_piece<float>(base, plan.row_active);
+  // The count of active terms: written by the forward passes, read by the backward weights.
   auto* active_total = static_cast<float*>(args.saved);
+  const auto* active_total_in =
+      forward_pass ? active_total : static_cast<const float*>(args.saved_in);
   const std::int64_t terms = p.batch * p.negatives;
   const bool per_term = p.reduction == Reduction::kNone;
   const float mean_factor = p.reduction == Reduction::kMean && !p.mean_over_active
@@ -66,19 +69,19 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
                           row_sum,
                           row_active,
                           {args.grad_loss, per_term, mean_factor},
-                          p.mean_over_active ? active_total : nullptr};
+                          p.mean_over_active ? active_total_in : nullptr};
   const kernels::AnchorCandidateGrads grads{args.grad_anchors, nullptr, args.grad_negatives};
 
-  auto launch = [&](AnchorPass kernel_pass) {
+  auto launch = [&](Pass kernel_pass) {
     return contrastive::detail::dispatch_dtype(p.dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
       return kernels::launch_anchor_candidates<T>(kernel_pass, rows, head, grads, stream);
     });
   };
   // With mean_over_active the backward weights need the batch's count: forward first, apart.
-  const bool fused = pass == AnchorPass::kForwardBackward && !p.mean_over_active;
+  const bool fused = pass == Pass::kForwardBackward && !p.mean_over_active;
   if (forward_pass) {
-    CONTRASTIVE_TRY_CUDA(launch(fused ? AnchorPass::kForwardBackward : AnchorPass::kForward),
+    CONTRASTIVE_TRY_CUDA(launch(fused ? Pass::kForwardBackward : Pass::kForward),
                          "anchor_candidates launch");
     CONTRASTIVE_TRY_CUDA(
         kernels::launch_sum(row_active, p.batch, 1.0, nullptr, active_total, stream), "sum launch");
@@ -91,7 +94,7 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
   }
   if (backward_pass && !fused) {
     head.terms = head.row_sum = head.row_active = nullptr;  // the backward pass writes no terms
-    CONTRASTIVE_TRY_CUDA(launch(AnchorPass::kBackward), "anchor_candidates launch");
+    CONTRASTIVE_TRY_CUDA(launch(Pass::kBackward), "anchor_candidates launch");
   }
   return Status::kSuccess;
 }
@@ -100,32 +103,20 @@ Status run(AnchorPass pass, const char* call, const Handle& handle, const Params
 
 Status forward(const Handle& handle, const Params& params, const ForwardArgs& args, void* workspace,
                std::size_t workspace_bytes, Stream stream) {
-  ForwardBackwardArgs all;
-  all.anchors = args.anchors;
-  all.negatives = args.negatives;
-  all.loss = args.loss;
-  all.saved = args.saved;
-  return run(AnchorPass::kForward, "repel::forward", handle, params, all, workspace,
-             workspace_bytes, stream);
+  return run(Pass::kForward, "repel::forward", handle, params,
+             contrastive::detail::tensors_of(args), workspace, workspace_bytes, stream);
 }
 
 Status backward(const Handle& handle, const Params& params, const BackwardArgs& args,
                 void* workspace, std::size_t workspace_bytes, Stream stream) {
-  ForwardBackwardArgs all;
-  all.anchors = args.anchors;
-  all.negatives = args.negatives;
-  all.saved = const_cast<void*>(args.saved);  // the backward pass only reads it
-  all.grad_loss = args.grad_loss;
-  all.grad_anchors = args.grad_anchors;
-  all.grad_negatives = args.grad_negatives;
-  return run(AnchorPass::kBackward, "repel::backward", handle, params, all, workspace,
-             workspace_bytes, stream);
+  return run(Pass::kBackward, "repel::backward", handle, params,
+             contrastive::detail::tensors_of(args), workspace, workspace_bytes, stream);
 }
 
 Status forward_backward(const Handle& handle, const Params& params, const ForwardBackwardArgs& args,
                         void* workspace, std::size_t workspace_bytes, Stream stream) {
-  return run(AnchorPass::kForwardBackward, "repel::forward_backward", handle, params, args,
-             workspace, workspace_bytes, stream);
+  return run(Pass::kForwardBackward, "repel::forward_backward", handle, params,
+             contrastive::detail::tensors_of(args), workspace, workspace_bytes, stream);
 }
 
 }  // namespace contrastive::repel

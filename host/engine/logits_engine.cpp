@@ -77,16 +77,18 @@ Status carve_workspace(const Params& params, void* workspace, std::size_t bytes,
   return Status::kSuccess;
 }
 
+// The saved buffer's pieces: F = float where forward writes them, const float where backward reads.
+template <typename F>
 struct SavedView {
-  float* row_lse = nullptr;
-  float* col_lse = nullptr;
-  float* q_inv_norm = nullptr;
-  float* k_inv_norm = nullptr;
+  F* row_lse = nullptr;
+  F* col_lse = nullptr;
+  F* q_inv_norm = nullptr;
+  F* k_inv_norm = nullptr;
 };
 
-SavedView view_saved(const Params& params, void* saved) {
+template <typename F>
+SavedView<F> view_saved(const Params& params, F* base) {
   const SavedLayout layout = saved_layout(params);
-  auto* base = static_cast<float*>(saved);
   auto at = [base](std::int64_t offset) { return offset < 0 ? nullptr : base + offset; };
   return {at(layout.row_lse), at(layout.col_lse), at(layout.q_inv_norm), at(layout.k_inv_norm)};
 }
@@ -122,10 +124,12 @@ struct Call {
 
 // ---- Steps -------------------------------------------------------------------------------------
 
-// With use_saved_norms the inverse norms forward() saved are reused (backward), else computed and
-// saved (forward). Rebuilding from the same float inverse norm gives bit-identical rows.
-Status prepare_operands(const Call& call, const void* q, const void* k, const SavedView& saved,
-                        bool use_saved_norms, Operands* operands) {
+// The inverse norms are computed and saved (forward: `norms_out`) or reused from what forward()
+// saved (backward: `norms_in`); the other is null. Rebuilding from the same float inverse norm
+// gives bit-identical rows.
+Status prepare_operands(const Call& call, const void* q, const void* k,
+                        const SavedView<const float>& norms_in, const SavedView<float>& norms_out,
+                        Operands* operands) {
   const Params& p = call.params;
   if (p.similarity == Similarity::kDot) {
     *operands = {q, q_stride(p), k, k_stride(p)};
@@ -133,21 +137,18 @@ Status prepare_operands(const Call& call, const void* q, const void* k, const Sa
   }
   const Scratch& s = call.scratch;
   CONTRASTIVE_TRY_CUDA(
-      dispatch_dtype(p.dtype,
-                     [&](auto tag) {
-                       using T = typename decltype(tag)::type;
-                       const cudaError_t q_error = kernels::launch_normalize_rows<T>(
-                           static_cast<const T*>(q), p.batch, q_stride(p), p.dim, p.eps,
-                           use_saved_norms ? saved.q_inv_norm : nullptr,
-                           use_saved_norms ? nullptr : saved.q_inv_norm, static_cast<T*>(s.q_hat),
-                           call.stream);
-                       if (q_error != cudaSuccess) return q_error;
-                       return kernels::launch_normalize_rows<T>(
-                           static_cast<const T*>(k), p.num_keys, k_stride(p), p.dim, p.eps,
-                           use_saved_norms ? saved.k_inv_norm : nullptr,
-                           use_saved_norms ? nullptr : saved.k_inv_norm, static_cast<T*>(s.k_hat),
-                           call.stream);
-                     }),
+      dispatch_dtype(
+          p.dtype,
+          [&](auto tag) {
+            using T = typename decltype(tag)::type;
+            const cudaError_t q_error = kernels::launch_normalize_rows<T>(
+                static_cast<const T*>(q), p.batch, q_stride(p), p.dim, p.eps, norms_in.q_inv_norm,
+                norms_out.q_inv_norm, static_cast<T*>(s.q_hat), call.stream);
+            if (q_error != cudaSuccess) return q_error;
+            return kernels::launch_normalize_rows<T>(
+                static_cast<const T*>(k), p.num_keys, k_stride(p), p.dim, p.eps,
+                norms_in.k_inv_norm, norms_out.k_inv_norm, static_cast<T*>(s.k_hat), call.stream);
+          }),
       "normalize_rows launch");
   *operands = {s.q_hat, p.dim, s.k_hat, p.dim};
   return Status::kSuccess;
@@ -198,11 +199,11 @@ Status merge_positive_columns(const Call& call, const LogitsTile& tile, bool fir
 }
 
 Status run_forward(const Call& call, const void* q, const void* k, float* loss,
-                   const SavedView& saved, Operands* operands) {
+                   const SavedView<float>& saved, Operands* operands) {
   const Params& p = call.params;
   const Scratch& s = call.scratch;
   const auto& tiles = s.plan.tiles;
-  CONTRASTIVE_TRY(prepare_operands(call, q, k, saved, /*use_saved_norms=*/false, operands));
+  CONTRASTIVE_TRY(prepare_operands(call, q, k, {}, saved, operands));
   for (std::int64_t r = 0; r < tiles.row_tiles(); ++r) {
     for (std::int64_t c = 0; c < tiles.col_tiles(); ++c) {
       const Extent rows = tiles.row_tile(r), cols = tiles.col_tile(c);
@@ -228,8 +229,9 @@ Status run_forward(const Call& call, const void* q, const void* k, float* loss,
 
 // `resident`: operands prepared by a forward pass in the same call (their logits tile is still in
 // the workspace when the plan has a single tile).
-Status run_backward(const Call& call, const void* q, const void* k, const SavedView& saved,
-                    const Gradients& out, const Operands* resident) {
+Status run_backward(const Call& call, const void* q, const void* k,
+                    const SavedView<const float>& saved, const Gradients& out,
+                    const Operands* resident) {
   const Params& p = call.params;
   const Scratch& s = call.scratch;
   const auto& tiles = s.plan.tiles;
@@ -239,7 +241,7 @@ Status run_backward(const Call& call, const void* q, const void* k, const SavedV
   if (resident != nullptr) {
     operands = *resident;
   } else {
-    CONTRASTIVE_TRY(prepare_operands(call, q, k, saved, /*use_saved_norms=*/true, &operands));
+    CONTRASTIVE_TRY(prepare_operands(call, q, k, saved, {}, &operands));
   }
   const bool logits_resident = resident != nullptr && tiles.single_tile();
   // The products accumulate in fp32 scratch (then the normalization backward, or a conversion to
@@ -342,15 +344,16 @@ Status check_gradient_outputs(const Params& params, const Gradients& out,
 }  // namespace
 
 Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Params& params,
-           LogitScale logit_scale, const ForwardBackwardArgs& args, void* workspace,
+           LogitScale logit_scale, const LogitsTensors& args, void* workspace,
            std::size_t workspace_bytes, Stream stream) {
-  const bool forward_pass = pass != Pass::kBackward, backward_pass = pass != Pass::kForward;
+  const bool forward_pass = computes_loss(pass), backward_pass = computes_gradients(pass);
   const std::size_t element = dtype_size(params.dtype);
   CONTRASTIVE_TRY(require_tensor(args.q, element, names.call, names.q));
   CONTRASTIVE_TRY(require_tensor(args.k, element, names.call, names.k));
   if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), names.call, "loss"));
-  CONTRASTIVE_TRY(require_tensor(args.saved, sizeof(float), names.call, "saved"));
-  const Gradients out{args.grad_loss, args.grad_q, args.grad_k, args.grad_temperature};
+  CONTRASTIVE_TRY(require_tensor(forward_pass ? args.saved : args.saved_in, sizeof(float),
+                                 names.call, "saved"));
+  const Gradients out{args.grad_loss, args.grad_q, args.grad_k, args.grad_scalar};
   if (backward_pass) CONTRASTIVE_TRY(check_gradient_outputs(params, out, names));
   Call call{handle, params, logit_scale, {}, stream};
   CONTRASTIVE_TRY(carve_workspace(params, workspace, workspace_bytes, names.call, &call.scratch));
@@ -358,10 +361,13 @@ Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Pa
 
   const void* q = args.q;
   const void* k = args.k;
-  const SavedView saved = view_saved(params, args.saved);
   Operands operands;
-  if (forward_pass) CONTRASTIVE_TRY(run_forward(call, q, k, args.loss, saved, &operands));
+  if (forward_pass) {
+    const SavedView<float> saved = view_saved(params, static_cast<float*>(args.saved));
+    CONTRASTIVE_TRY(run_forward(call, q, k, args.loss, saved, &operands));
+  }
   if (!backward_pass) return Status::kSuccess;
+  const SavedView<const float> saved = view_saved(params, static_cast<const float*>(args.saved_in));
   return run_backward(call, q, k, saved, out, forward_pass ? &operands : nullptr);
 }
 
