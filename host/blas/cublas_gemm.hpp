@@ -1,11 +1,7 @@
 // Internal: a RowMajorGemm (row_major_gemm.hpp) through plain cuBLAS, cublasGemmEx. The library
 // falls back to it where cuBLASLt's heuristic offers no algorithm (odd alignments of 16-bit rows);
 // the benchmarks time it as the floor.
-//
-// Row-major <-> column-major: a row-major (r, c) matrix with leading dimension ld is, byte for
-// byte, the column-major (c, r) matrix with the same ld. So the row-major C = op(A) op(B) is the
-// column-major C^T = op(B)^T op(A)^T: pass B's memory first, keep each operand's transpose flag,
-// and exchange m and n.
+// Row-major to column-major: host/blas/row_major_gemm.hpp.
 #pragma once
 
 #include <cublas_v2.h>

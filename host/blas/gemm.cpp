@@ -3,10 +3,7 @@
 //
 // Scale type (alpha, beta) and accumulation are fp32 whatever the element types.
 //
-// Row-major <-> column-major: a row-major (r, c) matrix with leading dimension ld is, byte for
-// byte, the column-major (c, r) matrix with the same ld, i.e. its transpose. So the row-major
-// product C = op(A) op(B) is the column-major product C^T = op(B)^T op(A)^T: call cuBLASLt with the
-// operands swapped (B's memory first), the same transpose flags, and m and n exchanged.
+// Row-major descriptions become column-major calls as host/blas/row_major_gemm.hpp explains.
 #include "host/blas/gemm.hpp"
 
 #include <algorithm>

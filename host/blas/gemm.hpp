@@ -1,5 +1,5 @@
 // Internal: the one place that talks to cuBLASLt. Callers think in row-major; the column-major
-// translation happens here, once.
+// translation (host/blas/row_major_gemm.hpp) happens in gemm.cpp, once.
 #pragma once
 
 #include <cstddef>
