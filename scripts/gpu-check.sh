@@ -27,13 +27,13 @@
 #   demo      build/gpu-check/examples/contrastive-demo (GPU vs float64 reference) -> run.log
 #   memcheck  compute-sanitizer --tool memcheck --leak-check full over
 #             build/gpu-check/tests/contrastive_gpu_tests --gtest_filter=$MEMCHECK_FILTER and
-#             contrastive_reliability_gpu_tests --gtest_filter=$RELIABILITY_MEMCHECK_FILTER
+#             contrastive_gpu_tests --gtest_filter=$RELIABILITY_MEMCHECK_FILTER
 #                                                                                -> memcheck.log
 #   selftest  compute-sanitizer --tool memcheck over contrastive_broken_launch (a deliberate
-#             off-by-one launch, tests/broken_launch.cpp): PASS when memcheck reports errors, FAIL
+#             off-by-one launch, tests/gpu/broken_launch.cpp): PASS when memcheck reports errors, FAIL
 #             when it stays silent (then its silence elsewhere proves nothing)  -> sanitizers.log
 #   racecheck / initcheck / synccheck  compute-sanitizer --tool TOOL over
-#             contrastive_reliability_gpu_tests --gtest_filter=$RACECHECK_FILTER (INITCHECK_,
+#             contrastive_gpu_tests --gtest_filter=$RACECHECK_FILTER (INITCHECK_,
 #             SYNCCHECK_): every loss and pass on tiny shapes, the workspace left uninitialized
 #             for initcheck; each SKIPs when the budget has no time left for it  -> sanitizers.log
 #   bench     build/gpu-check/bench/contrastive_bench_infonce
@@ -72,7 +72,7 @@ export LC_ALL=C
 # in-batch, Repel); leaves out B127, B1000, B4097. MEMCHECK_FILTER='*' checks every GPU test: use
 # it once that is known to fit the time budget.
 MEMCHECK_FILTER_DEFAULT='*Scenario.*:Sweep/*/B1_*:Sweep/*/B2_*:Sweep/*/B3_*:Sweep/*/B7_*:Sweep/*/B33_*:Precision/*/B1_*:Precision/*/B2_*:Precision/*/B3_*'
-# The reliability tests' small set for every sanitizer (tests/test_sanitizer_smoke_gpu.cpp: every
+# The reliability tests' small set for every sanitizer (tests/gpu/every_loss_sanitizer_smoke_gpu.cpp: every
 # loss, every pass, f32 and bf16, one tile and small tiles); --long adds the numerical edges (and,
 # for racecheck and synccheck, the other test binary's scenario tests).
 # racecheck and synccheck, the slowest, take its f32 half by default.
@@ -501,7 +501,7 @@ fi
 
 # --- (f) compute-sanitizer: memcheck, its self-test, racecheck, initcheck, synccheck -----------
 gpu_tests="$BUILD_DIR/tests/contrastive_gpu_tests"
-reliability_tests="$BUILD_DIR/tests/contrastive_reliability_gpu_tests"
+reliability_tests="$gpu_tests"  # the reliability tests are part of the GPU tests
 broken_launch="$BUILD_DIR/tests/contrastive_broken_launch"
 : >"$LOG_SANITIZERS"
 

@@ -1,4 +1,4 @@
-// The C++ API contract of MNR (per-anchor and in-batch) and Repel, as test_contract.cpp states it
+// The C++ API contract of MNR (per-anchor and in-batch) and Repel, as api/infonce_contract.cpp states it
 // for InfoNCE: every bad input gets its own status and message, launches nothing and leaves every
 // output untouched; the parameters are checked first, then the pointers in the order of the
 // arguments, then the workspace, then the handle. Without a GPU the calls get an empty handle and

@@ -166,7 +166,7 @@ TEST_P(ReferenceNaNPolicy, NonFiniteInputNeverGivesAFiniteLoss) {
     for (std::size_t set = 0; set < clean.size(); ++set) {
       for (const double value : injections) {
         const bool is_nan = std::isnan(value);
-        if (!is_nan && !cosine && set != 0) continue;  // see test_nan_policy_gpu.cpp
+        if (!is_nan && !cosine && set != 0) continue;  // see gpu/every_loss_nan_policy_gpu.cpp
         SCOPED_TRACE(std::string(cosine ? "cosine, " : "dot, ") + std::to_string(value) +
                      " in set " + std::to_string(set));
         Sets sets = clean;

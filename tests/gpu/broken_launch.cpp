@@ -1,5 +1,5 @@
-// The sanitizer's self-test: a program built with CONTRASTIVE_TEST_BROKEN_LAUNCH, which makes
-// kernels/normalize.cu launch its row normalization over one row more than it is given (a classic
+// The sanitizer's self-test: the library's row normalization (kernels/normalize.cu, built into this
+// program as it is into the library) launched over one row more than its buffers hold (a classic
 // off-by-one). Run plainly it may well pass unnoticed; under compute-sanitizer memcheck it must
 // report out-of-bounds reads and writes. scripts/gpu-check.sh runs it so and expects the errors:
 // if memcheck stays silent here, its silence elsewhere proves nothing.
@@ -11,10 +11,6 @@
 
 #include "kernels/normalize.hpp"
 
-#ifndef CONTRASTIVE_TEST_BROKEN_LAUNCH
-#error "tests/broken_launch.cpp is built only with CONTRASTIVE_TEST_BROKEN_LAUNCH"
-#endif
-
 int main() {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
@@ -24,7 +20,7 @@ int main() {
   constexpr std::int64_t kRows = 33, kDim = 64;
   const std::vector<float> host(kRows * kDim, 1.0f);
   float *x = nullptr, *x_hat = nullptr, *inv_norm = nullptr;
-  // Exactly the sizes the rows need: the extra row lies past the end of each allocation.
+  // Exactly the sizes kRows rows need: the launch's extra row lies past the end of each allocation.
   if (cudaMalloc(reinterpret_cast<void**>(&x), host.size() * sizeof(float)) != cudaSuccess ||
       cudaMalloc(reinterpret_cast<void**>(&x_hat), host.size() * sizeof(float)) != cudaSuccess ||
       cudaMalloc(reinterpret_cast<void**>(&inv_norm), kRows * sizeof(float)) != cudaSuccess ||
@@ -34,7 +30,7 @@ int main() {
     return 1;
   }
   const cudaError_t launched = contrastive::kernels::launch_normalize_rows<float>(
-      x, kRows, kDim, kDim, 1e-12f, nullptr, inv_norm, x_hat, nullptr);
+      x, kRows + 1, kDim, kDim, 1e-12f, nullptr, inv_norm, x_hat, nullptr);
   const cudaError_t finished = cudaDeviceSynchronize();
   std::printf("broken_launch: normalize_rows over %lld rows launched with one too many: %s, %s\n",
               static_cast<long long>(kRows), cudaGetErrorName(launched),

@@ -16,7 +16,7 @@
 // (support/infonce_cases.hpp), its sums over G restricted to G's non-zero entries (|G| taken as
 // |row term| + |column term| where both apply: a bound, not an estimate).
 //
-// tests/test_sampled_reference.cpp checks all of this against the full reference on problems
+// tests/cpu/sampled_reference.cpp checks all of this against the full reference on problems
 // small enough for it (CPU, every CI run).
 #pragma once
 
