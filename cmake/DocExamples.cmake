@@ -2,8 +2,9 @@
 #
 #   contrastive_add_doc_examples(LINK <target> LABELS <labels...> FILES <markdown files...>)
 #
-# Every ```cpp block between <!-- readme-example NAME --> and <!-- /readme-example --> markers in
-# the given files (README.md and docs/*.md) becomes a program contrastive_readme_NAME, linked to
+# Every ```cpp block between <!-- readme-example NAME --> and <!-- /readme-example --> markers, each
+# at the start of a line (a marker quoted inside a sentence is prose), in the given files
+# (README.md and docs/*.md) becomes a program contrastive_readme_NAME, linked to
 # LINK, and a test readme_example_NAME. Names are unique across the files; a file without examples
 # is fine, no examples at all is an error. The files are configure dependencies: editing an
 # example reconfigures. (Walked with string(FIND): C++ code is full of ';', which would split a
@@ -13,14 +14,16 @@ function(contrastive_add_doc_examples)
   set(names "")
   foreach(file IN LISTS arg_FILES)
     file(READ ${file} rest)
+    string(PREPEND rest "\n")
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${file})
     while(TRUE)
-      string(FIND "${rest}" "<!-- readme-example " block_start)
+      string(FIND "${rest}" "\n<!-- readme-example " block_start)
       if(block_start EQUAL -1)
         break()
       endif()
+      math(EXPR block_start "${block_start} + 1")
       string(SUBSTRING "${rest}" ${block_start} -1 rest)
-      string(FIND "${rest}" "<!-- /readme-example -->" block_end)
+      string(FIND "${rest}" "\n<!-- /readme-example -->" block_end)
       if(block_end EQUAL -1)
         message(FATAL_ERROR "${file}: a <!-- readme-example --> block is not closed")
       endif()
@@ -42,7 +45,7 @@ function(contrastive_add_doc_examples)
       add_test(NAME readme_example_${name} COMMAND contrastive_readme_${name})
       set_tests_properties(readme_example_${name} PROPERTIES LABELS "${arg_LABELS}")
       string(SUBSTRING "${rest}" ${block_end} -1 rest)
-      string(SUBSTRING "${rest}" 1 -1 rest)
+      string(SUBSTRING "${rest}" 1 -1 rest)  # past the newline: the closing marker is not a start
     endwhile()
   endforeach()
   if(NOT names)
