@@ -364,7 +364,7 @@ class MnrPerAnchorDriver : public LossDriver {
 // ---- MNR, in-batch with hard negatives ----------------------------------------------------------
 
 // The InfoNCE loop with the scale as logit scale: its inputs and bounds come from the InfoNCE
-// problem with temperature 1 / scale (as in gpu/mnr_repel_gpu.cpp), its scale gradient from the
+// problem with temperature 1 / scale (as in gpu/mnr_gpu.cpp), its scale gradient from the
 // in-batch reference.
 class MnrInBatchDriver : public LossDriver {
  public:
