@@ -1,4 +1,5 @@
-// The floor's GEMMs go through host/blas/cublas_gemm.hpp: plain cuBLAS, the library's own descriptions.
+// The floor's GEMMs go through host/blas/cublas_gemm.hpp: plain cuBLAS, the library's own
+// descriptions.
 #include "bench/cublas_floor.hpp"
 
 #include <cublas_v2.h>

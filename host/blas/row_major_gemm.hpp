@@ -7,8 +7,9 @@
 // Row-major <-> column-major (cuBLAS and cuBLASLt are column-major): a row-major (r, c) matrix with
 // leading dimension ld is, byte for byte, the column-major (c, r) matrix with the same ld, i.e. its
 // transpose. So the row-major product C = op(A) op(B) is the column-major product
-// C^T = op(B)^T op(A)^T: both wrappers pass B's memory first, keep each operand's transpose flag and
-// exchange m and n. For InfoNCE's logits, row-major S[B, M] = Q K^T is column-major S^T = K Q^T.
+// C^T = op(B)^T op(A)^T: both wrappers pass B's memory first, keep each operand's transpose flag
+// and exchange m and n. For InfoNCE's logits, row-major S[B, M] = Q K^T is column-major
+// S^T = K Q^T.
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,9 @@
-// The C++ API contract of MNR (per-anchor and in-batch) and Repel, as api/infonce_contract.cpp states it
-// for InfoNCE: every bad input gets its own status and message, launches nothing and leaves every
-// output untouched; the parameters are checked first, then the pointers in the order of the
-// arguments, then the workspace, then the handle. Without a GPU the calls get an empty handle and
-// host buffers; with one, a real handle and device buffers, and no CUDA error may be left behind.
+// The C++ API contract of MNR (per-anchor and in-batch) and Repel, as api/infonce_contract.cpp
+// states it for InfoNCE: every bad input gets its own status and message, launches nothing and
+// leaves every output untouched; the parameters are checked first, then the pointers in the order
+// of the arguments, then the workspace, then the handle. Without a GPU the calls get an empty
+// handle and host buffers; with one, a real handle and device buffers, and no CUDA error may be
+// left behind.
 #include <cuda_runtime_api.h>
 
 #include <cctype>
