@@ -117,6 +117,20 @@ Extent saved_extent(const P& p) {
   return {static_cast<std::int64_t>(bytes / sizeof(float)), 1, 1, DType::kF32};
 }
 
+// One call of `pass`: the loss's forward, backward or forward_backward (found by argument-dependent
+// lookup) with the argument struct of that pass.
+template <typename P, typename ForwardArgs, typename BackwardArgs, typename BothArgs>
+Status call(Pass pass, const Handle& h, const P& p, const ForwardArgs& forward_args,
+            const BackwardArgs& backward_args, const BothArgs& both_args, void* ws,
+            std::size_t bytes, Stream stream) {
+  switch (pass) {
+    case Pass::kForward: return forward(h, p, forward_args, ws, bytes, stream);
+    case Pass::kBackward: return backward(h, p, backward_args, ws, bytes, stream);
+    case Pass::kForwardBackward: return forward_backward(h, p, both_args, ws, bytes, stream);
+  }
+  return Status::kInvalidArgument;
+}
+
 // InfoNCE: q, k.
 inline Params infonce_params(const Shape& s) {
   infonce::Params p;
@@ -148,20 +162,12 @@ Status run(Pass pass, const Handle& h, const infonce::Params& p, const Pointers&
   const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
   auto* loss = static_cast<float*>(at("loss"));
   auto* grad_t = static_cast<float*>(at("grad_temperature"));
-  switch (pass) {
-    case Pass::kForward:
-      return infonce::forward(h, p, {at("q"), at("k"), loss, at("saved")}, ws, bytes, stream);
-    case Pass::kBackward:
-      return infonce::backward(
-          h, p, {at("q"), at("k"), at("saved"), grad_loss, at("grad_q"), at("grad_k"), grad_t}, ws,
-          bytes, stream);
-    case Pass::kForwardBackward:
-      return infonce::forward_backward(
-          h, p,
-          {at("q"), at("k"), loss, at("saved"), grad_loss, at("grad_q"), at("grad_k"), grad_t}, ws,
-          bytes, stream);
-  }
-  return Status::kInvalidArgument;
+  return call(pass, h, p, infonce::ForwardArgs{at("q"), at("k"), loss, at("saved")},
+              infonce::BackwardArgs{at("q"), at("k"), at("saved"), grad_loss, at("grad_q"),
+                                    at("grad_k"), grad_t},
+              infonce::ForwardBackwardArgs{at("q"), at("k"), loss, at("saved"), grad_loss,
+                                           at("grad_q"), at("grad_k"), grad_t},
+              ws, bytes, stream);
 }
 
 // MNR, per-anchor negatives: anchors, positives, negatives.
@@ -193,25 +199,16 @@ Status run(Pass pass, const Handle& h, const mnr::PerAnchorParams& p, const Poin
   const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
   auto* loss = static_cast<float*>(at("loss"));
   auto* grad_scale = static_cast<float*>(at("grad_scale"));
-  switch (pass) {
-    case Pass::kForward:
-      return mnr::forward(h, p,
-                          {at("anchors"), at("positives"), at("negatives"), loss, at("saved")}, ws,
-                          bytes, stream);
-    case Pass::kBackward:
-      return mnr::backward(
-          h, p,
-          {at("anchors"), at("positives"), at("negatives"), at("saved"), grad_loss,
-           at("grad_anchors"), at("grad_positives"), at("grad_negatives"), grad_scale},
-          ws, bytes, stream);
-    case Pass::kForwardBackward:
-      return mnr::forward_backward(
-          h, p,
-          {at("anchors"), at("positives"), at("negatives"), loss, at("saved"), grad_loss,
-           at("grad_anchors"), at("grad_positives"), at("grad_negatives"), grad_scale},
-          ws, bytes, stream);
-  }
-  return Status::kInvalidArgument;
+  return call(
+      pass, h, p,
+      mnr::PerAnchorForwardArgs{at("anchors"), at("positives"), at("negatives"), loss, at("saved")},
+      mnr::PerAnchorBackwardArgs{at("anchors"), at("positives"), at("negatives"), at("saved"),
+                                 grad_loss, at("grad_anchors"), at("grad_positives"),
+                                 at("grad_negatives"), grad_scale},
+      mnr::PerAnchorForwardBackwardArgs{at("anchors"), at("positives"), at("negatives"), loss,
+                                        at("saved"), grad_loss, at("grad_anchors"),
+                                        at("grad_positives"), at("grad_negatives"), grad_scale},
+      ws, bytes, stream);
 }
 
 // MNR, in-batch with hard negatives: anchors, candidates [P; N_1; ...; N_K].
@@ -246,22 +243,13 @@ Status run(Pass pass, const Handle& h, const mnr::InBatchParams& p, const Pointe
   const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
   auto* loss = static_cast<float*>(at("loss"));
   auto* grad_scale = static_cast<float*>(at("grad_scale"));
-  switch (pass) {
-    case Pass::kForward:
-      return mnr::forward(h, p, {at("anchors"), at("candidates"), loss, at("saved")}, ws, bytes,
-                          stream);
-    case Pass::kBackward:
-      return mnr::backward(h, p,
-                           {at("anchors"), at("candidates"), at("saved"), grad_loss,
-                            at("grad_anchors"), at("grad_candidates"), grad_scale},
-                           ws, bytes, stream);
-    case Pass::kForwardBackward:
-      return mnr::forward_backward(h, p,
-                                   {at("anchors"), at("candidates"), loss, at("saved"), grad_loss,
-                                    at("grad_anchors"), at("grad_candidates"), grad_scale},
-                                   ws, bytes, stream);
-  }
-  return Status::kInvalidArgument;
+  return call(
+      pass, h, p, mnr::InBatchForwardArgs{at("anchors"), at("candidates"), loss, at("saved")},
+      mnr::InBatchBackwardArgs{at("anchors"), at("candidates"), at("saved"), grad_loss,
+                               at("grad_anchors"), at("grad_candidates"), grad_scale},
+      mnr::InBatchForwardBackwardArgs{at("anchors"), at("candidates"), loss, at("saved"), grad_loss,
+                                      at("grad_anchors"), at("grad_candidates"), grad_scale},
+      ws, bytes, stream);
 }
 
 // Repel: anchors, negatives; cosine only, no logit scale.
@@ -288,22 +276,12 @@ Status run(Pass pass, const Handle& h, const repel::Params& p, const Pointers& a
            std::size_t bytes, Stream stream) {
   const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
   auto* loss = static_cast<float*>(at("loss"));
-  switch (pass) {
-    case Pass::kForward:
-      return repel::forward(h, p, {at("anchors"), at("negatives"), loss, at("saved")}, ws, bytes,
-                            stream);
-    case Pass::kBackward:
-      return repel::backward(h, p,
-                             {at("anchors"), at("negatives"), at("saved"), grad_loss,
-                              at("grad_anchors"), at("grad_negatives")},
-                             ws, bytes, stream);
-    case Pass::kForwardBackward:
-      return repel::forward_backward(h, p,
-                                     {at("anchors"), at("negatives"), loss, at("saved"), grad_loss,
-                                      at("grad_anchors"), at("grad_negatives")},
-                                     ws, bytes, stream);
-  }
-  return Status::kInvalidArgument;
+  return call(pass, h, p, repel::ForwardArgs{at("anchors"), at("negatives"), loss, at("saved")},
+              repel::BackwardArgs{at("anchors"), at("negatives"), at("saved"), grad_loss,
+                                  at("grad_anchors"), at("grad_negatives")},
+              repel::ForwardBackwardArgs{at("anchors"), at("negatives"), loss, at("saved"),
+                                         grad_loss, at("grad_anchors"), at("grad_negatives")},
+              ws, bytes, stream);
 }
 
 }  // namespace detail
