@@ -16,10 +16,6 @@
 namespace contrastive::mnr {
 namespace {
 
-using contrastive::detail::fail;
-using contrastive::detail::require_alignment;
-using contrastive::detail::require_tensor;
-
 // ---- Per-anchor negatives
 // ------------------------------------------------------------------------
 
@@ -28,27 +24,8 @@ Status run_per_anchor(Pass pass, const char* call, const Handle& handle, const P
                       std::size_t workspace_bytes, Stream stream) {
   const bool forward_pass = computes_loss(pass), backward_pass = computes_gradients(pass);
   CONTRASTIVE_TRY(check(p));
-  const std::size_t element = dtype_size(p.dtype);
-  CONTRASTIVE_TRY(require_tensor(args.anchors, element, call, "anchors"));
-  CONTRASTIVE_TRY(require_tensor(args.positives, element, call, "positives"));
-  CONTRASTIVE_TRY(require_tensor(args.negatives, element, call, "negatives"));
-  if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), call, "loss"));
-  CONTRASTIVE_TRY(
-      require_tensor(forward_pass ? args.saved : args.saved_in, sizeof(float), call, "saved"));
-  if (backward_pass) {
-    if (args.grad_anchors == nullptr && args.grad_positives == nullptr &&
-        args.grad_negatives == nullptr && args.grad_scale == nullptr) {
-      return fail(Status::kNullPointer,
-                  "%s: grad_anchors, grad_positives, grad_negatives and grad_scale are all null: "
-                  "nothing to compute",
-                  call);
-    }
-    CONTRASTIVE_TRY(require_alignment(args.grad_loss, sizeof(float), call, "grad_loss"));
-    CONTRASTIVE_TRY(require_alignment(args.grad_anchors, element, call, "grad_anchors"));
-    CONTRASTIVE_TRY(require_alignment(args.grad_positives, element, call, "grad_positives"));
-    CONTRASTIVE_TRY(require_alignment(args.grad_negatives, element, call, "grad_negatives"));
-    CONTRASTIVE_TRY(require_alignment(args.grad_scale, sizeof(float), call, "grad_scale"));
-  }
+  CONTRASTIVE_TRY(contrastive::detail::check_anchor_tensors(pass, call, p.dtype,
+                                                            /*with_positives=*/true, args));
   const detail::PerAnchorWorkspace plan = detail::plan_workspace(p);
   CONTRASTIVE_TRY(contrastive::detail::require_workspace(
       workspace, workspace_bytes, plan.required_bytes, plan.used_bytes, call));
