@@ -1,10 +1,11 @@
-// Bad input through a full call, in both APIs: the cases of docs/reliability.md's bad-input list
-// that the contract tests (test_contract*.cpp, test_c_api*.cpp) did not already make through a
-// call (some were checked only by check() in test_planning*.cpp). Each gets its exact status and
-// message; nothing is launched or written (every output, and `saved`, keeps its poison); no CUDA
-// error is left behind. Without a GPU the calls get an empty handle and host buffers (arguments
-// are checked before the handle); with one, a real handle and device buffers. The C API calls
-// pass a null handle: their arguments must be reported first.
+// Bad input through a full forward_backward call of every loss, in both APIs: zero sizes, zero and
+// non-finite scalars, strides below the row width, extents that overflow 64 bits, unsupported
+// logits dtypes, too many candidates, misaligned rows, null pointers, short workspaces (the list in
+// docs/reliability.md). Each gets its exact status and message; nothing is launched or written
+// (every output, and `saved`, keeps its poison); no CUDA error is left behind. Without a GPU the
+// calls get an empty handle and host buffers (arguments are checked before the handle); with one,
+// a real handle and device buffers. The C API calls pass a null handle: their arguments must be
+// reported first.
 #include <cuda_runtime_api.h>
 
 #include <cmath>
