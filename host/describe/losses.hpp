@@ -346,6 +346,14 @@ inline const std::vector<Loss>& all_losses() {
   return losses;
 }
 
+/// The description named `name` (one of all_losses()); the first one for an unknown name.
+inline const Loss& loss_named(std::string_view name) {
+  for (const Loss& loss : all_losses()) {
+    if (name == loss.name) return loss;
+  }
+  return all_losses().front();
+}
+
 /// The description of the loss `params` belongs to.
 inline const Loss& loss_of(const Params& params) {
   return all_losses()[params.index()];

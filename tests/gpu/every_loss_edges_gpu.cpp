@@ -229,5 +229,16 @@ INSTANTIATE_TEST_SUITE_P(Norms, ReliabilityNorms,
                                             ::testing::ValuesIn(kNormCases)),
                          norm_name);
 
+// Needs no device: the drivers and the descriptions name the same losses, in the same order.
+TEST(EveryLoss, EachDescriptionHasADriverOfItsName) {
+  const std::vector<LossFactory> drivers = testing::all_losses();
+  const std::vector<describe::Loss>& losses = describe::all_losses();
+  ASSERT_EQ(drivers.size(), losses.size());
+  for (std::size_t i = 0; i < losses.size(); ++i) {
+    EXPECT_STREQ(drivers[i].name, losses[i].name);
+    EXPECT_STREQ(drivers[i].make()->name(), losses[i].name);
+  }
+}
+
 }  // namespace
 }  // namespace contrastive

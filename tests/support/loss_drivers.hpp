@@ -298,7 +298,7 @@ inline ::testing::AssertionResult all_finite(const Snapshot& snapshot) {
 
 class InfoNCEDriver : public LossDriver {
  public:
-  InfoNCEDriver() : LossDriver(describe::all_losses()[0]) {}
+  InfoNCEDriver() : LossDriver(describe::loss_named("InfoNCE")) {}
 
   void make(const Shape& s, std::uint64_t seed) override {
     p_ = std::get<infonce::Params>(describe::detail::infonce_params(s));
@@ -330,7 +330,7 @@ class InfoNCEDriver : public LossDriver {
 
 class MnrPerAnchorDriver : public LossDriver {
  public:
-  MnrPerAnchorDriver() : LossDriver(describe::all_losses()[1]) {}
+  MnrPerAnchorDriver() : LossDriver(describe::loss_named("MnrPerAnchor")) {}
 
   void make(const Shape& s, std::uint64_t seed) override {
     p_ = std::get<mnr::PerAnchorParams>(describe::detail::mnr_per_anchor_params(s));
@@ -368,7 +368,7 @@ class MnrPerAnchorDriver : public LossDriver {
 // in-batch reference.
 class MnrInBatchDriver : public LossDriver {
  public:
-  MnrInBatchDriver() : LossDriver(describe::all_losses()[2]) {}
+  MnrInBatchDriver() : LossDriver(describe::loss_named("MnrInBatch")) {}
 
   void make(const Shape& s, std::uint64_t seed) override {
     p_ = std::get<mnr::InBatchParams>(describe::detail::mnr_in_batch_params(s));
@@ -435,7 +435,7 @@ class MnrInBatchDriver : public LossDriver {
 
 class RepelDriver : public LossDriver {
  public:
-  RepelDriver() : LossDriver(describe::all_losses()[3]) {}
+  RepelDriver() : LossDriver(describe::loss_named("Repel")) {}
 
   void make(const Shape& s, std::uint64_t seed) override {
     p_ = std::get<repel::Params>(describe::detail::repel_params(s));
@@ -481,14 +481,12 @@ struct LossFactory {
   std::function<std::unique_ptr<LossDriver>()> make;
 };
 
-/// A driver for every loss of describe::all_losses(), in its order. A new loss: a driver above and
-/// a line here.
+/// A driver for every loss of describe::all_losses(). A new loss: a driver above and a line here.
 inline std::vector<LossFactory> all_losses() {
-  const std::vector<describe::Loss>& losses = describe::all_losses();
-  return {{losses[0].name, [] { return std::make_unique<InfoNCEDriver>(); }},
-          {losses[1].name, [] { return std::make_unique<MnrPerAnchorDriver>(); }},
-          {losses[2].name, [] { return std::make_unique<MnrInBatchDriver>(); }},
-          {losses[3].name, [] { return std::make_unique<RepelDriver>(); }}};
+  return {{"InfoNCE", [] { return std::make_unique<InfoNCEDriver>(); }},
+          {"MnrPerAnchor", [] { return std::make_unique<MnrPerAnchorDriver>(); }},
+          {"MnrInBatch", [] { return std::make_unique<MnrInBatchDriver>(); }},
+          {"Repel", [] { return std::make_unique<RepelDriver>(); }}};
 }
 
 inline void PrintTo(const LossFactory& factory, std::ostream* out) {
