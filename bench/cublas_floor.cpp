@@ -1,11 +1,12 @@
-// The floor's GEMMs go through host/cublas_gemm.hpp: plain cuBLAS, the library's own descriptions.
+// The floor's GEMMs go through host/blas/cublas_gemm.hpp: plain cuBLAS, the library's own
+// descriptions.
 #include "bench/cublas_floor.hpp"
 
 #include <cublas_v2.h>
 
 #include <vector>
 
-#include "host/cublas_gemm.hpp"
+#include "host/blas/cublas_gemm.hpp"
 
 namespace contrastive::bench {
 namespace {

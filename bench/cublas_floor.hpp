@@ -9,11 +9,11 @@
 #include <cublas_api.h>
 
 #include "bench/gpu_fixture.hpp"
-#include "host/row_major_gemm.hpp"
+#include "host/blas/row_major_gemm.hpp"
 
 namespace contrastive::bench {
 
-/// The same GEMM descriptions the library runs (host/row_major_gemm.hpp).
+/// The same GEMM descriptions the library runs (host/blas/row_major_gemm.hpp).
 using detail::RowMajorGemm;
 
 /// Flops of an (m, n, k) GEMM: one multiply and one add per term of each dot product.

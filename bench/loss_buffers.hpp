@@ -25,8 +25,8 @@ namespace contrastive::bench {
 /// dtype the library takes.
 inline constexpr std::array<DType, 3> kMeasuredDTypes = {DType::kF32, DType::kBF16, DType::kF16};
 
-/// The operations every loss is measured in.
-enum class Operation { kForward, kBackward, kForwardBackward };
+/// The operations every loss is measured in: the library's three passes.
+using Operation = Pass;
 inline constexpr std::array<Operation, 3> kOperations = {Operation::kForward, Operation::kBackward,
                                                          Operation::kForwardBackward};
 

@@ -10,8 +10,8 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "bench/cublas_floor.hpp"
-#include "host/cublas_gemm.hpp"
-#include "host/dispatch.hpp"
+#include "host/blas/cublas_gemm.hpp"
+#include "host/engine/dispatch.hpp"
 #include "kernels/numeric.hpp"
 #include "kernels/warp_reduce.cuh"
 
@@ -222,7 +222,7 @@ cublasStatus_t batched_gemm(cublasHandle_t cublas, const detail::RowMajorGemm& g
 }
 
 // Anchors A (B, D) against J candidates each, C (B * J, D) with row b * J + j, both in dtype: the
-// products InfoNCE's GEMMs are (host/row_major_gemm.hpp), with one row of Q per anchor.
+// products InfoNCE's GEMMs are (host/blas/row_major_gemm.hpp), with one row of Q per anchor.
 struct AnchorCandidateGemms {
   std::int64_t batch = 0, candidates = 0, dim = 0;
   DType dtype = DType::kF32;

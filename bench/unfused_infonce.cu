@@ -3,8 +3,8 @@
 
 #include <cub/block/block_reduce.cuh>
 
-#include "host/cublas_gemm.hpp"
-#include "host/dispatch.hpp"
+#include "host/blas/cublas_gemm.hpp"
+#include "host/engine/dispatch.hpp"
 #include "kernels/numeric.hpp"
 
 namespace contrastive::bench {

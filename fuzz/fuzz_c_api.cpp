@@ -39,7 +39,7 @@ using namespace contrastive_fuzz;
 
 constexpr std::size_t kSlotBytes = 4096;
 constexpr unsigned char kPoison = 0xA5;
-constexpr std::size_t kMessageCapacity = 512;  // host/status.cpp
+constexpr std::size_t kMessageCapacity = 512;  // host/plan/status.cpp
 constexpr std::uint64_t kUntouchedBytes = 0xDEADBEEFCAFEF00Dull;
 
 alignas(256) unsigned char g_slots[kSlots][kSlotBytes];

@@ -9,6 +9,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "contrastive/types.hpp"
 #include "kernels/upstream_gradient.hpp"
 
 namespace contrastive::kernels {
@@ -30,9 +31,6 @@ struct AnchorCandidates {
   float eps;
 };
 
-/// Candidates per anchor that fit the kernels' shared memory.
-constexpr std::int64_t kMaxAnchorCandidates = 2048;
-
 /// Dense gradients (row stride D), each optional, laid out as the rows they belong to.
 struct AnchorCandidateGrads {
   void* anchors;
@@ -48,7 +46,8 @@ struct SavedSimilarities {
   float* inverse_norms;         ///< (B, count)
 };
 
-enum class AnchorPass { kForward, kBackward, kForwardBackward };
+/// The pass as the library names it (contrastive/types.hpp).
+using AnchorPass = contrastive::Pass;
 
 /// MNR: logits = scale * sim, loss_b = logsumexp_t logits_bt - logits_b0.
 struct SoftmaxHead {

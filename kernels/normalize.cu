@@ -144,11 +144,6 @@ template <typename T>
 cudaError_t launch_normalize_rows(const T* x, std::int64_t rows, std::int64_t ld, std::int64_t dim,
                                   float eps, const float* inv_norm_in, float* inv_norm_out,
                                   T* x_hat, cudaStream_t stream) {
-#ifdef CONTRASTIVE_TEST_BROKEN_LAUNCH
-  // A deliberate off-by-one, compiled only into tests/broken_launch.cpp's binary: one row past
-  // every buffer, which compute-sanitizer memcheck must report (scripts/gpu-check.sh).
-  ++rows;
-#endif
   if (vectorizable(x, ld, dim, sizeof(T)) && vectorizable(x_hat, dim, dim, sizeof(T))) {
     normalize_rows_kernel<T, true><<<blocks_for_rows(rows), kBlockThreads, 0, stream>>>(
         x, rows, ld, dim, eps, inv_norm_in, inv_norm_out, x_hat);

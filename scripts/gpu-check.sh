@@ -31,10 +31,9 @@
 #   build_tests  what the tests run: the GPU and API test binaries, the README examples, the
 #              demo (checks-first: the broken-launch self-test too). Only what runs here is
 #              built; each mode builds first what it runs first                -> build.log
-#   tests      contrastive_gpu_tests and contrastive_reliability_gpu_tests, each split into
-#              JOBS/2 gtest shards run at once; contrastive_api_tests and
-#              contrastive_reliability_api_tests (one process each: with a device their GPU
-#              cases run); ctest python_tests (the Python GPU tests) and the README examples
+#   tests      contrastive_gpu_tests split into JOBS gtest shards run at once;
+#              contrastive_api_tests (one process: with a device its GPU cases run); ctest
+#              python_<file> (the Python tests, GPU ones included) and the documentation examples
 #                                                         -> tests.log, ctest-junit.xml
 #   demo       examples/contrastive-demo: the three examples, GPU vs float64   -> run.log
 #   memcheck, selftest, racecheck, initcheck, synccheck (checks-first only) -> memcheck.log,
@@ -75,7 +74,8 @@ export LC_ALL=C
 # gtest filter for memcheck: the scenario tests of every loss, the f32 sweep cases with B <= 33
 # and the other precisions' cases with B <= 3; MEMCHECK_FILTER='*' checks every GPU test.
 MEMCHECK_FILTER_DEFAULT='*Scenario.*:Sweep/*/B1_*:Sweep/*/B2_*:Sweep/*/B3_*:Sweep/*/B7_*:Sweep/*/B33_*:Precision/*/B1_*:Precision/*/B2_*:Precision/*/B3_*'
-# The reliability tests' small set for every sanitizer (tests/test_sanitizer_smoke_gpu.cpp);
+# The reliability tests' small set for every sanitizer
+# (tests/gpu/every_loss_sanitizer_smoke_gpu.cpp);
 # racecheck and synccheck, the slowest, take its f32 half by default.
 SANITIZER_SMOKE='Losses/SanitizerSmoke.*'
 SANITIZER_SMOKE_F32='Losses/SanitizerSmoke.*/*_f32'
@@ -467,8 +467,8 @@ wanted_targets() { # numbers | tests
   if [[ $1 == numbers ]]; then
     wanted="$BENCH_TARGETS contrastive_python contrastive-demo"
   else
-    wanted="contrastive_gpu_tests contrastive_reliability_gpu_tests contrastive_api_tests
-      contrastive_reliability_api_tests contrastive-demo $(grep -E '^contrastive_readme_' <<<"$defined")"
+    wanted="contrastive_gpu_tests contrastive_api_tests contrastive-demo
+      $(grep -E '^contrastive_readme_' <<<"$defined")"
     [[ $mode == checks-first ]] && wanted+=" contrastive_broken_launch"
   fi
   for t in $wanted; do grep -qx -- "$t" <<<"$defined" && echo "$t"; done
@@ -558,7 +558,7 @@ step_tests() {
   : >"$LOG_TESTS"
   local dir="$BUILD_DIR/tests-logs"
   rm -rf "$dir" && mkdir -p "$dir"
-  shards=$((JOBS / 2 > 0 ? JOBS / 2 : 1))
+  shards=$((JOBS > 0 ? JOBS : 1))  # one GPU test binary, in JOBS shards
   launch() { # LOG CMD... (in the background, under the step's timeout)
     local out=$1
     shift
@@ -566,21 +566,22 @@ step_tests() {
     timeout -k 10 "$t" "$@" >>"$out" 2>&1 </dev/null &
     pids+=($!) logs+=("$out")
   }
-  for b in contrastive_gpu_tests contrastive_reliability_gpu_tests; do
+  for b in contrastive_gpu_tests; do
     [[ -x "$BUILD_DIR/tests/$b" ]] || { echo "### $b not built" >>"$LOG_TESTS"; rc=1; continue; }
     for ((s = 0; s < shards; s++)); do
       launch "$dir/$b-$s.log" env GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$s \
         "$BUILD_DIR/tests/$b"
     done
   done
-  for b in contrastive_api_tests contrastive_reliability_api_tests; do
+  for b in contrastive_api_tests; do
     [[ -x "$BUILD_DIR/tests/$b" ]] || { echo "### $b not built" >>"$LOG_TESTS"; rc=1; continue; }
     launch "$dir/$b.log" "$BUILD_DIR/tests/$b"
   done
-  # ctest: the Python tests (GPU ones included where PyTorch / CuPy / JAX are) and the README
-  # examples; not bench_compare_tests or the wheel build (CPU work CI does).
+  # ctest: the Python tests (GPU ones included where PyTorch / CuPy / JAX are) and the
+  # documentation examples; not bench_compare_tests or the wheel build (CPU work CI does).
   launch "$dir/ctest.log" ctest --test-dir "$BUILD_DIR" --output-on-failure -j 4 \
-    --timeout "$t" --output-junit "$JUNIT" -R '^(python_tests|readme_example_.*)$'
+    --timeout "$t" --output-junit "$JUNIT" -R '^(python_.*|readme_example_.*)$' \
+    -E '^python_pip_install$'
   RUNNING_PIDS=("${pids[@]}")
   local timed=0 crashed=()
   for i in "${!pids[@]}"; do
@@ -761,7 +762,7 @@ sanitizer_step() {
 }
 
 gpu_tests="$BUILD_DIR/tests/contrastive_gpu_tests"
-reliability_tests="$BUILD_DIR/tests/contrastive_reliability_gpu_tests"
+reliability_tests="$gpu_tests" # the reliability tests are part of the GPU tests
 broken_launch="$BUILD_DIR/tests/contrastive_broken_launch"
 scenario_specs=()
 ((SCENARIOS_TOO)) && scenario_specs=("$gpu_tests" '*Scenario.*')

@@ -1,7 +1,9 @@
-// Value types shared by every loss: element types, reductions, similarity, the stream type.
+// Value types shared by every loss: element types, reductions, similarity, the stream type, the
+// three passes, the per-anchor candidate limit. Plain C++: host code, kernels and tests share it.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "contrastive/export.h"
 
@@ -49,6 +51,32 @@ enum class Tiling : int {
 inline constexpr std::size_t kDefaultWorkspaceBudget = std::size_t{4} << 30;
 /// The tiled path's default L2 share for a tile: 32 MiB (Hopper has 50 MB of L2, Ampere 40 MB).
 inline constexpr std::size_t kDefaultTileCacheBytes = std::size_t{32} << 20;
+
+/// The three calls every loss offers. forward writes the loss and the saved statistics, backward
+/// reads them and writes the gradients, forward_backward does both in one call.
+enum class Pass : int {
+  kForward = 0,
+  kBackward = 1,
+  kForwardBackward = 2,
+};
+
+/// Whether `pass` computes the loss (forward, forward_backward).
+constexpr bool computes_loss(Pass pass) {
+  return pass != Pass::kBackward;
+}
+/// Whether `pass` computes gradients (backward, forward_backward).
+constexpr bool computes_gradients(Pass pass) {
+  return pass != Pass::kForward;
+}
+
+/// Candidates one anchor is compared with in the per-anchor losses (per-anchor MNR: the positive
+/// and its n negatives; Repel: its N negatives): the fused kernel holds them in shared memory.
+inline constexpr std::int64_t kMaxAnchorCandidates = 2048;
+
+/// Elements between rows for a `*_row_stride` field of the Params: 0 means dense (the row width).
+constexpr std::int64_t row_stride_or_dim(std::int64_t stride, std::int64_t dim) {
+  return stride == 0 ? dim : stride;
+}
 
 /// Bytes per element of `dtype`, or 0 for a value outside the enum.
 CONTRASTIVE_API std::size_t dtype_size(DType dtype) noexcept;

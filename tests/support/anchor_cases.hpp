@@ -81,12 +81,11 @@ inline void expect_anchor_results(const AnchorResults& actual, const std::vector
     EXPECT_TRUE(close(head, &AnchorResults::saved, saved, {tol.saved}, whole)) << "saved";
   }
   if (!backward) return;
-  EXPECT_TRUE(close(actual.grad_anchors, &AnchorResults::grad_anchors, grad_anchors,
-                    tol.grad_anchors, d))
+  EXPECT_TRUE(
+      close(actual.grad_anchors, &AnchorResults::grad_anchors, grad_anchors, tol.grad_anchors, d))
       << "grad_anchors";
   if (!grad_first.empty()) {
-    EXPECT_TRUE(
-        close(actual.grad_first, &AnchorResults::grad_first, grad_first, tol.grad_first, d))
+    EXPECT_TRUE(close(actual.grad_first, &AnchorResults::grad_first, grad_first, tol.grad_first, d))
         << "grad_positives";
   }
   EXPECT_TRUE(close(actual.grad_rest, &AnchorResults::grad_rest, grad_rest, tol.grad_rest, d))
@@ -162,8 +161,7 @@ inline std::vector<MnrCase> mnr_cases() {
           continue;
         }
         cases.push_back({b, n, d, similarity, reductions[rotation % 3],
-                         rotation % 2 == 0 ? 1.0f : 20.0f, rotation % 4 == 3 ? 3 : 0,
-                         DType::kF32});
+                         rotation % 2 == 0 ? 1.0f : 20.0f, rotation % 4 == 3 ? 3 : 0, DType::kF32});
         ++rotation;
       }
     }
@@ -217,16 +215,18 @@ inline MnrExpected expected_for(const mnr::PerAnchorParams& p, const MnrInputs& 
   const std::int64_t b = p.batch, n = p.negatives, count = n + 1, d = p.dim;
   const bool cosine = p.similarity == Similarity::kCosine;
   auto candidate_norm = [&](std::int64_t row, std::int64_t t) {
-    return t == 0 ? norm_of(in.positives, row, dense_or(p.positive_row_stride, d), d)
-                  : norm_of(in.negatives, row * n + t - 1, dense_or(p.negative_row_stride, d), d);
+    return t == 0 ? norm_of(in.positives, row, row_stride_or_dim(p.positive_row_stride, d), d)
+                  : norm_of(in.negatives, row * n + t - 1,
+                            row_stride_or_dim(p.negative_row_stride, d), d);
   };
   double largest_norm_product = 1.0;
   if (!cosine) {
     for (std::int64_t row = 0; row < b; ++row) {
       for (std::int64_t t = 0; t < count; ++t) {
-        largest_norm_product = std::max(
-            largest_norm_product,
-            norm_of(in.anchors, row, dense_or(p.anchor_row_stride, d), d) * candidate_norm(row, t));
+        largest_norm_product =
+            std::max(largest_norm_product,
+                     norm_of(in.anchors, row, row_stride_or_dim(p.anchor_row_stride, d), d) *
+                         candidate_norm(row, t));
       }
     }
   }
@@ -244,7 +244,8 @@ inline MnrExpected expected_for(const mnr::PerAnchorParams& p, const MnrInputs& 
   for (std::int64_t row = 0; row < b; ++row) {
     double weight = p.reduction == Reduction::kNone ? in.grad_loss[row] : in.grad_loss[0];
     if (p.reduction == Reduction::kMean) weight /= static_cast<double>(b);
-    const double anchor_norm = norm_of(in.anchors, row, dense_or(p.anchor_row_stride, d), d);
+    const double anchor_norm =
+        norm_of(in.anchors, row, row_stride_or_dim(p.anchor_row_stride, d), d);
     for (std::int64_t c = 0; c < count; ++c) {
       const double logit = e.forward.logits[row * count + c];
       const double size = p.scale * (std::fabs(e.backward.grad_logits[row * count + c]) +
@@ -430,12 +431,13 @@ inline RepelExpected expected_for(const repel::Params& p, const RepelInputs& in)
   m.anchors.assign(static_cast<std::size_t>(b), 0.0);
   m.candidates.assign(static_cast<std::size_t>(terms), 0.0);
   for (std::int64_t row = 0; row < b; ++row) {
-    const double anchor_norm = norm_of(in.anchors, row, dense_or(p.anchor_row_stride, d), d);
+    const double anchor_norm =
+        norm_of(in.anchors, row, row_stride_or_dim(p.anchor_row_stride, d), d);
     for (std::int64_t c = 0; c < n; ++c) {
       double weight = p.reduction == Reduction::kNone ? in.grad_loss[row * n + c] : in.grad_loss[0];
       if (p.reduction == Reduction::kMean) weight /= p.mean_over_active ? active : terms;
       const double c_norm =
-          norm_of(in.negatives, row * n + c, dense_or(p.negative_row_stride, d), d);
+          norm_of(in.negatives, row * n + c, row_stride_or_dim(p.negative_row_stride, d), d);
       m.candidates[row * n + c] = std::fabs(weight) * 2.0 / std::max(c_norm, 1e-12);
       m.anchors[row] += std::fabs(weight) * 2.0 / std::max(anchor_norm, 1e-12);
     }

@@ -15,10 +15,6 @@
 
 namespace contrastive::testing {
 
-inline std::int64_t dense_or(std::int64_t stride, std::int64_t dim) {
-  return stride == 0 ? dim : stride;
-}
-
 /// Rows (rows, stride) of N(0, 1) entries rounded to `dtype`, NaN in the padding (never read).
 /// With `unit_scale`, rows are scaled to norms between 0.5 and 2 (for dot similarity).
 inline std::vector<double> random_rows(std::int64_t rows, std::int64_t stride, std::int64_t dim,
@@ -54,12 +50,12 @@ struct MnrInputs {
 inline MnrInputs make_mnr_inputs(const mnr::PerAnchorParams& p, std::mt19937_64& engine) {
   const bool dot = p.similarity == Similarity::kDot;
   MnrInputs in;
-  in.anchors =
-      random_rows(p.batch, dense_or(p.anchor_row_stride, p.dim), p.dim, dot, p.dtype, engine);
-  in.positives =
-      random_rows(p.batch, dense_or(p.positive_row_stride, p.dim), p.dim, dot, p.dtype, engine);
-  in.negatives = random_rows(p.batch * p.negatives, dense_or(p.negative_row_stride, p.dim), p.dim,
-                             dot, p.dtype, engine);
+  in.anchors = random_rows(p.batch, row_stride_or_dim(p.anchor_row_stride, p.dim), p.dim, dot,
+                           p.dtype, engine);
+  in.positives = random_rows(p.batch, row_stride_or_dim(p.positive_row_stride, p.dim), p.dim, dot,
+                             p.dtype, engine);
+  in.negatives = random_rows(p.batch * p.negatives, row_stride_or_dim(p.negative_row_stride, p.dim),
+                             p.dim, dot, p.dtype, engine);
   in.grad_loss = random_normal_f32(p.reduction == Reduction::kNone ? p.batch : 1, engine);
   return in;
 }
@@ -72,8 +68,8 @@ struct RepelInputs {
 /// [-3, 3], so cosines spread over (-0.95, 0.95) instead of crowding at 0 in high dimensions.
 inline RepelInputs make_repel_inputs(const repel::Params& p, std::mt19937_64& engine) {
   RepelInputs in;
-  const std::int64_t a_stride = dense_or(p.anchor_row_stride, p.dim);
-  const std::int64_t n_stride = dense_or(p.negative_row_stride, p.dim);
+  const std::int64_t a_stride = row_stride_or_dim(p.anchor_row_stride, p.dim);
+  const std::int64_t n_stride = row_stride_or_dim(p.negative_row_stride, p.dim);
   in.anchors = random_rows(p.batch, a_stride, p.dim, false, p.dtype, engine);
   in.negatives = random_rows(p.batch * p.negatives, n_stride, p.dim, false, p.dtype, engine);
   std::uniform_real_distribution<double> alpha(-3.0, 3.0);

@@ -103,7 +103,7 @@ inline std::vector<SweepCase> sweep_cases() {
       for (bool symmetric : {false, true}) {
         for (float temperature : temperatures) {
           SweepCase c{b, m, d, similarity, symmetric, temperature, reductions[rotation % 3],
-                      0, 0, 0, 0, {}};
+                      0, 0, 0, 0,          {}};
           if (m > b) c.offset = rotation % 2 == 0 ? m - b : (m - b) / 2;
           if (rotation % 4 == 3) {  // ragged multi-tile walk: both edges partial
             c.tile_rows = std::max<std::int64_t>(1, b / 3 + 1);
@@ -130,8 +130,18 @@ inline std::vector<SweepCase> precision_sweep_cases() {
     const std::int64_t b = shape[0], m = shape[1], d = shape[2];
     for (const Precision& precision : other_precisions()) {
       for (Similarity similarity : {Similarity::kCosine, Similarity::kDot}) {
-        SweepCase c{b, m, d, similarity, rotation % 2 == 1, temperatures[rotation % 3],
-                    reductions[(rotation / 3) % 3], 0, 0, 0, 0, precision};
+        SweepCase c{b,
+                    m,
+                    d,
+                    similarity,
+                    rotation % 2 == 1,
+                    temperatures[rotation % 3],
+                    reductions[(rotation / 3) % 3],
+                    0,
+                    0,
+                    0,
+                    0,
+                    precision};
         if (m > b) c.offset = rotation % 2 == 0 ? m - b : (m - b) / 2;
         if (rotation % 4 == 3) {
           c.tile_rows = std::max<std::int64_t>(1, b / 3 + 1);
@@ -163,8 +173,8 @@ inline Tolerances infonce_tolerances(const infonce::Params& p, const Inputs& in,
                                      const reference::InfoNCEBackward& bwd) {
   const double u = kFp32UnitRoundoff;
   const std::int64_t b = p.batch, m = p.num_keys, d = p.dim;
-  const std::int64_t q_stride = stride_of(p.q_row_stride, d),
-                     k_stride = stride_of(p.k_row_stride, d);
+  const std::int64_t q_stride = row_stride_or_dim(p.q_row_stride, d),
+                     k_stride = row_stride_or_dim(p.k_row_stride, d);
   const bool cosine = p.similarity == Similarity::kCosine;
   const double inverse_temperature = 1.0 / p.temperature;
   // Norms of the rows the GEMMs see (1 for cosine) and what the normalization divides by.
@@ -303,19 +313,19 @@ inline void expect_forward_matches(const infonce::Params& p, const Results& actu
   std::int64_t next = p.batch;
   if (p.symmetric) {
     EXPECT_TRUE(matches(expected, slice(saved, next, next + p.batch),
-                        slice(naive.saved, next, next + p.batch), expected.forward.col_lse,
-                        lse_tol, whole))
+                        slice(naive.saved, next, next + p.batch), expected.forward.col_lse, lse_tol,
+                        whole))
         << "saved column log-sum-exp";
     next += p.batch;
   }
   if (p.similarity == Similarity::kCosine) {
     std::vector<double> inverse_norms;
     for (std::int64_t i = 0; i < p.batch; ++i) {
-      const double norm = row_norm(in.q, i, stride_of(p.q_row_stride, p.dim), p.dim);
+      const double norm = row_norm(in.q, i, row_stride_or_dim(p.q_row_stride, p.dim), p.dim);
       inverse_norms.push_back(1.0 / std::max(norm, static_cast<double>(p.eps)));
     }
     for (std::int64_t j = 0; j < p.num_keys; ++j) {
-      const double norm = row_norm(in.k, j, stride_of(p.k_row_stride, p.dim), p.dim);
+      const double norm = row_norm(in.k, j, row_stride_or_dim(p.k_row_stride, p.dim), p.dim);
       inverse_norms.push_back(1.0 / std::max(norm, static_cast<double>(p.eps)));
     }
     const std::vector<float> saved_norms(saved.begin() + next, saved.end());
@@ -328,9 +338,11 @@ inline void expect_backward_matches(const infonce::Params& p, const Results& act
   const Tolerances& tol = expected.tolerances;
   const Results& naive = expected.naive;
   const auto d = static_cast<std::size_t>(p.dim);
-  EXPECT_TRUE(matches(expected, actual.grad_q, naive.grad_q, expected.backward.grad_q, tol.grad_q, d))
+  EXPECT_TRUE(
+      matches(expected, actual.grad_q, naive.grad_q, expected.backward.grad_q, tol.grad_q, d))
       << "grad_q";
-  EXPECT_TRUE(matches(expected, actual.grad_k, naive.grad_k, expected.backward.grad_k, tol.grad_k, d))
+  EXPECT_TRUE(
+      matches(expected, actual.grad_k, naive.grad_k, expected.backward.grad_k, tol.grad_k, d))
       << "grad_k";
   EXPECT_TRUE(matches(expected, actual.grad_temperature, naive.grad_temperature,
                       {expected.backward.grad_temperature}, {tol.grad_temperature}, 2))

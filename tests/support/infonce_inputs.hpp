@@ -17,10 +17,6 @@ struct Inputs {
   std::vector<double> q, k, grad_loss;  // q (B, q_stride), k (M, k_stride): exact in the dtype
 };
 
-inline std::int64_t stride_of(std::int64_t stride, std::int64_t dim) {
-  return stride == 0 ? dim : stride;
-}
-
 // Gaussian rows rounded to the params' dtype; for dot, scaled to norms between 0.5 and 2 so that
 // logits stay O(1/t) as with real embeddings. Padding is NaN: the library must never read it. The
 // upstream gradient is fp32 in every precision.
@@ -40,8 +36,8 @@ inline Inputs make_inputs(const infonce::Params& p, std::mt19937_64& engine) {
     }
     return values;
   };
-  in.q = fill(p.batch, stride_of(p.q_row_stride, p.dim));
-  in.k = fill(p.num_keys, stride_of(p.k_row_stride, p.dim));
+  in.q = fill(p.batch, row_stride_or_dim(p.q_row_stride, p.dim));
+  in.k = fill(p.num_keys, row_stride_or_dim(p.k_row_stride, p.dim));
   in.grad_loss = testing::random_normal_f32(p.reduction == Reduction::kNone ? p.batch : 1, engine);
   return in;
 }

@@ -1,11 +1,14 @@
-// Every loss behind one face, for the reliability tests (numerical edges, NaN policy, poisoned
-// outputs, determinism, CUDA graphs, threads, sanitizers): each test loops over all_losses(), so a
-// new loss joins all of them by adding one driver here and one line to all_losses().
+// Every loss behind one face, for the GPU tests of every loss (numerical edges, NaN policy,
+// poisoned outputs, determinism, CUDA graphs, threads, sanitizers): each test loops over
+// all_losses().
 //
-// A driver owns one small problem of its loss: host inputs (exact in the dtype, editable before
-// upload()), device inputs and outputs, a workspace, and the comparison of the outputs with the
-// float64 reference under the tolerance policy (support/tolerance.hpp), through the same
-// expectations the sweeps use (support/infonce_cases.hpp, support/anchor_cases.hpp).
+// The loss's description (host/describe/losses.hpp) gives its name, its params from a Shape, its
+// tensors and their extents, and the call of each pass: the buffers, the upload and the calls here
+// are generic. A driver adds what only a test knows: random host inputs (exact in the dtype,
+// editable before upload()) and the comparison of the outputs with the float64 reference under
+// the tolerance policy (support/tolerance.hpp), through the same expectations the sweeps use
+// (support/infonce_cases.hpp, support/anchor_cases.hpp). A new loss: a driver and a line in
+// all_losses() below.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -24,13 +27,12 @@
 
 #include "contrastive/contrastive.hpp"
 #include "contrastive/reference.hpp"
+#include "host/describe/losses.hpp"
 #include "support/anchor_cases.hpp"
 #include "support/device.hpp"
 #include "support/infonce_cases.hpp"
 
 namespace contrastive::testing {
-
-enum class Pass { kForward, kBackward, kForwardBackward };
 
 inline const char* pass_name(Pass pass) {
   const char* names[] = {"forward", "backward", "forward_backward"};
@@ -39,24 +41,8 @@ inline const char* pass_name(Pass pass) {
 
 constexpr Pass kPasses[] = {Pass::kForward, Pass::kBackward, Pass::kForwardBackward};
 
-/// A small problem, in each loss's own terms.
-struct Shape {
-  std::int64_t batch = 8;  ///< B: queries / anchors
-  /// InfoNCE: keys beyond B (M = B + candidates); per-anchor MNR: n negatives per anchor; in-batch
-  /// MNR: K blocks of hard negatives; Repel: N negatives per anchor.
-  std::int64_t candidates = 3;
-  std::int64_t dim = 16;  ///< D
-  DType dtype = DType::kF32;
-  Similarity similarity = Similarity::kCosine;  ///< Repel is cosine whatever this says
-  Reduction reduction = Reduction::kMean;
-  bool symmetric = false;  ///< InfoNCE and in-batch MNR
-  /// The logit scale: InfoNCE's temperature is 1 / logit_scale, MNR's scale is logit_scale; 0 keeps
-  /// each loss's default (InfoNCE t = 0.1, per-anchor MNR 1 for dot and 20 for cosine, in-batch
-  /// 16).
-  float logit_scale = 0.0f;
-  float eps = 1e-12f;
-  std::int64_t tile_rows = 0, tile_cols = 0;  ///< InfoNCE and in-batch MNR: an explicit tile
-};
+/// A small problem, in each loss's own terms (describe::Shape).
+using Shape = describe::Shape;
 
 /// One set of input rows (rows, stride) of `dim` elements, editable on the host before upload().
 struct RowSet {
@@ -118,27 +104,57 @@ using Snapshot = std::map<std::string, std::vector<float>>;
 
 class LossDriver {
  public:
+  explicit LossDriver(const describe::Loss& loss) : loss_(loss) {}
   virtual ~LossDriver() = default;
 
-  virtual const char* name() const = 0;
+  const char* name() const { return loss_.name; }
   /// The fewest `Shape::candidates` the loss takes.
-  virtual std::int64_t min_candidates() const = 0;
+  std::int64_t min_candidates() const { return loss_.min_candidates; }
   /// A temperature or scale (and its gradient): InfoNCE and MNR, not Repel.
-  virtual bool has_logit_scale() const = 0;
+  bool has_logit_scale() const { return loss_.logit_scale != nullptr; }
   /// Dot or cosine: all but Repel, which is cosine only.
-  virtual bool has_similarity_choice() const = 0;
+  bool has_similarity_choice() const { return loss_.similarity_choice; }
+  /// The scalar gradient's output ("grad_temperature", "grad_scale"), or "" (Repel).
+  std::string scalar_gradient() const {
+    const describe::Tensor* tensor = describe::scalar_gradient(loss_);
+    return tensor == nullptr ? "" : tensor->name;
+  }
+
   /// Fresh random inputs for `shape` (the same seed gives the same inputs), device buffers
   /// allocated and poisoned. Inputs are not on the device until upload().
   virtual void make(const Shape& shape, std::uint64_t seed) = 0;
-  virtual std::vector<RowSet> row_sets() = 0;
-  /// Copies the (possibly edited) host inputs to the device.
-  virtual void upload() = 0;
-  /// One call on the driver's buffers, workspace and `stream`.
-  virtual Status run(Pass pass, const Handle& handle, cudaStream_t stream) = 0;
   /// The outputs `pass` wrote against the float64 reference of the current host inputs.
   virtual void expect_matches_reference(Pass pass) = 0;
-  /// The scalar gradient's output ("grad_temperature", "grad_scale"), or "" (Repel).
-  virtual std::string scalar_gradient() const = 0;
+
+  /// Every input's rows on the host, with the output that holds its gradient.
+  std::vector<RowSet> row_sets() {
+    std::vector<RowSet> sets;
+    const describe::Params current = params();
+    for (const describe::Tensor& input : loss_.tensors) {
+      if (input.role != describe::Role::kInput) continue;
+      const describe::Extent e = describe::extent(current, input.name);
+      std::string gradient;
+      for (const describe::Tensor& t : loss_.tensors) {
+        if (t.gradient_of != nullptr && std::string(t.gradient_of) == input.name) gradient = t.name;
+      }
+      sets.push_back({input.name, host_values(input.name), e.rows, e.stride, e.cols, gradient});
+    }
+    return sets;
+  }
+
+  /// Copies the (possibly edited) host inputs and the upstream gradient to the device.
+  virtual void upload() {
+    for (auto& [name, tensor] : inputs_) tensor->upload(*host_values(name));
+    grad_loss_->upload(*host_values("grad_loss"));
+    settle();
+  }
+
+  /// One call on the driver's buffers, workspace and `stream`.
+  Status run(Pass pass, const Handle& handle, cudaStream_t stream) {
+    return describe::run(
+        pass, handle, params(), [this](std::string_view name) { return pointer(name); },
+        workspace_->data(), workspace_bytes_, stream);
+  }
 
   /// Before make(): leave the workspace as cudaMalloc returns it (for initcheck).
   void set_workspace_uninitialized(bool uninitialized) { poison_workspace_ = !uninitialized; }
@@ -185,18 +201,56 @@ class LossDriver {
   DeviceTensor& upstream_gradient() { return *grad_loss_; }
 
  protected:
-  void reset_outputs() { outputs_.clear(); }
-  void add_output(const std::string& name, DType dtype, std::int64_t count, bool forward) {
-    outputs_.push_back(
-        {name, std::make_unique<DeviceTensor>(dtype, static_cast<std::size_t>(count)), forward});
-  }
-  float* f32(const std::string& name) { return static_cast<float*>(tensor(name).data()); }
-  void* raw(const std::string& name) { return tensor(name).data(); }
-  void allocate_workspace(std::size_t bytes) {
-    workspace_bytes_ = bytes;
-    workspace_ = std::make_unique<DeviceBytes>(bytes, poison_workspace_);
+  /// The loss's params as they are now (upload() may still adjust them).
+  virtual describe::Params params() const = 0;
+  /// The host values of an input or of grad_loss, exact in the dtype.
+  virtual std::vector<double>* host_values(std::string_view name) = 0;
+
+  /// After the params and the host inputs are made: the device inputs, the outputs (poisoned) and
+  /// the workspace, each as the description sizes it.
+  void allocate() {
+    const describe::Params current = params();
+    inputs_.clear();
+    outputs_.clear();
+    for (const describe::Tensor& t : loss_.tensors) {
+      const describe::Extent e = describe::extent(current, t.name);
+      switch (t.role) {
+        case describe::Role::kInput:
+          inputs_[t.name] = std::make_unique<DeviceTensor>(e.dtype, host_values(t.name)->size());
+          break;
+        case describe::Role::kUpstreamGradient:
+          grad_loss_ =
+              std::make_unique<DeviceTensor>(DType::kF32, host_values("grad_loss")->size());
+          break;
+        default: {
+          const bool forward = t.role == describe::Role::kLoss || t.role == describe::Role::kSaved;
+          outputs_.push_back(
+              {t.name,
+               std::make_unique<DeviceTensor>(e.dtype, static_cast<std::size_t>(e.rows * e.cols)),
+               forward});
+        }
+      }
+    }
+    std::size_t saved_bytes = 0, workspace_bytes = 0;
+    EXPECT_EQ(describe::saved_size(current, &saved_bytes), Status::kSuccess)
+        << last_error_message();
+    EXPECT_EQ(describe::workspace_size(current, &workspace_bytes), Status::kSuccess);
+    workspace_bytes_ = workspace_bytes;
+    workspace_ = std::make_unique<DeviceBytes>(workspace_bytes, poison_workspace_);
   }
 
+  float* f32(const std::string& name) { return static_cast<float*>(tensor(name).data()); }
+
+ private:
+  void* pointer(std::string_view name) {
+    if (name == "grad_loss") return grad_loss_->data();
+    const auto input = inputs_.find(std::string(name));
+    if (input != inputs_.end()) return input->second->data();
+    return tensor(std::string(name)).data();
+  }
+
+  const describe::Loss& loss_;
+  std::map<std::string, std::unique_ptr<DeviceTensor>> inputs_;
   std::vector<Output> outputs_;
   std::unique_ptr<DeviceTensor> grad_loss_;
   std::unique_ptr<DeviceBytes> workspace_;
@@ -244,74 +298,13 @@ inline ::testing::AssertionResult all_finite(const Snapshot& snapshot) {
 
 class InfoNCEDriver : public LossDriver {
  public:
-  const char* name() const override { return "InfoNCE"; }
-  std::int64_t min_candidates() const override { return 0; }
-  bool has_logit_scale() const override { return true; }
-  bool has_similarity_choice() const override { return true; }
-  std::string scalar_gradient() const override { return "grad_temperature"; }
+  InfoNCEDriver() : LossDriver(describe::loss_named("InfoNCE")) {}
 
   void make(const Shape& s, std::uint64_t seed) override {
-    p_ = infonce::Params{};
-    p_.batch = s.batch;
-    p_.num_keys = s.batch + s.candidates;
-    p_.dim = s.dim;
-    p_.dtype = s.dtype;
-    p_.similarity = s.similarity;
-    p_.reduction = s.reduction;
-    p_.symmetric = s.symmetric;
-    if (s.logit_scale > 0.0f) p_.temperature = 1.0f / s.logit_scale;
-    p_.eps = s.eps;
-    p_.tile_rows = s.tile_rows;
-    p_.tile_cols = s.tile_cols;
+    p_ = std::get<infonce::Params>(describe::detail::infonce_params(s));
     std::mt19937_64 engine(seed);
     in_ = make_inputs(p_, engine);
-    q_ = std::make_unique<DeviceTensor>(p_.dtype, in_.q.size());
-    k_ = std::make_unique<DeviceTensor>(p_.dtype, in_.k.size());
-    grad_loss_ = std::make_unique<DeviceTensor>(DType::kF32, in_.grad_loss.size());
-    std::size_t saved_bytes = 0, workspace_bytes = 0;
-    EXPECT_EQ(infonce::saved_size(p_, &saved_bytes), Status::kSuccess) << last_error_message();
-    EXPECT_EQ(infonce::workspace_size(p_, &workspace_bytes), Status::kSuccess);
-    reset_outputs();
-    add_output("loss", DType::kF32, p_.reduction == Reduction::kNone ? p_.batch : 1, true);
-    add_output("saved", DType::kF32, static_cast<std::int64_t>(saved_bytes / sizeof(float)), true);
-    add_output("grad_q", p_.dtype, p_.batch * p_.dim, false);
-    add_output("grad_k", p_.dtype, p_.num_keys * p_.dim, false);
-    add_output("grad_temperature", DType::kF32, 1, false);
-    allocate_workspace(workspace_bytes);
-  }
-
-  std::vector<RowSet> row_sets() override {
-    return {{"q", &in_.q, p_.batch, stride_of(p_.q_row_stride, p_.dim), p_.dim, "grad_q"},
-            {"k", &in_.k, p_.num_keys, stride_of(p_.k_row_stride, p_.dim), p_.dim, "grad_k"}};
-  }
-
-  void upload() override {
-    q_->upload(in_.q);
-    k_->upload(in_.k);
-    grad_loss_->upload(in_.grad_loss);
-    settle();
-  }
-
-  Status run(Pass pass, const Handle& handle, cudaStream_t stream) override {
-    void* workspace = workspace_->data();
-    const float* grad_loss = static_cast<const float*>(grad_loss_->data());
-    switch (pass) {
-      case Pass::kForward:
-        return infonce::forward(handle, p_, {q_->data(), k_->data(), f32("loss"), raw("saved")},
-                                workspace, workspace_bytes_, stream);
-      case Pass::kBackward:
-        return infonce::backward(handle, p_,
-                                 {q_->data(), k_->data(), raw("saved"), grad_loss, raw("grad_q"),
-                                  raw("grad_k"), f32("grad_temperature")},
-                                 workspace, workspace_bytes_, stream);
-      case Pass::kForwardBackward:
-        return infonce::forward_backward(
-            handle, p_,
-            {q_->data(), k_->data(), f32("loss"), raw("saved"), grad_loss, raw("grad_q"),
-             raw("grad_k"), f32("grad_temperature")},
-            workspace, workspace_bytes_, stream);
-    }
-    return Status::kInternalError;
+    allocate();
   }
 
   void expect_matches_reference(Pass pass) override {
@@ -322,96 +315,29 @@ class InfoNCEDriver : public LossDriver {
     if (pass != Pass::kForward) expect_backward_matches(p_, results, expected);
   }
 
-  const infonce::Params& params() const { return p_; }
+ protected:
+  describe::Params params() const override { return p_; }
+  std::vector<double>* host_values(std::string_view name) override {
+    return name == "q" ? &in_.q : name == "k" ? &in_.k : &in_.grad_loss;
+  }
 
  private:
   infonce::Params p_;
   Inputs in_;
-  std::unique_ptr<DeviceTensor> q_, k_;
 };
 
 // ---- MNR, per-anchor negatives ------------------------------------------------------------------
 
 class MnrPerAnchorDriver : public LossDriver {
  public:
-  const char* name() const override { return "MnrPerAnchor"; }
-  std::int64_t min_candidates() const override { return 1; }
-  bool has_logit_scale() const override { return true; }
-  bool has_similarity_choice() const override { return true; }
-  std::string scalar_gradient() const override { return "grad_scale"; }
+  MnrPerAnchorDriver() : LossDriver(describe::loss_named("MnrPerAnchor")) {}
 
   void make(const Shape& s, std::uint64_t seed) override {
-    p_ = mnr::PerAnchorParams{};
-    p_.batch = s.batch;
-    p_.negatives = s.candidates;
-    p_.dim = s.dim;
-    p_.dtype = s.dtype;
-    p_.similarity = s.similarity;
-    p_.reduction = s.reduction;
-    p_.scale =
-        s.logit_scale > 0.0f ? s.logit_scale : (s.similarity == Similarity::kCosine ? 20.0f : 1.0f);
-    p_.eps = s.eps;
+    p_ = std::get<mnr::PerAnchorParams>(describe::detail::mnr_per_anchor_params(s));
+    if (s.logit_scale <= 0.0f) p_.scale = s.similarity == Similarity::kCosine ? 20.0f : 1.0f;
     std::mt19937_64 engine(seed);
     in_ = make_mnr_inputs(p_, engine);
-    anchors_ = std::make_unique<DeviceTensor>(p_.dtype, in_.anchors.size());
-    positives_ = std::make_unique<DeviceTensor>(p_.dtype, in_.positives.size());
-    negatives_ = std::make_unique<DeviceTensor>(p_.dtype, in_.negatives.size());
-    grad_loss_ = std::make_unique<DeviceTensor>(DType::kF32, in_.grad_loss.size());
-    std::size_t saved_bytes = 0, workspace_bytes = 0;
-    EXPECT_EQ(mnr::saved_size(p_, &saved_bytes), Status::kSuccess) << last_error_message();
-    EXPECT_EQ(mnr::workspace_size(p_, &workspace_bytes), Status::kSuccess);
-    reset_outputs();
-    add_output("loss", DType::kF32, p_.reduction == Reduction::kNone ? p_.batch : 1, true);
-    add_output("saved", DType::kF32, static_cast<std::int64_t>(saved_bytes / sizeof(float)), true);
-    add_output("grad_anchors", p_.dtype, p_.batch * p_.dim, false);
-    add_output("grad_positives", p_.dtype, p_.batch * p_.dim, false);
-    add_output("grad_negatives", p_.dtype, p_.batch * p_.negatives * p_.dim, false);
-    add_output("grad_scale", DType::kF32, 1, false);
-    allocate_workspace(workspace_bytes);
-  }
-
-  std::vector<RowSet> row_sets() override {
-    const std::int64_t d = p_.dim;
-    return {
-        {"anchors", &in_.anchors, p_.batch, dense_or(p_.anchor_row_stride, d), d, "grad_anchors"},
-        {"positives", &in_.positives, p_.batch, dense_or(p_.positive_row_stride, d), d,
-         "grad_positives"},
-        {"negatives", &in_.negatives, p_.batch * p_.negatives, dense_or(p_.negative_row_stride, d),
-         d, "grad_negatives"}};
-  }
-
-  void upload() override {
-    anchors_->upload(in_.anchors);
-    positives_->upload(in_.positives);
-    negatives_->upload(in_.negatives);
-    grad_loss_->upload(in_.grad_loss);
-    settle();
-  }
-
-  Status run(Pass pass, const Handle& handle, cudaStream_t stream) override {
-    void* workspace = workspace_->data();
-    const float* grad_loss = static_cast<const float*>(grad_loss_->data());
-    switch (pass) {
-      case Pass::kForward:
-        return mnr::forward(
-            handle, p_,
-            {anchors_->data(), positives_->data(), negatives_->data(), f32("loss"), raw("saved")},
-            workspace, workspace_bytes_, stream);
-      case Pass::kBackward:
-        return mnr::backward(
-            handle, p_,
-            {anchors_->data(), positives_->data(), negatives_->data(), raw("saved"), grad_loss,
-             raw("grad_anchors"), raw("grad_positives"), raw("grad_negatives"), f32("grad_scale")},
-            workspace, workspace_bytes_, stream);
-      case Pass::kForwardBackward:
-        return mnr::forward_backward(
-            handle, p_,
-            {anchors_->data(), positives_->data(), negatives_->data(), f32("loss"), raw("saved"),
-             grad_loss, raw("grad_anchors"), raw("grad_positives"), raw("grad_negatives"),
-             f32("grad_scale")},
-            workspace, workspace_bytes_, stream);
-    }
-    return Status::kInternalError;
+    allocate();
   }
 
   void expect_matches_reference(Pass pass) override {
@@ -422,38 +348,31 @@ class MnrPerAnchorDriver : public LossDriver {
     expect_matches(p_, results, expected, pass != Pass::kBackward, pass != Pass::kForward);
   }
 
+ protected:
+  describe::Params params() const override { return p_; }
+  std::vector<double>* host_values(std::string_view name) override {
+    if (name == "anchors") return &in_.anchors;
+    if (name == "positives") return &in_.positives;
+    return name == "negatives" ? &in_.negatives : &in_.grad_loss;
+  }
+
  private:
   mnr::PerAnchorParams p_;
   MnrInputs in_;
-  std::unique_ptr<DeviceTensor> anchors_, positives_, negatives_;
 };
 
 // ---- MNR, in-batch with hard negatives ----------------------------------------------------------
 
 // The InfoNCE loop with the scale as logit scale: its inputs and bounds come from the InfoNCE
-// problem with temperature 1 / scale (as in test_mnr_repel_gpu.cpp), its scale gradient from the
+// problem with temperature 1 / scale (as in gpu/mnr_gpu.cpp), its scale gradient from the
 // in-batch reference.
 class MnrInBatchDriver : public LossDriver {
  public:
-  const char* name() const override { return "MnrInBatch"; }
-  std::int64_t min_candidates() const override { return 0; }
-  bool has_logit_scale() const override { return true; }
-  bool has_similarity_choice() const override { return true; }
-  std::string scalar_gradient() const override { return "grad_scale"; }
+  MnrInBatchDriver() : LossDriver(describe::loss_named("MnrInBatch")) {}
 
   void make(const Shape& s, std::uint64_t seed) override {
-    p_ = mnr::InBatchParams{};
-    p_.batch = s.batch;
-    p_.hard_negatives = s.candidates;
-    p_.dim = s.dim;
-    p_.dtype = s.dtype;
-    p_.similarity = s.similarity;
-    p_.reduction = s.reduction;
-    p_.symmetric = s.symmetric;
-    p_.scale = s.logit_scale > 0.0f ? s.logit_scale : 16.0f;  // 1/16 is exact
-    p_.eps = s.eps;
-    p_.tile_rows = s.tile_rows;
-    p_.tile_cols = s.tile_cols;
+    p_ = std::get<mnr::InBatchParams>(describe::detail::mnr_in_batch_params(s));
+    if (s.logit_scale <= 0.0f) p_.scale = 16.0f;  // 1/16 is exact
     equivalent_ = infonce::Params{};
     equivalent_.batch = p_.batch;
     equivalent_.num_keys = (1 + p_.hard_negatives) * p_.batch;
@@ -466,54 +385,7 @@ class MnrInBatchDriver : public LossDriver {
     equivalent_.eps = p_.eps;
     std::mt19937_64 engine(seed);
     in_ = make_inputs(equivalent_, engine);
-    anchors_ = std::make_unique<DeviceTensor>(p_.dtype, in_.q.size());
-    candidates_ = std::make_unique<DeviceTensor>(p_.dtype, in_.k.size());
-    grad_loss_ = std::make_unique<DeviceTensor>(DType::kF32, in_.grad_loss.size());
-    std::size_t saved_bytes = 0, workspace_bytes = 0;
-    EXPECT_EQ(mnr::saved_size(p_, &saved_bytes), Status::kSuccess) << last_error_message();
-    EXPECT_EQ(mnr::workspace_size(p_, &workspace_bytes), Status::kSuccess);
-    reset_outputs();
-    add_output("loss", DType::kF32, p_.reduction == Reduction::kNone ? p_.batch : 1, true);
-    add_output("saved", DType::kF32, static_cast<std::int64_t>(saved_bytes / sizeof(float)), true);
-    add_output("grad_anchors", p_.dtype, p_.batch * p_.dim, false);
-    add_output("grad_candidates", p_.dtype, equivalent_.num_keys * p_.dim, false);
-    add_output("grad_scale", DType::kF32, 1, false);
-    allocate_workspace(workspace_bytes);
-  }
-
-  std::vector<RowSet> row_sets() override {
-    return {{"anchors", &in_.q, p_.batch, p_.dim, p_.dim, "grad_anchors"},
-            {"candidates", &in_.k, equivalent_.num_keys, p_.dim, p_.dim, "grad_candidates"}};
-  }
-
-  void upload() override {
-    anchors_->upload(in_.q);
-    candidates_->upload(in_.k);
-    grad_loss_->upload(in_.grad_loss);
-    settle();
-  }
-
-  Status run(Pass pass, const Handle& handle, cudaStream_t stream) override {
-    void* workspace = workspace_->data();
-    const float* grad_loss = static_cast<const float*>(grad_loss_->data());
-    switch (pass) {
-      case Pass::kForward:
-        return mnr::forward(handle, p_,
-                            {anchors_->data(), candidates_->data(), f32("loss"), raw("saved")},
-                            workspace, workspace_bytes_, stream);
-      case Pass::kBackward:
-        return mnr::backward(handle, p_,
-                             {anchors_->data(), candidates_->data(), raw("saved"), grad_loss,
-                              raw("grad_anchors"), raw("grad_candidates"), f32("grad_scale")},
-                             workspace, workspace_bytes_, stream);
-      case Pass::kForwardBackward:
-        return mnr::forward_backward(
-            handle, p_,
-            {anchors_->data(), candidates_->data(), f32("loss"), raw("saved"), grad_loss,
-             raw("grad_anchors"), raw("grad_candidates"), f32("grad_scale")},
-            workspace, workspace_bytes_, stream);
-    }
-    return Status::kInternalError;
+    allocate();
   }
 
   void expect_matches_reference(Pass pass) override {
@@ -547,54 +419,29 @@ class MnrInBatchDriver : public LossDriver {
         << "grad_scale";
   }
 
+ protected:
+  describe::Params params() const override { return p_; }
+  std::vector<double>* host_values(std::string_view name) override {
+    return name == "anchors" ? &in_.q : name == "candidates" ? &in_.k : &in_.grad_loss;
+  }
+
  private:
   mnr::InBatchParams p_;
   infonce::Params equivalent_;
   Inputs in_;  // q: anchors, k: candidates [P; N_1; ...]
-  std::unique_ptr<DeviceTensor> anchors_, candidates_;
 };
 
 // ---- Repel --------------------------------------------------------------------------------------
 
 class RepelDriver : public LossDriver {
  public:
-  const char* name() const override { return "Repel"; }
-  std::int64_t min_candidates() const override { return 1; }
-  bool has_logit_scale() const override { return false; }
-  bool has_similarity_choice() const override { return false; }
-  std::string scalar_gradient() const override { return ""; }
+  RepelDriver() : LossDriver(describe::loss_named("Repel")) {}
 
   void make(const Shape& s, std::uint64_t seed) override {
-    p_ = repel::Params{};
-    p_.batch = s.batch;
-    p_.negatives = s.candidates;
-    p_.dim = s.dim;
-    p_.dtype = s.dtype;
-    p_.reduction = s.reduction;
-    p_.eps = s.eps;
+    p_ = std::get<repel::Params>(describe::detail::repel_params(s));
     std::mt19937_64 engine(seed);
     in_ = make_repel_inputs(p_, engine);
-    anchors_ = std::make_unique<DeviceTensor>(p_.dtype, in_.anchors.size());
-    negatives_ = std::make_unique<DeviceTensor>(p_.dtype, in_.negatives.size());
-    grad_loss_ = std::make_unique<DeviceTensor>(DType::kF32, in_.grad_loss.size());
-    std::size_t saved_bytes = 0, workspace_bytes = 0;
-    EXPECT_EQ(repel::saved_size(p_, &saved_bytes), Status::kSuccess) << last_error_message();
-    EXPECT_EQ(repel::workspace_size(p_, &workspace_bytes), Status::kSuccess);
-    reset_outputs();
-    add_output("loss", DType::kF32, p_.reduction == Reduction::kNone ? p_.batch * p_.negatives : 1,
-               true);
-    add_output("saved", DType::kF32, static_cast<std::int64_t>(saved_bytes / sizeof(float)), true);
-    add_output("grad_anchors", p_.dtype, p_.batch * p_.dim, false);
-    add_output("grad_negatives", p_.dtype, p_.batch * p_.negatives * p_.dim, false);
-    allocate_workspace(workspace_bytes);
-  }
-
-  std::vector<RowSet> row_sets() override {
-    const std::int64_t d = p_.dim;
-    return {
-        {"anchors", &in_.anchors, p_.batch, dense_or(p_.anchor_row_stride, d), d, "grad_anchors"},
-        {"negatives", &in_.negatives, p_.batch * p_.negatives, dense_or(p_.negative_row_stride, d),
-         d, "grad_negatives"}};
+    allocate();
   }
 
   // The margin keeps clear of every similarity (fp32 rounding must not flip a hinge term), as in
@@ -605,33 +452,7 @@ class RepelDriver : public LossDriver {
       for (double value : *values) finite = finite && std::isfinite(value);
     }
     p_.margin = finite ? clear_margin(p_, in_, 1e-5) : repel::Params{}.margin;
-    anchors_->upload(in_.anchors);
-    negatives_->upload(in_.negatives);
-    grad_loss_->upload(in_.grad_loss);
-    settle();
-  }
-
-  Status run(Pass pass, const Handle& handle, cudaStream_t stream) override {
-    void* workspace = workspace_->data();
-    const float* grad_loss = static_cast<const float*>(grad_loss_->data());
-    switch (pass) {
-      case Pass::kForward:
-        return repel::forward(handle, p_,
-                              {anchors_->data(), negatives_->data(), f32("loss"), raw("saved")},
-                              workspace, workspace_bytes_, stream);
-      case Pass::kBackward:
-        return repel::backward(handle, p_,
-                               {anchors_->data(), negatives_->data(), raw("saved"), grad_loss,
-                                raw("grad_anchors"), raw("grad_negatives")},
-                               workspace, workspace_bytes_, stream);
-      case Pass::kForwardBackward:
-        return repel::forward_backward(
-            handle, p_,
-            {anchors_->data(), negatives_->data(), f32("loss"), raw("saved"), grad_loss,
-             raw("grad_anchors"), raw("grad_negatives")},
-            workspace, workspace_bytes_, stream);
-    }
-    return Status::kInternalError;
+    LossDriver::upload();
   }
 
   void expect_matches_reference(Pass pass) override {
@@ -642,10 +463,15 @@ class RepelDriver : public LossDriver {
     expect_matches(p_, results, expected, pass != Pass::kBackward, pass != Pass::kForward);
   }
 
+ protected:
+  describe::Params params() const override { return p_; }
+  std::vector<double>* host_values(std::string_view name) override {
+    return name == "anchors" ? &in_.anchors : name == "negatives" ? &in_.negatives : &in_.grad_loss;
+  }
+
  private:
   repel::Params p_;
   RepelInputs in_;
-  std::unique_ptr<DeviceTensor> anchors_, negatives_;
 };
 
 // ---- The registry ---------------------------------------------------------------------------
@@ -655,7 +481,7 @@ struct LossFactory {
   std::function<std::unique_ptr<LossDriver>()> make;
 };
 
-/// Every loss of the library. A new loss: a driver above and a line here.
+/// A driver for every loss of describe::all_losses(). A new loss: a driver above and a line here.
 inline std::vector<LossFactory> all_losses() {
   return {{"InfoNCE", [] { return std::make_unique<InfoNCEDriver>(); }},
           {"MnrPerAnchor", [] { return std::make_unique<MnrPerAnchorDriver>(); }},

@@ -90,9 +90,9 @@ inline void naive_gradients(const double* anchor, const std::vector<const double
 
 inline AnchorResults naive_mnr(const mnr::PerAnchorParams& p, const MnrInputs& in) {
   const std::int64_t b = p.batch, n = p.negatives, d = p.dim;
-  const std::int64_t a_stride = dense_or(p.anchor_row_stride, d);
-  const std::int64_t p_stride = dense_or(p.positive_row_stride, d);
-  const std::int64_t n_stride = dense_or(p.negative_row_stride, d);
+  const std::int64_t a_stride = row_stride_or_dim(p.anchor_row_stride, d);
+  const std::int64_t p_stride = row_stride_or_dim(p.positive_row_stride, d);
+  const std::int64_t n_stride = row_stride_or_dim(p.negative_row_stride, d);
   AnchorResults out;
   out.grad_anchors.resize(b * d);
   out.grad_first.resize(b * d);
@@ -143,8 +143,8 @@ inline AnchorResults naive_mnr(const mnr::PerAnchorParams& p, const MnrInputs& i
 
 inline AnchorResults naive_repel(const repel::Params& p, const RepelInputs& in) {
   const std::int64_t b = p.batch, n = p.negatives, d = p.dim;
-  const std::int64_t a_stride = dense_or(p.anchor_row_stride, d);
-  const std::int64_t n_stride = dense_or(p.negative_row_stride, d);
+  const std::int64_t a_stride = row_stride_or_dim(p.anchor_row_stride, d);
+  const std::int64_t n_stride = row_stride_or_dim(p.negative_row_stride, d);
   AnchorResults out;
   out.grad_anchors.resize(b * d);
   out.grad_rest.resize(b * n * d);

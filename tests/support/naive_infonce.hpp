@@ -89,9 +89,9 @@ Results naive_infonce(const infonce::Params& p, const Inputs& in) {
   auto operand = [tf32](float value) { return tf32 ? truncate_to_tf32(value) : value; };
   std::vector<float> q_norms, k_norms;
   const std::vector<float> q =
-      naive_detail::gemm_rows(in.q, b, stride_of(p.q_row_stride, d), p, &q_norms);
+      naive_detail::gemm_rows(in.q, b, row_stride_or_dim(p.q_row_stride, d), p, &q_norms);
   const std::vector<float> k =
-      naive_detail::gemm_rows(in.k, m, stride_of(p.k_row_stride, d), p, &k_norms);
+      naive_detail::gemm_rows(in.k, m, row_stride_or_dim(p.k_row_stride, d), p, &k_norms);
   std::vector<float> logits(static_cast<std::size_t>(b * m));
   for (std::int64_t i = 0; i < b; ++i) {
     for (std::int64_t j = 0; j < m; ++j) {
@@ -174,8 +174,10 @@ Results naive_infonce(const infonce::Params& p, const Inputs& in) {
     }
   }
   if (p.similarity == Similarity::kCosine) {
-    out.grad_q = naive_detail::normalize_backward(in.q, b, stride_of(p.q_row_stride, d), p, grad_q);
-    out.grad_k = naive_detail::normalize_backward(in.k, m, stride_of(p.k_row_stride, d), p, grad_k);
+    out.grad_q =
+        naive_detail::normalize_backward(in.q, b, row_stride_or_dim(p.q_row_stride, d), p, grad_q);
+    out.grad_k =
+        naive_detail::normalize_backward(in.k, m, row_stride_or_dim(p.k_row_stride, d), p, grad_k);
   } else {
     for (float& value : grad_q) value = round_float(p.dtype, value);
     for (float& value : grad_k) value = round_float(p.dtype, value);

@@ -16,7 +16,7 @@
 // (support/infonce_cases.hpp), its sums over G restricted to G's non-zero entries (|G| taken as
 // |row term| + |column term| where both apply: a bound, not an estimate).
 //
-// tests/test_sampled_reference.cpp checks all of this against the full reference on problems
+// tests/cpu/sampled_reference.cpp checks all of this against the full reference on problems
 // small enough for it (CPU, every CI run).
 #pragma once
 
@@ -111,8 +111,8 @@ inline SampledInfoNCE sampled_infonce(const infonce::Params& p, double logit_sca
   const std::int64_t b = p.batch, m = p.num_keys, d = p.dim, offset = p.positive_offset;
   const bool cosine = p.similarity == Similarity::kCosine;
   const double s = logit_scale, eps = p.eps;
-  const HatRows qh = hat_rows(q, b, p.q_row_stride == 0 ? d : p.q_row_stride, d, cosine, eps);
-  const HatRows kh = hat_rows(k, m, p.k_row_stride == 0 ? d : p.k_row_stride, d, cosine, eps);
+  const HatRows qh = hat_rows(q, b, row_stride_or_dim(p.q_row_stride, d), d, cosine, eps);
+  const HatRows kh = hat_rows(k, m, row_stride_or_dim(p.k_row_stride, d), d, cosine, eps);
   auto logit = [&](std::int64_t i, std::int64_t j) {
     return s * dot(&qh.hat[i * d], &kh.hat[j * d], d);
   };

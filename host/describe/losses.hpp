@@ -1,0 +1,396 @@
+// One description per loss: its name, its parameters from a common problem shape, its tensors (by
+// role, with their extents for given parameters) and its calls, behind one face. The test drivers
+// walk all_losses(); the C API, the fuzz harness and the benchmarks can do the same. Header only
+// and CUDA-free: check(), workspace_size() and saved_size() need contrastive_cpu, run() needs
+// contrastive. docs/adding-a-loss.md says what a new loss fills in here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "contrastive/handle.hpp"
+#include "contrastive/infonce.hpp"
+#include "contrastive/mnr.hpp"
+#include "contrastive/repel.hpp"
+#include "contrastive/status.hpp"
+#include "contrastive/types.hpp"
+
+namespace contrastive::describe {
+
+/// A small problem in terms every loss understands.
+struct Shape {
+  std::int64_t batch = 8;  ///< B: queries / anchors
+  /// InfoNCE: keys beyond B (M = B + candidates); per-anchor MNR: n negatives per anchor; in-batch
+  /// MNR: K blocks of hard negatives; Repel: N negatives per anchor.
+  std::int64_t candidates = 3;
+  std::int64_t dim = 16;  ///< D
+  DType dtype = DType::kF32;
+  Similarity similarity = Similarity::kCosine;  ///< Repel is cosine whatever this says
+  Reduction reduction = Reduction::kMean;
+  bool symmetric = false;  ///< InfoNCE and in-batch MNR
+  /// The logit scale: InfoNCE's temperature is 1 / logit_scale, MNR's scale is logit_scale; 0 keeps
+  /// the Params' default.
+  float logit_scale = 0.0f;
+  float eps = 1e-12f;
+  std::int64_t tile_rows = 0, tile_cols = 0;  ///< InfoNCE and in-batch MNR: an explicit tile
+};
+
+/// The parameters of any loss.
+using Params =
+    std::variant<infonce::Params, mnr::PerAnchorParams, mnr::InBatchParams, repel::Params>;
+
+/// What a pointer argument of a loss's calls holds.
+enum class Role : int {
+  kInput,             ///< rows of embeddings, dtype, possibly strided
+  kLoss,              ///< f32: (1), or one per row (per term for Repel) with Reduction::kNone
+  kSaved,             ///< f32: what forward writes for backward
+  kUpstreamGradient,  ///< f32, the loss's extent: grad_loss
+  kGradient,          ///< dtype, dense (rows, D): the gradient of one input
+  kScalarGradient,    ///< f32 (1): dLoss/dtemperature or dLoss/dscale
+};
+
+/// One pointer argument, named as the argument structs name it.
+struct Tensor {
+  const char* name;
+  Role role;
+  const char* gradient_of = nullptr;  ///< kGradient: the input it belongs to
+};
+
+/// Where a tensor's elements lie for given Params: `rows` rows of `cols` elements, `stride` apart.
+struct Extent {
+  std::int64_t rows = 0;
+  std::int64_t cols = 1;
+  std::int64_t stride = 1;
+  DType dtype = DType::kF32;
+  /// Elements spanned from the first to the last (the padding after the last row excluded).
+  std::int64_t elements() const { return rows == 0 ? 0 : (rows - 1) * stride + cols; }
+};
+
+/// Device pointers by tensor name; null for a tensor not passed (optional outputs).
+using TensorPointers = std::function<void*(std::string_view name)>;
+
+/// The description of one loss.
+struct Loss {
+  const char* name;             ///< in test and benchmark names: "InfoNCE", "MnrPerAnchor", ...
+  std::int64_t min_candidates;  ///< the fewest Shape::candidates it takes
+  const char* logit_scale;      ///< the Params field of the logit scale, or null (Repel)
+  bool similarity_choice;       ///< cosine or dot (else cosine only)
+  std::vector<Tensor> tensors;  ///< every pointer argument, in the order of ForwardBackwardArgs
+  Params (*params)(const Shape& shape);
+};
+
+// ---- Each loss's slots --------------------------------------------------------------------------
+
+namespace detail {
+
+// Each loss's own check(), workspace_size() and saved_size(), found by argument-dependent lookup.
+template <typename P>
+Status check_of(const P& p) {
+  return check(p);
+}
+template <typename P>
+Status workspace_size_of(const P& p, std::size_t* bytes) {
+  return workspace_size(p, bytes);
+}
+template <typename P>
+Status saved_size_of(const P& p, std::size_t* bytes) {
+  return saved_size(p, bytes);
+}
+
+inline Extent loss_extent(Reduction reduction, std::int64_t per_row_outputs) {
+  return {reduction == Reduction::kNone ? per_row_outputs : 1, 1, 1, DType::kF32};
+}
+inline Extent rows(std::int64_t count, std::int64_t stride, std::int64_t dim, DType dtype) {
+  return {count, dim, row_stride_or_dim(stride, dim), dtype};
+}
+inline Extent dense(std::int64_t count, std::int64_t dim, DType dtype) {
+  return {count, dim, dim, dtype};
+}
+template <typename P>
+Extent saved_extent(const P& p) {
+  std::size_t bytes = 0;
+  if (saved_size_of(p, &bytes) != Status::kSuccess) return {};
+  return {static_cast<std::int64_t>(bytes / sizeof(float)), 1, 1, DType::kF32};
+}
+
+// One call of `pass`: the loss's forward, backward or forward_backward (found by argument-dependent
+// lookup) with the argument struct of that pass.
+template <typename P, typename ForwardArgs, typename BackwardArgs, typename BothArgs>
+Status call(Pass pass, const Handle& h, const P& p, const ForwardArgs& forward_args,
+            const BackwardArgs& backward_args, const BothArgs& both_args, void* ws,
+            std::size_t bytes, Stream stream) {
+  switch (pass) {
+    case Pass::kForward: return forward(h, p, forward_args, ws, bytes, stream);
+    case Pass::kBackward: return backward(h, p, backward_args, ws, bytes, stream);
+    case Pass::kForwardBackward: return forward_backward(h, p, both_args, ws, bytes, stream);
+  }
+  return Status::kInvalidArgument;
+}
+
+// InfoNCE: q, k.
+inline Params infonce_params(const Shape& s) {
+  infonce::Params p;
+  p.batch = s.batch;
+  p.num_keys = s.batch + s.candidates;
+  p.dim = s.dim;
+  p.dtype = s.dtype;
+  p.similarity = s.similarity;
+  p.reduction = s.reduction;
+  p.symmetric = s.symmetric;
+  if (s.logit_scale > 0.0f) p.temperature = 1.0f / s.logit_scale;
+  p.eps = s.eps;
+  p.tile_rows = s.tile_rows;
+  p.tile_cols = s.tile_cols;
+  return p;
+}
+inline Extent extent(const infonce::Params& p, std::string_view t) {
+  if (t == "q") return rows(p.batch, p.q_row_stride, p.dim, p.dtype);
+  if (t == "k") return rows(p.num_keys, p.k_row_stride, p.dim, p.dtype);
+  if (t == "grad_q") return dense(p.batch, p.dim, p.dtype);
+  if (t == "grad_k") return dense(p.num_keys, p.dim, p.dtype);
+  if (t == "saved") return saved_extent(p);
+  if (t == "grad_temperature") return {1};
+  return loss_extent(p.reduction, p.batch);  // loss, grad_loss
+}
+template <typename Pointers>
+Status run(Pass pass, const Handle& h, const infonce::Params& p, const Pointers& at, void* ws,
+           std::size_t bytes, Stream stream) {
+  const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
+  auto* loss = static_cast<float*>(at("loss"));
+  auto* grad_t = static_cast<float*>(at("grad_temperature"));
+  return call(pass, h, p, infonce::ForwardArgs{at("q"), at("k"), loss, at("saved")},
+              infonce::BackwardArgs{at("q"), at("k"), at("saved"), grad_loss, at("grad_q"),
+                                    at("grad_k"), grad_t},
+              infonce::ForwardBackwardArgs{at("q"), at("k"), loss, at("saved"), grad_loss,
+                                           at("grad_q"), at("grad_k"), grad_t},
+              ws, bytes, stream);
+}
+
+// MNR, per-anchor negatives: anchors, positives, negatives.
+inline Params mnr_per_anchor_params(const Shape& s) {
+  mnr::PerAnchorParams p;
+  p.batch = s.batch;
+  p.negatives = s.candidates;
+  p.dim = s.dim;
+  p.dtype = s.dtype;
+  p.similarity = s.similarity;
+  p.reduction = s.reduction;
+  if (s.logit_scale > 0.0f) p.scale = s.logit_scale;
+  p.eps = s.eps;
+  return p;
+}
+inline Extent extent(const mnr::PerAnchorParams& p, std::string_view t) {
+  if (t == "anchors") return rows(p.batch, p.anchor_row_stride, p.dim, p.dtype);
+  if (t == "positives") return rows(p.batch, p.positive_row_stride, p.dim, p.dtype);
+  if (t == "negatives") return rows(p.batch * p.negatives, p.negative_row_stride, p.dim, p.dtype);
+  if (t == "grad_anchors" || t == "grad_positives") return dense(p.batch, p.dim, p.dtype);
+  if (t == "grad_negatives") return dense(p.batch * p.negatives, p.dim, p.dtype);
+  if (t == "saved") return saved_extent(p);
+  if (t == "grad_scale") return {1};
+  return loss_extent(p.reduction, p.batch);
+}
+template <typename Pointers>
+Status run(Pass pass, const Handle& h, const mnr::PerAnchorParams& p, const Pointers& at, void* ws,
+           std::size_t bytes, Stream stream) {
+  const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
+  auto* loss = static_cast<float*>(at("loss"));
+  auto* grad_scale = static_cast<float*>(at("grad_scale"));
+  return call(
+      pass, h, p,
+      mnr::PerAnchorForwardArgs{at("anchors"), at("positives"), at("negatives"), loss, at("saved")},
+      mnr::PerAnchorBackwardArgs{at("anchors"), at("positives"), at("negatives"), at("saved"),
+                                 grad_loss, at("grad_anchors"), at("grad_positives"),
+                                 at("grad_negatives"), grad_scale},
+      mnr::PerAnchorForwardBackwardArgs{at("anchors"), at("positives"), at("negatives"), loss,
+                                        at("saved"), grad_loss, at("grad_anchors"),
+                                        at("grad_positives"), at("grad_negatives"), grad_scale},
+      ws, bytes, stream);
+}
+
+// MNR, in-batch with hard negatives: anchors, candidates [P; N_1; ...; N_K].
+inline Params mnr_in_batch_params(const Shape& s) {
+  mnr::InBatchParams p;
+  p.batch = s.batch;
+  p.hard_negatives = s.candidates;
+  p.dim = s.dim;
+  p.dtype = s.dtype;
+  p.similarity = s.similarity;
+  p.reduction = s.reduction;
+  p.symmetric = s.symmetric;
+  if (s.logit_scale > 0.0f) p.scale = s.logit_scale;
+  p.eps = s.eps;
+  p.tile_rows = s.tile_rows;
+  p.tile_cols = s.tile_cols;
+  return p;
+}
+inline Extent extent(const mnr::InBatchParams& p, std::string_view t) {
+  const std::int64_t candidates = (1 + p.hard_negatives) * p.batch;
+  if (t == "anchors") return rows(p.batch, p.anchor_row_stride, p.dim, p.dtype);
+  if (t == "candidates") return rows(candidates, p.candidate_row_stride, p.dim, p.dtype);
+  if (t == "grad_anchors") return dense(p.batch, p.dim, p.dtype);
+  if (t == "grad_candidates") return dense(candidates, p.dim, p.dtype);
+  if (t == "saved") return saved_extent(p);
+  if (t == "grad_scale") return {1};
+  return loss_extent(p.reduction, p.batch);
+}
+template <typename Pointers>
+Status run(Pass pass, const Handle& h, const mnr::InBatchParams& p, const Pointers& at, void* ws,
+           std::size_t bytes, Stream stream) {
+  const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
+  auto* loss = static_cast<float*>(at("loss"));
+  auto* grad_scale = static_cast<float*>(at("grad_scale"));
+  return call(
+      pass, h, p, mnr::InBatchForwardArgs{at("anchors"), at("candidates"), loss, at("saved")},
+      mnr::InBatchBackwardArgs{at("anchors"), at("candidates"), at("saved"), grad_loss,
+                               at("grad_anchors"), at("grad_candidates"), grad_scale},
+      mnr::InBatchForwardBackwardArgs{at("anchors"), at("candidates"), loss, at("saved"), grad_loss,
+                                      at("grad_anchors"), at("grad_candidates"), grad_scale},
+      ws, bytes, stream);
+}
+
+// Repel: anchors, negatives; cosine only, no logit scale.
+inline Params repel_params(const Shape& s) {
+  repel::Params p;
+  p.batch = s.batch;
+  p.negatives = s.candidates;
+  p.dim = s.dim;
+  p.dtype = s.dtype;
+  p.reduction = s.reduction;
+  p.eps = s.eps;
+  return p;
+}
+inline Extent extent(const repel::Params& p, std::string_view t) {
+  if (t == "anchors") return rows(p.batch, p.anchor_row_stride, p.dim, p.dtype);
+  if (t == "negatives") return rows(p.batch * p.negatives, p.negative_row_stride, p.dim, p.dtype);
+  if (t == "grad_anchors") return dense(p.batch, p.dim, p.dtype);
+  if (t == "grad_negatives") return dense(p.batch * p.negatives, p.dim, p.dtype);
+  if (t == "saved") return saved_extent(p);
+  return loss_extent(p.reduction, p.batch * p.negatives);  // one per term
+}
+template <typename Pointers>
+Status run(Pass pass, const Handle& h, const repel::Params& p, const Pointers& at, void* ws,
+           std::size_t bytes, Stream stream) {
+  const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
+  auto* loss = static_cast<float*>(at("loss"));
+  return call(pass, h, p, repel::ForwardArgs{at("anchors"), at("negatives"), loss, at("saved")},
+              repel::BackwardArgs{at("anchors"), at("negatives"), at("saved"), grad_loss,
+                                  at("grad_anchors"), at("grad_negatives")},
+              repel::ForwardBackwardArgs{at("anchors"), at("negatives"), loss, at("saved"),
+                                         grad_loss, at("grad_anchors"), at("grad_negatives")},
+              ws, bytes, stream);
+}
+
+}  // namespace detail
+
+/// Every loss of the library, in the order of the Params alternatives.
+inline const std::vector<Loss>& all_losses() {
+  static const std::vector<Loss> losses = {
+      {"InfoNCE",
+       0,
+       "temperature",
+       true,
+       {{"q", Role::kInput},
+        {"k", Role::kInput},
+        {"loss", Role::kLoss},
+        {"saved", Role::kSaved},
+        {"grad_loss", Role::kUpstreamGradient},
+        {"grad_q", Role::kGradient, "q"},
+        {"grad_k", Role::kGradient, "k"},
+        {"grad_temperature", Role::kScalarGradient}},
+       detail::infonce_params},
+      {"MnrPerAnchor",
+       1,
+       "scale",
+       true,
+       {{"anchors", Role::kInput},
+        {"positives", Role::kInput},
+        {"negatives", Role::kInput},
+        {"loss", Role::kLoss},
+        {"saved", Role::kSaved},
+        {"grad_loss", Role::kUpstreamGradient},
+        {"grad_anchors", Role::kGradient, "anchors"},
+        {"grad_positives", Role::kGradient, "positives"},
+        {"grad_negatives", Role::kGradient, "negatives"},
+        {"grad_scale", Role::kScalarGradient}},
+       detail::mnr_per_anchor_params},
+      {"MnrInBatch",
+       0,
+       "scale",
+       true,
+       {{"anchors", Role::kInput},
+        {"candidates", Role::kInput},
+        {"loss", Role::kLoss},
+        {"saved", Role::kSaved},
+        {"grad_loss", Role::kUpstreamGradient},
+        {"grad_anchors", Role::kGradient, "anchors"},
+        {"grad_candidates", Role::kGradient, "candidates"},
+        {"grad_scale", Role::kScalarGradient}},
+       detail::mnr_in_batch_params},
+      {"Repel",
+       1,
+       nullptr,
+       false,
+       {{"anchors", Role::kInput},
+        {"negatives", Role::kInput},
+        {"loss", Role::kLoss},
+        {"saved", Role::kSaved},
+        {"grad_loss", Role::kUpstreamGradient},
+        {"grad_anchors", Role::kGradient, "anchors"},
+        {"grad_negatives", Role::kGradient, "negatives"}},
+       detail::repel_params},
+  };
+  return losses;
+}
+
+/// The description named `name` (one of all_losses()); the first one for an unknown name.
+inline const Loss& loss_named(std::string_view name) {
+  for (const Loss& loss : all_losses()) {
+    if (name == loss.name) return loss;
+  }
+  return all_losses().front();
+}
+
+/// The description of the loss `params` belongs to.
+inline const Loss& loss_of(const Params& params) {
+  return all_losses()[params.index()];
+}
+
+/// The tensor of `loss` that holds the scalar gradient, or null.
+inline const Tensor* scalar_gradient(const Loss& loss) {
+  for (const Tensor& tensor : loss.tensors) {
+    if (tensor.role == Role::kScalarGradient) return &tensor;
+  }
+  return nullptr;
+}
+
+/// Where `tensor`'s elements lie for `params`.
+inline Extent extent(const Params& params, std::string_view tensor) {
+  return std::visit([&](const auto& p) { return detail::extent(p, tensor); }, params);
+}
+
+inline Status check(const Params& params) {
+  return std::visit([](const auto& p) { return detail::check_of(p); }, params);
+}
+inline Status workspace_size(const Params& params, std::size_t* bytes) {
+  return std::visit([&](const auto& p) { return detail::workspace_size_of(p, bytes); }, params);
+}
+inline Status saved_size(const Params& params, std::size_t* bytes) {
+  return std::visit([&](const auto& p) { return detail::saved_size_of(p, bytes); }, params);
+}
+
+/// One call of `pass` on the tensors `pointers` names.
+inline Status run(Pass pass, const Handle& handle, const Params& params,
+                  const TensorPointers& pointers, void* workspace, std::size_t workspace_bytes,
+                  Stream stream) {
+  return std::visit(
+      [&](const auto& p) {
+        return detail::run(pass, handle, p, pointers, workspace, workspace_bytes, stream);
+      },
+      params);
+}
+
+}  // namespace contrastive::describe

@@ -1,0 +1,146 @@
+// Float64 InfoNCE reference: the formulas of DESIGN.md section 2 written as plain loops.
+#include <cmath>
+#include <vector>
+
+#include "contrastive/reference.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/infonce_plan.hpp"
+#include "host/reference/common.hpp"
+
+namespace contrastive::reference {
+namespace detail {
+namespace {
+
+using infonce::Params;
+
+struct Forward {
+  Rows q, k;
+  std::vector<double> logits, row_lse, col_lse, row_loss;
+};
+
+Forward run_forward(const Params& p, const double* q, const double* k, double logit_scale) {
+  const std::int64_t b = p.batch, m = p.num_keys, d = p.dim;
+  const bool cosine = p.similarity == Similarity::kCosine;
+  Forward f;
+  f.q = prepare_rows(q, b, infonce::detail::q_stride(p), d, cosine, p.eps);
+  f.k = prepare_rows(k, m, infonce::detail::k_stride(p), d, cosine, p.eps);
+  f.logits.resize(static_cast<std::size_t>(b * m));
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t j = 0; j < m; ++j) {
+      f.logits[i * m + j] = logit_scale * dot(&f.q.hat[i * d], &f.k.hat[j * d], d);
+    }
+  }
+  f.row_lse.resize(static_cast<std::size_t>(b));
+  f.row_loss.resize(static_cast<std::size_t>(b));
+  for (std::int64_t i = 0; i < b; ++i) {
+    f.row_lse[i] = log_sum_exp(&f.logits[i * m], m, 1);
+    f.row_loss[i] = f.row_lse[i] - f.logits[i * m + i + p.positive_offset];
+  }
+  if (p.symmetric) {  // the column direction over the positive columns
+    f.col_lse.resize(static_cast<std::size_t>(b));
+    for (std::int64_t i = 0; i < b; ++i) {
+      const std::int64_t column = i + p.positive_offset;
+      f.col_lse[i] = log_sum_exp(&f.logits[column], b, m);
+      f.row_loss[i] = 0.5 * (f.row_loss[i] + (f.col_lse[i] - f.logits[i * m + column]));
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
+InfoNCEForward infonce_forward_scaled(const Params& params, const double* q, const double* k,
+                                      double logit_scale) {
+  Forward f = run_forward(params, q, k, logit_scale);
+  InfoNCEForward out;
+  if (params.reduction == Reduction::kNone) {
+    out.loss = f.row_loss;
+  } else {
+    double total = 0.0;
+    for (double loss : f.row_loss) total += loss;
+    if (params.reduction == Reduction::kMean) total /= static_cast<double>(params.batch);
+    out.loss.assign(1, total);
+  }
+  out.row_lse = std::move(f.row_lse);
+  out.col_lse = std::move(f.col_lse);
+  out.logits = std::move(f.logits);
+  return out;
+}
+
+InfoNCEBackward infonce_backward_scaled(const Params& params, const double* q, const double* k,
+                                        const double* grad_loss, double logit_scale,
+                                        double* sum_grad_logits) {
+  const std::int64_t b = params.batch, m = params.num_keys, d = params.dim;
+  const bool cosine = params.similarity == Similarity::kCosine;
+  const Forward f = run_forward(params, q, k, logit_scale);
+  std::vector<double> weights(static_cast<std::size_t>(b));
+  for (std::int64_t i = 0; i < b; ++i) {
+    weights[i] =
+        upstream_weight(grad_loss, params.reduction, i, b) * (params.symmetric ? 0.5 : 1.0);
+  }
+  // G = dLoss/dlogits: w_i (softmax_row - onehot), plus w_c (softmax_col - onehot) on the positive
+  // columns c = j - offset when symmetric.
+  InfoNCEBackward out;
+  std::vector<double>& g = out.grad_logits;
+  g.resize(static_cast<std::size_t>(b * m));
+  *sum_grad_logits = 0.0;
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t j = 0; j < m; ++j) {
+      const double logit = f.logits[i * m + j];
+      double value =
+          weights[i] * (std::exp(logit - f.row_lse[i]) - (j == i + params.positive_offset));
+      const std::int64_t column = j - params.positive_offset;
+      if (params.symmetric && column >= 0 && column < b) {
+        value += weights[column] * (std::exp(logit - f.col_lse[column]) - (i == column));
+      }
+      g[i * m + j] = value;
+      *sum_grad_logits += value * logit;
+    }
+  }
+  // Through logits = logit_scale * q_hat . k_hat, then the normalization.
+  std::vector<double> grad_q_hat(static_cast<std::size_t>(b * d), 0.0);
+  std::vector<double> grad_k_hat(static_cast<std::size_t>(m * d), 0.0);
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t j = 0; j < m; ++j) {
+      const double scaled = g[i * m + j] * logit_scale;
+      for (std::int64_t c = 0; c < d; ++c) {
+        grad_q_hat[i * d + c] += scaled * f.k.hat[j * d + c];
+        grad_k_hat[j * d + c] += scaled * f.q.hat[i * d + c];
+      }
+    }
+  }
+  out.grad_q = normalize_backward(f.q, d, cosine, params.eps, grad_q_hat);
+  out.grad_k = normalize_backward(f.k, d, cosine, params.eps, grad_k_hat);
+  return out;
+}
+
+}  // namespace detail
+
+Status infonce_forward(const infonce::Params& params, const double* q, const double* k,
+                       InfoNCEForward* out) {
+  CONTRASTIVE_TRY(infonce::detail::check_problem(params));
+  if (q == nullptr || k == nullptr || out == nullptr) {
+    return contrastive::detail::fail(Status::kNullPointer,
+                                     "reference::infonce_forward: q, k and out must not be null");
+  }
+  *out =
+      detail::infonce_forward_scaled(params, q, k, 1.0 / static_cast<double>(params.temperature));
+  return Status::kSuccess;
+}
+
+Status infonce_backward(const infonce::Params& params, const double* q, const double* k,
+                        const double* grad_loss, InfoNCEBackward* out) {
+  CONTRASTIVE_TRY(infonce::detail::check_problem(params));
+  if (q == nullptr || k == nullptr || out == nullptr) {
+    return contrastive::detail::fail(Status::kNullPointer,
+                                     "reference::infonce_backward: q, k and out must not be null");
+  }
+  const double logit_scale = 1.0 / static_cast<double>(params.temperature);
+  double sum_grad_logits = 0.0;
+  *out = detail::infonce_backward_scaled(params, q, k, grad_loss, logit_scale, &sum_grad_logits);
+  // logits = sim / t: dLoss/dt = -(1 / t) sum(G * logits)
+  out->grad_temperature = -logit_scale * sum_grad_logits;
+  return Status::kSuccess;
+}
+
+}  // namespace contrastive::reference
