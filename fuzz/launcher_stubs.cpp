@@ -70,13 +70,15 @@ cudaError_t launch_sum(const float*, std::int64_t, double, const float*, float*,
 
 template <typename T>
 cudaError_t launch_anchor_candidates(AnchorPass, const AnchorCandidates&, const SoftmaxHead&,
-                                     const AnchorCandidateGrads&, cudaStream_t) {
+                                     const AnchorCandidateGrads&, const SavedSimilarities&,
+                                     cudaStream_t) {
   launched("anchor_candidates (softmax head)");
 }
 
 template <typename T>
 cudaError_t launch_anchor_candidates(AnchorPass, const AnchorCandidates&, const HingeHead&,
-                                     const AnchorCandidateGrads&, cudaStream_t) {
+                                     const AnchorCandidateGrads&, const SavedSimilarities&,
+                                     cudaStream_t) {
   launched("anchor_candidates (hinge head)");
 }
 
@@ -87,12 +89,12 @@ cudaError_t launch_anchor_candidates(AnchorPass, const AnchorCandidates&, const 
   template cudaError_t launch_normalize_rows_backward<T>(                                         \
       const T*, std::int64_t, std::int64_t, std::int64_t, float, const float*, T*, cudaStream_t); \
   template cudaError_t launch_convert<T>(const float*, std::int64_t, T*, cudaStream_t);           \
-  template cudaError_t launch_anchor_candidates<T>(AnchorPass, const AnchorCandidates&,           \
-                                                   const SoftmaxHead&,                            \
-                                                   const AnchorCandidateGrads&, cudaStream_t);    \
+  template cudaError_t launch_anchor_candidates<T>(                                               \
+      AnchorPass, const AnchorCandidates&, const SoftmaxHead&, const AnchorCandidateGrads&,       \
+      const SavedSimilarities&, cudaStream_t);                                                    \
   template cudaError_t launch_anchor_candidates<T>(AnchorPass, const AnchorCandidates&,           \
                                                    const HingeHead&, const AnchorCandidateGrads&, \
-                                                   cudaStream_t);
+                                                   const SavedSimilarities&, cudaStream_t);
 CONTRASTIVE_STUB_TYPE(float)
 CONTRASTIVE_STUB_TYPE(__half)
 CONTRASTIVE_STUB_TYPE(__nv_bfloat16)
