@@ -57,7 +57,8 @@ struct Handle::Impl {
 
 namespace detail {
 
-/// kInvalidHandle for an empty handle, kWrongDevice when another device is current.
+/// kInvalidHandle for an empty handle, kWrongDevice when another device is current, kCudaError
+/// when a CUDA error from before the call is pending (left pending for the caller, docs/c-api.md).
 Status require_usable(const Handle& handle);
 
 /// kCudaError with the runtime's name and text for `error`, prefixed by `what`.

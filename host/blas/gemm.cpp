@@ -7,6 +7,7 @@
 #include "host/blas/gemm.hpp"
 
 #include <algorithm>
+#include <new>
 
 #include "host/blas/cublas_gemm.hpp"
 #include "host/plan/error.hpp"
@@ -136,7 +137,12 @@ Status gemm(const Handle& handle, const RowMajorGemm& g, bool allow_tf32, void* 
       destroy_gemm_plan(&plan);
       return status;
     }
-    found = impl.gemm_plans.emplace(key, plan).first;
+    try {
+      found = impl.gemm_plans.emplace(key, plan).first;
+    } catch (const std::bad_alloc&) {  // the C++ API returns statuses, never throws
+      destroy_gemm_plan(&plan);
+      return fail(Status::kInternalError, "gemm: out of host memory caching a GEMM plan");
+    }
   }
   const GemmPlan& plan = found->second;
   if (plan.plain_cublas) {
