@@ -12,7 +12,9 @@
 #include <gtest/gtest.h>
 
 #include "contrastive/infonce.hpp"
+#include "contrastive/mnr.hpp"
 #include "host/plan/infonce_plan.hpp"
+#include "host/plan/mnr_plan.hpp"
 #include "host/plan/tile_plan.hpp"
 #include "host/plan/workspace.hpp"
 
@@ -442,6 +444,34 @@ TEST(InfoNCECheck, TemperatureBoundIsExact) {
   EXPECT_EQ(infonce::check(p), Status::kInvalidArgument);
   p.temperature = 1e-30f;  // tiny but fine: 1/t = 1e30
   EXPECT_EQ(infonce::check(p), Status::kSuccess);
+}
+
+// In-batch MNR runs the same engine with its scale as the logit scale: no reciprocal is taken in
+// fp32 (its gradient's 1/s is taken in double), so every finite positive scale is accepted and
+// gives finite GEMM alphas and a finite scalar-gradient factor, from the smallest subnormal to
+// the largest float.
+TEST(InfoNCECheck, InBatchMnrScaleHasNoReciprocalToOverflow) {
+  for (float scale : {std::numeric_limits<float>::denorm_min(), 1e-30f, 20.0f,
+                      std::numeric_limits<float>::max()}) {
+    SCOPED_TRACE(scale);
+    mnr::InBatchParams p;
+    p.batch = 4096;
+    p.hard_negatives = 1;
+    p.dim = 16;
+    p.scale = scale;
+    p.symmetric = true;
+    EXPECT_EQ(mnr::check(p), Status::kSuccess) << last_error_message();
+    const Params engine = mnr::detail::to_infonce(p);
+    EXPECT_EQ(infonce::detail::check_problem(engine), Status::kSuccess) << last_error_message();
+    const double factor = infonce::detail::gradient_factor(engine);
+    EXPECT_TRUE(std::isfinite(static_cast<float>(static_cast<double>(scale) * factor)));
+    EXPECT_TRUE(std::isfinite(factor / static_cast<double>(scale)));
+  }
+  mnr::InBatchParams p;
+  p.batch = 4;
+  p.dim = 16;
+  p.scale = INFINITY;
+  EXPECT_EQ(mnr::check(p), Status::kInvalidArgument);
 }
 
 // G is stored without the reduction's factor; the gradient GEMMs (and the scalar gradient) apply
