@@ -24,8 +24,11 @@ CONTRASTIVE_HOST_DEVICE inline LseState lse_empty() {
   return {-INFINITY, 0.0f};
 }
 
-/// Absorb one value with a single exp.
+/// Absorb one value with a single exp. A -inf value (a masked candidate, or a dot product that
+/// overflowed) leaves the state as it is: it adds exp(-inf) = 0 to the sum, and pushing it into
+/// the empty state must not compute exp(-inf - (-inf)) = NaN. A NaN value still poisons the state.
 CONTRASTIVE_HOST_DEVICE inline LseState lse_push(LseState state, float x) {
+  if (x == -INFINITY) return state;
   if (x > state.max || x != x) {
     return {x, state.sum * expf(state.max - x) + 1.0f};
   }
@@ -42,6 +45,23 @@ CONTRASTIVE_HOST_DEVICE inline LseState lse_merge(LseState a, LseState b) {
 /// log(sum_j exp(x_j)) of the absorbed values; -inf when empty.
 CONTRASTIVE_HOST_DEVICE inline float lse_value(LseState state) {
   return state.max + logf(state.sum);
+}
+
+/// One term of dLoss/dlogit for a softmax cross-entropy row (or column) with log-sum-exp `lse`:
+/// upstream * (softmax - onehot). The reduction's factors (1/B for a mean, 1/2 in symmetric mode)
+/// are not in it: the gradient GEMMs apply them in alpha, so a G stored in fp16 keeps its entries
+/// (about upstream / M) in fp16's normal range. A -inf logit gives exactly 0 (its candidate is out
+/// of the softmax); a NaN logit or lse gives NaN.
+CONTRASTIVE_HOST_DEVICE inline float softmax_xent_grad(float logit, float lse, bool positive,
+                                                       float upstream) {
+  return upstream * (expf(logit - lse) - (positive ? 1.0f : 0.0f));
+}
+
+/// grad * logit, the per-element term of the temperature's (or scale's) gradient, with 0 where the
+/// gradient is 0: a -inf logit left the softmax and contributes nothing, where the plain product
+/// 0 * -inf would be NaN. A NaN in either factor still gives NaN (NaN != 0).
+CONTRASTIVE_HOST_DEVICE inline float grad_times_logit(float grad, float logit) {
+  return grad == 0.0f ? 0.0f : grad * logit;
 }
 
 /// Functor form of lse_merge for CUB reductions.

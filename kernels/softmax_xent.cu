@@ -1,8 +1,9 @@
 // Fused softmax cross-entropy over tiles of the logits matrix S (B, M), S = sim / temperature.
 //   forward:  tile -> running row (and column) max / sum-exp, positive logits; then one block turns
 //             them into row / column log-sum-exp and the reduced loss.
-//   backward: tile of S -> tile of G = dLoss/dS in place, plus per-row sum of G * S for the
-//             temperature gradient (reduced by kernels/reduce.cu).
+//   backward: tile of S -> tile of G in place, plus per-row sum of G * S for the temperature
+//             gradient (reduced by kernels/reduce.cu). G is dLoss/dS without the reduction's
+//             host factors (1/B, 1/2 symmetric): the gradient GEMMs apply those in alpha.
 // Reductions are CUB block reductions in a fixed order (no atomics): results are bitwise
 // repeatable.
 #include <cstdint>
@@ -95,8 +96,8 @@ __global__ __launch_bounds__(kSingleBlockThreads) void finalize_loss_kernel(
 template <typename L, typename GT>
 __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
     LogitsTile tile, GT* grad, std::int64_t positive_offset, std::int64_t batch,
-    const float* __restrict__ row_lse, const float* __restrict__ col_lse,
-    UpstreamGradient upstream, float* __restrict__ row_logit_grad, bool first_tile) {
+    const float* __restrict__ row_lse, const float* __restrict__ col_lse, UpstreamGradient upstream,
+    float* __restrict__ row_logit_grad, bool first_tile) {
   using BlockReduce = cub::BlockReduce<float, kRowThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
   const std::int64_t local_row = blockIdx.x;
@@ -111,14 +112,14 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
   for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
     const std::int64_t col = tile.col0 + j;
     const float logit = to_float(logits[j]);
-    float g = row_weight * (expf(logit - lse) - (col == positive ? 1.0f : 0.0f));
+    float g = softmax_xent_grad(logit, lse, col == positive, row_weight);
     const std::int64_t positive_column = col - positive_offset;  // in [0, B) for positives
     if (col_lse != nullptr && positive_column >= 0 && positive_column < batch) {
-      g += upstream.weight(positive_column) *
-           (expf(logit - col_lse[positive_column]) - (col == positive ? 1.0f : 0.0f));
+      g += softmax_xent_grad(logit, col_lse[positive_column], col == positive,
+                             upstream.weight(positive_column));
     }
     grads[j] = from_float<GT>(g);
-    grad_dot_logit += g * logit;
+    grad_dot_logit += grad_times_logit(g, logit);
   }
   grad_dot_logit = BlockReduce(temp).Sum(grad_dot_logit);
   if (threadIdx.x == 0) {
@@ -141,8 +142,8 @@ template <typename L>
 cudaError_t launch_col_lse_tile(const LogitsTile& tile, LseState* col_state, bool first_tile,
                                 cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>((tile.cols + kColumnWidth - 1) / kColumnWidth);
-  col_lse_tile_kernel<L><<<blocks, dim3(kColumnWidth, kColumnRowGroups), 0, stream>>>(
-      tile, col_state, first_tile);
+  col_lse_tile_kernel<L>
+      <<<blocks, dim3(kColumnWidth, kColumnRowGroups), 0, stream>>>(tile, col_state, first_tile);
   return cudaGetLastError();
 }
 
@@ -166,13 +167,13 @@ cudaError_t launch_logits_backward_tile(const LogitsTile& tile, GT* grad,
   return cudaGetLastError();
 }
 
-#define CONTRASTIVE_INSTANTIATE_TILE(L)                                                       \
-  template cudaError_t launch_row_lse_tile<L>(const LogitsTile&, std::int64_t, LseState*,     \
-                                              float*, bool, cudaStream_t);                     \
+#define CONTRASTIVE_INSTANTIATE_TILE(L)                                                           \
+  template cudaError_t launch_row_lse_tile<L>(const LogitsTile&, std::int64_t, LseState*, float*, \
+                                              bool, cudaStream_t);                                \
   template cudaError_t launch_col_lse_tile<L>(const LogitsTile&, LseState*, bool, cudaStream_t);
-#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                                 \
-  template cudaError_t launch_logits_backward_tile<L, GT>(                                      \
-      const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*,          \
+#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                       \
+  template cudaError_t launch_logits_backward_tile<L, GT>(                            \
+      const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*, \
       UpstreamGradient, float*, bool, cudaStream_t);
 CONTRASTIVE_INSTANTIATE_TILE(float)
 CONTRASTIVE_INSTANTIATE_TILE(__nv_bfloat16)

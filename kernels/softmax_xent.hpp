@@ -49,12 +49,13 @@ cudaError_t launch_finalize_loss(const LseState* row_state, const LseState* col_
 /// logits -> grad (same shape and ld, GT; may be tile.data when GT == L): G = w_i (softmax_row -
 /// onehot), plus, when col_lse (B) is set and column j is positive column c = j - offset < B,
 /// w_c (softmax_col - onehot); row_logit_grad (B) += sum over the tile's columns of G * logit
-/// (first_tile: overwrite), with G in fp32.
+/// (first_tile: overwrite), with G in fp32. w = upstream.weight(): the engine passes the upstream
+/// gradient alone (scale 1) and applies the reduction's factors in the gradient GEMMs' alpha.
 template <typename L, typename GT>
-cudaError_t launch_logits_backward_tile(const LogitsTile& tile, GT* grad, std::int64_t positive_offset,
-                                        std::int64_t batch, const float* row_lse,
-                                        const float* col_lse, UpstreamGradient upstream,
-                                        float* row_logit_grad, bool first_tile,
-                                        cudaStream_t stream);
+cudaError_t launch_logits_backward_tile(const LogitsTile& tile, GT* grad,
+                                        std::int64_t positive_offset, std::int64_t batch,
+                                        const float* row_lse, const float* col_lse,
+                                        UpstreamGradient upstream, float* row_logit_grad,
+                                        bool first_tile, cudaStream_t stream);
 
 }  // namespace contrastive::kernels

@@ -93,14 +93,7 @@ SavedView<F> view_saved(const Params& params, F* base) {
   return {at(layout.row_lse), at(layout.col_lse), at(layout.q_inv_norm), at(layout.k_inv_norm)};
 }
 
-// What the GEMMs read, elements of the params' dtype: normalized copies (cosine) or the caller's
-// rows (dot).
-struct Operands {
-  const void* q = nullptr;
-  std::int64_t ldq = 0;
-  const void* k = nullptr;
-  std::int64_t ldk = 0;
-};
+using Operands = TileOperands;
 
 struct Gradients {
   const float* grad_loss = nullptr;
@@ -156,23 +149,24 @@ Status prepare_operands(const Call& call, const void* q, const void* k,
 
 LogitsTile tile_view(const Call& call, Extent rows, Extent cols) {
   return {call.scratch.logits_tile,
-          call.scratch.plan.tiles.tile_cols,
+          call.scratch.plan.tile_pitch,
           rows.begin,
           rows.size,
           cols.begin,
           cols.size};
 }
 
-// logits[rows, cols] = s Q_hat[rows] K_hat[cols]^T
-Status compute_logits(const Call& call, const Operands& operands, Extent rows, Extent cols) {
-  const Params& p = call.params;
-  const RowMajorGemm g = contrastive::detail::logits_product(
-      advance(operands.q, rows.begin * operands.ldq, p.dtype), operands.ldq,
-      advance(operands.k, cols.begin * operands.ldk, p.dtype), operands.ldk, p.dtype, rows.size,
-      cols.size, p.dim, call.scratch.logits_tile, call.scratch.plan.tiles.tile_cols, p.logits_dtype,
-      call.logit_scale.scale);
+Status run_gemm(const Call& call, const RowMajorGemm& g) {
   return gemm(call.handle, g, call.params.allow_tf32, call.scratch.gemm_workspace,
               call.scratch.plan.gemm_workspace_bytes, call.stream);
+}
+
+// logits[rows, cols] = s Q_hat[rows] K_hat[cols]^T
+Status compute_logits(const Call& call, const Operands& operands, Extent rows, Extent cols) {
+  const TileProducts products =
+      tile_products(call.params, call.scratch.plan, operands, rows, cols, call.logit_scale.scale,
+                    call.scratch.logits_tile, nullptr, nullptr, nullptr, false, false);
+  return run_gemm(call, products.logits);
 }
 
 // Symmetric mode: the part of a tile inside the positive columns [offset, offset + B) goes into
@@ -252,9 +246,10 @@ Status run_backward(const Call& call, const void* q, const void* k,
   float* grad_k_target =
       out.grad_k == nullptr ? nullptr : (direct ? static_cast<float*>(out.grad_k) : s.grad_k_sum);
   void* grad_tile = s.grad_tile != nullptr ? s.grad_tile : s.logits_tile;  // G, in dtype
-  float weight = p.reduction == Reduction::kMean ? 1.0f / static_cast<float>(p.batch) : 1.0f;
-  if (p.symmetric) weight *= 0.5f;
-  const kernels::UpstreamGradient upstream{out.grad_loss, p.reduction == Reduction::kNone, weight};
+  // G holds the upstream gradient times (softmax - onehot) only; the reduction's factor (1/B,
+  // 1/2 symmetric) goes into the gradient GEMMs' alpha and the scalar gradient's factor, so that
+  // a 16-bit G keeps its small entries (docs/precision.md).
+  const kernels::UpstreamGradient upstream{out.grad_loss, p.reduction == Reduction::kNone, 1.0f};
 
   for (std::int64_t r = 0; r < tiles.row_tiles(); ++r) {
     for (std::int64_t c = 0; c < tiles.col_tiles(); ++c) {
@@ -275,22 +270,13 @@ Status run_backward(const Call& call, const void* q, const void* k,
                                   });
                                 }),
           "logits_backward_tile launch");
-      if (grad_q_target != nullptr) {  // dQ_hat[rows] (+)= s G K_hat[cols]
-        const RowMajorGemm g = contrastive::detail::grad_q_product(
-            grad_tile, tile.ld, advance(operands.k, cols.begin * operands.ldk, p.dtype),
-            operands.ldk, p.dtype, rows.size, cols.size, p.dim, grad_q_target + rows.begin * p.dim,
-            logit_scale, /*accumulate=*/c > 0);
-        CONTRASTIVE_TRY(gemm(call.handle, g, p.allow_tf32, s.gemm_workspace,
-                             s.plan.gemm_workspace_bytes, call.stream));
-      }
-      if (grad_k_target != nullptr) {  // dK_hat[cols] (+)= s G^T Q_hat[rows]
-        const RowMajorGemm g = contrastive::detail::grad_k_product(
-            grad_tile, tile.ld, advance(operands.q, rows.begin * operands.ldq, p.dtype),
-            operands.ldq, p.dtype, rows.size, cols.size, p.dim, grad_k_target + cols.begin * p.dim,
-            logit_scale, /*accumulate=*/r > 0);
-        CONTRASTIVE_TRY(gemm(call.handle, g, p.allow_tf32, s.gemm_workspace,
-                             s.plan.gemm_workspace_bytes, call.stream));
-      }
+      // dQ_hat[rows] (+)= s f G K_hat[cols], dK_hat[cols] (+)= s f G^T Q_hat[rows]
+      const TileProducts products =
+          tile_products(p, s.plan, operands, rows, cols, logit_scale, s.logits_tile, grad_tile,
+                        grad_q_target, grad_k_target, /*accumulate_q=*/c > 0,
+                        /*accumulate_k=*/r > 0);
+      if (grad_q_target != nullptr) CONTRASTIVE_TRY(run_gemm(call, products.grad_q));
+      if (grad_k_target != nullptr) CONTRASTIVE_TRY(run_gemm(call, products.grad_k));
     }
   }
   if (!direct) {
@@ -317,10 +303,12 @@ Status run_backward(const Call& call, const void* q, const void* k,
         "gradient finishing launch");
   }
   if (out.grad_scalar != nullptr) {
-    // sum(G * logits) = sum(G * s * sim): dLoss/ds = sum / s, dLoss/dt = -sum / t with s = 1/t.
+    // f sum(G * logits) = f sum(G * s * sim), with f the reduction's factor G leaves out:
+    // dLoss/ds = f sum / s, dLoss/dt = -f sum / t with s = 1/t.
+    const double factor = gradient_factor(p);
     const double sum_to_gradient = call.logit_scale.gradient == LogitScale::Gradient::kScale
-                                       ? 1.0 / static_cast<double>(logit_scale)
-                                       : -static_cast<double>(logit_scale);
+                                       ? factor / static_cast<double>(logit_scale)
+                                       : -factor * static_cast<double>(logit_scale);
     CONTRASTIVE_TRY_CUDA(kernels::launch_sum(s.row_logit_grad, p.batch, sum_to_gradient, nullptr,
                                              out.grad_scalar, call.stream),
                          "sum launch");

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "host/plan/checks.hpp"
 #include "host/plan/error.hpp"
@@ -20,6 +21,15 @@ constexpr const char* kLoss = "infonce";
 
 constexpr std::size_t kMinGemmWorkspaceBytes = std::size_t{1} << 20;
 constexpr std::size_t kMaxGemmWorkspaceBytes = std::size_t{32} << 20;  // cuBLAS's advice for Hopper
+
+// The smallest temperature whose reciprocal, computed as the calls compute it (1.0f / t), is a
+// finite float: about 2.94e-39, a subnormal.
+float min_temperature() {
+  float t = 1.0f / std::numeric_limits<float>::max();
+  while (!std::isfinite(1.0f / t)) t = std::nextafter(t, 1.0f);
+  while (std::isfinite(1.0f / std::nextafter(t, 0.0f))) t = std::nextafter(t, 0.0f);
+  return t;
+}
 
 }  // namespace
 
@@ -51,6 +61,12 @@ Status check_problem(const Params& p) {
   CONTRASTIVE_TRY(require_known(kLoss, p.reduction));
   CONTRASTIVE_TRY(require_known(kLoss, p.tiling));
   CONTRASTIVE_TRY(require_positive_finite(kLoss, "temperature", p.temperature));
+  if (!std::isfinite(1.0f / p.temperature)) {  // the logits would all be +-inf or NaN
+    return fail(Status::kInvalidArgument,
+                "infonce: temperature must be >= %.9g (its reciprocal, the logit scale, must be a "
+                "finite float), got %g",
+                static_cast<double>(min_temperature()), static_cast<double>(p.temperature));
+  }
   if (p.similarity == Similarity::kCosine) {
     CONTRASTIVE_TRY(require_positive_finite(kLoss, "eps", p.eps));
   }
@@ -96,6 +112,7 @@ using contrastive::detail::TilePlan;
 
 constexpr std::int64_t kMaxTileCols = 8192;     // wide tiles keep each GEMM large
 constexpr std::int64_t kTileRowMultiple = 128;  // whole row blocks of the GEMM kernels
+static_assert(kMaxTileCols % kTilePitchElements == 0, "the widest tile needs no padding");
 
 // Bytes a tile holds per logit: the logits, and dLoss/dlogits where it cannot overwrite them.
 std::size_t tile_bytes_per_element(const Params& p) {
@@ -103,13 +120,18 @@ std::size_t tile_bytes_per_element(const Params& p) {
   return p.logits_dtype == p.dtype ? logits : logits + dtype_size(p.dtype);
 }
 
-// The tiled path's tile: as wide as kMaxTileCols, as many whole row blocks as fit the cache share.
+std::int64_t pitch_of(std::int64_t tile_cols) {
+  return (tile_cols + kTilePitchElements - 1) / kTilePitchElements * kTilePitchElements;
+}
+
+// The tiled path's tile: as wide as kMaxTileCols, as many whole row blocks (of the padded pitch)
+// as fit the cache share.
 TilePlan l2_tiles(const Params& p) {
   const std::size_t cache = p.tile_cache_bytes != 0 ? p.tile_cache_bytes : kDefaultTileCacheBytes;
   const auto elements =
       static_cast<std::int64_t>(std::max<std::size_t>(cache / tile_bytes_per_element(p), 1));
   const std::int64_t cols = std::min({p.num_keys, kMaxTileCols, elements});
-  std::int64_t rows = elements / cols;
+  std::int64_t rows = std::max<std::int64_t>(elements / pitch_of(cols), 1);
   if (rows >= kTileRowMultiple) rows -= rows % kTileRowMultiple;
   return make_tile_plan(p.batch, p.num_keys, rows, cols);
 }
@@ -118,6 +140,7 @@ TilePlan l2_tiles(const Params& p) {
 bool lay_out(const Params& p, const TilePlan& tiles, WorkspacePlan* plan) {
   WorkspacePlan result;
   result.tiles = tiles;
+  result.tile_pitch = pitch_of(tiles.tile_cols);
   const auto b = static_cast<std::uint64_t>(p.batch);
   const auto m = static_cast<std::uint64_t>(p.num_keys);
   const auto d = static_cast<std::uint64_t>(p.dim);
@@ -125,7 +148,7 @@ bool lay_out(const Params& p, const TilePlan& tiles, WorkspacePlan* plan) {
   WorkspaceLayoutBuilder builder;
   std::uint64_t tile_elements = 0;
   if (__builtin_mul_overflow(static_cast<std::uint64_t>(result.tiles.tile_rows),
-                             static_cast<std::uint64_t>(result.tiles.tile_cols), &tile_elements)) {
+                             static_cast<std::uint64_t>(result.tile_pitch), &tile_elements)) {
     return false;
   }
   const std::size_t element = dtype_size(p.dtype);
@@ -178,6 +201,39 @@ Status plan_workspace(const Params& p, WorkspacePlan* plan) {
                 static_cast<ll>(p.batch), static_cast<ll>(p.num_keys), static_cast<ll>(p.dim));
   }
   return Status::kSuccess;
+}
+
+double gradient_factor(const Params& p) {
+  double factor = p.reduction == Reduction::kMean ? 1.0 / static_cast<double>(p.batch) : 1.0;
+  return p.symmetric ? 0.5 * factor : factor;
+}
+
+TileProducts tile_products(const Params& p, const WorkspacePlan& plan, const TileOperands& operands,
+                           contrastive::detail::Extent rows, contrastive::detail::Extent cols,
+                           float logit_scale, void* logits_tile, const void* grad_tile,
+                           float* grad_q, float* grad_k, bool accumulate_q, bool accumulate_k) {
+  using contrastive::detail::RowMajorGemm;
+  const auto element = static_cast<std::int64_t>(dtype_size(p.dtype));
+  const void* q = static_cast<const char*>(operands.q) + rows.begin * operands.ldq * element;
+  const void* k = static_cast<const char*>(operands.k) + cols.begin * operands.ldk * element;
+  // alpha of the gradient products: the logit scale and the reduction's factor, in double first
+  // so that s * (1/B) does not round twice.
+  const auto grad_alpha = static_cast<float>(static_cast<double>(logit_scale) * gradient_factor(p));
+  TileProducts products;
+  products.logits = contrastive::detail::logits_product(
+      q, operands.ldq, k, operands.ldk, p.dtype, rows.size, cols.size, p.dim, logits_tile,
+      plan.tile_pitch, p.logits_dtype, logit_scale);
+  if (grad_q != nullptr) {
+    products.grad_q = contrastive::detail::grad_q_product(
+        grad_tile, plan.tile_pitch, k, operands.ldk, p.dtype, rows.size, cols.size, p.dim,
+        grad_q + rows.begin * p.dim, grad_alpha, accumulate_q);
+  }
+  if (grad_k != nullptr) {
+    products.grad_k = contrastive::detail::grad_k_product(
+        grad_tile, plan.tile_pitch, q, operands.ldq, p.dtype, rows.size, cols.size, p.dim,
+        grad_k + cols.begin * p.dim, grad_alpha, accumulate_k);
+  }
+  return products;
 }
 
 }  // namespace detail

@@ -12,7 +12,9 @@
 #include <gtest/gtest.h>
 
 #include "contrastive/infonce.hpp"
+#include "contrastive/mnr.hpp"
 #include "host/plan/infonce_plan.hpp"
+#include "host/plan/mnr_plan.hpp"
 #include "host/plan/tile_plan.hpp"
 #include "host/plan/workspace.hpp"
 
@@ -88,6 +90,15 @@ const BadParamsCase kBadParams[] = {
      "infonce: temperature must be finite and > 0, got nan"},
     {"InfiniteTemperature", [](Params& p) { p.temperature = INFINITY; }, Status::kInvalidArgument,
      "infonce: temperature must be finite and > 0, got inf"},
+    {"TemperatureWhoseReciprocalOverflows", [](Params& p) { p.temperature = 1e-39f; },
+     Status::kInvalidArgument,
+     "infonce: temperature must be >= 2.93873728e-39 (its reciprocal, the logit scale, must be a "
+     "finite float), got 1e-39"},
+    {"SmallestSubnormalTemperature",
+     [](Params& p) { p.temperature = std::numeric_limits<float>::denorm_min(); },
+     Status::kInvalidArgument,
+     "infonce: temperature must be >= 2.93873728e-39 (its reciprocal, the logit scale, must be a "
+     "finite float), got 1.4013e-45"},
     {"ZeroEps", [](Params& p) { p.eps = 0.0f; }, Status::kInvalidArgument,
      "infonce: eps must be finite and > 0, got 0"},
     {"NegativeTile", [](Params& p) { p.tile_rows = -1; }, Status::kInvalidArgument,
@@ -273,7 +284,8 @@ TEST(Workspace, InfoNCEPlanMatchesTheMode) {
   EXPECT_EQ(reported, tiled.required_bytes);
 }
 
-// The pieces follow the dtypes: the logits tile in logits_dtype; a separate G tile (in the input
+// The pieces follow the dtypes (the tiles' rows padded to the pitch): the logits tile in
+// logits_dtype; a separate G tile (in the input
 // dtype, as the backward GEMMs read it) only when the two differ; normalized rows in the input
 // dtype; fp32 accumulators unless an f32 dot product can write the caller's gradients directly.
 TEST(Workspace, InfoNCEPlanFollowsTheDtypes) {
@@ -295,9 +307,9 @@ TEST(Workspace, InfoNCEPlanFollowsTheDtypes) {
         p.similarity = similarity;
         Plan plan;
         ASSERT_EQ(infonce::detail::plan_workspace(p, &plan), Status::kSuccess);
-        const std::size_t tile = 40 * 96, element = dtype_size(dtype);
-        const std::size_t after_tile = plan.grad_tile != kAbsent ? plan.grad_tile
-                                       : plan.q_hat != kAbsent   ? plan.q_hat
+        const std::size_t tile = 40 * 128, element = dtype_size(dtype);  // 96 columns, pitch 128
+        const std::size_t after_tile = plan.grad_tile != kAbsent    ? plan.grad_tile
+                                       : plan.q_hat != kAbsent      ? plan.q_hat
                                        : plan.grad_q_sum != kAbsent ? plan.grad_q_sum
                                                                     : plan.row_state;
         EXPECT_EQ(piece(plan.logits_tile, after_tile),
@@ -368,11 +380,10 @@ TEST(TilingPolicy, TiledTilesFitTheCacheShare) {
         p.tiling = Tiling::kTiled;
         p.tile_cache_bytes = cache;
         const detail::TilePlan tiles = plan_of(p).tiles;
-        const std::size_t per_element = dtype_size(logits_dtype) +
-                                        (logits_dtype == dtype ? 0 : dtype_size(dtype));
+        const std::size_t per_element =
+            dtype_size(logits_dtype) + (logits_dtype == dtype ? 0 : dtype_size(dtype));
         const std::size_t share = cache == 0 ? kDefaultTileCacheBytes : cache;
-        EXPECT_LE(static_cast<std::size_t>(tiles.tile_rows * tiles.tile_cols) * per_element,
-                  share);
+        EXPECT_LE(static_cast<std::size_t>(tiles.tile_rows * tiles.tile_cols) * per_element, share);
         EXPECT_EQ(tiles.tile_cols, 8192);
         EXPECT_EQ(tiles.tile_rows % 128, 0);
         EXPECT_GE(tiles.tile_rows, 128);
@@ -415,6 +426,183 @@ TEST(TilingPolicy, AnExplicitTileWins) {
     const detail::TilePlan tiles = plan_of(p).tiles;
     EXPECT_EQ(tiles.tile_rows, 1000);
     EXPECT_EQ(tiles.tile_cols, 3000);
+  }
+}
+
+// ---- Temperature bounds and the reduction's factor ---------------------------------------------
+
+// The smallest accepted temperature is the smallest float whose reciprocal is finite: the bound
+// in the message is exact, on both sides.
+TEST(InfoNCECheck, TemperatureBoundIsExact) {
+  Params p = valid_params();
+  const float smallest = 2.93873728e-39f;
+  p.temperature = smallest;
+  EXPECT_EQ(infonce::check(p), Status::kSuccess) << last_error_message();
+  EXPECT_TRUE(std::isfinite(1.0f / smallest));
+  p.temperature = std::nextafter(smallest, 0.0f);
+  EXPECT_FALSE(std::isfinite(1.0f / p.temperature));
+  EXPECT_EQ(infonce::check(p), Status::kInvalidArgument);
+  p.temperature = 1e-30f;  // tiny but fine: 1/t = 1e30
+  EXPECT_EQ(infonce::check(p), Status::kSuccess);
+}
+
+// In-batch MNR runs the same engine with its scale as the logit scale: no reciprocal is taken in
+// fp32 (its gradient's 1/s is taken in double), so every finite positive scale is accepted and
+// gives finite GEMM alphas and a finite scalar-gradient factor, from the smallest subnormal to
+// the largest float.
+TEST(InfoNCECheck, InBatchMnrScaleHasNoReciprocalToOverflow) {
+  for (float scale : {std::numeric_limits<float>::denorm_min(), 1e-30f, 20.0f,
+                      std::numeric_limits<float>::max()}) {
+    SCOPED_TRACE(scale);
+    mnr::InBatchParams p;
+    p.batch = 4096;
+    p.hard_negatives = 1;
+    p.dim = 16;
+    p.scale = scale;
+    p.symmetric = true;
+    EXPECT_EQ(mnr::check(p), Status::kSuccess) << last_error_message();
+    const Params engine = mnr::detail::to_infonce(p);
+    EXPECT_EQ(infonce::detail::check_problem(engine), Status::kSuccess) << last_error_message();
+    const double factor = infonce::detail::gradient_factor(engine);
+    EXPECT_TRUE(std::isfinite(static_cast<float>(static_cast<double>(scale) * factor)));
+    EXPECT_TRUE(std::isfinite(factor / static_cast<double>(scale)));
+  }
+  mnr::InBatchParams p;
+  p.batch = 4;
+  p.dim = 16;
+  p.scale = INFINITY;
+  EXPECT_EQ(mnr::check(p), Status::kInvalidArgument);
+}
+
+// G is stored without the reduction's factor; the gradient GEMMs (and the scalar gradient) apply
+// it: 1/B for a mean, 1 otherwise, halved in symmetric mode.
+TEST(GradientFactor, IsTheReductionsFactor) {
+  Params p = valid_params();
+  p.batch = p.num_keys = 4096;
+  EXPECT_EQ(infonce::detail::gradient_factor(p), 1.0 / 4096);
+  p.symmetric = true;
+  EXPECT_EQ(infonce::detail::gradient_factor(p), 0.5 / 4096);
+  p.reduction = Reduction::kSum;
+  EXPECT_EQ(infonce::detail::gradient_factor(p), 0.5);
+  p.symmetric = false;
+  p.reduction = Reduction::kNone;
+  EXPECT_EQ(infonce::detail::gradient_factor(p), 1.0);
+}
+
+// ---- The tiles' row pitch ----------------------------------------------------------------------
+
+using Plan = infonce::detail::WorkspacePlan;
+
+// Bytes from `offset` to the next piece of the plan (or the end of the used bytes).
+std::size_t piece_bytes(const Plan& plan, std::size_t offset) {
+  std::size_t next = plan.used_bytes;
+  for (std::size_t other : {plan.logits_tile, plan.grad_tile, plan.q_hat, plan.k_hat,
+                            plan.grad_q_sum, plan.grad_k_sum, plan.row_state, plan.col_state,
+                            plan.positive_logit, plan.row_logit_grad, plan.gemm_workspace}) {
+    if (other != Plan::kAbsent && other > offset) next = std::min(next, other);
+  }
+  return next - offset;
+}
+
+// Every tile row starts on a multiple of 128 elements (so of 16 bytes, which cuBLASLt's
+// tensor-core kernels need of a leading dimension) for any M, and the tiles are sized with it.
+TEST(TilePitch, PadsEveryTileRowTo128Elements) {
+  for (std::int64_t keys : {1, 7, 8, 100, 127, 128, 129, 4097, 12289}) {
+    for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+      for (DType logits_dtype : {DType::kF32, DType::kBF16}) {
+        if (logits_dtype == DType::kBF16 && dtype != DType::kBF16) continue;
+        for (Tiling tiling : {Tiling::kMaterialized, Tiling::kTiled}) {
+          SCOPED_TRACE("M = " + std::to_string(keys) + ", " + dtype_name(dtype) + " inputs, " +
+                       dtype_name(logits_dtype) + " tile, " +
+                       (tiling == Tiling::kTiled ? "tiled" : "materialized"));
+          Params p = valid_params();
+          p.batch = std::min<std::int64_t>(keys, 33);
+          p.num_keys = keys;
+          p.dtype = dtype;
+          p.logits_dtype = logits_dtype;
+          p.tiling = tiling;
+          p.tile_cache_bytes = 64 << 10;  // small tiles for the tiled walk
+          const Plan plan = plan_of(p);
+          const std::int64_t pitch = plan.tile_pitch, cols = plan.tiles.tile_cols;
+          EXPECT_EQ(pitch % infonce::detail::kTilePitchElements, 0);
+          EXPECT_GE(pitch, cols);
+          EXPECT_LT(pitch, cols + infonce::detail::kTilePitchElements);
+          for (DType stored : {logits_dtype, dtype}) {
+            EXPECT_EQ(pitch * static_cast<std::int64_t>(dtype_size(stored)) % 16, 0);
+          }
+          const auto tile_elements = static_cast<std::size_t>(plan.tiles.tile_rows * pitch);
+          EXPECT_EQ(piece_bytes(plan, plan.logits_tile),
+                    detail::round_up(tile_elements * dtype_size(logits_dtype),
+                                     detail::kWorkspaceAlignment));
+          if (plan.grad_tile != Plan::kAbsent) {
+            EXPECT_EQ(
+                piece_bytes(plan, plan.grad_tile),
+                detail::round_up(tile_elements * dtype_size(dtype), detail::kWorkspaceAlignment));
+          }
+          if (tiling == Tiling::kTiled) {
+            const std::size_t per_element =
+                dtype_size(logits_dtype) + (logits_dtype == dtype ? 0 : dtype_size(dtype));
+            if (plan.tiles.tile_rows > 1) {
+              EXPECT_LE(tile_elements * per_element, p.tile_cache_bytes);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The three GEMMs of every tile: each leading dimension of a tile is the pitch, each operand and
+// output starts at its tile's first row or column, alpha is the logit scale for the logits and
+// the logit scale times the reduction's factor for the gradients, beta accumulates past the
+// first tile.
+TEST(TilePitch, EveryTileGemmUsesThePitch) {
+  for (bool symmetric : {false, true}) {
+    Params p = valid_params();
+    p.batch = p.num_keys = 1000;
+    p.dim = 24;
+    p.dtype = DType::kF16;
+    p.symmetric = symmetric;
+    p.tile_rows = 300;
+    p.tile_cols = 333;  // pitch 384
+    const Plan plan = plan_of(p);
+    ASSERT_EQ(plan.tile_pitch, 384);
+    std::vector<char> q(1), k(1);
+    std::vector<float> grad_q(1), grad_k(1);
+    char logits = 0, grad = 0;
+    const infonce::detail::TileOperands operands{q.data(), 40, k.data(), 56};
+    const float scale = 1.0f / 0.07f;
+    const float grad_alpha =
+        static_cast<float>(static_cast<double>(scale) * infonce::detail::gradient_factor(p));
+    for (std::int64_t r = 0; r < plan.tiles.row_tiles(); ++r) {
+      for (std::int64_t c = 0; c < plan.tiles.col_tiles(); ++c) {
+        const detail::Extent rows = plan.tiles.row_tile(r), cols = plan.tiles.col_tile(c);
+        const auto products =
+            infonce::detail::tile_products(p, plan, operands, rows, cols, scale, &logits, &grad,
+                                           grad_q.data(), grad_k.data(), c > 0, r > 0);
+        EXPECT_EQ(products.logits.ldc, plan.tile_pitch);
+        EXPECT_EQ(products.grad_q.lda, plan.tile_pitch);
+        EXPECT_EQ(products.grad_k.lda, plan.tile_pitch);
+        EXPECT_EQ(products.logits.c, &logits);
+        EXPECT_EQ(products.grad_q.a, &grad);
+        EXPECT_EQ(products.grad_k.a, &grad);
+        EXPECT_EQ(products.logits.a, q.data() + rows.begin * 40 * 2);  // f16: 2 bytes
+        EXPECT_EQ(products.logits.b, k.data() + cols.begin * 56 * 2);
+        EXPECT_EQ(products.grad_q.b, products.logits.b);
+        EXPECT_EQ(products.grad_k.b, products.logits.a);
+        EXPECT_EQ(products.grad_q.c, grad_q.data() + rows.begin * p.dim);
+        EXPECT_EQ(products.grad_k.c, grad_k.data() + cols.begin * p.dim);
+        EXPECT_EQ(products.logits.alpha, scale);
+        EXPECT_EQ(products.grad_q.alpha, grad_alpha);
+        EXPECT_EQ(products.grad_k.alpha, grad_alpha);
+        EXPECT_EQ(products.grad_q.beta, c > 0 ? 1.0f : 0.0f);
+        EXPECT_EQ(products.grad_k.beta, r > 0 ? 1.0f : 0.0f);
+        EXPECT_EQ(products.logits.m, rows.size);
+        EXPECT_EQ(products.logits.n, cols.size);
+        EXPECT_EQ(products.grad_q.k, cols.size);
+        EXPECT_EQ(products.grad_k.k, rows.size);
+      }
+    }
   }
 }
 

@@ -96,6 +96,62 @@ TEST(OnlineSoftmax, NaNPropagatesThroughPushAndMerge) {
   EXPECT_TRUE(std::isnan(lse_value(lse_merge(poisoned, clean))));
 }
 
+// A -inf logit (a masked candidate, or a dot product that overflowed) leaves the sum: pushed into
+// an empty state first, last or in between, and merged from either side, the lse is that of the
+// finite values. Before, pushing it into the empty state computed exp(-inf - (-inf)) = NaN.
+TEST(OnlineSoftmax, MinusInfinityLeavesTheSum) {
+  const std::vector<float> finite = {0.5f, -2.0f, 3.0f};
+  const double expected = log_sum_exp(finite);
+  for (std::size_t at = 0; at <= finite.size(); ++at) {
+    std::vector<float> values = finite;
+    values.insert(values.begin() + static_cast<std::ptrdiff_t>(at), -INFINITY);
+    EXPECT_NEAR(lse_value(push_all(values, 0, values.size())), expected, 1e-6) << at;
+    // split at every point: the part holding only -inf is an empty state
+    for (std::size_t split = 0; split <= values.size(); ++split) {
+      const LseState left = push_all(values, 0, split),
+                     right = push_all(values, split, values.size());
+      EXPECT_NEAR(lse_value(lse_merge(left, right)), expected, 1e-6) << at << " " << split;
+      EXPECT_NEAR(lse_value(lse_merge(right, left)), expected, 1e-6) << at << " " << split;
+    }
+  }
+  const LseState only = lse_push(lse_empty(), -INFINITY);
+  EXPECT_EQ(only.max, -INFINITY);
+  EXPECT_EQ(only.sum, 0.0f);
+  EXPECT_EQ(lse_value(only), -INFINITY);  // every candidate masked: lse -inf, not NaN
+}
+
+TEST(OnlineSoftmax, NaNStillPropagatesNextToMinusInfinity) {
+  for (const std::vector<float>& values :
+       {std::vector<float>{NAN, -INFINITY}, std::vector<float>{-INFINITY, NAN},
+        std::vector<float>{1.0f, NAN, -INFINITY, 2.0f}, std::vector<float>{-INFINITY, NAN, 5.0f}}) {
+    EXPECT_TRUE(std::isnan(lse_value(push_all(values, 0, values.size()))));
+    for (std::size_t split = 0; split <= values.size(); ++split) {
+      const LseState left = push_all(values, 0, split),
+                     right = push_all(values, split, values.size());
+      EXPECT_TRUE(std::isnan(lse_value(lse_merge(left, right)))) << split;
+    }
+  }
+}
+
+// The per-element gradient: a -inf logit gets exactly 0 and adds 0 (not 0 * -inf = NaN) to the
+// temperature's sum; NaN in the logit or the lse stays NaN in both.
+TEST(OnlineSoftmax, GradientOfMinusInfinityIsZero) {
+  const float lse = 2.0f;
+  EXPECT_EQ(softmax_xent_grad(-INFINITY, lse, false, 1.0f), 0.0f);
+  EXPECT_EQ(grad_times_logit(softmax_xent_grad(-INFINITY, lse, false, 1.0f), -INFINITY), 0.0f);
+  EXPECT_EQ(softmax_xent_grad(-INFINITY, lse, true, 1.0f), -1.0f);  // a masked positive
+  EXPECT_TRUE(std::isinf(grad_times_logit(-1.0f, -INFINITY)));
+  EXPECT_TRUE(std::isnan(softmax_xent_grad(NAN, lse, false, 1.0f)));
+  EXPECT_TRUE(std::isnan(softmax_xent_grad(1.0f, NAN, false, 1.0f)));
+  EXPECT_TRUE(std::isnan(grad_times_logit(NAN, 1.0f)));
+  EXPECT_TRUE(std::isnan(grad_times_logit(0.5f, NAN)));
+  // finite values: upstream (softmax - onehot), and the plain product
+  EXPECT_FLOAT_EQ(softmax_xent_grad(1.0f, lse, false, 3.0f), 3.0f * std::exp(-1.0f));
+  EXPECT_FLOAT_EQ(softmax_xent_grad(1.0f, lse, true, 3.0f), 3.0f * (std::exp(-1.0f) - 1.0f));
+  EXPECT_EQ(grad_times_logit(0.25f, -8.0f), -2.0f);
+  EXPECT_EQ(grad_times_logit(0.0f, 5.0f), 0.0f);
+}
+
 TEST(OnlineSoftmax, LargeLogitsDoNotOverflow) {
   const std::vector<float> values = {8000.0f, 7999.0f, -8000.0f};
   const double expected = log_sum_exp(values);

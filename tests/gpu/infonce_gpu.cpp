@@ -20,6 +20,7 @@
 #include "support/device.hpp"
 #include "support/infonce_cases.hpp"
 #include "support/random.hpp"
+#include "support/sampled_reference.hpp"
 #include "support/tolerance.hpp"
 
 namespace contrastive {
@@ -278,8 +279,8 @@ TEST_F(InfoNCEGpuScenario, SixteenBitRowsOffTheVectorAlignment) {
     args.k = at_one(k);
     args.grad_q = at_one(grad_q);
     args.grad_k = at_one(grad_k);
-    ASSERT_EQ(infonce::forward_backward(handle_, p, args, gpu.workspace.data(),
-                                        gpu.workspace_bytes, stream_),
+    ASSERT_EQ(infonce::forward_backward(handle_, p, args, gpu.workspace.data(), gpu.workspace_bytes,
+                                        stream_),
               Status::kSuccess)
         << last_error_message();
     synchronize();
@@ -360,6 +361,110 @@ TEST_F(InfoNCEGpuScenario, ZeroVectorStaysFinite) {
   for (float value : gpu.loss.download()) EXPECT_TRUE(std::isfinite(value));
   for (float value : gpu.grad_q.download()) ASSERT_TRUE(std::isfinite(value));
   for (float value : gpu.grad_k.download()) ASSERT_TRUE(std::isfinite(value));
+}
+
+double relative_l2(const std::vector<float>& value, const std::vector<double>& reference,
+                   const std::vector<std::int64_t>& rows, std::int64_t dim) {
+  double error = 0.0, norm = 0.0;
+  for (const std::int64_t row : rows) {
+    for (std::int64_t c = 0; c < dim; ++c) {
+      const double expected = reference[row * dim + c];
+      error += (value[row * dim + c] - expected) * (value[row * dim + c] - expected);
+      norm += expected * expected;
+    }
+  }
+  return std::sqrt(error / norm);
+}
+
+// fp16 at B = M = 4096, D = 128, temperature 0.07 (cosine, mean): the negatives' entries of G are
+// about 1/M. With the mean's 1/B stored in the fp16 G they fell below fp16's subnormals (about
+// half flushed to 0, dQ's relative error about 7e-3, tests/cpu/infonce_tile_emulation.cpp); with
+// 1/B in the GEMMs' alpha the error is that of fp16 inputs and outputs (about 4e-4). The tolerance
+// is on the float64 error itself: the naive same-precision rule flushes the same values.
+TEST_F(InfoNCEGpuScenario, Fp16GradientsAtLargeBatchKeepSmallEntries) {
+  constexpr double kTolerance = 1.5e-3;  // relative L2 of dQ over the sampled rows
+  std::mt19937_64 engine(testing::test_seed());
+  infonce::Params p;
+  p.batch = p.num_keys = 4096;
+  p.dim = 128;
+  p.temperature = 0.07f;
+  p.dtype = DType::kF16;
+  Inputs in = make_inputs(p, engine);
+  in.grad_loss = {1.0};
+  DeviceProblem gpu(p, in);
+  ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(), gpu.workspace.data(),
+                                      gpu.workspace_bytes, stream_),
+            Status::kSuccess)
+      << last_error_message();
+  synchronize();
+  // Each row of dQ depends only on its own row of G: the per-row reference with upstream 1/B on
+  // the sampled rows is the mean's gradient for those rows.
+  std::vector<std::int64_t> rows;
+  for (std::int64_t i = 0; i < p.batch; i += 64) rows.push_back(i + (i / 64) % 64);
+  infonce::Params per_row = p;
+  per_row.reduction = Reduction::kNone;
+  std::vector<double> grad_loss(static_cast<std::size_t>(p.batch), 0.0);
+  for (const std::int64_t row : rows) grad_loss[row] = 1.0 / static_cast<double>(p.batch);
+  const testing::SampledInfoNCE expected =
+      testing::sampled_infonce(per_row, 1.0 / static_cast<double>(p.temperature), in.q.data(),
+                               in.k.data(), grad_loss.data(), rows);
+  ASSERT_EQ(expected.rows.size(), rows.size());
+  const std::vector<float> grad_q = gpu.grad_q.download();
+  for (const std::int64_t row : rows) {
+    for (std::int64_t c = 0; c < p.dim; ++c) ASSERT_TRUE(std::isfinite(grad_q[row * p.dim + c]));
+  }
+  const double error = relative_l2(grad_q, expected.grad_q, rows, p.dim);
+  RecordProperty("grad_q_relative_l2", std::to_string(error));
+  EXPECT_LE(error, kTolerance);
+}
+
+// A -inf logit (here an f32 dot product that overflows: one key has a coordinate of -3e38 and
+// every query a positive one) leaves the log-sum-exp: the loss and every gradient stay finite and
+// match float64, where the logit is a large finite negative number whose softmax weight is 0.
+// Before, the online log-sum-exp computed exp(-inf - (-inf)) = NaN and the temperature gradient
+// 0 * -inf = NaN.
+TEST_F(InfoNCEGpuScenario, MinusInfinityLogitLeavesTheSoftmax) {
+  std::mt19937_64 engine(testing::test_seed());
+  for (bool tiled : {false, true}) {
+    SCOPED_TRACE(tiled ? "tiles of 3 x 4" : "one tile");
+    infonce::Params p;
+    p.batch = 4;
+    p.num_keys = 9;
+    p.dim = 8;
+    p.similarity = Similarity::kDot;
+    p.temperature = 0.1f;
+    if (tiled) p.tile_rows = 3, p.tile_cols = 4;
+    Inputs in = make_inputs(p, engine);
+    for (std::int64_t i = 0; i < p.batch; ++i) in.q[i * p.dim] = 1.0 + std::fabs(in.q[i * p.dim]);
+    constexpr std::int64_t kMasked = 5;  // not a positive (B = 4, offset 0)
+    in.k[kMasked * p.dim] = -3e38;
+    in.grad_loss = {1.0};
+    reference::InfoNCEForward forward;
+    reference::InfoNCEBackward backward;
+    ASSERT_EQ(reference::infonce_forward(p, in.q.data(), in.k.data(), &forward), Status::kSuccess);
+    ASSERT_EQ(reference::infonce_backward(p, in.q.data(), in.k.data(), nullptr, &backward),
+              Status::kSuccess);
+    ASSERT_TRUE(std::isfinite(forward.loss[0]));
+    DeviceProblem gpu(p, in);
+    ASSERT_EQ(infonce::forward_backward(handle_, p, gpu.forward_backward_args(),
+                                        gpu.workspace.data(), gpu.workspace_bytes, stream_),
+              Status::kSuccess)
+        << last_error_message();
+    synchronize();
+    auto expect_near = [](const std::vector<float>& actual, const std::vector<double>& expected) {
+      ASSERT_EQ(actual.size(), expected.size());
+      for (std::size_t i = 0; i < actual.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(actual[i])) << i;
+        EXPECT_NEAR(actual[i], expected[i], 1e-5 + 1e-4 * std::fabs(expected[i])) << i;
+      }
+    };
+    expect_near(gpu.loss.download(), forward.loss);
+    expect_near(gpu.grad_q.download(), backward.grad_q);
+    expect_near(gpu.grad_k.download(), backward.grad_k);
+    expect_near(gpu.grad_temperature.download(), {backward.grad_temperature});
+    const std::vector<float> grad_k = gpu.grad_k.download();
+    for (std::int64_t c = 0; c < p.dim; ++c) EXPECT_EQ(grad_k[kMasked * p.dim + c], 0.0f);
+  }
 }
 
 }  // namespace
