@@ -136,4 +136,20 @@ std::string Comparison::failure() const {
          " values out of bounds)";
 }
 
+void add_logits_gradient(Comparison& comparison, const std::string& what, DType dtype,
+                         std::int64_t dim, const std::vector<double>& actual,
+                         const std::vector<double>& reference,
+                         const std::vector<double>& row_bound) {
+  if (actual.size() != reference.size()) {
+    comparison.add_all(what, actual, reference, 0.0, 0.0);  // reports the sizes
+    return;
+  }
+  const double largest = largest_magnitude(reference);
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    const std::size_t row = i / static_cast<std::size_t>(dim);
+    comparison.add(what, i, actual[i], reference[i],
+                   logits_tolerance(dtype, row_bound[row], largest, reference[i]));
+  }
+}
+
 }  // namespace contrastive::bench

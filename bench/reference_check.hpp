@@ -73,4 +73,12 @@ class Comparison {
   std::string first_failure_;
 };
 
+/// Every element of a logits loss's gradient (rows of `dim` values): `actual[i]` against
+/// `reference[i]`, allowed logits_tolerance(dtype, row_bound[its row], the largest |reference|,
+/// reference[i]).
+void add_logits_gradient(Comparison& comparison, const std::string& what, DType dtype,
+                         std::int64_t dim, const std::vector<double>& actual,
+                         const std::vector<double>& reference,
+                         const std::vector<double>& row_bound);
+
 }  // namespace contrastive::bench
