@@ -9,7 +9,6 @@
 #include "bench/memory_floor.hpp"
 #include "bench/reference_check.hpp"
 #include "bench/unfused_anchor.hpp"
-#include "contrastive/reference.hpp"
 
 namespace contrastive::bench {
 namespace {
@@ -25,59 +24,6 @@ const std::vector<std::int64_t> kGridDims = {384, 768};
 
 // Rows the reference comparison samples.
 constexpr int kSampledRows = 8;
-
-// Values by tensor name.
-using Named = std::map<std::string, std::vector<double>, std::less<>>;
-
-// The float64 reference on the sampled rows: every loss entry, every input's gradient by the name
-// of the gradient's tensor, and the largest |logit| the tolerance scales with.
-struct Expected {
-  std::vector<double> loss;
-  Named gradients;
-  double largest_logit = 0.0;
-};
-
-Status reference_on_rows(const mnr::PerAnchorParams& p, const Named& in,
-                         const std::vector<double>& upstream, Expected* out) {
-  const double* a = in.at("anchors").data();
-  const double* pos = in.at("positives").data();
-  const double* neg = in.at("negatives").data();
-  reference::MnrPerAnchorForward forward;
-  reference::MnrPerAnchorBackward backward;
-  Status status = reference::mnr_per_anchor_forward(p, a, pos, neg, &forward);
-  if (status == Status::kSuccess) {
-    status = reference::mnr_per_anchor_backward(p, a, pos, neg, upstream.data(), &backward);
-  }
-  out->loss = forward.loss;
-  out->gradients = {{"grad_anchors", backward.grad_anchors},
-                    {"grad_positives", backward.grad_positives},
-                    {"grad_negatives", backward.grad_negatives}};
-  out->largest_logit = largest_magnitude(forward.logits);
-  return status;
-}
-
-Status reference_on_rows(const repel::Params& p, const Named& in,
-                         const std::vector<double>& upstream, Expected* out) {
-  const double* a = in.at("anchors").data();
-  const double* neg = in.at("negatives").data();
-  reference::RepelForward forward;
-  reference::RepelBackward backward;
-  Status status = reference::repel_forward(p, a, neg, &forward);
-  if (status == Status::kSuccess) {
-    status = reference::repel_backward(p, a, neg, upstream.data(), &backward);
-  }
-  out->loss = forward.loss;
-  out->gradients = {{"grad_anchors", backward.grad_anchors},
-                    {"grad_negatives", backward.grad_negatives}};
-  out->largest_logit = 1.0;  // |cos| <= 1
-  return status;
-}
-
-// The losses over logits are compared by bench/logits_losses.hpp.
-template <typename LossParams>
-Status reference_on_rows(const LossParams&, const Named&, const std::vector<double>&, Expected*) {
-  return Status::kNotSupported;
-}
 
 }  // namespace
 
@@ -123,21 +69,19 @@ bool check_anchor_loss(GpuFixture& gpu, const LossBuffers& timed) {
       !gpu.download(none.at("loss"), loss_bytes, gpu_losses.data())) {
     return false;
   }
-  Named inputs, gradients;
+  NamedValues inputs, gradients;
   for (const describe::Role role : {describe::Role::kInput, describe::Role::kGradient}) {
     for (const char* tensor : none.tensors(role)) {
-      Named& into = role == describe::Role::kInput ? inputs : gradients;
+      NamedValues& into = role == describe::Role::kInput ? inputs : gradients;
       if (!download_rows(gpu, none, tensor, rows, &into[tensor])) return false;
     }
   }
   describe::Params sub = none.params();
   std::visit([&](auto& p) { p.batch = static_cast<std::int64_t>(rows.size()); }, sub);
   const std::vector<double> ones(rows.size() * static_cast<std::size_t>(per_row), 1.0);
-  Expected expected;
-  if (!gpu.check(
-          std::visit([&](const auto& p) { return reference_on_rows(p, inputs, ones, &expected); },
-                     sub),
-          "float64 reference on the sampled rows")) {
+  AnchorReference expected;
+  if (!gpu.check(anchor_reference(sub, inputs, ones, &expected),
+                 "float64 reference on the sampled rows")) {
     return false;
   }
   const describe::Extent first_input = none.extent(none.tensors(describe::Role::kInput).front());

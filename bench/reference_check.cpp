@@ -5,7 +5,9 @@
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <variant>
 
+#include "contrastive/reference.hpp"
 #include "kernels/numeric.hpp"
 
 namespace contrastive::bench {
@@ -22,7 +24,54 @@ void convert(const std::vector<unsigned char>& bytes, std::vector<double>* out) 
   }
 }
 
+Status reference_of(const mnr::PerAnchorParams& p, const NamedValues& in,
+                    const std::vector<double>& upstream, AnchorReference* out) {
+  const double* a = in.at("anchors").data();
+  const double* pos = in.at("positives").data();
+  const double* neg = in.at("negatives").data();
+  reference::MnrPerAnchorForward forward;
+  reference::MnrPerAnchorBackward backward;
+  Status status = reference::mnr_per_anchor_forward(p, a, pos, neg, &forward);
+  if (status == Status::kSuccess) {
+    status = reference::mnr_per_anchor_backward(p, a, pos, neg, upstream.data(), &backward);
+  }
+  out->loss = forward.loss;
+  out->gradients = {{"grad_anchors", backward.grad_anchors},
+                    {"grad_positives", backward.grad_positives},
+                    {"grad_negatives", backward.grad_negatives}};
+  out->largest_logit = largest_magnitude(forward.logits);
+  return status;
+}
+
+Status reference_of(const repel::Params& p, const NamedValues& in,
+                    const std::vector<double>& upstream, AnchorReference* out) {
+  const double* a = in.at("anchors").data();
+  const double* neg = in.at("negatives").data();
+  reference::RepelForward forward;
+  reference::RepelBackward backward;
+  Status status = reference::repel_forward(p, a, neg, &forward);
+  if (status == Status::kSuccess) {
+    status = reference::repel_backward(p, a, neg, upstream.data(), &backward);
+  }
+  out->loss = forward.loss;
+  out->gradients = {{"grad_anchors", backward.grad_anchors},
+                    {"grad_negatives", backward.grad_negatives}};
+  out->largest_logit = 1.0;  // |cos| <= 1
+  return status;
+}
+
+template <typename LossParams>
+Status reference_of(const LossParams&, const NamedValues&, const std::vector<double>&,
+                    AnchorReference*) {
+  return Status::kNotSupported;
+}
+
 }  // namespace
+
+Status anchor_reference(const describe::Params& params, const NamedValues& inputs,
+                        const std::vector<double>& upstream, AnchorReference* out) {
+  return std::visit([&](const auto& p) { return reference_of(p, inputs, upstream, out); }, params);
+}
 
 std::vector<std::int64_t> sampled_rows(std::int64_t batch, int count) {
   std::vector<std::int64_t> rows;

@@ -16,10 +16,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "contrastive/types.hpp"
+#include "host/describe/losses.hpp"
 
 namespace contrastive::bench {
 
@@ -80,5 +83,23 @@ void add_logits_gradient(Comparison& comparison, const std::string& what, DType 
                          std::int64_t dim, const std::vector<double>& actual,
                          const std::vector<double>& reference,
                          const std::vector<double>& row_bound);
+
+/// Values by tensor name.
+using NamedValues = std::map<std::string, std::vector<double>, std::less<>>;
+
+/// The float64 reference of a loss over anchors and per-anchor negatives (per-anchor MNR, Repel):
+/// every loss entry (per row, or per (b, n) term), every input's gradient by the name of its
+/// gradient tensor in the loss's description, and the largest |logit| the tolerance scales with.
+struct AnchorReference {
+  std::vector<double> loss;
+  NamedValues gradients;
+  double largest_logit = 0.0;
+};
+
+/// The reference of the loss of `params` (Reduction::kNone) on dense `inputs` named as its
+/// description names them, with the upstream gradient `upstream` (one per loss entry). Status
+/// kNotSupported for the losses over logits (bench/logits_losses.hpp compares those).
+Status anchor_reference(const describe::Params& params, const NamedValues& inputs,
+                        const std::vector<double>& upstream, AnchorReference* out);
 
 }  // namespace contrastive::bench

@@ -10,11 +10,13 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <variant>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "contrastive/reference.hpp"
+#include "host/describe/losses.hpp"
 #include "kernels/numeric.hpp"
 #include "support/anchor_inputs.hpp"
 #include "support/naive_anchor.hpp"
@@ -95,6 +97,62 @@ TEST(Comparison, NanNeverPassesAndSizesMustMatch) {
   EXPECT_EQ(relative.failure(), "");
 }
 
+TEST(Comparison, LogitsGradientOfTheWrongSizeFails) {
+  Comparison comparison;
+  add_logits_gradient(comparison, "grad_k", DType::kF32, 2, {1.0, 2.0}, {1.0, 2.0, 3.0, 4.0},
+                      {0.1, 0.1});
+  EXPECT_NE(comparison.failure().find("grad_k: 2 values, reference 4"), std::string::npos);
+}
+
+// The reference the per-anchor benchmarks compare with, found through each loss's description:
+// every gradient tensor the description names gets the reference's gradient of its input, the
+// loss one entry per loss element; the losses over logits are left to their own comparison.
+TEST(AnchorReference, NamesEveryGradientOfTheDescription) {
+  std::mt19937_64 engine(5);
+  std::normal_distribution<double> normal;
+  for (const describe::Loss& loss : describe::all_losses()) {
+    SCOPED_TRACE(loss.name);
+    describe::Shape shape;
+    shape.batch = 3;
+    shape.candidates = 2;
+    shape.dim = 5;
+    shape.reduction = Reduction::kNone;
+    const describe::Params params = loss.params(shape);
+    NamedValues inputs;
+    std::size_t loss_entries = 0;
+    for (const describe::Tensor& tensor : loss.tensors) {
+      const describe::Extent e = describe::extent(params, tensor.name);
+      if (tensor.role == describe::Role::kLoss) loss_entries = static_cast<std::size_t>(e.rows);
+      if (tensor.role != describe::Role::kInput) continue;
+      std::vector<double>& values = inputs[tensor.name];
+      values.resize(static_cast<std::size_t>(e.elements()));
+      for (double& value : values) value = normal(engine);
+    }
+    const std::vector<double> upstream(loss_entries, 1.0);
+    AnchorReference expected;
+    const Status status = anchor_reference(params, inputs, upstream, &expected);
+    if (std::holds_alternative<infonce::Params>(params) ||
+        std::holds_alternative<mnr::InBatchParams>(params)) {
+      EXPECT_EQ(status, Status::kNotSupported);
+      continue;
+    }
+    ASSERT_EQ(status, Status::kSuccess);
+    EXPECT_EQ(expected.loss.size(), loss_entries);
+    EXPECT_GT(expected.largest_logit, 0.0);
+    std::size_t gradients = 0;
+    for (const describe::Tensor& tensor : loss.tensors) {
+      if (tensor.role != describe::Role::kGradient) continue;
+      ++gradients;
+      const auto found = expected.gradients.find(tensor.name);
+      ASSERT_NE(found, expected.gradients.end()) << tensor.name;
+      const std::vector<double>& input = inputs.at(tensor.gradient_of);
+      EXPECT_EQ(found->second.size(), input.size()) << tensor.name;
+      EXPECT_GT(largest_magnitude(found->second), 0.0) << tensor.name;
+    }
+    EXPECT_EQ(expected.gradients.size(), gradients);
+  }
+}
+
 // The mean check's bound holds for fp32 sums as a GPU forms them (per-block partial sums, then the
 // partials) and even for one sequential fp32 sum; it fails a mean off by one row in a thousand.
 TEST(MeanTolerance, HoldsForFp32SumsAndCatchesAWrongMean) {
@@ -132,18 +190,26 @@ std::vector<double> as_doubles(const std::vector<float>& values) {
   return std::vector<double>(values.begin(), values.end());
 }
 
+// The parameters of the loss described as `loss` at the benchmarks' widest per-anchor shape
+// (B = 8 rows of it), with Reduction::kNone.
+template <typename LossParams>
+LossParams widest(const char* loss, DType dtype, Similarity similarity, float logit_scale) {
+  describe::Shape shape;
+  shape.batch = 8;
+  shape.candidates = 127;
+  shape.dim = 768;
+  shape.dtype = dtype;
+  shape.similarity = similarity;
+  shape.reduction = Reduction::kNone;
+  shape.logit_scale = logit_scale;
+  return std::get<LossParams>(describe::loss_named(loss).params(shape));
+}
+
 class AnchorTolerance : public ::testing::TestWithParam<DType> {};
 
 TEST_P(AnchorTolerance, PerAnchorMnrPassesTheNaiveKernelAndFailsAWrongGradient) {
   const DType dtype = GetParam();
-  mnr::PerAnchorParams p;
-  p.batch = 8;
-  p.negatives = 127;
-  p.dim = 768;
-  p.dtype = dtype;
-  p.similarity = Similarity::kDot;
-  p.scale = 1.0f;
-  p.reduction = Reduction::kNone;
+  const auto p = widest<mnr::PerAnchorParams>("MnrPerAnchor", dtype, Similarity::kDot, 1.0f);
   std::mt19937_64 engine(11);
   testing::MnrInputs in;
   in.anchors = testing::random_rows(p.batch, p.dim, p.dim, false, dtype, engine);
@@ -182,13 +248,8 @@ TEST_P(AnchorTolerance, PerAnchorMnrPassesTheNaiveKernelAndFailsAWrongGradient) 
 
 TEST_P(AnchorTolerance, RepelPassesTheNaiveKernelWithActiveTermsAndFailsAWrongGradient) {
   const DType dtype = GetParam();
-  repel::Params p;
-  p.batch = 8;
-  p.negatives = 127;
-  p.dim = 768;
-  p.dtype = dtype;
-  p.margin = 0.3f;
-  p.reduction = Reduction::kNone;
+  const auto p = widest<repel::Params>("Repel", dtype, Similarity::kCosine, 0.0f);
+  ASSERT_EQ(p.margin, 0.3f);  // the benchmarks' margin
   std::mt19937_64 engine(12);
   testing::RepelInputs in = testing::make_repel_inputs(p, engine);  // cosines over (-0.95, 0.95)
   in.grad_loss.assign(static_cast<std::size_t>(p.batch * p.negatives), 1.0);
@@ -255,16 +316,10 @@ TEST_P(LogitsTolerance, PassesTheNaiveInfoNCEAndFailsAWrongGradient) {
       comparison.add("loss", i, naive.loss[static_cast<std::size_t>(rows[i])], expected.loss[i],
                      logits_tolerance(dtype, expected.loss_tolerance[i], 1.0, expected.loss[i]));
     }
-    auto add = [&](const char* what, const std::vector<double>& actual,
-                   const std::vector<double>& reference, const std::vector<double>& bound) {
-      const double largest = largest_magnitude(reference);
-      for (std::size_t i = 0; i < actual.size(); ++i) {
-        comparison.add(what, i, actual[i], reference[i],
-                       logits_tolerance(dtype, bound[i / kDim], largest, reference[i]));
-      }
-    };
-    add("grad_q", grad_q, expected.grad_q, expected.grad_q_tolerance);
-    add("grad_k", as_doubles(naive.grad_k), expected.grad_k, expected.grad_k_tolerance);
+    add_logits_gradient(comparison, "grad_q", dtype, kDim, grad_q, expected.grad_q,
+                        expected.grad_q_tolerance);
+    add_logits_gradient(comparison, "grad_k", dtype, kDim, as_doubles(naive.grad_k),
+                        expected.grad_k, expected.grad_k_tolerance);
     return comparison;
   };
   const Comparison right = compare(as_doubles(naive.grad_q));
