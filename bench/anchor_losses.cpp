@@ -41,6 +41,16 @@ benchmark::internal::Benchmark* at_anchor_negative_shapes(benchmark::internal::B
   return benchmark;
 }
 
+void register_anchor_loss(const std::string& family,
+                          void (*run)(benchmark::State&, Operation, DType), DType dtype) {
+  for (const Operation operation : kOperations) {
+    const std::string name = family_name(family + "/" + operation_name(operation), dtype);
+    at_anchor_negative_shapes(
+        timed_on_device(benchmark::RegisterBenchmark(name.c_str(), run, operation, dtype)),
+        operation);
+  }
+}
+
 describe::Shape anchor_negative_shape(const benchmark::State& state, DType dtype) {
   describe::Shape shape;
   shape.batch = state.range(0);
@@ -60,21 +70,16 @@ bool check_anchor_loss(GpuFixture& gpu, const LossBuffers& timed) {
   const std::vector<std::int64_t> rows = sampled_rows(batch, kSampledRows);
   std::vector<float> mask(static_cast<std::size_t>(entries), 0.0f);
   for (const std::int64_t r : rows) std::fill_n(mask.begin() + r * per_row, per_row, 1.0f);
-  const std::size_t loss_bytes = mask.size() * sizeof(float);
-  std::vector<float> gpu_losses(mask.size());
-  const std::string name = timed.name();
-  if (!gpu.upload(mask.data(), loss_bytes, none.at("grad_loss")) ||
-      !gpu.check(none.run(gpu, Operation::kForward), (name + "/forward(none)").c_str()) ||
-      !gpu.check(none.run(gpu, Operation::kBackward), (name + "/backward(none)").c_str()) ||
-      !gpu.download(none.at("loss"), loss_bytes, gpu_losses.data())) {
-    return false;
+  std::vector<float> gpu_losses;
+  if (!run_per_row(gpu, none, mask, &gpu_losses)) return false;
+  NamedValues inputs;
+  std::vector<std::pair<std::string, std::vector<double>>> gradients;
+  for (const char* tensor : none.tensors(describe::Role::kInput)) {
+    if (!download_rows(gpu, none, tensor, rows, &inputs[tensor])) return false;
   }
-  NamedValues inputs, gradients;
-  for (const describe::Role role : {describe::Role::kInput, describe::Role::kGradient}) {
-    for (const char* tensor : none.tensors(role)) {
-      NamedValues& into = role == describe::Role::kInput ? inputs : gradients;
-      if (!download_rows(gpu, none, tensor, rows, &into[tensor])) return false;
-    }
+  for (const char* tensor : none.tensors(describe::Role::kGradient)) {
+    gradients.emplace_back(tensor, std::vector<double>());
+    if (!download_rows(gpu, none, tensor, rows, &gradients.back().second)) return false;
   }
   describe::Params sub = none.params();
   std::visit([&](auto& p) { p.batch = static_cast<std::int64_t>(rows.size()); }, sub);
@@ -87,34 +92,24 @@ bool check_anchor_loss(GpuFixture& gpu, const LossBuffers& timed) {
   const describe::Extent first_input = none.extent(none.tensors(describe::Role::kInput).front());
   const double relative =
       anchor_relative_tolerance(first_input.dtype, first_input.cols, expected.largest_logit);
-  Comparison comparison;
-  for (std::size_t k = 0; k < rows.size(); ++k) {
+  // The sampled entries of the library's losses.
+  std::vector<std::size_t> index;
+  std::vector<double> losses;
+  for (const std::int64_t r : rows) {
     for (std::int64_t n = 0; n < per_row; ++n) {
-      const std::size_t at = k * static_cast<std::size_t>(per_row) + static_cast<std::size_t>(n);
-      const auto index = static_cast<std::size_t>(rows[k] * per_row + n);
-      comparison.add(per_row == 1 ? "row loss" : "loss term", index, gpu_losses[index],
-                     expected.loss[at], relative * (1.0 + std::fabs(expected.loss[at])));
+      index.push_back(static_cast<std::size_t>(r * per_row + n));
+      losses.push_back(gpu_losses[index.back()]);
     }
   }
-  for (const char* tensor : none.tensors(describe::Role::kGradient)) {
-    const std::vector<double>& reference = expected.gradients[tensor];
-    comparison.add_all(std::string(tensor) + " (sampled rows)", gradients[tensor], reference,
-                       relative * largest_magnitude(reference), relative);
-  }
-  // The timed configuration's mean against the mean of the kNone entries (the same sums, reduced).
-  float mean = 0.0f;
-  if (!gpu.check(timed.run(gpu, Operation::kForward), (name + "/forward").c_str()) ||
-      !gpu.download(timed.at("loss"), sizeof(float), &mean)) {
+  const bool terms = per_row > 1;
+  Comparison comparison;
+  add_anchor_results(comparison, relative, terms ? "loss term" : "row loss", index, losses,
+                     gradients, expected);
+  if (!add_timed_mean(gpu, timed, gpu_losses,
+                      terms ? "mean loss vs mean of the terms" : "mean loss vs mean of the rows",
+                      &comparison)) {
     return false;
   }
-  double sum = 0.0, magnitude = 0.0;
-  for (const float loss : gpu_losses) {
-    sum += loss;
-    magnitude += std::fabs(loss);
-  }
-  const double count = static_cast<double>(entries);
-  comparison.add(per_row == 1 ? "mean loss vs mean of the rows" : "mean loss vs mean of the terms",
-                 0, mean, sum / count, mean_tolerance(count, magnitude));
   return gpu.report_reference(rows.size(), comparison.worst_ratio(), comparison.failure());
 }
 

@@ -22,6 +22,10 @@ namespace contrastive::bench {
 /// N in {1, 3, 16, 127} x D in {384, 768}.
 benchmark::internal::Benchmark* at_anchor_negative_shapes(benchmark::internal::Benchmark* benchmark,
                                                           Operation operation);
+/// Registers `run` (operation, dtype) as "<family>/<operation>/<dtype>" for every operation at
+/// `dtype`, each at the shapes of at_anchor_negative_shapes().
+void register_anchor_loss(const std::string& family,
+                          void (*run)(benchmark::State&, Operation, DType), DType dtype);
 /// The state's (B, N, D) as a Shape (candidates = N), inputs in `dtype`, mean.
 describe::Shape anchor_negative_shape(const benchmark::State& state, DType dtype);
 

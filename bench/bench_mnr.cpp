@@ -46,13 +46,7 @@ void benchmark_in_batch(benchmark::State& state, Operation operation, DType dtyp
 
 void register_benchmarks() {
   for (const DType dtype : kMeasuredDTypes) {
-    for (const Operation operation : kOperations) {
-      const std::string per_anchor =
-          family_name(std::string("mnr/per_anchor/") + operation_name(operation), dtype);
-      at_anchor_negative_shapes(timed_on_device(benchmark::RegisterBenchmark(
-                                    per_anchor.c_str(), benchmark_per_anchor, operation, dtype)),
-                                operation);
-    }
+    register_anchor_loss("mnr/per_anchor", benchmark_per_anchor, dtype);
     for (const Operation operation : kOperations) {
       const std::string in_batch =
           family_name(std::string("mnr/in_batch/") + operation_name(operation), dtype);

@@ -26,15 +26,7 @@ void benchmark_repel(benchmark::State& state, Operation operation, DType dtype) 
 }
 
 void register_benchmarks() {
-  for (const DType dtype : kMeasuredDTypes) {
-    for (const Operation operation : kOperations) {
-      const std::string family =
-          family_name(std::string("repel/") + operation_name(operation), dtype);
-      at_anchor_negative_shapes(timed_on_device(benchmark::RegisterBenchmark(
-                                    family.c_str(), benchmark_repel, operation, dtype)),
-                                operation);
-    }
-  }
+  for (const DType dtype : kMeasuredDTypes) register_anchor_loss("repel", benchmark_repel, dtype);
 }
 
 }  // namespace

@@ -66,15 +66,8 @@ bool check_logits_loss(GpuFixture& gpu, const LossBuffers& timed) {
   const std::vector<std::int64_t> rows = sampled_rows(batch, kSampledLogitRows);
   std::vector<float> mask(static_cast<std::size_t>(batch), 0.0f);
   for (const std::int64_t r : rows) mask[static_cast<std::size_t>(r)] = 1.0f;
-  const std::size_t row_bytes = mask.size() * sizeof(float);
-  std::vector<float> gpu_losses(mask.size());
-  const std::string name = timed.name();
-  if (!gpu.upload(mask.data(), row_bytes, none.at("grad_loss")) ||
-      !gpu.check(none.run(gpu, Operation::kForward), (name + "/forward(none)").c_str()) ||
-      !gpu.check(none.run(gpu, Operation::kBackward), (name + "/backward(none)").c_str()) ||
-      !gpu.download(none.at("loss"), row_bytes, gpu_losses.data())) {
-    return false;
-  }
+  std::vector<float> gpu_losses;
+  if (!run_per_row(gpu, none, mask, &gpu_losses)) return false;
   // Every input and gradient, as doubles (the inputs exactly as stored).
   const std::vector<const char*> inputs = none.tensors(describe::Role::kInput);
   const std::vector<const char*> gradients = none.tensors(describe::Role::kGradient);
@@ -105,20 +98,9 @@ bool check_logits_loss(GpuFixture& gpu, const LossBuffers& timed) {
   add_logits_gradient(comparison, "grad_k", dtype, q_extent.cols, grad_k, expected.grad_k,
                       expected.grad_k_tolerance);
 
-  // The timed configuration's mean loss against the mean of the per-row losses.
-  float mean = 0.0f;
-  if (!gpu.check(timed.run(gpu, Operation::kForward), (name + "/forward").c_str()) ||
-      !gpu.download(timed.at("loss"), sizeof(float), &mean)) {
+  if (!add_timed_mean(gpu, timed, gpu_losses, "mean loss vs mean of the rows", &comparison)) {
     return false;
   }
-  double sum = 0.0, magnitude = 0.0;
-  for (const float loss : gpu_losses) {
-    sum += loss;
-    magnitude += std::fabs(loss);
-  }
-  const double count = static_cast<double>(batch);
-  comparison.add("mean loss vs mean of the rows", 0, mean, sum / count,
-                 mean_tolerance(count, magnitude));
   return gpu.report_reference(rows.size(), comparison.worst_ratio(), comparison.failure());
 }
 

@@ -1,5 +1,6 @@
 #include "bench/loss_buffers.hpp"
 
+#include <cmath>
 #include <utility>
 #include <variant>
 
@@ -40,14 +41,15 @@ bool LossBuffers::allocate(GpuFixture& gpu, std::string name, const describe::Pa
   for (const describe::Tensor& tensor : description().tensors) {
     const describe::Extent e = extent(tensor.name);
     DeviceBuffer& buffer = owned_[tensor.name];
-    const bool allocated = tensor.role == Role::kInput
-                               ? gpu.allocate_random_normal(static_cast<std::size_t>(e.elements()),
-                                                            ++seed, e.dtype, &buffer)
-                           : tensor.role == Role::kGradient
-                               ? gpu.allocate(matrix_bytes(e.rows, e.cols, e.dtype), &buffer)
-                           : tensor.role == Role::kScalarGradient && scalar_gradient
-                               ? gpu.allocate(sizeof(float), &buffer)
-                               : true;
+    bool allocated = true;
+    if (tensor.role == Role::kInput) {
+      allocated = gpu.allocate_random_normal(static_cast<std::size_t>(e.elements()), ++seed,
+                                             e.dtype, &buffer);
+    } else if (tensor.role == Role::kGradient) {
+      allocated = gpu.allocate(matrix_bytes(e.rows, e.cols, e.dtype), &buffer);
+    } else if (tensor.role == Role::kScalarGradient && scalar_gradient) {
+      allocated = gpu.allocate(sizeof(float), &buffer);
+    }
     if (!allocated) return false;
     if (buffer.get() != nullptr) pointers_[tensor.name] = buffer.get();
   }
@@ -159,6 +161,36 @@ bool download_all(GpuFixture& gpu, const LossBuffers& buffers, const char* tenso
   std::vector<unsigned char> bytes(matrix_bytes(e.rows, e.cols, e.dtype));
   if (!gpu.download(buffers.at(tensor), bytes.size(), bytes.data())) return false;
   *out = to_doubles(bytes, e.dtype);
+  return true;
+}
+
+// ---- The reference comparison's calls ---------------------------------------------------------
+
+bool run_per_row(GpuFixture& gpu, const LossBuffers& none, const std::vector<float>& mask,
+                 std::vector<float>* losses) {
+  const std::size_t bytes = mask.size() * sizeof(float);
+  losses->resize(mask.size());
+  const std::string& name = none.name();
+  return gpu.upload(mask.data(), bytes, none.at("grad_loss")) &&
+         gpu.check(none.run(gpu, Operation::kForward), (name + "/forward(none)").c_str()) &&
+         gpu.check(none.run(gpu, Operation::kBackward), (name + "/backward(none)").c_str()) &&
+         gpu.download(none.at("loss"), bytes, losses->data());
+}
+
+bool add_timed_mean(GpuFixture& gpu, const LossBuffers& timed, const std::vector<float>& losses,
+                    const char* what, Comparison* comparison) {
+  float mean = 0.0f;
+  if (!gpu.check(timed.run(gpu, Operation::kForward), (timed.name() + "/forward").c_str()) ||
+      !gpu.download(timed.at("loss"), sizeof(float), &mean)) {
+    return false;
+  }
+  double sum = 0.0, magnitude = 0.0;
+  for (const float loss : losses) {
+    sum += loss;
+    magnitude += std::fabs(loss);
+  }
+  const double count = static_cast<double>(losses.size());
+  comparison->add(what, 0, mean, sum / count, mean_tolerance(count, magnitude));
   return true;
 }
 

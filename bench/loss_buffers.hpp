@@ -94,4 +94,16 @@ bool download_rows(GpuFixture& gpu, const LossBuffers& buffers, const char* tens
 bool download_all(GpuFixture& gpu, const LossBuffers& buffers, const char* tensor,
                   std::vector<double>* out);
 
+class Comparison;
+
+/// The calls the reference comparison makes on `none` (LossBuffers::allocate_per_row): the
+/// upstream gradient `mask` (one per loss entry) uploaded, forward and backward, and the loss
+/// entries forward wrote, in `losses`.
+bool run_per_row(GpuFixture& gpu, const LossBuffers& none, const std::vector<float>& mask,
+                 std::vector<float>* losses);
+/// The timed configuration's forward on `timed`, its mean loss against the mean of the per-row
+/// `losses` (the same sums, reduced), added to `comparison` as `what`.
+bool add_timed_mean(GpuFixture& gpu, const LossBuffers& timed, const std::vector<float>& losses,
+                    const char* what, Comparison* comparison);
+
 }  // namespace contrastive::bench

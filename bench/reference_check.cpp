@@ -201,4 +201,25 @@ void add_logits_gradient(Comparison& comparison, const std::string& what, DType 
   }
 }
 
+void add_anchor_results(Comparison& comparison, double relative, const std::string& what,
+                        const std::vector<std::size_t>& index, const std::vector<double>& loss,
+                        const std::vector<std::pair<std::string, std::vector<double>>>& gradients,
+                        const AnchorReference& expected) {
+  if (loss.size() != expected.loss.size() || index.size() != loss.size()) {
+    comparison.add_all(what, loss, expected.loss, 0.0, 0.0);  // reports the sizes
+  } else {
+    for (std::size_t k = 0; k < loss.size(); ++k) {
+      comparison.add(what, index[k], loss[k], expected.loss[k],
+                     relative * (1.0 + std::fabs(expected.loss[k])));
+    }
+  }
+  for (const auto& [name, actual] : gradients) {
+    const auto found = expected.gradients.find(name);
+    const std::vector<double> none;
+    const std::vector<double>& reference = found == expected.gradients.end() ? none : found->second;
+    comparison.add_all(name + " (sampled rows)", actual, reference,
+                       relative * largest_magnitude(reference), relative);
+  }
+}
+
 }  // namespace contrastive::bench

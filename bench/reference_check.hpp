@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "contrastive/types.hpp"
@@ -101,5 +102,14 @@ struct AnchorReference {
 /// kNotSupported for the losses over logits (bench/logits_losses.hpp compares those).
 Status anchor_reference(const describe::Params& params, const NamedValues& inputs,
                         const std::vector<double>& upstream, AnchorReference* out);
+
+/// The comparison of a per-anchor loss with `expected`: each loss entry `loss[k]` (reported as
+/// `what`[index[k]]) within relative * (1 + |reference|), then each of `gradients` (tensor name
+/// and values, in order; reported as "<name> (sampled rows)") within relative * (its largest
+/// reference entry + |reference|).
+void add_anchor_results(Comparison& comparison, double relative, const std::string& what,
+                        const std::vector<std::size_t>& index, const std::vector<double>& loss,
+                        const std::vector<std::pair<std::string, std::vector<double>>>& gradients,
+                        const AnchorReference& expected);
 
 }  // namespace contrastive::bench

@@ -4,12 +4,15 @@
 // them. CPU only.
 #include "bench/reference_check.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -182,110 +185,115 @@ TEST(MeanTolerance, HoldsForFp32SumsAndCatchesAWrongMean) {
   }
 }
 
-// The per-anchor comparison's tolerance against what a same-precision implementation of the
-// fused kernel errs by (tests/support/naive_anchor.hpp: its sums and roundings), at the
-// benchmarks' widest shapes and their inputs (unit normal rows, dot products of magnitude ~sqrt(D)
-// for MNR): it passes with room to spare, and a gradient off by 5 % of the largest entry fails.
+// The per-anchor comparison (add_anchor_results, as the benchmarks make it) against what a
+// same-precision implementation of the fused kernel errs by (tests/support/naive_anchor.hpp: its
+// sums and roundings), at the benchmarks' widest shapes and their inputs (unit normal rows, dot
+// products of magnitude ~sqrt(D) for MNR; for Repel, cosines spread so that many terms are above
+// the margin): it passes with room to spare, and each gradient off by 5 % of its largest entry
+// fails.
 std::vector<double> as_doubles(const std::vector<float>& values) {
   return std::vector<double>(values.begin(), values.end());
 }
 
-// The parameters of the loss described as `loss` at the benchmarks' widest per-anchor shape
-// (B = 8 rows of it), with Reduction::kNone.
-template <typename LossParams>
-LossParams widest(const char* loss, DType dtype, Similarity similarity, float logit_scale) {
+// The parameters of the per-anchor loss described as `loss` at the benchmarks' settings and widest
+// shape (B = 8 rows of it), with Reduction::kNone.
+describe::Params widest(const std::string& loss, DType dtype) {
+  const bool mnr = loss == "MnrPerAnchor";
   describe::Shape shape;
   shape.batch = 8;
   shape.candidates = 127;
   shape.dim = 768;
   shape.dtype = dtype;
-  shape.similarity = similarity;
+  shape.similarity = mnr ? Similarity::kDot : Similarity::kCosine;
   shape.reduction = Reduction::kNone;
-  shape.logit_scale = logit_scale;
-  return std::get<LossParams>(describe::loss_named(loss).params(shape));
+  shape.logit_scale = mnr ? 1.0f : 0.0f;
+  return describe::loss_named(loss).params(shape);
 }
 
-class AnchorTolerance : public ::testing::TestWithParam<DType> {};
+using NamedGradients = std::vector<std::pair<std::string, std::vector<double>>>;
 
-TEST_P(AnchorTolerance, PerAnchorMnrPassesTheNaiveKernelAndFailsAWrongGradient) {
-  const DType dtype = GetParam();
-  const auto p = widest<mnr::PerAnchorParams>("MnrPerAnchor", dtype, Similarity::kDot, 1.0f);
-  std::mt19937_64 engine(11);
-  testing::MnrInputs in;
-  in.anchors = testing::random_rows(p.batch, p.dim, p.dim, false, dtype, engine);
-  in.positives = testing::random_rows(p.batch, p.dim, p.dim, false, dtype, engine);
-  in.negatives = testing::random_rows(p.batch * p.negatives, p.dim, p.dim, false, dtype, engine);
-  in.grad_loss.assign(static_cast<std::size_t>(p.batch), 1.0);
-  const testing::AnchorResults naive = testing::naive_mnr(p, in);
-  reference::MnrPerAnchorForward forward;
-  reference::MnrPerAnchorBackward backward;
-  ASSERT_EQ(reference::mnr_per_anchor_forward(p, in.anchors.data(), in.positives.data(),
-                                              in.negatives.data(), &forward),
-            Status::kSuccess);
-  ASSERT_EQ(reference::mnr_per_anchor_backward(p, in.anchors.data(), in.positives.data(),
-                                               in.negatives.data(), in.grad_loss.data(), &backward),
-            Status::kSuccess);
-  const double relative =
-      anchor_relative_tolerance(dtype, p.dim, largest_magnitude(forward.logits));
-  auto compare = [&](std::vector<double> grad_negatives) {
+// Inputs of a per-anchor loss by tensor name, an upstream gradient of ones, and the naive kernel's
+// loss entries and gradients (by gradient tensor name) on them.
+struct NaiveRun {
+  NamedValues inputs;
+  std::vector<double> upstream, loss;
+  NamedGradients gradients;
+};
+
+NaiveRun naive_run(const describe::Params& params) {
+  NaiveRun run;
+  if (const auto* p = std::get_if<mnr::PerAnchorParams>(&params)) {
+    std::mt19937_64 engine(11);
+    testing::MnrInputs in;
+    in.anchors = testing::random_rows(p->batch, p->dim, p->dim, false, p->dtype, engine);
+    in.positives = testing::random_rows(p->batch, p->dim, p->dim, false, p->dtype, engine);
+    in.negatives =
+        testing::random_rows(p->batch * p->negatives, p->dim, p->dim, false, p->dtype, engine);
+    in.grad_loss.assign(static_cast<std::size_t>(p->batch), 1.0);
+    const testing::AnchorResults naive = testing::naive_mnr(*p, in);
+    run.inputs = {
+        {"anchors", in.anchors}, {"positives", in.positives}, {"negatives", in.negatives}};
+    run.upstream = in.grad_loss;
+    run.loss = as_doubles(naive.loss);
+    run.gradients = {{"grad_anchors", as_doubles(naive.grad_anchors)},
+                     {"grad_positives", as_doubles(naive.grad_first)},
+                     {"grad_negatives", as_doubles(naive.grad_rest)}};
+  } else if (const auto* p = std::get_if<repel::Params>(&params)) {
+    std::mt19937_64 engine(12);
+    testing::RepelInputs in = testing::make_repel_inputs(*p, engine);
+    in.grad_loss.assign(static_cast<std::size_t>(p->batch * p->negatives), 1.0);
+    const testing::AnchorResults naive = testing::naive_repel(*p, in);
+    run.inputs = {{"anchors", in.anchors}, {"negatives", in.negatives}};
+    run.upstream = in.grad_loss;
+    run.loss = as_doubles(naive.loss);
+    run.gradients = {{"grad_anchors", as_doubles(naive.grad_anchors)},
+                     {"grad_negatives", as_doubles(naive.grad_rest)}};
+  }
+  return run;
+}
+
+class AnchorTolerance : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
+
+TEST_P(AnchorTolerance, PassesTheNaiveKernelAndFailsAWrongGradient) {
+  const auto [loss, dtype] = GetParam();
+  const describe::Params params = widest(loss, dtype);
+  const NaiveRun naive = naive_run(params);
+  AnchorReference expected;
+  ASSERT_EQ(anchor_reference(params, naive.inputs, naive.upstream, &expected), Status::kSuccess);
+  if (std::holds_alternative<repel::Params>(params)) {
+    ASSERT_EQ(std::get<repel::Params>(params).margin, 0.3f);  // the benchmarks' margin
+    // A term within rounding of the margin may be active on one side only: the inputs' seed has
+    // none (the comparison would say so).
+    ASSERT_GT(std::count_if(expected.loss.begin(), expected.loss.end(),
+                            [](double term) { return term > 0.0; }),
+              50);
+  }
+  const double relative = anchor_relative_tolerance(dtype, describe::extent(params, "anchors").cols,
+                                                    expected.largest_logit);
+  std::vector<std::size_t> index(naive.loss.size());
+  std::iota(index.begin(), index.end(), std::size_t{0});
+  auto compare = [&](const NamedGradients& gradients) {
     Comparison comparison;
-    comparison.add_all("loss", as_doubles(naive.loss), forward.loss, relative, relative);
-    comparison.add_all("grad_anchors", as_doubles(naive.grad_anchors), backward.grad_anchors,
-                       relative * largest_magnitude(backward.grad_anchors), relative);
-    comparison.add_all("grad_positives", as_doubles(naive.grad_first), backward.grad_positives,
-                       relative * largest_magnitude(backward.grad_positives), relative);
-    comparison.add_all("grad_negatives", grad_negatives, backward.grad_negatives,
-                       relative * largest_magnitude(backward.grad_negatives), relative);
+    add_anchor_results(comparison, relative, "loss", index, naive.loss, gradients, expected);
     return comparison;
   };
-  const Comparison right = compare(as_doubles(naive.grad_rest));
+  const Comparison right = compare(naive.gradients);
   EXPECT_EQ(right.failure(), "");
   EXPECT_LT(right.worst_ratio(), 0.5) << "less room than expected";
-  std::vector<double> wrong = as_doubles(naive.grad_rest);
-  wrong[wrong.size() / 2] += 0.05 * largest_magnitude(backward.grad_negatives);
-  EXPECT_NE(compare(wrong).failure(), "");
+  // The smallest entry of each gradient, moved by 5 % of the largest.
+  for (std::size_t g = 0; g < naive.gradients.size(); ++g) {
+    NamedGradients wrong = naive.gradients;
+    const std::vector<double>& reference = expected.gradients.at(wrong[g].first);
+    const auto smallest =
+        std::min_element(reference.begin(), reference.end(),
+                         [](double x, double y) { return std::fabs(x) < std::fabs(y); });
+    wrong[g].second[static_cast<std::size_t>(smallest - reference.begin())] +=
+        0.05 * largest_magnitude(reference);
+    EXPECT_NE(compare(wrong).failure(), "") << wrong[g].first;
+  }
 }
 
-TEST_P(AnchorTolerance, RepelPassesTheNaiveKernelWithActiveTermsAndFailsAWrongGradient) {
-  const DType dtype = GetParam();
-  const auto p = widest<repel::Params>("Repel", dtype, Similarity::kCosine, 0.0f);
-  ASSERT_EQ(p.margin, 0.3f);  // the benchmarks' margin
-  std::mt19937_64 engine(12);
-  testing::RepelInputs in = testing::make_repel_inputs(p, engine);  // cosines over (-0.95, 0.95)
-  in.grad_loss.assign(static_cast<std::size_t>(p.batch * p.negatives), 1.0);
-  const testing::AnchorResults naive = testing::naive_repel(p, in);
-  reference::RepelForward forward;
-  reference::RepelBackward backward;
-  ASSERT_EQ(reference::repel_forward(p, in.anchors.data(), in.negatives.data(), &forward),
-            Status::kSuccess);
-  ASSERT_EQ(reference::repel_backward(p, in.anchors.data(), in.negatives.data(),
-                                      in.grad_loss.data(), &backward),
-            Status::kSuccess);
-  ASSERT_GT(forward.active_terms, 50.0);
-  const double relative = anchor_relative_tolerance(dtype, p.dim, 1.0);
-  auto compare = [&](std::vector<double> grad_anchors) {
-    Comparison comparison;
-    for (std::size_t i = 0; i < forward.loss.size(); ++i) {
-      comparison.add("loss", i, naive.loss[i], forward.loss[i],
-                     relative * (1.0 + std::fabs(forward.loss[i])));
-    }
-    comparison.add_all("grad_anchors", grad_anchors, backward.grad_anchors,
-                       relative * largest_magnitude(backward.grad_anchors), relative);
-    comparison.add_all("grad_negatives", as_doubles(naive.grad_rest), backward.grad_negatives,
-                       relative * largest_magnitude(backward.grad_negatives), relative);
-    return comparison;
-  };
-  const Comparison right = compare(as_doubles(naive.grad_anchors));
-  // A term within rounding of the margin may be active on one side only: the inputs' seed has
-  // none (the comparison would say so).
-  EXPECT_EQ(right.failure(), "");
-  EXPECT_LT(right.worst_ratio(), 0.5) << "less room than expected";
-  std::vector<double> wrong = as_doubles(naive.grad_anchors);
-  wrong[3] -= 0.05 * largest_magnitude(backward.grad_anchors);
-  EXPECT_NE(compare(wrong).failure(), "");
-}
-
-// The logits comparison's tolerance (bench/logits_check.cpp) against the naive same-precision
+// The logits comparison's tolerance (bench/logits_losses.cpp) against the naive same-precision
 // InfoNCE (tests/support/naive_infonce.hpp: sequential fp32 sums, normalized rows, logits' gradient
 // and gradients rounded to the dtype), one direction and CLIP's symmetric form: it passes, and a
 // gradient off by 5 % of the largest entry fails.
@@ -339,10 +347,13 @@ INSTANTIATE_TEST_SUITE_P(DTypes, LogitsTolerance,
                                   (std::get<1>(info.param) ? "_symmetric" : "");
                          });
 
-INSTANTIATE_TEST_SUITE_P(DTypes, AnchorTolerance,
-                         ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
-                         [](const ::testing::TestParamInfo<DType>& info) {
-                           return std::string(dtype_name(info.param));
+INSTANTIATE_TEST_SUITE_P(LossesAndDTypes, AnchorTolerance,
+                         ::testing::Combine(::testing::Values("MnrPerAnchor", "Repel"),
+                                            ::testing::Values(DType::kF32, DType::kBF16,
+                                                              DType::kF16)),
+                         [](const ::testing::TestParamInfo<std::tuple<std::string, DType>>& info) {
+                           return std::get<0>(info.param) + "_" +
+                                  dtype_name(std::get<1>(info.param));
                          });
 
 }  // namespace
