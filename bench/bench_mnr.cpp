@@ -1,6 +1,6 @@
 // MNR (mnr.hpp) in its two layouts, mean, forward, backward and forward_backward, each in fp32,
 // bf16 and f16 at the same shapes.
-//   Per-anchor negatives at the seed notebook's settings (dot, scale 1), with every gradient
+//   Per-anchor negatives at the demo's settings (dot, scale 1), with every gradient
 //   (anchors, positives, negatives, scale), at the (B, N, D) of bench/anchor_losses.hpp, each
 //   against the memory floor of its traffic and, forward_backward, the unfused path
 //   (bench/anchor_losses.hpp).
@@ -23,7 +23,7 @@
 namespace contrastive::bench {
 namespace {
 
-constexpr float kSeedScale = 1.0f;
+constexpr float kDemoScale = 1.0f;
 
 const std::vector<std::int64_t> kInBatchSizes = {4096, 16384};
 const std::vector<std::int64_t> kHardNegativeBlocks = {0, 1, 3};
@@ -33,7 +33,7 @@ constexpr float kSentenceTransformersScale = 20.0f;
 void benchmark_per_anchor(benchmark::State& state, Operation operation, DType dtype) {
   describe::Shape shape = anchor_negative_shape(state, dtype);
   shape.similarity = Similarity::kDot;
-  shape.logit_scale = kSeedScale;
+  shape.logit_scale = kDemoScale;
   benchmark_anchor_loss(state, "mnr/per_anchor", params_of("MnrPerAnchor", shape),
                         /*scalar_gradient=*/true, operation);
 }

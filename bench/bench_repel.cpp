@@ -1,4 +1,4 @@
-// Repel (repel.hpp) forward, backward and forward_backward at the seed notebook's settings (cosine,
+// Repel (repel.hpp) forward, backward and forward_backward at the demo's settings (cosine,
 // margin 0.3, mean), in fp32, bf16 and f16, at the (B, N, D) of bench/anchor_losses.hpp, each
 // against the memory floor of its traffic and, forward_backward, the unfused path; compared with
 // the float64 reference at sampled rows (every (b, n) term's loss) before timing.
@@ -16,11 +16,11 @@
 namespace contrastive::bench {
 namespace {
 
-constexpr float kSeedMargin = 0.3f;
+constexpr float kDemoMargin = 0.3f;
 
 void benchmark_repel(benchmark::State& state, Operation operation, DType dtype) {
   describe::Params params = params_of("Repel", anchor_negative_shape(state, dtype));
-  std::get<repel::Params>(params).margin = kSeedMargin;
+  std::get<repel::Params>(params).margin = kDemoMargin;
   std::get<repel::Params>(params).mean_over_active = false;
   benchmark_anchor_loss(state, "repel", params, /*scalar_gradient=*/false, operation);
 }
