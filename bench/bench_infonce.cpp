@@ -1,11 +1,11 @@
-// InfoNCE forward, backward and forward_backward at the seed notebook's settings (cosine,
+// InfoNCE forward, backward and forward_backward at the demo's settings (cosine,
 // temperature 0.1, mean, M == B, not symmetric), in fp32, bf16 and f16 (fp32 logits tile), each
 // beside its cuBLAS floor in the same dtype measured in the same run: forward must do S = Q K^T;
 // backward recomputes S and does dQ = G K and dK = G^T Q; forward_backward does the same three.
 // forward_backward is also timed beside the unfused path (bench/unfused_infonce.hpp). Library,
 // floor and unfused path are timed side by side (GpuFixture::time_side_by_side), after the
 // library's outputs were compared with the float64 reference at sampled rows
-// (bench/logits_check.hpp).
+// (bench/logits_losses.hpp).
 //
 // Large batches: CLIP's symmetric loss, forward_backward in bf16 at B = M up to 131072, on the
 // tiled and on the materialized path, with each path's loss memory (workspace and saved) and its
@@ -17,13 +17,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <benchmark/benchmark.h>
 
 #include "bench/cublas_floor.hpp"
 #include "bench/gpu_fixture.hpp"
-#include "bench/logits_check.hpp"
+#include "bench/logits_losses.hpp"
 #include "bench/loss_buffers.hpp"
 #include "bench/unfused_infonce.hpp"
 #include "contrastive/infonce.hpp"
@@ -37,162 +38,34 @@ const std::vector<std::int64_t> k16BitBatchSizes = {4096, 16384};
 const std::vector<std::int64_t> kDims = {256, 768};
 constexpr float kTemperature = 0.1f;
 
+// M == B.
 infonce::Params make_params(std::int64_t batch, std::int64_t dim, DType dtype) {
-  auto params = logits_loss_params<infonce::Params>(dtype);
-  params.batch = batch;
-  params.num_keys = batch;
-  params.dim = dim;
-  params.temperature = kTemperature;
-  return params;
+  return std::get<infonce::Params>(
+      params_of("InfoNCE", logits_shape(batch, 0, dim, dtype, 1.0f / kTemperature)));
 }
-
-// Q is (B, D), K is (M, D).
-bool allocate_buffers(GpuFixture& gpu, const infonce::Params& params, LogitsLossBuffers* buffers) {
-  return buffers->allocate(gpu, {params.batch, params.num_keys, params.dim}, params.dtype) &&
-         allocate_loss_outputs(gpu, params, &buffers->outputs);
-}
-
-// ---- The library ------------------------------------------------------------------------------
-
-Status run_forward(const GpuFixture& gpu, const infonce::Params& params,
-                   const LogitsLossBuffers& buffers) {
-  infonce::ForwardArgs args;
-  args.q = buffers.q.get();
-  args.k = buffers.k.get();
-  args.loss = buffers.outputs.loss.as_floats();
-  args.saved = buffers.outputs.saved.get();
-  return call_loss(infonce::forward, gpu, params, args, buffers.outputs);
-}
-
-// No temperature gradient: the temperature is a fixed hyperparameter in this configuration.
-Status run_backward(const GpuFixture& gpu, const infonce::Params& params,
-                    const LogitsLossBuffers& buffers) {
-  infonce::BackwardArgs args;
-  args.q = buffers.q.get();
-  args.k = buffers.k.get();
-  args.saved = buffers.outputs.saved.get();
-  args.grad_q = buffers.grad_q.get();
-  args.grad_k = buffers.grad_k.get();
-  return call_loss(infonce::backward, gpu, params, args, buffers.outputs);
-}
-
-Status run_forward_backward(const GpuFixture& gpu, const infonce::Params& params,
-                            const LogitsLossBuffers& buffers) {
-  infonce::ForwardBackwardArgs args;
-  args.q = buffers.q.get();
-  args.k = buffers.k.get();
-  args.loss = buffers.outputs.loss.as_floats();
-  args.saved = buffers.outputs.saved.get();
-  args.grad_q = buffers.grad_q.get();
-  args.grad_k = buffers.grad_k.get();
-  return call_loss(infonce::forward_backward, gpu, params, args, buffers.outputs);
-}
-
-Status run_operation(Operation operation, const GpuFixture& gpu, const infonce::Params& params,
-                     const LogitsLossBuffers& buffers) {
-  switch (operation) {
-    case Operation::kForward: return run_forward(gpu, params, buffers);
-    case Operation::kBackward: return run_backward(gpu, params, buffers);
-    case Operation::kForwardBackward: return run_forward_backward(gpu, params, buffers);
-  }
-  return Status::kInternalError;
-}
-
-LossCalls loss_calls(const GpuFixture& gpu, const infonce::Params& params,
-                     const LogitsLossBuffers& buffers) {
-  return {"infonce", [&gpu, &params, &buffers](Operation operation) {
-            return run_operation(operation, gpu, params, buffers);
-          }};
-}
-
-// What the untimed call must leave finite.
-std::vector<FiniteValue> finite_outputs(Operation operation, const LogitsLossBuffers& buffers) {
-  std::vector<FiniteValue> values = {{buffers.outputs.loss.as_floats(), "loss"}};
-  if (writes_gradients(operation)) {
-    values.push_back({buffers.grad_q.get(), "grad_q[0]", buffers.dtype});
-  }
-  return values;
-}
-
-// ---- The floor --------------------------------------------------------------------------------
-
-// Forward must do S = Q K^T; backward recomputes S and does dQ and dK; forward_backward does the
-// same three.
-LogitsGemms floor_gemms(Operation operation, const infonce::Params& params,
-                        const LogitsLossBuffers& buffers) {
-  return buffers.floor_gemms(1.0f / params.temperature, writes_gradients(operation));
-}
-
-// Q and K read once, and for the gradient passes dQ and dK written once.
-double operation_bytes(Operation operation, const LogitsLossBuffers& buffers) {
-  return static_cast<double>(compulsory_bytes(buffers.input_bytes(), writes_gradients(operation)));
-}
-
-// ---- The reference comparison ----------------------------------------------------------------
-
-// check_logits_loss on InfoNCE itself: the kNone calls with a loss memory of their own.
-bool check_against_reference(GpuFixture& gpu, const infonce::Params& params,
-                             const LogitsLossBuffers& buffers) {
-  infonce::Params none = params;
-  none.reduction = Reduction::kNone;
-  LossOutputs outputs;
-  if (!allocate_loss_outputs(gpu, none, &outputs)) return false;
-  LogitsCalls calls;
-  calls.forward = [&](float* per_row_loss) {
-    infonce::ForwardArgs args;
-    args.q = buffers.q.get();
-    args.k = buffers.k.get();
-    args.loss = per_row_loss;
-    args.saved = outputs.saved.get();
-    return call_loss(infonce::forward, gpu, none, args, outputs);
-  };
-  calls.backward = [&](const float* grad_loss) {
-    infonce::BackwardArgs args;
-    args.q = buffers.q.get();
-    args.k = buffers.k.get();
-    args.saved = outputs.saved.get();
-    args.grad_loss = grad_loss;
-    args.grad_q = buffers.grad_q.get();
-    args.grad_k = buffers.grad_k.get();
-    return call_loss(infonce::backward, gpu, none, args, outputs);
-  };
-  calls.timed_forward = [&] { return run_forward(gpu, params, buffers); };
-  return check_logits_loss(gpu, params, 1.0 / params.temperature, buffers, calls);
-}
-
-// ---- The benchmark ----------------------------------------------------------------------------
 
 // forward_backward is also timed beside the unfused path (GEMM, then separate softmax, log and
-// mean kernels, see bench/unfused_infonce.hpp), run once first (its loss must be finite).
+// mean kernels, see bench/unfused_infonce.hpp), run once first (its loss must be finite). No
+// temperature gradient: the temperature is a fixed hyperparameter in this configuration.
 void benchmark_infonce(benchmark::State& state, Operation operation, DType dtype) {
   const infonce::Params params = make_params(state.range(0), state.range(1), dtype);
   GpuFixture gpu(state);
-  if (!gpu.ready()) return;
-  LogitsLossBuffers buffers;
-  if (!allocate_buffers(gpu, params, &buffers)) return;
-  const LossCalls loss = loss_calls(gpu, params, buffers);
-  if (!check_against_reference(gpu, params, buffers)) return;
-  if (!loss.validate(gpu, operation, finite_outputs(operation, buffers))) return;
-  const LogitsGemms gemms = floor_gemms(operation, params, buffers);
-  const Work library = loss.work(gpu, operation);
+  LossBuffers buffers;
+  if (!prepare_logits_loss(gpu, "infonce", params, operation, &buffers)) return;
   if (operation != Operation::kForwardBackward) {
-    time_against_cublas_floor(gpu, gemms, library, operation_bytes(operation, buffers));
+    time_logits_loss(gpu, buffers, operation);
     return;
   }
   CublasFloor cublas(gpu);
   UnfusedInfoNCE unfused;
   if (!cublas.ready() || !unfused.allocate(gpu, params.batch, params.dim, params.dtype)) return;
+  float* const loss = static_cast<float*>(buffers.at("loss"));
   const Work unfused_work = [&] {
-    return unfused.enqueue(gpu, cublas.handle(), buffers.q.get(), buffers.k.get(),
-                           buffers.grad_q.get(), buffers.grad_k.get(),
-                           buffers.outputs.loss.as_floats(), params.temperature);
+    return unfused.enqueue(gpu, cublas.handle(), buffers.at("q"), buffers.at("k"),
+                           buffers.at("grad_q"), buffers.at("grad_k"), loss, params.temperature);
   };
-  if (!unfused_work() ||
-      !gpu.require_finite({{buffers.outputs.loss.as_floats(), "unfused loss"}})) {
-    return;
-  }
-  time_against_cublas_floor(gpu, gemms, library, operation_bytes(operation, buffers),
-                            &unfused_work);
+  if (!unfused_work() || !gpu.require_finite({{loss, "unfused loss"}})) return;
+  time_logits_loss(gpu, buffers, operation, &unfused_work);
 }
 
 // ---- Large batches: the tiled and the materialized path --------------------------------------
@@ -256,18 +129,12 @@ void benchmark_large_batch(benchmark::State& state, Tiling tiling) {
              std::to_string(static_cast<double>(free_bytes) * 1e-9) + " GB free");
     return;
   }
-  LogitsLossBuffers buffers;
-  if (!buffers.allocate(gpu, {params.batch, params.num_keys, params.dim}, params.dtype,
-                        /*with_floor=*/false) ||
-      !allocate_loss_outputs(gpu, params, &buffers.outputs)) {
-    return;
-  }
-  const LossCalls loss = loss_calls(gpu, params, buffers);
+  // No floor: its B x M logits would not fit at these batches.
   const Operation operation = Operation::kForwardBackward;
-  if (!check_against_reference(gpu, params, buffers)) return;
-  if (!loss.validate(gpu, operation, finite_outputs(operation, buffers))) return;
+  LossBuffers buffers;
+  if (!prepare_logits_loss(gpu, "infonce", params, operation, &buffers)) return;
   std::vector<double> medians;
-  if (!gpu.time_side_by_side({{"median_ms", loss.work(gpu, operation)}}, &medians)) return;
+  if (!gpu.time_side_by_side({{"median_ms", buffers.work(gpu, operation)}}, &medians)) return;
   gpu.report_work(3.0 * 2.0 * static_cast<double>(params.batch) *
                       static_cast<double>(params.num_keys) * static_cast<double>(params.dim),
                   operation_bytes(operation, buffers));

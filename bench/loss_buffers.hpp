@@ -1,23 +1,23 @@
-// Device buffers of the losses' benchmarks, in the two input layouts the losses here take, the
-// settings and operations the losses are measured at, and the untimed call that validates an
-// operation before it is timed. All buffers are allocated once, before anything is timed; inputs
-// are random normal, never zeros, and they and their gradients are in the measured dtype.
+// The device buffers and calls of any loss at fixed parameters, made from its description
+// (host/describe/losses.hpp): one buffer per tensor the description names, sized by the tensor's
+// extent and by the loss's size queries, and one call for the three passes. Every buffer is
+// allocated once, before anything is timed; inputs are random normal, never zeros, and they and
+// their gradients are in the measured dtype.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include <benchmark/benchmark.h>
-
-#include "bench/cublas_floor.hpp"
 #include "bench/gpu_fixture.hpp"
-#include "contrastive/handle.hpp"
 #include "contrastive/status.hpp"
 #include "contrastive/types.hpp"
+#include "host/describe/losses.hpp"
 
 namespace contrastive::bench {
 
@@ -35,156 +35,75 @@ const char* operation_name(Operation operation);
 /// Backward and forward_backward write every input's gradient; forward writes none.
 bool writes_gradients(Operation operation);
 
-/// One loss at fixed parameters and buffers, as a benchmark calls it.
-struct LossCalls {
-  std::string name;                       ///< "infonce", "mnr/per_anchor": prefixes its errors
-  std::function<Status(Operation)> call;  ///< runs one operation, returns its Status
+/// The parameters of the loss described as `loss` ("InfoNCE", "MnrPerAnchor", ...) at `shape`.
+describe::Params params_of(const char* loss, const describe::Shape& shape);
+/// B, the rows of the first input, of any loss.
+std::int64_t batch_of(const describe::Params& params);
 
-  /// call(operation) as timed Work, its Status checked.
+/// One loss's buffers, one per tensor of its description, and its calls.
+class LossBuffers {
+ public:
+  /// Allocates, for `params`: every input (random normal, from seeds 1, 2, 3 in the
+  /// description's order), every input's gradient, the loss, the saved values and the workspace
+  /// (sized by the loss's size queries), and the scalar gradient (dLoss/dtemperature or
+  /// dLoss/dscale) only with `scalar_gradient`. The upstream gradient is not passed (the mean's
+  /// is 1). `name` ("infonce", "mnr/per_anchor") prefixes the calls' errors.
+  bool allocate(GpuFixture& gpu, std::string name, const describe::Params& params,
+                bool scalar_gradient);
+  /// The inputs and gradients of `timed` (which must outlive this), with Reduction::kNone and a
+  /// loss, an upstream gradient (one value per row, or per term), saved values and a workspace
+  /// of its own, no scalar gradient: what the reference comparison calls before timing.
+  bool allocate_per_row(GpuFixture& gpu, const LossBuffers& timed);
+
+  const describe::Params& params() const { return params_; }
+  const describe::Loss& description() const { return describe::loss_of(params_); }
+  const std::string& name() const { return name_; }
+  /// The device pointer passed as `tensor`; null when it is not passed.
+  void* at(std::string_view tensor) const;
+  describe::Extent extent(std::string_view tensor) const;
+  /// The tensors of `role`, in the description's order.
+  std::vector<const char*> tensors(describe::Role role) const;
+  /// Bytes of every input.
+  std::size_t input_bytes() const;
+
+  /// One call of `operation` on these buffers with the fixture's handle and stream.
+  Status run(const GpuFixture& gpu, Operation operation) const;
+  /// run(operation) as timed Work, its Status checked.
   Work work(GpuFixture& gpu, Operation operation) const;
   /// The untimed call before timing, also the warm-up (the handle chooses and caches its GEMM
-  /// algorithms on first use): call(operation) with its Status checked, after an untimed forward
-  /// when `operation` is backward, which reads what forward saved; then `values` must be finite.
-  bool validate(GpuFixture& gpu, Operation operation, const std::vector<FiniteValue>& values) const;
+  /// algorithms on first use): run(operation) with its Status checked, after an untimed forward
+  /// when `operation` is backward, which reads what forward saved; then the loss and, when the
+  /// operation writes them, each gradient's first entry must be finite.
+  bool validate(GpuFixture& gpu, Operation operation) const;
+
+ private:
+  bool allocate_outputs(GpuFixture& gpu);
+
+  std::string name_;
+  describe::Params params_;
+  std::map<std::string, DeviceBuffer, std::less<>> owned_;
+  std::map<std::string, void*, std::less<>> pointers_;
+  DeviceBuffer workspace_;
 };
 
-/// What a loss call writes besides gradients, and its workspace.
-struct LossOutputs {
-  DeviceBuffer loss;       // (1): Reduction::kMean or kSum
-  DeviceBuffer saved;      // saved_size() bytes
-  DeviceBuffer workspace;  // workspace_size() bytes
-};
+/// The rows `rows` of `tensor` as doubles: a dense (B * per_row, D) array of B blocks of per_row
+/// rows each, per_row = its rows / B; |rows| blocks, in order.
+bool download_rows(GpuFixture& gpu, const LossBuffers& buffers, const char* tensor,
+                   const std::vector<std::int64_t>& rows, std::vector<double>* out);
+/// Every element of the dense tensor `tensor`, as doubles.
+bool download_all(GpuFixture& gpu, const LossBuffers& buffers, const char* tensor,
+                  std::vector<double>* out);
 
-/// Allocates `out` for a loss's `params`, sized by that loss's workspace_size() and saved_size()
-/// (found by argument-dependent lookup).
-template <typename LossParams>
-bool allocate_loss_outputs(GpuFixture& gpu, const LossParams& params, LossOutputs* out) {
-  std::size_t workspace_bytes = 0;
-  std::size_t saved_bytes = 0;
-  return gpu.check(workspace_size(params, &workspace_bytes), "workspace_size") &&
-         gpu.check(saved_size(params, &saved_bytes), "saved_size") &&
-         gpu.allocate(sizeof(float), &out->loss) && gpu.allocate(saved_bytes, &out->saved) &&
-         gpu.allocate(workspace_bytes, &out->workspace);
-}
+class Comparison;
 
-/// Calls a loss's `entry` point (forward, backward or forward_backward) with the fixture's handle
-/// and stream and the workspace in `outputs`.
-template <typename LossParams, typename Args>
-Status call_loss(Status (*entry)(const Handle&, const LossParams&, const Args&, void*, std::size_t,
-                                 Stream),
-                 const GpuFixture& gpu, const LossParams& params, const Args& args,
-                 const LossOutputs& outputs) {
-  return entry(gpu.handle(), params, args, outputs.workspace.get(), outputs.workspace.bytes(),
-               gpu.stream());
-}
-
-/// The settings a loss over logits (infonce::Params, mnr::InBatchParams) is measured at: inputs in
-/// `dtype`, an fp32 logits tile, cosine, mean, not symmetric, no TF32. Shapes and the logit scale
-/// are the caller's.
-template <typename LossParams>
-LossParams logits_loss_params(DType dtype) {
-  LossParams params;
-  params.dtype = dtype;
-  params.logits_dtype = DType::kF32;
-  params.similarity = Similarity::kCosine;
-  params.reduction = Reduction::kMean;
-  params.symmetric = false;
-  params.allow_tf32 = false;
-  return params;
-}
-
-/// Q (rows, dim), K (cols, dim) and the logits S (rows, cols).
-struct LogitsShape {
-  std::int64_t rows = 0, cols = 0, dim = 0;
-};
-
-/// A loss over the logits S = scale * Q K^T (InfoNCE; in-batch MNR with Q the anchors and K the
-/// candidates), and what its cuBLAS floor needs.
-struct LogitsLossBuffers {
-  LogitsShape shape;
-  DType dtype = DType::kF32;  // of Q, K and the library's gradients
-  DeviceBuffer q;             // (rows, dim) dtype, random normal
-  DeviceBuffer k;             // (cols, dim) dtype, random normal
-  DeviceBuffer grad_q;        // (rows, dim) dtype
-  DeviceBuffer grad_k;        // (cols, dim) dtype
-  // The floor's outputs, fp32 as the library's GEMM outputs are in any dtype.
-  DeviceBuffer floor_logits;  // (rows, cols): the floor's S, reused as its G in dtype
-  DeviceBuffer floor_grad_q;  // (rows, dim)
-  DeviceBuffer floor_grad_k;  // (cols, dim)
-  LossOutputs outputs;
-
-  /// Allocates every buffer above but `outputs` (see allocate_loss_outputs); without
-  /// `with_floor`, not the floor's either (their B x M logits would not fit at large B).
-  bool allocate(GpuFixture& gpu, const LogitsShape& logits_shape, DType input_dtype,
-                bool with_floor = true);
-  /// Q and K.
-  std::size_t input_bytes() const;
-  /// The floor's GEMMs over these buffers: S alone, or with `gradients` also dQ and dK.
-  LogitsGemms floor_gemms(float scale, bool gradients) const;
-};
-
-/// Anchors (batch, dim) and `negatives` rows per anchor.
-struct AnchorNegativeShape {
-  std::int64_t batch = 0, negatives = 0, dim = 0;
-};
-
-/// The parameters of a loss over anchors and per-anchor negatives (repel::Params,
-/// mnr::PerAnchorParams) at `shape`, inputs in `dtype`, mean; everything else at the loss's
-/// defaults.
-template <typename LossParams>
-LossParams anchor_negative_params(const AnchorNegativeShape& shape, DType dtype) {
-  LossParams params;
-  params.batch = shape.batch;
-  params.negatives = shape.negatives;
-  params.dim = shape.dim;
-  params.dtype = dtype;
-  params.reduction = Reduction::kMean;
-  return params;
-}
-
-/// A loss over anchors (B, D) and N negatives per anchor (B * N, D), row b * N + n (Repel; MNR
-/// with per-anchor negatives adds its positives).
-struct AnchorNegativeBuffers {
-  AnchorNegativeShape shape;
-  DType dtype = DType::kF32;    // of every buffer below but `outputs`
-  DeviceBuffer anchors;         // (B, D) random normal
-  DeviceBuffer negatives;       // (B * N, D) random normal
-  DeviceBuffer grad_anchors;    // (B, D)
-  DeviceBuffer grad_negatives;  // (B * N, D)
-  LossOutputs outputs;
-
-  /// Allocates every buffer above but `outputs` (see allocate_loss_outputs).
-  bool allocate(GpuFixture& gpu, const AnchorNegativeShape& buffer_shape, DType input_dtype);
-  /// Anchors and negatives.
-  std::size_t input_bytes() const;
-};
-
-/// Registers the (B, N, D) at which the anchor-and-negatives losses are measured in `operation`,
-/// as arguments "B", "N", "D"; anchor_negative_shape() reads them back. Every operation at
-/// (4096, 64, 256), (16384, 64, 256), (4096, 16, 768); forward and forward_backward also on the
-/// grid B in {256, 8192} x N in {1, 3, 16, 127} x D in {384, 768}.
-benchmark::internal::Benchmark* at_anchor_negative_shapes(benchmark::internal::Benchmark* benchmark,
-                                                          Operation operation);
-AnchorNegativeShape anchor_negative_shape(const benchmark::State& state);
-
-/// Rows the reference comparison samples (bench/reference_check.hpp).
-inline constexpr int kSampledRows = 8;
-
-/// The sampled rows R of an anchor-and-negatives problem, downloaded as doubles: anchors (|R|, D),
-/// their negatives (|R| N, D) and, when given, positives (|R|, D).
-struct SampledAnchorRows {
-  std::vector<std::int64_t> rows;
-  std::vector<double> anchors, negatives, positives;
-};
-/// Downloads the rows of `rows` from dense anchors (B, D), negatives (B N, D) and, unless null,
-/// positives (B, D), all in `buffers.dtype`.
-bool download_anchor_rows(GpuFixture& gpu, const AnchorNegativeBuffers& buffers,
-                          const void* positives, const std::vector<std::int64_t>& rows,
-                          SampledAnchorRows* out);
-/// The rows of `rows` of a dense (B * per_row, D) device array in `dtype` (per_row rows each), as
-/// doubles.
-bool download_block_rows(GpuFixture& gpu, const void* base, std::int64_t per_row, std::int64_t dim,
-                         DType dtype, const std::vector<std::int64_t>& rows,
-                         std::vector<double>* out);
+/// The calls the reference comparison makes on `none` (LossBuffers::allocate_per_row): the
+/// upstream gradient `mask` (one per loss entry) uploaded, forward and backward, and the loss
+/// entries forward wrote, in `losses`.
+bool run_per_row(GpuFixture& gpu, const LossBuffers& none, const std::vector<float>& mask,
+                 std::vector<float>* losses);
+/// The timed configuration's forward on `timed`, its mean loss against the mean of the per-row
+/// `losses` (the same sums, reduced), added to `comparison` as `what`.
+bool add_timed_mean(GpuFixture& gpu, const LossBuffers& timed, const std::vector<float>& losses,
+                    const char* what, Comparison* comparison);
 
 }  // namespace contrastive::bench

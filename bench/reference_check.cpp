@@ -5,7 +5,9 @@
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <variant>
 
+#include "contrastive/reference.hpp"
 #include "kernels/numeric.hpp"
 
 namespace contrastive::bench {
@@ -22,7 +24,54 @@ void convert(const std::vector<unsigned char>& bytes, std::vector<double>* out) 
   }
 }
 
+Status reference_of(const mnr::PerAnchorParams& p, const NamedValues& in,
+                    const std::vector<double>& upstream, AnchorReference* out) {
+  const double* a = in.at("anchors").data();
+  const double* pos = in.at("positives").data();
+  const double* neg = in.at("negatives").data();
+  reference::MnrPerAnchorForward forward;
+  reference::MnrPerAnchorBackward backward;
+  Status status = reference::mnr_per_anchor_forward(p, a, pos, neg, &forward);
+  if (status == Status::kSuccess) {
+    status = reference::mnr_per_anchor_backward(p, a, pos, neg, upstream.data(), &backward);
+  }
+  out->loss = forward.loss;
+  out->gradients = {{"grad_anchors", backward.grad_anchors},
+                    {"grad_positives", backward.grad_positives},
+                    {"grad_negatives", backward.grad_negatives}};
+  out->largest_logit = largest_magnitude(forward.logits);
+  return status;
+}
+
+Status reference_of(const repel::Params& p, const NamedValues& in,
+                    const std::vector<double>& upstream, AnchorReference* out) {
+  const double* a = in.at("anchors").data();
+  const double* neg = in.at("negatives").data();
+  reference::RepelForward forward;
+  reference::RepelBackward backward;
+  Status status = reference::repel_forward(p, a, neg, &forward);
+  if (status == Status::kSuccess) {
+    status = reference::repel_backward(p, a, neg, upstream.data(), &backward);
+  }
+  out->loss = forward.loss;
+  out->gradients = {{"grad_anchors", backward.grad_anchors},
+                    {"grad_negatives", backward.grad_negatives}};
+  out->largest_logit = 1.0;  // |cos| <= 1
+  return status;
+}
+
+template <typename LossParams>
+Status reference_of(const LossParams&, const NamedValues&, const std::vector<double>&,
+                    AnchorReference*) {
+  return Status::kNotSupported;
+}
+
 }  // namespace
+
+Status anchor_reference(const describe::Params& params, const NamedValues& inputs,
+                        const std::vector<double>& upstream, AnchorReference* out) {
+  return std::visit([&](const auto& p) { return reference_of(p, inputs, upstream, out); }, params);
+}
 
 std::vector<std::int64_t> sampled_rows(std::int64_t batch, int count) {
   std::vector<std::int64_t> rows;
@@ -134,6 +183,43 @@ std::string Comparison::failure() const {
   if (failed_ == 0) return "";
   return first_failure_ + " (" + std::to_string(failed_) + " of " + std::to_string(compared_) +
          " values out of bounds)";
+}
+
+void add_logits_gradient(Comparison& comparison, const std::string& what, DType dtype,
+                         std::int64_t dim, const std::vector<double>& actual,
+                         const std::vector<double>& reference,
+                         const std::vector<double>& row_bound) {
+  if (actual.size() != reference.size()) {
+    comparison.add_all(what, actual, reference, 0.0, 0.0);  // reports the sizes
+    return;
+  }
+  const double largest = largest_magnitude(reference);
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    const std::size_t row = i / static_cast<std::size_t>(dim);
+    comparison.add(what, i, actual[i], reference[i],
+                   logits_tolerance(dtype, row_bound[row], largest, reference[i]));
+  }
+}
+
+void add_anchor_results(Comparison& comparison, double relative, const std::string& what,
+                        const std::vector<std::size_t>& index, const std::vector<double>& loss,
+                        const std::vector<std::pair<std::string, std::vector<double>>>& gradients,
+                        const AnchorReference& expected) {
+  if (loss.size() != expected.loss.size() || index.size() != loss.size()) {
+    comparison.add_all(what, loss, expected.loss, 0.0, 0.0);  // reports the sizes
+  } else {
+    for (std::size_t k = 0; k < loss.size(); ++k) {
+      comparison.add(what, index[k], loss[k], expected.loss[k],
+                     relative * (1.0 + std::fabs(expected.loss[k])));
+    }
+  }
+  for (const auto& [name, actual] : gradients) {
+    const auto found = expected.gradients.find(name);
+    const std::vector<double> none;
+    const std::vector<double>& reference = found == expected.gradients.end() ? none : found->second;
+    comparison.add_all(name + " (sampled rows)", actual, reference,
+                       relative * largest_magnitude(reference), relative);
+  }
 }
 
 }  // namespace contrastive::bench

@@ -16,10 +16,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "contrastive/types.hpp"
+#include "host/describe/losses.hpp"
 
 namespace contrastive::bench {
 
@@ -72,5 +76,40 @@ class Comparison {
   double worst_ratio_ = 0.0;
   std::string first_failure_;
 };
+
+/// Every element of a logits loss's gradient (rows of `dim` values): `actual[i]` against
+/// `reference[i]`, allowed logits_tolerance(dtype, row_bound[its row], the largest |reference|,
+/// reference[i]).
+void add_logits_gradient(Comparison& comparison, const std::string& what, DType dtype,
+                         std::int64_t dim, const std::vector<double>& actual,
+                         const std::vector<double>& reference,
+                         const std::vector<double>& row_bound);
+
+/// Values by tensor name.
+using NamedValues = std::map<std::string, std::vector<double>, std::less<>>;
+
+/// The float64 reference of a loss over anchors and per-anchor negatives (per-anchor MNR, Repel):
+/// every loss entry (per row, or per (b, n) term), every input's gradient by the name of its
+/// gradient tensor in the loss's description, and the largest |logit| the tolerance scales with.
+struct AnchorReference {
+  std::vector<double> loss;
+  NamedValues gradients;
+  double largest_logit = 0.0;
+};
+
+/// The reference of the loss of `params` (Reduction::kNone) on dense `inputs` named as its
+/// description names them, with the upstream gradient `upstream` (one per loss entry). Status
+/// kNotSupported for the losses over logits (bench/logits_losses.hpp compares those).
+Status anchor_reference(const describe::Params& params, const NamedValues& inputs,
+                        const std::vector<double>& upstream, AnchorReference* out);
+
+/// The comparison of a per-anchor loss with `expected`: each loss entry `loss[k]` (reported as
+/// `what`[index[k]]) within relative * (1 + |reference|), then each of `gradients` (tensor name
+/// and values, in order; reported as "<name> (sampled rows)") within relative * (its largest
+/// reference entry + |reference|).
+void add_anchor_results(Comparison& comparison, double relative, const std::string& what,
+                        const std::vector<std::size_t>& index, const std::vector<double>& loss,
+                        const std::vector<std::pair<std::string, std::vector<double>>>& gradients,
+                        const AnchorReference& expected);
 
 }  // namespace contrastive::bench

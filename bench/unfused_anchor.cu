@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include <cub/block/block_reduce.cuh>
@@ -37,6 +40,15 @@ __device__ float warp_max(float value) {
     value = fmaxf(value, __shfl_xor_sync(kernels::kFullWarp, value, mask));
   }
   return value;
+}
+
+// Allocates each (bytes, buffer) in turn; false at the first that fails (reported through `gpu`).
+bool allocate_each(GpuFixture& gpu,
+                   std::initializer_list<std::pair<std::size_t, DeviceBuffer*>> buffers) {
+  for (const auto& [bytes, buffer] : buffers) {
+    if (!gpu.allocate(bytes, buffer)) return false;
+  }
+  return true;
 }
 
 unsigned row_blocks(std::int64_t rows) {
@@ -277,18 +289,18 @@ bool UnfusedPerAnchorMnr::allocate(GpuFixture& gpu, const mnr::PerAnchorParams& 
   const DType t = params.dtype, f32 = DType::kF32;
   gemms_ = {b, j, d, t};
   const bool normalized = params.similarity != Similarity::kCosine ||
-                          (gpu.allocate(matrix_bytes(b, d, t), &anchors_hat_) &&
-                           gpu.allocate(matrix_bytes(b * j, d, t), &candidates_hat_) &&
-                           gpu.allocate(matrix_bytes(b + b * j, 1, f32), &inv_norms_));
-  return normalized && gpu.allocate(matrix_bytes(b * j, d, t), &candidates_) &&
-         gpu.allocate(matrix_bytes(b, j, f32), &logits_) &&
-         gpu.allocate(matrix_bytes(b, j, f32), &exps_) &&
-         gpu.allocate(matrix_bytes(b, j, f32), &log_probs_) &&
-         gpu.allocate(matrix_bytes(b, j, t), &probs_) &&
-         gpu.allocate(matrix_bytes(b, 1, f32), &row_max_) &&
-         gpu.allocate(matrix_bytes(b, 1, f32), &row_sum_) &&
-         gpu.allocate(matrix_bytes(b, d, f32), &grad_anchors_) &&
-         gpu.allocate(matrix_bytes(b * j, d, f32), &grad_candidates_);
+                          allocate_each(gpu, {{matrix_bytes(b, d, t), &anchors_hat_},
+                                              {matrix_bytes(b * j, d, t), &candidates_hat_},
+                                              {matrix_bytes(b + b * j, 1, f32), &inv_norms_}});
+  return normalized && allocate_each(gpu, {{matrix_bytes(b * j, d, t), &candidates_},
+                                           {matrix_bytes(b, j, f32), &logits_},
+                                           {matrix_bytes(b, j, f32), &exps_},
+                                           {matrix_bytes(b, j, f32), &log_probs_},
+                                           {matrix_bytes(b, j, t), &probs_},
+                                           {matrix_bytes(b, 1, f32), &row_max_},
+                                           {matrix_bytes(b, 1, f32), &row_sum_},
+                                           {matrix_bytes(b, d, f32), &grad_anchors_},
+                                           {matrix_bytes(b * j, d, f32), &grad_candidates_}});
 }
 
 bool UnfusedPerAnchorMnr::enqueue(GpuFixture& gpu, cublasHandle_t cublas,
@@ -372,14 +384,14 @@ bool UnfusedRepel::allocate(GpuFixture& gpu, const repel::Params& params) {
   const std::int64_t b = params.batch, n = params.negatives, d = params.dim;
   const DType t = params.dtype, f32 = DType::kF32;
   gemms_ = {b, n, d, t};
-  return gpu.allocate(matrix_bytes(b, d, t), &anchors_hat_) &&
-         gpu.allocate(matrix_bytes(b * n, d, t), &negatives_hat_) &&
-         gpu.allocate(matrix_bytes(b + b * n, 1, f32), &inv_norms_) &&
-         gpu.allocate(matrix_bytes(b, n, f32), &cosines_) &&
-         gpu.allocate(matrix_bytes(b, n, f32), &hinge_) &&
-         gpu.allocate(matrix_bytes(b, n, t), &grads_) &&
-         gpu.allocate(matrix_bytes(b, d, f32), &grad_anchors_hat_) &&
-         gpu.allocate(matrix_bytes(b * n, d, f32), &grad_negatives_hat_);
+  return allocate_each(gpu, {{matrix_bytes(b, d, t), &anchors_hat_},
+                             {matrix_bytes(b * n, d, t), &negatives_hat_},
+                             {matrix_bytes(b + b * n, 1, f32), &inv_norms_},
+                             {matrix_bytes(b, n, f32), &cosines_},
+                             {matrix_bytes(b, n, f32), &hinge_},
+                             {matrix_bytes(b, n, t), &grads_},
+                             {matrix_bytes(b, d, f32), &grad_anchors_hat_},
+                             {matrix_bytes(b * n, d, f32), &grad_negatives_hat_}});
 }
 
 bool UnfusedRepel::enqueue(GpuFixture& gpu, cublasHandle_t cublas,
@@ -436,18 +448,42 @@ bool with_unfused_on(GpuFixture& gpu, const LossParams& params, const Args& args
   return use(work);
 }
 
-}  // namespace
-
-bool with_unfused(GpuFixture& gpu, const mnr::PerAnchorParams& params,
-                  const mnr::PerAnchorForwardBackwardArgs& args,
-                  const std::function<bool(const Work&)>& use) {
+bool with_unfused_of(GpuFixture& gpu, const mnr::PerAnchorParams& params, const LossBuffers& at,
+                     const std::function<bool(const Work&)>& use) {
+  mnr::PerAnchorForwardBackwardArgs args;
+  args.anchors = at.at("anchors");
+  args.positives = at.at("positives");
+  args.negatives = at.at("negatives");
+  args.loss = static_cast<float*>(at.at("loss"));
+  args.grad_anchors = at.at("grad_anchors");
+  args.grad_positives = at.at("grad_positives");
+  args.grad_negatives = at.at("grad_negatives");
   return with_unfused_on<UnfusedPerAnchorMnr>(gpu, params, args, use);
 }
 
-bool with_unfused(GpuFixture& gpu, const repel::Params& params,
-                  const repel::ForwardBackwardArgs& args,
-                  const std::function<bool(const Work&)>& use) {
+bool with_unfused_of(GpuFixture& gpu, const repel::Params& params, const LossBuffers& at,
+                     const std::function<bool(const Work&)>& use) {
+  repel::ForwardBackwardArgs args;
+  args.anchors = at.at("anchors");
+  args.negatives = at.at("negatives");
+  args.loss = static_cast<float*>(at.at("loss"));
+  args.grad_anchors = at.at("grad_anchors");
+  args.grad_negatives = at.at("grad_negatives");
   return with_unfused_on<UnfusedRepel>(gpu, params, args, use);
+}
+
+template <typename LossParams>
+bool with_unfused_of(GpuFixture& gpu, const LossParams&, const LossBuffers& buffers,
+                     const std::function<bool(const Work&)>&) {
+  return gpu.fail(buffers.name() + ": no unfused per-anchor baseline");
+}
+
+}  // namespace
+
+bool with_unfused(GpuFixture& gpu, const LossBuffers& buffers,
+                  const std::function<bool(const Work&)>& use) {
+  return std::visit([&](const auto& params) { return with_unfused_of(gpu, params, buffers, use); },
+                    buffers.params());
 }
 
 }  // namespace contrastive::bench

@@ -31,23 +31,16 @@
 #include <functional>
 
 #include "bench/gpu_fixture.hpp"
-#include "contrastive/mnr.hpp"
-#include "contrastive/repel.hpp"
+#include "bench/loss_buffers.hpp"
 
 namespace contrastive::bench {
 
-/// Sets up the unfused forward_backward of per-anchor MNR on `args`' inputs, writing its loss and
-/// gradients there (grad_scale, saved and grad_loss unused; every gradient pointer set), with a
-/// cuBLAS handle of its own; runs it once (its loss must be finite), then returns use(its work),
-/// for timing beside the library. False, with the failure reported through `gpu`, when it cannot
-/// run.
-bool with_unfused(GpuFixture& gpu, const mnr::PerAnchorParams& params,
-                  const mnr::PerAnchorForwardBackwardArgs& args,
-                  const std::function<bool(const Work&)>& use);
-
-/// The same for Repel (saved and grad_loss unused; mean_over_active off).
-bool with_unfused(GpuFixture& gpu, const repel::Params& params,
-                  const repel::ForwardBackwardArgs& args,
+/// Sets up the unfused forward_backward of the loss of `buffers` (per-anchor MNR or Repel, at
+/// their parameters; Repel's mean_over_active off) on their inputs, writing its loss and gradients
+/// there (no scale gradient), with a cuBLAS handle of its own; runs it once (its loss must be
+/// finite), then returns use(its work), for timing beside the library. False, with the failure
+/// reported through `gpu`, when it cannot run.
+bool with_unfused(GpuFixture& gpu, const LossBuffers& buffers,
                   const std::function<bool(const Work&)>& use);
 
 }  // namespace contrastive::bench

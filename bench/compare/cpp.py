@@ -30,34 +30,10 @@ _RUN_OPTIONS = {"min_time", "min_warmup_time", "repeats", "iterations", "threads
 _TIMERS = {"manual_time", "real_time", "process_time"}
 
 
-def parse_name(name: str) -> Optional[Tuple[str, str, Tuple[Tuple[str, int], ...]]]:
-    """(loss, dtype, ((arg, value), ...)) for a forward_backward run compare.py measures too, or
-    None."""
-    family, args = [], []
-    for part in name.split("/"):
-        if ":" in part:
-            key, _, value = part.partition(":")
-            if key in _RUN_OPTIONS:
-                continue
-            try:
-                args.append((key, int(value)))
-            except ValueError:
-                return None
-        elif part not in _TIMERS:
-            family.append(part)
-    if len(family) < 2 or family[-1] not in _CPP_DTYPES:
-        return None
-    loss = _FAMILIES.get(tuple(family[:-1]))
-    if loss is None:
-        return None
-    return loss, _CPP_DTYPES[family[-1]], tuple(args)
-
-
-def parse_run(name: str) -> Optional[Dict]:
-    """Any run name of the C++ benchmarks as {"family", "operation", "dtype", "shape"}
-    ("repel", "forward", "bf16", {"B": 8192, "N": 127, "D": 768}), or None when it has no
-    dtype part. operation is None for families without one (infonce_clip has it before the
-    path: "infonce_clip/forward_backward/tiled/bf16")."""
+def _split(name: str) -> Optional[Tuple[List[str], Dict[str, int], str]]:
+    """A run name as its family parts (the dtype excluded), its shape arguments in order and its
+    dtype ("fp32", "bf16", "f16"), Google Benchmark's own parts left out; None when an argument is
+    not an integer or the name has no dtype part."""
     family, args = [], {}
     for part in name.split("/"):
         if ":" in part:
@@ -72,10 +48,35 @@ def parse_run(name: str) -> Optional[Dict]:
             family.append(part)
     if len(family) < 2 or family[-1] not in _CPP_DTYPES:
         return None
+    return family[:-1], args, _CPP_DTYPES[family[-1]]
+
+
+def parse_name(name: str) -> Optional[Tuple[str, str, Tuple[Tuple[str, int], ...]]]:
+    """(loss, dtype, ((arg, value), ...)) for a forward_backward run compare.py measures too, or
+    None."""
+    split = _split(name)
+    if split is None:
+        return None
+    family, args, dtype = split
+    loss = _FAMILIES.get(tuple(family))
+    if loss is None:
+        return None
+    return loss, dtype, tuple(args.items())
+
+
+def parse_run(name: str) -> Optional[Dict]:
+    """Any run name of the C++ benchmarks as {"family", "operation", "dtype", "shape"}
+    ("repel", "forward", "bf16", {"B": 8192, "N": 127, "D": 768}), or None when it has no
+    dtype part. operation is None for families without one (infonce_clip has it before the
+    path: "infonce_clip/forward_backward/tiled/bf16")."""
+    split = _split(name)
+    if split is None:
+        return None
+    family, args, dtype = split
     operations = [p for p in family if p in ("forward", "backward", "forward_backward")]
-    return {"family": "/".join(p for p in family[:-1] if p not in operations),
+    return {"family": "/".join(p for p in family if p not in operations),
             "operation": operations[0] if operations else None,
-            "dtype": _CPP_DTYPES[family[-1]], "shape": args}
+            "dtype": dtype, "shape": args}
 
 
 def read_benchmarks(path) -> Tuple[List[Dict], Optional[str]]:

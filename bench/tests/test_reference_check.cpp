@@ -4,17 +4,22 @@
 // them. CPU only.
 #include "bench/reference_check.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "contrastive/reference.hpp"
+#include "host/describe/losses.hpp"
 #include "kernels/numeric.hpp"
 #include "support/anchor_inputs.hpp"
 #include "support/naive_anchor.hpp"
@@ -95,6 +100,62 @@ TEST(Comparison, NanNeverPassesAndSizesMustMatch) {
   EXPECT_EQ(relative.failure(), "");
 }
 
+TEST(Comparison, LogitsGradientOfTheWrongSizeFails) {
+  Comparison comparison;
+  add_logits_gradient(comparison, "grad_k", DType::kF32, 2, {1.0, 2.0}, {1.0, 2.0, 3.0, 4.0},
+                      {0.1, 0.1});
+  EXPECT_NE(comparison.failure().find("grad_k: 2 values, reference 4"), std::string::npos);
+}
+
+// The reference the per-anchor benchmarks compare with, found through each loss's description:
+// every gradient tensor the description names gets the reference's gradient of its input, the
+// loss one entry per loss element; the losses over logits are left to their own comparison.
+TEST(AnchorReference, NamesEveryGradientOfTheDescription) {
+  std::mt19937_64 engine(5);
+  std::normal_distribution<double> normal;
+  for (const describe::Loss& loss : describe::all_losses()) {
+    SCOPED_TRACE(loss.name);
+    describe::Shape shape;
+    shape.batch = 3;
+    shape.candidates = 2;
+    shape.dim = 5;
+    shape.reduction = Reduction::kNone;
+    const describe::Params params = loss.params(shape);
+    NamedValues inputs;
+    std::size_t loss_entries = 0;
+    for (const describe::Tensor& tensor : loss.tensors) {
+      const describe::Extent e = describe::extent(params, tensor.name);
+      if (tensor.role == describe::Role::kLoss) loss_entries = static_cast<std::size_t>(e.rows);
+      if (tensor.role != describe::Role::kInput) continue;
+      std::vector<double>& values = inputs[tensor.name];
+      values.resize(static_cast<std::size_t>(e.elements()));
+      for (double& value : values) value = normal(engine);
+    }
+    const std::vector<double> upstream(loss_entries, 1.0);
+    AnchorReference expected;
+    const Status status = anchor_reference(params, inputs, upstream, &expected);
+    if (std::holds_alternative<infonce::Params>(params) ||
+        std::holds_alternative<mnr::InBatchParams>(params)) {
+      EXPECT_EQ(status, Status::kNotSupported);
+      continue;
+    }
+    ASSERT_EQ(status, Status::kSuccess);
+    EXPECT_EQ(expected.loss.size(), loss_entries);
+    EXPECT_GT(expected.largest_logit, 0.0);
+    std::size_t gradients = 0;
+    for (const describe::Tensor& tensor : loss.tensors) {
+      if (tensor.role != describe::Role::kGradient) continue;
+      ++gradients;
+      const auto found = expected.gradients.find(tensor.name);
+      ASSERT_NE(found, expected.gradients.end()) << tensor.name;
+      const std::vector<double>& input = inputs.at(tensor.gradient_of);
+      EXPECT_EQ(found->second.size(), input.size()) << tensor.name;
+      EXPECT_GT(largest_magnitude(found->second), 0.0) << tensor.name;
+    }
+    EXPECT_EQ(expected.gradients.size(), gradients);
+  }
+}
+
 // The mean check's bound holds for fp32 sums as a GPU forms them (per-block partial sums, then the
 // partials) and even for one sequential fp32 sum; it fails a mean off by one row in a thousand.
 TEST(MeanTolerance, HoldsForFp32SumsAndCatchesAWrongMean) {
@@ -124,107 +185,115 @@ TEST(MeanTolerance, HoldsForFp32SumsAndCatchesAWrongMean) {
   }
 }
 
-// The per-anchor comparison's tolerance against what a same-precision implementation of the
-// fused kernel errs by (tests/support/naive_anchor.hpp: its sums and roundings), at the
-// benchmarks' widest shapes and their inputs (unit normal rows, dot products of magnitude ~sqrt(D)
-// for MNR): it passes with room to spare, and a gradient off by 5 % of the largest entry fails.
+// The per-anchor comparison (add_anchor_results, as the benchmarks make it) against what a
+// same-precision implementation of the fused kernel errs by (tests/support/naive_anchor.hpp: its
+// sums and roundings), at the benchmarks' widest shapes and their inputs (unit normal rows, dot
+// products of magnitude ~sqrt(D) for MNR; for Repel, cosines spread so that many terms are above
+// the margin): it passes with room to spare, and each gradient off by 5 % of its largest entry
+// fails.
 std::vector<double> as_doubles(const std::vector<float>& values) {
   return std::vector<double>(values.begin(), values.end());
 }
 
-class AnchorTolerance : public ::testing::TestWithParam<DType> {};
-
-TEST_P(AnchorTolerance, PerAnchorMnrPassesTheNaiveKernelAndFailsAWrongGradient) {
-  const DType dtype = GetParam();
-  mnr::PerAnchorParams p;
-  p.batch = 8;
-  p.negatives = 127;
-  p.dim = 768;
-  p.dtype = dtype;
-  p.similarity = Similarity::kDot;
-  p.scale = 1.0f;
-  p.reduction = Reduction::kNone;
-  std::mt19937_64 engine(11);
-  testing::MnrInputs in;
-  in.anchors = testing::random_rows(p.batch, p.dim, p.dim, false, dtype, engine);
-  in.positives = testing::random_rows(p.batch, p.dim, p.dim, false, dtype, engine);
-  in.negatives = testing::random_rows(p.batch * p.negatives, p.dim, p.dim, false, dtype, engine);
-  in.grad_loss.assign(static_cast<std::size_t>(p.batch), 1.0);
-  const testing::AnchorResults naive = testing::naive_mnr(p, in);
-  reference::MnrPerAnchorForward forward;
-  reference::MnrPerAnchorBackward backward;
-  ASSERT_EQ(reference::mnr_per_anchor_forward(p, in.anchors.data(), in.positives.data(),
-                                              in.negatives.data(), &forward),
-            Status::kSuccess);
-  ASSERT_EQ(reference::mnr_per_anchor_backward(p, in.anchors.data(), in.positives.data(),
-                                               in.negatives.data(), in.grad_loss.data(), &backward),
-            Status::kSuccess);
-  const double relative =
-      anchor_relative_tolerance(dtype, p.dim, largest_magnitude(forward.logits));
-  auto compare = [&](std::vector<double> grad_negatives) {
-    Comparison comparison;
-    comparison.add_all("loss", as_doubles(naive.loss), forward.loss, relative, relative);
-    comparison.add_all("grad_anchors", as_doubles(naive.grad_anchors), backward.grad_anchors,
-                       relative * largest_magnitude(backward.grad_anchors), relative);
-    comparison.add_all("grad_positives", as_doubles(naive.grad_first), backward.grad_positives,
-                       relative * largest_magnitude(backward.grad_positives), relative);
-    comparison.add_all("grad_negatives", grad_negatives, backward.grad_negatives,
-                       relative * largest_magnitude(backward.grad_negatives), relative);
-    return comparison;
-  };
-  const Comparison right = compare(as_doubles(naive.grad_rest));
-  EXPECT_EQ(right.failure(), "");
-  EXPECT_LT(right.worst_ratio(), 0.5) << "less room than expected";
-  std::vector<double> wrong = as_doubles(naive.grad_rest);
-  wrong[wrong.size() / 2] += 0.05 * largest_magnitude(backward.grad_negatives);
-  EXPECT_NE(compare(wrong).failure(), "");
+// The parameters of the per-anchor loss described as `loss` at the benchmarks' settings and widest
+// shape (B = 8 rows of it), with Reduction::kNone.
+describe::Params widest(const std::string& loss, DType dtype) {
+  const bool mnr = loss == "MnrPerAnchor";
+  describe::Shape shape;
+  shape.batch = 8;
+  shape.candidates = 127;
+  shape.dim = 768;
+  shape.dtype = dtype;
+  shape.similarity = mnr ? Similarity::kDot : Similarity::kCosine;
+  shape.reduction = Reduction::kNone;
+  shape.logit_scale = mnr ? 1.0f : 0.0f;
+  return describe::loss_named(loss).params(shape);
 }
 
-TEST_P(AnchorTolerance, RepelPassesTheNaiveKernelWithActiveTermsAndFailsAWrongGradient) {
-  const DType dtype = GetParam();
-  repel::Params p;
-  p.batch = 8;
-  p.negatives = 127;
-  p.dim = 768;
-  p.dtype = dtype;
-  p.margin = 0.3f;
-  p.reduction = Reduction::kNone;
-  std::mt19937_64 engine(12);
-  testing::RepelInputs in = testing::make_repel_inputs(p, engine);  // cosines over (-0.95, 0.95)
-  in.grad_loss.assign(static_cast<std::size_t>(p.batch * p.negatives), 1.0);
-  const testing::AnchorResults naive = testing::naive_repel(p, in);
-  reference::RepelForward forward;
-  reference::RepelBackward backward;
-  ASSERT_EQ(reference::repel_forward(p, in.anchors.data(), in.negatives.data(), &forward),
-            Status::kSuccess);
-  ASSERT_EQ(reference::repel_backward(p, in.anchors.data(), in.negatives.data(),
-                                      in.grad_loss.data(), &backward),
-            Status::kSuccess);
-  ASSERT_GT(forward.active_terms, 50.0);
-  const double relative = anchor_relative_tolerance(dtype, p.dim, 1.0);
-  auto compare = [&](std::vector<double> grad_anchors) {
-    Comparison comparison;
-    for (std::size_t i = 0; i < forward.loss.size(); ++i) {
-      comparison.add("loss", i, naive.loss[i], forward.loss[i],
-                     relative * (1.0 + std::fabs(forward.loss[i])));
-    }
-    comparison.add_all("grad_anchors", grad_anchors, backward.grad_anchors,
-                       relative * largest_magnitude(backward.grad_anchors), relative);
-    comparison.add_all("grad_negatives", as_doubles(naive.grad_rest), backward.grad_negatives,
-                       relative * largest_magnitude(backward.grad_negatives), relative);
-    return comparison;
-  };
-  const Comparison right = compare(as_doubles(naive.grad_anchors));
-  // A term within rounding of the margin may be active on one side only: the inputs' seed has
-  // none (the comparison would say so).
-  EXPECT_EQ(right.failure(), "");
-  EXPECT_LT(right.worst_ratio(), 0.5) << "less room than expected";
-  std::vector<double> wrong = as_doubles(naive.grad_anchors);
-  wrong[3] -= 0.05 * largest_magnitude(backward.grad_anchors);
-  EXPECT_NE(compare(wrong).failure(), "");
+using NamedGradients = std::vector<std::pair<std::string, std::vector<double>>>;
+
+// Inputs of a per-anchor loss by tensor name, an upstream gradient of ones, and the naive kernel's
+// loss entries and gradients (by gradient tensor name) on them.
+struct NaiveRun {
+  NamedValues inputs;
+  std::vector<double> upstream, loss;
+  NamedGradients gradients;
+};
+
+NaiveRun naive_run(const describe::Params& params) {
+  NaiveRun run;
+  if (const auto* p = std::get_if<mnr::PerAnchorParams>(&params)) {
+    std::mt19937_64 engine(11);
+    testing::MnrInputs in;
+    in.anchors = testing::random_rows(p->batch, p->dim, p->dim, false, p->dtype, engine);
+    in.positives = testing::random_rows(p->batch, p->dim, p->dim, false, p->dtype, engine);
+    in.negatives =
+        testing::random_rows(p->batch * p->negatives, p->dim, p->dim, false, p->dtype, engine);
+    in.grad_loss.assign(static_cast<std::size_t>(p->batch), 1.0);
+    const testing::AnchorResults naive = testing::naive_mnr(*p, in);
+    run.inputs = {
+        {"anchors", in.anchors}, {"positives", in.positives}, {"negatives", in.negatives}};
+    run.upstream = in.grad_loss;
+    run.loss = as_doubles(naive.loss);
+    run.gradients = {{"grad_anchors", as_doubles(naive.grad_anchors)},
+                     {"grad_positives", as_doubles(naive.grad_first)},
+                     {"grad_negatives", as_doubles(naive.grad_rest)}};
+  } else if (const auto* p = std::get_if<repel::Params>(&params)) {
+    std::mt19937_64 engine(12);
+    testing::RepelInputs in = testing::make_repel_inputs(*p, engine);
+    in.grad_loss.assign(static_cast<std::size_t>(p->batch * p->negatives), 1.0);
+    const testing::AnchorResults naive = testing::naive_repel(*p, in);
+    run.inputs = {{"anchors", in.anchors}, {"negatives", in.negatives}};
+    run.upstream = in.grad_loss;
+    run.loss = as_doubles(naive.loss);
+    run.gradients = {{"grad_anchors", as_doubles(naive.grad_anchors)},
+                     {"grad_negatives", as_doubles(naive.grad_rest)}};
+  }
+  return run;
 }
 
-// The logits comparison's tolerance (bench/logits_check.cpp) against the naive same-precision
+class AnchorTolerance : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
+
+TEST_P(AnchorTolerance, PassesTheNaiveKernelAndFailsAWrongGradient) {
+  const auto [loss, dtype] = GetParam();
+  const describe::Params params = widest(loss, dtype);
+  const NaiveRun naive = naive_run(params);
+  AnchorReference expected;
+  ASSERT_EQ(anchor_reference(params, naive.inputs, naive.upstream, &expected), Status::kSuccess);
+  if (std::holds_alternative<repel::Params>(params)) {
+    ASSERT_EQ(std::get<repel::Params>(params).margin, 0.3f);  // the benchmarks' margin
+    // A term within rounding of the margin may be active on one side only: the inputs' seed has
+    // none (the comparison would say so).
+    ASSERT_GT(std::count_if(expected.loss.begin(), expected.loss.end(),
+                            [](double term) { return term > 0.0; }),
+              50);
+  }
+  const double relative = anchor_relative_tolerance(dtype, describe::extent(params, "anchors").cols,
+                                                    expected.largest_logit);
+  std::vector<std::size_t> index(naive.loss.size());
+  std::iota(index.begin(), index.end(), std::size_t{0});
+  auto compare = [&](const NamedGradients& gradients) {
+    Comparison comparison;
+    add_anchor_results(comparison, relative, "loss", index, naive.loss, gradients, expected);
+    return comparison;
+  };
+  const Comparison right = compare(naive.gradients);
+  EXPECT_EQ(right.failure(), "");
+  EXPECT_LT(right.worst_ratio(), 0.5) << "less room than expected";
+  // The smallest entry of each gradient, moved by 5 % of the largest.
+  for (std::size_t g = 0; g < naive.gradients.size(); ++g) {
+    NamedGradients wrong = naive.gradients;
+    const std::vector<double>& reference = expected.gradients.at(wrong[g].first);
+    const auto smallest =
+        std::min_element(reference.begin(), reference.end(),
+                         [](double x, double y) { return std::fabs(x) < std::fabs(y); });
+    wrong[g].second[static_cast<std::size_t>(smallest - reference.begin())] +=
+        0.05 * largest_magnitude(reference);
+    EXPECT_NE(compare(wrong).failure(), "") << wrong[g].first;
+  }
+}
+
+// The logits comparison's tolerance (bench/logits_losses.cpp) against the naive same-precision
 // InfoNCE (tests/support/naive_infonce.hpp: sequential fp32 sums, normalized rows, logits' gradient
 // and gradients rounded to the dtype), one direction and CLIP's symmetric form: it passes, and a
 // gradient off by 5 % of the largest entry fails.
@@ -255,16 +324,10 @@ TEST_P(LogitsTolerance, PassesTheNaiveInfoNCEAndFailsAWrongGradient) {
       comparison.add("loss", i, naive.loss[static_cast<std::size_t>(rows[i])], expected.loss[i],
                      logits_tolerance(dtype, expected.loss_tolerance[i], 1.0, expected.loss[i]));
     }
-    auto add = [&](const char* what, const std::vector<double>& actual,
-                   const std::vector<double>& reference, const std::vector<double>& bound) {
-      const double largest = largest_magnitude(reference);
-      for (std::size_t i = 0; i < actual.size(); ++i) {
-        comparison.add(what, i, actual[i], reference[i],
-                       logits_tolerance(dtype, bound[i / kDim], largest, reference[i]));
-      }
-    };
-    add("grad_q", grad_q, expected.grad_q, expected.grad_q_tolerance);
-    add("grad_k", as_doubles(naive.grad_k), expected.grad_k, expected.grad_k_tolerance);
+    add_logits_gradient(comparison, "grad_q", dtype, kDim, grad_q, expected.grad_q,
+                        expected.grad_q_tolerance);
+    add_logits_gradient(comparison, "grad_k", dtype, kDim, as_doubles(naive.grad_k),
+                        expected.grad_k, expected.grad_k_tolerance);
     return comparison;
   };
   const Comparison right = compare(as_doubles(naive.grad_q));
@@ -284,10 +347,13 @@ INSTANTIATE_TEST_SUITE_P(DTypes, LogitsTolerance,
                                   (std::get<1>(info.param) ? "_symmetric" : "");
                          });
 
-INSTANTIATE_TEST_SUITE_P(DTypes, AnchorTolerance,
-                         ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
-                         [](const ::testing::TestParamInfo<DType>& info) {
-                           return std::string(dtype_name(info.param));
+INSTANTIATE_TEST_SUITE_P(LossesAndDTypes, AnchorTolerance,
+                         ::testing::Combine(::testing::Values("MnrPerAnchor", "Repel"),
+                                            ::testing::Values(DType::kF32, DType::kBF16,
+                                                              DType::kF16)),
+                         [](const ::testing::TestParamInfo<std::tuple<std::string, DType>>& info) {
+                           return std::get<0>(info.param) + "_" +
+                                  dtype_name(std::get<1>(info.param));
                          });
 
 }  // namespace
