@@ -1,4 +1,4 @@
-// InfoNCE forward, backward and forward_backward at the seed notebook's settings (cosine,
+// InfoNCE forward, backward and forward_backward at the default loss's settings (cosine,
 // temperature 0.1, mean, M == B, not symmetric), in fp32, bf16 and f16 (fp32 logits tile), each
 // beside its cuBLAS floor in the same dtype measured in the same run: forward must do S = Q K^T;
 // backward recomputes S and does dQ = G K and dK = G^T Q; forward_backward does the same three.

@@ -1,6 +1,6 @@
 // MNR (mnr.hpp) in its two layouts, mean, forward, backward and forward_backward, each in fp32,
 // bf16 and f16 at the same shapes.
-//   Per-anchor negatives at the seed notebook's settings (dot, scale 1), with every gradient
+//   Per-anchor negatives at the defaults (dot product, scale 1), with every gradient
 //   (anchors, positives, negatives, scale), at the (B, N, D) of loss_buffers.cpp. One fused kernel
 //   that reads each vector once: memory-bound, so each is reported against the memory floor of the
 //   same traffic in the dtype (bench/memory_floor.hpp), timed side by side: forward reads the

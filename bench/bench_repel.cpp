@@ -1,4 +1,4 @@
-// Repel (repel.hpp) forward, backward and forward_backward at the seed notebook's settings (cosine,
+// Repel (repel.hpp) forward, backward and forward_backward at the defaults (cosine,
 // margin 0.3, mean), in fp32, bf16 and f16, at the (B, N, D) of loss_buffers.cpp. One fused kernel
 // per operation that reads each row once: memory-bound, so each is reported against the memory
 // floor of the same traffic in the dtype (bench/memory_floor.hpp), timed side by side: forward
