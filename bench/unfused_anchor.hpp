@@ -18,7 +18,7 @@
 //             dA_hat = scale G C_hat, dC_hat = scale G^T A_hat    2 batched GEMMs
 //             normalize backward (cosine)                         2 kernels
 //             dA; dP, dN = split(dC), in dtype                    2 kernels
-//   The scale's gradient is not computed (the seed's scale is a fixed hyperparameter).
+//   The scale's gradient is not computed (the default scale 1 is a fixed hyperparameter).
 // Repel (cosine), J = N negatives per anchor:
 //   forward:  A_hat, N_hat = normalize(A), normalize(N)           2 kernels
 //             S = A_hat N_hat^T                                   batched GEMM

@@ -23,7 +23,7 @@ EXIT_INTERRUPTED = 4  # SIGTERM or SIGINT while measuring: what was measured is 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results"
 
 DESCRIPTION = """\
-Times forward + backward of each loss through PyTorch eager (the seed's formulation),
+Times forward + backward of each loss through PyTorch eager (the losses' textbook formulas),
 torch.compile of the same functions, sentence-transformers' MultipleNegativesRankingLoss
 (in-batch MNR) and contrastive.torch, at the same shapes and dtypes, on one CUDA device;
 checks every implementation's loss and gradients against float64 before timing it; writes

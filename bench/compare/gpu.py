@@ -62,7 +62,7 @@ def unavailable_reason() -> Optional[str]:
 
 
 # ---- The implementations ----------------------------------------------------------------------
-# PyTorch eager: the seed notebook's formulations (and sentence-transformers' for in-batch MNR).
+# PyTorch eager: each loss's textbook formula (and sentence-transformers' for in-batch MNR).
 
 
 # The temperature scales the (B, D) queries, not the (B, M) logits: the cheaper of the two equal

@@ -11,11 +11,11 @@ DTYPES = ("bf16", "fp32")
 DTYPE_ALIASES = {"bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32", "f32": "fp32",
                  "float32": "fp32"}
 
-# The settings every implementation runs with (those of the seed notebook, of the C++ benchmarks
+# The settings every implementation runs with (the library's defaults, those of the C++ benchmarks
 # and of sentence-transformers' defaults).
 TEMPERATURE = 0.1  # InfoNCE and CLIP: cosine, logits = cos / temperature, mean over rows
 IN_BATCH_SCALE = 20.0  # in-batch MNR: cosine, logits = 20 cos (MultipleNegativesRankingLoss)
-PER_ANCHOR_SCALE = 1.0  # per-anchor MNR: dot product, scale 1 (the seed's mnr_loss)
+PER_ANCHOR_SCALE = 1.0  # per-anchor MNR: dot product, scale 1 (the library's default)
 MARGIN = 0.3  # Repel: mean of relu(cos - 0.3)
 EPS = 1e-12  # F.normalize's eps, the library's default
 
@@ -31,7 +31,7 @@ SHORT_NAMES = {"infonce": "InfoNCE", "clip": "CLIP", "mnr_in_batch": "in-batch M
 
 # Implementations, in table order. The baselines are what every ratio refers to; per-anchor MNR
 # has a second eager form that scores the positive and the negatives apart instead of copying them
-# into one (B, 1 + N, D) tensor with torch.cat (the seed's form), so that eager is not charged for
+# into one (B, 1 + N, D) tensor with torch.cat (the textbook form), so that eager is not charged for
 # a copy the loss does not need.
 EAGER, EAGER_NO_CAT, COMPILE, ST, LIBRARY, LIBRARY_TILED = (
     "eager", "eager_no_cat", "compile", "sentence_transformers", "contrastive",

@@ -1,7 +1,7 @@
 """bench/compare.py on a machine without a GPU (and without PyTorch): the arguments, the float64
 formulas and the check (against contrastive.reference, and a wrong gradient failing it), the C++
 floors, the results writer (Markdown, JSON, targets, rows without numbers), the plots, and
-`compare.py --help` / the no-GPU exit without PyTorch. Where PyTorch is installed, the seed's
+`compare.py --help` / the no-GPU exit without PyTorch. Where PyTorch is installed, the
 eager formulations and the torch form of the formulas are checked too (on the CPU).
 
 Run: PYTHONPATH=build/release/python python3 -m pytest -q bench/tests
@@ -598,7 +598,7 @@ def test_from_json_rewrites_the_report_without_torch(tmp_path):
     assert not (tmp_path / "2026-11-28-nvidia-h100-80gb-hbm3-2.md").exists()
 
 
-# ---- With PyTorch (CPU): the seed's eager formulations against the formulas ----------------------
+# ---- With PyTorch (CPU): the eager formulations against the formulas -----------------------------
 
 
 @pytest.mark.parametrize("loss", plan.LOSSES)

@@ -1,4 +1,4 @@
-// Float64 Repel reference: the seed's repel_loss written as plain loops.
+// Float64 Repel reference: mean over (b, n) of max(cos(u_b, x_bn) - margin, 0), as plain loops.
 #include <cmath>
 #include <limits>
 #include <vector>

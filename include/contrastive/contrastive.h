@@ -153,7 +153,7 @@ typedef struct contrastive_mnr_per_anchor_params {
   int64_t positive_row_stride; /* 0 means D */
   int64_t negative_row_stride; /* 0 means D */
   int32_t dtype;
-  int32_t similarity; /* default dot, as the seed */
+  int32_t similarity; /* default dot */
   int32_t reduction;
   float scale; /* default 1 */
   float eps;

@@ -24,7 +24,7 @@
 
 namespace contrastive::infonce {
 
-/// The problem: shapes, dtype and options. Plain data; defaults give the seed notebook's loss
+/// The problem: shapes, dtype and options. Plain data; defaults give the usual loss
 /// (cosine, temperature 0.1, mean) once the three sizes are set.
 struct Params {
   std::int64_t batch = 0;            ///< B: rows of Q, >= 1

@@ -1,7 +1,8 @@
 // Multiple negatives ranking (MNR) loss, in the two layouts pipelines use, forward and backward.
 //
-// Per-anchor negatives (the seed notebook's mnr_loss, batched): anchors A (B, D), positives P (B,
-// D), negatives N (B, n, D). Row b competes its positive against its own negatives only:
+// Per-anchor negatives (each anchor's -log softmax of its positive among [p; N]): anchors A (B,
+// D), positives P (B, D), negatives N (B, n, D). Row b competes its positive against its own
+// negatives only:
 //   logits_b = scale * sim(a_b, [p_b; N_b])          (1 + n values)
 //   loss_b   = logsumexp(logits_b) - logits_b[0]
 // Memory-bound: one fused kernel per pass reads each vector once; no GEMM, no (B, 1 + n) buffer.
@@ -41,10 +42,10 @@ struct PerAnchorParams {
   std::int64_t positive_row_stride = 0;  ///< elements between positive rows; 0 means D
   std::int64_t negative_row_stride = 0;  ///< elements between negative rows (b, t); 0 means D
   DType dtype = DType::kF32;
-  Similarity similarity = Similarity::kDot;  ///< the seed's choice; cosine as sentence-transformers
+  Similarity similarity = Similarity::kDot;  ///< dot product; cosine as sentence-transformers
   Reduction reduction = Reduction::kMean;
   float scale =
-      1.0f;  ///< logits = scale * sim; > 0 and finite (the seed: 1, sentence-transformers: 20)
+      1.0f;  ///< logits = scale * sim; > 0 and finite (default 1, sentence-transformers: 20)
   float eps = 1e-12f;  ///< cosine only: norms are clamped to at least eps; > 0
 };
 

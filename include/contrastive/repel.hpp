@@ -1,5 +1,5 @@
-// Repel: a margin loss that pushes an anchor away from its negatives (the seed notebook's
-// repel_loss; PyTorch's CosineEmbeddingLoss with target -1), forward and backward.
+// Repel: a margin loss that pushes an anchor away from its negatives (mean of
+// max(cos - margin, 0); PyTorch's CosineEmbeddingLoss with target -1), forward and backward.
 //
 //   anchors u (B, D), negatives X (B, N, D), s_bn = cos(u_b, x_bn)
 //   term_bn = max(s_bn - margin, 0)       (NaN stays NaN: the clamp does not launder it)

@@ -84,7 +84,7 @@ TEST(CApiMnrRepel, PerAnchorDefaultsAreTheCppDefaults) {
   EXPECT_EQ(c.negative_row_stride, cpp.negative_row_stride);
   EXPECT_EQ(c.dtype, static_cast<int>(cpp.dtype));
   EXPECT_EQ(c.similarity, static_cast<int>(cpp.similarity));
-  EXPECT_EQ(c.similarity, CONTRASTIVE_SIMILARITY_DOT);  // the seed's choice
+  EXPECT_EQ(c.similarity, CONTRASTIVE_SIMILARITY_DOT);  // the default: dot product
   EXPECT_EQ(c.reduction, static_cast<int>(cpp.reduction));
   EXPECT_EQ(c.scale, cpp.scale);
   EXPECT_EQ(c.eps, cpp.eps);

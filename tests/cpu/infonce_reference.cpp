@@ -1,5 +1,6 @@
 // The float64 InfoNCE reference checked on its own: central finite differences for every gradient
-// in every mode, hand-derived values, identities between modes, and the seed notebook's value.
+// in every mode, hand-derived values, identities between modes, and NumPy's value of the demo
+// example.
 #include <algorithm>
 #include <cmath>
 #include <ostream>
@@ -352,10 +353,10 @@ TEST(ReferenceInfoNCE, IgnoresTheGpuDtype) {
             Status::kSuccess);
 }
 
-// ---- The seed notebook
+// ---- The demo's example: B = 6, D = 8, cosine, temperature 0.1, mean
 // ---------------------------------------------------------------------------
 
-TEST(ReferenceInfoNCE, MatchesTheSeedNotebook) {
+TEST(ReferenceInfoNCE, MatchesNumPyOnTheDemoExample) {
   const std::vector<double> z1 = testing::golden_numbers("seed_infonce.json", "z1");
   const std::vector<double> z2 = testing::golden_numbers("seed_infonce.json", "z2");
   const std::vector<double> similarity = testing::golden_numbers("seed_infonce.json", "similarity");
@@ -370,7 +371,7 @@ TEST(ReferenceInfoNCE, MatchesTheSeedNotebook) {
     EXPECT_NEAR(out.logits[i] * static_cast<double>(0.1f), similarity[i], kExact) << i;
   }
   EXPECT_NEAR(out.loss[0], loss_f32_temperature, kExact);
-  EXPECT_NEAR(out.loss[0], loss, 1e-7) << "the notebook's t = 0.1 is 1.5e-9 from float(0.1)";
+  EXPECT_NEAR(out.loss[0], loss, 1e-7) << "NumPy's t = 0.1 is 1.5e-9 from float(0.1)";
 }
 
 }  // namespace

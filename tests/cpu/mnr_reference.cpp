@@ -1,5 +1,6 @@
-// The float64 MNR references checked on their own: the seed notebook's example and its float64
-// gradients to 1e-12, central finite differences in every mode, and identities with InfoNCE.
+// The float64 MNR references checked on their own: the demo example (d = 4, n = 3) and its
+// float64 gradients to 1e-12, central finite differences in every mode, and identities with
+// InfoNCE.
 #include <cmath>
 #include <ostream>
 #include <random>
@@ -45,17 +46,17 @@ struct PerAnchorProblem {
   }
 };
 
-TEST(ReferenceMnr, MatchesTheSeedNotebook) {
+TEST(ReferenceMnr, MatchesNumPyOnTheDemoExample) {
   PerAnchorProblem problem;
   problem.params.batch = 1;
   problem.params.negatives = 3;
-  problem.params.dim = 4;  // dot product, scale 1: the seed's mnr_loss
+  problem.params.dim = 4;  // dot product, scale 1
   problem.anchors = testing::golden_numbers("seed_mnr.json", "anchor");
   problem.positives = testing::golden_numbers("seed_mnr.json", "positive");
   problem.negatives = testing::golden_numbers("seed_mnr.json", "negatives");
   EXPECT_NEAR(problem.forward().loss[0], testing::golden_numbers("seed_mnr.json", "loss")[0],
               kExact);
-  EXPECT_EQ(std::round(problem.forward().loss[0] * 1e4) / 1e4, 1.6965);  // what the notebook prints
+  EXPECT_EQ(std::round(problem.forward().loss[0] * 1e4) / 1e4, 1.6965);  // what the demo prints
   const reference::MnrPerAnchorBackward grads = problem.backward({1.0});
   const std::vector<double> grad_anchor = testing::golden_numbers("seed_mnr.json", "grad_anchor");
   const std::vector<double> grad_positive =

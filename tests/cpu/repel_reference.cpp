@@ -1,4 +1,4 @@
-// The float64 Repel reference checked on its own: the seed's formula computed independently here,
+// The float64 Repel reference checked on its own: the formula computed independently here,
 // central finite differences away from the hinge, the mean over active terms, NaN and zero rows.
 #include <algorithm>
 #include <cmath>
@@ -63,7 +63,7 @@ double cosine(const double* a, const double* b, std::int64_t dim) {
   return ab / (std::sqrt(aa) * std::sqrt(bb));
 }
 
-// The seed's shapes (B = 2, N = 3, D = 4, margin 0.3) with the seed's formula written out here.
+// The demo's shapes (B = 2, N = 3, D = 4, margin 0.3) with the formula written out here.
 TEST(ReferenceRepel, MatchesTheSeedFormula) {
   seed::NumpyLegacyRandom random(7);
   RepelProblem problem;

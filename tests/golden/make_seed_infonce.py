@@ -1,5 +1,5 @@
-"""Writes seed_infonce.json: the seed notebook's InfoNCE demo computed by NumPy in float64,
-exactly as the notebook does it. Run by hand (needs numpy); the tests read the JSON."""
+"""Writes seed_infonce.json: the demo's InfoNCE example (B = 6, D = 8, cosine, temperature 0.1,
+mean) computed by NumPy in float64. Run by hand (needs numpy); the tests read the JSON."""
 import json
 import pathlib
 

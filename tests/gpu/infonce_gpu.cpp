@@ -162,7 +162,7 @@ INSTANTIATE_TEST_SUITE_P(Precision, InfoNCEGpu,
 
 class InfoNCEGpuScenario : public testing::GpuFixture<> {};
 
-TEST_F(InfoNCEGpuScenario, SeedNotebookExample) {
+TEST_F(InfoNCEGpuScenario, DemoExample) {
   const seed::InfoNCEInputs seed = seed::infonce_inputs();
   infonce::Params p;
   p.batch = p.num_keys = seed::InfoNCEInputs::kBatch;

@@ -119,9 +119,9 @@ INSTANTIATE_TEST_SUITE_P(Precision, MnrPerAnchorGpu,
 
 class MnrGpuScenario : public testing::GpuFixture<> {};
 
-// The seed notebook's example prints 1.6965; the GPU must agree with the float64 golden values
-// to fp32 rounding.
-TEST_F(MnrGpuScenario, SeedNotebookExample) {
+// The demo's MNR example (d = 4, n = 3, dot product, scale 1) prints 1.6965; the GPU must agree
+// with the float64 golden values to fp32 rounding.
+TEST_F(MnrGpuScenario, DemoExample) {
   mnr::PerAnchorParams p;
   p.batch = 1;
   p.negatives = 3;
