@@ -249,10 +249,6 @@ contrastive::Stream to_stream(std::uintptr_t stream) {
   return reinterpret_cast<contrastive::Stream>(stream);
 }
 
-std::int64_t loss_count(Reduction reduction, std::int64_t per_output) {
-  return reduction == Reduction::kNone ? per_output : 1;
-}
-
 // Runs a library call without holding the GIL: it only enqueues work (or fails fast).
 template <typename Call>
 void run(Call call) {
@@ -447,6 +443,54 @@ void def_loss(nb::module_& m) {
   def_pass<P, Pass::kForwardBackward>(m, "forward_backward");
 }
 
+/// The positions in the description of the loss's inputs.
+template <typename P>
+constexpr describe::Arguments<P> inputs() {
+  describe::Arguments<P> a;
+  for (std::size_t i = 0; i < describe::Arguments<P>::kMost; ++i) {
+    if (describe::Described<P>::tensors[i].role == Role::kInput) a.index[a.count++] = i;
+  }
+  return a;
+}
+template <typename P, std::size_t I>
+constexpr const describe::Tensor& input_at() {
+  return describe::Described<P>::tensors[inputs<P>().index[I]];
+}
+template <std::size_t I>
+using HostInput = HostMatrix;
+
+/// The float64 results of one loss's forward and backward on dense inputs (in the order of its
+/// description) and grad_loss (null: 1).
+template <typename P>
+using Reference = nb::dict (*)(const P& p, const double* const* inputs, const double* grad_loss);
+
+/// reference_<api>(params, inputs..., grad_loss=None): each input checked against its extent.
+template <typename P, std::size_t... I>
+void def_reference(nb::module_& m, Reference<P> compute, std::index_sequence<I...>) {
+  const std::string api = describe::Described<P>::api;
+  const char* call = kept("reference." + api);
+  m.def(
+      kept("reference_" + api),
+      [call, compute](const P& params, const HostInput<I>&... arrays,
+                      const std::optional<HostMatrix>& grad_loss) {
+        const P p = dense(params);
+        const auto rows = [&](const describe::Tensor& tensor, const HostMatrix& a) {
+          const describe::Extent e = describe::extent(p, tensor.name);
+          return host_rows(call, tensor.name, a, e.rows, e.cols);
+        };
+        const double* data[] = {rows(input_at<P, I>(), arrays)...};
+        const double* gd =
+            host_grad_loss(call, grad_loss, describe::extent(p, "grad_loss").elements());
+        return compute(p, data, gd);
+      },
+      "params"_a, nb::arg(input_at<P, I>().name)..., "grad_loss"_a.none() = nb::none());
+}
+
+template <typename P>
+void def_reference(nb::module_& m, Reference<P> compute) {
+  def_reference<P>(m, compute, std::make_index_sequence<inputs<P>().count>());
+}
+
 #define CONTRASTIVE_DEF_RW(field) .def_rw(#field, &Bound::field)
 
 }  // namespace
@@ -518,21 +562,14 @@ NB_MODULE(_core, m) {
   def_loss<mnr::InBatchParams>(m);
   def_loss<repel::Params>(m);
 
-  // ---- Float64 references on NumPy arrays
-  // ----------------------------------------------------------
-  m.def(
-      "reference_infonce",
-      [](const infonce::Params& params, const HostMatrix& q, const HostMatrix& k,
-         const std::optional<HostMatrix>& grad_loss) {
-        constexpr const char* kCall = "reference.infonce";
-        const infonce::Params p = dense(params);
-        const double* qd = host_rows(kCall, "q", q, p.batch, p.dim);
-        const double* kd = host_rows(kCall, "k", k, p.num_keys, p.dim);
-        const double* gd = host_grad_loss(kCall, grad_loss, loss_count(p.reduction, p.batch));
-        contrastive::reference::InfoNCEForward f;
-        contrastive::reference::InfoNCEBackward g;
-        throw_if(contrastive::reference::infonce_forward(p, qd, kd, &f));
-        throw_if(contrastive::reference::infonce_backward(p, qd, kd, gd, &g));
+  // ---- Float64 references on NumPy arrays ---------------------------------------------------
+  def_reference<infonce::Params>(
+      m, [](const infonce::Params& p, const double* const* in, const double* grad_loss) {
+        namespace ref = contrastive::reference;
+        ref::InfoNCEForward f;
+        ref::InfoNCEBackward g;
+        throw_if(ref::infonce_forward(p, in[0], in[1], &f));
+        throw_if(ref::infonce_backward(p, in[0], in[1], grad_loss, &g));
         nb::dict out;
         out["loss"] = numpy_array(f.loss, {f.loss.size()});
         out["row_lse"] = numpy_array(f.row_lse, {u(p.batch)});
@@ -543,22 +580,14 @@ NB_MODULE(_core, m) {
         out["grad_temperature"] = g.grad_temperature;
         out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(p.num_keys)});
         return out;
-      },
-      "params"_a, "q"_a, "k"_a, "grad_loss"_a.none() = nb::none());
-  m.def(
-      "reference_mnr_per_anchor",
-      [](const mnr::PerAnchorParams& params, const HostMatrix& anchors, const HostMatrix& positives,
-         const HostMatrix& negatives, const std::optional<HostMatrix>& grad_loss) {
-        constexpr const char* kCall = "reference.mnr_per_anchor";
-        const mnr::PerAnchorParams p = dense(params);
-        const double* ad = host_rows(kCall, "anchors", anchors, p.batch, p.dim);
-        const double* pd = host_rows(kCall, "positives", positives, p.batch, p.dim);
-        const double* nd = host_rows(kCall, "negatives", negatives, p.batch * p.negatives, p.dim);
-        const double* gd = host_grad_loss(kCall, grad_loss, loss_count(p.reduction, p.batch));
-        contrastive::reference::MnrPerAnchorForward f;
-        contrastive::reference::MnrPerAnchorBackward g;
-        throw_if(contrastive::reference::mnr_per_anchor_forward(p, ad, pd, nd, &f));
-        throw_if(contrastive::reference::mnr_per_anchor_backward(p, ad, pd, nd, gd, &g));
+      });
+  def_reference<mnr::PerAnchorParams>(
+      m, [](const mnr::PerAnchorParams& p, const double* const* in, const double* grad_loss) {
+        namespace ref = contrastive::reference;
+        ref::MnrPerAnchorForward f;
+        ref::MnrPerAnchorBackward g;
+        throw_if(ref::mnr_per_anchor_forward(p, in[0], in[1], in[2], &f));
+        throw_if(ref::mnr_per_anchor_backward(p, in[0], in[1], in[2], grad_loss, &g));
         nb::dict out;
         out["loss"] = numpy_array(f.loss, {f.loss.size()});
         out["row_lse"] = numpy_array(f.row_lse, {u(p.batch)});
@@ -569,22 +598,15 @@ NB_MODULE(_core, m) {
         out["grad_scale"] = g.grad_scale;
         out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(p.negatives + 1)});
         return out;
-      },
-      "params"_a, "anchors"_a, "positives"_a, "negatives"_a, "grad_loss"_a.none() = nb::none());
-  m.def(
-      "reference_mnr_in_batch",
-      [](const mnr::InBatchParams& params, const HostMatrix& anchors, const HostMatrix& candidates,
-         const std::optional<HostMatrix>& grad_loss) {
-        constexpr const char* kCall = "reference.mnr_in_batch";
-        const mnr::InBatchParams p = dense(params);
+      });
+  def_reference<mnr::InBatchParams>(
+      m, [](const mnr::InBatchParams& p, const double* const* in, const double* grad_loss) {
+        namespace ref = contrastive::reference;
         const std::int64_t m_rows = (1 + p.hard_negatives) * p.batch;
-        const double* ad = host_rows(kCall, "anchors", anchors, p.batch, p.dim);
-        const double* cd = host_rows(kCall, "candidates", candidates, m_rows, p.dim);
-        const double* gd = host_grad_loss(kCall, grad_loss, loss_count(p.reduction, p.batch));
-        contrastive::reference::InfoNCEForward f;
-        contrastive::reference::MnrInBatchBackward g;
-        throw_if(contrastive::reference::mnr_in_batch_forward(p, ad, cd, &f));
-        throw_if(contrastive::reference::mnr_in_batch_backward(p, ad, cd, gd, &g));
+        ref::InfoNCEForward f;
+        ref::MnrInBatchBackward g;
+        throw_if(ref::mnr_in_batch_forward(p, in[0], in[1], &f));
+        throw_if(ref::mnr_in_batch_backward(p, in[0], in[1], grad_loss, &g));
         nb::dict out;
         out["loss"] = numpy_array(f.loss, {f.loss.size()});
         out["row_lse"] = numpy_array(f.row_lse, {u(p.batch)});
@@ -595,22 +617,14 @@ NB_MODULE(_core, m) {
         out["grad_scale"] = g.grad_scale;
         out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(m_rows)});
         return out;
-      },
-      "params"_a, "anchors"_a, "candidates"_a, "grad_loss"_a.none() = nb::none());
-  m.def(
-      "reference_repel",
-      [](const repel::Params& params, const HostMatrix& anchors, const HostMatrix& negatives,
-         const std::optional<HostMatrix>& grad_loss) {
-        constexpr const char* kCall = "reference.repel";
-        const repel::Params p = dense(params);
-        const double* ad = host_rows(kCall, "anchors", anchors, p.batch, p.dim);
-        const double* nd = host_rows(kCall, "negatives", negatives, p.batch * p.negatives, p.dim);
-        const double* gd =
-            host_grad_loss(kCall, grad_loss, loss_count(p.reduction, p.batch * p.negatives));
-        contrastive::reference::RepelForward f;
-        contrastive::reference::RepelBackward g;
-        throw_if(contrastive::reference::repel_forward(p, ad, nd, &f));
-        throw_if(contrastive::reference::repel_backward(p, ad, nd, gd, &g));
+      });
+  def_reference<repel::Params>(
+      m, [](const repel::Params& p, const double* const* in, const double* grad_loss) {
+        namespace ref = contrastive::reference;
+        ref::RepelForward f;
+        ref::RepelBackward g;
+        throw_if(ref::repel_forward(p, in[0], in[1], &f));
+        throw_if(ref::repel_backward(p, in[0], in[1], grad_loss, &g));
         nb::dict out;
         out["loss"] = numpy_array(f.loss, {f.loss.size()});
         out["similarities"] = numpy_array(f.similarities, {u(p.batch), u(p.negatives)});
@@ -618,6 +632,5 @@ NB_MODULE(_core, m) {
         out["grad_anchors"] = numpy_array(g.grad_anchors, {u(p.batch), u(p.dim)});
         out["grad_negatives"] = numpy_array(g.grad_negatives, {u(p.batch * p.negatives), u(p.dim)});
         return out;
-      },
-      "params"_a, "anchors"_a, "negatives"_a, "grad_loss"_a.none() = nb::none());
+      });
 }
