@@ -1,6 +1,9 @@
-// The C API: thin conversions onto the C++ functions. Each loss has one pair of conversions
-// (C params <-> C++ params); the rest is generic. Three rules hold for every entry point
-// (docs/c-api.md):
+// The C API: thin conversions onto the C++ functions, built from each loss's description
+// (host/describe/losses.hpp). Each loss has its pinned layout, one CONTRASTIVE_LAYOUT line (the C
+// and C++ params copied field by field from the description's field list), one
+// CONTRASTIVE_C_PARAMS_ENTRY_POINTS line, and its three pass functions, whose bodies hand their
+// pointers, in signature order, to the description's run(). Three rules hold for every entry
+// point (docs/c-api.md):
 //   - nothing escapes: each body runs inside guarded(), which turns any exception into a status
 //     and a message, and everything it allocated is owned (no leak on any failure);
 //   - a params struct is read only after its magic and struct_size say which layout it has, and
