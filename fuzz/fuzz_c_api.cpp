@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -110,6 +111,7 @@ struct Arguments {
 
 template <typename Cpp>
 constexpr Arguments arguments_of() {
+  static_assert(std::size(Described<Cpp>::tensors) <= std::size(Arguments{}.slots));
   Arguments a;
   std::size_t i = 0;
   for (const Tensor& tensor : Described<Cpp>::tensors) {

@@ -415,20 +415,31 @@ constexpr bool takes(Pass pass, Role role) {
   }
 }
 
-/// The positions in Described<P>::tensors of the arguments a call of `pass` takes, in order.
+/// Positions in Described<P>::tensors, in order.
 template <typename P>
 struct Arguments {
   static constexpr std::size_t kMost = sizeof(Described<P>::tensors) / sizeof(Tensor);
   std::size_t index[kMost] = {};
   std::size_t count = 0;
 };
-template <typename P>
-constexpr Arguments<P> arguments(Pass pass) {
+/// The positions of the tensors `keep` accepts.
+template <typename P, typename Keep>
+constexpr Arguments<P> positions(Keep keep) {
   Arguments<P> a;
   for (std::size_t i = 0; i < Arguments<P>::kMost; ++i) {
-    if (takes(pass, Described<P>::tensors[i].role)) a.index[a.count++] = i;
+    if (keep(Described<P>::tensors[i])) a.index[a.count++] = i;
   }
   return a;
+}
+/// The positions of the arguments a call of `pass` takes, in order.
+template <typename P>
+constexpr Arguments<P> arguments(Pass pass) {
+  return positions<P>([pass](const Tensor& t) { return takes(pass, t.role); });
+}
+/// The positions of the inputs.
+template <typename P>
+constexpr Arguments<P> inputs() {
+  return positions<P>([](const Tensor& t) { return t.role == Role::kInput; });
 }
 
 namespace detail {

@@ -367,8 +367,9 @@ nb::arg keyword() {
 /// The pointers of one call by tensor name, for describe::run (which takes every one as void*:
 /// the library only reads the inputs, grad_loss and backward's saved).
 struct Pointers {
-  const char* names[16] = {};
-  void* pointers[16] = {};
+  static constexpr std::size_t kMost = 16;
+  const char* names[kMost] = {};
+  void* pointers[kMost] = {};
   std::size_t count = 0;
   void add(const char* name, const void* pointer) {
     names[count] = name;
@@ -412,6 +413,7 @@ void def_pass(nb::module_& m, const char* pass_name, std::index_sequence<I...>) 
       kept(api + "_" + pass_name),
       [call](const contrastive::Handle& h, const P& params, const Argument<P, pass, I>&... arrays,
              const Array& workspace, std::uintptr_t stream) {
+        static_assert(sizeof...(I) <= Pointers::kMost);
         P p = params;
         throw_if(describe::check(p));
         Pointers at;
@@ -443,18 +445,10 @@ void def_loss(nb::module_& m) {
   def_pass<P, Pass::kForwardBackward>(m, "forward_backward");
 }
 
-/// The positions in the description of the loss's inputs.
-template <typename P>
-constexpr describe::Arguments<P> inputs() {
-  describe::Arguments<P> a;
-  for (std::size_t i = 0; i < describe::Arguments<P>::kMost; ++i) {
-    if (describe::Described<P>::tensors[i].role == Role::kInput) a.index[a.count++] = i;
-  }
-  return a;
-}
+/// The I-th input of the loss whose params are P.
 template <typename P, std::size_t I>
 constexpr const describe::Tensor& input_at() {
-  return describe::Described<P>::tensors[inputs<P>().index[I]];
+  return describe::Described<P>::tensors[describe::inputs<P>().index[I]];
 }
 template <std::size_t I>
 using HostInput = HostMatrix;
@@ -488,7 +482,7 @@ void def_reference(nb::module_& m, Reference<P> compute, std::index_sequence<I..
 
 template <typename P>
 void def_reference(nb::module_& m, Reference<P> compute) {
-  def_reference<P>(m, compute, std::make_index_sequence<inputs<P>().count>());
+  def_reference<P>(m, compute, std::make_index_sequence<describe::inputs<P>().count>());
 }
 
 #define CONTRASTIVE_DEF_RW(field) .def_rw(#field, &Bound::field)

@@ -133,7 +133,9 @@ TEST_P(Description, RowStridesAndGroupsBelongToTheInputs) {
             continue;
           }
           ASSERT_NE(stride, nullptr);
-          if (before.group != 0) EXPECT_EQ(before.rows % before.group, 0);
+          if (before.group != 0) {
+            EXPECT_EQ(before.rows % before.group, 0);
+          }
           *stride = before.cols + 3;
           EXPECT_EQ(describe::extent(p, tensor.name).stride, before.cols + 3);
           EXPECT_EQ(describe::check(p), Status::kSuccess) << last_error_message();
@@ -169,7 +171,9 @@ TEST_P(Description, CompileTimeTablesAgree) {
   std::visit([&](const auto& p) { expect_tables_agree<std::decay_t<decltype(p)>>(GetParam()); },
              params);
   for (const describe::Loss& other : describe::all_losses()) {
-    if (other.name != std::string(GetParam().name)) EXPECT_STRNE(other.api, GetParam().api);
+    if (other.name != std::string(GetParam().name)) {
+      EXPECT_STRNE(other.api, GetParam().api);
+    }
   }
 }
 
