@@ -27,15 +27,22 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "contrastive/contrastive.h"
 #include "fuzz/fuzz_input.hpp"
+#include "host/describe/losses.hpp"
 
 namespace {
 
 using namespace contrastive_fuzz;
+using contrastive::Pass;
+using contrastive::describe::Described;
+using contrastive::describe::Role;
+using contrastive::describe::Tensor;
 
 constexpr std::size_t kSlotBytes = 4096;
 constexpr unsigned char kPoison = 0xA5;
@@ -70,126 +77,106 @@ void require_known_status(int status) {
 
 // ---- The C API of one loss, by params type ---------------------------------------------------
 
-template <typename P>
+template <typename C>
 struct Api;
 
+// The entry points of one loss, with its C++ params (whose description says what it takes).
+#define CONTRASTIVE_FUZZ_API(api, Params)                                                     \
+  template <>                                                                                 \
+  struct Api<contrastive_##api##_params_t> {                                                  \
+    using Cpp = Params;                                                                       \
+    static constexpr const char* name = "contrastive_" #api "_params_t";                      \
+    static void init(contrastive_##api##_params_t* p) { contrastive_##api##_params_init(p); } \
+    static constexpr auto check = contrastive_##api##_check;                                  \
+    static constexpr auto workspace_size = contrastive_##api##_workspace_size;                \
+    static constexpr auto saved_size = contrastive_##api##_saved_size;                        \
+    static constexpr auto forward = contrastive_##api##_forward;                              \
+    static constexpr auto backward = contrastive_##api##_backward;                            \
+    static constexpr auto forward_backward = contrastive_##api##_forward_backward;            \
+  };
+
+CONTRASTIVE_FUZZ_API(infonce, contrastive::infonce::Params)
+CONTRASTIVE_FUZZ_API(mnr_per_anchor, contrastive::mnr::PerAnchorParams)
+CONTRASTIVE_FUZZ_API(mnr_in_batch, contrastive::mnr::InBatchParams)
+CONTRASTIVE_FUZZ_API(repel, contrastive::repel::Params)
+
 // Which slots each loss uses: its inputs (required, aligned to the element), its gradients
-// (optional, aligned), and whether it has a temperature or scale gradient.
+// (optional, aligned), and whether it has a temperature or scale gradient; and the slot of each
+// of its tensors (its n-th input in kInput0 + n, its n-th gradient in kGrad0 + n).
 struct Arguments {
-  int inputs, gradients;  // the first `inputs` of kInput0..2, the first `gradients` of kGrad0..2
-  bool scalar;
+  int inputs = 0, gradients = 0;  // the first `inputs` of kInput0..2, `gradients` of kGrad0..2
+  bool scalar = false;
+  Slot slots[16] = {};  // by position in the loss's description
 };
 
-template <>
-struct Api<contrastive_infonce_params_t> {
-  static constexpr Arguments arguments{2, 2, true};
-  static constexpr const char* name = "contrastive_infonce_params_t";
-  static void init(contrastive_infonce_params_t* p) { contrastive_infonce_params_init(p); }
-  static constexpr auto check = contrastive_infonce_check;
-  static constexpr auto workspace_size = contrastive_infonce_workspace_size;
-  static constexpr auto saved_size = contrastive_infonce_saved_size;
-  static int call(Operation op, contrastive_handle_t h, const contrastive_infonce_params_t* p,
-                  void* const* s, std::size_t ws) {
-    auto f = [s](Slot slot) { return static_cast<float*>(s[slot]); };
-    switch (op) {
-      case kForward:
-        return contrastive_infonce_forward(h, p, s[kInput0], s[kInput1], f(kLoss), s[kSaved],
-                                           s[kWorkspace], ws, nullptr);
-      case kBackward:
-        return contrastive_infonce_backward(h, p, s[kInput0], s[kInput1], s[kSaved], f(kGradLoss),
-                                            s[kGrad0], s[kGrad1], f(kGradScalar), s[kWorkspace], ws,
-                                            nullptr);
-      default:
-        return contrastive_infonce_forward_backward(h, p, s[kInput0], s[kInput1], f(kLoss),
-                                                    s[kSaved], f(kGradLoss), s[kGrad0], s[kGrad1],
-                                                    f(kGradScalar), s[kWorkspace], ws, nullptr);
+template <typename Cpp>
+constexpr Arguments arguments_of() {
+  static_assert(std::size(Described<Cpp>::tensors) <= std::size(Arguments{}.slots));
+  Arguments a;
+  std::size_t i = 0;
+  for (const Tensor& tensor : Described<Cpp>::tensors) {
+    switch (tensor.role) {
+      case Role::kInput: a.slots[i] = static_cast<Slot>(kInput0 + a.inputs++); break;
+      case Role::kLoss: a.slots[i] = kLoss; break;
+      case Role::kSaved: a.slots[i] = kSaved; break;
+      case Role::kUpstreamGradient: a.slots[i] = kGradLoss; break;
+      case Role::kGradient: a.slots[i] = static_cast<Slot>(kGrad0 + a.gradients++); break;
+      case Role::kScalarGradient:
+        a.slots[i] = kGradScalar;
+        a.scalar = true;
+        break;
     }
+    ++i;
   }
-};
+  return a;
+}
 
-template <>
-struct Api<contrastive_mnr_per_anchor_params_t> {
-  static constexpr Arguments arguments{3, 3, true};
-  static constexpr const char* name = "contrastive_mnr_per_anchor_params_t";
-  static void init(contrastive_mnr_per_anchor_params_t* p) {
-    contrastive_mnr_per_anchor_params_init(p);
+// The I-th of N arguments of an entry point: handle, params, the tensors in the order of the
+// description, workspace, workspace_bytes, stream.
+template <typename T, std::size_t I, std::size_t N>
+T argument(contrastive_handle_t h, const void* params, void* const* tensors, void* workspace,
+           std::size_t workspace_bytes) {
+  if constexpr (I == 0) {
+    return h;
+  } else if constexpr (I == 1) {
+    return static_cast<T>(params);
+  } else if constexpr (I == N - 3) {
+    return workspace;
+  } else if constexpr (I == N - 2) {
+    return workspace_bytes;
+  } else if constexpr (I == N - 1) {
+    return nullptr;
+  } else {
+    return static_cast<T>(tensors[I - 2]);
   }
-  static constexpr auto check = contrastive_mnr_per_anchor_check;
-  static constexpr auto workspace_size = contrastive_mnr_per_anchor_workspace_size;
-  static constexpr auto saved_size = contrastive_mnr_per_anchor_saved_size;
-  static int call(Operation op, contrastive_handle_t h,
-                  const contrastive_mnr_per_anchor_params_t* p, void* const* s, std::size_t ws) {
-    auto f = [s](Slot slot) { return static_cast<float*>(s[slot]); };
-    switch (op) {
-      case kForward:
-        return contrastive_mnr_per_anchor_forward(h, p, s[kInput0], s[kInput1], s[kInput2],
-                                                  f(kLoss), s[kSaved], s[kWorkspace], ws, nullptr);
-      case kBackward:
-        return contrastive_mnr_per_anchor_backward(
-            h, p, s[kInput0], s[kInput1], s[kInput2], s[kSaved], f(kGradLoss), s[kGrad0], s[kGrad1],
-            s[kGrad2], f(kGradScalar), s[kWorkspace], ws, nullptr);
-      default:
-        return contrastive_mnr_per_anchor_forward_backward(
-            h, p, s[kInput0], s[kInput1], s[kInput2], f(kLoss), s[kSaved], f(kGradLoss), s[kGrad0],
-            s[kGrad1], s[kGrad2], f(kGradScalar), s[kWorkspace], ws, nullptr);
-    }
-  }
-};
+}
 
-template <>
-struct Api<contrastive_mnr_in_batch_params_t> {
-  static constexpr Arguments arguments{2, 2, true};
-  static constexpr const char* name = "contrastive_mnr_in_batch_params_t";
-  static void init(contrastive_mnr_in_batch_params_t* p) {
-    contrastive_mnr_in_batch_params_init(p);
-  }
-  static constexpr auto check = contrastive_mnr_in_batch_check;
-  static constexpr auto workspace_size = contrastive_mnr_in_batch_workspace_size;
-  static constexpr auto saved_size = contrastive_mnr_in_batch_saved_size;
-  static int call(Operation op, contrastive_handle_t h, const contrastive_mnr_in_batch_params_t* p,
-                  void* const* s, std::size_t ws) {
-    auto f = [s](Slot slot) { return static_cast<float*>(s[slot]); };
-    switch (op) {
-      case kForward:
-        return contrastive_mnr_in_batch_forward(h, p, s[kInput0], s[kInput1], f(kLoss), s[kSaved],
-                                                s[kWorkspace], ws, nullptr);
-      case kBackward:
-        return contrastive_mnr_in_batch_backward(h, p, s[kInput0], s[kInput1], s[kSaved],
-                                                 f(kGradLoss), s[kGrad0], s[kGrad1], f(kGradScalar),
-                                                 s[kWorkspace], ws, nullptr);
-      default:
-        return contrastive_mnr_in_batch_forward_backward(
-            h, p, s[kInput0], s[kInput1], f(kLoss), s[kSaved], f(kGradLoss), s[kGrad0], s[kGrad1],
-            f(kGradScalar), s[kWorkspace], ws, nullptr);
-    }
-  }
-};
+template <typename Cpp, Pass pass, typename... A, std::size_t... I>
+int invoke(int (*entry)(A...), contrastive_handle_t h, const void* params, void* const* s,
+           std::size_t ws, std::index_sequence<I...>) {
+  constexpr auto taken = contrastive::describe::arguments<Cpp>(pass);
+  static_assert(taken.count + 5 == sizeof...(A), "the C signature and the description disagree");
+  constexpr Arguments slots = arguments_of<Cpp>();
+  void* tensors[sizeof...(A)] = {};
+  for (std::size_t i = 0; i < taken.count; ++i) tensors[i] = s[slots.slots[taken.index[i]]];
+  return entry(argument<A, I, sizeof...(A)>(h, params, tensors, s[kWorkspace], ws)...);
+}
 
-template <>
-struct Api<contrastive_repel_params_t> {
-  static constexpr Arguments arguments{2, 2, false};
-  static constexpr const char* name = "contrastive_repel_params_t";
-  static void init(contrastive_repel_params_t* p) { contrastive_repel_params_init(p); }
-  static constexpr auto check = contrastive_repel_check;
-  static constexpr auto workspace_size = contrastive_repel_workspace_size;
-  static constexpr auto saved_size = contrastive_repel_saved_size;
-  static int call(Operation op, contrastive_handle_t h, const contrastive_repel_params_t* p,
-                  void* const* s, std::size_t ws) {
-    auto f = [s](Slot slot) { return static_cast<float*>(s[slot]); };
-    switch (op) {
-      case kForward:
-        return contrastive_repel_forward(h, p, s[kInput0], s[kInput1], f(kLoss), s[kSaved],
-                                         s[kWorkspace], ws, nullptr);
-      case kBackward:
-        return contrastive_repel_backward(h, p, s[kInput0], s[kInput1], s[kSaved], f(kGradLoss),
-                                          s[kGrad0], s[kGrad1], s[kWorkspace], ws, nullptr);
-      default:
-        return contrastive_repel_forward_backward(h, p, s[kInput0], s[kInput1], f(kLoss), s[kSaved],
-                                                  f(kGradLoss), s[kGrad0], s[kGrad1], s[kWorkspace],
-                                                  ws, nullptr);
-    }
+template <typename Cpp, Pass pass, typename... A>
+int invoke(int (*entry)(A...), contrastive_handle_t h, const void* params, void* const* s,
+           std::size_t ws) {
+  return invoke<Cpp, pass>(entry, h, params, s, ws, std::index_sequence_for<A...>());
+}
+
+template <typename C>
+int call(Operation op, contrastive_handle_t h, const C* p, void* const* s, std::size_t ws) {
+  using Cpp = typename Api<C>::Cpp;
+  switch (op) {
+    case kForward: return invoke<Cpp, Pass::kForward>(Api<C>::forward, h, p, s, ws);
+    case kBackward: return invoke<Cpp, Pass::kBackward>(Api<C>::backward, h, p, s, ws);
+    default: return invoke<Cpp, Pass::kForwardBackward>(Api<C>::forward_backward, h, p, s, ws);
   }
-};
+}
 
 // ---- One input --------------------------------------------------------------------------------
 
@@ -212,7 +199,7 @@ bool aligned(const void* pointer, std::size_t alignment) {
 // the handle, and otherwise on something else: no argument check may be missing or spurious.
 template <typename P>
 bool only_the_handle_is_wrong(const P& params, const Header& h) {
-  constexpr Arguments args = Api<P>::arguments;
+  constexpr Arguments args = arguments_of<typename Api<P>::Cpp>();
   const std::size_t element = params.dtype == 0 ? 4 : 2;  // f32, or f16 / bf16
   const bool forward = h.operation != kBackward, backward = h.operation != kForward;
   auto set_and_aligned = [&](int slot, std::size_t alignment) {
@@ -300,8 +287,7 @@ void run(Input& input, const Header& h) {
 
   const bool expect_handle_failure =
       checked == CONTRASTIVE_SUCCESS && !h.params_null && only_the_handle_is_wrong(params, h);
-  const int status =
-      Api<P>::call(h.operation, h.handle, params_pointer, h.slots, h.workspace_bytes);
+  const int status = call(h.operation, h.handle, params_pointer, h.slots, h.workspace_bytes);
   require_known_status(status);
   const std::string message = last_error();
   require(status == CONTRASTIVE_INVALID_ARGUMENT || status == CONTRASTIVE_NULL_POINTER ||

@@ -1,6 +1,9 @@
-// The C API: thin conversions onto the C++ functions. Each loss has one pair of conversions
-// (C params <-> C++ params); the rest is generic. Three rules hold for every entry point
-// (docs/c-api.md):
+// The C API: thin conversions onto the C++ functions, built from each loss's description
+// (host/describe/losses.hpp). Each loss has its pinned layout, one CONTRASTIVE_LAYOUT line (the C
+// and C++ params copied field by field from the description's field list), one
+// CONTRASTIVE_C_PARAMS_ENTRY_POINTS line, and its three pass functions, whose bodies hand their
+// pointers, in signature order, to the description's run(). Three rules hold for every entry
+// point (docs/c-api.md):
 //   - nothing escapes: each body runs inside guarded(), which turns any exception into a status
 //     and a message, and everything it allocated is owned (no leak on any failure);
 //   - a params struct is read only after its magic and struct_size say which layout it has, and
@@ -18,6 +21,7 @@
 
 #include "contrastive/contrastive.h"
 #include "contrastive/contrastive.hpp"
+#include "host/describe/losses.hpp"
 #include "host/plan/error.hpp"
 
 struct contrastive_handle {
@@ -26,11 +30,8 @@ struct contrastive_handle {
 
 namespace {
 
-using contrastive::DType;
-using contrastive::Reduction;
-using contrastive::Similarity;
+using contrastive::Pass;
 using contrastive::Status;
-using contrastive::Tiling;
 using contrastive::detail::fail;
 namespace infonce = contrastive::infonce;
 namespace mnr = contrastive::mnr;
@@ -129,42 +130,33 @@ static_assert(sizeof(contrastive_repel_params_t) == 72, "contrastive_repel_param
 #undef CONTRASTIVE_PIN_FIELD
 
 // Per C struct: its C++ params, its names, the sizes of every layout published with struct_size
-// (oldest first, the current one last), and the size of the layout from before struct_size
-// existed (what a caller built against that header passes to the unsuffixed _params_init symbol).
+// (oldest first, the current one last), the size of the layout from before struct_size existed
+// (what a caller built against that header passes to the unsuffixed _params_init symbol), and
+// copy(): the C struct and the C++ params have the same fields (host/describe/losses.hpp lists
+// them), copied in either direction (enums and flags as int32_t in C).
 template <typename C>
 struct Layout;
-template <>
-struct Layout<contrastive_infonce_params_t> {
-  using Cpp = infonce::Params;
-  static constexpr const char* name = "contrastive_infonce_params_t";
-  static constexpr const char* init = "contrastive_infonce_params_init";
-  static constexpr std::uint32_t sizes[] = {128};
-  static constexpr std::size_t unversioned_size = 120;
-};
-template <>
-struct Layout<contrastive_mnr_per_anchor_params_t> {
-  using Cpp = mnr::PerAnchorParams;
-  static constexpr const char* name = "contrastive_mnr_per_anchor_params_t";
-  static constexpr const char* init = "contrastive_mnr_per_anchor_params_init";
-  static constexpr std::uint32_t sizes[] = {80};
-  static constexpr std::size_t unversioned_size = 72;
-};
-template <>
-struct Layout<contrastive_mnr_in_batch_params_t> {
-  using Cpp = mnr::InBatchParams;
-  static constexpr const char* name = "contrastive_mnr_in_batch_params_t";
-  static constexpr const char* init = "contrastive_mnr_in_batch_params_init";
-  static constexpr std::uint32_t sizes[] = {120};
-  static constexpr std::size_t unversioned_size = 112;
-};
-template <>
-struct Layout<contrastive_repel_params_t> {
-  using Cpp = repel::Params;
-  static constexpr const char* name = "contrastive_repel_params_t";
-  static constexpr const char* init = "contrastive_repel_params_init";
-  static constexpr std::uint32_t sizes[] = {72};
-  static constexpr std::size_t unversioned_size = 64;
-};
+
+#define CONTRASTIVE_COPY_FIELD(field) out->field = static_cast<decltype(out->field)>(in.field);
+#define CONTRASTIVE_LAYOUT(api, Params, FIELDS, unversioned, ...)           \
+  template <>                                                               \
+  struct Layout<contrastive_##api##_params_t> {                             \
+    using Cpp = Params;                                                     \
+    static constexpr const char* name = "contrastive_" #api "_params_t";    \
+    static constexpr const char* init = "contrastive_" #api "_params_init"; \
+    static constexpr std::uint32_t sizes[] = {__VA_ARGS__};                 \
+    static constexpr std::size_t unversioned_size = unversioned;            \
+    template <typename From, typename To>                                   \
+    static void copy(const From& in, To* out) {                             \
+      FIELDS(CONTRASTIVE_COPY_FIELD)                                        \
+    }                                                                       \
+  };
+
+// api, C++ params, fields, the size before struct_size, the sizes since (the current one last).
+CONTRASTIVE_LAYOUT(infonce, infonce::Params, CONTRASTIVE_INFONCE_FIELDS, 120, 128)
+CONTRASTIVE_LAYOUT(mnr_per_anchor, mnr::PerAnchorParams, CONTRASTIVE_MNR_PER_ANCHOR_FIELDS, 72, 80)
+CONTRASTIVE_LAYOUT(mnr_in_batch, mnr::InBatchParams, CONTRASTIVE_MNR_IN_BATCH_FIELDS, 112, 120)
+CONTRASTIVE_LAYOUT(repel, repel::Params, CONTRASTIVE_REPEL_FIELDS, 64, 72)
 
 template <typename C>
 constexpr std::uint32_t current_size() {
@@ -226,134 +218,6 @@ bool is_live(const contrastive_handle* handle) {
   return r.live.count(handle) != 0;
 }
 
-// ---- Conversions, one pair per loss ----------------------------------------------------------
-
-// The C structs mirror the C++ ones field for field: copy in one direction or the other.
-template <typename From, typename To>
-void copy_infonce(const From& in, To* out) {
-  out->batch = in.batch;
-  out->num_keys = in.num_keys;
-  out->dim = in.dim;
-  out->positive_offset = in.positive_offset;
-  out->q_row_stride = in.q_row_stride;
-  out->k_row_stride = in.k_row_stride;
-  out->tile_rows = in.tile_rows;
-  out->tile_cols = in.tile_cols;
-  out->workspace_budget = in.workspace_budget;
-  out->tile_cache_bytes = in.tile_cache_bytes;
-  out->temperature = in.temperature;
-  out->eps = in.eps;
-}
-
-template <typename From, typename To>
-void copy_per_anchor(const From& in, To* out) {
-  out->batch = in.batch;
-  out->negatives = in.negatives;
-  out->dim = in.dim;
-  out->anchor_row_stride = in.anchor_row_stride;
-  out->positive_row_stride = in.positive_row_stride;
-  out->negative_row_stride = in.negative_row_stride;
-  out->scale = in.scale;
-  out->eps = in.eps;
-}
-
-template <typename From, typename To>
-void copy_in_batch(const From& in, To* out) {
-  out->batch = in.batch;
-  out->hard_negatives = in.hard_negatives;
-  out->dim = in.dim;
-  out->anchor_row_stride = in.anchor_row_stride;
-  out->candidate_row_stride = in.candidate_row_stride;
-  out->tile_rows = in.tile_rows;
-  out->tile_cols = in.tile_cols;
-  out->workspace_budget = in.workspace_budget;
-  out->tile_cache_bytes = in.tile_cache_bytes;
-  out->scale = in.scale;
-  out->eps = in.eps;
-}
-
-template <typename From, typename To>
-void copy_repel(const From& in, To* out) {
-  out->batch = in.batch;
-  out->negatives = in.negatives;
-  out->dim = in.dim;
-  out->anchor_row_stride = in.anchor_row_stride;
-  out->negative_row_stride = in.negative_row_stride;
-  out->margin = in.margin;
-  out->eps = in.eps;
-}
-
-// The enums and flags of the losses over logits (InfoNCE, in-batch MNR): C ints <-> C++ types.
-template <typename C, typename Cpp>
-void logits_options_to_cpp(const C& in, Cpp* out) {
-  out->dtype = static_cast<DType>(in.dtype);
-  out->logits_dtype = static_cast<DType>(in.logits_dtype);
-  out->tiling = static_cast<Tiling>(in.tiling);
-  out->similarity = static_cast<Similarity>(in.similarity);
-  out->reduction = static_cast<Reduction>(in.reduction);
-  out->symmetric = in.symmetric != 0;
-  out->allow_tf32 = in.allow_tf32 != 0;
-}
-
-template <typename Cpp, typename C>
-void logits_options_to_c(const Cpp& in, C* out) {
-  out->dtype = static_cast<int32_t>(in.dtype);
-  out->logits_dtype = static_cast<int32_t>(in.logits_dtype);
-  out->tiling = static_cast<int32_t>(in.tiling);
-  out->similarity = static_cast<int32_t>(in.similarity);
-  out->reduction = static_cast<int32_t>(in.reduction);
-  out->symmetric = in.symmetric ? 1 : 0;
-  out->allow_tf32 = in.allow_tf32 ? 1 : 0;
-}
-
-void to_cpp(const contrastive_infonce_params_t& in, infonce::Params* out) {
-  copy_infonce(in, out);
-  logits_options_to_cpp(in, out);
-}
-
-void to_c(const infonce::Params& in, contrastive_infonce_params_t* out) {
-  copy_infonce(in, out);
-  logits_options_to_c(in, out);
-}
-
-void to_cpp(const contrastive_mnr_per_anchor_params_t& in, mnr::PerAnchorParams* out) {
-  copy_per_anchor(in, out);
-  out->dtype = static_cast<DType>(in.dtype);
-  out->similarity = static_cast<Similarity>(in.similarity);
-  out->reduction = static_cast<Reduction>(in.reduction);
-}
-
-void to_c(const mnr::PerAnchorParams& in, contrastive_mnr_per_anchor_params_t* out) {
-  copy_per_anchor(in, out);
-  out->dtype = static_cast<int32_t>(in.dtype);
-  out->similarity = static_cast<int32_t>(in.similarity);
-  out->reduction = static_cast<int32_t>(in.reduction);
-}
-
-void to_cpp(const contrastive_mnr_in_batch_params_t& in, mnr::InBatchParams* out) {
-  copy_in_batch(in, out);
-  logits_options_to_cpp(in, out);
-}
-
-void to_c(const mnr::InBatchParams& in, contrastive_mnr_in_batch_params_t* out) {
-  copy_in_batch(in, out);
-  logits_options_to_c(in, out);
-}
-
-void to_cpp(const contrastive_repel_params_t& in, repel::Params* out) {
-  copy_repel(in, out);
-  out->dtype = static_cast<DType>(in.dtype);
-  out->reduction = static_cast<Reduction>(in.reduction);
-  out->mean_over_active = in.mean_over_active != 0;
-}
-
-void to_c(const repel::Params& in, contrastive_repel_params_t* out) {
-  copy_repel(in, out);
-  out->dtype = static_cast<int32_t>(in.dtype);
-  out->reduction = static_cast<int32_t>(in.reduction);
-  out->mean_over_active = in.mean_over_active ? 1 : 0;
-}
-
 // ---- Reading and writing the C structs ---------------------------------------------------------
 
 struct Header {
@@ -383,7 +247,7 @@ Status require_known_size(std::size_t size) {
 template <typename C>
 C defaults() {
   C params{};
-  to_c(typename Layout<C>::Cpp{}, &params);
+  Layout<C>::copy(typename Layout<C>::Cpp{}, &params);
   params.struct_size = current_size<C>();
   params.magic = CONTRASTIVE_PARAMS_MAGIC;
   params.reserved = 0;
@@ -424,7 +288,7 @@ Status convert(const C* in, typename Layout<C>::Cpp* out) {
     return fail(Status::kInvalidArgument, "%s: reserved must be 0, got %u", L::name,
                 static_cast<unsigned>(params.reserved));
   }
-  to_cpp(params, out);
+  Layout<C>::copy(params, out);
   return Status::kSuccess;
 }
 
@@ -480,6 +344,27 @@ int with_handle(contrastive_handle_t handle, const C* c_params, Body body) {
   return to_int(status);
 }
 
+/// One pass of the loss whose C params are C: `pointers` are the call's pointer arguments in the
+/// order of its signature, which is the order of the loss's description (host/describe).
+template <Pass pass, typename C, std::size_t N>
+int call(contrastive_handle_t handle, const C* c_params, const void* const (&pointers)[N],
+         void* workspace, size_t workspace_bytes, contrastive::Stream stream) {
+  using Cpp = typename Layout<C>::Cpp;
+  constexpr auto arguments = contrastive::describe::arguments<Cpp>(pass);
+  static_assert(N == arguments.count, "the C signature and the description disagree");
+  auto at = [&pointers, &arguments](std::string_view name) -> void* {
+    for (std::size_t i = 0; i < N; ++i) {
+      if (name == contrastive::describe::Described<Cpp>::tensors[arguments.index[i]].name) {
+        return const_cast<void*>(pointers[i]);  // the library only reads the inputs
+      }
+    }
+    return nullptr;
+  };
+  return with_handle(handle, c_params, [&](const contrastive::Handle& h, const Cpp& p) {
+    return contrastive::describe::detail::run(pass, h, p, at, workspace, workspace_bytes, stream);
+  });
+}
+
 // Removes a registry entry; true when it was there.
 bool unregister(const contrastive_handle* handle) {
   Registry& r = registry();
@@ -527,26 +412,31 @@ int destroy(contrastive_handle_t handle) {
 
 }  // namespace
 
+// The entry points every loss has whatever its tensors: the sized init, check, the size queries,
+// and the unsuffixed _params_init of callers built against the header from before struct_size
+// (see init_unversioned).
+#define CONTRASTIVE_C_PARAMS_ENTRY_POINTS(api)                                         \
+  CONTRASTIVE_API void(contrastive_##api##_params_init)(void* params) noexcept;        \
+  void(contrastive_##api##_params_init)(void* params) noexcept {                       \
+    init_unversioned<contrastive_##api##_params_t>(params);                            \
+  }                                                                                    \
+  int contrastive_##api##_params_init_sized(contrastive_##api##_params_t* params,      \
+                                            size_t struct_size) noexcept {             \
+    return guarded(__func__, [&] { return init_sized(params, struct_size); });         \
+  }                                                                                    \
+  int contrastive_##api##_check(const contrastive_##api##_params_t* params) noexcept { \
+    return guarded(__func__, [&] { return check_params(params); });                    \
+  }                                                                                    \
+  int contrastive_##api##_workspace_size(const contrastive_##api##_params_t* params,   \
+                                         size_t* bytes) noexcept {                     \
+    return guarded(__func__, [&] { return workspace_bytes(params, bytes); });          \
+  }                                                                                    \
+  int contrastive_##api##_saved_size(const contrastive_##api##_params_t* params,       \
+                                     size_t* bytes) noexcept {                         \
+    return guarded(__func__, [&] { return saved_bytes(params, bytes); });              \
+  }
+
 extern "C" {
-
-// The symbols of callers built against the header from before struct_size (see init_unversioned).
-CONTRASTIVE_API void(contrastive_infonce_params_init)(void* params) noexcept;
-CONTRASTIVE_API void(contrastive_mnr_per_anchor_params_init)(void* params) noexcept;
-CONTRASTIVE_API void(contrastive_mnr_in_batch_params_init)(void* params) noexcept;
-CONTRASTIVE_API void(contrastive_repel_params_init)(void* params) noexcept;
-
-void(contrastive_infonce_params_init)(void* params) noexcept {
-  init_unversioned<contrastive_infonce_params_t>(params);
-}
-void(contrastive_mnr_per_anchor_params_init)(void* params) noexcept {
-  init_unversioned<contrastive_mnr_per_anchor_params_t>(params);
-}
-void(contrastive_mnr_in_batch_params_init)(void* params) noexcept {
-  init_unversioned<contrastive_mnr_in_batch_params_t>(params);
-}
-void(contrastive_repel_params_init)(void* params) noexcept {
-  init_unversioned<contrastive_repel_params_t>(params);
-}
 
 const char* contrastive_status_string(int status) noexcept {
   return contrastive::status_string(static_cast<Status>(status));
@@ -566,30 +456,15 @@ int contrastive_destroy(contrastive_handle_t handle) noexcept {
 
 // ---- InfoNCE ------------------------------------------------------------------------------------
 
-int contrastive_infonce_params_init_sized(contrastive_infonce_params_t* params,
-                                          size_t struct_size) noexcept {
-  return guarded(__func__, [&] { return init_sized(params, struct_size); });
-}
-int contrastive_infonce_check(const contrastive_infonce_params_t* params) noexcept {
-  return guarded(__func__, [&] { return check_params(params); });
-}
-int contrastive_infonce_workspace_size(const contrastive_infonce_params_t* params,
-                                       size_t* bytes) noexcept {
-  return guarded(__func__, [&] { return workspace_bytes(params, bytes); });
-}
-int contrastive_infonce_saved_size(const contrastive_infonce_params_t* params,
-                                   size_t* bytes) noexcept {
-  return guarded(__func__, [&] { return saved_bytes(params, bytes); });
-}
+CONTRASTIVE_C_PARAMS_ENTRY_POINTS(infonce)
 
 int contrastive_infonce_forward(contrastive_handle_t handle,
                                 const contrastive_infonce_params_t* params, const void* q,
                                 const void* k, float* loss, void* saved, void* workspace,
                                 size_t workspace_bytes, struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(handle, params, [&](const contrastive::Handle& h, const infonce::Params& p) {
-      return infonce::forward(h, p, {q, k, loss, saved}, workspace, workspace_bytes, stream);
-    });
+    return call<Pass::kForward>(handle, params, {q, k, loss, saved}, workspace, workspace_bytes,
+                                stream);
   });
 }
 
@@ -600,10 +475,9 @@ int contrastive_infonce_backward(contrastive_handle_t handle,
                                  void* workspace, size_t workspace_bytes,
                                  struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(handle, params, [&](const contrastive::Handle& h, const infonce::Params& p) {
-      return infonce::backward(h, p, {q, k, saved, grad_loss, grad_q, grad_k, grad_temperature},
-                               workspace, workspace_bytes, stream);
-    });
+    return call<Pass::kBackward>(handle, params,
+                                 {q, k, saved, grad_loss, grad_q, grad_k, grad_temperature},
+                                 workspace, workspace_bytes, stream);
   });
 }
 
@@ -615,31 +489,15 @@ int contrastive_infonce_forward_backward(contrastive_handle_t handle,
                                          size_t workspace_bytes,
                                          struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(handle, params, [&](const contrastive::Handle& h, const infonce::Params& p) {
-      return infonce::forward_backward(
-          h, p, {q, k, loss, saved, grad_loss, grad_q, grad_k, grad_temperature}, workspace,
-          workspace_bytes, stream);
-    });
+    return call<Pass::kForwardBackward>(
+        handle, params, {q, k, loss, saved, grad_loss, grad_q, grad_k, grad_temperature}, workspace,
+        workspace_bytes, stream);
   });
 }
 
 // ---- MNR, per-anchor negatives ------------------------------------------------------------------
 
-int contrastive_mnr_per_anchor_params_init_sized(contrastive_mnr_per_anchor_params_t* params,
-                                                 size_t struct_size) noexcept {
-  return guarded(__func__, [&] { return init_sized(params, struct_size); });
-}
-int contrastive_mnr_per_anchor_check(const contrastive_mnr_per_anchor_params_t* params) noexcept {
-  return guarded(__func__, [&] { return check_params(params); });
-}
-int contrastive_mnr_per_anchor_workspace_size(const contrastive_mnr_per_anchor_params_t* params,
-                                              size_t* bytes) noexcept {
-  return guarded(__func__, [&] { return workspace_bytes(params, bytes); });
-}
-int contrastive_mnr_per_anchor_saved_size(const contrastive_mnr_per_anchor_params_t* params,
-                                          size_t* bytes) noexcept {
-  return guarded(__func__, [&] { return saved_bytes(params, bytes); });
-}
+CONTRASTIVE_C_PARAMS_ENTRY_POINTS(mnr_per_anchor)
 
 int contrastive_mnr_per_anchor_forward(contrastive_handle_t handle,
                                        const contrastive_mnr_per_anchor_params_t* params,
@@ -648,11 +506,8 @@ int contrastive_mnr_per_anchor_forward(contrastive_handle_t handle,
                                        void* workspace, size_t workspace_bytes,
                                        struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(handle, params,
-                       [&](const contrastive::Handle& h, const mnr::PerAnchorParams& p) {
-                         return mnr::forward(h, p, {anchors, positives, negatives, loss, saved},
-                                             workspace, workspace_bytes, stream);
-                       });
+    return call<Pass::kForward>(handle, params, {anchors, positives, negatives, loss, saved},
+                                workspace, workspace_bytes, stream);
   });
 }
 
@@ -665,13 +520,10 @@ int contrastive_mnr_per_anchor_backward(contrastive_handle_t handle,
                                         float* grad_scale, void* workspace, size_t workspace_bytes,
                                         struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(
-        handle, params, [&](const contrastive::Handle& h, const mnr::PerAnchorParams& p) {
-          return mnr::backward(h, p,
-                               {anchors, positives, negatives, saved, grad_loss, grad_anchors,
-                                grad_positives, grad_negatives, grad_scale},
-                               workspace, workspace_bytes, stream);
-        });
+    return call<Pass::kBackward>(handle, params,
+                                 {anchors, positives, negatives, saved, grad_loss, grad_anchors,
+                                  grad_positives, grad_negatives, grad_scale},
+                                 workspace, workspace_bytes, stream);
   });
 }
 
@@ -682,33 +534,16 @@ int contrastive_mnr_per_anchor_forward_backward(
     float* grad_scale, void* workspace, size_t workspace_bytes,
     struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(
-        handle, params, [&](const contrastive::Handle& h, const mnr::PerAnchorParams& p) {
-          return mnr::forward_backward(h, p,
-                                       {anchors, positives, negatives, loss, saved, grad_loss,
-                                        grad_anchors, grad_positives, grad_negatives, grad_scale},
-                                       workspace, workspace_bytes, stream);
-        });
+    return call<Pass::kForwardBackward>(handle, params,
+                                        {anchors, positives, negatives, loss, saved, grad_loss,
+                                         grad_anchors, grad_positives, grad_negatives, grad_scale},
+                                        workspace, workspace_bytes, stream);
   });
 }
 
 // ---- MNR, in-batch with hard negatives -------------------------------------------------------
 
-int contrastive_mnr_in_batch_params_init_sized(contrastive_mnr_in_batch_params_t* params,
-                                               size_t struct_size) noexcept {
-  return guarded(__func__, [&] { return init_sized(params, struct_size); });
-}
-int contrastive_mnr_in_batch_check(const contrastive_mnr_in_batch_params_t* params) noexcept {
-  return guarded(__func__, [&] { return check_params(params); });
-}
-int contrastive_mnr_in_batch_workspace_size(const contrastive_mnr_in_batch_params_t* params,
-                                            size_t* bytes) noexcept {
-  return guarded(__func__, [&] { return workspace_bytes(params, bytes); });
-}
-int contrastive_mnr_in_batch_saved_size(const contrastive_mnr_in_batch_params_t* params,
-                                        size_t* bytes) noexcept {
-  return guarded(__func__, [&] { return saved_bytes(params, bytes); });
-}
+CONTRASTIVE_C_PARAMS_ENTRY_POINTS(mnr_in_batch)
 
 int contrastive_mnr_in_batch_forward(contrastive_handle_t handle,
                                      const contrastive_mnr_in_batch_params_t* params,
@@ -716,11 +551,8 @@ int contrastive_mnr_in_batch_forward(contrastive_handle_t handle,
                                      void* saved, void* workspace, size_t workspace_bytes,
                                      struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(handle, params,
-                       [&](const contrastive::Handle& h, const mnr::InBatchParams& p) {
-                         return mnr::forward(h, p, {anchors, candidates, loss, saved}, workspace,
-                                             workspace_bytes, stream);
-                       });
+    return call<Pass::kForward>(handle, params, {anchors, candidates, loss, saved}, workspace,
+                                workspace_bytes, stream);
   });
 }
 
@@ -731,13 +563,10 @@ int contrastive_mnr_in_batch_backward(contrastive_handle_t handle,
                                       void* grad_candidates, float* grad_scale, void* workspace,
                                       size_t workspace_bytes, struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(
-        handle, params, [&](const contrastive::Handle& h, const mnr::InBatchParams& p) {
-          return mnr::backward(
-              h, p,
-              {anchors, candidates, saved, grad_loss, grad_anchors, grad_candidates, grad_scale},
-              workspace, workspace_bytes, stream);
-        });
+    return call<Pass::kBackward>(
+        handle, params,
+        {anchors, candidates, saved, grad_loss, grad_anchors, grad_candidates, grad_scale},
+        workspace, workspace_bytes, stream);
   });
 }
 
@@ -747,42 +576,24 @@ int contrastive_mnr_in_batch_forward_backward(
     void* grad_anchors, void* grad_candidates, float* grad_scale, void* workspace,
     size_t workspace_bytes, struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(handle, params,
-                       [&](const contrastive::Handle& h, const mnr::InBatchParams& p) {
-                         return mnr::forward_backward(h, p,
-                                                      {anchors, candidates, loss, saved, grad_loss,
-                                                       grad_anchors, grad_candidates, grad_scale},
-                                                      workspace, workspace_bytes, stream);
-                       });
+    return call<Pass::kForwardBackward>(
+        handle, params,
+        {anchors, candidates, loss, saved, grad_loss, grad_anchors, grad_candidates, grad_scale},
+        workspace, workspace_bytes, stream);
   });
 }
 
 // ---- Repel ------------------------------------------------------------------------------------
 
-int contrastive_repel_params_init_sized(contrastive_repel_params_t* params,
-                                        size_t struct_size) noexcept {
-  return guarded(__func__, [&] { return init_sized(params, struct_size); });
-}
-int contrastive_repel_check(const contrastive_repel_params_t* params) noexcept {
-  return guarded(__func__, [&] { return check_params(params); });
-}
-int contrastive_repel_workspace_size(const contrastive_repel_params_t* params,
-                                     size_t* bytes) noexcept {
-  return guarded(__func__, [&] { return workspace_bytes(params, bytes); });
-}
-int contrastive_repel_saved_size(const contrastive_repel_params_t* params, size_t* bytes) noexcept {
-  return guarded(__func__, [&] { return saved_bytes(params, bytes); });
-}
+CONTRASTIVE_C_PARAMS_ENTRY_POINTS(repel)
 
 int contrastive_repel_forward(contrastive_handle_t handle, const contrastive_repel_params_t* params,
                               const void* anchors, const void* negatives, float* loss, void* saved,
                               void* workspace, size_t workspace_bytes,
                               struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(handle, params, [&](const contrastive::Handle& h, const repel::Params& p) {
-      return repel::forward(h, p, {anchors, negatives, loss, saved}, workspace, workspace_bytes,
-                            stream);
-    });
+    return call<Pass::kForward>(handle, params, {anchors, negatives, loss, saved}, workspace,
+                                workspace_bytes, stream);
   });
 }
 
@@ -792,11 +603,9 @@ int contrastive_repel_backward(contrastive_handle_t handle,
                                void* grad_anchors, void* grad_negatives, void* workspace,
                                size_t workspace_bytes, struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(handle, params, [&](const contrastive::Handle& h, const repel::Params& p) {
-      return repel::backward(h, p,
-                             {anchors, negatives, saved, grad_loss, grad_anchors, grad_negatives},
-                             workspace, workspace_bytes, stream);
-    });
+    return call<Pass::kBackward>(
+        handle, params, {anchors, negatives, saved, grad_loss, grad_anchors, grad_negatives},
+        workspace, workspace_bytes, stream);
   });
 }
 
@@ -808,11 +617,9 @@ int contrastive_repel_forward_backward(contrastive_handle_t handle,
                                        size_t workspace_bytes,
                                        struct CUstream_st* stream) noexcept {
   return guarded(__func__, [&] {
-    return with_handle(handle, params, [&](const contrastive::Handle& h, const repel::Params& p) {
-      return repel::forward_backward(
-          h, p, {anchors, negatives, loss, saved, grad_loss, grad_anchors, grad_negatives},
-          workspace, workspace_bytes, stream);
-    });
+    return call<Pass::kForwardBackward>(
+        handle, params, {anchors, negatives, loss, saved, grad_loss, grad_anchors, grad_negatives},
+        workspace, workspace_bytes, stream);
   });
 }
 

@@ -1,13 +1,15 @@
 // One description per loss: its name, its parameters from a common problem shape, its tensors (by
-// role, with their extents for given parameters) and its calls, behind one face. The test drivers
-// walk all_losses(); the C API, the fuzz harness and the benchmarks can do the same. Header only
-// and CUDA-free: check(), workspace_size() and saved_size() need contrastive_cpu, run() needs
+// role, with their extents for given parameters), its fields and its calls, behind one face. The
+// test drivers walk all_losses(); the C API, the Python bindings and the fuzz harness build their
+// entry points from Described<P> (the same tables, known at compile time). Header only and
+// CUDA-free: check(), workspace_size() and saved_size() need contrastive_cpu, run() needs
 // contrastive. docs/adding-a-loss.md says what a new loss fills in here.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <string_view>
 #include <variant>
 #include <vector>
@@ -66,6 +68,9 @@ struct Extent {
   std::int64_t cols = 1;
   std::int64_t stride = 1;
   DType dtype = DType::kF32;
+  /// Rows that belong to one anchor (per-anchor negatives), else 0: such an input may also be
+  /// passed as (rows / group, group, cols).
+  std::int64_t group = 0;
   /// Elements spanned from the first to the last (the padding after the last row excluded).
   std::int64_t elements() const { return rows == 0 ? 0 : (rows - 1) * stride + cols; }
 };
@@ -76,6 +81,7 @@ using TensorPointers = std::function<void*(std::string_view name)>;
 /// The description of one loss.
 struct Loss {
   const char* name;             ///< in test and benchmark names: "InfoNCE", "MnrPerAnchor", ...
+  const char* api;              ///< in entry point names: contrastive_<api>_forward, <api>_forward
   std::int64_t min_candidates;  ///< the fewest Shape::candidates it takes
   const char* logit_scale;      ///< the Params field of the logit scale, or null (Repel)
   bool similarity_choice;       ///< cosine or dot (else cosine only)
@@ -106,6 +112,12 @@ inline Extent loss_extent(Reduction reduction, std::int64_t per_row_outputs) {
 }
 inline Extent rows(std::int64_t count, std::int64_t stride, std::int64_t dim, DType dtype) {
   return {count, dim, row_stride_or_dim(stride, dim), dtype};
+}
+inline Extent grouped(std::int64_t count, std::int64_t group, std::int64_t stride, std::int64_t dim,
+                      DType dtype) {
+  Extent e = rows(count, stride, dim, dtype);
+  e.group = group;
+  return e;
 }
 inline Extent dense(std::int64_t count, std::int64_t dim, DType dtype) {
   return {count, dim, dim, dtype};
@@ -156,6 +168,9 @@ inline Extent extent(const infonce::Params& p, std::string_view t) {
   if (t == "grad_temperature") return {1};
   return loss_extent(p.reduction, p.batch);  // loss, grad_loss
 }
+inline std::int64_t* row_stride(infonce::Params& p, std::string_view t) {
+  return t == "q" ? &p.q_row_stride : t == "k" ? &p.k_row_stride : nullptr;
+}
 template <typename Pointers>
 Status run(Pass pass, const Handle& h, const infonce::Params& p, const Pointers& at, void* ws,
            std::size_t bytes, Stream stream) {
@@ -186,12 +201,19 @@ inline Params mnr_per_anchor_params(const Shape& s) {
 inline Extent extent(const mnr::PerAnchorParams& p, std::string_view t) {
   if (t == "anchors") return rows(p.batch, p.anchor_row_stride, p.dim, p.dtype);
   if (t == "positives") return rows(p.batch, p.positive_row_stride, p.dim, p.dtype);
-  if (t == "negatives") return rows(p.batch * p.negatives, p.negative_row_stride, p.dim, p.dtype);
+  if (t == "negatives") {
+    return grouped(p.batch * p.negatives, p.negatives, p.negative_row_stride, p.dim, p.dtype);
+  }
   if (t == "grad_anchors" || t == "grad_positives") return dense(p.batch, p.dim, p.dtype);
   if (t == "grad_negatives") return dense(p.batch * p.negatives, p.dim, p.dtype);
   if (t == "saved") return saved_extent(p);
   if (t == "grad_scale") return {1};
   return loss_extent(p.reduction, p.batch);
+}
+inline std::int64_t* row_stride(mnr::PerAnchorParams& p, std::string_view t) {
+  if (t == "anchors") return &p.anchor_row_stride;
+  if (t == "positives") return &p.positive_row_stride;
+  return t == "negatives" ? &p.negative_row_stride : nullptr;
 }
 template <typename Pointers>
 Status run(Pass pass, const Handle& h, const mnr::PerAnchorParams& p, const Pointers& at, void* ws,
@@ -237,6 +259,11 @@ inline Extent extent(const mnr::InBatchParams& p, std::string_view t) {
   if (t == "grad_scale") return {1};
   return loss_extent(p.reduction, p.batch);
 }
+inline std::int64_t* row_stride(mnr::InBatchParams& p, std::string_view t) {
+  return t == "anchors"      ? &p.anchor_row_stride
+         : t == "candidates" ? &p.candidate_row_stride
+                             : nullptr;
+}
 template <typename Pointers>
 Status run(Pass pass, const Handle& h, const mnr::InBatchParams& p, const Pointers& at, void* ws,
            std::size_t bytes, Stream stream) {
@@ -265,11 +292,18 @@ inline Params repel_params(const Shape& s) {
 }
 inline Extent extent(const repel::Params& p, std::string_view t) {
   if (t == "anchors") return rows(p.batch, p.anchor_row_stride, p.dim, p.dtype);
-  if (t == "negatives") return rows(p.batch * p.negatives, p.negative_row_stride, p.dim, p.dtype);
+  if (t == "negatives") {
+    return grouped(p.batch * p.negatives, p.negatives, p.negative_row_stride, p.dim, p.dtype);
+  }
   if (t == "grad_anchors") return dense(p.batch, p.dim, p.dtype);
   if (t == "grad_negatives") return dense(p.batch * p.negatives, p.dim, p.dtype);
   if (t == "saved") return saved_extent(p);
   return loss_extent(p.reduction, p.batch * p.negatives);  // one per term
+}
+inline std::int64_t* row_stride(repel::Params& p, std::string_view t) {
+  return t == "anchors"     ? &p.anchor_row_stride
+         : t == "negatives" ? &p.negative_row_stride
+                            : nullptr;
 }
 template <typename Pointers>
 Status run(Pass pass, const Handle& h, const repel::Params& p, const Pointers& at, void* ws,
@@ -286,62 +320,150 @@ Status run(Pass pass, const Handle& h, const repel::Params& p, const Pointers& a
 
 }  // namespace detail
 
+// ---- Each loss's tables, known at compile time -------------------------------------------------
+
+/// Each loss's fields, in the order the Python classes list them, named as the C++ params, the C
+/// params struct (contrastive.h) and the Python params class name them: X(field) for each.
+// clang-format off
+#define CONTRASTIVE_INFONCE_FIELDS(X)                                                           \
+  X(batch) X(num_keys) X(dim) X(positive_offset) X(q_row_stride) X(k_row_stride) X(dtype)       \
+  X(similarity) X(reduction) X(temperature) X(eps) X(symmetric) X(allow_tf32) X(logits_dtype)  \
+  X(tiling) X(workspace_budget) X(tile_cache_bytes) X(tile_rows) X(tile_cols)
+#define CONTRASTIVE_MNR_PER_ANCHOR_FIELDS(X)                                                    \
+  X(batch) X(negatives) X(dim) X(anchor_row_stride) X(positive_row_stride)                      \
+  X(negative_row_stride) X(dtype) X(similarity) X(reduction) X(scale) X(eps)
+#define CONTRASTIVE_MNR_IN_BATCH_FIELDS(X)                                                      \
+  X(batch) X(hard_negatives) X(dim) X(anchor_row_stride) X(candidate_row_stride) X(dtype)       \
+  X(similarity) X(reduction) X(scale) X(eps) X(symmetric) X(allow_tf32) X(logits_dtype)         \
+  X(tiling) X(workspace_budget) X(tile_cache_bytes) X(tile_rows) X(tile_cols)
+#define CONTRASTIVE_REPEL_FIELDS(X)                                                             \
+  X(batch) X(negatives) X(dim) X(anchor_row_stride) X(negative_row_stride) X(dtype)             \
+  X(reduction) X(margin) X(eps) X(mean_over_active)
+// clang-format on
+
+/// What every entry point of the loss whose params are P is built from: its names and its pointer
+/// arguments (every pass takes those its role needs, in this order).
+template <typename P>
+struct Described;
+
+template <>
+struct Described<infonce::Params> {
+  static constexpr const char* name = "InfoNCE";
+  static constexpr const char* api = "infonce";
+  static constexpr Tensor tensors[] = {{"q", Role::kInput},
+                                       {"k", Role::kInput},
+                                       {"loss", Role::kLoss},
+                                       {"saved", Role::kSaved},
+                                       {"grad_loss", Role::kUpstreamGradient},
+                                       {"grad_q", Role::kGradient, "q"},
+                                       {"grad_k", Role::kGradient, "k"},
+                                       {"grad_temperature", Role::kScalarGradient}};
+};
+
+template <>
+struct Described<mnr::PerAnchorParams> {
+  static constexpr const char* name = "MnrPerAnchor";
+  static constexpr const char* api = "mnr_per_anchor";
+  static constexpr Tensor tensors[] = {{"anchors", Role::kInput},
+                                       {"positives", Role::kInput},
+                                       {"negatives", Role::kInput},
+                                       {"loss", Role::kLoss},
+                                       {"saved", Role::kSaved},
+                                       {"grad_loss", Role::kUpstreamGradient},
+                                       {"grad_anchors", Role::kGradient, "anchors"},
+                                       {"grad_positives", Role::kGradient, "positives"},
+                                       {"grad_negatives", Role::kGradient, "negatives"},
+                                       {"grad_scale", Role::kScalarGradient}};
+};
+
+template <>
+struct Described<mnr::InBatchParams> {
+  static constexpr const char* name = "MnrInBatch";
+  static constexpr const char* api = "mnr_in_batch";
+  static constexpr Tensor tensors[] = {{"anchors", Role::kInput},
+                                       {"candidates", Role::kInput},
+                                       {"loss", Role::kLoss},
+                                       {"saved", Role::kSaved},
+                                       {"grad_loss", Role::kUpstreamGradient},
+                                       {"grad_anchors", Role::kGradient, "anchors"},
+                                       {"grad_candidates", Role::kGradient, "candidates"},
+                                       {"grad_scale", Role::kScalarGradient}};
+};
+
+template <>
+struct Described<repel::Params> {
+  static constexpr const char* name = "Repel";
+  static constexpr const char* api = "repel";
+  static constexpr Tensor tensors[] = {{"anchors", Role::kInput},
+                                       {"negatives", Role::kInput},
+                                       {"loss", Role::kLoss},
+                                       {"saved", Role::kSaved},
+                                       {"grad_loss", Role::kUpstreamGradient},
+                                       {"grad_anchors", Role::kGradient, "anchors"},
+                                       {"grad_negatives", Role::kGradient, "negatives"}};
+};
+
+/// Whether a call of `pass` takes a tensor of `role`: forward the inputs, loss and saved; backward
+/// the inputs, saved and the gradients; forward_backward all of them.
+constexpr bool takes(Pass pass, Role role) {
+  switch (role) {
+    case Role::kLoss: return computes_loss(pass);
+    case Role::kUpstreamGradient:
+    case Role::kGradient:
+    case Role::kScalarGradient: return computes_gradients(pass);
+    default: return true;
+  }
+}
+
+/// Positions in Described<P>::tensors, in order.
+template <typename P>
+struct Arguments {
+  static constexpr std::size_t kMost = sizeof(Described<P>::tensors) / sizeof(Tensor);
+  std::size_t index[kMost] = {};
+  std::size_t count = 0;
+};
+/// The positions of the tensors `keep` accepts.
+template <typename P, typename Keep>
+constexpr Arguments<P> positions(Keep keep) {
+  Arguments<P> a;
+  for (std::size_t i = 0; i < Arguments<P>::kMost; ++i) {
+    if (keep(Described<P>::tensors[i])) a.index[a.count++] = i;
+  }
+  return a;
+}
+/// The positions of the arguments a call of `pass` takes, in order.
+template <typename P>
+constexpr Arguments<P> arguments(Pass pass) {
+  return positions<P>([pass](const Tensor& t) { return takes(pass, t.role); });
+}
+/// The positions of the inputs.
+template <typename P>
+constexpr Arguments<P> inputs() {
+  return positions<P>([](const Tensor& t) { return t.role == Role::kInput; });
+}
+
+namespace detail {
+template <typename P>
+Loss describe(std::int64_t min_candidates, const char* logit_scale, bool similarity_choice,
+              Params (*params)(const Shape&)) {
+  using D = Described<P>;
+  return {D::name,
+          D::api,
+          min_candidates,
+          logit_scale,
+          similarity_choice,
+          {std::begin(D::tensors), std::end(D::tensors)},
+          params};
+}
+}  // namespace detail
+
 /// Every loss of the library, in the order of the Params alternatives.
 inline const std::vector<Loss>& all_losses() {
   static const std::vector<Loss> losses = {
-      {"InfoNCE",
-       0,
-       "temperature",
-       true,
-       {{"q", Role::kInput},
-        {"k", Role::kInput},
-        {"loss", Role::kLoss},
-        {"saved", Role::kSaved},
-        {"grad_loss", Role::kUpstreamGradient},
-        {"grad_q", Role::kGradient, "q"},
-        {"grad_k", Role::kGradient, "k"},
-        {"grad_temperature", Role::kScalarGradient}},
-       detail::infonce_params},
-      {"MnrPerAnchor",
-       1,
-       "scale",
-       true,
-       {{"anchors", Role::kInput},
-        {"positives", Role::kInput},
-        {"negatives", Role::kInput},
-        {"loss", Role::kLoss},
-        {"saved", Role::kSaved},
-        {"grad_loss", Role::kUpstreamGradient},
-        {"grad_anchors", Role::kGradient, "anchors"},
-        {"grad_positives", Role::kGradient, "positives"},
-        {"grad_negatives", Role::kGradient, "negatives"},
-        {"grad_scale", Role::kScalarGradient}},
-       detail::mnr_per_anchor_params},
-      {"MnrInBatch",
-       0,
-       "scale",
-       true,
-       {{"anchors", Role::kInput},
-        {"candidates", Role::kInput},
-        {"loss", Role::kLoss},
-        {"saved", Role::kSaved},
-        {"grad_loss", Role::kUpstreamGradient},
-        {"grad_anchors", Role::kGradient, "anchors"},
-        {"grad_candidates", Role::kGradient, "candidates"},
-        {"grad_scale", Role::kScalarGradient}},
-       detail::mnr_in_batch_params},
-      {"Repel",
-       1,
-       nullptr,
-       false,
-       {{"anchors", Role::kInput},
-        {"negatives", Role::kInput},
-        {"loss", Role::kLoss},
-        {"saved", Role::kSaved},
-        {"grad_loss", Role::kUpstreamGradient},
-        {"grad_anchors", Role::kGradient, "anchors"},
-        {"grad_negatives", Role::kGradient, "negatives"}},
-       detail::repel_params},
+      detail::describe<infonce::Params>(0, "temperature", true, detail::infonce_params),
+      detail::describe<mnr::PerAnchorParams>(1, "scale", true, detail::mnr_per_anchor_params),
+      detail::describe<mnr::InBatchParams>(0, "scale", true, detail::mnr_in_batch_params),
+      detail::describe<repel::Params>(1, nullptr, false, detail::repel_params),
   };
   return losses;
 }
@@ -370,6 +492,12 @@ inline const Tensor* scalar_gradient(const Loss& loss) {
 /// Where `tensor`'s elements lie for `params`.
 inline Extent extent(const Params& params, std::string_view tensor) {
   return std::visit([&](const auto& p) { return detail::extent(p, tensor); }, params);
+}
+
+/// The params field that holds `tensor`'s row stride (an input), else null.
+template <typename P>
+std::int64_t* row_stride(P& params, std::string_view tensor) {
+  return detail::row_stride(params, tensor);
 }
 
 inline Status check(const Params& params) {

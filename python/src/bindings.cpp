@@ -11,13 +11,18 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "contrastive/contrastive.hpp"
 #include "contrastive/reference.hpp"
+#include "host/describe/losses.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -25,6 +30,7 @@ using namespace nb::literals;
 namespace {
 
 using contrastive::DType;
+using contrastive::Pass;
 using contrastive::Reduction;
 using contrastive::Similarity;
 using contrastive::Status;
@@ -38,6 +44,8 @@ using OptionalInput = std::optional<Input>;
 namespace infonce = contrastive::infonce;
 namespace mnr = contrastive::mnr;
 namespace repel = contrastive::repel;
+namespace describe = contrastive::describe;
+using describe::Role;
 
 // ---- Errors
 // ----------------------------------------------------------------------------------------
@@ -241,10 +249,6 @@ contrastive::Stream to_stream(std::uintptr_t stream) {
   return reinterpret_cast<contrastive::Stream>(stream);
 }
 
-std::int64_t loss_count(Reduction reduction, std::int64_t per_output) {
-  return reduction == Reduction::kNone ? per_output : 1;
-}
-
 // Runs a library call without holding the GIL: it only enqueues work (or fails fast).
 template <typename Call>
 void run(Call call) {
@@ -300,171 +304,188 @@ std::size_t u(std::int64_t value) {
   return static_cast<std::size_t>(value);
 }
 
-// Reference calls read dense rows: the params' strides are reset to 0.
-template <typename Params>
-Params dense(Params p);
-
-template <>
-infonce::Params dense(infonce::Params p) {
-  p.q_row_stride = p.k_row_stride = 0;
-  return p;
-}
-template <>
-mnr::PerAnchorParams dense(mnr::PerAnchorParams p) {
-  p.anchor_row_stride = p.positive_row_stride = p.negative_row_stride = 0;
-  return p;
-}
-template <>
-mnr::InBatchParams dense(mnr::InBatchParams p) {
-  p.anchor_row_stride = p.candidate_row_stride = 0;
-  return p;
-}
-template <>
-repel::Params dense(repel::Params p) {
-  p.anchor_row_stride = p.negative_row_stride = 0;
+// Reference calls read dense rows: the params' row strides are reset to 0.
+template <typename P>
+P dense(P p) {
+  for (const describe::Tensor& tensor : describe::Described<P>::tensors) {
+    if (std::int64_t* stride = describe::row_stride(p, tensor.name)) *stride = 0;
+  }
   return p;
 }
 
-// ---- From Python arrays to the library's args, one function per loss
-// ------------------------------
+// ---- From Python arrays to the library's arguments, for every loss from its description --------
 
-template <typename Params, typename Args>
-struct Prepared {
-  Params params;  // with the arrays' row strides
-  Args args;      // args.saved is set only from a writable `saved` (forward, forward_backward)
-  const void* saved = nullptr;  // `saved` as backward reads it
-  void* workspace = nullptr;
-  std::size_t bytes = 0;
+/// Names handed to nanobind live as long as the module: entry point names and call labels.
+const char* kept(std::string text) {
+  static std::deque<std::string> texts;
+  return texts.emplace_back(std::move(text)).c_str();
+}
+
+/// The Python type of an argument of role R in a call of `pass`: inputs, grad_loss and (backward)
+/// saved are only read, so read-only arrays are accepted there; gradients may be None to skip them.
+template <Role R, Pass pass>
+struct ArgumentOf {
+  using type = OptionalArray;  // the gradients
+};
+template <Pass pass>
+struct ArgumentOf<Role::kInput, pass> {
+  using type = Input;
+};
+template <Pass pass>
+struct ArgumentOf<Role::kLoss, pass> {
+  using type = Array;
+};
+template <Pass pass>
+struct ArgumentOf<Role::kSaved, pass> {
+  using type = std::conditional_t<pass == Pass::kBackward, Input, Array>;
+};
+template <Pass pass>
+struct ArgumentOf<Role::kUpstreamGradient, pass> {
+  using type = OptionalInput;
 };
 
-/// `saved` in Prepared: forward and forward_backward write it (a writable array), backward only
-/// reads it (a read-only array is accepted there).
+/// The I-th tensor argument of a call of `pass` of the loss whose params are P.
+template <typename P, Pass pass, std::size_t I>
+constexpr const describe::Tensor& argument_at() {
+  return describe::Described<P>::tensors[describe::arguments<P>(pass).index[I]];
+}
+template <typename P, Pass pass, std::size_t I>
+using Argument = typename ArgumentOf<argument_at<P, pass, I>().role, pass>::type;
+
+template <typename A>
+constexpr bool kOptional = false;
+template <typename A>
+constexpr bool kOptional<std::optional<A>> = true;
+
+template <typename P, Pass pass, std::size_t I>
+nb::arg keyword() {
+  nb::arg arg(argument_at<P, pass, I>().name);
+  if (kOptional<Argument<P, pass, I>>) arg.none();
+  return arg;
+}
+
+/// The pointers of one call by tensor name, for describe::run (which takes every one as void*:
+/// the library only reads the inputs, grad_loss and backward's saved).
+struct Pointers {
+  static constexpr std::size_t kMost = 16;
+  const char* names[kMost] = {};
+  void* pointers[kMost] = {};
+  std::size_t count = 0;
+  void add(const char* name, const void* pointer) {
+    names[count] = name;
+    pointers[count++] = const_cast<void*>(pointer);
+  }
+  void* operator()(std::string_view name) const {
+    for (std::size_t i = 0; i < count; ++i) {
+      if (name == names[i]) return pointers[i];
+    }
+    return nullptr;
+  }
+};
+
+/// One tensor argument checked against its extent for `p` (an input's row stride goes into p).
+template <typename P, typename A>
+const void* checked(const char* call, P* p, const describe::Tensor& tensor, const A& a) {
+  const describe::Extent e = describe::extent(*p, tensor.name);
+  if constexpr (kOptional<A>) {  // grad_loss and the gradients
+    return optional_dense(call, tensor.name, a, e.dtype, e.elements());
+  } else {
+    if (tensor.role == Role::kSaved) {
+      return saved_buffer(call, a, size_of(*p, describe::saved_size));
+    }
+    if constexpr (std::is_same_v<A, Input>) {
+      return cuda_rows(call, tensor.name, a, e.dtype, e.rows, e.cols,
+                       describe::row_stride(*p, tensor.name), e.group);
+    } else {
+      return cuda_dense(call, tensor.name, a, e.dtype, e.elements());  // the loss
+    }
+  }
+}
+
+/// <api>_forward, <api>_backward or <api>_forward_backward. The params are checked first, so a
+/// bad value gets the library's own message before any array is judged against it; then each
+/// array, in the order of the arguments; then the library checks the rest.
+template <typename P, Pass pass, std::size_t... I>
+void def_pass(nb::module_& m, const char* pass_name, std::index_sequence<I...>) {
+  const std::string api = describe::Described<P>::api;
+  const char* call = kept(api + "." + pass_name);
+  m.def(
+      kept(api + "_" + pass_name),
+      [call](const contrastive::Handle& h, const P& params, const Argument<P, pass, I>&... arrays,
+             const Array& workspace, std::uintptr_t stream) {
+        static_assert(sizeof...(I) <= Pointers::kMost);
+        P p = params;
+        throw_if(describe::check(p));
+        Pointers at;
+        (at.add(argument_at<P, pass, I>().name,
+                checked(call, &p, argument_at<P, pass, I>(), arrays)),
+         ...);
+        std::size_t bytes = 0;
+        void* ws = cuda_bytes(call, "workspace", workspace, &bytes);
+        run([&] { return describe::detail::run(pass, h, p, at, ws, bytes, to_stream(stream)); });
+      },
+      "handle"_a, "params"_a, keyword<P, pass, I>()..., "workspace"_a, "stream"_a = 0);
+}
+
+template <typename P, Pass pass>
+void def_pass(nb::module_& m, const char* pass_name) {
+  def_pass<P, pass>(m, pass_name, std::make_index_sequence<describe::arguments<P>(pass).count>());
+}
+
+/// Every entry point of one loss: <api>_check, the size queries and the three passes.
 template <typename P>
-void keep_saved(P& c, void* data) {
-  c.args.saved = data;
-  c.saved = data;
+void def_loss(nb::module_& m) {
+  const std::string api = describe::Described<P>::api;
+  m.def(kept(api + "_check"), [](const P& p) { throw_if(describe::check(p)); });
+  m.def(kept(api + "_workspace_size"),
+        [](const P& p) { return size_of(p, describe::workspace_size); });
+  m.def(kept(api + "_saved_size"), [](const P& p) { return size_of(p, describe::saved_size); });
+  def_pass<P, Pass::kForward>(m, "forward");
+  def_pass<P, Pass::kBackward>(m, "backward");
+  def_pass<P, Pass::kForwardBackward>(m, "forward_backward");
 }
+
+/// The I-th input of the loss whose params are P.
+template <typename P, std::size_t I>
+constexpr const describe::Tensor& input_at() {
+  return describe::Described<P>::tensors[describe::inputs<P>().index[I]];
+}
+template <std::size_t I>
+using HostInput = HostMatrix;
+
+/// The float64 results of one loss's forward and backward on dense inputs (in the order of its
+/// description) and grad_loss (null: 1).
 template <typename P>
-void keep_saved(P& c, const void* data) {
-  c.saved = data;
+using Reference = nb::dict (*)(const P& p, const double* const* inputs, const double* grad_loss);
+
+/// reference_<api>(params, inputs..., grad_loss=None): each input checked against its extent.
+template <typename P, std::size_t... I>
+void def_reference(nb::module_& m, Reference<P> compute, std::index_sequence<I...>) {
+  const std::string api = describe::Described<P>::api;
+  const char* call = kept("reference." + api);
+  m.def(
+      kept("reference_" + api),
+      [call, compute](const P& params, const HostInput<I>&... arrays,
+                      const std::optional<HostMatrix>& grad_loss) {
+        const P p = dense(params);
+        const auto rows = [&](const describe::Tensor& tensor, const HostMatrix& a) {
+          const describe::Extent e = describe::extent(p, tensor.name);
+          return host_rows(call, tensor.name, a, e.rows, e.cols);
+        };
+        const double* data[] = {rows(input_at<P, I>(), arrays)...};
+        const double* gd =
+            host_grad_loss(call, grad_loss, describe::extent(p, "grad_loss").elements());
+        return compute(p, data, gd);
+      },
+      "params"_a, nb::arg(input_at<P, I>().name)..., "grad_loss"_a.none() = nb::none());
 }
 
-template <typename Saved>
-Prepared<infonce::Params, infonce::ForwardBackwardArgs> prepare_infonce(
-    const char* call, infonce::Params p, const Input& q, const Input& k, const OptionalArray& loss,
-    const Saved& saved, const OptionalInput& grad_loss, const OptionalArray& grad_q,
-    const OptionalArray& grad_k, const OptionalArray& grad_temperature, const Array& workspace) {
-  throw_if(infonce::check(p));
-  Prepared<infonce::Params, infonce::ForwardBackwardArgs> c;
-  const std::int64_t outputs = loss_count(p.reduction, p.batch);
-  c.args.q = cuda_rows(call, "q", q, p.dtype, p.batch, p.dim, &p.q_row_stride);
-  c.args.k = cuda_rows(call, "k", k, p.dtype, p.num_keys, p.dim, &p.k_row_stride);
-  c.args.loss = static_cast<float*>(optional_dense(call, "loss", loss, DType::kF32, outputs));
-  keep_saved(c, saved_buffer(call, saved, size_of(p, infonce::saved_size)));
-  c.args.grad_loss =
-      static_cast<const float*>(optional_dense(call, "grad_loss", grad_loss, DType::kF32, outputs));
-  c.args.grad_q = optional_dense(call, "grad_q", grad_q, p.dtype, p.batch * p.dim);
-  c.args.grad_k = optional_dense(call, "grad_k", grad_k, p.dtype, p.num_keys * p.dim);
-  c.args.grad_temperature = static_cast<float*>(
-      optional_dense(call, "grad_temperature", grad_temperature, DType::kF32, 1));
-  c.workspace = cuda_bytes(call, "workspace", workspace, &c.bytes);
-  c.params = p;
-  return c;
+template <typename P>
+void def_reference(nb::module_& m, Reference<P> compute) {
+  def_reference<P>(m, compute, std::make_index_sequence<describe::inputs<P>().count>());
 }
 
-template <typename Saved>
-Prepared<mnr::PerAnchorParams, mnr::PerAnchorForwardBackwardArgs> prepare_per_anchor(
-    const char* call, mnr::PerAnchorParams p, const Input& anchors, const Input& positives,
-    const Input& negatives, const OptionalArray& loss, const Saved& saved,
-    const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
-    const OptionalArray& grad_positives, const OptionalArray& grad_negatives,
-    const OptionalArray& grad_scale, const Array& workspace) {
-  throw_if(mnr::check(p));
-  Prepared<mnr::PerAnchorParams, mnr::PerAnchorForwardBackwardArgs> c;
-  const std::int64_t outputs = loss_count(p.reduction, p.batch);
-  const std::int64_t negative_rows = p.batch * p.negatives;
-  c.args.anchors =
-      cuda_rows(call, "anchors", anchors, p.dtype, p.batch, p.dim, &p.anchor_row_stride);
-  c.args.positives =
-      cuda_rows(call, "positives", positives, p.dtype, p.batch, p.dim, &p.positive_row_stride);
-  c.args.negatives = cuda_rows(call, "negatives", negatives, p.dtype, negative_rows, p.dim,
-                               &p.negative_row_stride, p.negatives);
-  c.args.loss = static_cast<float*>(optional_dense(call, "loss", loss, DType::kF32, outputs));
-  const std::size_t saved_bytes = size_of(
-      p, [](const mnr::PerAnchorParams& q, std::size_t* b) { return mnr::saved_size(q, b); });
-  keep_saved(c, saved_buffer(call, saved, saved_bytes));
-  c.args.grad_loss =
-      static_cast<const float*>(optional_dense(call, "grad_loss", grad_loss, DType::kF32, outputs));
-  c.args.grad_anchors =
-      optional_dense(call, "grad_anchors", grad_anchors, p.dtype, p.batch * p.dim);
-  c.args.grad_positives =
-      optional_dense(call, "grad_positives", grad_positives, p.dtype, p.batch * p.dim);
-  c.args.grad_negatives =
-      optional_dense(call, "grad_negatives", grad_negatives, p.dtype, negative_rows * p.dim);
-  c.args.grad_scale =
-      static_cast<float*>(optional_dense(call, "grad_scale", grad_scale, DType::kF32, 1));
-  c.workspace = cuda_bytes(call, "workspace", workspace, &c.bytes);
-  c.params = p;
-  return c;
-}
-
-template <typename Saved>
-Prepared<mnr::InBatchParams, mnr::InBatchForwardBackwardArgs> prepare_in_batch(
-    const char* call, mnr::InBatchParams p, const Input& anchors, const Input& candidates,
-    const OptionalArray& loss, const Saved& saved, const OptionalInput& grad_loss,
-    const OptionalArray& grad_anchors, const OptionalArray& grad_candidates,
-    const OptionalArray& grad_scale, const Array& workspace) {
-  throw_if(mnr::check(p));
-  Prepared<mnr::InBatchParams, mnr::InBatchForwardBackwardArgs> c;
-  const std::int64_t outputs = loss_count(p.reduction, p.batch);
-  const std::int64_t candidate_rows = (1 + p.hard_negatives) * p.batch;
-  c.args.anchors =
-      cuda_rows(call, "anchors", anchors, p.dtype, p.batch, p.dim, &p.anchor_row_stride);
-  c.args.candidates = cuda_rows(call, "candidates", candidates, p.dtype, candidate_rows, p.dim,
-                                &p.candidate_row_stride);
-  c.args.loss = static_cast<float*>(optional_dense(call, "loss", loss, DType::kF32, outputs));
-  const std::size_t saved_bytes =
-      size_of(p, [](const mnr::InBatchParams& q, std::size_t* b) { return mnr::saved_size(q, b); });
-  keep_saved(c, saved_buffer(call, saved, saved_bytes));
-  c.args.grad_loss =
-      static_cast<const float*>(optional_dense(call, "grad_loss", grad_loss, DType::kF32, outputs));
-  c.args.grad_anchors =
-      optional_dense(call, "grad_anchors", grad_anchors, p.dtype, p.batch * p.dim);
-  c.args.grad_candidates =
-      optional_dense(call, "grad_candidates", grad_candidates, p.dtype, candidate_rows * p.dim);
-  c.args.grad_scale =
-      static_cast<float*>(optional_dense(call, "grad_scale", grad_scale, DType::kF32, 1));
-  c.workspace = cuda_bytes(call, "workspace", workspace, &c.bytes);
-  c.params = p;
-  return c;
-}
-
-template <typename Saved>
-Prepared<repel::Params, repel::ForwardBackwardArgs> prepare_repel(
-    const char* call, repel::Params p, const Input& anchors, const Input& negatives,
-    const OptionalArray& loss, const Saved& saved, const OptionalInput& grad_loss,
-    const OptionalArray& grad_anchors, const OptionalArray& grad_negatives,
-    const Array& workspace) {
-  throw_if(repel::check(p));
-  Prepared<repel::Params, repel::ForwardBackwardArgs> c;
-  const std::int64_t terms = p.batch * p.negatives;
-  const std::int64_t outputs = loss_count(p.reduction, terms);
-  c.args.anchors =
-      cuda_rows(call, "anchors", anchors, p.dtype, p.batch, p.dim, &p.anchor_row_stride);
-  c.args.negatives = cuda_rows(call, "negatives", negatives, p.dtype, terms, p.dim,
-                               &p.negative_row_stride, p.negatives);
-  c.args.loss = static_cast<float*>(optional_dense(call, "loss", loss, DType::kF32, outputs));
-  keep_saved(c, saved_buffer(call, saved, size_of(p, repel::saved_size)));
-  c.args.grad_loss =
-      static_cast<const float*>(optional_dense(call, "grad_loss", grad_loss, DType::kF32, outputs));
-  c.args.grad_anchors =
-      optional_dense(call, "grad_anchors", grad_anchors, p.dtype, p.batch * p.dim);
-  c.args.grad_negatives =
-      optional_dense(call, "grad_negatives", grad_negatives, p.dtype, terms * p.dim);
-  c.workspace = cuda_bytes(call, "workspace", workspace, &c.bytes);
-  c.params = p;
-  return c;
-}
+#define CONTRASTIVE_DEF_RW(field) .def_rw(#field, &Bound::field)
 
 }  // namespace
 
@@ -509,326 +530,40 @@ NB_MODULE(_core, m) {
       .def_prop_ro("compute_capability", &contrastive::Handle::compute_capability)
       .def_prop_ro("multiprocessor_count", &contrastive::Handle::multiprocessor_count);
 
-  // ---- Params
-  // ------------------------------------------------------------------------------------
-  nb::class_<infonce::Params>(m, "InfoNCEParams")
-      .def(nb::init<>())
-      .def_rw("batch", &infonce::Params::batch)
-      .def_rw("num_keys", &infonce::Params::num_keys)
-      .def_rw("dim", &infonce::Params::dim)
-      .def_rw("positive_offset", &infonce::Params::positive_offset)
-      .def_rw("q_row_stride", &infonce::Params::q_row_stride)
-      .def_rw("k_row_stride", &infonce::Params::k_row_stride)
-      .def_rw("dtype", &infonce::Params::dtype)
-      .def_rw("similarity", &infonce::Params::similarity)
-      .def_rw("reduction", &infonce::Params::reduction)
-      .def_rw("temperature", &infonce::Params::temperature)
-      .def_rw("eps", &infonce::Params::eps)
-      .def_rw("symmetric", &infonce::Params::symmetric)
-      .def_rw("allow_tf32", &infonce::Params::allow_tf32)
-      .def_rw("logits_dtype", &infonce::Params::logits_dtype)
-      .def_rw("tiling", &infonce::Params::tiling)
-      .def_rw("workspace_budget", &infonce::Params::workspace_budget)
-      .def_rw("tile_cache_bytes", &infonce::Params::tile_cache_bytes)
-      .def_rw("tile_rows", &infonce::Params::tile_rows)
-      .def_rw("tile_cols", &infonce::Params::tile_cols);
-  nb::class_<mnr::PerAnchorParams>(m, "PerAnchorParams")
-      .def(nb::init<>())
-      .def_rw("batch", &mnr::PerAnchorParams::batch)
-      .def_rw("negatives", &mnr::PerAnchorParams::negatives)
-      .def_rw("dim", &mnr::PerAnchorParams::dim)
-      .def_rw("anchor_row_stride", &mnr::PerAnchorParams::anchor_row_stride)
-      .def_rw("positive_row_stride", &mnr::PerAnchorParams::positive_row_stride)
-      .def_rw("negative_row_stride", &mnr::PerAnchorParams::negative_row_stride)
-      .def_rw("dtype", &mnr::PerAnchorParams::dtype)
-      .def_rw("similarity", &mnr::PerAnchorParams::similarity)
-      .def_rw("reduction", &mnr::PerAnchorParams::reduction)
-      .def_rw("scale", &mnr::PerAnchorParams::scale)
-      .def_rw("eps", &mnr::PerAnchorParams::eps);
-  nb::class_<mnr::InBatchParams>(m, "InBatchParams")
-      .def(nb::init<>())
-      .def_rw("batch", &mnr::InBatchParams::batch)
-      .def_rw("hard_negatives", &mnr::InBatchParams::hard_negatives)
-      .def_rw("dim", &mnr::InBatchParams::dim)
-      .def_rw("anchor_row_stride", &mnr::InBatchParams::anchor_row_stride)
-      .def_rw("candidate_row_stride", &mnr::InBatchParams::candidate_row_stride)
-      .def_rw("dtype", &mnr::InBatchParams::dtype)
-      .def_rw("similarity", &mnr::InBatchParams::similarity)
-      .def_rw("reduction", &mnr::InBatchParams::reduction)
-      .def_rw("scale", &mnr::InBatchParams::scale)
-      .def_rw("eps", &mnr::InBatchParams::eps)
-      .def_rw("symmetric", &mnr::InBatchParams::symmetric)
-      .def_rw("allow_tf32", &mnr::InBatchParams::allow_tf32)
-      .def_rw("logits_dtype", &mnr::InBatchParams::logits_dtype)
-      .def_rw("tiling", &mnr::InBatchParams::tiling)
-      .def_rw("workspace_budget", &mnr::InBatchParams::workspace_budget)
-      .def_rw("tile_cache_bytes", &mnr::InBatchParams::tile_cache_bytes)
-      .def_rw("tile_rows", &mnr::InBatchParams::tile_rows)
-      .def_rw("tile_cols", &mnr::InBatchParams::tile_cols);
-  nb::class_<repel::Params>(m, "RepelParams")
-      .def(nb::init<>())
-      .def_rw("batch", &repel::Params::batch)
-      .def_rw("negatives", &repel::Params::negatives)
-      .def_rw("dim", &repel::Params::dim)
-      .def_rw("anchor_row_stride", &repel::Params::anchor_row_stride)
-      .def_rw("negative_row_stride", &repel::Params::negative_row_stride)
-      .def_rw("dtype", &repel::Params::dtype)
-      .def_rw("reduction", &repel::Params::reduction)
-      .def_rw("margin", &repel::Params::margin)
-      .def_rw("eps", &repel::Params::eps)
-      .def_rw("mean_over_active", &repel::Params::mean_over_active);
+  // ---- Params classes and each loss's entry points ------------------------------------------
+  {
+    using Bound = infonce::Params;
+    nb::class_<Bound>(m, "InfoNCEParams")
+        .def(nb::init<>()) CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_DEF_RW);
+  }
+  {
+    using Bound = mnr::PerAnchorParams;
+    nb::class_<Bound>(m, "PerAnchorParams")
+        .def(nb::init<>()) CONTRASTIVE_MNR_PER_ANCHOR_FIELDS(CONTRASTIVE_DEF_RW);
+  }
+  {
+    using Bound = mnr::InBatchParams;
+    nb::class_<Bound>(m, "InBatchParams")
+        .def(nb::init<>()) CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_DEF_RW);
+  }
+  {
+    using Bound = repel::Params;
+    nb::class_<Bound>(m, "RepelParams")
+        .def(nb::init<>()) CONTRASTIVE_REPEL_FIELDS(CONTRASTIVE_DEF_RW);
+  }
+  def_loss<infonce::Params>(m);
+  def_loss<mnr::PerAnchorParams>(m);
+  def_loss<mnr::InBatchParams>(m);
+  def_loss<repel::Params>(m);
 
-  // ---- Size queries
-  // ------------------------------------------------------------------------------
-  m.def("infonce_check", [](const infonce::Params& p) { throw_if(infonce::check(p)); });
-  m.def("infonce_workspace_size",
-        [](const infonce::Params& p) { return size_of(p, infonce::workspace_size); });
-  m.def("infonce_saved_size",
-        [](const infonce::Params& p) { return size_of(p, infonce::saved_size); });
-  m.def("mnr_per_anchor_check", [](const mnr::PerAnchorParams& p) { throw_if(mnr::check(p)); });
-  m.def("mnr_per_anchor_workspace_size", [](const mnr::PerAnchorParams& p) {
-    return size_of(
-        p, [](const mnr::PerAnchorParams& q, std::size_t* b) { return mnr::workspace_size(q, b); });
-  });
-  m.def("mnr_per_anchor_saved_size", [](const mnr::PerAnchorParams& p) {
-    return size_of(
-        p, [](const mnr::PerAnchorParams& q, std::size_t* b) { return mnr::saved_size(q, b); });
-  });
-  m.def("mnr_in_batch_check", [](const mnr::InBatchParams& p) { throw_if(mnr::check(p)); });
-  m.def("mnr_in_batch_workspace_size", [](const mnr::InBatchParams& p) {
-    return size_of(
-        p, [](const mnr::InBatchParams& q, std::size_t* b) { return mnr::workspace_size(q, b); });
-  });
-  m.def("mnr_in_batch_saved_size", [](const mnr::InBatchParams& p) {
-    return size_of(
-        p, [](const mnr::InBatchParams& q, std::size_t* b) { return mnr::saved_size(q, b); });
-  });
-  m.def("repel_check", [](const repel::Params& p) { throw_if(repel::check(p)); });
-  m.def("repel_workspace_size",
-        [](const repel::Params& p) { return size_of(p, repel::workspace_size); });
-  m.def("repel_saved_size", [](const repel::Params& p) { return size_of(p, repel::saved_size); });
-
-  // ---- GPU calls: one prepare function per loss turns the arrays into the library's args --------
-  // Each checks the params first, so a bad value gets the library's own message before any array
-  // is judged against it.
-  m.def(
-      "infonce_forward",
-      [](const contrastive::Handle& h, const infonce::Params& p, const Input& q, const Input& k,
-         const Array& loss, const Array& saved, const Array& workspace, std::uintptr_t stream) {
-        const auto c =
-            prepare_infonce("infonce.forward", p, q, k, loss, saved, {}, {}, {}, {}, workspace);
-        run([&] {
-          return infonce::forward(h, c.params, {c.args.q, c.args.k, c.args.loss, c.args.saved},
-                                  c.workspace, c.bytes, to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "q"_a, "k"_a, "loss"_a, "saved"_a, "workspace"_a, "stream"_a = 0);
-  m.def(
-      "infonce_backward",
-      [](const contrastive::Handle& h, const infonce::Params& p, const Input& q, const Input& k,
-         const Input& saved, const OptionalInput& grad_loss, const OptionalArray& grad_q,
-         const OptionalArray& grad_k, const OptionalArray& grad_temperature, const Array& workspace,
-         std::uintptr_t stream) {
-        const auto c = prepare_infonce("infonce.backward", p, q, k, {}, saved, grad_loss, grad_q,
-                                       grad_k, grad_temperature, workspace);
-        run([&] {
-          return infonce::backward(h, c.params,
-                                   {c.args.q, c.args.k, c.saved, c.args.grad_loss, c.args.grad_q,
-                                    c.args.grad_k, c.args.grad_temperature},
-                                   c.workspace, c.bytes, to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "q"_a, "k"_a, "saved"_a, "grad_loss"_a.none(), "grad_q"_a.none(),
-      "grad_k"_a.none(), "grad_temperature"_a.none(), "workspace"_a, "stream"_a = 0);
-  m.def(
-      "infonce_forward_backward",
-      [](const contrastive::Handle& h, const infonce::Params& p, const Input& q, const Input& k,
-         const Array& loss, const Array& saved, const OptionalInput& grad_loss,
-         const OptionalArray& grad_q, const OptionalArray& grad_k,
-         const OptionalArray& grad_temperature, const Array& workspace, std::uintptr_t stream) {
-        const auto c = prepare_infonce("infonce.forward_backward", p, q, k, loss, saved, grad_loss,
-                                       grad_q, grad_k, grad_temperature, workspace);
-        run([&] {
-          return infonce::forward_backward(h, c.params, c.args, c.workspace, c.bytes,
-                                           to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "q"_a, "k"_a, "loss"_a, "saved"_a, "grad_loss"_a.none(),
-      "grad_q"_a.none(), "grad_k"_a.none(), "grad_temperature"_a.none(), "workspace"_a,
-      "stream"_a = 0);
-
-  m.def(
-      "mnr_per_anchor_forward",
-      [](const contrastive::Handle& h, const mnr::PerAnchorParams& p, const Input& anchors,
-         const Input& positives, const Input& negatives, const Array& loss, const Array& saved,
-         const Array& workspace, std::uintptr_t stream) {
-        const auto c = prepare_per_anchor("mnr_per_anchor.forward", p, anchors, positives,
-                                          negatives, loss, saved, {}, {}, {}, {}, {}, workspace);
-        run([&] {
-          return mnr::forward(
-              h, c.params,
-              {c.args.anchors, c.args.positives, c.args.negatives, c.args.loss, c.args.saved},
-              c.workspace, c.bytes, to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "anchors"_a, "positives"_a, "negatives"_a, "loss"_a, "saved"_a,
-      "workspace"_a, "stream"_a = 0);
-  m.def(
-      "mnr_per_anchor_backward",
-      [](const contrastive::Handle& h, const mnr::PerAnchorParams& p, const Input& anchors,
-         const Input& positives, const Input& negatives, const Input& saved,
-         const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
-         const OptionalArray& grad_positives, const OptionalArray& grad_negatives,
-         const OptionalArray& grad_scale, const Array& workspace, std::uintptr_t stream) {
-        const auto c = prepare_per_anchor("mnr_per_anchor.backward", p, anchors, positives,
-                                          negatives, {}, saved, grad_loss, grad_anchors,
-                                          grad_positives, grad_negatives, grad_scale, workspace);
-        run([&] {
-          return mnr::backward(h, c.params,
-                               {c.args.anchors, c.args.positives, c.args.negatives, c.saved,
-                                c.args.grad_loss, c.args.grad_anchors, c.args.grad_positives,
-                                c.args.grad_negatives, c.args.grad_scale},
-                               c.workspace, c.bytes, to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "anchors"_a, "positives"_a, "negatives"_a, "saved"_a,
-      "grad_loss"_a.none(), "grad_anchors"_a.none(), "grad_positives"_a.none(),
-      "grad_negatives"_a.none(), "grad_scale"_a.none(), "workspace"_a, "stream"_a = 0);
-  m.def(
-      "mnr_per_anchor_forward_backward",
-      [](const contrastive::Handle& h, const mnr::PerAnchorParams& p, const Input& anchors,
-         const Input& positives, const Input& negatives, const Array& loss, const Array& saved,
-         const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
-         const OptionalArray& grad_positives, const OptionalArray& grad_negatives,
-         const OptionalArray& grad_scale, const Array& workspace, std::uintptr_t stream) {
-        const auto c = prepare_per_anchor("mnr_per_anchor.forward_backward", p, anchors, positives,
-                                          negatives, loss, saved, grad_loss, grad_anchors,
-                                          grad_positives, grad_negatives, grad_scale, workspace);
-        run([&] {
-          return mnr::forward_backward(h, c.params, c.args, c.workspace, c.bytes,
-                                       to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "anchors"_a, "positives"_a, "negatives"_a, "loss"_a, "saved"_a,
-      "grad_loss"_a.none(), "grad_anchors"_a.none(), "grad_positives"_a.none(),
-      "grad_negatives"_a.none(), "grad_scale"_a.none(), "workspace"_a, "stream"_a = 0);
-
-  m.def(
-      "mnr_in_batch_forward",
-      [](const contrastive::Handle& h, const mnr::InBatchParams& p, const Input& anchors,
-         const Input& candidates, const Array& loss, const Array& saved, const Array& workspace,
-         std::uintptr_t stream) {
-        const auto c = prepare_in_batch("mnr_in_batch.forward", p, anchors, candidates, loss, saved,
-                                        {}, {}, {}, {}, workspace);
-        run([&] {
-          return mnr::forward(h, c.params,
-                              {c.args.anchors, c.args.candidates, c.args.loss, c.args.saved},
-                              c.workspace, c.bytes, to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "anchors"_a, "candidates"_a, "loss"_a, "saved"_a, "workspace"_a,
-      "stream"_a = 0);
-  m.def(
-      "mnr_in_batch_backward",
-      [](const contrastive::Handle& h, const mnr::InBatchParams& p, const Input& anchors,
-         const Input& candidates, const Input& saved, const OptionalInput& grad_loss,
-         const OptionalArray& grad_anchors, const OptionalArray& grad_candidates,
-         const OptionalArray& grad_scale, const Array& workspace, std::uintptr_t stream) {
-        const auto c =
-            prepare_in_batch("mnr_in_batch.backward", p, anchors, candidates, {}, saved, grad_loss,
-                             grad_anchors, grad_candidates, grad_scale, workspace);
-        run([&] {
-          return mnr::backward(h, c.params,
-                               {c.args.anchors, c.args.candidates, c.saved, c.args.grad_loss,
-                                c.args.grad_anchors, c.args.grad_candidates, c.args.grad_scale},
-                               c.workspace, c.bytes, to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "anchors"_a, "candidates"_a, "saved"_a, "grad_loss"_a.none(),
-      "grad_anchors"_a.none(), "grad_candidates"_a.none(), "grad_scale"_a.none(), "workspace"_a,
-      "stream"_a = 0);
-  m.def(
-      "mnr_in_batch_forward_backward",
-      [](const contrastive::Handle& h, const mnr::InBatchParams& p, const Input& anchors,
-         const Input& candidates, const Array& loss, const Array& saved,
-         const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
-         const OptionalArray& grad_candidates, const OptionalArray& grad_scale,
-         const Array& workspace, std::uintptr_t stream) {
-        const auto c =
-            prepare_in_batch("mnr_in_batch.forward_backward", p, anchors, candidates, loss, saved,
-                             grad_loss, grad_anchors, grad_candidates, grad_scale, workspace);
-        run([&] {
-          return mnr::forward_backward(h, c.params, c.args, c.workspace, c.bytes,
-                                       to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "anchors"_a, "candidates"_a, "loss"_a, "saved"_a,
-      "grad_loss"_a.none(), "grad_anchors"_a.none(), "grad_candidates"_a.none(),
-      "grad_scale"_a.none(), "workspace"_a, "stream"_a = 0);
-
-  m.def(
-      "repel_forward",
-      [](const contrastive::Handle& h, const repel::Params& p, const Input& anchors,
-         const Input& negatives, const Array& loss, const Array& saved, const Array& workspace,
-         std::uintptr_t stream) {
-        const auto c = prepare_repel("repel.forward", p, anchors, negatives, loss, saved, {}, {},
-                                     {}, workspace);
-        run([&] {
-          return repel::forward(h, c.params,
-                                {c.args.anchors, c.args.negatives, c.args.loss, c.args.saved},
-                                c.workspace, c.bytes, to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "anchors"_a, "negatives"_a, "loss"_a, "saved"_a, "workspace"_a,
-      "stream"_a = 0);
-  m.def(
-      "repel_backward",
-      [](const contrastive::Handle& h, const repel::Params& p, const Input& anchors,
-         const Input& negatives, const Input& saved, const OptionalInput& grad_loss,
-         const OptionalArray& grad_anchors, const OptionalArray& grad_negatives,
-         const Array& workspace, std::uintptr_t stream) {
-        const auto c = prepare_repel("repel.backward", p, anchors, negatives, {}, saved, grad_loss,
-                                     grad_anchors, grad_negatives, workspace);
-        run([&] {
-          return repel::backward(h, c.params,
-                                 {c.args.anchors, c.args.negatives, c.saved, c.args.grad_loss,
-                                  c.args.grad_anchors, c.args.grad_negatives},
-                                 c.workspace, c.bytes, to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "anchors"_a, "negatives"_a, "saved"_a, "grad_loss"_a.none(),
-      "grad_anchors"_a.none(), "grad_negatives"_a.none(), "workspace"_a, "stream"_a = 0);
-  m.def(
-      "repel_forward_backward",
-      [](const contrastive::Handle& h, const repel::Params& p, const Input& anchors,
-         const Input& negatives, const Array& loss, const Array& saved,
-         const OptionalInput& grad_loss, const OptionalArray& grad_anchors,
-         const OptionalArray& grad_negatives, const Array& workspace, std::uintptr_t stream) {
-        const auto c = prepare_repel("repel.forward_backward", p, anchors, negatives, loss, saved,
-                                     grad_loss, grad_anchors, grad_negatives, workspace);
-        run([&] {
-          return repel::forward_backward(h, c.params, c.args, c.workspace, c.bytes,
-                                         to_stream(stream));
-        });
-      },
-      "handle"_a, "params"_a, "anchors"_a, "negatives"_a, "loss"_a, "saved"_a, "grad_loss"_a.none(),
-      "grad_anchors"_a.none(), "grad_negatives"_a.none(), "workspace"_a, "stream"_a = 0);
-
-  // ---- Float64 references on NumPy arrays
-  // ----------------------------------------------------------
-  m.def(
-      "reference_infonce",
-      [](const infonce::Params& params, const HostMatrix& q, const HostMatrix& k,
-         const std::optional<HostMatrix>& grad_loss) {
-        constexpr const char* kCall = "reference.infonce";
-        const infonce::Params p = dense(params);
-        const double* qd = host_rows(kCall, "q", q, p.batch, p.dim);
-        const double* kd = host_rows(kCall, "k", k, p.num_keys, p.dim);
-        const double* gd = host_grad_loss(kCall, grad_loss, loss_count(p.reduction, p.batch));
-        contrastive::reference::InfoNCEForward f;
-        contrastive::reference::InfoNCEBackward g;
-        throw_if(contrastive::reference::infonce_forward(p, qd, kd, &f));
-        throw_if(contrastive::reference::infonce_backward(p, qd, kd, gd, &g));
+  // ---- Float64 references on NumPy arrays ---------------------------------------------------
+  def_reference<infonce::Params>(
+      m, [](const infonce::Params& p, const double* const* in, const double* grad_loss) {
+        namespace ref = contrastive::reference;
+        ref::InfoNCEForward f;
+        ref::InfoNCEBackward g;
+        throw_if(ref::infonce_forward(p, in[0], in[1], &f));
+        throw_if(ref::infonce_backward(p, in[0], in[1], grad_loss, &g));
         nb::dict out;
         out["loss"] = numpy_array(f.loss, {f.loss.size()});
         out["row_lse"] = numpy_array(f.row_lse, {u(p.batch)});
@@ -839,22 +574,14 @@ NB_MODULE(_core, m) {
         out["grad_temperature"] = g.grad_temperature;
         out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(p.num_keys)});
         return out;
-      },
-      "params"_a, "q"_a, "k"_a, "grad_loss"_a.none() = nb::none());
-  m.def(
-      "reference_mnr_per_anchor",
-      [](const mnr::PerAnchorParams& params, const HostMatrix& anchors, const HostMatrix& positives,
-         const HostMatrix& negatives, const std::optional<HostMatrix>& grad_loss) {
-        constexpr const char* kCall = "reference.mnr_per_anchor";
-        const mnr::PerAnchorParams p = dense(params);
-        const double* ad = host_rows(kCall, "anchors", anchors, p.batch, p.dim);
-        const double* pd = host_rows(kCall, "positives", positives, p.batch, p.dim);
-        const double* nd = host_rows(kCall, "negatives", negatives, p.batch * p.negatives, p.dim);
-        const double* gd = host_grad_loss(kCall, grad_loss, loss_count(p.reduction, p.batch));
-        contrastive::reference::MnrPerAnchorForward f;
-        contrastive::reference::MnrPerAnchorBackward g;
-        throw_if(contrastive::reference::mnr_per_anchor_forward(p, ad, pd, nd, &f));
-        throw_if(contrastive::reference::mnr_per_anchor_backward(p, ad, pd, nd, gd, &g));
+      });
+  def_reference<mnr::PerAnchorParams>(
+      m, [](const mnr::PerAnchorParams& p, const double* const* in, const double* grad_loss) {
+        namespace ref = contrastive::reference;
+        ref::MnrPerAnchorForward f;
+        ref::MnrPerAnchorBackward g;
+        throw_if(ref::mnr_per_anchor_forward(p, in[0], in[1], in[2], &f));
+        throw_if(ref::mnr_per_anchor_backward(p, in[0], in[1], in[2], grad_loss, &g));
         nb::dict out;
         out["loss"] = numpy_array(f.loss, {f.loss.size()});
         out["row_lse"] = numpy_array(f.row_lse, {u(p.batch)});
@@ -865,22 +592,15 @@ NB_MODULE(_core, m) {
         out["grad_scale"] = g.grad_scale;
         out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(p.negatives + 1)});
         return out;
-      },
-      "params"_a, "anchors"_a, "positives"_a, "negatives"_a, "grad_loss"_a.none() = nb::none());
-  m.def(
-      "reference_mnr_in_batch",
-      [](const mnr::InBatchParams& params, const HostMatrix& anchors, const HostMatrix& candidates,
-         const std::optional<HostMatrix>& grad_loss) {
-        constexpr const char* kCall = "reference.mnr_in_batch";
-        const mnr::InBatchParams p = dense(params);
+      });
+  def_reference<mnr::InBatchParams>(
+      m, [](const mnr::InBatchParams& p, const double* const* in, const double* grad_loss) {
+        namespace ref = contrastive::reference;
         const std::int64_t m_rows = (1 + p.hard_negatives) * p.batch;
-        const double* ad = host_rows(kCall, "anchors", anchors, p.batch, p.dim);
-        const double* cd = host_rows(kCall, "candidates", candidates, m_rows, p.dim);
-        const double* gd = host_grad_loss(kCall, grad_loss, loss_count(p.reduction, p.batch));
-        contrastive::reference::InfoNCEForward f;
-        contrastive::reference::MnrInBatchBackward g;
-        throw_if(contrastive::reference::mnr_in_batch_forward(p, ad, cd, &f));
-        throw_if(contrastive::reference::mnr_in_batch_backward(p, ad, cd, gd, &g));
+        ref::InfoNCEForward f;
+        ref::MnrInBatchBackward g;
+        throw_if(ref::mnr_in_batch_forward(p, in[0], in[1], &f));
+        throw_if(ref::mnr_in_batch_backward(p, in[0], in[1], grad_loss, &g));
         nb::dict out;
         out["loss"] = numpy_array(f.loss, {f.loss.size()});
         out["row_lse"] = numpy_array(f.row_lse, {u(p.batch)});
@@ -891,22 +611,14 @@ NB_MODULE(_core, m) {
         out["grad_scale"] = g.grad_scale;
         out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(m_rows)});
         return out;
-      },
-      "params"_a, "anchors"_a, "candidates"_a, "grad_loss"_a.none() = nb::none());
-  m.def(
-      "reference_repel",
-      [](const repel::Params& params, const HostMatrix& anchors, const HostMatrix& negatives,
-         const std::optional<HostMatrix>& grad_loss) {
-        constexpr const char* kCall = "reference.repel";
-        const repel::Params p = dense(params);
-        const double* ad = host_rows(kCall, "anchors", anchors, p.batch, p.dim);
-        const double* nd = host_rows(kCall, "negatives", negatives, p.batch * p.negatives, p.dim);
-        const double* gd =
-            host_grad_loss(kCall, grad_loss, loss_count(p.reduction, p.batch * p.negatives));
-        contrastive::reference::RepelForward f;
-        contrastive::reference::RepelBackward g;
-        throw_if(contrastive::reference::repel_forward(p, ad, nd, &f));
-        throw_if(contrastive::reference::repel_backward(p, ad, nd, gd, &g));
+      });
+  def_reference<repel::Params>(
+      m, [](const repel::Params& p, const double* const* in, const double* grad_loss) {
+        namespace ref = contrastive::reference;
+        ref::RepelForward f;
+        ref::RepelBackward g;
+        throw_if(ref::repel_forward(p, in[0], in[1], &f));
+        throw_if(ref::repel_backward(p, in[0], in[1], grad_loss, &g));
         nb::dict out;
         out["loss"] = numpy_array(f.loss, {f.loss.size()});
         out["similarities"] = numpy_array(f.similarities, {u(p.batch), u(p.negatives)});
@@ -914,6 +626,5 @@ NB_MODULE(_core, m) {
         out["grad_anchors"] = numpy_array(g.grad_anchors, {u(p.batch), u(p.dim)});
         out["grad_negatives"] = numpy_array(g.grad_negatives, {u(p.batch * p.negatives), u(p.dim)});
         return out;
-      },
-      "params"_a, "anchors"_a, "negatives"_a, "grad_loss"_a.none() = nb::none());
+      });
 }

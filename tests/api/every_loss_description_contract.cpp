@@ -1,17 +1,23 @@
 // The loss descriptions (host/describe/losses.hpp) against the library: each tensor's extent is
 // what the size queries say, and run() hands every tensor to the argument of its name in each
 // pass. With an empty handle the arguments are checked first, so a call with every pointer set
-// reaches the handle check, and a null or misaligned pointer is reported under its own name.
+// reaches the handle check, and a null or misaligned pointer is reported under its own name. The
+// compile-time tables the C API, the Python bindings and the fuzz harness are built from agree
+// with all_losses(), and each loss's field list covers its C params struct.
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "contrastive/contrastive.h"
 #include "contrastive/contrastive.hpp"
 #include "host/describe/losses.hpp"
 
@@ -28,13 +34,7 @@ using describe::Role;
 constexpr Pass kPasses[] = {Pass::kForward, Pass::kBackward, Pass::kForwardBackward};
 
 bool used_by(const describe::Tensor& tensor, Pass pass) {
-  switch (tensor.role) {
-    case Role::kLoss: return computes_loss(pass);
-    case Role::kUpstreamGradient:
-    case Role::kGradient:
-    case Role::kScalarGradient: return computes_gradients(pass);
-    default: return true;
-  }
+  return describe::takes(pass, tensor.role);
 }
 
 /// Host buffers for every tensor of one loss (the calls stop before the handle, nothing is read).
@@ -118,6 +118,92 @@ TEST_P(Description, RunPassesEveryTensorUnderItsName) {
     }
   }
 }
+
+TEST_P(Description, RowStridesAndGroupsBelongToTheInputs) {
+  describe::Params params = GetParam().params(describe::Shape{});
+  std::visit(
+      [&](auto& p) {
+        for (const describe::Tensor& tensor : GetParam().tensors) {
+          SCOPED_TRACE(tensor.name);
+          std::int64_t* stride = describe::row_stride(p, tensor.name);
+          const describe::Extent before = describe::extent(p, tensor.name);
+          if (tensor.role != Role::kInput) {
+            EXPECT_EQ(stride, nullptr);
+            EXPECT_EQ(before.group, 0);
+            continue;
+          }
+          ASSERT_NE(stride, nullptr);
+          if (before.group != 0) {
+            EXPECT_EQ(before.rows % before.group, 0);
+          }
+          *stride = before.cols + 3;
+          EXPECT_EQ(describe::extent(p, tensor.name).stride, before.cols + 3);
+          EXPECT_EQ(describe::check(p), Status::kSuccess) << last_error_message();
+        }
+      },
+      params);
+}
+
+template <typename P>
+void expect_tables_agree(const describe::Loss& loss) {
+  using D = describe::Described<P>;
+  EXPECT_STREQ(D::name, loss.name);
+  EXPECT_STREQ(D::api, loss.api);
+  ASSERT_EQ(std::size(D::tensors), loss.tensors.size());
+  for (std::size_t i = 0; i < loss.tensors.size(); ++i) {
+    EXPECT_STREQ(D::tensors[i].name, loss.tensors[i].name);
+    EXPECT_EQ(D::tensors[i].role, loss.tensors[i].role);
+  }
+  for (const Pass pass : kPasses) {
+    const auto taken = describe::arguments<P>(pass);
+    std::size_t expected = 0;
+    for (std::size_t i = 0; i < loss.tensors.size(); ++i) {
+      if (!used_by(loss.tensors[i], pass)) continue;
+      ASSERT_LT(expected, taken.count);
+      EXPECT_EQ(taken.index[expected++], i) << "the arguments of a pass keep the tensors' order";
+    }
+    EXPECT_EQ(taken.count, expected);
+  }
+}
+
+TEST_P(Description, CompileTimeTablesAgree) {
+  const describe::Params params = GetParam().params(describe::Shape{});
+  std::visit([&](const auto& p) { expect_tables_agree<std::decay_t<decltype(p)>>(GetParam()); },
+             params);
+  for (const describe::Loss& other : describe::all_losses()) {
+    if (other.name != std::string(GetParam().name)) {
+      EXPECT_STRNE(other.api, GetParam().api);
+    }
+  }
+}
+
+// Each field list names every field of the C struct: their sizes, the 8-byte header and the
+// 4-byte reserved field add up to the struct (none of the layouts has padding).
+#define CONTRASTIVE_FIELD_BYTES(field) +sizeof(C::field)
+template <typename C>
+constexpr std::size_t kHeaderAndReserved = sizeof(C::struct_size) + sizeof(C::magic) +
+                                           sizeof(C::reserved);
+TEST(DescriptionFields, CoverTheCParamsStructs) {
+  {
+    using C = contrastive_infonce_params_t;
+    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_FIELD_BYTES), sizeof(C));
+  }
+  {
+    using C = contrastive_mnr_per_anchor_params_t;
+    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_MNR_PER_ANCHOR_FIELDS(CONTRASTIVE_FIELD_BYTES),
+              sizeof(C));
+  }
+  {
+    using C = contrastive_mnr_in_batch_params_t;
+    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_FIELD_BYTES),
+              sizeof(C));
+  }
+  {
+    using C = contrastive_repel_params_t;
+    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_REPEL_FIELDS(CONTRASTIVE_FIELD_BYTES), sizeof(C));
+  }
+}
+#undef CONTRASTIVE_FIELD_BYTES
 
 INSTANTIATE_TEST_SUITE_P(EveryLoss, Description, ::testing::ValuesIn(describe::all_losses()),
                          [](const auto& info) { return std::string(info.param.name); });
