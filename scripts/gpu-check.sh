@@ -73,7 +73,8 @@ export LC_ALL=C
 
 # gtest filter for memcheck: the scenario tests of every loss, the f32 sweep cases with B <= 33
 # and the other precisions' cases with B <= 3; MEMCHECK_FILTER='*' checks every GPU test.
-MEMCHECK_FILTER_DEFAULT='*Scenario.*:Sweep/*/B1_*:Sweep/*/B2_*:Sweep/*/B3_*:Sweep/*/B7_*:Sweep/*/B33_*:Precision/*/B1_*:Precision/*/B2_*:Precision/*/B3_*'
+MEMCHECK_FILTER_DEFAULT='*Scenario.*:Sweep/*/B1_*:Sweep/*/B2_*:Sweep/*/B3_*:Sweep/*/B7_*'
+MEMCHECK_FILTER_DEFAULT+=':Sweep/*/B33_*:Precision/*/B1_*:Precision/*/B2_*:Precision/*/B3_*'
 # The reliability tests' small set for every sanitizer
 # (tests/gpu/every_loss_sanitizer_smoke_gpu.cpp);
 # racecheck and synccheck, the slowest, take its f32 half by default.
@@ -84,8 +85,10 @@ SANITIZER_LONG="$SANITIZER_SMOKE:Edges/*"
 # and CLIP's large batch at B = 32768 on both paths (the tiled one queues thousands of launches);
 # per-anchor MNR and Repel on the grid at B = 8192 (n in 1, 3, 16, 127; D in 384, 768) and
 # in-batch MNR forward_backward. --long runs everything (f16, backward, B = 256, up to 131072).
-BENCH_SHORT_INFONCE='^infonce/(forward|forward_backward)/(f32|bf16)/|^infonce_clip/forward_backward/(tiled|materialized)/bf16/B:32768/'
-BENCH_SHORT_MNR='^mnr/per_anchor/(forward|forward_backward)/(f32|bf16)/B:8192/|^mnr/in_batch/forward_backward/(f32|bf16)/'
+BENCH_SHORT_INFONCE='^infonce/(forward|forward_backward)/(f32|bf16)/'
+BENCH_SHORT_INFONCE+='|^infonce_clip/forward_backward/(tiled|materialized)/bf16/B:32768/'
+BENCH_SHORT_MNR='^mnr/per_anchor/(forward|forward_backward)/(f32|bf16)/B:8192/'
+BENCH_SHORT_MNR+='|^mnr/in_batch/forward_backward/(f32|bf16)/'
 BENCH_SHORT_REPEL='^repel/(forward|forward_backward)/(f32|bf16)/B:8192/'
 
 usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
@@ -104,7 +107,10 @@ for arg in "$@"; do
       ;;
   esac
 done
-[[ -n "$report" ]] || { echo "usage: bash scripts/gpu-check.sh [--bench-first|--checks-first] [--long] REPORT_DIR" >&2; exit 2; }
+[[ -n "$report" ]] || {
+  echo "usage: bash scripts/gpu-check.sh [--bench-first|--checks-first] [--long] REPORT_DIR" >&2
+  exit 2
+}
 mkdir -p "$report" || exit 2
 R=$(cd "$report" && pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
@@ -143,7 +149,10 @@ fi
 
 # The plan: STEPS and CAP_/MIN_/KEEP_/OPTIONAL_<step> (bench/check_plan.py).
 PYTHON=$(command -v python3 || true)
-[[ -n "$PYTHON" ]] || { echo "gpu-check: python3 is needed (the time plan, the summaries)" >&2; exit 2; }
+[[ -n "$PYTHON" ]] || {
+  echo "gpu-check: python3 is needed (the time plan, the summaries)" >&2
+  exit 2
+}
 long_arg=()
 ((long)) && long_arg=(--long)
 plan_text=$("$PYTHON" "$ROOT/bench/check_plan.py" "$mode" "$CHECK_BUDGET" "${long_arg[@]}") ||
@@ -154,7 +163,8 @@ for step in $STEPS; do
   cap_override="GPU_CHECK_CAP_$step"
   [[ -n "${!cap_override:-}" ]] && printf -v "CAP_$step" '%d' "${!cap_override}"
 done
-ALL_STEPS="configure build build_tests tests demo memcheck selftest racecheck initcheck synccheck bench_infonce bench_mnr bench_repel compare"
+ALL_STEPS="configure build build_tests tests demo memcheck selftest racecheck initcheck synccheck"
+ALL_STEPS+=" bench_infonce bench_mnr bench_repel compare"
 
 LOG_ENV="$R/env.log" LOG_BUILD="$R/build.log" LOG_TESTS="$R/tests.log" JUNIT="$R/ctest-junit.xml"
 LOG_RUN="$R/run.log" LOG_MEMCHECK="$R/memcheck.log" LOG_SANITIZERS="$R/sanitizers.log"
@@ -238,19 +248,27 @@ numbers_note() {
   if [[ -z "$benches" ]]; then
     echo "no benchmark or compare numbers came back"
   elif [[ $tests == PASS ]]; then
-    echo "TRUSTED: the GPU tests passed in this run (and each benchmark run matched the float64 reference before it was timed)"
+    echo "TRUSTED: the GPU tests passed in this run (and each benchmark run matched the" \
+      "float64 reference before it was timed)"
   elif [[ $tests == FAIL ]]; then
-    echo "UNTRUSTED: the GPU tests FAILED in this run; ${benches% } numbers are kept for diagnosis only"
+    echo "UNTRUSTED: the GPU tests FAILED in this run; ${benches% } numbers are kept" \
+      "for diagnosis only"
   else
-    echo "UNCHECKED: the GPU tests did not run (${tests:-not reached}); the numbers rest on each benchmark run's own float64 comparison"
+    echo "UNCHECKED: the GPU tests did not run (${tests:-not reached}); the numbers rest on" \
+      "each benchmark run's own float64 comparison"
   fi
 }
 write_summary() {
-  local i failed_steps=() ran_steps=() not_ran=() total s st
+  local i failed_steps=() ran_steps=() not_ran=() total s st bench_cap
   total=$(secs_since "$T0")
+  bench_cap=${GPU_CHECK_BENCH_CAP:+ GPU_CHECK_BENCH_CAP=$GPU_CHECK_BENCH_CAP}
   for i in "${!names[@]}"; do
     [[ ${statuses[i]} == FAIL ]] && failed_steps+=("${names[i]}")
-    if [[ ${statuses[i]} == SKIP ]]; then not_ran+=("${names[i]}"); else ran_steps+=("${names[i]}"); fi
+    if [[ ${statuses[i]} == SKIP ]]; then
+      not_ran+=("${names[i]}")
+    else
+      ran_steps+=("${names[i]}")
+    fi
   done
   for s in $ALL_STEPS; do
     st=$(status_of "$s")
@@ -261,13 +279,17 @@ write_summary() {
     echo
     echo "- mode: $mode$( ((long)) && echo ', --long'): steps $STEPS"
     echo "- card: $CARD${DRIVER:+ (driver $DRIVER)}"
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), host $(uname -n), total ${total} s of ${CHECK_BUDGET} s budget"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), host $(uname -n)," \
+      "total ${total} s of ${CHECK_BUDGET} s budget"
     echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo n/a)$(
-      [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] && echo ' (modified)')"
-    echo "- CUDA_ARCH=$CUDA_ARCH JOBS=$JOBS BENCH_SAMPLE_SECONDS=$BENCH_SAMPLE_SECONDS${GPU_CHECK_BENCH_CAP:+ GPU_CHECK_BENCH_CAP=$GPU_CHECK_BENCH_CAP}"
+      [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] &&
+        echo ' (modified)')"
+    echo "- CUDA_ARCH=$CUDA_ARCH JOBS=$JOBS BENCH_SAMPLE_SECONDS=$BENCH_SAMPLE_SECONDS$bench_cap"
     if [[ $mode == checks-first ]]; then
-      echo "- MEMCHECK_FILTER='$MEMCHECK_FILTER' RELIABILITY_MEMCHECK_FILTER='$RELIABILITY_MEMCHECK_FILTER'"
-      echo "- RACECHECK_FILTER='$RACECHECK_FILTER' INITCHECK_FILTER='$INITCHECK_FILTER' SYNCCHECK_FILTER='$SYNCCHECK_FILTER'"
+      echo "- MEMCHECK_FILTER='$MEMCHECK_FILTER'" \
+        "RELIABILITY_MEMCHECK_FILTER='$RELIABILITY_MEMCHECK_FILTER'"
+      echo "- RACECHECK_FILTER='$RACECHECK_FILTER' INITCHECK_FILTER='$INITCHECK_FILTER'" \
+        "SYNCCHECK_FILTER='$SYNCCHECK_FILTER'"
     fi
     echo
     echo "| step | status | seconds | detail |"
@@ -305,13 +327,15 @@ on_signal() {
   trap - INT TERM
   local pid
   for pid in "${RUNNING_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done # timeout passes it on
-  names+=("interrupted") statuses+=("FAIL") seconds+=("-") details+=("signal received at $(secs_since "$T0") s")
+  names+=("interrupted") statuses+=("FAIL") seconds+=("-") \
+    details+=("signal received at $(secs_since "$T0") s")
   finish
   exit 1
 }
 trap on_signal INT TERM
 
-echo "gpu-check: $mode$( ((long)) && echo ', --long'), report in $R, build in $BUILD_DIR, budget ${CHECK_BUDGET} s"
+echo "gpu-check: $mode$( ((long)) && echo ', --long'), report in $R," \
+  "build in $BUILD_DIR, budget ${CHECK_BUDGET} s"
 
 # --- (a) environment ------------------------------------------------------------------------
 start=$(now_ms)
@@ -319,7 +343,8 @@ if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
   export PATH="/usr/local/cuda/bin:$PATH"
 fi
 SANITIZER=$(command -v compute-sanitizer || true)
-for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+for c in /usr/local/cuda/bin/compute-sanitizer \
+  /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
   [[ -z "$SANITIZER" && -x "$c" ]] && SANITIZER=$c
 done
 {
@@ -343,7 +368,8 @@ if command -v nvidia-smi >/dev/null; then
     run_to "$LOG_ENV" 20 nvidia-smi --query-gpu=$query --format=csv,noheader
   fi
   # First CSV line of the query answer: "NVIDIA H100 80GB HBM3, 580.159.04, 81559 MiB, 9.0".
-  gpu_line=$(sed -n "/--query-gpu=$query/,/^### exit/p" "$LOG_ENV" | grep -v '^###' | grep ', ' | head -1)
+  gpu_line=$(sed -n "/--query-gpu=$query/,/^### exit/p" "$LOG_ENV" | grep -v '^###' |
+    grep ', ' | head -1)
   if [[ -n "$gpu_line" ]]; then
     CARD=$(echo "$gpu_line" | cut -d, -f1 | sed 's/ *$//')
     DRIVER=$(echo "$gpu_line" | cut -d, -f2 | tr -d ' ')
@@ -370,14 +396,16 @@ if command -v cmake >/dev/null; then
 else
   env_problems+=("cmake not found")
 fi
-command -v ninja >/dev/null && run_to "$LOG_ENV" 10 ninja --version || env_problems+=("ninja not found")
+command -v ninja >/dev/null && run_to "$LOG_ENV" 10 ninja --version ||
+  env_problems+=("ninja not found")
 command -v c++ >/dev/null && run_to "$LOG_ENV" 10 c++ --version
 if [[ -n "$SANITIZER" ]]; then
   run_to "$LOG_ENV" 20 "$SANITIZER" --version
 else
   echo "compute-sanitizer: not found" >>"$LOG_ENV"
 fi
-env_detail="$CARD${mem:+, $mem}${cc:+, cc $cc}${DRIVER:+, driver $DRIVER}, nvcc ${nvcc_version:-?}, cmake ${cmake_version:-?}"
+env_detail="$CARD${mem:+, $mem}${cc:+, cc $cc}${DRIVER:+, driver $DRIVER}"
+env_detail+=", nvcc ${nvcc_version:-?}, cmake ${cmake_version:-?}"
 if ((${#env_problems[@]})); then
   record env FAIL "$start" "$(IFS=';'; echo "${env_problems[*]}"); $env_detail"
 else
@@ -388,12 +416,14 @@ have_toolchain=1
 
 # Clocks, power and temperature (queries only), one CSV line per call: before and after each
 # benchmark and compare.py.
-GPU_STATE_QUERY=timestamp,clocks.sm,clocks.mem,clocks.max.sm,power.draw,power.limit,temperature.gpu,clocks_throttle_reasons.active
+GPU_STATE_QUERY=timestamp,clocks.sm,clocks.mem,clocks.max.sm,power.draw,power.limit
+GPU_STATE_QUERY+=,temperature.gpu,clocks_throttle_reasons.active
 gpu_state_snapshot() { # LABEL
   command -v nvidia-smi >/dev/null || return 0
   [[ -s "$GPU_STATE_CSV" ]] || echo "label, $GPU_STATE_QUERY" >"$GPU_STATE_CSV"
   local line
-  line=$(timeout 10 nvidia-smi --query-gpu=$GPU_STATE_QUERY --format=csv,noheader 2>/dev/null | head -1)
+  line=$(timeout 10 nvidia-smi --query-gpu=$GPU_STATE_QUERY --format=csv,noheader 2>/dev/null |
+    head -1)
   [[ -n "$line" ]] && echo "$1, $line" >>"$GPU_STATE_CSV"
 }
 
@@ -459,7 +489,8 @@ step_configure() {
 # in CI. Each mode builds first what it runs first.
 BENCH_TARGETS="contrastive_bench_infonce contrastive_bench_mnr contrastive_bench_repel"
 defined_targets() {
-  ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | sed -n 's/^\([A-Za-z0-9_.-]*\): .*/\1/p' | sort -u
+  ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | sed -n 's/^\([A-Za-z0-9_.-]*\): .*/\1/p' |
+    sort -u
 }
 wanted_targets() { # numbers | tests
   local defined wanted t
@@ -476,7 +507,7 @@ wanted_targets() { # numbers | tests
 
 # build_targets STEP KIND: builds wanted_targets KIND; sets built (numbers) or tests_built.
 build_targets() {
-  local step=$1 kind=$2 start t t2 rc targets warnings note=""
+  local step=$1 kind=$2 start t t2 rc targets warnings note="" detail
   start=$(now_ms)
   t=$(step_timeout "$step")
   if ((!configured)); then
@@ -513,7 +544,8 @@ build_targets() {
     local b
     bench_built=1
     for b in $BENCH_TARGETS; do [[ -x "$BUILD_DIR/bench/$b" ]] || bench_built=0; done
-    if ((!bench_built)) && [[ -z "$bench_note" ]] && grep -q 'Google Benchmark not found' "$LOG_BUILD"; then
+    if ((!bench_built)) && [[ -z "$bench_note" ]] &&
+      grep -q 'Google Benchmark not found' "$LOG_BUILD"; then
       bench_note="Google Benchmark not found"
     fi
   else
@@ -521,11 +553,13 @@ build_targets() {
   fi
   warnings=$(grep -c 'warning' "$LOG_BUILD")
   if ((ok)); then
-    record "$step" PASS "$start" "$(wc -w <<<"$targets") targets, $warnings warning lines in build.log$note${bench_note:+; $bench_note}"
+    detail="$(wc -w <<<"$targets") targets, $warnings warning lines in build.log$note"
+    record "$step" PASS "$start" "$detail${bench_note:+; $bench_note}"
   elif timed_out $rc; then
     record "$step" FAIL "$start" "timed out after $t s"
   else
-    record "$step" FAIL "$start" "$(grep -c '^FAILED:' "$LOG_BUILD") failed build edges, $warnings warning lines$note"
+    record "$step" FAIL "$start" \
+      "$(grep -c '^FAILED:' "$LOG_BUILD") failed build edges, $warnings warning lines$note"
     show_tail "$LOG_BUILD" '^FAILED:|error'
   fi
 }
@@ -605,16 +639,21 @@ step_tests() {
     skipped=$((skipped + $(gtest_count "$log" '^\[  SKIPPED \] ([0-9]+) tests?, listed below.*')))
   done
   local ctest_line ctest_failed="" ctest_total=""
-  ctest_line=$(sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$dir/ctest.log" | tail -1)
+  ctest_line=$(sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' \
+    "$dir/ctest.log" | tail -1)
   read -r ctest_failed ctest_total <<<"$ctest_line"
-  local counts="gtest: $ran ran, $passed passed, $failed failed, $skipped skipped ($shards shards per GPU binary); ctest python/README: ${ctest_total:-?} tests, ${ctest_failed:-?} failed"
+  local counts="gtest: $ran ran, $passed passed, $failed failed, $skipped skipped"
+  counts+=" ($shards shards per GPU binary)"
+  counts+="; ctest python/README: ${ctest_total:-?} tests, ${ctest_failed:-?} failed"
   [[ $GPU_STATE == present && $skipped -gt 0 ]] && counts+="; skips with a GPU present"
   ((${#crashed[@]})) && counts+="; no gtest summary from: ${crashed[*]}"
   if ((timed)); then
     record tests FAIL "$start" "timed out after $t s; $counts"
   elif ((rc != 0 || failed > 0 || ${#crashed[@]} > 0 || ${ctest_failed:-1} != 0 || ran == 0)); then
     record tests FAIL "$start" "$counts"
-    show_tail "$LOG_TESTS" '^\[  FAILED  \] [A-Za-z]|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Not Run|Exception|Subprocess)'
+    local failures='^\[  FAILED  \] [A-Za-z]'
+    failures+='|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Not Run|Exception|Subprocess)'
+    show_tail "$LOG_TESTS" "$failures"
   else
     record tests PASS "$start" "$counts"
   fi
@@ -641,7 +680,8 @@ else
   # One line per example (InfoNCE, MNR, Repel), joined so the summary row stays one line.
   ref=$(sed -n 's/^reference (float64) loss: *//p' "$demo_out" | paste -sd'/' -)
   gpu=$(sed -n 's/^GPU (float32) loss: *//p' "$demo_out" | paste -sd'/' -)
-  diff=$(sed -n 's/^largest |GPU - reference| gradient difference: *//p' "$demo_out" | paste -sd'/' -)
+  diff=$(sed -n 's/^largest |GPU - reference| gradient difference: *//p' "$demo_out" |
+    paste -sd'/' -)
   why=$(sed -n 's/^GPU path did not run: *//p' "$demo_out" | head -1)
   if timed_out $rc; then
     record demo FAIL "$start" "timed out after $t s"
@@ -686,7 +726,8 @@ sanitizer_step() {
     return
   elif ((t < (optional ? ${!min_var:-15} : 1))); then
     if ((optional)); then
-      record "$step" SKIP "$start" "no time left before the benchmarks' reserved time (--long gives more)"
+      record "$step" SKIP "$start" \
+        "no time left before the benchmarks' reserved time (--long gives more)"
     else
       record "$step" FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
     fi
@@ -695,6 +736,10 @@ sanitizer_step() {
   deadline=$(($(now_ms) + t * 1000))
   local extra=()
   [[ $tool == memcheck ]] && extra=(--leak-check full)
+  # compute-sanitizer's summary lines, and its messages for a runtime it cannot check.
+  local race_summary='^========= RACECHECK SUMMARY: .*\(([0-9]+) errors?, ([0-9]+) warnings?\).*'
+  local unusable='^=========.*(Device not supported|Internal Sanitizer Error'
+  unusable+='|[Uu]nsupported (device|GPU|driver)|driver.*incompatible|incompatible.*driver)'
   while (($# >= 2)); do
     binary=$1 filter=$2
     shift 2
@@ -718,9 +763,11 @@ sanitizer_step() {
     local n
     n=$(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$part" | tail -1)
     errors=$((errors + ${n:-0}))
-    n=$(sed -nE 's/^========= RACECHECK SUMMARY: .*\(([0-9]+) errors?, ([0-9]+) warnings?\).*/\1/p' "$part" | tail -1)
-    ((${n:-0} > 0)) && [[ -z $(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$part") ]] && errors=$((errors + n))
-    n=$(sed -nE 's/^========= RACECHECK SUMMARY: .*\(([0-9]+) errors?, ([0-9]+) warnings?\).*/\2/p' "$part" | tail -1)
+    n=$(sed -nE "s/$race_summary/\\1/p" "$part" | tail -1)
+    ((${n:-0} > 0)) &&
+      [[ -z $(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$part") ]] &&
+      errors=$((errors + n))
+    n=$(sed -nE "s/$race_summary/\\2/p" "$part" | tail -1)
     warnings=$((warnings + ${n:-0}))
     n=$(sed -nE 's/^\[==========\] ([0-9]+) tests? from .* ran\..*/\1/p' "$part" | tail -1)
     [[ -z "$n" ]] && no_output+="${binary##*/} (exit $rc) "
@@ -731,14 +778,15 @@ sanitizer_step() {
     gskipped=$((gskipped + ${n:-0}))
     n=$(sed -nE 's/^\[  FAILED  \] ([0-9]+) tests?, listed below.*/\1/p' "$part" | tail -1)
     gfailed=$((gfailed + ${n:-0}))
-    [[ -z "$unsupported" ]] && unsupported=$(grep -E '^=========.*(Device not supported|Internal Sanitizer Error|[Uu]nsupported (device|GPU|driver)|driver.*incompatible|incompatible.*driver)' "$part" |
+    [[ -z "$unsupported" ]] && unsupported=$(grep -E "$unusable" "$part" |
       head -1 | sed 's/^=========[[:space:]]*//')
     ((rc != 0 && rc != 86)) && ! timed_out $rc && failed_rc=$rc
     ((timed)) && break
   done
   local counts="${runs[*]}: $ran tests ran, $passed passed, $gfailed failed, $gskipped skipped"
   ((warnings > 0)) && counts+=", $warnings racecheck warnings"
-  local hazards='^=========[[:space:]]+(Invalid|Leaked|Program hit|Malformed|Misaligned|Out.of.bounds|Uninitialized|Barrier|Race|Error|Warning)'
+  local hazards='^=========[[:space:]]+(Invalid|Leaked|Program hit|Malformed|Misaligned'
+  hazards+='|Out.of.bounds|Uninitialized|Barrier|Race|Error|Warning)'
   if [[ -n "$unsupported" ]]; then
     record "$step" SKIP "$start" "sanitizer unusable on this runtime: ${unsupported:0:90}"
   elif ((errors > 0)); then
@@ -747,7 +795,8 @@ sanitizer_step() {
   elif ((timed)); then
     record "$step" FAIL "$start" "timed out after $t s (narrow its filter); $counts"
   elif [[ -n "$no_output" ]]; then
-    record "$step" FAIL "$start" "no gtest output under the sanitizer: $no_output: nothing was checked"
+    record "$step" FAIL "$start" \
+      "no gtest output under the sanitizer: $no_output: nothing was checked"
     show_tail "$log"
   elif ((ran == 0)); then
     record "$step" FAIL "$start" "the filters matched no tests: nothing was checked"
@@ -785,7 +834,7 @@ step_synccheck() {
 
 # The self-test: memcheck must report the deliberate off-by-one of contrastive_broken_launch.
 step_selftest() {
-local start t part rc errors first
+local start t part rc errors first detail
 start=$(now_ms)
 t=$(step_timeout selftest)
 if ((!tests_built)); then
@@ -806,15 +855,19 @@ else
   rc=$?
   cat "$part" >>"$LOG_SANITIZERS"
   errors=$(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$part" | tail -1)
-  first=$(grep -E -m1 '^=========[[:space:]]+(Invalid|Out.of.bounds)' "$part" | sed 's/^=========[[:space:]]*//')
+  first=$(grep -E -m1 '^=========[[:space:]]+(Invalid|Out.of.bounds)' "$part" |
+    sed 's/^=========[[:space:]]*//')
   if timed_out $rc; then
     record selftest FAIL "$start" "timed out after $t s"
   elif ((rc == 77)); then
     record selftest SKIP "$start" "no usable device under the sanitizer"
   elif [[ -n "$errors" && $errors -gt 0 ]]; then
-    record selftest PASS "$start" "memcheck caught the deliberate off-by-one: $errors errors (${first:0:60})"
+    record selftest PASS "$start" \
+      "memcheck caught the deliberate off-by-one: $errors errors (${first:0:60})"
   else
-    record selftest FAIL "$start" "memcheck reported nothing for a known out-of-bounds launch (exit $rc): its 0 errors elsewhere prove nothing"
+    detail="memcheck reported nothing for a known out-of-bounds launch (exit $rc):"
+    detail+=" its 0 errors elsewhere prove nothing"
+    record selftest FAIL "$start" "$detail"
     show_tail "$part"
   fi
 fi
@@ -859,13 +912,15 @@ bench_step() {
   # checks-first: the tests ran before; failed tests make these numbers diagnosis only.
   [[ $(status_of tests) == FAIL ]] && first+=" [UNTRUSTED: the GPU tests failed]"
   if timed_out $rc; then
-    record "$step" FAIL "$start" "timed out after $t s; ${first:-no JSON written}${filter:+ (filter $filter)}"
+    record "$step" FAIL "$start" \
+      "timed out after $t s; ${first:-no JSON written}${filter:+ (filter $filter)}"
   elif ((rc != 0)); then
     record "$step" FAIL "$start" "exit $rc${first:+; $first}"
     show_tail "$LOG_RUN"
   elif [[ ! -s "$json" ]]; then
     record "$step" FAIL "$start" "no JSON written"
-  elif [[ ! "$first" =~ ^[1-9][0-9]*\ runs,\ 0\ with\ errors ]] || [[ "$first" == *truncated* ]]; then
+  elif [[ ! "$first" =~ ^[1-9][0-9]*\ runs,\ 0\ with\ errors ]] ||
+    [[ "$first" == *truncated* ]]; then
     record "$step" FAIL "$start" "${first:-no runs} -> bench-$loss.json"
     tail -n +2 <<<"$stats" | head -n 24
   else
@@ -899,7 +954,8 @@ step_compare() {
     record compare SKIP "$start" "PyTorch not installed"
     return
   elif ((t < ${MIN_compare:-45})); then
-    record compare FAIL "$start" "only $t s left of the ${CHECK_BUDGET} s budget, under its ${MIN_compare:-45} s"
+    record compare FAIL "$start" \
+      "only $t s left of the ${CHECK_BUDGET} s budget, under its ${MIN_compare:-45} s"
     return
   fi
   compare_out="$BUILD_DIR/compare.out"
@@ -921,9 +977,11 @@ step_compare() {
   if timed_out $rc; then
     record compare FAIL "$start" "timed out after $t s${where}"
   elif ((rc == 3)); then
-    record compare SKIP "$start" "$(grep -v '^###' "$compare_out" | grep . | tail -1 | sed 's/^compare: //')"
+    record compare SKIP "$start" \
+      "$(grep -v '^###' "$compare_out" | grep . | tail -1 | sed 's/^compare: //')"
   elif ((rc == 1)); then
-    record compare FAIL "$start" "contrastive failed a check: $(sed -n 's/^compare: LIBRARY FAILURE: //p' "$compare_out" | head -1)"
+    record compare FAIL "$start" "contrastive failed a check: $(
+      sed -n 's/^compare: LIBRARY FAILURE: //p' "$compare_out" | head -1)"
     grep '^compare: LIBRARY FAILURE' "$compare_out" | head -n 8 | cut -c1-200 | sed 's/^/    /'
   elif ((rc != 0)); then
     record compare FAIL "$start" "exit $rc${where}"
@@ -945,6 +1003,7 @@ for step in $STEPS; do
 done
 for step in $ALL_STEPS; do
   [[ " $STEPS " == *" $step "* ]] && continue
-  record "$step" SKIP "$(now_ms)" "not in $mode mode$([[ $mode == bench-first ]] && echo ' (--checks-first runs it)')"
+  record "$step" SKIP "$(now_ms)" \
+    "not in $mode mode$([[ $mode == bench-first ]] && echo ' (--checks-first runs it)')"
 done
 finish

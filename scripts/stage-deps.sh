@@ -28,7 +28,8 @@
 # if a future package version has them.
 #
 # Idempotent: STAGE_DIR/googletest, STAGE_DIR/benchmark and STAGE_DIR/python are replaced on every
-# run; nothing else in STAGE_DIR is touched. Set STAGE_SKIP_SELFTEST=1 to skip the scratch configure.
+# run; nothing else in STAGE_DIR is touched. Set STAGE_SKIP_SELFTEST=1 to skip the scratch
+# configure.
 set -euo pipefail
 
 GTEST_SRC=${GTEST_SRC:-/usr/src/googletest}
@@ -167,24 +168,31 @@ for distribution in ("pytest", "pluggy", "iniconfig", "packaging", "pygments"):
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, destination)
 EOF
-  python_note="python: pytest $(python3 -c 'import pytest; print(pytest.__version__)') and its dependencies from $(python3 --version 2>&1)"
+  python_note="python: pytest $(python3 -c 'import pytest; print(pytest.__version__)'
+    ) and its dependencies from $(python3 --version 2>&1)"
 fi
 
 # --- manifest and report --------------------------------------------------------------------
-gtest_version=$(sed -n 's/.*GOOGLETEST_VERSION \([0-9.]*\).*/\1/p' "$stage/googletest/CMakeLists.txt" | head -1)
-bench_version=$(sed -n 's/^set(PACKAGE_VERSION "\([^"]*\)").*/\1/p' "$bench_dir/benchmarkConfigVersion.cmake" | head -1)
+gtest_version=$(sed -n 's/.*GOOGLETEST_VERSION \([0-9.]*\).*/\1/p' \
+  "$stage/googletest/CMakeLists.txt" | head -1)
+bench_version=$(sed -n 's/^set(PACKAGE_VERSION "\([^"]*\)").*/\1/p' \
+  "$bench_dir/benchmarkConfigVersion.cmake" | head -1)
 {
   echo "staged by scripts/stage-deps.sh on $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(uname -n)"
   echo "googletest ${gtest_version:-?}  from $GTEST_SRC"
-  echo "benchmark  ${bench_version:-?}  from $SYS_PREFIX (include/benchmark, lib/$MULTIARCH/libbenchmark*, lib/$MULTIARCH/cmake/benchmark)"
+  echo "benchmark  ${bench_version:-?}  from $SYS_PREFIX (include/benchmark," \
+    "lib/$MULTIARCH/libbenchmark*, lib/$MULTIARCH/cmake/benchmark)"
   echo "$python_note"
-  echo "use: -DCONTRASTIVE_GTEST_SOURCE_DIR=<stage>/googletest -Dbenchmark_DIR=<stage>/benchmark/lib/$MULTIARCH/cmake/benchmark"
+  echo "use: -DCONTRASTIVE_GTEST_SOURCE_DIR=<stage>/googletest" \
+    "-Dbenchmark_DIR=<stage>/benchmark/lib/$MULTIARCH/cmake/benchmark"
 } >"$stage/MANIFEST.txt"
 
 echo "stage-deps: staged into $stage"
-echo "  googletest ${gtest_version:-?}: $(find "$stage/googletest" -type f | wc -l) files, $(du -sh "$stage/googletest" | cut -f1)"
+echo "  googletest ${gtest_version:-?}: $(find "$stage/googletest" -type f | wc -l) files," \
+  "$(du -sh "$stage/googletest" | cut -f1)"
 echo "  benchmark  ${bench_version:-?}: $(du -sh "$stage/benchmark" | cut -f1)"
-(cd "$stage/benchmark" && find . -type f \( -path './lib/*' -o -name '*.h' \) | sort | sed 's#^\./#    #')
+(cd "$stage/benchmark" && find . -type f \( -path './lib/*' -o -name '*.h' \) | sort |
+  sed 's#^\./#    #')
 total_kib=$(du -sk "$stage" | cut -f1)
 echo "  total size of $stage: $((total_kib / 1024)) MiB (${total_kib} KiB)"
 if ((total_kib > MAX_MIB * 1024)); then
