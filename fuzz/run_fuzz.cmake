@@ -20,7 +20,8 @@ endif()
 set(probe_dir "${WORK_DIR}/probe")
 file(MAKE_DIRECTORY "${probe_dir}")
 file(WRITE "${probe_dir}/probe.cpp"
-     "#include <cstddef>\n#include <cstdint>\nextern \"C\" int LLVMFuzzerTestOneInput(const std::uint8_t*, std::size_t) { return 0; }\n")
+     "#include <cstddef>\n#include <cstdint>\n"
+     "extern \"C\" int LLVMFuzzerTestOneInput(const std::uint8_t*, std::size_t) { return 0; }\n")
 execute_process(
   COMMAND "${CLANGXX}" -fsanitize=fuzzer,address,undefined "${probe_dir}/probe.cpp" -o
           "${probe_dir}/probe"

@@ -26,7 +26,8 @@ __device__ std::int64_t warp_row() {
 template <typename T, bool kVector>
 __global__ __launch_bounds__(kBlockThreads) void normalize_rows_kernel(
     const T* __restrict__ x, std::int64_t rows, std::int64_t ld, std::int64_t dim, float eps,
-    const float* __restrict__ inv_norm_in, float* __restrict__ inv_norm_out, T* __restrict__ x_hat) {
+    const float* __restrict__ inv_norm_in, float* __restrict__ inv_norm_out,
+    T* __restrict__ x_hat) {
   constexpr int kStep = kVector ? kVectorElements<T> : 1;
   const int lane = threadIdx.x % kWarpSize;
   const std::int64_t row = warp_row();
@@ -78,7 +79,7 @@ __global__ __launch_bounds__(kBlockThreads) void normalize_rows_backward_kernel(
   const float* grad_in = grad_x_hat + row * dim;
   T* out = grad_x + row * dim;
   // One chunk of kStep elements: x as fp32 and the matching gradient values.
-  auto load = [&](std::int64_t c, float (&values)[kStep], float (&grads)[kStep]) {
+  auto load = [&](std::int64_t c, float(&values)[kStep], float(&grads)[kStep]) {
     if constexpr (kVector) {
       load_vector(in + c, values);
 #pragma unroll
@@ -86,7 +87,8 @@ __global__ __launch_bounds__(kBlockThreads) void normalize_rows_backward_kernel(
         float part[kVectorElements<float>];
         load_vector(grad_in + c + v * kVectorElements<float>, part);
 #pragma unroll
-        for (int i = 0; i < kVectorElements<float>; ++i) grads[v * kVectorElements<float> + i] = part[i];
+        for (int i = 0; i < kVectorElements<float>; ++i)
+          grads[v * kVectorElements<float> + i] = part[i];
       }
     } else {
       values[0] = to_float(in[c]);
@@ -114,7 +116,8 @@ __global__ __launch_bounds__(kBlockThreads) void normalize_rows_backward_kernel(
     float values[kStep], grads[kStep];
     load(c, values, grads);
 #pragma unroll
-    for (int i = 0; i < kStep; ++i) values[i] = (grads[i] - (values[i] * inv_norm) * projection) * inv_norm;
+    for (int i = 0; i < kStep; ++i)
+      values[i] = (grads[i] - (values[i] * inv_norm) * projection) * inv_norm;
     if constexpr (kVector) {
       store_vector(out + c, values);
     } else {
@@ -172,18 +175,18 @@ cudaError_t launch_normalize_rows_backward(const T* x, std::int64_t rows, std::i
 template <typename T>
 cudaError_t launch_convert(const float* in, std::int64_t count, T* out, cudaStream_t stream) {
   const std::int64_t needed = (count + kConvertThreads - 1) / kConvertThreads;
-  const auto blocks = static_cast<unsigned>(needed < kMaxConvertBlocks ? needed : kMaxConvertBlocks);
+  const auto blocks =
+      static_cast<unsigned>(needed < kMaxConvertBlocks ? needed : kMaxConvertBlocks);
   convert_kernel<T><<<blocks, kConvertThreads, 0, stream>>>(in, count, out);
   return cudaGetLastError();
 }
 
-#define CONTRASTIVE_INSTANTIATE(T)                                                             \
-  template cudaError_t launch_normalize_rows<T>(const T*, std::int64_t, std::int64_t,         \
-                                                std::int64_t, float, const float*, float*, T*, \
-                                                cudaStream_t);                                 \
-  template cudaError_t launch_normalize_rows_backward<T>(const T*, std::int64_t, std::int64_t, \
-                                                         std::int64_t, float, const float*, T*, \
-                                                         cudaStream_t);                        \
+#define CONTRASTIVE_INSTANTIATE(T)                                                                \
+  template cudaError_t launch_normalize_rows<T>(const T*, std::int64_t, std::int64_t,             \
+                                                std::int64_t, float, const float*, float*, T*,    \
+                                                cudaStream_t);                                    \
+  template cudaError_t launch_normalize_rows_backward<T>(                                         \
+      const T*, std::int64_t, std::int64_t, std::int64_t, float, const float*, T*, cudaStream_t); \
   template cudaError_t launch_convert<T>(const float*, std::int64_t, T*, cudaStream_t);
 CONTRASTIVE_INSTANTIATE(float)
 CONTRASTIVE_INSTANTIATE(__half)

@@ -12,7 +12,8 @@ constexpr unsigned kFullWarp = 0xffffffffu;
 
 template <typename T>
 __device__ T warp_all_sum(T value) {
-  for (int mask = kWarpSize / 2; mask > 0; mask /= 2) value += __shfl_xor_sync(kFullWarp, value, mask);
+  for (int mask = kWarpSize / 2; mask > 0; mask /= 2)
+    value += __shfl_xor_sync(kFullWarp, value, mask);
   return value;
 }
 

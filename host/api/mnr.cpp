@@ -61,14 +61,14 @@ Status run_per_anchor(Pass pass, const char* call, const Handle& handle, const P
                                   args.grad_scale != nullptr ? row_logit_grad : nullptr};
   const kernels::AnchorCandidateGrads grads{args.grad_anchors, args.grad_positives,
                                             args.grad_negatives};
-  CONTRASTIVE_TRY_CUDA(
-      contrastive::detail::dispatch_dtype(p.dtype,
-                                          [&](auto tag) {
-                                            using T = typename decltype(tag)::type;
-                                            return kernels::launch_anchor_candidates<T>(
-                                                pass, rows, head, grads, saved_similarities, stream);
-                                          }),
-      "anchor_candidates launch");
+  CONTRASTIVE_TRY_CUDA(contrastive::detail::dispatch_dtype(
+                           p.dtype,
+                           [&](auto tag) {
+                             using T = typename decltype(tag)::type;
+                             return kernels::launch_anchor_candidates<T>(
+                                 pass, rows, head, grads, saved_similarities, stream);
+                           }),
+                       "anchor_candidates launch");
   if (forward_pass && !per_row) {
     CONTRASTIVE_TRY_CUDA(
         kernels::launch_sum(row_loss, p.batch, mean_factor, nullptr, args.loss, stream),

@@ -39,7 +39,7 @@ struct Params {
   float temperature = 0.1f;  ///< > 0 and finite; logits are sim / temperature
   float eps = 1e-12f;        ///< cosine only: norms are clamped to at least eps; > 0
   bool symmetric = false;    ///< CLIP: average row and (positive-)column losses
-  bool allow_tf32 = false;           ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
+  bool allow_tf32 = false;   ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
   /// Element type of the logits tile between the GEMM and the softmax kernels: kF32 (default) or,
   /// with kBF16 inputs, kBF16 (half the tile's memory traffic and size, at bf16's rounding of each
   /// logit).

@@ -107,9 +107,9 @@ struct InBatchParams {
   DType dtype = DType::kF32;
   Similarity similarity = Similarity::kCosine;
   Reduction reduction = Reduction::kMean;
-  float scale = 20.0f;         ///< logits = scale * sim; > 0 and finite (sentence-transformers: 20)
-  float eps = 1e-12f;          ///< cosine only; > 0
-  bool symmetric = false;      ///< add the column direction over the positive block
+  float scale = 20.0f;      ///< logits = scale * sim; > 0 and finite (sentence-transformers: 20)
+  float eps = 1e-12f;       ///< cosine only; > 0
+  bool symmetric = false;   ///< add the column direction over the positive block
   bool allow_tf32 = false;  ///< f32 only: TF32 tensor cores for the GEMMs
   DType logits_dtype = DType::kF32;  ///< the logits tile: kF32 or kBF16, as infonce::Params
   /// The walk over the B x (1 + K) B logits, as infonce::Params: kAuto picks the materialized
@@ -117,7 +117,7 @@ struct InBatchParams {
   Tiling tiling = Tiling::kAuto;
   std::size_t workspace_budget = kDefaultWorkspaceBudget;
   std::size_t tile_cache_bytes = 0;  ///< 0: kDefaultTileCacheBytes
-  std::int64_t tile_rows = 0;  ///< an explicit tile, overriding `tiling` (0: whole dimension)
+  std::int64_t tile_rows = 0;        ///< an explicit tile, overriding `tiling` (0: whole dimension)
   std::int64_t tile_cols = 0;
 };
 
