@@ -23,12 +23,7 @@ namespace contrastive {
 namespace {
 
 contrastive_infonce_params_t valid_params() {
-  contrastive_infonce_params_t params;
-  contrastive_infonce_params_init(&params);
-  params.batch = 4;
-  params.num_keys = 6;
-  params.dim = 8;
-  return params;
+  return testing::infonce_problem<contrastive_infonce_params_t>(/*batch=*/4, /*dim=*/8, /*keys=*/6);
 }
 
 TEST(CApi, HeaderCompilesAsC) {
@@ -81,9 +76,7 @@ const testing::CQueries<contrastive_infonce_params_t> kQueries{
 class CApiCheck : public ::testing::TestWithParam<CBadParams> {};
 
 TEST_P(CApiCheck, NegativeAndUnknownValues) {
-  contrastive_infonce_params_t params = valid_params();
-  GetParam().edit(params);
-  testing::expect_rejected(kQueries, params, GetParam().status, GetParam().message);
+  testing::expect_rejected(kQueries, valid_params(), GetParam());
 }
 
 const CBadParams kCBadParams[] = {
@@ -233,21 +226,11 @@ TEST(CApi, CreateWithoutAGpuOrDestroyTwice) {
 
 namespace bad_input {
 
-using testing::BadInput;
-using testing::BadInputBuffers;
-using testing::c_call;
-using testing::exactly;
-using testing::kBf16Tile;
-using testing::kHugeStride;
-using testing::kInvalid;
-using testing::kMisaligned;
-using testing::kNull;
-using testing::kUnsupported;
-using testing::shifted;
+using namespace testing;  // support/bad_input.hpp
 
 std::vector<testing::BadCase> cases() {
   using CP = contrastive_infonce_params_t;
-  const auto make = testing::bad_input_c_infonce;
+  const auto make = testing::infonce_problem<contrastive_infonce_params_t>();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   return {
       {"CInfoNCENaNTemperature", c_call(make, [nan](CP& p) { p.temperature = nan; }), kInvalid,
@@ -261,7 +244,7 @@ std::vector<testing::BadCase> cases() {
                "4611686018427387904)")},
       {"CInfoNCENullQ",
        [](BadInputBuffers& b, const Handle&, Stream) {
-         const CP p = testing::bad_input_c_infonce();
+         const CP p = testing::infonce_problem<contrastive_infonce_params_t>();
          return contrastive_infonce_forward_backward(
              nullptr, &p, nullptr, b["k"], b.f("loss"), b["saved"], b.f("grad_loss"), b["grad_q"],
              b["grad_k"], b.f("grad_temperature"), b["workspace"], testing::kBadInputWorkspaceBytes,
@@ -270,7 +253,8 @@ std::vector<testing::BadCase> cases() {
        kNull, exactly("infonce::forward_backward: q is null")},
       {"CInfoNCEMisalignedK",
        [](BadInputBuffers& b, const Handle&, Stream) {
-         return testing::c_run(b, testing::bad_input_c_infonce(), nullptr, shifted(b["k"]));
+         return testing::c_run(b, testing::infonce_problem<contrastive_infonce_params_t>(), nullptr,
+                               shifted(b["k"]));
        },
        kMisaligned,
        [](BadInputBuffers& b) {
@@ -278,7 +262,7 @@ std::vector<testing::BadCase> cases() {
        }},
       {"CInfoNCEWorkspaceNullWithSize",
        [](BadInputBuffers& b, const Handle&, Stream) {
-         const CP p = testing::bad_input_c_infonce();
+         const CP p = testing::infonce_problem<contrastive_infonce_params_t>();
          return contrastive_infonce_forward_backward(
              nullptr, &p, b["q"], b["k"], b.f("loss"), b["saved"], b.f("grad_loss"), b["grad_q"],
              b["grad_k"], b.f("grad_temperature"), nullptr, 4096, nullptr);

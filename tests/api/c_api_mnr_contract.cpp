@@ -33,21 +33,12 @@ using testing::kCHardNegatives;
 using testing::kCNegatives;
 
 contrastive_mnr_per_anchor_params_t valid_per_anchor() {
-  contrastive_mnr_per_anchor_params_t params;
-  contrastive_mnr_per_anchor_params_init(&params);
-  params.batch = kCBatch;
-  params.negatives = kCNegatives;
-  params.dim = kCDim;
-  return params;
+  return testing::anchor_problem<contrastive_mnr_per_anchor_params_t>(kCBatch, kCNegatives, kCDim);
 }
 
 contrastive_mnr_in_batch_params_t valid_in_batch() {
-  contrastive_mnr_in_batch_params_t params;
-  contrastive_mnr_in_batch_params_init(&params);
-  params.batch = kCBatch;
-  params.hard_negatives = kCHardNegatives;
-  params.dim = kCDim;
-  return params;
+  return testing::anchor_problem<contrastive_mnr_in_batch_params_t>(kCBatch, kCHardNegatives,
+                                                                    kCDim);
 }
 
 TEST(CApiMnr, HeaderCompilesAsC) {
@@ -131,15 +122,11 @@ class CApiPerAnchorCheck : public ::testing::TestWithParam<PerAnchorCase> {};
 class CApiInBatchCheck : public ::testing::TestWithParam<InBatchCase> {};
 
 TEST_P(CApiPerAnchorCheck, NegativeAndUnknownValues) {
-  contrastive_mnr_per_anchor_params_t params = valid_per_anchor();
-  GetParam().edit(params);
-  expect_rejected(kPerAnchorQueries, params, GetParam().status, GetParam().message);
+  testing::expect_rejected(kPerAnchorQueries, valid_per_anchor(), GetParam());
 }
 
 TEST_P(CApiInBatchCheck, NegativeAndUnknownValues) {
-  contrastive_mnr_in_batch_params_t params = valid_in_batch();
-  GetParam().edit(params);
-  expect_rejected(kInBatchQueries, params, GetParam().status, GetParam().message);
+  testing::expect_rejected(kInBatchQueries, valid_in_batch(), GetParam());
 }
 
 using CP = contrastive_mnr_per_anchor_params_t;
@@ -258,16 +245,8 @@ TEST(CApiMnr, NullParamsAndNullSizeOutputs) {
 // ---- Calls: host buffers, null, foreign and destroyed handles --------------------------------
 
 // One C call of a layout: its params (null to pass none) on HostBuffers.
-struct PerAnchorCall {
-  contrastive_mnr_per_anchor_params_t params = valid_per_anchor();
-  const contrastive_mnr_per_anchor_params_t* params_pointer = &params;
-  HostBuffers b;
-
-  PerAnchorCall() {
-    size_t bytes = 0;
-    EXPECT_EQ(contrastive_mnr_per_anchor_workspace_size(&params, &bytes), CONTRASTIVE_SUCCESS);
-    b.workspace.assign(bytes, 0);
-  }
+struct PerAnchorCall : testing::HostCall<contrastive_mnr_per_anchor_params_t> {
+  PerAnchorCall() : HostCall(valid_per_anchor(), contrastive_mnr_per_anchor_workspace_size) {}
   int run(Pass pass, contrastive_handle_t handle) {
     switch (pass) {
       case Pass::kForward:
@@ -291,16 +270,8 @@ struct PerAnchorCall {
   }
 };
 
-struct InBatchCall {
-  contrastive_mnr_in_batch_params_t params = valid_in_batch();
-  const contrastive_mnr_in_batch_params_t* params_pointer = &params;
-  HostBuffers b;
-
-  InBatchCall() {
-    size_t bytes = 0;
-    EXPECT_EQ(contrastive_mnr_in_batch_workspace_size(&params, &bytes), CONTRASTIVE_SUCCESS);
-    b.workspace.assign(bytes, 0);
-  }
+struct InBatchCall : testing::HostCall<contrastive_mnr_in_batch_params_t> {
+  InBatchCall() : HostCall(valid_in_batch(), contrastive_mnr_in_batch_workspace_size) {}
   int run(Pass pass, contrastive_handle_t handle) {
     switch (pass) {
       case Pass::kForward:
@@ -354,24 +325,19 @@ TEST(CApiMnr, DestroyedHandleIsReported) {
 
 namespace bad_input {
 
-using testing::BadInput;
-using testing::BadInputBuffers;
-using testing::c_call;
-using testing::exactly;
-using testing::kInvalid;
-using testing::kNull;
-using testing::kTooSmall;
+using namespace testing;  // support/bad_input.hpp
 
 std::vector<testing::BadCase> cases() {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   return {
       {"CPerAnchorNaNScale",
-       c_call(testing::bad_input_c_per_anchor,
+       c_call(testing::anchor_problem<contrastive_mnr_per_anchor_params_t>(),
               [nan](contrastive_mnr_per_anchor_params_t& p) { p.scale = nan; }),
        kInvalid, exactly("mnr (per-anchor): scale must be finite and > 0, got nan")},
       {"CPerAnchorNoGradientRequested",
        [](BadInputBuffers& b, const Handle&, Stream) {
-         const contrastive_mnr_per_anchor_params_t p = testing::bad_input_c_per_anchor();
+         const contrastive_mnr_per_anchor_params_t p =
+             testing::anchor_problem<contrastive_mnr_per_anchor_params_t>();
          return contrastive_mnr_per_anchor_backward(
              nullptr, &p, b["anchors"], b["positives"], b["negatives"], b["saved"],
              b.f("grad_loss"), nullptr, nullptr, nullptr, nullptr, b["workspace"],
@@ -381,19 +347,21 @@ std::vector<testing::BadCase> cases() {
        exactly("mnr::backward (per-anchor): grad_anchors, grad_positives, grad_negatives and "
                "grad_scale are all null: nothing to compute")},
       {"CInBatchZeroScale",
-       c_call(testing::bad_input_c_in_batch,
+       c_call(testing::anchor_problem<contrastive_mnr_in_batch_params_t>(),
               [](contrastive_mnr_in_batch_params_t& p) { p.scale = 0.0f; }),
        kInvalid, exactly("mnr (in-batch): scale must be finite and > 0, got 0")},
       {"CInBatchWorkspaceOneByteShort",
        [](BadInputBuffers& b, const Handle&, Stream) {
-         const contrastive_mnr_in_batch_params_t p = testing::bad_input_c_in_batch();
+         const contrastive_mnr_in_batch_params_t p =
+             testing::anchor_problem<contrastive_mnr_in_batch_params_t>();
          std::size_t required = 0;
          EXPECT_EQ(contrastive_mnr_in_batch_workspace_size(&p, &required), CONTRASTIVE_SUCCESS);
          return testing::c_run(b, p, required - 1);
        },
        kTooSmall,
        [](BadInputBuffers&) {
-         const contrastive_mnr_in_batch_params_t p = testing::bad_input_c_in_batch();
+         const contrastive_mnr_in_batch_params_t p =
+             testing::anchor_problem<contrastive_mnr_in_batch_params_t>();
          std::size_t required = 0;
          EXPECT_EQ(contrastive_mnr_in_batch_workspace_size(&p, &required), CONTRASTIVE_SUCCESS);
          return testing::workspace_too_small_message("mnr::forward_backward (in-batch)",

@@ -31,12 +31,7 @@ using testing::kCDim;
 using testing::kCNegatives;
 
 contrastive_repel_params_t valid_repel() {
-  contrastive_repel_params_t params;
-  contrastive_repel_params_init(&params);
-  params.batch = kCBatch;
-  params.negatives = kCNegatives;
-  params.dim = kCDim;
-  return params;
+  return testing::anchor_problem<contrastive_repel_params_t>(kCBatch, kCNegatives, kCDim);
 }
 
 TEST(CApiRepel, HeaderCompilesAsC) {
@@ -78,9 +73,7 @@ using RepelCase = CBadParams<contrastive_repel_params_t>;
 class CApiRepelCheck : public ::testing::TestWithParam<RepelCase> {};
 
 TEST_P(CApiRepelCheck, NegativeAndUnknownValues) {
-  contrastive_repel_params_t params = valid_repel();
-  GetParam().edit(params);
-  expect_rejected(kRepelQueries, params, GetParam().status, GetParam().message);
+  testing::expect_rejected(kRepelQueries, valid_repel(), GetParam());
 }
 
 using CR = contrastive_repel_params_t;
@@ -136,16 +129,8 @@ TEST(CApiRepel, NullParamsAndNullSizeOutputs) {
 // ---- Calls: host buffers, null, foreign and destroyed handles --------------------------------
 
 // One C call: its params (null to pass none) on HostBuffers.
-struct RepelCall {
-  contrastive_repel_params_t params = valid_repel();
-  const contrastive_repel_params_t* params_pointer = &params;
-  HostBuffers b;
-
-  RepelCall() {
-    size_t bytes = 0;
-    EXPECT_EQ(contrastive_repel_workspace_size(&params, &bytes), CONTRASTIVE_SUCCESS);
-    b.workspace.assign(bytes, 0);
-  }
+struct RepelCall : testing::HostCall<contrastive_repel_params_t> {
+  RepelCall() : HostCall(valid_repel(), contrastive_repel_workspace_size) {}
   int run(Pass pass, contrastive_handle_t handle) {
     switch (pass) {
       case Pass::kForward:
@@ -188,28 +173,23 @@ TEST(CApiRepel, DestroyedHandleIsReported) {
 
 namespace bad_input {
 
-using testing::BadInput;
-using testing::BadInputBuffers;
-using testing::c_call;
-using testing::exactly;
-using testing::kHugeStride;
-using testing::kInvalid;
-using testing::kMisaligned;
-using testing::shifted;
+using namespace testing;  // support/bad_input.hpp
 
 std::vector<testing::BadCase> cases() {
   const float inf = std::numeric_limits<float>::infinity();
   return {
       {"CRepelInfiniteMargin",
-       c_call(testing::bad_input_c_repel, [inf](contrastive_repel_params_t& p) { p.margin = inf; }),
+       c_call(testing::anchor_problem<contrastive_repel_params_t>(),
+              [inf](contrastive_repel_params_t& p) { p.margin = inf; }),
        kInvalid, exactly("repel: margin must be finite, got inf")},
       {"CRepelExtentOverflows64Bits",
-       c_call(testing::bad_input_c_repel,
+       c_call(testing::anchor_problem<contrastive_repel_params_t>(),
               [](contrastive_repel_params_t& p) { p.anchor_row_stride = kHugeStride; }),
        kInvalid, exactly("repel: the extent of the inputs in bytes overflows 64 bits")},
       {"CRepelMisalignedNegatives",
        [](BadInputBuffers& b, const Handle&, Stream) {
-         return testing::c_run(b, testing::bad_input_c_repel(), shifted(b["negatives"]));
+         return testing::c_run(b, testing::anchor_problem<contrastive_repel_params_t>(),
+                               shifted(b["negatives"]));
        },
        kMisaligned,
        [](BadInputBuffers& b) {

@@ -345,18 +345,11 @@ TEST(Handle, CreateChecksItsArguments) {
 
 namespace bad_input {
 
-using testing::BadInput;
-using testing::BadInputBuffers;
-using testing::cpp_call;
-using testing::exactly;
-using testing::kBf16Tile;
-using testing::kHugeStride;
-using testing::kInvalid;
-using testing::kUnsupported;
+using namespace testing;  // support/bad_input.hpp
 
 std::vector<testing::BadCase> cases() {
   using IP = infonce::Params;
-  const auto make = testing::bad_input_infonce;
+  const auto make = testing::infonce_problem<infonce::Params>();
   const float inf = std::numeric_limits<float>::infinity();
   return {
       {"CppInfoNCEZeroKeys", cpp_call(make, [](IP& p) { p.num_keys = 0; }), kInvalid,

@@ -45,12 +45,7 @@ std::vector<AnchorBadCall> bad_calls() {
 class MnrBadCall : public MnrContract, public ::testing::WithParamInterface<AnchorBadCall> {};
 
 TEST_P(MnrBadCall, ReturnsItsStatusAndTouchesNothing) {
-  const AnchorBadCall& c = GetParam();
-  AnchorCall call = valid_call(*c.loss, c.operation);
-  c.edit(call);
-  EXPECT_EQ(call.run(handle_, stream_), c.status);
-  EXPECT_EQ(std::string(last_error_message()), c.message(call));
-  expect_nothing_written(call);
+  expect_bad_call(GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Contract, MnrBadCall, ::testing::ValuesIn(bad_calls()),
@@ -89,22 +84,13 @@ TEST_F(MnrContract, EmptyHandleIsRejectedAfterTheArguments) {
 
 namespace bad_input {
 
-using testing::BadInput;
-using testing::BadInputBuffers;
-using testing::cpp_call;
-using testing::exactly;
-using testing::kBf16Tile;
-using testing::kHugeStride;
-using testing::kInvalid;
-using testing::kMisaligned;
-using testing::kUnsupported;
-using testing::shifted;
+using namespace testing;  // support/bad_input.hpp
 
 std::vector<testing::BadCase> cases() {
   using PP = mnr::PerAnchorParams;
   using BP = mnr::InBatchParams;
-  const auto per_anchor = testing::bad_input_per_anchor;
-  const auto in_batch = testing::bad_input_in_batch;
+  const auto per_anchor = testing::anchor_problem<mnr::PerAnchorParams>();
+  const auto in_batch = testing::anchor_problem<mnr::InBatchParams>();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   return {
@@ -128,7 +114,7 @@ std::vector<testing::BadCase> cases() {
        exactly("mnr (per-anchor): at most 2047 negatives per anchor are supported, got 2048")},
       {"CppPerAnchorMisalignedF16GradNegatives",
        [](BadInputBuffers& b, const Handle& handle, Stream stream) {
-         PP p = testing::bad_input_per_anchor();
+         PP p = testing::anchor_problem<mnr::PerAnchorParams>();
          p.dtype = DType::kF16;
          return testing::run_every_pointer(b, p, handle, stream,
                                            {{"grad_negatives", shifted(b["grad_negatives"])}});

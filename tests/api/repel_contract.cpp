@@ -27,12 +27,7 @@ class RepelContract : public testing::AnchorContract {};
 class RepelBadCall : public RepelContract, public ::testing::WithParamInterface<AnchorBadCall> {};
 
 TEST_P(RepelBadCall, ReturnsItsStatusAndTouchesNothing) {
-  const AnchorBadCall& c = GetParam();
-  AnchorCall call = valid_call(*c.loss, c.operation);
-  c.edit(call);
-  EXPECT_EQ(call.run(handle_, stream_), c.status);
-  EXPECT_EQ(std::string(last_error_message()), c.message(call));
-  expect_nothing_written(call);
+  expect_bad_call(GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Contract, RepelBadCall,
@@ -59,18 +54,11 @@ TEST_F(RepelContract, EmptyHandleIsRejectedAfterTheArguments) {
 
 namespace bad_input {
 
-using testing::BadInput;
-using testing::BadInputBuffers;
-using testing::cpp_call;
-using testing::exactly;
-using testing::kHugeStride;
-using testing::kInvalid;
-using testing::kMisaligned;
-using testing::shifted;
+using namespace testing;  // support/bad_input.hpp
 
 std::vector<testing::BadCase> cases() {
   using RP = repel::Params;
-  const auto make = testing::bad_input_repel;
+  const auto make = testing::anchor_problem<repel::Params>();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   return {
@@ -91,7 +79,7 @@ std::vector<testing::BadCase> cases() {
        exactly("repel: the extent of the inputs in bytes overflows 64 bits")},
       {"CppRepelMisalignedBf16Negatives",
        [](BadInputBuffers& b, const Handle& handle, Stream stream) {
-         RP p = testing::bad_input_repel();
+         RP p = testing::anchor_problem<repel::Params>();
          p.dtype = DType::kBF16;
          return testing::run_every_pointer(b, p, handle, stream,
                                            {{"negatives", shifted(b["negatives"])}});

@@ -48,12 +48,14 @@ struct AnchorLoss {
   describe::Params (*valid)();
 };
 
-inline const AnchorLoss kPerAnchorContract{"MnrPerAnchor", "PerAnchor", "mnr (per-anchor)",
-                                           [] { return describe::Params(bad_input_per_anchor()); }};
-inline const AnchorLoss kInBatchContract{"MnrInBatch", "InBatch", "mnr (in-batch)",
-                                         [] { return describe::Params(bad_input_in_batch()); }};
-inline const AnchorLoss kRepelContract{"Repel", "Repel", "repel",
-                                       [] { return describe::Params(bad_input_repel()); }};
+inline const AnchorLoss kPerAnchorContract{
+    "MnrPerAnchor", "PerAnchor", "mnr (per-anchor)",
+    [] { return describe::Params(anchor_problem<mnr::PerAnchorParams>()); }};
+inline const AnchorLoss kInBatchContract{
+    "MnrInBatch", "InBatch", "mnr (in-batch)",
+    [] { return describe::Params(anchor_problem<mnr::InBatchParams>()); }};
+inline const AnchorLoss kRepelContract{
+    "Repel", "Repel", "repel", [] { return describe::Params(anchor_problem<repel::Params>()); }};
 
 inline const char* operation_name(Pass operation) {
   const char* names[] = {"Forward", "Backward", "ForwardBackward"};
@@ -154,6 +156,8 @@ void edit_params(AnchorCall& call, Edit edit) {
   std::visit(edit, call.params);
 }
 
+struct AnchorBadCall;
+
 class AnchorContract : public ContractFixture<> {
  protected:
   // A valid call on fresh buffers: inputs random, grad_loss ones, outputs and workspace poisoned.
@@ -201,6 +205,9 @@ class AnchorContract : public ContractFixture<> {
       EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "a CUDA error was left behind";
     }
   }
+
+  // The bad call `c` returns its status and message and writes nothing.
+  void expect_bad_call(const AnchorBadCall& c);
 
   // A call wrong in every way at once reports its parameters, then each missing pointer in
   // argument order, then the gradients, then the workspace, then the handle: fixing each in turn
@@ -287,6 +294,14 @@ struct AnchorBadCall {
   Status status;
   std::function<std::string(const AnchorCall&)> message;  // computed from the edited call
 };
+
+inline void AnchorContract::expect_bad_call(const AnchorBadCall& c) {
+  AnchorCall call = valid_call(*c.loss, c.operation);
+  c.edit(call);
+  EXPECT_EQ(call.run(handle_, stream_), c.status);
+  EXPECT_EQ(std::string(last_error_message()), c.message(call));
+  expect_nothing_written(call);
+}
 
 // Failure output names the case rather than dumping its bytes.
 inline void PrintTo(const AnchorBadCall& c, std::ostream* out) {

@@ -17,6 +17,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -81,63 +82,54 @@ inline int run_every_pointer(BadInputBuffers& b, const describe::Params& params,
                                         kBadInputWorkspaceBytes, stream));
 }
 
-/// A valid problem of each loss, in the C++ API and in the C API; cases edit one thing.
-inline infonce::Params bad_input_infonce() {
-  infonce::Params p;
-  p.batch = p.num_keys = kBadInputBatch;
-  p.dim = kBadInputDim;
-  return p;
-}
-inline mnr::PerAnchorParams bad_input_per_anchor() {
-  mnr::PerAnchorParams p;
-  p.batch = kBadInputBatch;
-  p.negatives = kBadInputNegatives;
-  p.dim = kBadInputDim;
-  return p;
-}
-inline mnr::InBatchParams bad_input_in_batch() {
-  mnr::InBatchParams p;
-  p.batch = kBadInputBatch;
-  p.hard_negatives = kBadInputHardNegatives;
-  p.dim = kBadInputDim;
-  return p;
-}
-inline repel::Params bad_input_repel() {
-  repel::Params p;
-  p.batch = kBadInputBatch;
-  p.negatives = kBadInputNegatives;
-  p.dim = kBadInputDim;
-  return p;
-}
-inline contrastive_infonce_params_t bad_input_c_infonce() {
-  contrastive_infonce_params_t p;
+// ---- Valid problems, in either API: cases edit one thing -----------------------------------
+
+/// A C++ Params starts at its defaults; a C params struct is brought there by its params_init.
+template <typename P>
+void init_params(P&) {}
+inline void init_params(contrastive_infonce_params_t& p) {
   contrastive_infonce_params_init(&p);
-  p.batch = p.num_keys = kBadInputBatch;
-  p.dim = kBadInputDim;
-  return p;
 }
-inline contrastive_mnr_per_anchor_params_t bad_input_c_per_anchor() {
-  contrastive_mnr_per_anchor_params_t p;
+inline void init_params(contrastive_mnr_per_anchor_params_t& p) {
   contrastive_mnr_per_anchor_params_init(&p);
-  p.batch = kBadInputBatch;
-  p.negatives = kBadInputNegatives;
-  p.dim = kBadInputDim;
-  return p;
 }
-inline contrastive_mnr_in_batch_params_t bad_input_c_in_batch() {
-  contrastive_mnr_in_batch_params_t p;
+inline void init_params(contrastive_mnr_in_batch_params_t& p) {
   contrastive_mnr_in_batch_params_init(&p);
-  p.batch = kBadInputBatch;
-  p.hard_negatives = kBadInputHardNegatives;
-  p.dim = kBadInputDim;
+}
+inline void init_params(contrastive_repel_params_t& p) {
+  contrastive_repel_params_init(&p);
+}
+
+/// InfoNCE (infonce::Params or contrastive_infonce_params_t): M = `keys`, or B when 0.
+template <typename P>
+P infonce_problem(std::int64_t batch = kBadInputBatch, std::int64_t dim = kBadInputDim,
+                  std::int64_t keys = 0) {
+  P p;
+  init_params(p);
+  p.batch = batch;
+  p.num_keys = keys > 0 ? keys : batch;
+  p.dim = dim;
   return p;
 }
-inline contrastive_repel_params_t bad_input_c_repel() {
-  contrastive_repel_params_t p;
-  contrastive_repel_params_init(&p);
-  p.batch = kBadInputBatch;
-  p.negatives = kBadInputNegatives;
-  p.dim = kBadInputDim;
+
+template <typename P>
+constexpr bool kInBatchLayout =
+    std::is_same_v<P, mnr::InBatchParams> || std::is_same_v<P, contrastive_mnr_in_batch_params_t>;
+
+/// Per-anchor MNR or Repel (n negatives per anchor), or in-batch MNR (K blocks of hard negatives),
+/// in either API; `candidates` 0 takes n = 3 or K = 2.
+template <typename P>
+P anchor_problem(std::int64_t batch = kBadInputBatch, std::int64_t candidates = 0,
+                 std::int64_t dim = kBadInputDim) {
+  P p;
+  init_params(p);
+  p.batch = batch;
+  p.dim = dim;
+  if constexpr (kInBatchLayout<P>) {
+    p.hard_negatives = candidates > 0 ? candidates : kBadInputHardNegatives;
+  } else {
+    p.negatives = candidates > 0 ? candidates : kBadInputNegatives;
+  }
   return p;
 }
 
@@ -203,21 +195,21 @@ constexpr int kInvalid = CONTRASTIVE_INVALID_ARGUMENT, kNull = CONTRASTIVE_NULL_
 inline const std::string kBf16Tile =
     "a bf16 logits tile needs bf16 inputs (cuBLAS writes bf16 from bf16 operands), got dtype ";
 
-/// A C++ forward_backward on `make()` edited by `edit`.
+/// A C++ forward_backward on `valid` edited by `edit`.
 template <typename Params, typename Edit>
-BadInputCall cpp_call(Params (*make)(), Edit edit) {
-  return [make, edit](BadInputBuffers& b, const Handle& handle, Stream stream) {
-    Params p = make();
+BadInputCall cpp_call(Params valid, Edit edit) {
+  return [valid, edit](BadInputBuffers& b, const Handle& handle, Stream stream) {
+    Params p = valid;
     edit(p);
     return run_every_pointer(b, p, handle, stream);
   };
 }
 
-/// A C forward_backward (null handle) on `make()` edited by `edit`.
+/// A C forward_backward (null handle) on `valid` edited by `edit`.
 template <typename Params, typename Edit>
-BadInputCall c_call(Params (*make)(), Edit edit) {
-  return [make, edit](BadInputBuffers& b, const Handle&, Stream) {
-    Params p = make();
+BadInputCall c_call(Params valid, Edit edit) {
+  return [valid, edit](BadInputBuffers& b, const Handle&, Stream) {
+    Params p = valid;
     edit(p);
     return c_run(b, p);
   };

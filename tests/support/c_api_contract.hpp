@@ -65,6 +65,13 @@ void expect_rejected(const CQueries<C>& queries, const C& params, int status, co
   EXPECT_EQ(bytes, kUntouched);
 }
 
+/// expect_rejected for one case: `valid` edited by it.
+template <typename C>
+void expect_rejected(const CQueries<C>& queries, C valid, const CBadParams<C>& c) {
+  c.edit(valid);
+  expect_rejected(queries, valid, c.status, c.message);
+}
+
 /// All three queries of `queries` report a null params as such, and leave the size alone.
 template <typename C>
 void expect_null_params_reported(const CQueries<C>& queries) {
@@ -111,6 +118,22 @@ struct HostBuffers {
            all_nan(grad_positives) && all_nan(grad_negatives) && all_nan(grad_candidates) &&
            std::isnan(grad_scale);
   }
+};
+
+/// One C call of a loss on HostBuffers: its params (null to pass none) and a workspace of the size
+/// it asks for. A loss's call adds run(pass, handle).
+template <typename C>
+struct HostCall {
+  C params;
+  const C* params_pointer = &params;
+  HostBuffers b;
+
+  HostCall(const C& valid, int (*workspace_size)(const C*, size_t*)) : params(valid) {
+    size_t bytes = 0;
+    EXPECT_EQ(workspace_size(&params, &bytes), CONTRASTIVE_SUCCESS);
+    b.workspace.assign(bytes, 0);
+  }
+  HostCall(const HostCall&) = delete;  // params_pointer points into the object
 };
 
 constexpr Pass kCPasses[] = {Pass::kForward, Pass::kBackward, Pass::kForwardBackward};
