@@ -17,7 +17,6 @@
 #include <random>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -27,12 +26,12 @@
 #include "host/describe/losses.hpp"
 #include "support/contract.hpp"
 #include "support/device.hpp"
+#include "support/problems.hpp"
 #include "support/random.hpp"
 
 namespace contrastive::testing {
 
-constexpr std::int64_t kBadInputBatch = 8, kBadInputNegatives = 3, kBadInputHardNegatives = 2,
-                       kBadInputDim = 16;
+constexpr std::int64_t kBadInputBatch = kProblemBatch;
 constexpr std::size_t kBadInputBlockBytes = 8192;  // any argument of the shapes above
 constexpr std::size_t kBadInputWorkspaceBytes = std::size_t{4} << 20;  // more than any needs
 constexpr std::int64_t kHugeStride = std::int64_t{1} << 62;            // (B - 1) * stride overflows
@@ -80,57 +79,6 @@ inline int run_every_pointer(BadInputBuffers& b, const describe::Params& params,
   };
   return static_cast<int>(describe::run(Pass::kForwardBackward, handle, params, at, b["workspace"],
                                         kBadInputWorkspaceBytes, stream));
-}
-
-// ---- Valid problems, in either API: cases edit one thing -----------------------------------
-
-/// A C++ Params starts at its defaults; a C params struct is brought there by its params_init.
-template <typename P>
-void init_params(P&) {}
-inline void init_params(contrastive_infonce_params_t& p) {
-  contrastive_infonce_params_init(&p);
-}
-inline void init_params(contrastive_mnr_per_anchor_params_t& p) {
-  contrastive_mnr_per_anchor_params_init(&p);
-}
-inline void init_params(contrastive_mnr_in_batch_params_t& p) {
-  contrastive_mnr_in_batch_params_init(&p);
-}
-inline void init_params(contrastive_repel_params_t& p) {
-  contrastive_repel_params_init(&p);
-}
-
-/// InfoNCE (infonce::Params or contrastive_infonce_params_t): M = `keys`, or B when 0.
-template <typename P>
-P infonce_problem(std::int64_t batch = kBadInputBatch, std::int64_t dim = kBadInputDim,
-                  std::int64_t keys = 0) {
-  P p;
-  init_params(p);
-  p.batch = batch;
-  p.num_keys = keys > 0 ? keys : batch;
-  p.dim = dim;
-  return p;
-}
-
-template <typename P>
-constexpr bool kInBatchLayout =
-    std::is_same_v<P, mnr::InBatchParams> || std::is_same_v<P, contrastive_mnr_in_batch_params_t>;
-
-/// Per-anchor MNR or Repel (n negatives per anchor), or in-batch MNR (K blocks of hard negatives),
-/// in either API; `candidates` 0 takes n = 3 or K = 2.
-template <typename P>
-P anchor_problem(std::int64_t batch = kBadInputBatch, std::int64_t candidates = 0,
-                 std::int64_t dim = kBadInputDim) {
-  P p;
-  init_params(p);
-  p.batch = batch;
-  p.dim = dim;
-  if constexpr (kInBatchLayout<P>) {
-    p.hard_negatives = candidates > 0 ? candidates : kBadInputHardNegatives;
-  } else {
-    p.negatives = candidates > 0 ? candidates : kBadInputNegatives;
-  }
-  return p;
 }
 
 // ---- C calls: null handle, every pointer set ------------------------------------------------
