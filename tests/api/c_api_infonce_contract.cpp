@@ -3,6 +3,8 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -11,6 +13,8 @@
 
 #include "contrastive/contrastive.h"
 #include "contrastive/contrastive.hpp"
+#include "support/bad_input.hpp"
+#include "support/c_api_contract.hpp"
 #include "support/device.hpp"
 
 extern "C" int contrastive_c_smoke_check(int64_t batch, size_t* workspace_bytes);
@@ -19,12 +23,7 @@ namespace contrastive {
 namespace {
 
 contrastive_infonce_params_t valid_params() {
-  contrastive_infonce_params_t params;
-  contrastive_infonce_params_init(&params);
-  params.batch = 4;
-  params.num_keys = 6;
-  params.dim = 8;
-  return params;
+  return testing::infonce_problem<contrastive_infonce_params_t>(/*batch=*/4, /*dim=*/8, /*keys=*/6);
 }
 
 TEST(CApi, HeaderCompilesAsC) {
@@ -69,28 +68,15 @@ TEST(CApi, StatusValuesAndNamesMatchCpp) {
   }
 }
 
-struct CBadParams {
-  const char* name;
-  void (*edit)(contrastive_infonce_params_t&);
-  int status;
-  const char* message;
-};
+using CBadParams = testing::CBadParams<contrastive_infonce_params_t>;
 
-void PrintTo(const CBadParams& c, std::ostream* out) {
-  *out << c.name;
-}
+const testing::CQueries<contrastive_infonce_params_t> kQueries{
+    contrastive_infonce_check, contrastive_infonce_workspace_size, contrastive_infonce_saved_size};
 
 class CApiCheck : public ::testing::TestWithParam<CBadParams> {};
 
 TEST_P(CApiCheck, NegativeAndUnknownValues) {
-  contrastive_infonce_params_t params = valid_params();
-  GetParam().edit(params);
-  EXPECT_EQ(contrastive_infonce_check(&params), GetParam().status);
-  EXPECT_STREQ(contrastive_last_error(), GetParam().message);
-  size_t bytes = 77;
-  EXPECT_EQ(contrastive_infonce_workspace_size(&params, &bytes), GetParam().status);
-  EXPECT_EQ(contrastive_infonce_saved_size(&params, &bytes), GetParam().status);
-  EXPECT_EQ(bytes, 77u);
+  testing::expect_rejected(kQueries, valid_params(), GetParam());
 }
 
 const CBadParams kCBadParams[] = {
@@ -125,7 +111,7 @@ const CBadParams kCBadParams[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(BadParams, CApiCheck, ::testing::ValuesIn(kCBadParams),
-                         [](const auto& info) { return std::string(info.param.name); });
+                         testing::case_name<CBadParams>);
 
 TEST(CApi, NullParamsAndNullOutputs) {
   size_t bytes = 0;
@@ -167,12 +153,7 @@ struct HostCall {
         grad_k.data(), &grad_temperature, workspace.data(), workspace.size(), nullptr);
   }
   bool untouched() const {
-    auto all_nan = [](const std::vector<float>& values) {
-      for (float value : values) {
-        if (!std::isnan(value)) return false;
-      }
-      return true;
-    };
+    using testing::all_nan;
     return all_nan(loss) && all_nan(saved) && all_nan(grad_q) && all_nan(grad_k) &&
            std::isnan(grad_temperature);
   }
@@ -203,7 +184,7 @@ TEST(CApi, NullHandleIsReported) {
 // A pointer the library never handed out is looked up, not dereferenced.
 TEST(CApi, ForeignHandleIsReportedWithoutDereferencing) {
   HostCall call;
-  auto foreign = reinterpret_cast<contrastive_handle_t>(static_cast<std::uintptr_t>(0x10));
+  const contrastive_handle_t foreign = testing::foreign_handle();
   EXPECT_EQ(call.forward(foreign), CONTRASTIVE_INVALID_HANDLE);
   EXPECT_STREQ(contrastive_last_error(), "handle was destroyed (contrastive_destroy)");
   EXPECT_EQ(contrastive_destroy(foreign), CONTRASTIVE_INVALID_HANDLE);
@@ -240,6 +221,60 @@ TEST(CApi, CreateWithoutAGpuOrDestroyTwice) {
   EXPECT_STREQ(contrastive_last_error(), "handle was destroyed (contrastive_destroy)");
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }
+
+// ---- Bad input through a full forward_backward (Reliability/BadInput) -------------------------
+
+namespace bad_input {
+
+using namespace testing;  // support/bad_input.hpp
+
+std::vector<testing::BadCase> cases() {
+  using CP = contrastive_infonce_params_t;
+  const auto make = testing::infonce_problem<contrastive_infonce_params_t>();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  return {
+      {"CInfoNCENaNTemperature", c_call(make, [nan](CP& p) { p.temperature = nan; }), kInvalid,
+       exactly("infonce: temperature must be finite and > 0, got nan")},
+      {"CInfoNCEBf16LogitsWithF32Inputs",
+       c_call(make, [](CP& p) { p.logits_dtype = CONTRASTIVE_DTYPE_BF16; }), kUnsupported,
+       exactly("infonce: " + kBf16Tile + "f32")},
+      {"CInfoNCEExtentOverflows64Bits", c_call(make, [](CP& p) { p.k_row_stride = kHugeStride; }),
+       kInvalid,
+       exactly("infonce: the extent of Q or K in bytes overflows 64 bits (strides 16, "
+               "4611686018427387904)")},
+      {"CInfoNCENullQ",
+       [](BadInputBuffers& b, const Handle&, Stream) {
+         const CP p = testing::infonce_problem<contrastive_infonce_params_t>();
+         return contrastive_infonce_forward_backward(
+             nullptr, &p, nullptr, b["k"], b.f("loss"), b["saved"], b.f("grad_loss"), b["grad_q"],
+             b["grad_k"], b.f("grad_temperature"), b["workspace"], testing::kBadInputWorkspaceBytes,
+             nullptr);
+       },
+       kNull, exactly("infonce::forward_backward: q is null")},
+      {"CInfoNCEMisalignedK",
+       [](BadInputBuffers& b, const Handle&, Stream) {
+         return testing::c_run(b, testing::infonce_problem<contrastive_infonce_params_t>(), nullptr,
+                               shifted(b["k"]));
+       },
+       kMisaligned,
+       [](BadInputBuffers& b) {
+         return testing::misaligned_message("infonce::forward_backward", "k", shifted(b["k"]), 4);
+       }},
+      {"CInfoNCEWorkspaceNullWithSize",
+       [](BadInputBuffers& b, const Handle&, Stream) {
+         const CP p = testing::infonce_problem<contrastive_infonce_params_t>();
+         return contrastive_infonce_forward_backward(
+             nullptr, &p, b["q"], b["k"], b.f("loss"), b["saved"], b.f("grad_loss"), b["grad_q"],
+             b["grad_k"], b.f("grad_temperature"), nullptr, 4096, nullptr);
+       },
+       kNull, exactly(testing::workspace_null_message("infonce::forward_backward", 4096))},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Reliability, BadInput, ::testing::ValuesIn(cases()),
+                         testing::bad_case_name);
+
+}  // namespace bad_input
 
 }  // namespace
 }  // namespace contrastive

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <ostream>
 #include <random>
@@ -15,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "contrastive/contrastive.hpp"
+#include "support/bad_input.hpp"
 #include "support/contract.hpp"
 #include "support/device.hpp"
 #include "support/random.hpp"
@@ -338,6 +340,43 @@ TEST(Handle, CreateChecksItsArguments) {
   }
   EXPECT_FALSE(handle.valid());
 }
+
+// ---- Bad input through a full forward_backward (Reliability/BadInput) -------------------------
+
+namespace bad_input {
+
+using namespace testing;  // support/bad_input.hpp
+
+std::vector<testing::BadCase> cases() {
+  using IP = infonce::Params;
+  const auto make = testing::infonce_problem<infonce::Params>();
+  const float inf = std::numeric_limits<float>::infinity();
+  return {
+      {"CppInfoNCEZeroKeys", cpp_call(make, [](IP& p) { p.num_keys = 0; }), kInvalid,
+       exactly("infonce: num_keys (M = 0) must be >= batch (B = 8)")},
+      {"CppInfoNCEInfiniteTemperature", cpp_call(make, [inf](IP& p) { p.temperature = inf; }),
+       kInvalid, exactly("infonce: temperature must be finite and > 0, got inf")},
+      {"CppInfoNCEZeroEps", cpp_call(make, [](IP& p) { p.eps = 0.0f; }), kInvalid,
+       exactly("infonce: eps must be finite and > 0, got 0")},
+      {"CppInfoNCEKStrideBelowDim", cpp_call(make, [](IP& p) { p.k_row_stride = 15; }), kInvalid,
+       exactly("infonce: k_row_stride (15) must be 0 (dense) or >= dim (16)")},
+      {"CppInfoNCEBf16LogitsWithF32Inputs",
+       cpp_call(make, [](IP& p) { p.logits_dtype = DType::kBF16; }), kUnsupported,
+       exactly("infonce: " + kBf16Tile + "f32")},
+      {"CppInfoNCEBf16LogitsWithF16Inputs",
+       cpp_call(make, [](IP& p) { p.dtype = DType::kF16, p.logits_dtype = DType::kBF16; }),
+       kUnsupported, exactly("infonce: " + kBf16Tile + "f16")},
+      {"CppInfoNCEExtentOverflows64Bits",
+       cpp_call(make, [](IP& p) { p.q_row_stride = kHugeStride; }), kInvalid,
+       exactly("infonce: the extent of Q or K in bytes overflows 64 bits (strides "
+               "4611686018427387904, 16)")},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Reliability, BadInput, ::testing::ValuesIn(cases()),
+                         testing::bad_case_name);
+
+}  // namespace bad_input
 
 }  // namespace
 }  // namespace contrastive

@@ -7,6 +7,7 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -14,6 +15,7 @@
 #include "contrastive/mnr.hpp"
 #include "host/plan/mnr_plan.hpp"
 #include "support/plan_cases.hpp"
+#include "support/problems.hpp"
 
 namespace contrastive {
 namespace {
@@ -24,23 +26,16 @@ using testing::expect_accepted;
 using testing::expect_rejected;
 using testing::kUntouched;
 
-constexpr std::int64_t kBatch = 8, kNegatives = 3, kHardNegatives = 2, kDim = 16;
+constexpr std::int64_t kBatch = testing::kProblemBatch, kNegatives = testing::kProblemNegatives,
+                       kHardNegatives = testing::kProblemHardNegatives, kDim = testing::kProblemDim;
 constexpr std::int64_t kTwoTo31 = std::int64_t{1} << 31;
 
 mnr::PerAnchorParams valid_per_anchor() {
-  mnr::PerAnchorParams p;
-  p.batch = kBatch;
-  p.negatives = kNegatives;
-  p.dim = kDim;
-  return p;
+  return testing::anchor_problem<mnr::PerAnchorParams>();
 }
 
 mnr::InBatchParams valid_in_batch() {
-  mnr::InBatchParams p;
-  p.batch = kBatch;
-  p.hard_negatives = kHardNegatives;
-  p.dim = kDim;
-  return p;
+  return testing::anchor_problem<mnr::InBatchParams>();
 }
 
 // ---- Per-anchor MNR --------------------------------------------------------------------------
@@ -49,77 +44,68 @@ using PerAnchorCase = BadParamsCase<mnr::PerAnchorParams>;
 class PerAnchorCheck : public ::testing::TestWithParam<PerAnchorCase> {};
 
 TEST_P(PerAnchorCheck, RejectsWithItsOwnStatusAndMessage) {
-  mnr::PerAnchorParams p = valid_per_anchor();
-  GetParam().edit(p);
-  expect_rejected(p, GetParam().status, GetParam().message);
+  expect_rejected(valid_per_anchor(), GetParam());
 }
 
 using P = mnr::PerAnchorParams;
-const PerAnchorCase kPerAnchorBad[] = {
-    {"ZeroBatch", [](P& p) { p.batch = 0; }, Status::kInvalidArgument,
-     "mnr (per-anchor): batch (B) must be >= 1, got 0"},
-    {"NegativeBatch", [](P& p) { p.batch = -3; }, Status::kInvalidArgument,
-     "mnr (per-anchor): batch (B) must be >= 1, got -3"},
-    {"ZeroDim", [](P& p) { p.dim = 0; }, Status::kInvalidArgument,
-     "mnr (per-anchor): dim (D) must be >= 1, got 0"},
-    {"NegativeDim", [](P& p) { p.dim = -16; }, Status::kInvalidArgument,
-     "mnr (per-anchor): dim (D) must be >= 1, got -16"},
-    {"ZeroNegatives", [](P& p) { p.negatives = 0; }, Status::kInvalidArgument,
-     "mnr (per-anchor): negatives (n) must be >= 1, got 0"},
-    {"NegativeNegatives", [](P& p) { p.negatives = -2; }, Status::kInvalidArgument,
-     "mnr (per-anchor): negatives (n) must be >= 1, got -2"},
-    {"HugeDim", [](P& p) { p.dim = kTwoTo31; }, Status::kInvalidArgument,
-     "mnr (per-anchor): batch, negatives and dim must each be < 2^31 (B = 8, n = 3, D = "
-     "2147483648)"},
-    {"HugeNegatives", [](P& p) { p.negatives = kTwoTo31; }, Status::kInvalidArgument,
-     "mnr (per-anchor): batch, negatives and dim must each be < 2^31 (B = 8, n = 2147483648, D = "
-     "16)"},
-    {"AnchorStrideBelowDim", [](P& p) { p.anchor_row_stride = 15; }, Status::kInvalidArgument,
-     "mnr (per-anchor): anchor_row_stride (15) must be 0 (dense) or >= dim (16)"},
-    {"PositiveStrideNegative", [](P& p) { p.positive_row_stride = -16; }, Status::kInvalidArgument,
-     "mnr (per-anchor): positive_row_stride (-16) must be 0 (dense) or >= dim (16)"},
-    {"NegativeStrideBelowDim", [](P& p) { p.negative_row_stride = 1; }, Status::kInvalidArgument,
-     "mnr (per-anchor): negative_row_stride (1) must be 0 (dense) or >= dim (16)"},
-    {"UnknownDtype", [](P& p) { p.dtype = static_cast<DType>(7); }, Status::kInvalidArgument,
-     "mnr (per-anchor): unknown dtype value 7"},
-    {"UnknownSimilarity", [](P& p) { p.similarity = static_cast<Similarity>(2); },
-     Status::kInvalidArgument, "mnr (per-anchor): unknown similarity value 2"},
-    {"UnknownReduction", [](P& p) { p.reduction = static_cast<Reduction>(-1); },
-     Status::kInvalidArgument, "mnr (per-anchor): unknown reduction value -1"},
-    {"ZeroScale", [](P& p) { p.scale = 0.0f; }, Status::kInvalidArgument,
-     "mnr (per-anchor): scale must be finite and > 0, got 0"},
-    {"NegativeScale", [](P& p) { p.scale = -20.0f; }, Status::kInvalidArgument,
-     "mnr (per-anchor): scale must be finite and > 0, got -20"},
-    {"NaNScale", [](P& p) { p.scale = NAN; }, Status::kInvalidArgument,
-     "mnr (per-anchor): scale must be finite and > 0, got nan"},
-    {"InfiniteScale", [](P& p) { p.scale = INFINITY; }, Status::kInvalidArgument,
-     "mnr (per-anchor): scale must be finite and > 0, got inf"},
-    {"ZeroEpsCosine", [](P& p) { p.similarity = Similarity::kCosine, p.eps = 0.0f; },
-     Status::kInvalidArgument, "mnr (per-anchor): eps must be finite and > 0, got 0"},
-    {"NegativeEpsCosine", [](P& p) { p.similarity = Similarity::kCosine, p.eps = -0.5f; },
-     Status::kInvalidArgument, "mnr (per-anchor): eps must be finite and > 0, got -0.5"},
-    {"NaNEpsCosine", [](P& p) { p.similarity = Similarity::kCosine, p.eps = NAN; },
-     Status::kInvalidArgument, "mnr (per-anchor): eps must be finite and > 0, got nan"},
-    {"InfiniteEpsCosine", [](P& p) { p.similarity = Similarity::kCosine, p.eps = INFINITY; },
-     Status::kInvalidArgument, "mnr (per-anchor): eps must be finite and > 0, got inf"},
-    // (B - 1) * 2^62 elements: the row offset itself overflows.
-    {"AnchorStrideOverflows64Bits", [](P& p) { p.anchor_row_stride = std::int64_t{1} << 62; },
-     Status::kInvalidArgument,
-     "mnr (per-anchor): the extent of the inputs in bytes overflows 64 bits"},
-    // 7 * 2^61 + 16 elements fit in 64 bits; times 4 bytes they do not.
-    {"PositiveStrideOverflowsInBytes", [](P& p) { p.positive_row_stride = std::int64_t{1} << 61; },
-     Status::kInvalidArgument,
-     "mnr (per-anchor): the extent of the inputs in bytes overflows 64 bits"},
-    // B n - 1 = 23 negative rows of 2^60 elements.
-    {"NegativeStrideOverflows64Bits", [](P& p) { p.negative_row_stride = std::int64_t{1} << 60; },
-     Status::kInvalidArgument,
-     "mnr (per-anchor): the extent of the inputs in bytes overflows 64 bits"},
-    {"TooManyNegatives", [](P& p) { p.negatives = 2048; }, Status::kNotSupported,
-     "mnr (per-anchor): at most 2047 negatives per anchor are supported, got 2048"},
-    // Invalid values are reported before unsupported ones.
-    {"InvalidBeforeUnsupported", [](P& p) { p.negatives = 4096, p.scale = 0.0f; },
-     Status::kInvalidArgument, "mnr (per-anchor): scale must be finite and > 0, got 0"},
-};
+const std::vector<PerAnchorCase> kPerAnchorBad = testing::with_shared_bad_params<P>(
+    "mnr (per-anchor)",
+    {
+        {"ZeroNegatives", [](P& p) { p.negatives = 0; }, Status::kInvalidArgument,
+         "mnr (per-anchor): negatives (n) must be >= 1, got 0"},
+        {"NegativeNegatives", [](P& p) { p.negatives = -2; }, Status::kInvalidArgument,
+         "mnr (per-anchor): negatives (n) must be >= 1, got -2"},
+        {"HugeDim", [](P& p) { p.dim = kTwoTo31; }, Status::kInvalidArgument,
+         "mnr (per-anchor): batch, negatives and dim must each be < 2^31 (B = 8, n = 3, D = "
+         "2147483648)"},
+        {"HugeNegatives", [](P& p) { p.negatives = kTwoTo31; }, Status::kInvalidArgument,
+         "mnr (per-anchor): batch, negatives and dim must each be < 2^31 (B = 8, n = 2147483648, D "
+         "= "
+         "16)"},
+        {"AnchorStrideBelowDim", [](P& p) { p.anchor_row_stride = 15; }, Status::kInvalidArgument,
+         "mnr (per-anchor): anchor_row_stride (15) must be 0 (dense) or >= dim (16)"},
+        {"PositiveStrideNegative", [](P& p) { p.positive_row_stride = -16; },
+         Status::kInvalidArgument,
+         "mnr (per-anchor): positive_row_stride (-16) must be 0 (dense) or >= dim (16)"},
+        {"NegativeStrideBelowDim", [](P& p) { p.negative_row_stride = 1; },
+         Status::kInvalidArgument,
+         "mnr (per-anchor): negative_row_stride (1) must be 0 (dense) or >= dim (16)"},
+        {"UnknownSimilarity", [](P& p) { p.similarity = static_cast<Similarity>(2); },
+         Status::kInvalidArgument, "mnr (per-anchor): unknown similarity value 2"},
+        {"ZeroScale", [](P& p) { p.scale = 0.0f; }, Status::kInvalidArgument,
+         "mnr (per-anchor): scale must be finite and > 0, got 0"},
+        {"NegativeScale", [](P& p) { p.scale = -20.0f; }, Status::kInvalidArgument,
+         "mnr (per-anchor): scale must be finite and > 0, got -20"},
+        {"NaNScale", [](P& p) { p.scale = NAN; }, Status::kInvalidArgument,
+         "mnr (per-anchor): scale must be finite and > 0, got nan"},
+        {"InfiniteScale", [](P& p) { p.scale = INFINITY; }, Status::kInvalidArgument,
+         "mnr (per-anchor): scale must be finite and > 0, got inf"},
+        {"ZeroEpsCosine", [](P& p) { p.similarity = Similarity::kCosine, p.eps = 0.0f; },
+         Status::kInvalidArgument, "mnr (per-anchor): eps must be finite and > 0, got 0"},
+        {"NegativeEpsCosine", [](P& p) { p.similarity = Similarity::kCosine, p.eps = -0.5f; },
+         Status::kInvalidArgument, "mnr (per-anchor): eps must be finite and > 0, got -0.5"},
+        {"NaNEpsCosine", [](P& p) { p.similarity = Similarity::kCosine, p.eps = NAN; },
+         Status::kInvalidArgument, "mnr (per-anchor): eps must be finite and > 0, got nan"},
+        {"InfiniteEpsCosine", [](P& p) { p.similarity = Similarity::kCosine, p.eps = INFINITY; },
+         Status::kInvalidArgument, "mnr (per-anchor): eps must be finite and > 0, got inf"},
+        // (B - 1) * 2^62 elements: the row offset itself overflows.
+        {"AnchorStrideOverflows64Bits", [](P& p) { p.anchor_row_stride = std::int64_t{1} << 62; },
+         Status::kInvalidArgument,
+         "mnr (per-anchor): the extent of the inputs in bytes overflows 64 bits"},
+        // 7 * 2^61 + 16 elements fit in 64 bits; times 4 bytes they do not.
+        {"PositiveStrideOverflowsInBytes",
+         [](P& p) { p.positive_row_stride = std::int64_t{1} << 61; }, Status::kInvalidArgument,
+         "mnr (per-anchor): the extent of the inputs in bytes overflows 64 bits"},
+        // B n - 1 = 23 negative rows of 2^60 elements.
+        {"NegativeStrideOverflows64Bits",
+         [](P& p) { p.negative_row_stride = std::int64_t{1} << 60; }, Status::kInvalidArgument,
+         "mnr (per-anchor): the extent of the inputs in bytes overflows 64 bits"},
+        {"TooManyNegatives", [](P& p) { p.negatives = 2048; }, Status::kNotSupported,
+         "mnr (per-anchor): at most 2047 negatives per anchor are supported, got 2048"},
+        // Invalid values are reported before unsupported ones.
+        {"InvalidBeforeUnsupported", [](P& p) { p.negatives = 4096, p.scale = 0.0f; },
+         Status::kInvalidArgument, "mnr (per-anchor): scale must be finite and > 0, got 0"},
+    });
 
 INSTANTIATE_TEST_SUITE_P(BadParams, PerAnchorCheck, ::testing::ValuesIn(kPerAnchorBad),
                          case_name<PerAnchorCase>);
@@ -171,10 +157,7 @@ TEST(PerAnchorSizes, SavedIsLseInverseNormsAndSimilaritiesWorkspaceTheRowPartial
 }
 
 TEST(PerAnchorSizes, NullSizeOutput) {
-  EXPECT_EQ(mnr::workspace_size(valid_per_anchor(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "mnr (per-anchor): bytes is null");
-  EXPECT_EQ(mnr::saved_size(valid_per_anchor(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "mnr (per-anchor): bytes is null");
+  testing::expect_null_size_output(valid_per_anchor(), "mnr (per-anchor)");
 }
 
 // ---- In-batch MNR ----------------------------------------------------------------------------
@@ -183,74 +166,64 @@ using InBatchCase = BadParamsCase<mnr::InBatchParams>;
 class InBatchCheck : public ::testing::TestWithParam<InBatchCase> {};
 
 TEST_P(InBatchCheck, RejectsWithItsOwnStatusAndMessage) {
-  mnr::InBatchParams p = valid_in_batch();
-  GetParam().edit(p);
-  expect_rejected(p, GetParam().status, GetParam().message);
+  expect_rejected(valid_in_batch(), GetParam());
 }
 
 using I = mnr::InBatchParams;
-const InBatchCase kInBatchBad[] = {
-    {"ZeroBatch", [](I& p) { p.batch = 0; }, Status::kInvalidArgument,
-     "mnr (in-batch): batch (B) must be >= 1, got 0"},
-    {"NegativeBatch", [](I& p) { p.batch = -1; }, Status::kInvalidArgument,
-     "mnr (in-batch): batch (B) must be >= 1, got -1"},
-    {"ZeroDim", [](I& p) { p.dim = 0; }, Status::kInvalidArgument,
-     "mnr (in-batch): dim (D) must be >= 1, got 0"},
-    {"NegativeDim", [](I& p) { p.dim = -4; }, Status::kInvalidArgument,
-     "mnr (in-batch): dim (D) must be >= 1, got -4"},
-    {"NegativeHardNegatives", [](I& p) { p.hard_negatives = -1; }, Status::kInvalidArgument,
-     "mnr (in-batch): hard_negatives (K) must be >= 0, got -1"},
-    // (1 + K) B = 2^31: one candidate too many.
-    {"TooManyCandidates", [](I& p) { p.hard_negatives = (kTwoTo31 / kBatch) - 1; },
-     Status::kInvalidArgument,
-     "mnr (in-batch): (1 + K) B candidates and D must each be < 2^31 (B = 8, K = 268435455, D = "
-     "16)"},
-    {"HugeDim", [](I& p) { p.dim = kTwoTo31; }, Status::kInvalidArgument,
-     "mnr (in-batch): (1 + K) B candidates and D must each be < 2^31 (B = 8, K = 2, D = "
-     "2147483648)"},
-    {"AnchorStrideBelowDim", [](I& p) { p.anchor_row_stride = 15; }, Status::kInvalidArgument,
-     "mnr (in-batch): anchor_row_stride (15) must be 0 (dense) or >= dim (16)"},
-    {"CandidateStrideNegative", [](I& p) { p.candidate_row_stride = -1; }, Status::kInvalidArgument,
-     "mnr (in-batch): candidate_row_stride (-1) must be 0 (dense) or >= dim (16)"},
-    {"NegativeTileRows", [](I& p) { p.tile_rows = -1; }, Status::kInvalidArgument,
-     "mnr (in-batch): tile_rows and tile_cols must be >= 0 (0: whole), got -1 x 0"},
-    {"NegativeTileCols", [](I& p) { p.tile_cols = -8; }, Status::kInvalidArgument,
-     "mnr (in-batch): tile_rows and tile_cols must be >= 0 (0: whole), got 0 x -8"},
-    {"UnknownDtype", [](I& p) { p.dtype = static_cast<DType>(3); }, Status::kInvalidArgument,
-     "mnr (in-batch): unknown dtype value 3"},
-    {"UnknownSimilarity", [](I& p) { p.similarity = static_cast<Similarity>(-1); },
-     Status::kInvalidArgument, "mnr (in-batch): unknown similarity value -1"},
-    {"UnknownReduction", [](I& p) { p.reduction = static_cast<Reduction>(3); },
-     Status::kInvalidArgument, "mnr (in-batch): unknown reduction value 3"},
-    {"ZeroScale", [](I& p) { p.scale = 0.0f; }, Status::kInvalidArgument,
-     "mnr (in-batch): scale must be finite and > 0, got 0"},
-    {"NegativeScale", [](I& p) { p.scale = -0.5f; }, Status::kInvalidArgument,
-     "mnr (in-batch): scale must be finite and > 0, got -0.5"},
-    {"NaNScale", [](I& p) { p.scale = NAN; }, Status::kInvalidArgument,
-     "mnr (in-batch): scale must be finite and > 0, got nan"},
-    {"InfiniteScale", [](I& p) { p.scale = -INFINITY; }, Status::kInvalidArgument,
-     "mnr (in-batch): scale must be finite and > 0, got -inf"},
-    {"ZeroEps", [](I& p) { p.eps = 0.0f; }, Status::kInvalidArgument,
-     "mnr (in-batch): eps must be finite and > 0, got 0"},
-    {"NegativeEps", [](I& p) { p.eps = -1.0f; }, Status::kInvalidArgument,
-     "mnr (in-batch): eps must be finite and > 0, got -1"},
-    {"NaNEps", [](I& p) { p.eps = NAN; }, Status::kInvalidArgument,
-     "mnr (in-batch): eps must be finite and > 0, got nan"},
-    {"CandidateStrideOverflows64Bits", [](I& p) { p.candidate_row_stride = std::int64_t{1} << 62; },
-     Status::kInvalidArgument,
-     "mnr (in-batch): the extent of the inputs in bytes overflows 64 bits"},
-    {"AnchorStrideOverflowsInBytes", [](I& p) { p.anchor_row_stride = std::int64_t{1} << 61; },
-     Status::kInvalidArgument,
-     "mnr (in-batch): the extent of the inputs in bytes overflows 64 bits"},
-    {"F16Logits", [](I& p) { p.logits_dtype = DType::kF16; }, Status::kNotSupported,
-     "mnr (in-batch): logits_dtype must be f32 or bf16, got f16"},
-    {"Bf16LogitsFromF32", [](I& p) { p.logits_dtype = DType::kBF16; }, Status::kNotSupported,
-     "mnr (in-batch): a bf16 logits tile needs bf16 inputs (cuBLAS writes bf16 from bf16 "
-     "operands), got dtype f32"},
-    {"InvalidBeforeUnsupported", [](I& p) { p.logits_dtype = DType::kF16, p.tile_cols = -1; },
-     Status::kInvalidArgument,
-     "mnr (in-batch): tile_rows and tile_cols must be >= 0 (0: whole), got 0 x -1"},
-};
+const std::vector<InBatchCase> kInBatchBad = testing::with_shared_bad_params<I>(
+    "mnr (in-batch)",
+    {
+        {"NegativeHardNegatives", [](I& p) { p.hard_negatives = -1; }, Status::kInvalidArgument,
+         "mnr (in-batch): hard_negatives (K) must be >= 0, got -1"},
+        // (1 + K) B = 2^31: one candidate too many.
+        {"TooManyCandidates", [](I& p) { p.hard_negatives = (kTwoTo31 / kBatch) - 1; },
+         Status::kInvalidArgument,
+         "mnr (in-batch): (1 + K) B candidates and D must each be < 2^31 (B = 8, K = 268435455, D "
+         "= "
+         "16)"},
+        {"HugeDim", [](I& p) { p.dim = kTwoTo31; }, Status::kInvalidArgument,
+         "mnr (in-batch): (1 + K) B candidates and D must each be < 2^31 (B = 8, K = 2, D = "
+         "2147483648)"},
+        {"AnchorStrideBelowDim", [](I& p) { p.anchor_row_stride = 15; }, Status::kInvalidArgument,
+         "mnr (in-batch): anchor_row_stride (15) must be 0 (dense) or >= dim (16)"},
+        {"CandidateStrideNegative", [](I& p) { p.candidate_row_stride = -1; },
+         Status::kInvalidArgument,
+         "mnr (in-batch): candidate_row_stride (-1) must be 0 (dense) or >= dim (16)"},
+        {"NegativeTileRows", [](I& p) { p.tile_rows = -1; }, Status::kInvalidArgument,
+         "mnr (in-batch): tile_rows and tile_cols must be >= 0 (0: whole), got -1 x 0"},
+        {"NegativeTileCols", [](I& p) { p.tile_cols = -8; }, Status::kInvalidArgument,
+         "mnr (in-batch): tile_rows and tile_cols must be >= 0 (0: whole), got 0 x -8"},
+        {"UnknownSimilarity", [](I& p) { p.similarity = static_cast<Similarity>(-1); },
+         Status::kInvalidArgument, "mnr (in-batch): unknown similarity value -1"},
+        {"ZeroScale", [](I& p) { p.scale = 0.0f; }, Status::kInvalidArgument,
+         "mnr (in-batch): scale must be finite and > 0, got 0"},
+        {"NegativeScale", [](I& p) { p.scale = -0.5f; }, Status::kInvalidArgument,
+         "mnr (in-batch): scale must be finite and > 0, got -0.5"},
+        {"NaNScale", [](I& p) { p.scale = NAN; }, Status::kInvalidArgument,
+         "mnr (in-batch): scale must be finite and > 0, got nan"},
+        {"InfiniteScale", [](I& p) { p.scale = -INFINITY; }, Status::kInvalidArgument,
+         "mnr (in-batch): scale must be finite and > 0, got -inf"},
+        {"ZeroEps", [](I& p) { p.eps = 0.0f; }, Status::kInvalidArgument,
+         "mnr (in-batch): eps must be finite and > 0, got 0"},
+        {"NegativeEps", [](I& p) { p.eps = -1.0f; }, Status::kInvalidArgument,
+         "mnr (in-batch): eps must be finite and > 0, got -1"},
+        {"NaNEps", [](I& p) { p.eps = NAN; }, Status::kInvalidArgument,
+         "mnr (in-batch): eps must be finite and > 0, got nan"},
+        {"CandidateStrideOverflows64Bits",
+         [](I& p) { p.candidate_row_stride = std::int64_t{1} << 62; }, Status::kInvalidArgument,
+         "mnr (in-batch): the extent of the inputs in bytes overflows 64 bits"},
+        {"AnchorStrideOverflowsInBytes", [](I& p) { p.anchor_row_stride = std::int64_t{1} << 61; },
+         Status::kInvalidArgument,
+         "mnr (in-batch): the extent of the inputs in bytes overflows 64 bits"},
+        {"F16Logits", [](I& p) { p.logits_dtype = DType::kF16; }, Status::kNotSupported,
+         "mnr (in-batch): logits_dtype must be f32 or bf16, got f16"},
+        {"Bf16LogitsFromF32", [](I& p) { p.logits_dtype = DType::kBF16; }, Status::kNotSupported,
+         "mnr (in-batch): a bf16 logits tile needs bf16 inputs (cuBLAS writes bf16 from bf16 "
+         "operands), got dtype f32"},
+        {"InvalidBeforeUnsupported", [](I& p) { p.logits_dtype = DType::kF16, p.tile_cols = -1; },
+         Status::kInvalidArgument,
+         "mnr (in-batch): tile_rows and tile_cols must be >= 0 (0: whole), got 0 x -1"},
+    });
 
 INSTANTIATE_TEST_SUITE_P(BadParams, InBatchCheck, ::testing::ValuesIn(kInBatchBad),
                          case_name<InBatchCase>);
@@ -349,10 +322,7 @@ TEST(InBatchSizes, AreThoseOfTheEquivalentInfoNCEProblem) {
 }
 
 TEST(InBatchSizes, NullSizeOutput) {
-  EXPECT_EQ(mnr::workspace_size(valid_in_batch(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "mnr (in-batch): bytes is null");
-  EXPECT_EQ(mnr::saved_size(valid_in_batch(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "mnr (in-batch): bytes is null");
+  testing::expect_null_size_output(valid_in_batch(), "mnr (in-batch)");
 }
 
 }  // namespace

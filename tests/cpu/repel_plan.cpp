@@ -6,12 +6,14 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include "contrastive/repel.hpp"
 #include "host/plan/repel_plan.hpp"
 #include "support/plan_cases.hpp"
+#include "support/problems.hpp"
 
 namespace contrastive {
 namespace {
@@ -20,17 +22,13 @@ using testing::BadParamsCase;
 using testing::case_name;
 using testing::expect_accepted;
 using testing::expect_rejected;
-using testing::kUntouched;
 
-constexpr std::int64_t kBatch = 8, kNegatives = 3, kDim = 16;
+constexpr std::int64_t kBatch = testing::kProblemBatch, kNegatives = testing::kProblemNegatives,
+                       kDim = testing::kProblemDim;
 constexpr std::int64_t kTwoTo31 = std::int64_t{1} << 31;
 
 repel::Params valid_repel() {
-  repel::Params p;
-  p.batch = kBatch;
-  p.negatives = kNegatives;
-  p.dim = kDim;
-  return p;
+  return testing::anchor_problem<repel::Params>();
 }
 
 // ---- Repel -----------------------------------------------------------------------------------
@@ -39,68 +37,58 @@ using RepelCase = BadParamsCase<repel::Params>;
 class RepelCheck : public ::testing::TestWithParam<RepelCase> {};
 
 TEST_P(RepelCheck, RejectsWithItsOwnStatusAndMessage) {
-  repel::Params p = valid_repel();
-  GetParam().edit(p);
-  expect_rejected(p, GetParam().status, GetParam().message);
+  expect_rejected(valid_repel(), GetParam());
 }
 
 using R = repel::Params;
-const RepelCase kRepelBad[] = {
-    {"ZeroBatch", [](R& p) { p.batch = 0; }, Status::kInvalidArgument,
-     "repel: batch (B) must be >= 1, got 0"},
-    {"NegativeBatch", [](R& p) { p.batch = -8; }, Status::kInvalidArgument,
-     "repel: batch (B) must be >= 1, got -8"},
-    {"ZeroNegatives", [](R& p) { p.negatives = 0; }, Status::kInvalidArgument,
-     "repel: negatives (N) must be >= 1, got 0"},
-    {"NegativeNegatives", [](R& p) { p.negatives = -1; }, Status::kInvalidArgument,
-     "repel: negatives (N) must be >= 1, got -1"},
-    {"ZeroDim", [](R& p) { p.dim = 0; }, Status::kInvalidArgument,
-     "repel: dim (D) must be >= 1, got 0"},
-    {"NegativeDim", [](R& p) { p.dim = -2; }, Status::kInvalidArgument,
-     "repel: dim (D) must be >= 1, got -2"},
-    {"HugeBatch", [](R& p) { p.batch = kTwoTo31; }, Status::kInvalidArgument,
-     "repel: batch, negatives and dim must each be < 2^31 (B = 2147483648, N = 3, D = 16)"},
-    {"HugeDim", [](R& p) { p.dim = kTwoTo31; }, Status::kInvalidArgument,
-     "repel: batch, negatives and dim must each be < 2^31 (B = 8, N = 3, D = 2147483648)"},
-    {"AnchorStrideBelowDim", [](R& p) { p.anchor_row_stride = 8; }, Status::kInvalidArgument,
-     "repel: anchor_row_stride (8) must be 0 (dense) or >= dim (16)"},
-    {"NegativeStrideNegative", [](R& p) { p.negative_row_stride = -32; }, Status::kInvalidArgument,
-     "repel: negative_row_stride (-32) must be 0 (dense) or >= dim (16)"},
-    {"UnknownDtype", [](R& p) { p.dtype = static_cast<DType>(-1); }, Status::kInvalidArgument,
-     "repel: unknown dtype value -1"},
-    {"UnknownReduction", [](R& p) { p.reduction = static_cast<Reduction>(4); },
-     Status::kInvalidArgument, "repel: unknown reduction value 4"},
-    {"NaNMargin", [](R& p) { p.margin = NAN; }, Status::kInvalidArgument,
-     "repel: margin must be finite, got nan"},
-    {"InfiniteMargin", [](R& p) { p.margin = INFINITY; }, Status::kInvalidArgument,
-     "repel: margin must be finite, got inf"},
-    {"MinusInfiniteMargin", [](R& p) { p.margin = -INFINITY; }, Status::kInvalidArgument,
-     "repel: margin must be finite, got -inf"},
-    {"ZeroEps", [](R& p) { p.eps = 0.0f; }, Status::kInvalidArgument,
-     "repel: eps must be finite and > 0, got 0"},
-    {"NegativeEps", [](R& p) { p.eps = -0.25f; }, Status::kInvalidArgument,
-     "repel: eps must be finite and > 0, got -0.25"},
-    {"NaNEps", [](R& p) { p.eps = NAN; }, Status::kInvalidArgument,
-     "repel: eps must be finite and > 0, got nan"},
-    {"InfiniteEps", [](R& p) { p.eps = INFINITY; }, Status::kInvalidArgument,
-     "repel: eps must be finite and > 0, got inf"},
-    {"MeanOverActiveWithSum",
-     [](R& p) { p.mean_over_active = true, p.reduction = Reduction::kSum; },
-     Status::kInvalidArgument, "repel: mean_over_active needs Reduction::kMean"},
-    {"MeanOverActiveWithNone",
-     [](R& p) { p.mean_over_active = true, p.reduction = Reduction::kNone; },
-     Status::kInvalidArgument, "repel: mean_over_active needs Reduction::kMean"},
-    {"AnchorStrideOverflows64Bits", [](R& p) { p.anchor_row_stride = std::int64_t{1} << 62; },
-     Status::kInvalidArgument, "repel: the extent of the inputs in bytes overflows 64 bits"},
-    {"NegativeStrideOverflows64Bits", [](R& p) { p.negative_row_stride = std::int64_t{1} << 60; },
-     Status::kInvalidArgument, "repel: the extent of the inputs in bytes overflows 64 bits"},
-    {"AnchorStrideOverflowsInBytes", [](R& p) { p.anchor_row_stride = std::int64_t{1} << 61; },
-     Status::kInvalidArgument, "repel: the extent of the inputs in bytes overflows 64 bits"},
-    {"TooManyNegatives", [](R& p) { p.negatives = 2049; }, Status::kNotSupported,
-     "repel: at most 2048 negatives per anchor are supported, got 2049"},
-    {"InvalidBeforeUnsupported", [](R& p) { p.negatives = 4096, p.margin = NAN; },
-     Status::kInvalidArgument, "repel: margin must be finite, got nan"},
-};
+const std::vector<RepelCase> kRepelBad = testing::with_shared_bad_params<R>(
+    "repel",
+    {
+        {"ZeroNegatives", [](R& p) { p.negatives = 0; }, Status::kInvalidArgument,
+         "repel: negatives (N) must be >= 1, got 0"},
+        {"NegativeNegatives", [](R& p) { p.negatives = -1; }, Status::kInvalidArgument,
+         "repel: negatives (N) must be >= 1, got -1"},
+        {"HugeBatch", [](R& p) { p.batch = kTwoTo31; }, Status::kInvalidArgument,
+         "repel: batch, negatives and dim must each be < 2^31 (B = 2147483648, N = 3, D = 16)"},
+        {"HugeDim", [](R& p) { p.dim = kTwoTo31; }, Status::kInvalidArgument,
+         "repel: batch, negatives and dim must each be < 2^31 (B = 8, N = 3, D = 2147483648)"},
+        {"AnchorStrideBelowDim", [](R& p) { p.anchor_row_stride = 8; }, Status::kInvalidArgument,
+         "repel: anchor_row_stride (8) must be 0 (dense) or >= dim (16)"},
+        {"NegativeStrideNegative", [](R& p) { p.negative_row_stride = -32; },
+         Status::kInvalidArgument,
+         "repel: negative_row_stride (-32) must be 0 (dense) or >= dim (16)"},
+        {"NaNMargin", [](R& p) { p.margin = NAN; }, Status::kInvalidArgument,
+         "repel: margin must be finite, got nan"},
+        {"InfiniteMargin", [](R& p) { p.margin = INFINITY; }, Status::kInvalidArgument,
+         "repel: margin must be finite, got inf"},
+        {"MinusInfiniteMargin", [](R& p) { p.margin = -INFINITY; }, Status::kInvalidArgument,
+         "repel: margin must be finite, got -inf"},
+        {"ZeroEps", [](R& p) { p.eps = 0.0f; }, Status::kInvalidArgument,
+         "repel: eps must be finite and > 0, got 0"},
+        {"NegativeEps", [](R& p) { p.eps = -0.25f; }, Status::kInvalidArgument,
+         "repel: eps must be finite and > 0, got -0.25"},
+        {"NaNEps", [](R& p) { p.eps = NAN; }, Status::kInvalidArgument,
+         "repel: eps must be finite and > 0, got nan"},
+        {"InfiniteEps", [](R& p) { p.eps = INFINITY; }, Status::kInvalidArgument,
+         "repel: eps must be finite and > 0, got inf"},
+        {"MeanOverActiveWithSum",
+         [](R& p) { p.mean_over_active = true, p.reduction = Reduction::kSum; },
+         Status::kInvalidArgument, "repel: mean_over_active needs Reduction::kMean"},
+        {"MeanOverActiveWithNone",
+         [](R& p) { p.mean_over_active = true, p.reduction = Reduction::kNone; },
+         Status::kInvalidArgument, "repel: mean_over_active needs Reduction::kMean"},
+        {"AnchorStrideOverflows64Bits", [](R& p) { p.anchor_row_stride = std::int64_t{1} << 62; },
+         Status::kInvalidArgument, "repel: the extent of the inputs in bytes overflows 64 bits"},
+        {"NegativeStrideOverflows64Bits",
+         [](R& p) { p.negative_row_stride = std::int64_t{1} << 60; }, Status::kInvalidArgument,
+         "repel: the extent of the inputs in bytes overflows 64 bits"},
+        {"AnchorStrideOverflowsInBytes", [](R& p) { p.anchor_row_stride = std::int64_t{1} << 61; },
+         Status::kInvalidArgument, "repel: the extent of the inputs in bytes overflows 64 bits"},
+        {"TooManyNegatives", [](R& p) { p.negatives = 2049; }, Status::kNotSupported,
+         "repel: at most 2048 negatives per anchor are supported, got 2049"},
+        {"InvalidBeforeUnsupported", [](R& p) { p.negatives = 4096, p.margin = NAN; },
+         Status::kInvalidArgument, "repel: margin must be finite, got nan"},
+    });
 
 INSTANTIATE_TEST_SUITE_P(BadParams, RepelCheck, ::testing::ValuesIn(kRepelBad),
                          case_name<RepelCase>);
@@ -149,10 +137,7 @@ TEST(RepelSizes, SavedIsTheActiveCountInverseNormsAndSimilarities) {
 }
 
 TEST(RepelSizes, NullSizeOutput) {
-  EXPECT_EQ(repel::workspace_size(valid_repel(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "repel: bytes is null");
-  EXPECT_EQ(repel::saved_size(valid_repel(), nullptr), Status::kNullPointer);
-  EXPECT_STREQ(last_error_message(), "repel: bytes is null");
+  testing::expect_null_size_output(valid_repel(), "repel");
 }
 
 }  // namespace

@@ -18,8 +18,8 @@ namespace contrastive {
 namespace {
 
 using kernels::LseState;
-using testing::Results;
 using testing::Inputs;
+using testing::Results;
 using testing::SweepCase;
 
 class TolerancePolicy : public ::testing::TestWithParam<SweepCase> {};
@@ -66,7 +66,17 @@ INSTANTIATE_TEST_SUITE_P(Sweep, PrecisionPolicy,
 // The 16-bit rule is not vacuous: a gradient row off by 5 % or a loss off by 1 % fails it.
 TEST(PrecisionPolicy, TheSixteenBitRuleRejectsWrongResults) {
   std::mt19937_64 engine(testing::test_seed());
-  SweepCase c{33, 33, 64, Similarity::kCosine, false, 0.1f, Reduction::kMean, 0, 0, 0, 0,
+  SweepCase c{33,
+              33,
+              64,
+              Similarity::kCosine,
+              false,
+              0.1f,
+              Reduction::kMean,
+              0,
+              0,
+              0,
+              0,
               {DType::kBF16, DType::kBF16, false}};
   const infonce::Params p = c.params();
   const Inputs in = testing::make_inputs(p, engine);
@@ -108,19 +118,18 @@ TEST(PrecisionPolicy, Bf16TileAccuracyCost) {
                 "grad_t");
     for (const testing::Precision& precision : precisions) {
       std::mt19937_64 engine(seed);  // the same draw for every precision
-      SweepCase c{512, 512, 256, Similarity::kCosine, false, temperature, Reduction::kMean,
-                  0, 0, 0, 0, precision};
+      SweepCase c{
+          512, 512, 256,      Similarity::kCosine, false, temperature, Reduction::kMean, 0, 0,
+          0,   0,   precision};
       const infonce::Params p = c.params();
       const Inputs in = testing::make_inputs(p, engine);
       reference::InfoNCEForward fwd;
       reference::InfoNCEBackward bwd;
       ASSERT_EQ(reference::infonce_forward(p, in.q.data(), in.k.data(), &fwd), Status::kSuccess);
-      ASSERT_EQ(
-          reference::infonce_backward(p, in.q.data(), in.k.data(), in.grad_loss.data(), &bwd),
-          Status::kSuccess);
+      ASSERT_EQ(reference::infonce_backward(p, in.q.data(), in.k.data(), in.grad_loss.data(), &bwd),
+                Status::kSuccess);
       const Results naive = testing::naive_infonce(p, in);
-      const double errors[] = {relative(naive.loss, fwd.loss),
-                               relative(naive.grad_q, bwd.grad_q),
+      const double errors[] = {relative(naive.loss, fwd.loss), relative(naive.grad_q, bwd.grad_q),
                                relative(naive.grad_k, bwd.grad_k),
                                relative(naive.grad_temperature, {bwd.grad_temperature})};
       std::printf("  %-16s %10.2e %10.2e %10.2e %10.2e\n",
@@ -185,6 +194,25 @@ INSTANTIATE_TEST_SUITE_P(Sweep, RepelTolerancePolicy, ::testing::ValuesIn(testin
   return ::testing::AssertionSuccess();
 }
 
+// The naive 16-bit results of an anchor loss lie within the dtype's rounding of the float64
+// reference: the loss, the anchors' gradient, the positives' (MNR; null for Repel) and the
+// negatives'.
+void expect_naive_anchor_near_reference(DType dtype, std::int64_t dim,
+                                        const testing::AnchorResults& naive,
+                                        const testing::AnchorTolerances& t,
+                                        const std::vector<double>& loss,
+                                        const std::vector<double>& grad_anchors,
+                                        const std::vector<double>* grad_positives,
+                                        const std::vector<double>& grad_negatives) {
+  const auto d = static_cast<std::size_t>(dim);
+  EXPECT_TRUE(within_dtype_rounding(dtype, naive.loss, loss, t.loss, 1)) << "loss";
+  EXPECT_TRUE(within_dtype_rounding(dtype, naive.grad_anchors, grad_anchors, t.grad_anchors, d));
+  if (grad_positives != nullptr) {
+    EXPECT_TRUE(within_dtype_rounding(dtype, naive.grad_first, *grad_positives, t.grad_first, d));
+  }
+  EXPECT_TRUE(within_dtype_rounding(dtype, naive.grad_rest, grad_negatives, t.grad_rest, d));
+}
+
 class MnrPrecisionPolicy : public ::testing::TestWithParam<testing::MnrCase> {};
 
 TEST_P(MnrPrecisionPolicy, NaiveSixteenBitIsFiniteAndNearTheReference) {
@@ -193,15 +221,9 @@ TEST_P(MnrPrecisionPolicy, NaiveSixteenBitIsFiniteAndNearTheReference) {
   const testing::MnrInputs in = testing::make_mnr_inputs(p, engine);
   const testing::MnrExpected e = testing::expected_for(p, in);
   ASSERT_TRUE(e.sixteen_bit);
-  const testing::AnchorTolerances& t = e.tolerances;
-  const auto d = static_cast<std::size_t>(p.dim);
-  EXPECT_TRUE(within_dtype_rounding(p.dtype, e.naive.loss, e.forward.loss, t.loss, 1)) << "loss";
-  EXPECT_TRUE(within_dtype_rounding(p.dtype, e.naive.grad_anchors, e.backward.grad_anchors,
-                                    t.grad_anchors, d));
-  EXPECT_TRUE(within_dtype_rounding(p.dtype, e.naive.grad_first, e.backward.grad_positives,
-                                    t.grad_first, d));
-  EXPECT_TRUE(within_dtype_rounding(p.dtype, e.naive.grad_rest, e.backward.grad_negatives,
-                                    t.grad_rest, d));
+  expect_naive_anchor_near_reference(p.dtype, p.dim, e.naive, e.tolerances, e.forward.loss,
+                                     e.backward.grad_anchors, &e.backward.grad_positives,
+                                     e.backward.grad_negatives);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, MnrPrecisionPolicy,
@@ -217,13 +239,8 @@ TEST_P(RepelPrecisionPolicy, NaiveSixteenBitIsFiniteAndNearTheReference) {
   p.margin = testing::clear_margin(p, in, 1e-5);
   const testing::RepelExpected e = testing::expected_for(p, in);
   ASSERT_TRUE(e.sixteen_bit);
-  const testing::AnchorTolerances& t = e.tolerances;
-  const auto d = static_cast<std::size_t>(p.dim);
-  EXPECT_TRUE(within_dtype_rounding(p.dtype, e.naive.loss, e.forward.loss, t.loss, 1)) << "loss";
-  EXPECT_TRUE(within_dtype_rounding(p.dtype, e.naive.grad_anchors, e.backward.grad_anchors,
-                                    t.grad_anchors, d));
-  EXPECT_TRUE(within_dtype_rounding(p.dtype, e.naive.grad_rest, e.backward.grad_negatives,
-                                    t.grad_rest, d));
+  expect_naive_anchor_near_reference(p.dtype, p.dim, e.naive, e.tolerances, e.forward.loss,
+                                     e.backward.grad_anchors, nullptr, e.backward.grad_negatives);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, RepelPrecisionPolicy,

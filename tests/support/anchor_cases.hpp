@@ -97,6 +97,29 @@ inline void expect_anchor_results(const AnchorResults& actual, const std::vector
   }
 }
 
+/// The B x n grid of the anchor sweeps: B in {1, 3, 33, 1000}, n in {1, 2, 7, 64}, `variants`
+/// cases per cell, D in {1, 3, 64, 768, 1000} rotating from `dim_offset`. Calls
+/// add(B, n, D, variant, index) for each case whose float64 reference stays quick
+/// (B (n + extra_rows) D <= 3e7); `index` counts every case, skipped ones too.
+template <typename Add>
+void for_each_anchor_shape(std::int64_t extra_rows, int variants, int dim_offset, Add add) {
+  const std::int64_t batches[] = {1, 3, 33, 1000};
+  const std::int64_t negatives[] = {1, 2, 7, 64};
+  const std::int64_t dims[] = {1, 3, 64, 768, 1000};
+  int index = 0;
+  for (std::int64_t b : batches) {
+    for (std::int64_t n : negatives) {
+      for (int variant = 0; variant < variants; ++variant, ++index) {
+        const std::int64_t d = dims[(index + dim_offset) % 5];
+        if (b * (n + extra_rows) * d > 30'000'000) continue;
+        add(b, n, d, variant, index);
+      }
+    }
+  }
+}
+
+inline constexpr Reduction kReductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};
+
 // ---- Per-anchor MNR
 // -------------------------------------------------------------------------------
 
@@ -146,51 +169,28 @@ inline void PrintTo(const MnrCase& c, std::ostream* out) {
 /// B in {1, 3, 33, 1000}, n in {1, 2, 7, 64}, D in {1, 3, 64, 768, 1000}: every B with every n, D
 /// rotating, cosine and dot; scales 1 and 20, reductions and padding rotating.
 inline std::vector<MnrCase> mnr_cases() {
-  const std::int64_t batches[] = {1, 3, 33, 1000};
-  const std::int64_t negatives[] = {1, 2, 7, 64};
-  const std::int64_t dims[] = {1, 3, 64, 768, 1000};
-  const Reduction reductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};
   std::vector<MnrCase> cases;
-  int rotation = 0;
-  for (std::int64_t b : batches) {
-    for (std::int64_t n : negatives) {
-      for (Similarity similarity : {Similarity::kDot, Similarity::kCosine}) {
-        const std::int64_t d = dims[rotation % 5];
-        if (b * (n + 2) * d > 30'000'000) {  // keep the float64 reference quick
-          ++rotation;
-          continue;
-        }
-        cases.push_back({b, n, d, similarity, reductions[rotation % 3],
-                         rotation % 2 == 0 ? 1.0f : 20.0f, rotation % 4 == 3 ? 3 : 0, DType::kF32});
-        ++rotation;
-      }
-    }
-  }
+  for_each_anchor_shape(
+      2, 2, 0, [&](std::int64_t b, std::int64_t n, std::int64_t d, int variant, int i) {
+        cases.push_back({b, n, d, variant == 0 ? Similarity::kDot : Similarity::kCosine,
+                         kReductions[i % 3], i % 2 == 0 ? 1.0f : 20.0f, i % 4 == 3 ? 3 : 0,
+                         DType::kF32});
+      });
   return cases;
 }
 
 /// The same B x n grid in bf16 and f16 (one case each per B and n, similarity alternating), scales
 /// 1, 20 and 100 rotating: a large scale with 16-bit inputs must stay finite.
 inline std::vector<MnrCase> mnr_precision_cases() {
-  const std::int64_t batches[] = {1, 3, 33, 1000};
-  const std::int64_t negatives[] = {1, 2, 7, 64};
-  const std::int64_t dims[] = {1, 3, 64, 768, 1000};
-  const Reduction reductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};
   const float scales[] = {1.0f, 20.0f, 100.0f};
   std::vector<MnrCase> cases;
-  int rotation = 0;
-  for (std::int64_t b : batches) {
-    for (std::int64_t n : negatives) {
-      for (DType dtype : {DType::kBF16, DType::kF16}) {
-        const std::int64_t d = dims[(rotation + 2) % 5];
-        ++rotation;
-        if (b * (n + 2) * d > 30'000'000) continue;
-        cases.push_back({b, n, d, rotation % 2 == 0 ? Similarity::kDot : Similarity::kCosine,
-                         reductions[rotation % 3], scales[(rotation / 2) % 3],
-                         rotation % 5 == 4 ? 3 : 0, dtype});
-      }
-    }
-  }
+  for_each_anchor_shape(
+      2, 2, 2, [&](std::int64_t b, std::int64_t n, std::int64_t d, int variant, int i) {
+        const int r = i + 1;
+        cases.push_back({b, n, d, r % 2 == 0 ? Similarity::kDot : Similarity::kCosine,
+                         kReductions[r % 3], scales[(r / 2) % 3], r % 5 == 4 ? 3 : 0,
+                         variant == 0 ? DType::kBF16 : DType::kF16});
+      });
   return cases;
 }
 
@@ -321,50 +321,34 @@ inline void PrintTo(const RepelCase& c, std::ostream* out) {
   *out << case_name(c);
 }
 
+/// mean, sum, none, mean over active by turns.
+inline RepelCase repel_case(std::int64_t b, std::int64_t n, std::int64_t d, int mode,
+                            std::int64_t padding, DType dtype) {
+  return {
+      b,         n,
+      d,         mode == 1 ? Reduction::kSum : (mode == 2 ? Reduction::kNone : Reduction::kMean),
+      mode == 3, padding,
+      dtype};
+}
+
 inline std::vector<RepelCase> repel_cases() {
-  const std::int64_t batches[] = {1, 3, 33, 1000};
-  const std::int64_t negatives[] = {1, 2, 7, 64};
-  const std::int64_t dims[] = {1, 3, 64, 768, 1000};
   std::vector<RepelCase> cases;
-  int rotation = 0;
-  for (std::int64_t b : batches) {
-    for (std::int64_t n : negatives) {
-      for (int variant = 0; variant < 2; ++variant) {
-        const std::int64_t d = dims[rotation % 5];
-        ++rotation;
-        if (b * (n + 1) * d > 30'000'000) continue;
-        const int mode = rotation % 4;  // mean, sum, none, mean over active
-        cases.push_back(
-            {b, n, d,
-             mode == 1 ? Reduction::kSum : (mode == 2 ? Reduction::kNone : Reduction::kMean),
-             mode == 3, rotation % 3 == 2 ? 2 : 0, DType::kF32});
-      }
-    }
-  }
+  for_each_anchor_shape(1, 2, 0, [&](std::int64_t b, std::int64_t n, std::int64_t d, int, int i) {
+    const int r = i + 1;
+    cases.push_back(repel_case(b, n, d, r % 4, r % 3 == 2 ? 2 : 0, DType::kF32));
+  });
   return cases;
 }
 
 /// The same B x N grid in bf16 and f16, one case each per B and N, the options rotating.
 inline std::vector<RepelCase> repel_precision_cases() {
-  const std::int64_t batches[] = {1, 3, 33, 1000};
-  const std::int64_t negatives[] = {1, 2, 7, 64};
-  const std::int64_t dims[] = {1, 3, 64, 768, 1000};
   std::vector<RepelCase> cases;
-  int rotation = 0;
-  for (std::int64_t b : batches) {
-    for (std::int64_t n : negatives) {
-      for (DType dtype : {DType::kBF16, DType::kF16}) {
-        const std::int64_t d = dims[(rotation + 3) % 5];
-        ++rotation;
-        if (b * (n + 1) * d > 30'000'000) continue;
-        const int mode = rotation % 4;  // mean, sum, none, mean over active
-        cases.push_back(
-            {b, n, d,
-             mode == 1 ? Reduction::kSum : (mode == 2 ? Reduction::kNone : Reduction::kMean),
-             mode == 3, rotation % 3 == 1 ? 2 : 0, dtype});
-      }
-    }
-  }
+  for_each_anchor_shape(1, 2, 3,
+                        [&](std::int64_t b, std::int64_t n, std::int64_t d, int variant, int i) {
+                          const int r = i + 1;
+                          cases.push_back(repel_case(b, n, d, r % 4, r % 3 == 1 ? 2 : 0,
+                                                     variant == 0 ? DType::kBF16 : DType::kF16));
+                        });
   return cases;
 }
 
