@@ -54,5 +54,7 @@ if [ -n "$long" ]; then
   echo "$long" | sed 's/^/check-format: /'
   status=1
 fi
-[ "$status" -eq 0 ] && echo "check-format: ${#sources[@]} C/C++/CUDA files formatted, no line over 100 columns"
+if [ "$status" -eq 0 ]; then
+  echo "check-format: ${#sources[@]} C/C++/CUDA files formatted, no line over 100 columns"
+fi
 exit "$status"

@@ -14,8 +14,8 @@
 
 #include <gtest/gtest.h>
 
-#include "contrastive/contrastive.h"
 #include "api/previous_layout_caller.h"
+#include "contrastive/contrastive.h"
 #include "support/device.hpp"
 
 namespace contrastive {

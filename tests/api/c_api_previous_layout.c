@@ -1,12 +1,12 @@
 /* A caller compiled against the C API header from before struct_size and magic
- * (tests/api/previous_header/contrastive/contrastive.h comes first on this file's include path): its
- * params structs are 8 bytes shorter and start with batch. It calls each loss the way that header
- * said to: _params_init, set the sizes, check, the size queries, forward (no handle, no buffers).
- * The library must never write past such a struct and must refuse every call with it. */
+ * (tests/api/previous_header/contrastive/contrastive.h comes first on this file's include path):
+ * its params structs are 8 bytes shorter and start with batch. It calls each loss the way that
+ * header said to: _params_init, set the sizes, check, the size queries, forward (no handle, no
+ * buffers). The library must never write past such a struct and must refuse every call with it. */
 #include <string.h>
 
-#include "contrastive/contrastive.h"
 #include "api/previous_layout_caller.h"
+#include "contrastive/contrastive.h"
 
 enum { kGuardBytes = 64, kFill = 0xA5 };
 

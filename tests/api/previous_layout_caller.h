@@ -1,5 +1,6 @@
 /* What tests/c_api_previous_layout.c (a caller compiled against the header from before struct_size
- * and magic) reports to tests/api/c_api_abi_contract.cpp about one loss's calls. Valid C and C++. */
+ * and magic) reports to tests/api/c_api_abi_contract.cpp about one loss's calls. Valid C and C++.
+ */
 #ifndef CONTRASTIVE_TESTS_PREVIOUS_LAYOUT_CALLER_H_
 #define CONTRASTIVE_TESTS_PREVIOUS_LAYOUT_CALLER_H_
 

@@ -27,7 +27,8 @@ def infonce_loss(t):
 loss_f32_temperature = infonce_loss(float(np.float32(temperature)))
 
 golden = {
-    "description": "Seed demo 3 (InfoNCE): numpy seed 0; z1 = randn(6, 8); z2 = z1 + 0.1 * randn(6, 8); "
+    "description": "Seed demo 3 (InfoNCE): numpy seed 0; z1 = randn(6, 8); "
+    "z2 = z1 + 0.1 * randn(6, 8); "
     "cosine similarity, temperature 0.1, mean of -log softmax_row(S / t)[i, i]. float64, "
     "written by make_seed_infonce.py.",
     "temperature": temperature,

@@ -97,9 +97,8 @@ template <typename T>
     const double bound = atol[i / group] + rtol * std::fabs(expected[i]);
     const double error = std::fabs(static_cast<double>(naive[i]) - expected[i]);
     if (std::isnan(error) || (error > 0.0 && bound == 0.0)) {
-      return ::testing::AssertionFailure()
-             << "the naive result misses an exact value at [" << i << "]: " << naive[i]
-             << " vs " << expected[i];
+      return ::testing::AssertionFailure() << "the naive result misses an exact value at [" << i
+                                           << "]: " << naive[i] << " vs " << expected[i];
     }
     if (error > 0.0) rho = std::max(rho, error / bound);
   }
