@@ -16,6 +16,7 @@
 #include "contrastive/contrastive.hpp"
 #include "support/bad_input.hpp"
 #include "support/c_api_contract.hpp"
+#include "support/case_suite.hpp"
 #include "support/device.hpp"
 
 extern "C" int contrastive_c_smoke_mnr_per_anchor(int64_t batch, size_t* saved_bytes);
@@ -115,22 +116,8 @@ const CQueries<contrastive_mnr_in_batch_params_t> kInBatchQueries{
     contrastive_mnr_in_batch_check, contrastive_mnr_in_batch_workspace_size,
     contrastive_mnr_in_batch_saved_size};
 
-using PerAnchorCase = CBadParams<contrastive_mnr_per_anchor_params_t>;
-using InBatchCase = CBadParams<contrastive_mnr_in_batch_params_t>;
-
-class CApiPerAnchorCheck : public ::testing::TestWithParam<PerAnchorCase> {};
-class CApiInBatchCheck : public ::testing::TestWithParam<InBatchCase> {};
-
-TEST_P(CApiPerAnchorCheck, NegativeAndUnknownValues) {
-  testing::expect_rejected(kPerAnchorQueries, valid_per_anchor(), GetParam());
-}
-
-TEST_P(CApiInBatchCheck, NegativeAndUnknownValues) {
-  testing::expect_rejected(kInBatchQueries, valid_in_batch(), GetParam());
-}
-
 using CP = contrastive_mnr_per_anchor_params_t;
-const PerAnchorCase kPerAnchorBad[] = {
+const CBadParams<CP> kPerAnchorBad[] = {
     {"NegativeBatch", [](CP& p) { p.batch = -5; }, CONTRASTIVE_INVALID_ARGUMENT,
      "mnr (per-anchor): batch (B) must be >= 1, got -5"},
     {"NegativeNegatives", [](CP& p) { p.negatives = -1; }, CONTRASTIVE_INVALID_ARGUMENT,
@@ -160,7 +147,7 @@ const PerAnchorCase kPerAnchorBad[] = {
 };
 
 using CI = contrastive_mnr_in_batch_params_t;
-const InBatchCase kInBatchBad[] = {
+const CBadParams<CI> kInBatchBad[] = {
     {"NegativeBatch", [](CI& p) { p.batch = -2; }, CONTRASTIVE_INVALID_ARGUMENT,
      "mnr (in-batch): batch (B) must be >= 1, got -2"},
     {"NegativeHardNegatives", [](CI& p) { p.hard_negatives = -3; }, CONTRASTIVE_INVALID_ARGUMENT,
@@ -192,10 +179,12 @@ const InBatchCase kInBatchBad[] = {
      "mnr (in-batch): logits_dtype must be f32 or bf16, got f16"},
 };
 
-INSTANTIATE_TEST_SUITE_P(BadParams, CApiPerAnchorCheck, ::testing::ValuesIn(kPerAnchorBad),
-                         testing::case_name<PerAnchorCase>);
-INSTANTIATE_TEST_SUITE_P(BadParams, CApiInBatchCheck, ::testing::ValuesIn(kInBatchBad),
-                         testing::case_name<InBatchCase>);
+CONTRASTIVE_BAD_PARAMS_SUITE(CApiPerAnchorCheck, NegativeAndUnknownValues, kPerAnchorBad,
+                             testing::expect_rejected(kPerAnchorQueries, valid_per_anchor(),
+                                                      GetParam()));
+CONTRASTIVE_BAD_PARAMS_SUITE(CApiInBatchCheck, NegativeAndUnknownValues, kInBatchBad,
+                             testing::expect_rejected(kInBatchQueries, valid_in_batch(),
+                                                      GetParam()));
 
 TEST(CApiMnr, ValidParamsGiveTheCppSizes) {
   size_t c_bytes = 0, cpp_bytes = 0;

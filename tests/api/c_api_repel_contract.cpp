@@ -16,6 +16,7 @@
 #include "contrastive/contrastive.hpp"
 #include "support/bad_input.hpp"
 #include "support/c_api_contract.hpp"
+#include "support/case_suite.hpp"
 #include "support/device.hpp"
 
 extern "C" int contrastive_c_smoke_repel(int64_t batch, int* forward_status);
@@ -68,16 +69,8 @@ TEST(CApiRepel, RepelDefaultsAreTheCppDefaults) {
 const CQueries<contrastive_repel_params_t> kRepelQueries{
     contrastive_repel_check, contrastive_repel_workspace_size, contrastive_repel_saved_size};
 
-using RepelCase = CBadParams<contrastive_repel_params_t>;
-
-class CApiRepelCheck : public ::testing::TestWithParam<RepelCase> {};
-
-TEST_P(CApiRepelCheck, NegativeAndUnknownValues) {
-  testing::expect_rejected(kRepelQueries, valid_repel(), GetParam());
-}
-
 using CR = contrastive_repel_params_t;
-const RepelCase kRepelBad[] = {
+const CBadParams<CR> kRepelBad[] = {
     {"NegativeBatch", [](CR& p) { p.batch = -1; }, CONTRASTIVE_INVALID_ARGUMENT,
      "repel: batch (B) must be >= 1, got -1"},
     {"NegativeNegatives", [](CR& p) { p.negatives = -7; }, CONTRASTIVE_INVALID_ARGUMENT,
@@ -105,8 +98,8 @@ const RepelCase kRepelBad[] = {
      "repel: at most 2048 negatives per anchor are supported, got 4096"},
 };
 
-INSTANTIATE_TEST_SUITE_P(BadParams, CApiRepelCheck, ::testing::ValuesIn(kRepelBad),
-                         testing::case_name<RepelCase>);
+CONTRASTIVE_BAD_PARAMS_SUITE(CApiRepelCheck, NegativeAndUnknownValues, kRepelBad,
+                             testing::expect_rejected(kRepelQueries, valid_repel(), GetParam()));
 
 TEST(CApiRepel, ValidParamsGiveTheCppSizes) {
   size_t c_bytes = 0;

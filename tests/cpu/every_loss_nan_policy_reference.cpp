@@ -151,8 +151,7 @@ class ReferenceNaNPolicy : public ::testing::TestWithParam<Loss> {};
 
 TEST_P(ReferenceNaNPolicy, NonFiniteInputNeverGivesAFiniteLoss) {
   const Loss& loss = GetParam();
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   const Sets clean = random_sets(loss, engine);
   std::vector<Similarity> similarities{Similarity::kCosine};
@@ -196,8 +195,7 @@ TEST_P(ReferenceNaNPolicy, NonFiniteInputNeverGivesAFiniteLoss) {
 // normalized rather than clamped).
 TEST_P(ReferenceNaNPolicy, CosineIsScaleInvariantAtTwoToThePlusMinus100) {
   const Loss& loss = GetParam();
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   const Sets clean = random_sets(loss, engine);
   const double huge = std::ldexp(1.0, 100);

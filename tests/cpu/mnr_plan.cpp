@@ -14,6 +14,7 @@
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
 #include "host/plan/mnr_plan.hpp"
+#include "support/case_suite.hpp"
 #include "support/plan_cases.hpp"
 #include "support/problems.hpp"
 
@@ -21,7 +22,6 @@ namespace contrastive {
 namespace {
 
 using testing::BadParamsCase;
-using testing::case_name;
 using testing::expect_accepted;
 using testing::expect_rejected;
 using testing::kUntouched;
@@ -40,15 +40,8 @@ mnr::InBatchParams valid_in_batch() {
 
 // ---- Per-anchor MNR --------------------------------------------------------------------------
 
-using PerAnchorCase = BadParamsCase<mnr::PerAnchorParams>;
-class PerAnchorCheck : public ::testing::TestWithParam<PerAnchorCase> {};
-
-TEST_P(PerAnchorCheck, RejectsWithItsOwnStatusAndMessage) {
-  expect_rejected(valid_per_anchor(), GetParam());
-}
-
 using P = mnr::PerAnchorParams;
-const std::vector<PerAnchorCase> kPerAnchorBad = testing::with_shared_bad_params<P>(
+const std::vector<BadParamsCase<P>> kPerAnchorBad = testing::with_shared_bad_params<P>(
     "mnr (per-anchor)",
     {
         {"ZeroNegatives", [](P& p) { p.negatives = 0; }, Status::kInvalidArgument,
@@ -107,8 +100,8 @@ const std::vector<PerAnchorCase> kPerAnchorBad = testing::with_shared_bad_params
          Status::kInvalidArgument, "mnr (per-anchor): scale must be finite and > 0, got 0"},
     });
 
-INSTANTIATE_TEST_SUITE_P(BadParams, PerAnchorCheck, ::testing::ValuesIn(kPerAnchorBad),
-                         case_name<PerAnchorCase>);
+CONTRASTIVE_BAD_PARAMS_SUITE(PerAnchorCheck, RejectsWithItsOwnStatusAndMessage, kPerAnchorBad,
+                             expect_rejected(valid_per_anchor(), GetParam()));
 
 TEST(PerAnchorCheck, AcceptsValidProblems) {
   expect_accepted(valid_per_anchor());
@@ -162,15 +155,8 @@ TEST(PerAnchorSizes, NullSizeOutput) {
 
 // ---- In-batch MNR ----------------------------------------------------------------------------
 
-using InBatchCase = BadParamsCase<mnr::InBatchParams>;
-class InBatchCheck : public ::testing::TestWithParam<InBatchCase> {};
-
-TEST_P(InBatchCheck, RejectsWithItsOwnStatusAndMessage) {
-  expect_rejected(valid_in_batch(), GetParam());
-}
-
 using I = mnr::InBatchParams;
-const std::vector<InBatchCase> kInBatchBad = testing::with_shared_bad_params<I>(
+const std::vector<BadParamsCase<I>> kInBatchBad = testing::with_shared_bad_params<I>(
     "mnr (in-batch)",
     {
         {"NegativeHardNegatives", [](I& p) { p.hard_negatives = -1; }, Status::kInvalidArgument,
@@ -225,8 +211,8 @@ const std::vector<InBatchCase> kInBatchBad = testing::with_shared_bad_params<I>(
          "mnr (in-batch): tile_rows and tile_cols must be >= 0 (0: whole), got 0 x -1"},
     });
 
-INSTANTIATE_TEST_SUITE_P(BadParams, InBatchCheck, ::testing::ValuesIn(kInBatchBad),
-                         case_name<InBatchCase>);
+CONTRASTIVE_BAD_PARAMS_SUITE(InBatchCheck, RejectsWithItsOwnStatusAndMessage, kInBatchBad,
+                             expect_rejected(valid_in_batch(), GetParam()));
 
 TEST(InBatchCheck, AcceptsValidProblems) {
   expect_accepted(valid_in_batch());

@@ -29,20 +29,16 @@ struct PerAnchorProblem {
   std::vector<double> anchors, positives, negatives;
 
   reference::MnrPerAnchorForward forward() const {
-    reference::MnrPerAnchorForward out;
-    EXPECT_EQ(reference::mnr_per_anchor_forward(params, anchors.data(), positives.data(),
-                                                negatives.data(), &out),
-              Status::kSuccess)
-        << last_error_message();
-    return out;
+    return testing::reference_output<reference::MnrPerAnchorForward>([&](auto* out) {
+      return reference::mnr_per_anchor_forward(params, anchors.data(), positives.data(),
+                                               negatives.data(), out);
+    });
   }
   reference::MnrPerAnchorBackward backward(const std::vector<double>& upstream) const {
-    reference::MnrPerAnchorBackward out;
-    EXPECT_EQ(reference::mnr_per_anchor_backward(params, anchors.data(), positives.data(),
-                                                 negatives.data(), upstream.data(), &out),
-              Status::kSuccess)
-        << last_error_message();
-    return out;
+    return testing::reference_output<reference::MnrPerAnchorBackward>([&](auto* out) {
+      return reference::mnr_per_anchor_backward(params, anchors.data(), positives.data(),
+                                                negatives.data(), upstream.data(), out);
+    });
   }
 };
 
@@ -154,19 +150,15 @@ struct InBatchProblem {
   std::vector<double> anchors, candidates;
 
   reference::InfoNCEForward forward() const {
-    reference::InfoNCEForward out;
-    EXPECT_EQ(reference::mnr_in_batch_forward(params, anchors.data(), candidates.data(), &out),
-              Status::kSuccess)
-        << last_error_message();
-    return out;
+    return testing::reference_output<reference::InfoNCEForward>([&](auto* out) {
+      return reference::mnr_in_batch_forward(params, anchors.data(), candidates.data(), out);
+    });
   }
   reference::MnrInBatchBackward backward(const std::vector<double>& upstream) const {
-    reference::MnrInBatchBackward out;
-    EXPECT_EQ(reference::mnr_in_batch_backward(params, anchors.data(), candidates.data(),
-                                               upstream.data(), &out),
-              Status::kSuccess)
-        << last_error_message();
-    return out;
+    return testing::reference_output<reference::MnrInBatchBackward>([&](auto* out) {
+      return reference::mnr_in_batch_backward(params, anchors.data(), candidates.data(),
+                                              upstream.data(), out);
+    });
   }
 };
 

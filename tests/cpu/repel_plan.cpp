@@ -12,6 +12,7 @@
 
 #include "contrastive/repel.hpp"
 #include "host/plan/repel_plan.hpp"
+#include "support/case_suite.hpp"
 #include "support/plan_cases.hpp"
 #include "support/problems.hpp"
 
@@ -19,7 +20,6 @@ namespace contrastive {
 namespace {
 
 using testing::BadParamsCase;
-using testing::case_name;
 using testing::expect_accepted;
 using testing::expect_rejected;
 
@@ -33,15 +33,8 @@ repel::Params valid_repel() {
 
 // ---- Repel -----------------------------------------------------------------------------------
 
-using RepelCase = BadParamsCase<repel::Params>;
-class RepelCheck : public ::testing::TestWithParam<RepelCase> {};
-
-TEST_P(RepelCheck, RejectsWithItsOwnStatusAndMessage) {
-  expect_rejected(valid_repel(), GetParam());
-}
-
 using R = repel::Params;
-const std::vector<RepelCase> kRepelBad = testing::with_shared_bad_params<R>(
+const std::vector<BadParamsCase<R>> kRepelBad = testing::with_shared_bad_params<R>(
     "repel",
     {
         {"ZeroNegatives", [](R& p) { p.negatives = 0; }, Status::kInvalidArgument,
@@ -90,8 +83,8 @@ const std::vector<RepelCase> kRepelBad = testing::with_shared_bad_params<R>(
          Status::kInvalidArgument, "repel: margin must be finite, got nan"},
     });
 
-INSTANTIATE_TEST_SUITE_P(BadParams, RepelCheck, ::testing::ValuesIn(kRepelBad),
-                         case_name<RepelCase>);
+CONTRASTIVE_BAD_PARAMS_SUITE(RepelCheck, RejectsWithItsOwnStatusAndMessage, kRepelBad,
+                             expect_rejected(valid_repel(), GetParam()));
 
 TEST(RepelCheck, AcceptsValidProblems) {
   expect_accepted(valid_repel());

@@ -26,19 +26,15 @@ struct RepelProblem {
   std::vector<double> anchors, negatives;
 
   reference::RepelForward forward() const {
-    reference::RepelForward out;
-    EXPECT_EQ(reference::repel_forward(params, anchors.data(), negatives.data(), &out),
-              Status::kSuccess)
-        << last_error_message();
-    return out;
+    return testing::reference_output<reference::RepelForward>([&](auto* out) {
+      return reference::repel_forward(params, anchors.data(), negatives.data(), out);
+    });
   }
   reference::RepelBackward backward(const std::vector<double>& upstream) const {
-    reference::RepelBackward out;
-    EXPECT_EQ(
-        reference::repel_backward(params, anchors.data(), negatives.data(), upstream.data(), &out),
-        Status::kSuccess)
-        << last_error_message();
-    return out;
+    return testing::reference_output<reference::RepelBackward>([&](auto* out) {
+      return reference::repel_backward(params, anchors.data(), negatives.data(), upstream.data(),
+                                       out);
+    });
   }
 };
 

@@ -68,8 +68,7 @@ class SampledReference : public ::testing::TestWithParam<std::tuple<bool, Simila
 
 TEST_P(SampledReference, InfoNCEMatchesTheFullReference) {
   const auto [symmetric, similarity] = GetParam();
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const Problem problem = make_problem(symmetric, similarity, seed);
   const infonce::Params& p = problem.params;
   reference::InfoNCEForward forward;
@@ -111,8 +110,7 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST(SampledReferenceInBatch, MatchesTheFullInBatchReference) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   mnr::InBatchParams p;
   p.batch = 9;
   p.hard_negatives = 2;
@@ -150,8 +148,7 @@ TEST(SampledReferenceInBatch, MatchesTheFullInBatchReference) {
 // The bounds cover what one fp32 rounding of every input moves the results by, and are not vacuous
 // (a loss bound is far below the loss). The GPU test holds the library to them.
 TEST(SampledReferenceTolerances, CoverInputRoundingAndAreTight) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const Problem problem = make_problem(true, Similarity::kCosine, seed);
   const infonce::Params& p = problem.params;
   const double s = 1.0 / static_cast<double>(p.temperature);

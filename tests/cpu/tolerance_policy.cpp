@@ -25,8 +25,7 @@ using testing::SweepCase;
 class TolerancePolicy : public ::testing::TestWithParam<SweepCase> {};
 
 TEST_P(TolerancePolicy, NaiveFp32PassesTheGpuTolerances) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   const infonce::Params p = GetParam().params();
   const Inputs in = testing::make_inputs(p, engine);
@@ -45,8 +44,7 @@ INSTANTIATE_TEST_SUITE_P(Sweep, TolerancePolicy, ::testing::ValuesIn(testing::sw
 class PrecisionPolicy : public ::testing::TestWithParam<SweepCase> {};
 
 TEST_P(PrecisionPolicy, OtherSummationOrdersPassTheRule) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   const infonce::Params p = GetParam().params();
   const Inputs in = testing::make_inputs(p, engine);
@@ -144,8 +142,7 @@ TEST(PrecisionPolicy, Bf16TileAccuracyCost) {
 class MnrTolerancePolicy : public ::testing::TestWithParam<testing::MnrCase> {};
 
 TEST_P(MnrTolerancePolicy, NaiveFp32PassesTheGpuTolerances) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   const mnr::PerAnchorParams p = GetParam().params();
   const testing::MnrInputs in = testing::make_mnr_inputs(p, engine);
@@ -158,8 +155,7 @@ INSTANTIATE_TEST_SUITE_P(Sweep, MnrTolerancePolicy, ::testing::ValuesIn(testing:
 class RepelTolerancePolicy : public ::testing::TestWithParam<testing::RepelCase> {};
 
 TEST_P(RepelTolerancePolicy, NaiveFp32PassesTheGpuTolerances) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   repel::Params p = GetParam().params();
   const testing::RepelInputs in = testing::make_repel_inputs(p, engine);

@@ -38,15 +38,10 @@ Shape determinism_shape(DType dtype) {
   return s;
 }
 
-std::string loss_name(const ::testing::TestParamInfo<LossFactory>& info) {
-  return info.param.name;
-}
-
-class ReliabilityDeterminism : public testing::GpuFixture<::testing::TestWithParam<LossFactory>> {};
+class ReliabilityDeterminism : public testing::EveryLossGpuTest {};
 
 TEST_P(ReliabilityDeterminism, TwentyRunsGiveTheSameBits) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const std::unique_ptr<LossDriver> driver = GetParam().make();
   for (const DType dtype : {DType::kF32, DType::kBF16}) {
     SCOPED_TRACE(dtype_name(dtype));
@@ -66,8 +61,7 @@ TEST_P(ReliabilityDeterminism, TwentyRunsGiveTheSameBits) {
 }
 
 TEST_P(ReliabilityDeterminism, TwoStreamsAtOnceGiveTheSameBits) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const Shape s = determinism_shape(DType::kF32);
   const std::unique_ptr<LossDriver> one = GetParam().make(), two = GetParam().make();
   one->make(s, seed);
@@ -104,7 +98,7 @@ TEST_P(ReliabilityDeterminism, TwoStreamsAtOnceGiveTheSameBits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Determinism, ReliabilityDeterminism,
-                         ::testing::ValuesIn(testing::all_losses()), loss_name);
+                         ::testing::ValuesIn(testing::all_losses()), testing::loss_name);
 
 }  // namespace
 }  // namespace contrastive

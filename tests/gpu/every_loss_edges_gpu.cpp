@@ -114,8 +114,7 @@ TEST_P(ReliabilityEdges, MatchesTheFloat64Reference) {
   if (edge.shape.similarity == Similarity::kDot && !driver->has_similarity_choice()) {
     GTEST_SKIP() << driver->name() << " is cosine only";
   }
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   Shape s = edge.shape;
   if (edge.fewest_candidates) s.candidates = driver->min_candidates();
   driver->make(s, seed);
@@ -182,8 +181,7 @@ class ReliabilityNorms : public testing::GpuFixture<::testing::TestWithParam<Nor
 
 TEST_P(ReliabilityNorms, ScaleInvariantAndMatchTheReference) {
   const auto& [factory, norm_case] = GetParam();
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const std::unique_ptr<LossDriver> driver = factory.make();
   Shape s = shape(19, 5, 40);
   s.eps = 1e-36f;

@@ -97,15 +97,10 @@ class CapturedCalls {
   cudaGraphExec_t exec_ = nullptr;
 };
 
-std::string loss_name(const ::testing::TestParamInfo<LossFactory>& info) {
-  return info.param.name;
-}
-
-class ReliabilityGraphs : public testing::GpuFixture<::testing::TestWithParam<LossFactory>> {};
+class ReliabilityGraphs : public testing::EveryLossGpuTest {};
 
 TEST_P(ReliabilityGraphs, CapturedCallsReplayBitwise) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const std::unique_ptr<LossDriver> driver = GetParam().make();
   driver->make(graph_shape(), seed);
   driver->upload();
@@ -145,8 +140,7 @@ TEST_P(ReliabilityGraphs, CapturedCallsReplayBitwise) {
 }
 
 TEST_P(ReliabilityGraphs, FirstCallOnAFreshHandleCaptures) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const std::unique_ptr<LossDriver> driver = GetParam().make();
   driver->make(graph_shape(), seed);
   driver->upload();
@@ -166,7 +160,7 @@ TEST_P(ReliabilityGraphs, FirstCallOnAFreshHandleCaptures) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Graphs, ReliabilityGraphs, ::testing::ValuesIn(testing::all_losses()),
-                         loss_name);
+                         testing::loss_name);
 
 }  // namespace
 }  // namespace contrastive

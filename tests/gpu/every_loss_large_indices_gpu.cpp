@@ -148,8 +148,7 @@ void expect_sampled(const testing::SampledInfoNCE& ref, double logit_scale, bool
 }
 
 TEST_F(LargeIndices, LogitsPastTwoTo31InfoNCEAndInBatchMnr) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   ASSERT_GT(kRows * kRows, kTwoTo31);
   infonce::Params p;
   p.batch = p.num_keys = kRows;
@@ -305,8 +304,7 @@ float middle_margin(std::vector<double> similarities) {
 }
 
 TEST_F(LargeIndices, CandidatesPastTwoTo31PerAnchorMnrAndRepel) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const std::int64_t negative_elements = kAnchors * kNegatives * kWideDim;
   ASSERT_GT(negative_elements, kTwoTo31);
   const std::int64_t row_elements = kAnchors * kWideDim;

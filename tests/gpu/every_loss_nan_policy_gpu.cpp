@@ -54,8 +54,7 @@ class ReliabilityNaN : public testing::GpuFixture<::testing::TestWithParam<NaNPa
 
 TEST_P(ReliabilityNaN, NonFiniteInputNeverGivesAFiniteLoss) {
   const auto& [factory, dtype] = GetParam();
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const std::unique_ptr<LossDriver> driver = factory.make();
   std::vector<Similarity> similarities{Similarity::kCosine};
   if (driver->has_similarity_choice()) similarities.push_back(Similarity::kDot);
@@ -115,8 +114,7 @@ TEST_P(ReliabilityNaN, NaNUpstreamGradientGivesNaNGradients) {
   const auto& [factory, dtype] = GetParam();
   const std::unique_ptr<LossDriver> driver = factory.make();
   if (!driver->has_logit_scale()) GTEST_SKIP() << driver->name() << ": a hinge, see the docs";
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   Shape s;
   s.batch = 5;
   s.dim = 12;

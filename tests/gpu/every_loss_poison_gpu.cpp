@@ -36,8 +36,7 @@ class ReliabilityPoison : public testing::GpuFixture<::testing::TestWithParam<Po
 
 TEST_P(ReliabilityPoison, EveryOutputElementIsWritten) {
   const auto& [factory, fill] = GetParam();
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   const std::unique_ptr<LossDriver> driver = factory.make();
   for (const DType dtype : {DType::kF32, DType::kBF16}) {
     for (const Reduction reduction : {Reduction::kMean, Reduction::kNone}) {

@@ -35,8 +35,7 @@ class SanitizerSmoke : public testing::GpuFixture<::testing::TestWithParam<Smoke
 
 TEST_P(SanitizerSmoke, EveryPassWithAnUninitializedWorkspace) {
   const auto& [factory, dtype] = GetParam();
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   for (const bool small_tiles : {false, true}) {
     SCOPED_TRACE(small_tiles ? "3 x 4 tiles" : "one tile");
     const std::unique_ptr<LossDriver> driver = factory.make();

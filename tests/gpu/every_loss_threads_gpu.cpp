@@ -32,8 +32,7 @@ constexpr int kRounds = 5;
 class ReliabilityThreads : public testing::GpuFixture<> {};
 
 TEST_F(ReliabilityThreads, OneHandlePerThreadGivesTheSameBits) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   Shape s;
   s.batch = 129;
   s.candidates = 15;

@@ -105,8 +105,7 @@ testing::Results download(const DeviceProblem& gpu) {
 }
 
 TEST_P(InfoNCEGpu, MatchesTheFloat64Reference) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   const infonce::Params p = GetParam().params();
   const Inputs in = make_inputs(p, engine);

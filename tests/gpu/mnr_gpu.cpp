@@ -102,8 +102,7 @@ struct MnrDevice {
 class MnrPerAnchorGpu : public testing::GpuFixture<::testing::TestWithParam<testing::MnrCase>> {};
 
 TEST_P(MnrPerAnchorGpu, MatchesTheFloat64Reference) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   const mnr::PerAnchorParams p = GetParam().params();
   const testing::MnrInputs in = testing::make_mnr_inputs(p, engine);
@@ -188,8 +187,7 @@ class MnrInBatchGpu : public testing::GpuFixture<::testing::TestWithParam<InBatc
 // InfoNCE tolerances; the scale gradient is -t^2 times the temperature gradient.
 TEST_P(MnrInBatchGpu, MatchesTheFloat64Reference) {
   const InBatchCase& c = GetParam();
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   mnr::InBatchParams p;
   p.batch = c.batch;

@@ -103,8 +103,7 @@ class RepelGpu : public testing::GpuFixture<::testing::TestWithParam<testing::Re
 constexpr double kHingeClearance = 1e-5;  // far above the similarities' fp32 error
 
 TEST_P(RepelGpu, MatchesTheFloat64Reference) {
-  const std::uint64_t seed = testing::test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)");
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
   std::mt19937_64 engine(seed);
   repel::Params p = GetParam().params();
   const testing::RepelInputs in = testing::make_repel_inputs(p, engine);

@@ -123,6 +123,19 @@ inline constexpr Reduction kReductions[] = {Reduction::kMean, Reduction::kSum, R
 // ---- Per-anchor MNR
 // -------------------------------------------------------------------------------
 
+/// The fields every per-anchor loss's params share: B, N (n), D, the reduction and the dtype.
+template <typename Params>
+Params anchor_case_params(std::int64_t batch, std::int64_t negatives, std::int64_t dim,
+                          Reduction reduction, DType dtype) {
+  Params p;
+  p.batch = batch;
+  p.negatives = negatives;
+  p.dim = dim;
+  p.reduction = reduction;
+  p.dtype = dtype;
+  return p;
+}
+
 struct MnrCase {
   std::int64_t batch, negatives, dim;
   Similarity similarity;
@@ -132,14 +145,10 @@ struct MnrCase {
   DType dtype;
 
   mnr::PerAnchorParams params() const {
-    mnr::PerAnchorParams p;
-    p.batch = batch;
-    p.negatives = negatives;
-    p.dim = dim;
+    mnr::PerAnchorParams p =
+        anchor_case_params<mnr::PerAnchorParams>(batch, negatives, dim, reduction, dtype);
     p.similarity = similarity;
-    p.reduction = reduction;
     p.scale = scale;
-    p.dtype = dtype;
     if (padding != 0) {
       p.anchor_row_stride = dim + padding;
       p.positive_row_stride = dim + 2 * padding;
@@ -291,13 +300,8 @@ struct RepelCase {
   DType dtype;
 
   repel::Params params() const {
-    repel::Params p;
-    p.batch = batch;
-    p.negatives = negatives;
-    p.dim = dim;
-    p.reduction = reduction;
+    repel::Params p = anchor_case_params<repel::Params>(batch, negatives, dim, reduction, dtype);
     p.mean_over_active = mean_over_active;
-    p.dtype = dtype;
     if (padding != 0) {
       p.anchor_row_stride = dim + padding;
       p.negative_row_stride = dim + 2 * padding;

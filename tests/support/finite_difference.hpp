@@ -10,7 +10,17 @@
 
 #include <gtest/gtest.h>
 
+#include "contrastive/status.hpp"
+
 namespace contrastive::testing {
+
+/// The output of one reference call, `call(&out)`, which must succeed.
+template <typename Out, typename Call>
+Out reference_output(Call call) {
+  Out out;
+  EXPECT_EQ(call(&out), Status::kSuccess) << last_error_message();
+  return out;
+}
 
 /// Relative step of the central differences; the error of the difference quotient is ~step^2.
 constexpr double kFiniteDifferenceStep = 1e-6;

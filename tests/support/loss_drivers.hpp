@@ -493,6 +493,13 @@ inline void PrintTo(const LossFactory& factory, std::ostream* out) {
   *out << factory.name;
 }
 
+/// A GPU test run once for each loss of all_losses(), named by the loss.
+using EveryLossGpuTest = GpuFixture<::testing::TestWithParam<LossFactory>>;
+
+inline std::string loss_name(const ::testing::TestParamInfo<LossFactory>& info) {
+  return info.param.name;
+}
+
 /// Runs `pass` and waits: success, and no CUDA error left behind.
 inline ::testing::AssertionResult run_and_wait(LossDriver& driver, Pass pass, const Handle& handle,
                                                cudaStream_t stream) {

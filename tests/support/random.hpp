@@ -5,7 +5,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 namespace contrastive::testing {
 
@@ -16,6 +19,11 @@ inline std::uint64_t test_seed() {
   std::random_device device;
   return (static_cast<std::uint64_t>(device()) << 32) ^ device();
 }
+
+/// Declares `seed`, a fresh test_seed(), and prints it with every failure that follows in scope.
+#define CONTRASTIVE_TEST_SEED_TRACED(seed)                        \
+  const std::uint64_t seed = ::contrastive::testing::test_seed(); \
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (CONTRASTIVE_TEST_SEED reproduces it)")
 
 inline std::vector<double> random_normal(std::size_t count, std::mt19937_64& engine) {
   std::normal_distribution<double> normal(0.0, 1.0);
