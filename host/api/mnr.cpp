@@ -35,14 +35,11 @@ Status run_per_anchor(Pass pass, const char* call, const Handle& handle, const P
   void* base = contrastive::detail::align_workspace(workspace);
   float* row_loss = contrastive::detail::workspace_piece<float>(base, plan.row_loss);
   float* row_logit_grad = contrastive::detail::workspace_piece<float>(base, plan.row_logit_grad);
-  // The forward passes write the saved buffer (row log-sum-exp, similarities, inverse norms);
-  // kBackward only reads it, through the same kernel arguments.
-  float* saved = forward_pass ? static_cast<float*>(args.saved)
-                              : const_cast<float*>(static_cast<const float*>(args.saved_in));
+  // Saved: the row log-sum-exp, then the similarities and inverse norms.
+  float* saved = contrastive::detail::saved_floats(pass, args);
   const detail::PerAnchorSaved layout = detail::saved_layout(p);
-  const kernels::SavedSimilarities saved_similarities{saved + layout.anchor_inverse_norms,
-                                                      saved + layout.similarities,
-                                                      saved + layout.inverse_norms};
+  const kernels::SavedSimilarities saved_similarities =
+      contrastive::detail::saved_similarities(saved, layout);
   float* row_lse = saved + layout.row_lse;
   const bool per_row = p.reduction == Reduction::kNone;
   const float mean_factor =

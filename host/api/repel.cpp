@@ -31,16 +31,12 @@ Status run(Pass pass, const char* call, const Handle& handle, const Params& p,
   void* base = contrastive::detail::align_workspace(workspace);
   float* row_sum = contrastive::detail::workspace_piece<float>(base, plan.row_sum);
   float* row_active = contrastive::detail::workspace_piece<float>(base, plan.row_active);
-  // The forward passes write the saved buffer (the count of active terms, similarities, inverse
-  // norms); kBackward only reads it, through the same kernel arguments.
-  float* saved = forward_pass ? static_cast<float*>(args.saved)
-                              : const_cast<float*>(static_cast<const float*>(args.saved_in));
+  // Saved: the count of active terms, then the similarities and inverse norms.
+  float* saved = contrastive::detail::saved_floats(pass, args);
   const detail::Saved layout = detail::saved_layout(p);
-  const kernels::SavedSimilarities saved_similarities{saved + layout.anchor_inverse_norms,
-                                                      saved + layout.similarities,
-                                                      saved + layout.inverse_norms};
+  const kernels::SavedSimilarities saved_similarities =
+      contrastive::detail::saved_similarities(saved, layout);
   float* active_total = saved + layout.active_total;
-  const float* active_total_in = active_total;
   const std::int64_t terms = p.batch * p.negatives;
   const bool per_term = p.reduction == Reduction::kNone;
   const float mean_factor = p.reduction == Reduction::kMean && !p.mean_over_active
@@ -58,7 +54,7 @@ Status run(Pass pass, const char* call, const Handle& handle, const Params& p,
                           row_sum,
                           row_active,
                           {args.grad_loss, per_term, mean_factor},
-                          p.mean_over_active ? active_total_in : nullptr};
+                          p.mean_over_active ? active_total : nullptr};
   const kernels::AnchorCandidateGrads grads{args.grad_anchors, nullptr, args.grad_negatives};
 
   auto launch = [&](Pass kernel_pass) {

@@ -7,6 +7,7 @@
 #include "contrastive/mnr.hpp"
 #include "contrastive/repel.hpp"
 #include "host/plan/arguments.hpp"
+#include "kernels/anchor_candidates.hpp"
 
 namespace contrastive::detail {
 
@@ -86,6 +87,20 @@ inline Status check_anchor_tensors(Pass pass, const char* call, DType dtype, boo
     CONTRASTIVE_TRY(require_alignment(t.grad_scale, sizeof(float), call, "grad_scale"));
   }
   return Status::kSuccess;
+}
+
+/// The saved buffer as the per-anchor kernels take it: the forward passes write it, kBackward
+/// only reads it through the same kernel arguments (which take one pointer type for both).
+inline float* saved_floats(Pass pass, const AnchorTensors& t) {
+  if (computes_loss(pass)) return static_cast<float*>(t.saved);
+  return const_cast<float*>(static_cast<const float*>(t.saved_in));
+}
+
+/// The similarities and inverse norms forward saves, at their offsets in a loss's saved layout.
+template <typename SavedLayout>
+kernels::SavedSimilarities saved_similarities(float* saved, const SavedLayout& layout) {
+  return {saved + layout.anchor_inverse_norms, saved + layout.similarities,
+          saved + layout.inverse_norms};
 }
 
 }  // namespace contrastive::detail
