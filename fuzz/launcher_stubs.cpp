@@ -9,6 +9,7 @@
 #include "kernels/normalize.hpp"
 #include "kernels/numeric.hpp"
 #include "kernels/reduce.hpp"
+#include "kernels/sigmoid_xent.hpp"
 #include "kernels/softmax_xent.hpp"
 
 namespace contrastive::kernels {
@@ -64,6 +65,18 @@ cudaError_t launch_logits_backward_tile(const LogitsTile&, GT*, std::int64_t, st
   launched("logits_backward_tile");
 }
 
+template <typename L>
+cudaError_t launch_sigmoid_forward_tile(const LogitsTile&, float, SigmoidLabels, float*, bool,
+                                        cudaStream_t) {
+  launched("sigmoid_forward_tile");
+}
+
+template <typename L, typename GT>
+cudaError_t launch_sigmoid_backward_tile(const LogitsTile&, GT*, float, SigmoidLabels,
+                                         UpstreamGradient, SigmoidRowSums, bool, cudaStream_t) {
+  launched("sigmoid_backward_tile");
+}
+
 cudaError_t launch_sum(const float*, std::int64_t, double, const float*, float*, cudaStream_t) {
   launched("sum");
 }
@@ -102,11 +115,16 @@ CONTRASTIVE_STUB_TYPE(__nv_bfloat16)
 #define CONTRASTIVE_STUB_TILE(L)                                                                  \
   template cudaError_t launch_row_lse_tile<L>(const LogitsTile&, std::int64_t, LseState*, float*, \
                                               bool, cudaStream_t);                                \
-  template cudaError_t launch_col_lse_tile<L>(const LogitsTile&, LseState*, bool, cudaStream_t);
-#define CONTRASTIVE_STUB_BACKWARD(L, GT)                                              \
-  template cudaError_t launch_logits_backward_tile<L, GT>(                            \
-      const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*, \
-      UpstreamGradient, float*, bool, cudaStream_t);
+  template cudaError_t launch_col_lse_tile<L>(const LogitsTile&, LseState*, bool, cudaStream_t);  \
+  template cudaError_t launch_sigmoid_forward_tile<L>(const LogitsTile&, float, SigmoidLabels,    \
+                                                      float*, bool, cudaStream_t);
+#define CONTRASTIVE_STUB_BACKWARD(L, GT)                                                    \
+  template cudaError_t launch_logits_backward_tile<L, GT>(                                  \
+      const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*,       \
+      UpstreamGradient, float*, bool, cudaStream_t);                                        \
+  template cudaError_t launch_sigmoid_backward_tile<L, GT>(const LogitsTile&, GT*, float,   \
+                                                           SigmoidLabels, UpstreamGradient, \
+                                                           SigmoidRowSums, bool, cudaStream_t);
 CONTRASTIVE_STUB_TILE(float)
 CONTRASTIVE_STUB_TILE(__nv_bfloat16)
 CONTRASTIVE_STUB_BACKWARD(float, float)

@@ -4,6 +4,7 @@
 
 #include "host/engine/logits_engine.hpp"
 #include "host/plan/error.hpp"
+#include "host/plan/infonce_plan.hpp"
 
 namespace contrastive::infonce {
 namespace {
@@ -12,11 +13,11 @@ template <typename Args>
 Status call(Pass pass, const char* name, const Handle& handle, const Params& params,
             const Args& args, void* workspace, std::size_t workspace_bytes, Stream stream) {
   CONTRASTIVE_TRY(check(params));
-  const detail::ArgumentNames names{name, "q", "k", "grad_q", "grad_k", "grad_temperature"};
-  const detail::LogitScale logit_scale{1.0f / params.temperature,
-                                       detail::LogitScale::Gradient::kTemperature};
-  return detail::run(pass, names, handle, params, logit_scale, detail::tensors_of(args), workspace,
-                     workspace_bytes, stream);
+  const logits::ArgumentNames names{name, "q", "k", "grad_q", "grad_k", "grad_temperature"};
+  const logits::Scalars scalars{1.0f / params.temperature,
+                                logits::Scalars::ScaleGradient::kTemperature};
+  return logits::run(pass, names, handle, detail::to_problem(params), scalars,
+                     logits::tensors_of(args), workspace, workspace_bytes, stream);
 }
 
 }  // namespace

@@ -86,13 +86,11 @@ template <typename Args>
 Status run_in_batch(Pass pass, const char* call, const Handle& handle, const InBatchParams& p,
                     const Args& args, void* workspace, std::size_t workspace_bytes, Stream stream) {
   CONTRASTIVE_TRY(check(p));
-  const infonce::detail::ArgumentNames names{call,           "anchors",         "candidates",
-                                             "grad_anchors", "grad_candidates", "grad_scale"};
-  const infonce::detail::LogitScale logit_scale{p.scale,
-                                                infonce::detail::LogitScale::Gradient::kScale};
-  return infonce::detail::run(pass, names, handle, detail::to_infonce(p), logit_scale,
-                              infonce::detail::tensors_of(args), workspace, workspace_bytes,
-                              stream);
+  const logits::ArgumentNames names{call,           "anchors",         "candidates",
+                                    "grad_anchors", "grad_candidates", "grad_scale"};
+  const logits::Scalars scalars{p.scale, logits::Scalars::ScaleGradient::kScale};
+  return logits::run(pass, names, handle, detail::to_problem(p), scalars, logits::tensors_of(args),
+                     workspace, workspace_bytes, stream);
 }
 
 }  // namespace

@@ -1,34 +1,30 @@
-// The B x M logits engine behind InfoNCE and in-batch MNR: argument checks, workspace carving and
-// the tile loop of DESIGN.md section 3.
+// The B x M logits engine behind InfoNCE, in-batch MNR and SigLIP: argument checks, workspace
+// carving and the tile loop of DESIGN.md section 3; the head (host/engine/heads.hpp) says what a
+// tile of logits turns into.
 //
-// forward:  [normalize Q, K] -> for each tile: GEMM logits = s Q_hat K_hat^T, merge row (and
-//           positive-column) log-sum-exp, pick positives -> finalize lse and the loss.
+// forward:  [normalize Q, K] -> for each tile: GEMM logits = s Q_hat K_hat^T, the head merges the
+//           tile into its statistics -> the head's loss and saved piece.
 // backward: [rebuild Q_hat, K_hat from saved inverse norms] -> for each tile: GEMM logits (unless
-//           still resident), turn them into G = dLoss/dlogits in place, dQ_hat (+)= s G K_hat,
-//           dK_hat (+)= s G^T Q_hat -> normalization backward, temperature (or scale) gradient.
-// s is 1/temperature (or MNR's scale). With one tile (the default) forward_backward computes the
-// logits once: three GEMMs in all.
-#include <algorithm>
+//           still resident), the head turns them into G = dLoss/dlogits in place, dQ_hat (+)=
+//           s G K_hat, dK_hat (+)= s G^T Q_hat -> normalization backward, the head's scalar
+//           gradients.
+// s is 1/temperature, MNR's scale or SigLIP's t. forward_backward computes the logits once when
+// there is one tile (the default), or when the head needs no statistics of other tiles (sigmoid):
+// then one walk produces the loss and G from the same read. Three GEMMs in all.
 #include <cstdint>
 
-#include "contrastive/infonce.hpp"
 #include "host/api/handle_impl.hpp"
 #include "host/blas/gemm.hpp"
 #include "host/engine/dispatch.hpp"
 #include "host/engine/logits_engine.hpp"
 #include "host/plan/arguments.hpp"
 #include "host/plan/error.hpp"
-#include "host/plan/infonce_plan.hpp"
 #include "kernels/normalize.hpp"
-#include "kernels/reduce.hpp"
-#include "kernels/softmax_xent.hpp"
 
-namespace contrastive::infonce {
-namespace detail {
+namespace contrastive::logits {
 namespace {
 
 using contrastive::detail::dispatch_dtype;
-using contrastive::detail::dispatch_logits_dtype;
 using contrastive::detail::Extent;
 using contrastive::detail::fail;
 using contrastive::detail::gemm;
@@ -37,7 +33,6 @@ using contrastive::detail::require_tensor;
 using contrastive::detail::RowMajorGemm;
 using contrastive::detail::workspace_piece;
 using kernels::LogitsTile;
-using kernels::LseState;
 
 // ---- Buffers -----------------------------------------------------------------------------------
 
@@ -49,16 +44,13 @@ struct Scratch {
   void* k_hat = nullptr;        // dtype
   float* grad_q_sum = nullptr;
   float* grad_k_sum = nullptr;
-  LseState* row_state = nullptr;
-  LseState* col_state = nullptr;
-  float* positive_logit = nullptr;
-  float* row_logit_grad = nullptr;
+  float* head_scratch = nullptr;
   void* gemm_workspace = nullptr;
 };
 
-Status carve_workspace(const Params& params, void* workspace, std::size_t bytes, const char* call,
+Status carve_workspace(const Problem& problem, void* workspace, std::size_t bytes, const char* call,
                        Scratch* scratch) {
-  CONTRASTIVE_TRY(plan_workspace(params, &scratch->plan));
+  CONTRASTIVE_TRY(plan_workspace(problem, call, &scratch->plan));
   const WorkspacePlan& plan = scratch->plan;
   CONTRASTIVE_TRY(contrastive::detail::require_workspace(workspace, bytes, plan.required_bytes,
                                                          plan.used_bytes, call));
@@ -69,10 +61,7 @@ Status carve_workspace(const Params& params, void* workspace, std::size_t bytes,
   scratch->k_hat = workspace_piece<void>(base, plan.k_hat);
   scratch->grad_q_sum = workspace_piece<float>(base, plan.grad_q_sum);
   scratch->grad_k_sum = workspace_piece<float>(base, plan.grad_k_sum);
-  scratch->row_state = workspace_piece<LseState>(base, plan.row_state);
-  scratch->col_state = workspace_piece<LseState>(base, plan.col_state);
-  scratch->positive_logit = workspace_piece<float>(base, plan.positive_logit);
-  scratch->row_logit_grad = workspace_piece<float>(base, plan.row_logit_grad);
+  scratch->head_scratch = workspace_piece<float>(base, plan.head_scratch);
   scratch->gemm_workspace = workspace_piece<void>(base, plan.gemm_workspace);
   return Status::kSuccess;
 }
@@ -80,39 +69,35 @@ Status carve_workspace(const Params& params, void* workspace, std::size_t bytes,
 // The saved buffer's pieces: F = float where forward writes them, const float where backward reads.
 template <typename F>
 struct SavedView {
-  F* row_lse = nullptr;
-  F* col_lse = nullptr;
+  F* head = nullptr;
   F* q_inv_norm = nullptr;
   F* k_inv_norm = nullptr;
 };
 
 template <typename F>
-SavedView<F> view_saved(const Params& params, F* base) {
-  const SavedLayout layout = saved_layout(params);
+SavedView<F> view_saved(const Problem& problem, F* base) {
+  const SavedLayout layout = saved_layout(problem);
   auto at = [base](std::int64_t offset) { return offset < 0 ? nullptr : base + offset; };
-  return {at(layout.row_lse), at(layout.col_lse), at(layout.q_inv_norm), at(layout.k_inv_norm)};
+  return {at(layout.head), at(layout.q_inv_norm), at(layout.k_inv_norm)};
 }
-
-using Operands = TileOperands;
 
 struct Gradients {
   const float* grad_loss = nullptr;
   void* grad_q = nullptr;  // dtype
   void* grad_k = nullptr;  // dtype
-  float* grad_scalar = nullptr;
+  float* grad_scale = nullptr;
+  float* grad_bias = nullptr;
 };
-
-// Byte offset of `count` elements of `dtype` from `base`.
-const void* advance(const void* base, std::int64_t count, DType dtype) {
-  return static_cast<const char*>(base) + count * static_cast<std::int64_t>(dtype_size(dtype));
-}
 
 struct Call {
   const Handle& handle;
-  const Params& params;
-  LogitScale logit_scale;
+  const Problem& problem;
+  const Head& head;
+  Scalars scalars;
   Scratch scratch;
   cudaStream_t stream;
+
+  HeadCall head_call() const { return {problem, scratch.head_scratch, scalars, stream}; }
 };
 
 // ---- Steps -------------------------------------------------------------------------------------
@@ -122,10 +107,10 @@ struct Call {
 // gives bit-identical rows.
 Status prepare_operands(const Call& call, const void* q, const void* k,
                         const SavedView<const float>& norms_in, const SavedView<float>& norms_out,
-                        Operands* operands) {
-  const Params& p = call.params;
-  if (p.similarity == Similarity::kDot) {
-    *operands = {q, q_stride(p), k, k_stride(p)};
+                        TileOperands* operands) {
+  const Problem& p = call.problem;
+  if (!p.cosine()) {
+    *operands = {q, p.q_stride, k, p.k_stride};
     return Status::kSuccess;
   }
   const Scratch& s = call.scratch;
@@ -135,12 +120,12 @@ Status prepare_operands(const Call& call, const void* q, const void* k,
           [&](auto tag) {
             using T = typename decltype(tag)::type;
             const cudaError_t q_error = kernels::launch_normalize_rows<T>(
-                static_cast<const T*>(q), p.batch, q_stride(p), p.dim, p.eps, norms_in.q_inv_norm,
+                static_cast<const T*>(q), p.batch, p.q_stride, p.dim, p.eps, norms_in.q_inv_norm,
                 norms_out.q_inv_norm, static_cast<T*>(s.q_hat), call.stream);
             if (q_error != cudaSuccess) return q_error;
             return kernels::launch_normalize_rows<T>(
-                static_cast<const T*>(k), p.num_keys, k_stride(p), p.dim, p.eps,
-                norms_in.k_inv_norm, norms_out.k_inv_norm, static_cast<T*>(s.k_hat), call.stream);
+                static_cast<const T*>(k), p.num_keys, p.k_stride, p.dim, p.eps, norms_in.k_inv_norm,
+                norms_out.k_inv_norm, static_cast<T*>(s.k_hat), call.stream);
           }),
       "normalize_rows launch");
   *operands = {s.q_hat, p.dim, s.k_hat, p.dim};
@@ -157,129 +142,93 @@ LogitsTile tile_view(const Call& call, Extent rows, Extent cols) {
 }
 
 Status run_gemm(const Call& call, const RowMajorGemm& g) {
-  return gemm(call.handle, g, call.params.allow_tf32, call.scratch.gemm_workspace,
+  return gemm(call.handle, g, call.problem.allow_tf32, call.scratch.gemm_workspace,
               call.scratch.plan.gemm_workspace_bytes, call.stream);
 }
 
 // logits[rows, cols] = s Q_hat[rows] K_hat[cols]^T
-Status compute_logits(const Call& call, const Operands& operands, Extent rows, Extent cols) {
+Status compute_logits(const Call& call, const TileOperands& operands, Extent rows, Extent cols) {
   const TileProducts products =
-      tile_products(call.params, call.scratch.plan, operands, rows, cols, call.logit_scale.scale,
+      tile_products(call.problem, call.scratch.plan, operands, rows, cols, call.scalars.scale,
                     call.scratch.logits_tile, nullptr, nullptr, nullptr, false, false);
   return run_gemm(call, products.logits);
 }
 
-// Symmetric mode: the part of a tile inside the positive columns [offset, offset + B) goes into
-// their column states.
-Status merge_positive_columns(const Call& call, const LogitsTile& tile, bool first_row_tile) {
-  const Params& p = call.params;
-  const std::int64_t begin = std::max(tile.col0, p.positive_offset);
-  const std::int64_t end = std::min(tile.col0 + tile.cols, p.positive_offset + p.batch);
-  if (begin >= end) return Status::kSuccess;
-  LogitsTile part = tile;
-  part.data = const_cast<void*>(advance(tile.data, begin - tile.col0, p.logits_dtype));
-  part.col0 = begin;
-  part.cols = end - begin;
-  CONTRASTIVE_TRY_CUDA(
-      dispatch_logits_dtype(p.logits_dtype,
-                            [&](auto tag) {
-                              using L = typename decltype(tag)::type;
-                              return kernels::launch_col_lse_tile<L>(
-                                  part, call.scratch.col_state + (begin - p.positive_offset),
-                                  first_row_tile, call.stream);
-                            }),
-      "col_lse_tile launch");
-  return Status::kSuccess;
+// The gradient products accumulate in fp32 scratch (then the normalization backward, or a
+// conversion to 16 bits, writes the caller's gradients), or straight into fp32 gradients for f32
+// dot.
+struct GradientTargets {
+  float* q = nullptr;
+  float* k = nullptr;
+  bool direct = false;
+};
+
+GradientTargets gradient_targets(const Call& call, const Gradients& out) {
+  const Scratch& s = call.scratch;
+  const bool direct = s.grad_q_sum == nullptr;
+  return {
+      out.grad_q == nullptr ? nullptr : (direct ? static_cast<float*>(out.grad_q) : s.grad_q_sum),
+      out.grad_k == nullptr ? nullptr : (direct ? static_cast<float*>(out.grad_k) : s.grad_k_sum),
+      direct};
 }
 
 Status run_forward(const Call& call, const void* q, const void* k, float* loss,
-                   const SavedView<float>& saved, Operands* operands) {
-  const Params& p = call.params;
-  const Scratch& s = call.scratch;
-  const auto& tiles = s.plan.tiles;
+                   const SavedView<float>& saved, TileOperands* operands) {
+  const auto& tiles = call.scratch.plan.tiles;
+  const HeadCall head_call = call.head_call();
   CONTRASTIVE_TRY(prepare_operands(call, q, k, {}, saved, operands));
   for (std::int64_t r = 0; r < tiles.row_tiles(); ++r) {
     for (std::int64_t c = 0; c < tiles.col_tiles(); ++c) {
       const Extent rows = tiles.row_tile(r), cols = tiles.col_tile(c);
       CONTRASTIVE_TRY(compute_logits(call, *operands, rows, cols));
-      const LogitsTile tile = tile_view(call, rows, cols);
-      CONTRASTIVE_TRY_CUDA(dispatch_logits_dtype(p.logits_dtype,
-                                                 [&](auto tag) {
-                                                   using L = typename decltype(tag)::type;
-                                                   return kernels::launch_row_lse_tile<L>(
-                                                       tile, p.positive_offset, s.row_state,
-                                                       s.positive_logit, c == 0, call.stream);
-                                                 }),
-                           "row_lse_tile launch");
-      if (p.symmetric) CONTRASTIVE_TRY(merge_positive_columns(call, tile, r == 0));
+      CONTRASTIVE_TRY_CUDA(
+          call.head.forward_tile(head_call, tile_view(call, rows, cols), {c == 0, r == 0}),
+          "forward tile launch");
     }
   }
-  CONTRASTIVE_TRY_CUDA(kernels::launch_finalize_loss(
-                           s.row_state, p.symmetric ? s.col_state : nullptr, s.positive_logit,
-                           p.batch, p.reduction, saved.row_lse, saved.col_lse, loss, call.stream),
-                       "finalize_loss launch");
+  CONTRASTIVE_TRY_CUDA(call.head.finish_forward(head_call, loss, saved.head),
+                       "finish forward launch");
   return Status::kSuccess;
 }
 
-// `resident`: operands prepared by a forward pass in the same call (their logits tile is still in
-// the workspace when the plan has a single tile).
-Status run_backward(const Call& call, const void* q, const void* k,
-                    const SavedView<const float>& saved, const Gradients& out,
-                    const Operands* resident) {
-  const Params& p = call.params;
+// One walk of the tiles in backward: G from each tile, then its gradient products. `operands`
+// are prepared; `logits_resident`: the single tile's logits are still in the workspace;
+// `forward_too`: the head also sums forward's statistics from the same read.
+Status walk_backward(const Call& call, const TileOperands& operands, bool logits_resident,
+                     const float* saved_head, const Gradients& out, bool forward_too) {
+  const Problem& p = call.problem;
   const Scratch& s = call.scratch;
   const auto& tiles = s.plan.tiles;
-  const float logit_scale = call.logit_scale.scale;
-  const bool cosine = p.similarity == Similarity::kCosine;
-  Operands operands;
-  if (resident != nullptr) {
-    operands = *resident;
-  } else {
-    CONTRASTIVE_TRY(prepare_operands(call, q, k, saved, {}, &operands));
-  }
-  const bool logits_resident = resident != nullptr && tiles.single_tile();
-  // The products accumulate in fp32 scratch (then the normalization backward, or a conversion to
-  // 16 bits, writes the caller's gradients), or straight into fp32 gradients for f32 dot.
-  const bool direct = s.grad_q_sum == nullptr;
-  float* grad_q_target =
-      out.grad_q == nullptr ? nullptr : (direct ? static_cast<float*>(out.grad_q) : s.grad_q_sum);
-  float* grad_k_target =
-      out.grad_k == nullptr ? nullptr : (direct ? static_cast<float*>(out.grad_k) : s.grad_k_sum);
+  const HeadCall head_call = call.head_call();
+  const GradientTargets targets = gradient_targets(call, out);
   void* grad_tile = s.grad_tile != nullptr ? s.grad_tile : s.logits_tile;  // G, in dtype
-  // G holds the upstream gradient times (softmax - onehot) only; the reduction's factor (1/B,
-  // 1/2 symmetric) goes into the gradient GEMMs' alpha and the scalar gradient's factor, so that
-  // a 16-bit G keeps its small entries (docs/precision.md).
-  const kernels::UpstreamGradient upstream{out.grad_loss, p.reduction == Reduction::kNone, 1.0f};
-
   for (std::int64_t r = 0; r < tiles.row_tiles(); ++r) {
     for (std::int64_t c = 0; c < tiles.col_tiles(); ++c) {
       const Extent rows = tiles.row_tile(r), cols = tiles.col_tile(c);
       if (!logits_resident) CONTRASTIVE_TRY(compute_logits(call, operands, rows, cols));
-      const LogitsTile tile = tile_view(call, rows, cols);
       CONTRASTIVE_TRY_CUDA(
-          dispatch_logits_dtype(p.logits_dtype,
-                                [&](auto logits_tag) {
-                                  using L = typename decltype(logits_tag)::type;
-                                  return dispatch_dtype(p.dtype, [&](auto grad_tag) {
-                                    using GT = typename decltype(grad_tag)::type;
-                                    return kernels::launch_logits_backward_tile<L, GT>(
-                                        tile, static_cast<GT*>(grad_tile), p.positive_offset,
-                                        p.batch, saved.row_lse,
-                                        p.symmetric ? saved.col_lse : nullptr, upstream,
-                                        s.row_logit_grad, c == 0, call.stream);
-                                  });
-                                }),
-          "logits_backward_tile launch");
-      // dQ_hat[rows] (+)= s f G K_hat[cols], dK_hat[cols] (+)= s f G^T Q_hat[rows]
-      const TileProducts products =
-          tile_products(p, s.plan, operands, rows, cols, logit_scale, s.logits_tile, grad_tile,
-                        grad_q_target, grad_k_target, /*accumulate_q=*/c > 0,
-                        /*accumulate_k=*/r > 0);
-      if (grad_q_target != nullptr) CONTRASTIVE_TRY(run_gemm(call, products.grad_q));
-      if (grad_k_target != nullptr) CONTRASTIVE_TRY(run_gemm(call, products.grad_k));
+          call.head.backward_tile(head_call, tile_view(call, rows, cols), grad_tile, saved_head,
+                                  out.grad_loss, {c == 0, r == 0}, forward_too),
+          "backward tile launch");
+      // dQ_hat[rows] (+)= s f G K_hat[cols], dK_hat[cols] (+)= s f G^T Q_hat[rows]: G holds the
+      // upstream gradient times dl/dlogits only; the reduction's factor f goes into alpha, so
+      // that a 16-bit G keeps its small entries (docs/precision.md).
+      const TileProducts products = tile_products(
+          p, s.plan, operands, rows, cols, call.scalars.scale, s.logits_tile, grad_tile, targets.q,
+          targets.k, /*accumulate_q=*/c > 0, /*accumulate_k=*/r > 0);
+      if (targets.q != nullptr) CONTRASTIVE_TRY(run_gemm(call, products.grad_q));
+      if (targets.k != nullptr) CONTRASTIVE_TRY(run_gemm(call, products.grad_k));
     }
   }
-  if (!direct) {
+  return Status::kSuccess;
+}
+
+// The caller's gradients from the fp32 sums (normalization backward or conversion), then the
+// head's scalar gradients.
+Status finish_backward(const Call& call, const void* q, const void* k, const Gradients& out) {
+  const Problem& p = call.problem;
+  const Scratch& s = call.scratch;
+  if (!gradient_targets(call, out).direct) {
     CONTRASTIVE_TRY_CUDA(
         dispatch_dtype(p.dtype,
                        [&](auto tag) {
@@ -287,7 +236,7 @@ Status run_backward(const Call& call, const void* q, const void* k,
                          auto finish = [&](const void* x, std::int64_t rows, std::int64_t ld,
                                            const float* sum, void* grad) {
                            if (grad == nullptr) return cudaSuccess;
-                           if (!cosine) {
+                           if (!p.cosine()) {
                              return kernels::launch_convert<T>(sum, rows * p.dim,
                                                                static_cast<T*>(grad), call.stream);
                            }
@@ -296,68 +245,84 @@ Status run_backward(const Call& call, const void* q, const void* k,
                                static_cast<T*>(grad), call.stream);
                          };
                          const cudaError_t q_error =
-                             finish(q, p.batch, q_stride(p), s.grad_q_sum, out.grad_q);
+                             finish(q, p.batch, p.q_stride, s.grad_q_sum, out.grad_q);
                          if (q_error != cudaSuccess) return q_error;
-                         return finish(k, p.num_keys, k_stride(p), s.grad_k_sum, out.grad_k);
+                         return finish(k, p.num_keys, p.k_stride, s.grad_k_sum, out.grad_k);
                        }),
         "gradient finishing launch");
   }
-  if (out.grad_scalar != nullptr) {
-    // f sum(G * logits) = f sum(G * s * sim), with f the reduction's factor G leaves out:
-    // dLoss/ds = f sum / s, dLoss/dt = -f sum / t with s = 1/t.
-    const double factor = gradient_factor(p);
-    const double sum_to_gradient = call.logit_scale.gradient == LogitScale::Gradient::kScale
-                                       ? factor / static_cast<double>(logit_scale)
-                                       : -factor * static_cast<double>(logit_scale);
-    CONTRASTIVE_TRY_CUDA(kernels::launch_sum(s.row_logit_grad, p.batch, sum_to_gradient, nullptr,
-                                             out.grad_scalar, call.stream),
-                         "sum launch");
-  }
+  CONTRASTIVE_TRY_CUDA(call.head.scalar_gradients(call.head_call(), out.grad_scale, out.grad_bias),
+                       "scalar gradient launch");
   return Status::kSuccess;
 }
 
-Status check_gradient_outputs(const Params& params, const Gradients& out,
+Status check_gradient_outputs(const Problem& problem, const Gradients& out,
                               const ArgumentNames& names) {
-  if (out.grad_q == nullptr && out.grad_k == nullptr && out.grad_scalar == nullptr) {
+  if (out.grad_q == nullptr && out.grad_k == nullptr && out.grad_scale == nullptr &&
+      out.grad_bias == nullptr) {
+    if (names.grad_bias != nullptr) {
+      return fail(Status::kNullPointer, "%s: %s, %s, %s and %s are all null: nothing to compute",
+                  names.call, names.grad_q, names.grad_k, names.grad_scale, names.grad_bias);
+    }
     return fail(Status::kNullPointer, "%s: %s, %s and %s are all null: nothing to compute",
-                names.call, names.grad_q, names.grad_k, names.grad_scalar);
+                names.call, names.grad_q, names.grad_k, names.grad_scale);
   }
-  const std::size_t element = dtype_size(params.dtype);
+  const std::size_t element = dtype_size(problem.dtype);
   CONTRASTIVE_TRY(require_alignment(out.grad_loss, sizeof(float), names.call, "grad_loss"));
   CONTRASTIVE_TRY(require_alignment(out.grad_q, element, names.call, names.grad_q));
   CONTRASTIVE_TRY(require_alignment(out.grad_k, element, names.call, names.grad_k));
-  return require_alignment(out.grad_scalar, sizeof(float), names.call, names.grad_scalar);
+  CONTRASTIVE_TRY(require_alignment(out.grad_scale, sizeof(float), names.call, names.grad_scale));
+  if (names.grad_bias == nullptr) return Status::kSuccess;
+  return require_alignment(out.grad_bias, sizeof(float), names.call, names.grad_bias);
 }
 
 }  // namespace
 
-Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Params& params,
-           LogitScale logit_scale, const LogitsTensors& args, void* workspace,
-           std::size_t workspace_bytes, Stream stream) {
+Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Problem& problem,
+           Scalars scalars, const LogitsTensors& args, void* workspace, std::size_t workspace_bytes,
+           Stream stream) {
   const bool forward_pass = computes_loss(pass), backward_pass = computes_gradients(pass);
-  const std::size_t element = dtype_size(params.dtype);
+  const std::size_t element = dtype_size(problem.dtype);
   CONTRASTIVE_TRY(require_tensor(args.q, element, names.call, names.q));
   CONTRASTIVE_TRY(require_tensor(args.k, element, names.call, names.k));
   if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), names.call, "loss"));
-  CONTRASTIVE_TRY(require_tensor(forward_pass ? args.saved : args.saved_in, sizeof(float),
-                                 names.call, "saved"));
-  const Gradients out{args.grad_loss, args.grad_q, args.grad_k, args.grad_scalar};
-  if (backward_pass) CONTRASTIVE_TRY(check_gradient_outputs(params, out, names));
-  Call call{handle, params, logit_scale, {}, stream};
-  CONTRASTIVE_TRY(carve_workspace(params, workspace, workspace_bytes, names.call, &call.scratch));
+  const void* saved_pointer = forward_pass ? args.saved : args.saved_in;
+  if (saved_layout(problem).floats > 0) {
+    CONTRASTIVE_TRY(require_tensor(saved_pointer, sizeof(float), names.call, "saved"));
+  } else {  // nothing to save: the pointer may be null
+    CONTRASTIVE_TRY(require_alignment(saved_pointer, sizeof(float), names.call, "saved"));
+  }
+  const Gradients out{args.grad_loss, args.grad_q, args.grad_k, args.grad_scale,
+                      names.grad_bias != nullptr ? args.grad_bias : nullptr};
+  if (backward_pass) CONTRASTIVE_TRY(check_gradient_outputs(problem, out, names));
+  Call call{handle, problem, head_of(problem.head), scalars, {}, stream};
+  CONTRASTIVE_TRY(carve_workspace(problem, workspace, workspace_bytes, names.call, &call.scratch));
   CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
 
   const void* q = args.q;
   const void* k = args.k;
-  Operands operands;
+  if (forward_pass && backward_pass && call.head.backward_also_forwards()) {
+    // One walk: each tile's read gives forward's statistics and G.
+    const SavedView<float> saved = view_saved(problem, static_cast<float*>(args.saved));
+    TileOperands operands;
+    CONTRASTIVE_TRY(prepare_operands(call, q, k, {}, saved, &operands));
+    CONTRASTIVE_TRY(walk_backward(call, operands, false, saved.head, out, true));
+    CONTRASTIVE_TRY_CUDA(call.head.finish_forward(call.head_call(), args.loss, saved.head),
+                         "finish forward launch");
+    return finish_backward(call, q, k, out);
+  }
+  TileOperands operands;
   if (forward_pass) {
-    const SavedView<float> saved = view_saved(params, static_cast<float*>(args.saved));
+    const SavedView<float> saved = view_saved(problem, static_cast<float*>(args.saved));
     CONTRASTIVE_TRY(run_forward(call, q, k, args.loss, saved, &operands));
   }
   if (!backward_pass) return Status::kSuccess;
-  const SavedView<const float> saved = view_saved(params, static_cast<const float*>(args.saved_in));
-  return run_backward(call, q, k, saved, out, forward_pass ? &operands : nullptr);
+  const SavedView<const float> saved =
+      view_saved(problem, static_cast<const float*>(args.saved_in));
+  if (!forward_pass) CONTRASTIVE_TRY(prepare_operands(call, q, k, saved, {}, &operands));
+  const bool logits_resident = forward_pass && call.scratch.plan.tiles.single_tile();
+  CONTRASTIVE_TRY(walk_backward(call, operands, logits_resident, saved.head, out, false));
+  return finish_backward(call, q, k, out);
 }
 
-}  // namespace detail
-}  // namespace contrastive::infonce
+}  // namespace contrastive::logits

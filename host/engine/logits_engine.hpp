@@ -1,23 +1,18 @@
-// Internal: the B x M logits engine (the tile loop of DESIGN.md section 3) behind InfoNCE's
-// forward/backward/forward_backward, also run by in-batch MNR (rectangular InfoNCE with a scale
-// instead of a temperature, other argument names).
+// Internal: the B x M logits engine (the tile loop of DESIGN.md section 3) behind InfoNCE, in-batch
+// MNR and SigLIP. A loss turns its Params into a logits::Problem (host/plan/logits_plan.hpp), whose
+// head (host/engine/heads.hpp) says what the tiles turn into.
 #pragma once
 
 #include <cstddef>
 
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
+#include "contrastive/siglip.hpp"
 #include "contrastive/types.hpp"
+#include "host/engine/heads.hpp"
+#include "host/plan/logits_plan.hpp"
 
-namespace contrastive::infonce::detail {
-
-/// logits = scale * sim. The scalar gradient written to `grad_scalar` is dLoss/dtemperature
-/// (scale = 1/temperature) or dLoss/dscale.
-struct LogitScale {
-  enum class Gradient { kTemperature, kScale };
-  float scale;
-  Gradient gradient;
-};
+namespace contrastive::logits {
 
 /// The caller's names for the arguments, so that messages speak its language.
 struct ArgumentNames {
@@ -26,7 +21,8 @@ struct ArgumentNames {
   const char* k;
   const char* grad_q;
   const char* grad_k;
-  const char* grad_scalar;
+  const char* grad_scale;           ///< e.g. "grad_temperature"
+  const char* grad_bias = nullptr;  ///< heads with a bias
 };
 
 /// The tensors of one call, the same shape for the three passes: what a pass does not use is null.
@@ -40,16 +36,17 @@ struct LogitsTensors {
   const float* grad_loss = nullptr;
   void* grad_q = nullptr;
   void* grad_k = nullptr;
-  float* grad_scalar = nullptr;  ///< dLoss/dtemperature or dLoss/dscale
+  float* grad_scale = nullptr;  ///< dLoss/d(temperature, scale or log scale)
+  float* grad_bias = nullptr;   ///< dLoss/dbias
 };
 
-inline LogitsTensors tensors_of(const ForwardArgs& a) {
+inline LogitsTensors tensors_of(const infonce::ForwardArgs& a) {
   return {a.q, a.k, a.loss, a.saved};
 }
-inline LogitsTensors tensors_of(const BackwardArgs& a) {
+inline LogitsTensors tensors_of(const infonce::BackwardArgs& a) {
   return {a.q, a.k, nullptr, nullptr, a.saved, a.grad_loss, a.grad_q, a.grad_k, a.grad_temperature};
 }
-inline LogitsTensors tensors_of(const ForwardBackwardArgs& a) {
+inline LogitsTensors tensors_of(const infonce::ForwardBackwardArgs& a) {
   return {a.q, a.k, a.loss, a.saved, a.saved, a.grad_loss, a.grad_q, a.grad_k, a.grad_temperature};
 }
 inline LogitsTensors tensors_of(const mnr::InBatchForwardArgs& a) {
@@ -63,11 +60,22 @@ inline LogitsTensors tensors_of(const mnr::InBatchForwardBackwardArgs& a) {
   return {a.anchors,      a.candidates,      a.loss,      a.saved, a.saved, a.grad_loss,
           a.grad_anchors, a.grad_candidates, a.grad_scale};
 }
+inline LogitsTensors tensors_of(const siglip::ForwardArgs& a) {
+  return {a.q, a.k, a.loss, a.saved};
+}
+inline LogitsTensors tensors_of(const siglip::BackwardArgs& a) {
+  return {a.q,         a.k,      nullptr,  nullptr,      a.saved,
+          a.grad_loss, a.grad_q, a.grad_k, a.grad_scale, a.grad_bias};
+}
+inline LogitsTensors tensors_of(const siglip::ForwardBackwardArgs& a) {
+  return {a.q,         a.k,      a.loss,   a.saved,      a.saved,
+          a.grad_loss, a.grad_q, a.grad_k, a.grad_scale, a.grad_bias};
+}
 
-/// `params` must already be valid (check_problem and the dtype); checks the pointers, the
-/// workspace and the handle, in that order, then launches.
-Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Params& params,
-           LogitScale logit_scale, const LogitsTensors& tensors, void* workspace,
+/// `problem` must already be valid (the loss's check()); checks the pointers, the workspace and
+/// the handle, in that order, then launches.
+Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Problem& problem,
+           Scalars scalars, const LogitsTensors& tensors, void* workspace,
            std::size_t workspace_bytes, Stream stream);
 
-}  // namespace contrastive::infonce::detail
+}  // namespace contrastive::logits

@@ -118,6 +118,10 @@ infonce::Params to_infonce(const InBatchParams& p) {
   return q;
 }
 
+logits::Problem to_problem(const InBatchParams& params) {
+  return infonce::detail::to_problem(to_infonce(params));
+}
+
 PerAnchorWorkspace plan_workspace(const PerAnchorParams& p) {
   WorkspaceLayoutBuilder builder;
   PerAnchorWorkspace plan;
@@ -182,8 +186,9 @@ Status workspace_size(const InBatchParams& params, std::size_t* bytes) {
     return contrastive::detail::fail(Status::kNullPointer, "%s: bytes is null", detail::kInBatch);
   }
   CONTRASTIVE_TRY(check(params));
-  infonce::detail::WorkspacePlan plan;
-  if (infonce::detail::plan_workspace(detail::to_infonce(params), &plan) != Status::kSuccess) {
+  logits::WorkspacePlan plan;
+  if (logits::plan_workspace(detail::to_problem(params), detail::kInBatch, &plan) !=
+      Status::kSuccess) {
     return contrastive::detail::fail(
         Status::kInvalidArgument,
         "%s: the workspace for B = %lld, K = %lld, D = %lld overflows 64 bits (tiles bound it)",
@@ -199,9 +204,7 @@ Status saved_size(const InBatchParams& params, std::size_t* bytes) {
     return contrastive::detail::fail(Status::kNullPointer, "%s: bytes is null", detail::kInBatch);
   }
   CONTRASTIVE_TRY(check(params));
-  *bytes =
-      static_cast<std::size_t>(infonce::detail::saved_layout(detail::to_infonce(params)).floats) *
-      sizeof(float);
+  *bytes = logits::saved_bytes(detail::to_problem(params));
   return Status::kSuccess;
 }
 

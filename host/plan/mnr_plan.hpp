@@ -7,6 +7,7 @@
 #include "contrastive/export.h"
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
+#include "host/plan/logits_plan.hpp"
 
 namespace contrastive::mnr::detail {
 
@@ -21,6 +22,9 @@ CONTRASTIVE_API Status check_problem(const InBatchParams& params);
 /// In-batch MNR as rectangular InfoNCE: M = (1 + K) B candidates, positives at offset 0. The logit
 /// scale is passed apart; the temperature here is a placeholder.
 CONTRASTIVE_API infonce::Params to_infonce(const InBatchParams& params);
+
+/// The logits engine's problem of in-batch MNR (that of to_infonce()).
+CONTRASTIVE_API logits::Problem to_problem(const InBatchParams& params);
 
 /// Per-anchor scratch: per-row partials reduced into the loss and the scale gradient.
 struct PerAnchorWorkspace {

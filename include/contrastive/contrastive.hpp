@@ -6,5 +6,6 @@
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
 #include "contrastive/repel.hpp"
+#include "contrastive/siglip.hpp"
 #include "contrastive/status.hpp"
 #include "contrastive/types.hpp"

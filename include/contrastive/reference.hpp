@@ -9,6 +9,7 @@
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
 #include "contrastive/repel.hpp"
+#include "contrastive/siglip.hpp"
 #include "contrastive/status.hpp"
 
 namespace contrastive::reference {
@@ -103,5 +104,28 @@ CONTRASTIVE_API Status repel_forward(const repel::Params& params, const double* 
 CONTRASTIVE_API Status repel_backward(const repel::Params& params, const double* anchors,
                                       const double* negatives, const double* grad_loss,
                                       RepelBackward* out);
+
+// ---- SigLIP ------------------------------------------------------------------------------------
+
+struct SigLIPForward {
+  std::vector<double> loss;    ///< 1 value, or B for Reduction::kNone
+  std::vector<double> logits;  ///< (B, M) row-major: t * sim(q_i, k_j) + b
+};
+
+struct SigLIPBackward {
+  std::vector<double> grad_q;       ///< (B, D) dense
+  std::vector<double> grad_k;       ///< (M, D) dense
+  double grad_scale = 0.0;          ///< dLoss/dt, or dLoss/dlog t with log_scale
+  double grad_bias = 0.0;           ///< dLoss/db
+  std::vector<double> grad_logits;  ///< (B, M) dLoss/dlogits, for diagnostics and error bounds
+};
+
+/// @param q (B, q_row_stride) row-major; k (M, k_row_stride) row-major
+CONTRASTIVE_API Status siglip_forward(const siglip::Params& params, const double* q,
+                                      const double* k, SigLIPForward* out);
+/// @param grad_loss upstream gradient: (1), or (B) for Reduction::kNone; null means 1
+CONTRASTIVE_API Status siglip_backward(const siglip::Params& params, const double* q,
+                                       const double* k, const double* grad_loss,
+                                       SigLIPBackward* out);
 
 }  // namespace contrastive::reference

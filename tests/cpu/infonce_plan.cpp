@@ -175,9 +175,9 @@ TEST(SavedLayout, HoldsWhatEachModeNeeds) {
   std::size_t bytes = 0;
   ASSERT_EQ(infonce::saved_size(p, &bytes), Status::kSuccess);
   EXPECT_EQ(bytes, (8 + 8 + 12) * sizeof(float));  // row lse, inverse norms of Q and K
-  const auto cosine = infonce::detail::saved_layout(p);
-  EXPECT_EQ(cosine.row_lse, 0);
-  EXPECT_EQ(cosine.col_lse, -1);
+  const auto cosine = logits::saved_layout(infonce::detail::to_problem(p));
+  EXPECT_EQ(cosine.head, 0);  // row lse
+  EXPECT_EQ(logits::head_layout(infonce::detail::to_problem(p)).saved_per_row, 1);
   EXPECT_EQ(cosine.q_inv_norm, 8);
   EXPECT_EQ(cosine.k_inv_norm, 16);
   p.similarity = Similarity::kDot;
@@ -185,8 +185,9 @@ TEST(SavedLayout, HoldsWhatEachModeNeeds) {
   EXPECT_EQ(bytes, 8 * sizeof(float));
   p.num_keys = 8;
   p.symmetric = true;
-  const auto symmetric_dot = infonce::detail::saved_layout(p);
-  EXPECT_EQ(symmetric_dot.col_lse, 8);
+  const auto symmetric_dot = logits::saved_layout(infonce::detail::to_problem(p));
+  EXPECT_EQ(logits::head_layout(infonce::detail::to_problem(p)).saved_per_row, 2);  // and col lse
+  EXPECT_EQ(symmetric_dot.q_inv_norm, -1);
   EXPECT_EQ(symmetric_dot.floats, 16);
 }
 
@@ -264,18 +265,22 @@ TEST(Workspace, AnyBaseAlignmentFitsTheReportedSize) {
 
 TEST(Workspace, InfoNCEPlanMatchesTheMode) {
   Params p = valid_params();
-  infonce::detail::WorkspacePlan cosine, dot, tiled;
-  ASSERT_EQ(infonce::detail::plan_workspace(p, &cosine), Status::kSuccess);
-  EXPECT_NE(cosine.q_hat, infonce::detail::WorkspacePlan::kAbsent);
-  EXPECT_EQ(cosine.col_state, infonce::detail::WorkspacePlan::kAbsent);
+  logits::WorkspacePlan cosine, dot, tiled;
+  ASSERT_EQ(logits::plan_workspace(infonce::detail::to_problem(p), "infonce", &cosine),
+            Status::kSuccess);
+  EXPECT_NE(cosine.q_hat, logits::WorkspacePlan::kAbsent);
+  // The row head's scratch: (max, sum-exp), the positive logit and the sum of G * logit per row.
+  EXPECT_EQ(logits::head_layout(infonce::detail::to_problem(p)).scratch_per_row, 4);
   p.similarity = Similarity::kDot;
-  ASSERT_EQ(infonce::detail::plan_workspace(p, &dot), Status::kSuccess);
-  EXPECT_EQ(dot.q_hat, infonce::detail::WorkspacePlan::kAbsent);
+  ASSERT_EQ(logits::plan_workspace(infonce::detail::to_problem(p), "infonce", &dot),
+            Status::kSuccess);
+  EXPECT_EQ(dot.q_hat, logits::WorkspacePlan::kAbsent);
   EXPECT_LT(dot.required_bytes, cosine.required_bytes);
   p.batch = p.num_keys = 4097;
   p.tile_rows = 1000;
   p.tile_cols = 300;
-  ASSERT_EQ(infonce::detail::plan_workspace(p, &tiled), Status::kSuccess);
+  ASSERT_EQ(logits::plan_workspace(infonce::detail::to_problem(p), "infonce", &tiled),
+            Status::kSuccess);
   EXPECT_EQ(tiled.tiles.row_tiles(), 5);
   EXPECT_EQ(tiled.tiles.col_tiles(), 14);
   EXPECT_EQ(tiled.required_bytes, tiled.used_bytes + detail::kWorkspaceAlignment - 1);
@@ -289,7 +294,7 @@ TEST(Workspace, InfoNCEPlanMatchesTheMode) {
 // dtype, as the backward GEMMs read it) only when the two differ; normalized rows in the input
 // dtype; fp32 accumulators unless an f32 dot product can write the caller's gradients directly.
 TEST(Workspace, InfoNCEPlanFollowsTheDtypes) {
-  using Plan = infonce::detail::WorkspacePlan;
+  using Plan = logits::WorkspacePlan;
   constexpr std::size_t kAbsent = Plan::kAbsent;
   Params p = valid_params();
   p.batch = 40;
@@ -306,12 +311,13 @@ TEST(Workspace, InfoNCEPlanFollowsTheDtypes) {
         p.logits_dtype = logits_dtype;
         p.similarity = similarity;
         Plan plan;
-        ASSERT_EQ(infonce::detail::plan_workspace(p, &plan), Status::kSuccess);
+        ASSERT_EQ(logits::plan_workspace(infonce::detail::to_problem(p), "infonce", &plan),
+                  Status::kSuccess);
         const std::size_t tile = 40 * 128, element = dtype_size(dtype);  // 96 columns, pitch 128
         const std::size_t after_tile = plan.grad_tile != kAbsent    ? plan.grad_tile
                                        : plan.q_hat != kAbsent      ? plan.q_hat
                                        : plan.grad_q_sum != kAbsent ? plan.grad_q_sum
-                                                                    : plan.row_state;
+                                                                    : plan.head_scratch;
         EXPECT_EQ(piece(plan.logits_tile, after_tile),
                   detail::round_up(tile * dtype_size(logits_dtype), detail::kWorkspaceAlignment));
         EXPECT_EQ(plan.grad_tile != kAbsent, logits_dtype != dtype);
@@ -331,9 +337,11 @@ TEST(Workspace, InfoNCEPlanFollowsTheDtypes) {
 
 // ---- The tiling policy ------------------------------------------------------------------------
 
-infonce::detail::WorkspacePlan plan_of(const Params& p) {
-  infonce::detail::WorkspacePlan plan;
-  EXPECT_EQ(infonce::detail::plan_workspace(p, &plan), Status::kSuccess) << last_error_message();
+logits::WorkspacePlan plan_of(const Params& p) {
+  logits::WorkspacePlan plan;
+  EXPECT_EQ(logits::plan_workspace(infonce::detail::to_problem(p), "infonce", &plan),
+            Status::kSuccess)
+      << last_error_message();
   return plan;
 }
 
@@ -349,12 +357,12 @@ Params large_bf16(std::int64_t batch, std::int64_t dim) {
 // kAuto: one tile while its workspace fits the budget, L2-sized tiles beyond.
 TEST(TilingPolicy, AutoMaterializesWhatFitsTheBudget) {
   Params p = large_bf16(4096, 256);
-  const infonce::detail::WorkspacePlan fits = plan_of(p);
+  const logits::WorkspacePlan fits = plan_of(p);
   EXPECT_TRUE(fits.tiles.single_tile());
   p.workspace_budget = fits.required_bytes;  // exactly enough: still materialized
   EXPECT_TRUE(plan_of(p).tiles.single_tile());
   p.workspace_budget = fits.required_bytes - 1;
-  const infonce::detail::WorkspacePlan tiled = plan_of(p);
+  const logits::WorkspacePlan tiled = plan_of(p);
   EXPECT_FALSE(tiled.tiles.single_tile());
   EXPECT_LT(tiled.required_bytes, fits.required_bytes);
   p.tiling = Tiling::kMaterialized;  // forced: the budget does not matter
@@ -463,7 +471,7 @@ TEST(InfoNCECheck, InBatchMnrScaleHasNoReciprocalToOverflow) {
     EXPECT_EQ(mnr::check(p), Status::kSuccess) << last_error_message();
     const Params engine = mnr::detail::to_infonce(p);
     EXPECT_EQ(infonce::detail::check_problem(engine), Status::kSuccess) << last_error_message();
-    const double factor = infonce::detail::gradient_factor(engine);
+    const double factor = logits::gradient_factor(infonce::detail::to_problem(engine));
     EXPECT_TRUE(std::isfinite(static_cast<float>(static_cast<double>(scale) * factor)));
     EXPECT_TRUE(std::isfinite(factor / static_cast<double>(scale)));
   }
@@ -479,26 +487,26 @@ TEST(InfoNCECheck, InBatchMnrScaleHasNoReciprocalToOverflow) {
 TEST(GradientFactor, IsTheReductionsFactor) {
   Params p = valid_params();
   p.batch = p.num_keys = 4096;
-  EXPECT_EQ(infonce::detail::gradient_factor(p), 1.0 / 4096);
+  EXPECT_EQ(logits::gradient_factor(infonce::detail::to_problem(p)), 1.0 / 4096);
   p.symmetric = true;
-  EXPECT_EQ(infonce::detail::gradient_factor(p), 0.5 / 4096);
+  EXPECT_EQ(logits::gradient_factor(infonce::detail::to_problem(p)), 0.5 / 4096);
   p.reduction = Reduction::kSum;
-  EXPECT_EQ(infonce::detail::gradient_factor(p), 0.5);
+  EXPECT_EQ(logits::gradient_factor(infonce::detail::to_problem(p)), 0.5);
   p.symmetric = false;
   p.reduction = Reduction::kNone;
-  EXPECT_EQ(infonce::detail::gradient_factor(p), 1.0);
+  EXPECT_EQ(logits::gradient_factor(infonce::detail::to_problem(p)), 1.0);
 }
 
 // ---- The tiles' row pitch ----------------------------------------------------------------------
 
-using Plan = infonce::detail::WorkspacePlan;
+using Plan = logits::WorkspacePlan;
 
 // Bytes from `offset` to the next piece of the plan (or the end of the used bytes).
 std::size_t piece_bytes(const Plan& plan, std::size_t offset) {
   std::size_t next = plan.used_bytes;
-  for (std::size_t other : {plan.logits_tile, plan.grad_tile, plan.q_hat, plan.k_hat,
-                            plan.grad_q_sum, plan.grad_k_sum, plan.row_state, plan.col_state,
-                            plan.positive_logit, plan.row_logit_grad, plan.gemm_workspace}) {
+  for (std::size_t other :
+       {plan.logits_tile, plan.grad_tile, plan.q_hat, plan.k_hat, plan.grad_q_sum, plan.grad_k_sum,
+        plan.head_scratch, plan.gemm_workspace}) {
     if (other != Plan::kAbsent && other > offset) next = std::min(next, other);
   }
   return next - offset;
@@ -524,9 +532,9 @@ TEST(TilePitch, PadsEveryTileRowTo128Elements) {
           p.tile_cache_bytes = 64 << 10;  // small tiles for the tiled walk
           const Plan plan = plan_of(p);
           const std::int64_t pitch = plan.tile_pitch, cols = plan.tiles.tile_cols;
-          EXPECT_EQ(pitch % infonce::detail::kTilePitchElements, 0);
+          EXPECT_EQ(pitch % logits::kTilePitchElements, 0);
           EXPECT_GE(pitch, cols);
-          EXPECT_LT(pitch, cols + infonce::detail::kTilePitchElements);
+          EXPECT_LT(pitch, cols + logits::kTilePitchElements);
           for (DType stored : {logits_dtype, dtype}) {
             EXPECT_EQ(pitch * static_cast<std::int64_t>(dtype_size(stored)) % 16, 0);
           }
@@ -570,16 +578,16 @@ TEST(TilePitch, EveryTileGemmUsesThePitch) {
     std::vector<char> q(1), k(1);
     std::vector<float> grad_q(1), grad_k(1);
     char logits = 0, grad = 0;
-    const infonce::detail::TileOperands operands{q.data(), 40, k.data(), 56};
+    const logits::TileOperands operands{q.data(), 40, k.data(), 56};
     const float scale = 1.0f / 0.07f;
-    const float grad_alpha =
-        static_cast<float>(static_cast<double>(scale) * infonce::detail::gradient_factor(p));
+    const float grad_alpha = static_cast<float>(
+        static_cast<double>(scale) * logits::gradient_factor(infonce::detail::to_problem(p)));
     for (std::int64_t r = 0; r < plan.tiles.row_tiles(); ++r) {
       for (std::int64_t c = 0; c < plan.tiles.col_tiles(); ++c) {
         const detail::Extent rows = plan.tiles.row_tile(r), cols = plan.tiles.col_tile(c);
         const auto products =
-            infonce::detail::tile_products(p, plan, operands, rows, cols, scale, &logits, &grad,
-                                           grad_q.data(), grad_k.data(), c > 0, r > 0);
+            logits::tile_products(infonce::detail::to_problem(p), plan, operands, rows, cols, scale,
+                                  &logits, &grad, grad_q.data(), grad_k.data(), c > 0, r > 0);
         EXPECT_EQ(products.logits.ldc, plan.tile_pitch);
         EXPECT_EQ(products.grad_q.lda, plan.tile_pitch);
         EXPECT_EQ(products.grad_k.lda, plan.tile_pitch);

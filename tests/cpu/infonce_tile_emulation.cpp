@@ -64,7 +64,7 @@ Fp16Backward fp16_backward(const Params& p, const std::vector<float>& q_hat,
                            bool factor_in_g) {
   const std::int64_t m = p.num_keys, d = p.dim;
   const float s = 1.0f / p.temperature;
-  const double factor = infonce::detail::gradient_factor(p);
+  const double factor = logits::gradient_factor(infonce::detail::to_problem(p));
   const float upstream = factor_in_g ? static_cast<float>(factor) : 1.0f;
   const auto alpha = static_cast<float>(factor_in_g ? s : static_cast<double>(s) * factor);
   Fp16Backward out;
@@ -230,8 +230,9 @@ TEST_P(TileWalk, MatchesTheFloat64Reference) {
   p.tile_rows = w.tile_rows;
   p.tile_cols = w.tile_cols;
   ASSERT_EQ(infonce::check(p), Status::kSuccess) << last_error_message();
-  infonce::detail::WorkspacePlan plan;
-  ASSERT_EQ(infonce::detail::plan_workspace(p, &plan), Status::kSuccess);
+  logits::WorkspacePlan plan;
+  ASSERT_EQ(logits::plan_workspace(infonce::detail::to_problem(p), "infonce", &plan),
+            Status::kSuccess);
   ASSERT_GT(plan.tile_pitch, plan.tiles.tile_cols) << "the case must exercise the padding";
   const std::int64_t b = p.batch, m = p.num_keys, d = p.dim, ld = plan.tile_pitch;
 
@@ -250,15 +251,15 @@ TEST_P(TileWalk, MatchesTheFloat64Reference) {
   // The tile, poisoned: an element read from the padding or before it is written gives NaN.
   std::vector<float> tile(static_cast<std::size_t>(plan.tiles.tile_rows * ld), NAN);
   const float s = 1.0f / p.temperature;
-  const infonce::detail::TileOperands operands{q.data(), d, k.data(), d};
+  const logits::TileOperands operands{q.data(), d, k.data(), d};
   std::vector<LseState> row_state(b), col_state(b);
   std::vector<float> positive_logit(b, NAN), row_logit_grad(b, NAN);
   std::vector<float> grad_q(static_cast<std::size_t>(b * d), NAN);
   std::vector<float> grad_k(static_cast<std::size_t>(m * d), NAN);
   auto logits_of = [&](Extent rows, Extent cols) {
     std::fill(tile.begin(), tile.end(), NAN);
-    run_on_host(infonce::detail::tile_products(p, plan, operands, rows, cols, s, tile.data(),
-                                               nullptr, nullptr, nullptr, false, false)
+    run_on_host(logits::tile_products(infonce::detail::to_problem(p), plan, operands, rows, cols, s,
+                                      tile.data(), nullptr, nullptr, nullptr, false, false)
                     .logits);
   };
   // forward: row states (and positive columns' states), positive logits
@@ -313,16 +314,17 @@ TEST_P(TileWalk, MatchesTheFloat64Reference) {
         }
         row_logit_grad[row] = c == 0 ? sum : row_logit_grad[row] + sum;
       }
-      const auto products =
-          infonce::detail::tile_products(p, plan, operands, rows, cols, s, tile.data(), tile.data(),
-                                         grad_q.data(), grad_k.data(), c > 0, r > 0);
+      const auto products = logits::tile_products(infonce::detail::to_problem(p), plan, operands,
+                                                  rows, cols, s, tile.data(), tile.data(),
+                                                  grad_q.data(), grad_k.data(), c > 0, r > 0);
       run_on_host(products.grad_q);
       run_on_host(products.grad_k);
     }
   }
   double sum_grad_logits = 0.0;
   for (float value : row_logit_grad) sum_grad_logits += value;
-  const double grad_temperature = -infonce::detail::gradient_factor(p) * s * sum_grad_logits;
+  const double grad_temperature =
+      -logits::gradient_factor(infonce::detail::to_problem(p)) * s * sum_grad_logits;
 
   const std::vector<double> q64(q.begin(), q.end()), k64(k.begin(), k.end());
   reference::InfoNCEForward expected_forward;

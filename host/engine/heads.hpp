@@ -1,0 +1,90 @@
+// Internal: the heads of the B x M logits engine (DESIGN.md, "Heads"). The engine owns the GEMMs,
+// the tile walk, the workspace and the normalization; a head says what a tile of logits
+// contributes (running statistics or partial sums in its scratch words), how forward turns them
+// into the loss and what it saves, the per-element gradient G = upstream * dl/dlogit it writes
+// over a tile, and its scalar gradients. Softmax by rows (InfoNCE, MNR), by rows and columns
+// (CLIP) and the pairwise sigmoid (SigLIP) are the heads today.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "host/plan/logits_plan.hpp"
+#include "kernels/softmax_xent.hpp"
+
+namespace contrastive::logits {
+
+/// The scalars of a call: logits are scale * sim (+ bias, sigmoid head), and how the caller names
+/// the scale's gradient: the gradient of a temperature t = 1 / scale, of the scale itself, or of
+/// log(scale) (a log-parametrized scale, as open_clip and SigLIP train it).
+struct Scalars {
+  enum class ScaleGradient { kTemperature, kScale, kLogScale };
+  float scale = 1.0f;
+  ScaleGradient gradient = ScaleGradient::kScale;
+  float bias = 0.0f;
+};
+
+/// The factor that turns sum(G * logits) into dLoss/d(the caller's scale parameter), where
+/// logits = scale * sim and G leaves out the reduction's factor f (gradient_factor()):
+/// dLoss/dscale = f sum / scale, dLoss/dt = -f sum * scale (scale = 1/t), dLoss/dlog(scale) =
+/// f sum.
+inline double scale_gradient_factor(const Scalars& scalars, double f) {
+  const auto scale = static_cast<double>(scalars.scale);
+  switch (scalars.gradient) {
+    case Scalars::ScaleGradient::kTemperature: return -f * scale;
+    case Scalars::ScaleGradient::kLogScale: return f;
+    case Scalars::ScaleGradient::kScale: break;
+  }
+  return f / scale;
+}
+
+/// What a head's launches see: the problem, the head's scratch words (head_layout() of them per
+/// row), the scalars and the stream.
+struct HeadCall {
+  const Problem& problem;
+  float* scratch;
+  Scalars scalars;
+  cudaStream_t stream;
+};
+
+/// Where a tile lies in the walk: its first column tile starts each row's sums over.
+struct TilePosition {
+  bool first_col_tile;  ///< the first tile of its rows: row sums start over
+  bool first_row_tile;  ///< the first tile of its columns: column sums start over
+};
+
+class Head {
+ public:
+  virtual ~Head() = default;
+
+  /// Forward: merge the tile into the running statistics.
+  virtual cudaError_t forward_tile(const HeadCall& call, const kernels::LogitsTile& tile,
+                                   TilePosition position) const = 0;
+
+  /// Forward, after the walk: the loss (1, or B for Reduction::kNone) and the head's saved piece.
+  virtual cudaError_t finish_forward(const HeadCall& call, float* loss, float* saved) const = 0;
+
+  /// Whether backward_tile() can also produce forward's statistics (no row needs statistics of
+  /// other tiles first): then forward_backward walks the tiles once.
+  virtual bool backward_also_forwards() const = 0;
+
+  /// Backward: G over the tile into `grad` (the problem's dtype; may be tile.data when the tile's
+  /// type is the same) and the per-row sums of the scalar gradients; `saved` is the head's piece
+  /// of what forward saved, `grad_loss` the upstream gradient (null: 1). With `forward` (only
+  /// when backward_also_forwards()), also forward_tile()'s statistics.
+  virtual cudaError_t backward_tile(const HeadCall& call, const kernels::LogitsTile& tile,
+                                    void* grad, const float* saved, const float* grad_loss,
+                                    TilePosition position, bool forward) const = 0;
+
+  /// Backward, after the walk: the scalar gradients asked for (either may be null).
+  virtual cudaError_t scalar_gradients(const HeadCall& call, float* grad_scale,
+                                       float* grad_bias) const = 0;
+};
+
+const Head& softmax_head();  // host/engine/softmax_head.cpp: both softmax kinds
+const Head& sigmoid_head();  // host/engine/sigmoid_head.cpp
+
+inline const Head& head_of(HeadKind kind) {
+  return kind == HeadKind::kSigmoid ? sigmoid_head() : softmax_head();
+}
+
+}  // namespace contrastive::logits

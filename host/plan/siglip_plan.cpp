@@ -1,0 +1,94 @@
+// SigLIP validation and its logits problem: no device needed.
+#include "host/plan/siglip_plan.hpp"
+
+#include <cmath>
+
+#include "host/plan/checks.hpp"
+#include "host/plan/error.hpp"
+#include "host/plan/logits_checks.hpp"
+
+namespace contrastive::siglip {
+namespace detail {
+namespace {
+
+using contrastive::detail::fail;
+constexpr const char* kLoss = "siglip";
+
+}  // namespace
+
+float scale_of(const Params& p) {
+  return p.log_scale ? std::exp(p.scale) : p.scale;
+}
+
+Status check_problem(const Params& p) {
+  return logits::check_params(kLoss, p, /*labelled=*/!p.negatives_only, [&] {
+    const float t = scale_of(p);
+    if (p.log_scale ? !(std::isfinite(p.scale) && std::isfinite(t)) : false) {
+      return fail(Status::kInvalidArgument,
+                  "siglip: scale (log t with log_scale) must be finite with exp(scale) a finite "
+                  "float (scale <= 88.72), got %g",
+                  static_cast<double>(p.scale));
+    }
+    if (!p.log_scale && (!(t > 0.0f) || !std::isfinite(t))) {
+      return fail(Status::kInvalidArgument, "siglip: scale must be finite and > 0, got %g",
+                  static_cast<double>(p.scale));
+    }
+    if (!std::isfinite(p.bias)) {
+      return fail(Status::kInvalidArgument, "siglip: bias must be finite, got %g",
+                  static_cast<double>(p.bias));
+    }
+    return Status::kSuccess;
+  });
+}
+
+logits::Problem to_problem(const Params& p) {
+  logits::Problem problem;
+  problem.head = logits::HeadKind::kSigmoid;
+  problem.batch = p.batch;
+  problem.num_keys = p.num_keys;
+  problem.dim = p.dim;
+  problem.positive_offset = p.negatives_only ? 0 : p.positive_offset;
+  problem.negatives_only = p.negatives_only;
+  problem.q_stride = row_stride_or_dim(p.q_row_stride, p.dim);
+  problem.k_stride = row_stride_or_dim(p.k_row_stride, p.dim);
+  problem.dtype = p.dtype;
+  problem.logits_dtype = p.logits_dtype;
+  problem.similarity = p.similarity;
+  problem.reduction = p.reduction;
+  problem.eps = p.eps;
+  problem.allow_tf32 = p.allow_tf32;
+  problem.tiling = p.tiling;
+  problem.workspace_budget = p.workspace_budget;
+  problem.tile_cache_bytes = p.tile_cache_bytes;
+  problem.tile_rows = p.tile_rows;
+  problem.tile_cols = p.tile_cols;
+  return problem;
+}
+
+}  // namespace detail
+
+Status check(const Params& params) {
+  CONTRASTIVE_TRY(detail::check_problem(params));
+  return contrastive::detail::require_supported_logits(detail::kLoss, params.logits_dtype,
+                                                       params.dtype);
+}
+
+Status workspace_size(const Params& params, std::size_t* bytes) {
+  if (bytes == nullptr)
+    return contrastive::detail::fail(Status::kNullPointer, "siglip: bytes is null");
+  CONTRASTIVE_TRY(check(params));
+  logits::WorkspacePlan plan;
+  CONTRASTIVE_TRY(logits::plan_workspace(detail::to_problem(params), detail::kLoss, &plan));
+  *bytes = plan.required_bytes;
+  return Status::kSuccess;
+}
+
+Status saved_size(const Params& params, std::size_t* bytes) {
+  if (bytes == nullptr)
+    return contrastive::detail::fail(Status::kNullPointer, "siglip: bytes is null");
+  CONTRASTIVE_TRY(check(params));
+  *bytes = logits::saved_bytes(detail::to_problem(params));
+  return Status::kSuccess;
+}
+
+}  // namespace contrastive::siglip

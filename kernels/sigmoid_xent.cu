@@ -1,0 +1,119 @@
+// Pairwise sigmoid cross-entropy over tiles of the logits matrix (SigLIP's loss): l = s sim + b,
+// label +1 at column row + offset (none in negatives-only mode), loss softplus(-z l) per logit.
+// One block per tile row; reductions are CUB block reductions in a fixed order (no atomics), so
+// results are bitwise repeatable.
+#include <cstdint>
+
+#include <cub/block/block_reduce.cuh>
+
+#include "kernels/numeric.hpp"
+#include "kernels/online_softmax.hpp"
+#include "kernels/sigmoid_math.hpp"
+#include "kernels/sigmoid_xent.hpp"
+
+namespace contrastive::kernels {
+namespace {
+
+constexpr int kRowThreads = 256;  // one block per row of the tile
+
+// The tile column of row `row`'s positive, or -1 when it is not in this tile.
+__device__ inline std::int64_t positive_column(const LogitsTile& tile, std::int64_t row,
+                                               SigmoidLabels labels) {
+  if (labels.negatives_only) return -1;
+  const std::int64_t local = row + labels.positive_offset - tile.col0;
+  return (local >= 0 && local < tile.cols) ? local : -1;
+}
+
+template <typename L>
+__global__ __launch_bounds__(kRowThreads) void sigmoid_forward_tile_kernel(
+    LogitsTile tile, float bias, SigmoidLabels labels, float* __restrict__ row_loss,
+    bool first_tile) {
+  using BlockReduce = cub::BlockReduce<float, kRowThreads>;
+  __shared__ typename BlockReduce::TempStorage temp;
+  const std::int64_t row = tile.row0 + blockIdx.x;
+  const L* __restrict__ logits = static_cast<const L*>(tile.data) + blockIdx.x * tile.ld;
+  const std::int64_t positive = positive_column(tile, row, labels);
+  float loss = 0.0f;
+  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
+    loss += sigmoid_xent(to_float(logits[j]) + bias, j == positive);
+  }
+  loss = BlockReduce(temp).Sum(loss);
+  if (threadIdx.x == 0) row_loss[row] = first_tile ? loss : row_loss[row] + loss;
+}
+
+template <typename L, typename GT>
+__global__ __launch_bounds__(kRowThreads) void sigmoid_backward_tile_kernel(
+    LogitsTile tile, GT* grad, float bias, SigmoidLabels labels, UpstreamGradient upstream,
+    SigmoidRowSums sums, bool first_tile) {
+  using BlockReduce = cub::BlockReduce<float, kRowThreads>;
+  __shared__ typename BlockReduce::TempStorage temp;
+  const std::int64_t row = tile.row0 + blockIdx.x;
+  // grad may be the tile itself (GT == L): each element is read, then written, by one thread.
+  const L* logits = static_cast<const L*>(tile.data) + blockIdx.x * tile.ld;
+  GT* grads = grad + blockIdx.x * tile.ld;
+  const std::int64_t positive = positive_column(tile, row, labels);
+  const float weight = upstream.weight(row);
+  float grad_dot_logit = 0.0f, grad_sum = 0.0f, loss = 0.0f;
+  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
+    const float logit = to_float(logits[j]);
+    const float l = logit + bias;
+    const float g = sigmoid_xent_grad(l, j == positive, weight);
+    grads[j] = from_float<GT>(g);
+    grad_dot_logit += grad_times_logit(g, logit);
+    grad_sum += g;
+    if (sums.loss != nullptr) loss += sigmoid_xent(l, j == positive);
+  }
+  // Three block sums in a fixed order; temp is reused, hence the barriers.
+  grad_dot_logit = BlockReduce(temp).Sum(grad_dot_logit);
+  __syncthreads();
+  grad_sum = BlockReduce(temp).Sum(grad_sum);
+  if (sums.loss != nullptr) {
+    __syncthreads();
+    loss = BlockReduce(temp).Sum(loss);
+  }
+  if (threadIdx.x != 0) return;
+  sums.grad_dot_logit[row] =
+      first_tile ? grad_dot_logit : sums.grad_dot_logit[row] + grad_dot_logit;
+  sums.grad[row] = first_tile ? grad_sum : sums.grad[row] + grad_sum;
+  if (sums.loss != nullptr) sums.loss[row] = first_tile ? loss : sums.loss[row] + loss;
+}
+
+}  // namespace
+
+template <typename L>
+cudaError_t launch_sigmoid_forward_tile(const LogitsTile& tile, float bias, SigmoidLabels labels,
+                                        float* row_loss, bool first_tile, cudaStream_t stream) {
+  sigmoid_forward_tile_kernel<L><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
+      tile, bias, labels, row_loss, first_tile);
+  return cudaGetLastError();
+}
+
+template <typename L, typename GT>
+cudaError_t launch_sigmoid_backward_tile(const LogitsTile& tile, GT* grad, float bias,
+                                         SigmoidLabels labels, UpstreamGradient upstream,
+                                         SigmoidRowSums sums, bool first_tile,
+                                         cudaStream_t stream) {
+  sigmoid_backward_tile_kernel<L, GT><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
+      tile, grad, bias, labels, upstream, sums, first_tile);
+  return cudaGetLastError();
+}
+
+#define CONTRASTIVE_INSTANTIATE_FORWARD(L)                                                     \
+  template cudaError_t launch_sigmoid_forward_tile<L>(const LogitsTile&, float, SigmoidLabels, \
+                                                      float*, bool, cudaStream_t);
+#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                             \
+  template cudaError_t launch_sigmoid_backward_tile<L, GT>(const LogitsTile&, GT*, float,   \
+                                                           SigmoidLabels, UpstreamGradient, \
+                                                           SigmoidRowSums, bool, cudaStream_t);
+CONTRASTIVE_INSTANTIATE_FORWARD(float)
+CONTRASTIVE_INSTANTIATE_FORWARD(__nv_bfloat16)
+CONTRASTIVE_INSTANTIATE_BACKWARD(float, float)
+CONTRASTIVE_INSTANTIATE_BACKWARD(float, __half)
+CONTRASTIVE_INSTANTIATE_BACKWARD(float, __nv_bfloat16)
+CONTRASTIVE_INSTANTIATE_BACKWARD(__nv_bfloat16, float)
+CONTRASTIVE_INSTANTIATE_BACKWARD(__nv_bfloat16, __half)
+CONTRASTIVE_INSTANTIATE_BACKWARD(__nv_bfloat16, __nv_bfloat16)
+#undef CONTRASTIVE_INSTANTIATE_FORWARD
+#undef CONTRASTIVE_INSTANTIATE_BACKWARD
+
+}  // namespace contrastive::kernels
