@@ -36,6 +36,7 @@ using contrastive::detail::fail;
 namespace infonce = contrastive::infonce;
 namespace mnr = contrastive::mnr;
 namespace repel = contrastive::repel;
+namespace siglip = contrastive::siglip;
 
 // ---- The layouts, pinned ------------------------------------------------------------------------
 // Fields are never moved or removed. A new field takes the place of `reserved` (its default must
@@ -127,6 +128,32 @@ CONTRASTIVE_PIN_FIELD(contrastive_repel_params_t, eps, 64);
 CONTRASTIVE_PIN_FIELD(contrastive_repel_params_t, reserved, 68);
 static_assert(sizeof(contrastive_repel_params_t) == 72, "contrastive_repel_params_t resized");
 
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, struct_size, 0);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, magic, 4);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, batch, 8);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, num_keys, 16);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, dim, 24);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, positive_offset, 32);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, q_row_stride, 40);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, k_row_stride, 48);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, tile_rows, 56);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, tile_cols, 64);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, workspace_budget, 72);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, tile_cache_bytes, 80);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, tiling, 88);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, dtype, 92);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, similarity, 96);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, reduction, 100);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, log_scale, 104);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, negatives_only, 108);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, allow_tf32, 112);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, logits_dtype, 116);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, scale, 120);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, bias, 124);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, eps, 128);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, reserved, 132);
+static_assert(sizeof(contrastive_siglip_params_t) == 136, "contrastive_siglip_params_t resized");
+
 #undef CONTRASTIVE_PIN_FIELD
 
 // Per C struct: its C++ params, its names, the sizes of every layout published with struct_size
@@ -157,6 +184,7 @@ CONTRASTIVE_LAYOUT(infonce, infonce::Params, CONTRASTIVE_INFONCE_FIELDS, 120, 12
 CONTRASTIVE_LAYOUT(mnr_per_anchor, mnr::PerAnchorParams, CONTRASTIVE_MNR_PER_ANCHOR_FIELDS, 72, 80)
 CONTRASTIVE_LAYOUT(mnr_in_batch, mnr::InBatchParams, CONTRASTIVE_MNR_IN_BATCH_FIELDS, 112, 120)
 CONTRASTIVE_LAYOUT(repel, repel::Params, CONTRASTIVE_REPEL_FIELDS, 64, 72)
+CONTRASTIVE_LAYOUT(siglip, siglip::Params, CONTRASTIVE_SIGLIP_FIELDS, 0, 136)  // since struct_size
 
 template <typename C>
 constexpr std::uint32_t current_size() {
@@ -412,14 +440,9 @@ int destroy(contrastive_handle_t handle) {
 
 }  // namespace
 
-// The entry points every loss has whatever its tensors: the sized init, check, the size queries,
-// and the unsuffixed _params_init of callers built against the header from before struct_size
-// (see init_unversioned).
+// The entry points every loss has whatever its tensors: the sized init, check and the size
+// queries.
 #define CONTRASTIVE_C_PARAMS_ENTRY_POINTS(api)                                         \
-  CONTRASTIVE_API void(contrastive_##api##_params_init)(void* params) noexcept;        \
-  void(contrastive_##api##_params_init)(void* params) noexcept {                       \
-    init_unversioned<contrastive_##api##_params_t>(params);                            \
-  }                                                                                    \
   int contrastive_##api##_params_init_sized(contrastive_##api##_params_t* params,      \
                                             size_t struct_size) noexcept {             \
     return guarded(__func__, [&] { return init_sized(params, struct_size); });         \
@@ -434,6 +457,14 @@ int destroy(contrastive_handle_t handle) {
   int contrastive_##api##_saved_size(const contrastive_##api##_params_t* params,       \
                                      size_t* bytes) noexcept {                         \
     return guarded(__func__, [&] { return saved_bytes(params, bytes); });              \
+  }
+
+// The unsuffixed _params_init of callers built against the header from before struct_size (see
+// init_unversioned): the losses that header had.
+#define CONTRASTIVE_C_UNVERSIONED_INIT(api)                                     \
+  CONTRASTIVE_API void(contrastive_##api##_params_init)(void* params) noexcept; \
+  void(contrastive_##api##_params_init)(void* params) noexcept {                \
+    init_unversioned<contrastive_##api##_params_t>(params);                     \
   }
 
 extern "C" {
@@ -456,6 +487,7 @@ int contrastive_destroy(contrastive_handle_t handle) noexcept {
 
 // ---- InfoNCE ------------------------------------------------------------------------------------
 
+CONTRASTIVE_C_UNVERSIONED_INIT(infonce)
 CONTRASTIVE_C_PARAMS_ENTRY_POINTS(infonce)
 
 int contrastive_infonce_forward(contrastive_handle_t handle,
@@ -497,6 +529,7 @@ int contrastive_infonce_forward_backward(contrastive_handle_t handle,
 
 // ---- MNR, per-anchor negatives ------------------------------------------------------------------
 
+CONTRASTIVE_C_UNVERSIONED_INIT(mnr_per_anchor)
 CONTRASTIVE_C_PARAMS_ENTRY_POINTS(mnr_per_anchor)
 
 int contrastive_mnr_per_anchor_forward(contrastive_handle_t handle,
@@ -543,6 +576,7 @@ int contrastive_mnr_per_anchor_forward_backward(
 
 // ---- MNR, in-batch with hard negatives -------------------------------------------------------
 
+CONTRASTIVE_C_UNVERSIONED_INIT(mnr_in_batch)
 CONTRASTIVE_C_PARAMS_ENTRY_POINTS(mnr_in_batch)
 
 int contrastive_mnr_in_batch_forward(contrastive_handle_t handle,
@@ -585,6 +619,7 @@ int contrastive_mnr_in_batch_forward_backward(
 
 // ---- Repel ------------------------------------------------------------------------------------
 
+CONTRASTIVE_C_UNVERSIONED_INIT(repel)
 CONTRASTIVE_C_PARAMS_ENTRY_POINTS(repel)
 
 int contrastive_repel_forward(contrastive_handle_t handle, const contrastive_repel_params_t* params,
@@ -619,6 +654,47 @@ int contrastive_repel_forward_backward(contrastive_handle_t handle,
   return guarded(__func__, [&] {
     return call<Pass::kForwardBackward>(
         handle, params, {anchors, negatives, loss, saved, grad_loss, grad_anchors, grad_negatives},
+        workspace, workspace_bytes, stream);
+  });
+}
+
+// ---- SigLIP -------------------------------------------------------------------------------------
+
+CONTRASTIVE_C_PARAMS_ENTRY_POINTS(siglip)
+
+int contrastive_siglip_forward(contrastive_handle_t handle,
+                               const contrastive_siglip_params_t* params, const void* q,
+                               const void* k, float* loss, void* saved, void* workspace,
+                               size_t workspace_bytes, struct CUstream_st* stream) noexcept {
+  return guarded(__func__, [&] {
+    return call<Pass::kForward>(handle, params, {q, k, loss, saved}, workspace, workspace_bytes,
+                                stream);
+  });
+}
+
+int contrastive_siglip_backward(contrastive_handle_t handle,
+                                const contrastive_siglip_params_t* params, const void* q,
+                                const void* k, const void* saved, const float* grad_loss,
+                                void* grad_q, void* grad_k, float* grad_scale, float* grad_bias,
+                                void* workspace, size_t workspace_bytes,
+                                struct CUstream_st* stream) noexcept {
+  return guarded(__func__, [&] {
+    return call<Pass::kBackward>(handle, params,
+                                 {q, k, saved, grad_loss, grad_q, grad_k, grad_scale, grad_bias},
+                                 workspace, workspace_bytes, stream);
+  });
+}
+
+int contrastive_siglip_forward_backward(contrastive_handle_t handle,
+                                        const contrastive_siglip_params_t* params, const void* q,
+                                        const void* k, float* loss, void* saved,
+                                        const float* grad_loss, void* grad_q, void* grad_k,
+                                        float* grad_scale, float* grad_bias, void* workspace,
+                                        size_t workspace_bytes,
+                                        struct CUstream_st* stream) noexcept {
+  return guarded(__func__, [&] {
+    return call<Pass::kForwardBackward>(
+        handle, params, {q, k, loss, saved, grad_loss, grad_q, grad_k, grad_scale, grad_bias},
         workspace, workspace_bytes, stream);
   });
 }

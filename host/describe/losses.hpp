@@ -18,6 +18,7 @@
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
 #include "contrastive/repel.hpp"
+#include "contrastive/siglip.hpp"
 #include "contrastive/status.hpp"
 #include "contrastive/types.hpp"
 
@@ -26,24 +27,24 @@ namespace contrastive::describe {
 /// A small problem in terms every loss understands.
 struct Shape {
   std::int64_t batch = 8;  ///< B: queries / anchors
-  /// InfoNCE: keys beyond B (M = B + candidates); per-anchor MNR: n negatives per anchor; in-batch
-  /// MNR: K blocks of hard negatives; Repel: N negatives per anchor.
+  /// InfoNCE and SigLIP: keys beyond B (M = B + candidates); per-anchor MNR: n negatives per
+  /// anchor; in-batch MNR: K blocks of hard negatives; Repel: N negatives per anchor.
   std::int64_t candidates = 3;
   std::int64_t dim = 16;  ///< D
   DType dtype = DType::kF32;
   Similarity similarity = Similarity::kCosine;  ///< Repel is cosine whatever this says
   Reduction reduction = Reduction::kMean;
   bool symmetric = false;  ///< InfoNCE and in-batch MNR
-  /// The logit scale: InfoNCE's temperature is 1 / logit_scale, MNR's scale is logit_scale; 0 keeps
-  /// the Params' default.
+  /// The logit scale: InfoNCE's temperature is 1 / logit_scale, MNR's and SigLIP's scale is
+  /// logit_scale; 0 keeps the Params' default.
   float logit_scale = 0.0f;
   float eps = 1e-12f;
   std::int64_t tile_rows = 0, tile_cols = 0;  ///< InfoNCE and in-batch MNR: an explicit tile
 };
 
 /// The parameters of any loss.
-using Params =
-    std::variant<infonce::Params, mnr::PerAnchorParams, mnr::InBatchParams, repel::Params>;
+using Params = std::variant<infonce::Params, mnr::PerAnchorParams, mnr::InBatchParams,
+                            repel::Params, siglip::Params>;
 
 /// What a pointer argument of a loss's calls holds.
 enum class Role : int {
@@ -52,7 +53,7 @@ enum class Role : int {
   kSaved,             ///< f32: what forward writes for backward
   kUpstreamGradient,  ///< f32, the loss's extent: grad_loss
   kGradient,          ///< dtype, dense (rows, D): the gradient of one input
-  kScalarGradient,    ///< f32 (1): dLoss/dtemperature or dLoss/dscale
+  kScalarGradient,    ///< f32 (1): dLoss/dtemperature, dLoss/dscale or dLoss/dbias
 };
 
 /// One pointer argument, named as the argument structs name it.
@@ -318,6 +319,48 @@ Status run(Pass pass, const Handle& h, const repel::Params& p, const Pointers& a
               ws, bytes, stream);
 }
 
+// SigLIP: q, k; scale and bias.
+inline Params siglip_params(const Shape& s) {
+  siglip::Params p;
+  p.batch = s.batch;
+  p.num_keys = s.batch + s.candidates;
+  p.dim = s.dim;
+  p.dtype = s.dtype;
+  p.similarity = s.similarity;
+  p.reduction = s.reduction;
+  if (s.logit_scale > 0.0f) p.scale = s.logit_scale;
+  p.eps = s.eps;
+  p.tile_rows = s.tile_rows;
+  p.tile_cols = s.tile_cols;
+  return p;
+}
+inline Extent extent(const siglip::Params& p, std::string_view t) {
+  if (t == "q") return rows(p.batch, p.q_row_stride, p.dim, p.dtype);
+  if (t == "k") return rows(p.num_keys, p.k_row_stride, p.dim, p.dtype);
+  if (t == "grad_q") return dense(p.batch, p.dim, p.dtype);
+  if (t == "grad_k") return dense(p.num_keys, p.dim, p.dtype);
+  if (t == "saved") return saved_extent(p);
+  if (t == "grad_scale" || t == "grad_bias") return {1};
+  return loss_extent(p.reduction, p.batch);  // loss, grad_loss
+}
+inline std::int64_t* row_stride(siglip::Params& p, std::string_view t) {
+  return t == "q" ? &p.q_row_stride : t == "k" ? &p.k_row_stride : nullptr;
+}
+template <typename Pointers>
+Status run(Pass pass, const Handle& h, const siglip::Params& p, const Pointers& at, void* ws,
+           std::size_t bytes, Stream stream) {
+  const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
+  auto* loss = static_cast<float*>(at("loss"));
+  auto* grad_scale = static_cast<float*>(at("grad_scale"));
+  auto* grad_bias = static_cast<float*>(at("grad_bias"));
+  return call(pass, h, p, siglip::ForwardArgs{at("q"), at("k"), loss, at("saved")},
+              siglip::BackwardArgs{at("q"), at("k"), at("saved"), grad_loss, at("grad_q"),
+                                   at("grad_k"), grad_scale, grad_bias},
+              siglip::ForwardBackwardArgs{at("q"), at("k"), loss, at("saved"), grad_loss,
+                                          at("grad_q"), at("grad_k"), grad_scale, grad_bias},
+              ws, bytes, stream);
+}
+
 }  // namespace detail
 
 // ---- Each loss's tables, known at compile time -------------------------------------------------
@@ -339,6 +382,11 @@ Status run(Pass pass, const Handle& h, const repel::Params& p, const Pointers& a
 #define CONTRASTIVE_REPEL_FIELDS(X)                                                             \
   X(batch) X(negatives) X(dim) X(anchor_row_stride) X(negative_row_stride) X(dtype)             \
   X(reduction) X(margin) X(eps) X(mean_over_active)
+#define CONTRASTIVE_SIGLIP_FIELDS(X)                                                            \
+  X(batch) X(num_keys) X(dim) X(positive_offset) X(q_row_stride) X(k_row_stride) X(dtype)       \
+  X(similarity) X(reduction) X(scale) X(log_scale) X(bias) X(negatives_only) X(eps)             \
+  X(allow_tf32) X(logits_dtype) X(tiling) X(workspace_budget) X(tile_cache_bytes) X(tile_rows)  \
+  X(tile_cols)
 // clang-format on
 
 /// What every entry point of the loss whose params are P is built from: its names and its pointer
@@ -403,6 +451,21 @@ struct Described<repel::Params> {
                                        {"grad_negatives", Role::kGradient, "negatives"}};
 };
 
+template <>
+struct Described<siglip::Params> {
+  static constexpr const char* name = "SigLIP";
+  static constexpr const char* api = "siglip";
+  static constexpr Tensor tensors[] = {{"q", Role::kInput},
+                                       {"k", Role::kInput},
+                                       {"loss", Role::kLoss},
+                                       {"saved", Role::kSaved},
+                                       {"grad_loss", Role::kUpstreamGradient},
+                                       {"grad_q", Role::kGradient, "q"},
+                                       {"grad_k", Role::kGradient, "k"},
+                                       {"grad_scale", Role::kScalarGradient},
+                                       {"grad_bias", Role::kScalarGradient}};
+};
+
 /// Whether a call of `pass` takes a tensor of `role`: forward the inputs, loss and saved; backward
 /// the inputs, saved and the gradients; forward_backward all of them.
 constexpr bool takes(Pass pass, Role role) {
@@ -464,6 +527,7 @@ inline const std::vector<Loss>& all_losses() {
       detail::describe<mnr::PerAnchorParams>(1, "scale", true, detail::mnr_per_anchor_params),
       detail::describe<mnr::InBatchParams>(0, "scale", true, detail::mnr_in_batch_params),
       detail::describe<repel::Params>(1, nullptr, false, detail::repel_params),
+      detail::describe<siglip::Params>(0, "scale", true, detail::siglip_params),
   };
   return losses;
 }
@@ -481,7 +545,7 @@ inline const Loss& loss_of(const Params& params) {
   return all_losses()[params.index()];
 }
 
-/// The tensor of `loss` that holds the scalar gradient, or null.
+/// The tensor of `loss` that holds the logit scale's gradient (its first scalar gradient), or null.
 inline const Tensor* scalar_gradient(const Loss& loss) {
   for (const Tensor& tensor : loss.tensors) {
     if (tensor.role == Role::kScalarGradient) return &tensor;

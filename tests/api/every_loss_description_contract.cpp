@@ -202,6 +202,10 @@ TEST(DescriptionFields, CoverTheCParamsStructs) {
     using C = contrastive_repel_params_t;
     EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_REPEL_FIELDS(CONTRASTIVE_FIELD_BYTES), sizeof(C));
   }
+  {
+    using C = contrastive_siglip_params_t;
+    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_SIGLIP_FIELDS(CONTRASTIVE_FIELD_BYTES), sizeof(C));
+  }
 }
 #undef CONTRASTIVE_FIELD_BYTES
 
