@@ -138,7 +138,9 @@ _differentiable.defvjp(_differentiable_forward, _differentiable_backward)
 
 
 def _input(call: str, name: str, x, dims: int):
-    if isinstance(x, np.ndarray):
+    if isinstance(x, np.ndarray):  # taken as it is: JAX would turn float64 into float32
+        if x.dtype.name not in _DTYPE_NAMES:
+            raise TypeError(f"{call}: inputs must be {_SUPPORTED}, got {x.dtype}")
         x = jnp.asarray(x)
     if not isinstance(x, jax.Array):
         raise TypeError(f"{call}: {name} must be a jax.Array, got {type(x).__name__}")
