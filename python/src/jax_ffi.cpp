@@ -45,7 +45,7 @@ namespace ref = contrastive::reference;
 using describe::Role;
 using Words = ffi::Span<const std::int64_t>;
 
-// ---- Per loss: the scalar's field and the float64 reference's results by tensor name ----------
+// ---- Per loss: the scalar's field and the float64 reference's results by tensor name ------------
 
 /// The params field that holds the loss's temperature or scale (its kScalarGradient's value).
 template <typename P>
@@ -167,7 +167,7 @@ struct Reference<contrastive::repel::Params> {
   }
 };
 
-// ---- The params as attribute words -------------------------------------------------------------
+// ---- The params as attribute words --------------------------------------------------------------
 
 template <typename P>
 constexpr std::size_t kWords = (sizeof(P) + sizeof(std::int64_t) - 1) / sizeof(std::int64_t);
@@ -179,7 +179,7 @@ nb::bytes params_words(const P& p) {
   return nb::bytes(reinterpret_cast<const char*>(words.data()), words.size() * sizeof(words[0]));
 }
 
-// ---- One call's buffers, by tensor name ----------------------------------------------------------
+// ---- One call's buffers, by tensor name ---------------------------------------------------------
 
 std::string message_of(Status status) {
   return std::string(contrastive::status_string(status)) + ": " + contrastive::last_error_message();
@@ -204,6 +204,16 @@ ffi::DataType ffi_type(DType dtype) {
     case DType::kF32: break;
   }
   return ffi::DataType::F32;
+}
+
+const char* type_name(ffi::DataType type) {
+  switch (type) {
+    case ffi::DataType::F32: return "float32";
+    case ffi::DataType::F16: return "float16";
+    case ffi::DataType::BF16: return "bfloat16";
+    case ffi::DataType::U8: return "uint8";
+    default: return "another type";
+  }
 }
 
 struct Buffer {
@@ -250,18 +260,18 @@ ffi::Error check_buffer(const P& p, const Buffer& b, Role role) {
     if (describe::detail::saved_size_of(p, &bytes) != Status::kSuccess) bytes = 0;
   } else {
     const describe::Extent e = describe::extent(describe::Params(p), b.name);
-    const bool f32 = role == Role::kLoss || role == Role::kUpstreamGradient ||
-                     role == Role::kScalarGradient;
+    const bool f32 =
+        role == Role::kLoss || role == Role::kUpstreamGradient || role == Role::kScalarGradient;
     type = f32 ? ffi::DataType::F32 : ffi_type(e.dtype);
-    bytes = static_cast<std::size_t>(e.rows * e.cols) * (f32 ? 4 : contrastive::dtype_size(e.dtype));
+    bytes =
+        static_cast<std::size_t>(e.rows * e.cols) * (f32 ? 4 : contrastive::dtype_size(e.dtype));
   }
   const bool enough = role == Role::kSaved ? b.bytes >= bytes : b.bytes == bytes;
   if (b.type != type || !enough) {
-    return ffi::Error::InvalidArgument(std::string(describe::Described<P>::api) + ": " + b.name +
-                                       ": " + std::to_string(b.bytes) + " bytes of type " +
-                                       std::to_string(static_cast<int>(b.type)) + ", expected " +
-                                       std::to_string(bytes) + " of type " +
-                                       std::to_string(static_cast<int>(type)));
+    return ffi::Error::InvalidArgument(
+        std::string(describe::Described<P>::api) + ": " + b.name + ": " + std::to_string(b.bytes) +
+        " bytes of " + type_name(b.type) + ", expected " + std::to_string(bytes) +
+        (role == Role::kSaved ? " or more" : "") + " of " + type_name(type));
   }
   return ffi::Error::Success();
 }
@@ -280,9 +290,9 @@ ffi::Error gather(ffi::RemainingArgs args, ffi::RemainingRets rets, Words words,
   // Operands: the inputs, then (backward) saved and grad_loss, then the scalar when given.
   std::size_t arg = 0;
   for (const describe::Tensor& t : D::tensors) {
-    const bool operand = t.role == Role::kInput ||
-                         (pass == Pass::kBackward &&
-                          (t.role == Role::kSaved || t.role == Role::kUpstreamGradient));
+    const bool operand =
+        t.role == Role::kInput ||
+        (pass == Pass::kBackward && (t.role == Role::kSaved || t.role == Role::kUpstreamGradient));
     if (!operand) continue;
     auto b = args.get<ffi::AnyBuffer>(arg++);
     if (!b.has_value()) return b.error();
@@ -306,9 +316,9 @@ ffi::Error gather(ffi::RemainingArgs args, ffi::RemainingRets rets, Words words,
   std::size_t ret = 0;
   for (const describe::Tensor& t : D::tensors) {
     const bool result =
-        pass == Pass::kForward ? (t.role == Role::kLoss || t.role == Role::kSaved)
-                               : (t.role == Role::kGradient ||
-                                  (t.role == Role::kScalarGradient && call->scalar.data));
+        pass == Pass::kForward
+            ? (t.role == Role::kLoss || t.role == Role::kSaved)
+            : (t.role == Role::kGradient || (t.role == Role::kScalarGradient && call->scalar.data));
     if (!result) continue;
     auto b = rets.get<ffi::AnyBuffer>(ret++);
     if (!b.has_value()) return b.error();
@@ -345,7 +355,7 @@ void set_scalar(Call<P>* call, float value) {
   if constexpr (ScalarField<P>::field != nullptr) call->params.*ScalarField<P>::field = value;
 }
 
-// ---- CUDA: the library on XLA's stream -----------------------------------------------------------
+// ---- CUDA: the library on XLA's stream ----------------------------------------------------------
 
 /// This thread's handle for `device` (a handle is used by one thread; created once per thread).
 Status handle_for(int device, const contrastive::Handle** out) {
@@ -417,7 +427,7 @@ ffi::Error cuda_call(cudaStream_t stream, std::int32_t device, ffi::RemainingArg
   return status == Status::kSuccess ? ffi::Error::Success() : error_of(status);
 }
 
-// ---- CPU: the float64 reference -------------------------------------------------------------------
+// ---- CPU: the float64 reference -----------------------------------------------------------------
 
 float from_half(std::uint16_t h) {
   const int exponent = (h >> 10) & 0x1f;
@@ -440,7 +450,7 @@ std::uint16_t to_half(float f) {  // round to nearest even
   x &= 0x7fffffffu;
   if (x >= 0x7f800000u) return sign | (x > 0x7f800000u ? 0x7e00 : 0x7c00);
   if (x >= 0x477ff000u) return sign | 0x7c00;  // 65520 and above round to infinity
-  if (x < 0x38800000u) {                        // below 2^-14: a subnormal half (or zero)
+  if (x < 0x38800000u) {                       // below 2^-14: a subnormal half (or zero)
     float magnitude;
     std::memcpy(&magnitude, &x, sizeof(x));
     return sign | static_cast<std::uint16_t>(std::nearbyint(magnitude * 16777216.0f));
@@ -520,7 +530,8 @@ ffi::Error cpu_call(ffi::RemainingArgs args, ffi::RemainingRets rets, Words word
     status = Reference<P>::backward(call.params, data.data(), grad_loss.data(), &gradients);
     if (status != Status::kSuccess) return error_of(status);
     for (const Buffer& b : call.buffers) {
-      if (std::string_view(b.name).rfind("grad_", 0) != 0 || std::string_view(b.name) == "grad_loss")
+      if (std::string_view(b.name).rfind("grad_", 0) != 0 ||
+          std::string_view(b.name) == "grad_loss")
         continue;
       const std::vector<double>* values = gradients.find(b.name);
       if (!values) {
@@ -532,7 +543,7 @@ ffi::Error cpu_call(ffi::RemainingArgs args, ffi::RemainingRets rets, Words word
   return ffi::Error::Success();
 }
 
-// ---- Handlers and the module ---------------------------------------------------------------------
+// ---- Handlers and the module --------------------------------------------------------------------
 
 template <typename P, Pass pass>
 XLA_FFI_Error* cuda_handler(XLA_FFI_CallFrame* frame) {

@@ -309,7 +309,7 @@ def test_the_docs_clip_example_runs_and_is_clips_loss(capsys):
         assert_close(grads[key], expected_grads[key], (1e-3, 1e-4), key)
 
 
-# ---- Errors, at trace time -------------------------------------------------------------------------
+# ---- Errors, at trace time -----------------------------------------------------------------------
 
 
 def abstract(*shapes, dtype=jnp.float32):
@@ -372,3 +372,21 @@ def test_functions_are_built_from_every_description():
         assert loss.name in cj.__all__
         assert list(function.__signature__.parameters)[:len(loss.inputs)] == [
             spec.name for spec in loss.inputs]
+
+
+def test_the_handlers_check_the_buffers_they_are_given():
+    """The custom calls used directly with a wrong result shape: the handler refuses it, naming
+    the buffer, and writes nothing."""
+    from contrastive import _jax_ffi, _options
+    params = _options.infonce_params(4, 4, 8)
+    q = jnp.asarray(inputs_for([(4, 8)])[0])
+    words = np.frombuffer(bytes(_jax_ffi.params_words(params)), np.int64)
+    saved = contrastive._core.infonce_saved_size(params)
+    results = (jax.ShapeDtypeStruct((2,), jnp.float32),  # the loss of mean is one value
+               jax.ShapeDtypeStruct((saved,), jnp.uint8), jax.ShapeDtypeStruct((1,), jnp.uint8))
+    call = jax.ffi.ffi_call("contrastive_infonce_forward", results)
+    with pytest.raises(Exception, match=r"infonce: loss: 8 bytes of float32, expected 4 of "
+                                        r"float32"):
+        jax.block_until_ready(call(q, q, params=words))
+    with pytest.raises(Exception, match=r"params attribute does not match"):
+        jax.block_until_ready(call(q, q, params=words[:-1]))
