@@ -24,6 +24,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -169,11 +170,13 @@ struct Reference<contrastive::repel::Params> {
 
 // ---- The params as attribute words --------------------------------------------------------------
 
+// Plain data: its bytes are the params (default member initializers only, no pointers).
 template <typename P>
 constexpr std::size_t kWords = (sizeof(P) + sizeof(std::int64_t) - 1) / sizeof(std::int64_t);
 
 template <typename P>
 nb::bytes params_words(const P& p) {
+  static_assert(std::is_trivially_copyable_v<P>);
   std::vector<std::int64_t> words(kWords<P>, 0);
   std::memcpy(words.data(), &p, sizeof(P));
   return nb::bytes(reinterpret_cast<const char*>(words.data()), words.size() * sizeof(words[0]));
@@ -284,7 +287,7 @@ ffi::Error gather(ffi::RemainingArgs args, ffi::RemainingRets rets, Words words,
     return ffi::Error::InvalidArgument(std::string(D::api) +
                                        ": the params attribute does not match this build");
   }
-  std::memcpy(&call->params, words.begin(), sizeof(P));
+  std::memcpy(static_cast<void*>(&call->params), words.begin(), sizeof(P));
   constexpr bool has_scalar = ScalarField<P>::field != nullptr;
 
   // Operands: the inputs, then (backward) saved and grad_loss, then the scalar when given.
@@ -357,19 +360,23 @@ void set_scalar(Call<P>* call, float value) {
 
 // ---- CUDA: the library on XLA's stream ----------------------------------------------------------
 
-/// This thread's handle for `device` (a handle is used by one thread; created once per thread).
+/// This thread's handle for `device` (a handle is used by one thread; created once per thread,
+/// on the first call). Handles are never destroyed: a thread's handles would otherwise be released
+/// at its exit, which for the main thread comes after the CUDA runtime has shut down.
 Status handle_for(int device, const contrastive::Handle** out) {
-  thread_local std::map<int, contrastive::Handle> handles;
-  auto found = handles.find(device);
-  if (found == handles.end()) {
-    contrastive::Handle handle;
-    if (const Status status = contrastive::Handle::create(&handle, device);
+  thread_local std::map<int, const contrastive::Handle*> handles;
+  const contrastive::Handle*& handle = handles[device];
+  if (handle == nullptr) {
+    auto* created = new contrastive::Handle();
+    if (const Status status = contrastive::Handle::create(created, device);
         status != Status::kSuccess) {
+      delete created;
+      handles.erase(device);
       return status;
     }
-    found = handles.emplace(device, std::move(handle)).first;
+    handle = created;
   }
-  *out = &found->second;
+  *out = handle;
   return Status::kSuccess;
 }
 
