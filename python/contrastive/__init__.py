@@ -1,8 +1,9 @@
 """contrastive: contrastive losses on the GPU (InfoNCE, MNR, Repel), forward and backward.
 
-Layers: `contrastive.torch` (custom ops with autograd, nn.Module losses), `contrastive.cupy` and
-`contrastive.jax` (eager calls through DLPack), `contrastive.reference` (the float64 reference on
-NumPy arrays). The compiled core is `contrastive._core` (python/CORE_API.md).
+Layers: `contrastive.torch` (custom ops with autograd, nn.Module losses), `contrastive.cupy`
+(eager calls through DLPack), `contrastive.jax` (XLA FFI custom calls for jax.jit and jax.grad, in
+the compiled `contrastive._jax_ffi`), `contrastive.reference` (the float64 reference on NumPy
+arrays). The compiled core is `contrastive._core` (python/CORE_API.md).
 """
 
 from __future__ import annotations

@@ -1,187 +1,241 @@
-"""JAX front end (eager): each loss on JAX arrays through contrastive._core's DLPack calls.
+"""JAX front end: each loss as XLA FFI custom calls, under jax.jit and jax.grad, on GPU and CPU.
 
-    loss, grad_q, grad_k, grad_temperature = contrastive.jax.infonce(q, k, temperature=0.1)
-    loss = contrastive.jax.infonce(q, k, with_grad=False)
+    loss = contrastive.jax.infonce(q, k, temperature=0.1)
+    grads = jax.grad(lambda q, k: contrastive.jax.infonce(q, k, symmetric=True), (0, 1))(q, k)
 
-Same functions and results as contrastive.cupy: forward and backward in one library call (for an
-upstream gradient of 1), or forward alone with with_grad=False; a 0-d loss for mean and sum.
+Each function returns the loss (0-d for mean and sum, per row, or per term for Repel, with
+reduction="none") and is differentiable: a `jax.custom_vjp` whose forward is one custom call
+(`contrastive_<loss>_forward`: the loss and the small `saved` buffer backward reads) and whose
+backward is another (`contrastive_<loss>_backward`: the input gradients, and the temperature's or
+scale's when it is an array). The same code runs eagerly and inside `jax.jit`; shapes, dtypes and
+option values are checked at trace time (ValueError / TypeError naming the argument).
 
-How a call works, and why it is synchronous. JAX arrays are immutable, JAX allocates their memory
-and does not hand out the CUDA stream its computations run on (its streams are created
-non-blocking, so they do not order with the legacy default stream either). So:
+Where it runs. On a CUDA device the handlers call the library on the stream XLA gives them; XLA
+allocates the outputs, `saved` and the workspace (sized at trace time by the library's host-side
+size queries), the library allocates nothing and no call waits for the device. On the CPU the
+handlers compute the same loss and gradients with the library's float64 reference (inputs
+converted to float64, results rounded to the output dtypes): for tests, CI and small problems.
+The handlers live in the compiled module contrastive._jax_ffi, built when JAX is installed at build
+time.
 
-1. the inputs are made ready (block_until_ready): the computations producing them have finished;
-2. the outputs, `saved` and the workspace are allocated with JAX (jnp.empty, which JAX fills with
-   zeros) and made ready too, so that fill cannot land after the library's writes;
-3. the library reads the inputs and writes the outputs through DLPack, whose export shares the
-   buffer (no copy), on the legacy default stream (0) of the arrays' device, with that device's
-   primary context made current for the CUDA runtime (the library checks the handle's device is
-   current, and JAX does not make it current);
-4. the host waits for the device (cuCtxSynchronize) before returning, so JAX computations that
-   read the outputs later, on JAX's own streams, see the finished values, and the temporaries
-   can be released.
+The temperature or scale is a Python float (fixed: it is part of the compiled call) or a JAX array
+of one element, e.g. a learnable parameter, which then receives its gradient. The library takes it
+as a host value, so on a GPU an array's value is copied to the host on XLA's stream and that
+stream waited for, in forward and in backward (as contrastive.torch does for a tensor): pass a
+float when it is fixed. A temperature or scale given as an array is checked (> 0, finite) when the
+call runs, a float at trace time.
 
-Writing into JAX-owned buffers is sound only because nothing else refers to these freshly
-allocated arrays before they are returned. The CUDA driver calls of steps 3 and 4 go through
-ctypes (libcuda.so.1, Linux). This is the eager path: inside jax.jit the arrays are tracers,
-with no device buffer to hand over, and a call fails; a jit-compatible path would be an XLA FFI
-custom call.
+Inputs are float32, float16 or bfloat16 (jnp.bfloat16), all inputs of a call of one dtype; their
+gradients have that dtype, the loss and a temperature's or scale's gradient are float32. Other
+dtypes, and inputs of different dtypes, raise TypeError; nothing is cast. allow_tf32 matters only
+for float32 inputs on the GPU; logits_dtype ("f32", the default, or "bf16" with bfloat16 inputs) is
+the precision of the GPU's logits tile of InfoNCE and in-batch MNR; tiles and tiling are the GPU's
+choices and do not change the CPU's float64 results.
 
-Inputs are on one CUDA device, all inputs of a call of one dtype: float32, float16 or bfloat16
-(jnp.bfloat16). The input gradients come back in that dtype; the loss and a temperature's or
-scale's gradient are float32. Other dtypes, and inputs of different dtypes, raise TypeError;
-nothing is cast. allow_tf32 matters only for float32 inputs; logits_dtype ("f32", the default, or
-"bf16" with bfloat16 inputs) is the precision of the logits tile of InfoNCE and in-batch MNR.
+jax.vmap over a leading axis of every input runs one call per element, in sequence (ffi_call's
+vmap_method="sequential"): each element is its own problem, with its own batch.
 """
 
-import contextlib
-import ctypes
+from __future__ import annotations
+
 import functools
-from typing import Iterator, Optional, Tuple
+import inspect
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from . import _eager, _losses, handle_for
+from . import _eager, _losses
 
-__all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel"]
+try:
+    from . import _jax_ffi
+except ImportError as _error:
+    raise ImportError(
+        f"contrastive.jax needs the compiled module contrastive._jax_ffi, which is built only when "
+        f"JAX is installed at build time ({_error}): `pip install \"jax[cpu]\"` (or jax[cuda13]) "
+        f"and rebuild the package.") from None
+
+__all__ = [loss.name for loss in _losses.ALL]
 
 # The library's dtype names for the JAX dtypes it takes (bfloat16 is jnp.bfloat16).
 _DTYPE_NAMES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 _SUPPORTED = "float32, float16 or bfloat16"
-_LEGACY_DEFAULT_STREAM = 0  # cudaStream_t 0: the legacy default stream of the current context
-_CUDA_SUCCESS = 0
+_TARGET_PREFIX = "contrastive_"
+_PLATFORMS = {"cpu": "cpu", "CUDA": "CUDA"}  # _jax_ffi's handler kinds -> XLA platform names
 
 
-# ---- The CUDA driver calls JAX does not expose --------------------------------------------------
+def _register_targets() -> frozenset:
+    """Every handler of _jax_ffi registered with XLA; returns the target names (without prefix)."""
+    for name, handlers in _jax_ffi.targets.items():
+        for kind, capsule in handlers.items():
+            jax.ffi.register_ffi_target(_TARGET_PREFIX + name, capsule, platform=_PLATFORMS[kind])
+    return frozenset(_jax_ffi.targets)
 
 
-class _Driver:
-    """A device's primary context made current, and a wait for it: libcuda through ctypes."""
-
-    _LIBRARY = "libcuda.so.1"
-
-    def __init__(self):
-        try:
-            self._cuda = ctypes.CDLL(self._LIBRARY)
-        except OSError as error:
-            raise RuntimeError(f"contrastive.jax needs the CUDA driver ({self._LIBRARY}): "
-                               f"{error}") from None
-        pointer, integer = ctypes.c_void_p, ctypes.c_int
-        self._declare("cuInit", ctypes.c_uint)
-        self._declare("cuDeviceGet", ctypes.POINTER(integer), integer)
-        self._declare("cuDevicePrimaryCtxRetain", ctypes.POINTER(pointer), integer)
-        self._declare("cuDevicePrimaryCtxRelease_v2", integer)
-        self._declare("cuCtxPushCurrent_v2", pointer)
-        self._declare("cuCtxPopCurrent_v2", ctypes.POINTER(pointer))
-        self._declare("cuCtxSynchronize")
-        self._declare("cuGetErrorName", integer, ctypes.POINTER(ctypes.c_char_p))
-        self._check("cuInit", self._cuda.cuInit(0))
-
-    def _declare(self, name: str, *argtypes) -> None:
-        function = getattr(self._cuda, name)
-        function.argtypes, function.restype = list(argtypes), ctypes.c_int
-
-    def _check(self, call: str, result: int) -> None:
-        if result != _CUDA_SUCCESS:
-            name = ctypes.c_char_p()
-            known = self._cuda.cuGetErrorName(result, ctypes.byref(name)) == _CUDA_SUCCESS
-            label = name.value.decode() if known and name.value else f"error {result}"
-            raise RuntimeError(f"CUDA driver: {call} failed with {label}")
-
-    @contextlib.contextmanager
-    def current(self, ordinal: int) -> Iterator[None]:
-        """Device `ordinal`'s primary context (the one JAX and the CUDA runtime share), current."""
-        device, context = ctypes.c_int(), ctypes.c_void_p()
-        self._check("cuDeviceGet", self._cuda.cuDeviceGet(ctypes.byref(device), ordinal))
-        self._check("cuDevicePrimaryCtxRetain",
-                    self._cuda.cuDevicePrimaryCtxRetain(ctypes.byref(context), device))
-        try:
-            self._check("cuCtxPushCurrent", self._cuda.cuCtxPushCurrent_v2(context))
-            try:
-                yield
-            finally:
-                self._cuda.cuCtxPopCurrent_v2(ctypes.byref(ctypes.c_void_p()))
-        finally:
-            self._cuda.cuDevicePrimaryCtxRelease_v2(device)
-
-    def synchronize(self) -> None:
-        """Waits for all work of the current context (ours on stream 0 included)."""
-        self._check("cuCtxSynchronize", self._cuda.cuCtxSynchronize())
+_TARGETS = _register_targets()
 
 
-@functools.lru_cache(maxsize=None)
-def _driver() -> _Driver:
-    return _Driver()
+class _Call(NamedTuple):
+    """What one loss call is compiled from (static, hashable): its targets, the params as the
+    handlers read them, and the shapes of the loss and of XLA's `saved` and workspace buffers."""
+    api: str
+    words: bytes
+    loss_shape: Tuple[int, ...]
+    saved_bytes: int
+    workspace_bytes: int
 
 
-# ---- Arrays ------------------------------------------------------------------------------------
+def _api(loss: _losses.Description) -> str:
+    """The entry points' prefix: infonce for _core.infonce_forward."""
+    return loss.forward.__name__[:-len("_forward")]
 
 
-def _input(call: str, name: str, x, dims: int) -> jax.Array:
-    # JAX arrays are dense and row-major as DLPack exports them: nothing to make contiguous.
+def _ffi(call: _Call, which: str, results, *operands):
+    return jax.ffi.ffi_call(f"{_TARGET_PREFIX}{call.api}_{which}", results,
+                            vmap_method="sequential")(
+        *operands, params=np.frombuffer(call.words, dtype=np.int64))
+
+
+def _forward(call: _Call, inputs, scalar):
+    results = (jax.ShapeDtypeStruct(call.loss_shape, jnp.float32),
+               jax.ShapeDtypeStruct((call.saved_bytes,), jnp.uint8),
+               jax.ShapeDtypeStruct((call.workspace_bytes,), jnp.uint8))
+    scalars = () if scalar is None else (scalar,)
+    loss, saved, _ = _ffi(call, "forward", results, *inputs, *scalars)
+    return loss, saved
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _differentiable(call: _Call, inputs, scalar):
+    return _forward(call, inputs, scalar)[0]
+
+
+def _differentiable_forward(call: _Call, inputs, scalar):
+    loss, saved = _forward(call, inputs, scalar)
+    return loss, (inputs, scalar, saved)
+
+
+def _differentiable_backward(call: _Call, residuals, grad_loss):
+    inputs, scalar, saved = residuals
+    results = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in inputs]
+    scalars = ()
+    if scalar is not None:
+        results.append(jax.ShapeDtypeStruct((), jnp.float32))
+        scalars = (scalar,)
+    results.append(jax.ShapeDtypeStruct((call.workspace_bytes,), jnp.uint8))
+    grad_loss = jnp.asarray(grad_loss, jnp.float32).reshape(call.loss_shape)
+    *grads, _ = _ffi(call, "backward", tuple(results), *inputs, saved, grad_loss, *scalars)
+    if scalar is None:
+        return tuple(grads), None
+    return tuple(grads[:-1]), grads[-1]
+
+
+_differentiable.defvjp(_differentiable_forward, _differentiable_backward)
+
+
+# ---- Arguments -----------------------------------------------------------------------------------
+
+
+def _input(call: str, name: str, x, dims: int):
+    if isinstance(x, np.ndarray):  # taken as it is: JAX would turn float64 into float32
+        if x.dtype.name not in _DTYPE_NAMES:
+            raise TypeError(f"{call}: inputs must be {_SUPPORTED}, got {x.dtype}")
+        x = jnp.asarray(x)
     if not isinstance(x, jax.Array):
         raise TypeError(f"{call}: {name} must be a jax.Array, got {type(x).__name__}")
     if x.ndim != dims:
-        raise ValueError(f"{call}: {name} must be {dims}-D, got shape {x.shape}")
+        raise ValueError(f"{call}: {name} must be {dims}-D, got shape {tuple(x.shape)}")
     return x
 
 
-def _device_of(call: str, inputs: Tuple[jax.Array, ...]) -> jax.Device:
-    devices = {device for x in inputs for device in x.devices()}
-    if len(devices) != 1:
-        raise ValueError(f"{call}: inputs must be on one device, got {sorted(map(str, devices))}")
-    device = devices.pop()
-    if device.platform not in ("gpu", "cuda"):
-        raise ValueError(f"{call}: inputs must be on a CUDA device, got {device} (the library "
-                         f"computes on the GPU; contrastive.reference gives the float64 "
-                         f"reference on the CPU from NumPy arrays)")
-    return device
+def _dtype_name(call: str, names, arrays) -> str:
+    first = arrays[0]
+    for name, x in zip(names[1:], arrays[1:]):
+        if x.dtype != first.dtype:
+            raise TypeError(f"{call}: inputs must all have one dtype, got {first.dtype} for "
+                            f"{names[0]} and {x.dtype} for {name}")
+    try:
+        return _DTYPE_NAMES[np.dtype(first.dtype).name]
+    except KeyError:
+        raise TypeError(f"{call}: inputs must be {_SUPPORTED}, got {first.dtype}") from None
 
 
-def _cuda_ordinal(device: jax.Device) -> int:
-    """The CUDA runtime's number for a JAX device (its local hardware id; id when absent)."""
-    ordinal = getattr(device, "local_hardware_id", None)
-    return device.id if ordinal is None else ordinal
+def _scalar_operand(call: str, name: str, value):
+    """A temperature or scale given as an array: a float32 0-d operand (its gradient flows back
+    through the cast); None for a Python number, which goes into the params."""
+    if isinstance(value, (bool, str)) or value is None:
+        raise TypeError(f"{call}: {name} must be a float or a JAX array of one element, got "
+                        f"{type(value).__name__}")
+    if isinstance(value, (int, float, np.floating, np.integer)):
+        return None
+    if isinstance(value, np.ndarray):
+        value = jnp.asarray(value)
+    if not isinstance(value, jax.Array):
+        raise TypeError(f"{call}: {name} must be a float or a JAX array of one element, got "
+                        f"{type(value).__name__}")
+    if value.size != 1:
+        raise ValueError(f"{call}: {name} must be a float or a JAX array of one element, got "
+                         f"shape {tuple(value.shape)}")
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(f"{call}: {name} must be a floating-point array, got {value.dtype}")
+    return value.astype(jnp.float32).reshape(())
 
 
-def _run(loss: _losses.Description, params, inputs: Tuple[jax.Array, ...],
-         per_term: Optional[Tuple[int, ...]], with_grad: bool, scalar_gradient: bool):
-    """Steps 1-4 of the module's notes. The reduced loss, (1,) for the library, is returned 0-d."""
-    device = _device_of(loss.name, inputs)
-
-    def empty(shape, dtype):
-        return jnp.empty(shape, dtype=dtype, device=device)
-
-    values = empty(per_term or (1,), jnp.float32)
-    saved = empty((max(loss.saved_size(params), 1),), jnp.uint8)
-    workspace = empty((max(loss.workspace_size(params), 1),), jnp.uint8)
-    grads = [empty(x.shape, x.dtype) for x in inputs] if with_grad else []
-    scalar = [empty((1,), jnp.float32)] if with_grad and scalar_gradient else []
-    jax.block_until_ready((inputs, values, saved, workspace, grads, scalar))  # steps 1 and 2
-
-    ordinal = _cuda_ordinal(device)
-    driver = _driver()
-    with driver.current(ordinal):
-        handle = handle_for(ordinal)
-        if with_grad:
-            loss.forward_backward(handle, params, *inputs, values, saved, None, *grads, *scalar,
-                                  workspace, _LEGACY_DEFAULT_STREAM)
-        else:
-            loss.forward(handle, params, *inputs, values, saved, workspace,
-                         _LEGACY_DEFAULT_STREAM)
-        driver.synchronize()  # step 4
-
-    result = values if per_term else values.reshape(())
-    if not with_grad:
-        return result
-    return (result, *grads, *(gradient.reshape(()) for gradient in scalar))
+# Stands in for a temperature or scale given as an array where the params need a value at trace
+# time: no size depends on it, and the handlers put the array's value in its place.
+_STAND_IN = 1.0
 
 
-# ---- The losses ----------------------------------------------------------------------------------
+def _function(loss: _losses.Description) -> Callable:
+    """The JAX function of one loss: inputs positional, every option a keyword with the loss's
+    default; returns the loss."""
+    names = [spec.name for spec in loss.inputs]
+    keywords = {**{count.name: None for count in loss.counts}, **loss.defaults()}
+    api = _api(loss)
 
-_FRONT_END = _eager.FrontEnd(_input, _run, _DTYPE_NAMES, _SUPPORTED)
-infonce = _FRONT_END.function(_losses.INFONCE)
-mnr_per_anchor = _FRONT_END.function(_losses.MNR_PER_ANCHOR)
-mnr_in_batch = _FRONT_END.function(_losses.MNR_IN_BATCH)
-repel = _FRONT_END.function(_losses.REPEL)
+    def call(*arrays, **given):
+        if len(arrays) != len(names):
+            raise TypeError(f"{loss.name}() takes {len(names)} inputs ({', '.join(names)}), "
+                            f"got {len(arrays)}")
+        unknown = sorted(set(given) - set(keywords))
+        if unknown:
+            raise TypeError(f"{loss.name}() got an unexpected keyword argument {unknown[0]!r}")
+        if f"{api}_forward" not in _TARGETS:
+            raise NotImplementedError(f"{loss.name}: contrastive._jax_ffi has no handlers for "
+                                      f"this loss")
+        values = {**keywords, **given}
+        arrays = tuple(_input(loss.name, spec.name, x, spec.dims)
+                       for spec, x in zip(loss.inputs, arrays))
+        shapes = tuple(tuple(x.shape) for x in arrays)
+        counts = loss.infer_counts(loss.name, shapes, values)
+        options = {name: values[name] for name in loss.defaults()}
+        scalar = None
+        if loss.scalar:
+            scalar = _scalar_operand(loss.name, loss.scalar.name, options[loss.scalar.name])
+            if scalar is not None:
+                options[loss.scalar.name] = _STAND_IN
+        dtype = _dtype_name(loss.name, names, arrays)
+        params = loss.params(shapes, *counts, dtype=dtype, **options)
+        loss.check(params)  # the library's own check, at trace time
+        per_term = _eager.per_term(values["reduction"], loss.per_term(shapes))
+        static = _Call(api, bytes(_jax_ffi.params_words(params)), per_term or (),
+                       max(int(loss.saved_size(params)), 1),
+                       max(int(loss.workspace_size(params)), 1))
+        return _differentiable(static, arrays, scalar)
+
+    parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
+    parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                   for name, default in keywords.items()]
+    call.__signature__ = inspect.Signature(parameters)
+    call.__name__ = call.__qualname__ = loss.name
+    scalar_note = (f" {loss.scalar.name} is a float, or a JAX array of one element that receives "
+                   f"its gradient." if loss.scalar else "")
+    call.__doc__ = (f"{loss.summary}\n\nReturns the float32 loss (0-d for mean and sum); "
+                    f"differentiable with jax.grad, and usable inside jax.jit.{scalar_note}")
+    return call
+
+
+for _loss in _losses.ALL:
+    globals()[_loss.name] = _function(_loss)
+del _loss

@@ -1,6 +1,7 @@
-"""contrastive.cupy and contrastive.jax on a GPU: every loss, forward and forward_backward, against
-the float64 reference (contrastive.reference) in float32 and 16-bit dtypes, plus streams, layouts
-and dtype errors.
+"""contrastive.cupy and contrastive.jax on a GPU: every loss, forward and forward_backward (for JAX:
+forward and backward custom calls, through jax.vjp), against the float64 reference
+(contrastive.reference) in float32 and 16-bit dtypes, plus streams, layouts and dtype errors.
+test_jax_layer.py runs contrastive.jax under jit and grad on the CPU and, with a GPU, on the GPU.
 
 The CuPy tests are skipped without CuPy, the JAX tests without JAX or its GPU backend, and both when
 the library finds no usable GPU (the reason is in the skip message).
@@ -59,13 +60,49 @@ def jax_framework():
     except RuntimeError as error:
         pytest.skip(f"JAX has no GPU backend: {error}")
     import jax.numpy as jnp
-    from contrastive import jax as layer
+    try:
+        from contrastive import jax as layer
+    except ImportError as error:
+        pytest.skip(f"contrastive.jax does not import: {error}")
 
     def to_device(x, dtype=np.float32):
         return jax.device_put(np.asarray(x).astype(dtype), device)
 
-    return Framework("jax", layer, to_device, np.asarray,
+    return Framework("jax", _JaxAsCupy(jax, layer, device), to_device, np.asarray,
                      {"f16": np.float16, "bf16": jnp.bfloat16})
+
+
+class _JaxAsCupy:
+    """contrastive.jax (functions that return the loss, differentiated with JAX) in the form of
+    contrastive.cupy: (loss, *input gradients, [scalar gradient]) for an upstream gradient of 1
+    per term, or the loss alone with with_grad=False. The gradients come from jax.vjp through the
+    layer's custom calls, with the temperature or scale passed as an array so that it gets its
+    gradient."""
+
+    def __init__(self, jax, layer, device):
+        from contrastive import _losses
+        self._jax, self._layer, self._device = jax, layer, device
+        self._descriptions = {loss.name: loss for loss in _losses.ALL}
+
+    def __getattr__(self, name):
+        jax, function = self._jax, getattr(self._layer, name)
+        scalar = self._descriptions[name].scalar
+
+        def call(*arrays, with_grad=True, **options):
+            loss = function(*arrays, **options)  # checks the arguments, as the CuPy functions do
+            if not with_grad:
+                return loss
+            if scalar is None:
+                _, vjp = jax.vjp(lambda *xs: function(*xs, **options), *arrays)
+                return (loss, *vjp(jax.numpy.ones_like(loss)))
+            value = jax.device_put(np.float32(options.pop(scalar.name, scalar.default)),
+                                   self._device)
+            _, vjp = jax.vjp(lambda t, *xs: function(*xs, **options, **{scalar.name: t}), value,
+                             *arrays)
+            grad_scalar, *grads = vjp(jax.numpy.ones_like(loss))
+            return (loss, *grads, grad_scalar)
+
+        return call
 
 
 @pytest.fixture(params=["cupy", "jax"])
