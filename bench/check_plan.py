@@ -40,15 +40,17 @@ class Step:
 
 # The benchmarks, one process per binary (a timeout loses that binary's JSON only), and compare.
 _NUMBERS = (
-    Step("bench_infonce", 50, 20),
-    Step("bench_mnr", 50, 20),
-    Step("bench_repel", 35, 15),
-    Step("compare", 100, 45),
+    Step("bench_infonce", 45, 20),
+    Step("bench_mnr", 45, 20),
+    Step("bench_repel", 30, 15),
+    Step("bench_siglip", 25, 10),
+    Step("compare", 90, 45),
 )
 _NUMBERS_LONG = (
     Step("bench_infonce", 150, 30),
     Step("bench_mnr", 150, 30),
     Step("bench_repel", 100, 20),
+    Step("bench_siglip", 100, 20),
     Step("compare", 240, 60),
 )
 # build: what the numbers need (benchmarks, Python module, demo); build_tests: the test binaries.

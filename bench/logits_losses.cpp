@@ -13,34 +13,59 @@ namespace {
 // Fewer rows than the per-anchor losses: each costs O((B + M) D) in float64.
 constexpr int kSampledLogitRows = 4;
 
-// The problem as InfoNCE (shapes, similarity, symmetric, eps) and its logit scale.
-struct AsInfoNCE {
-  infonce::Params params;
-  double logit_scale = 0.0;
-};
-
-AsInfoNCE as_infonce(const infonce::Params& p) {
-  return {p, 1.0 / p.temperature};
+// The logit scale S = scale * sim of each loss over logits (the cuBLAS floor's alpha).
+double logit_scale_of(const infonce::Params& p) {
+  return 1.0 / p.temperature;
+}
+double logit_scale_of(const mnr::InBatchParams& p) {
+  return p.scale;
+}
+double logit_scale_of(const siglip::Params& p) {
+  return p.log_scale ? std::exp(static_cast<double>(p.scale)) : p.scale;
+}
+template <typename LossParams>
+double logit_scale_of(const LossParams&) {
+  return 0.0;
 }
 
-// In-batch MNR: rectangular InfoNCE of the anchors against the (1 + K) B candidates at the scale.
-AsInfoNCE as_infonce(const mnr::InBatchParams& p) {
+// The float64 reference at the sampled rows (tests/support/sampled_reference.hpp), with
+// Reduction::kNone and `upstream` zero outside them. In-batch MNR is rectangular InfoNCE of the
+// anchors against the (1 + K) B candidates at the scale.
+testing::SampledInfoNCE sampled_reference(const infonce::Params& p, const double* q,
+                                          const double* k, const double* upstream,
+                                          const std::vector<std::int64_t>& rows) {
+  infonce::Params none = p;
+  none.reduction = Reduction::kNone;
+  return testing::sampled_infonce(none, logit_scale_of(p), q, k, upstream, rows);
+}
+testing::SampledInfoNCE sampled_reference(const mnr::InBatchParams& p, const double* q,
+                                          const double* k, const double* upstream,
+                                          const std::vector<std::int64_t>& rows) {
   describe::Shape shape = logits_shape(p.batch, p.hard_negatives * p.batch, p.dim, p.dtype, 1.0f);
   shape.similarity = p.similarity;
   shape.symmetric = p.symmetric;
   shape.eps = p.eps;
-  return {std::get<infonce::Params>(params_of("InfoNCE", shape)), p.scale};
+  shape.reduction = Reduction::kNone;
+  return testing::sampled_infonce(std::get<infonce::Params>(params_of("InfoNCE", shape)), p.scale,
+                                  q, k, upstream, rows);
 }
-
-// The per-anchor losses are compared by bench/anchor_losses.hpp: an empty problem, which the
-// sampled reference refuses.
+testing::SampledInfoNCE sampled_reference(const siglip::Params& p, const double* q, const double* k,
+                                          const double* upstream,
+                                          const std::vector<std::int64_t>& rows) {
+  siglip::Params none = p;
+  none.reduction = Reduction::kNone;
+  return testing::sampled_siglip(none, q, k, upstream, rows);
+}
+// The per-anchor losses are compared by bench/anchor_losses.hpp: no rows, which the check reports
+// as a refusal.
 template <typename LossParams>
-AsInfoNCE as_infonce(const LossParams&) {
-  return {infonce::Params{}, 0.0};
+testing::SampledInfoNCE sampled_reference(const LossParams&, const double*, const double*,
+                                          const double*, const std::vector<std::int64_t>&) {
+  return {};
 }
 
-AsInfoNCE as_infonce(const describe::Params& params) {
-  return std::visit([](const auto& p) { return as_infonce(p); }, params);
+double logit_scale_of(const describe::Params& params) {
+  return std::visit([](const auto& p) { return logit_scale_of(p); }, params);
 }
 
 }  // namespace
@@ -77,11 +102,12 @@ bool check_logits_loss(GpuFixture& gpu, const LossBuffers& timed) {
       !download_all(gpu, none, gradients.at(1), &grad_k)) {
     return false;
   }
-  AsInfoNCE problem = as_infonce(none.params());
-  problem.params.reduction = Reduction::kNone;
   const std::vector<double> upstream(mask.begin(), mask.end());
-  const testing::SampledInfoNCE expected = testing::sampled_infonce(
-      problem.params, problem.logit_scale, q.data(), k.data(), upstream.data(), rows);
+  const testing::SampledInfoNCE expected = std::visit(
+      [&](const auto& p) {
+        return sampled_reference(p, q.data(), k.data(), upstream.data(), rows);
+      },
+      none.params());
   if (expected.rows.empty()) return gpu.fail("reference check: the sampled reference refused");
 
   const describe::Extent q_extent = none.extent(inputs.at(0));
@@ -123,7 +149,7 @@ LogitsGemms LogitsFloor::gemms(const LossBuffers& buffers, bool gradients) const
   gemms.cols = k.rows;
   gemms.dim = q.cols;
   gemms.dtype = q.dtype;
-  gemms.scale = static_cast<float>(as_infonce(buffers.params()).logit_scale);
+  gemms.scale = static_cast<float>(logit_scale_of(buffers.params()));
   gemms.logits = logits.as_floats();
   if (gradients) {
     gemms.grad_q = grad_q.as_floats();
@@ -133,8 +159,8 @@ LogitsGemms LogitsFloor::gemms(const LossBuffers& buffers, bool gradients) const
 }
 
 bool prepare_logits_loss(GpuFixture& gpu, const std::string& name, const describe::Params& params,
-                         Operation operation, LossBuffers* buffers) {
-  return gpu.ready() && buffers->allocate(gpu, name, params, /*scalar_gradient=*/false) &&
+                         Operation operation, LossBuffers* buffers, bool scalar_gradients) {
+  return gpu.ready() && buffers->allocate(gpu, name, params, scalar_gradients) &&
          check_logits_loss(gpu, *buffers) && buffers->validate(gpu, operation);
 }
 
@@ -152,10 +178,11 @@ bool time_logits_loss(GpuFixture& gpu, const LossBuffers& buffers, Operation ope
 }
 
 void benchmark_logits_loss(benchmark::State& state, const std::string& name,
-                           const describe::Params& params, Operation operation) {
+                           const describe::Params& params, Operation operation,
+                           bool scalar_gradients) {
   GpuFixture gpu(state);
   LossBuffers buffers;
-  if (!prepare_logits_loss(gpu, name, params, operation, &buffers)) return;
+  if (!prepare_logits_loss(gpu, name, params, operation, &buffers, scalar_gradients)) return;
   time_logits_loss(gpu, buffers, operation);
 }
 

@@ -1,6 +1,6 @@
 // The benchmarks of the losses over logits S = scale * Q K^T (InfoNCE, CLIP's symmetric form,
-// in-batch MNR: rectangular InfoNCE with a scale, Q the anchors and K the candidates), from their
-// descriptions: Q is the first input, K the second.
+// in-batch MNR: rectangular InfoNCE with a scale, Q the anchors and K the candidates; SigLIP's
+// sigmoid loss), from their descriptions: Q is the first input, K the second.
 //   The reference comparison before timing (bench/reference_check.hpp): the library runs forward
 // with Reduction::kNone and backward with kNone and an upstream gradient of 1 on the sampled rows
 // R and 0 elsewhere; tests/support/sampled_reference.hpp gives the float64 per-row losses at R
@@ -43,12 +43,12 @@ struct LogitsFloor {
   LogitsGemms gemms(const LossBuffers& buffers, bool gradients) const;
 };
 
-/// What every benchmark of a loss over logits does before timing: allocates `buffers` (no scalar
-/// gradient: the temperature or scale is a fixed hyperparameter here), compares them with the
-/// reference, makes the untimed call of `operation`. False, with the failure reported, when the
-/// benchmark cannot be timed.
+/// What every benchmark of a loss over logits does before timing: allocates `buffers` (the scalar
+/// gradients only with `scalar_gradients`: by default the temperature or scale is a fixed
+/// hyperparameter), compares them with the reference, makes the untimed call of `operation`.
+/// False, with the failure reported, when the benchmark cannot be timed.
 bool prepare_logits_loss(GpuFixture& gpu, const std::string& name, const describe::Params& params,
-                         Operation operation, LossBuffers* buffers);
+                         Operation operation, LossBuffers* buffers, bool scalar_gradients = false);
 
 /// Q and K read once, and for the gradient passes dQ and dK written once.
 double operation_bytes(Operation operation, const LossBuffers& buffers);
@@ -60,6 +60,7 @@ bool time_logits_loss(GpuFixture& gpu, const LossBuffers& buffers, Operation ope
 
 /// One benchmark of `operation` of the loss at `params`: prepared, then timed against its floor.
 void benchmark_logits_loss(benchmark::State& state, const std::string& name,
-                           const describe::Params& params, Operation operation);
+                           const describe::Params& params, Operation operation,
+                           bool scalar_gradients = false);
 
 }  // namespace contrastive::bench

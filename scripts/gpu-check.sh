@@ -38,7 +38,8 @@
 #   demo       examples/contrastive-demo: the three examples, GPU vs float64   -> run.log
 #   memcheck, selftest, racecheck, initcheck, synccheck (checks-first only) -> memcheck.log,
 #              sanitizers.log
-#   bench_infonce, bench_mnr, bench_repel  one process each, its own JSON and filter; every run
+#   bench_infonce, bench_mnr, bench_repel, bench_siglip  one process each, its own JSON and
+#              filter; every run
 #              compares the library's outputs with the float64 reference before timing it;
 #              nvidia-smi clocks / power / temperature before and after each -> bench-<loss>.json,
 #              gpu-state.csv, run.log
@@ -59,7 +60,7 @@
 #                above it)
 #   BENCH_SAMPLE_SECONDS [0.15; 0.5 with --long] timed sampling per benchmark run (the
 #                benchmarks' CONTRASTIVE_BENCH_SAMPLE_SECONDS)
-#   BENCH_FILTER_INFONCE, BENCH_FILTER_MNR, BENCH_FILTER_REPEL [the short sets below; --long: all]
+#   BENCH_FILTER_INFONCE, _MNR, _REPEL, _SIGLIP [the short sets below; --long: all]
 #   GPU_CHECK_BENCH_CAP  seconds (fractions allowed) that replace each benchmark step's timeout:
 #                a small value simulates a benchmark killed by its timeout
 #   GPU_CHECK_CAP_<step>  seconds: that step's cap instead of the plan's (GPU_CHECK_CAP_build=900
@@ -90,6 +91,7 @@ BENCH_SHORT_INFONCE+='|^infonce_clip/forward_backward/(tiled|materialized)/bf16/
 BENCH_SHORT_MNR='^mnr/per_anchor/(forward|forward_backward)/(f32|bf16)/B:8192/'
 BENCH_SHORT_MNR+='|^mnr/in_batch/forward_backward/(f32|bf16)/'
 BENCH_SHORT_REPEL='^repel/(forward|forward_backward)/(f32|bf16)/B:8192/'
+BENCH_SHORT_SIGLIP='^siglip/forward_backward/(f32|bf16)/B:16384/|^siglip_large/.*/B:65536/'
 
 usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -126,7 +128,7 @@ if ((long)); then
   CHECK_BUDGET=${CHECK_BUDGET:-570}
   BENCH_SAMPLE_SECONDS=${BENCH_SAMPLE_SECONDS:-0.5}
   BENCH_FILTER_INFONCE=${BENCH_FILTER_INFONCE-} BENCH_FILTER_MNR=${BENCH_FILTER_MNR-}
-  BENCH_FILTER_REPEL=${BENCH_FILTER_REPEL-}
+  BENCH_FILTER_REPEL=${BENCH_FILTER_REPEL-} BENCH_FILTER_SIGLIP=${BENCH_FILTER_SIGLIP-}
   COMPARE_PRESET=()
   RACECHECK_FILTER=${RACECHECK_FILTER:-$SANITIZER_LONG}
   INITCHECK_FILTER=${INITCHECK_FILTER:-$SANITIZER_LONG}
@@ -138,6 +140,7 @@ else
   BENCH_FILTER_INFONCE=${BENCH_FILTER_INFONCE-$BENCH_SHORT_INFONCE}
   BENCH_FILTER_MNR=${BENCH_FILTER_MNR-$BENCH_SHORT_MNR}
   BENCH_FILTER_REPEL=${BENCH_FILTER_REPEL-$BENCH_SHORT_REPEL}
+  BENCH_FILTER_SIGLIP=${BENCH_FILTER_SIGLIP-$BENCH_SHORT_SIGLIP}
   COMPARE_PRESET=(--short)
   RACECHECK_FILTER=${RACECHECK_FILTER:-$SANITIZER_SMOKE_F32}
   INITCHECK_FILTER=${INITCHECK_FILTER:-$SANITIZER_SMOKE}
@@ -164,7 +167,7 @@ for step in $STEPS; do
   [[ -n "${!cap_override:-}" ]] && printf -v "CAP_$step" '%d' "${!cap_override}"
 done
 ALL_STEPS="configure build build_tests tests demo memcheck selftest racecheck initcheck synccheck"
-ALL_STEPS+=" bench_infonce bench_mnr bench_repel compare"
+ALL_STEPS+=" bench_infonce bench_mnr bench_repel bench_siglip compare"
 
 LOG_ENV="$R/env.log" LOG_BUILD="$R/build.log" LOG_TESTS="$R/tests.log" JUNIT="$R/ctest-junit.xml"
 LOG_RUN="$R/run.log" LOG_MEMCHECK="$R/memcheck.log" LOG_SANITIZERS="$R/sanitizers.log"
@@ -242,7 +245,7 @@ status_of() { # STEP -> its recorded status, or "" when it has none yet
 numbers_note() {
   local tests benches="" s
   tests=$(status_of tests)
-  for s in bench_infonce bench_mnr bench_repel compare; do
+  for s in bench_infonce bench_mnr bench_repel bench_siglip compare; do
     [[ $(status_of "$s") == PASS ]] && benches+="$s "
   done
   if [[ -z "$benches" ]]; then
@@ -488,6 +491,7 @@ step_configure() {
 # broken launch of the sanitizer self-test). The CPU-only test binaries, fuzz and install tests run
 # in CI. Each mode builds first what it runs first.
 BENCH_TARGETS="contrastive_bench_infonce contrastive_bench_mnr contrastive_bench_repel"
+BENCH_TARGETS+=" contrastive_bench_siglip"
 defined_targets() {
   ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | sed -n 's/^\([A-Za-z0-9_.-]*\): .*/\1/p' |
     sort -u
@@ -931,6 +935,7 @@ bench_step() {
 step_bench_infonce() { bench_step bench_infonce infonce "$BENCH_FILTER_INFONCE"; }
 step_bench_mnr() { bench_step bench_mnr mnr "$BENCH_FILTER_MNR"; }
 step_bench_repel() { bench_step bench_repel repel "$BENCH_FILTER_REPEL"; }
+step_bench_siglip() { bench_step bench_siglip siglip "$BENCH_FILTER_SIGLIP"; }
 
 # --- compare: bench/compare.py, contrastive.torch beside PyTorch --------------------------------
 # --short by default (the full set with --long), with every benchmark JSON written above (their

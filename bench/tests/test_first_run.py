@@ -30,7 +30,7 @@ def test_the_minimums_fit_the_default_budget(mode, long):
     assert check_plan.problems(steps, check_plan.DEFAULT_BUDGET[long]) == []
     names = [s.name for s in steps]
     for needed in ("configure", "build", "build_tests", "bench_infonce", "bench_mnr",
-                   "bench_repel", "compare", "tests", "demo"):
+                   "bench_repel", "bench_siglip", "compare", "tests", "demo"):
         assert needed in names
     assert set(names) <= set(check_plan.ALL_STEPS)
 
@@ -52,7 +52,7 @@ def test_every_step_taking_its_whole_cap_leaves_the_numbers_their_minimums(mode)
     steps = check_plan.plan(mode)
     run = check_plan.simulate(steps, check_plan.DEFAULT_BUDGET[False])
     minimum = {s.name: s.minimum for s in steps}
-    for name in ("bench_infonce", "bench_mnr", "bench_repel", "compare"):
+    for name in ("bench_infonce", "bench_mnr", "bench_repel", "bench_siglip", "compare"):
         assert run[name]["timeout"] >= minimum[name], (name, run[name])
     for step in steps:
         if not step.optional:
@@ -86,7 +86,7 @@ def test_the_plan_as_shell_and_its_errors():
     lines = done.stdout.splitlines()
     assert lines[0].startswith('STEPS="configure build bench_infonce')
     # After compare: build_tests 30, tests 40, demo 5 and the summary's 5 seconds.
-    assert "CAP_compare=100 MIN_compare=45 KEEP_compare=80 OPTIONAL_compare=0" in lines
+    assert "CAP_compare=90 MIN_compare=45 KEEP_compare=80 OPTIONAL_compare=0" in lines
     too_small = subprocess.run([sys.executable, str(BENCH / "check_plan.py"), "checks-first",
                                 "100"], capture_output=True, text=True, timeout=60)
     assert too_small.returncode == 1 and "over the 100 s budget" in too_small.stderr

@@ -1,4 +1,4 @@
-"""contrastive: contrastive losses on the GPU (InfoNCE, MNR, Repel), forward and backward.
+"""contrastive: contrastive losses on the GPU (InfoNCE, MNR, Repel, SigLIP), forward and backward.
 
 Layers: `contrastive.torch` (custom ops with autograd, nn.Module losses), `contrastive.cupy`
 (eager calls through DLPack), `contrastive.jax` (XLA FFI custom calls for jax.jit and jax.grad, in
@@ -27,12 +27,13 @@ except ImportError as _error:
         f"root, or build it with `cmake --preset release && cmake --build build/release --target "
         f"contrastive_python` and put build/release/python on PYTHONPATH.") from None
 from contrastive._core import (DType, Handle, InBatchParams, InfoNCEParams, PerAnchorParams,
-                               Reduction, RepelParams, Similarity)
+                               Reduction, RepelParams, SigLIPParams, Similarity)
 
 __version__ = "0.1.0"
 
 __all__ = ["DType", "Handle", "InBatchParams", "InfoNCEParams", "PerAnchorParams", "Reduction",
-           "RepelParams", "Similarity", "gpu_available", "handle_for", "__version__"]
+           "RepelParams", "SigLIPParams", "Similarity", "gpu_available", "handle_for",
+           "__version__"]
 
 _handles = threading.local()
 

@@ -100,3 +100,24 @@ def repel_params(batch, negatives, dim, *, margin=0.3, reduction="mean", mean_ov
     p.eps = float(eps)
     p.dtype = dtype_of(dtype)
     return p
+
+
+def siglip_params(batch, num_keys, dim, *, scale=10.0, log_scale=False, bias=-10.0,
+                  negatives_only=False, similarity="cosine", reduction="mean", positive_offset=0,
+                  eps=1e-12, allow_tf32=False, tile_rows=0, tile_cols=0, dtype="f32",
+                  logits_dtype="f32", tiling="auto", workspace_budget=None,
+                  tile_cache_bytes=0) -> "_core.SigLIPParams":
+    p = _core.SigLIPParams()
+    p.batch, p.num_keys, p.dim = int(batch), int(num_keys), int(dim)
+    p.scale, p.log_scale, p.bias = float(scale), bool(log_scale), float(bias)
+    p.negatives_only = bool(negatives_only)
+    p.similarity = _choice(_SIMILARITIES, "similarity", similarity)
+    p.reduction = _choice(_REDUCTIONS, "reduction", reduction)
+    p.positive_offset = int(positive_offset)
+    p.eps = float(eps)
+    p.allow_tf32 = bool(allow_tf32)
+    p.tile_rows, p.tile_cols = int(tile_rows), int(tile_cols)
+    p.dtype = dtype_of(dtype)
+    p.logits_dtype = _choice(_DTYPES, "logits_dtype", logits_dtype)
+    _set_tiling(p, tiling, workspace_budget, tile_cache_bytes)
+    return p

@@ -84,3 +84,16 @@ def repel(anchors, negatives, *, margin=0.3, reduction="mean", mean_over_active=
                                    margin=margin, reduction=reduction,
                                    mean_over_active=mean_over_active, eps=eps)
     return _core.reference_repel(params, anchors, negatives, _upstream(grad_loss))
+
+
+def siglip(q, k, *, scale=10.0, log_scale=False, bias=-10.0, negatives_only=False,
+           similarity="cosine", reduction="mean", positive_offset=0, eps=1e-12,
+           grad_loss=None) -> dict:
+    """SigLIP's pairwise sigmoid loss of q (B, D) against k (M, D): loss, logits (t sim + b),
+    grad_q, grad_k, grad_scale (of t, or of log t with log_scale), grad_bias, grad_logits."""
+    q, k = _matrix("q", q), _matrix("k", k)
+    params = _options.siglip_params(q.shape[0], k.shape[0], q.shape[1], scale=scale,
+                                     log_scale=log_scale, bias=bias,
+                                     negatives_only=negatives_only, similarity=similarity,
+                                     reduction=reduction, positive_offset=positive_offset, eps=eps)
+    return _core.reference_siglip(params, q, k, _upstream(grad_loss))

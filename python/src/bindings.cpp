@@ -44,6 +44,7 @@ using OptionalInput = std::optional<Input>;
 namespace infonce = contrastive::infonce;
 namespace mnr = contrastive::mnr;
 namespace repel = contrastive::repel;
+namespace siglip = contrastive::siglip;
 namespace describe = contrastive::describe;
 using describe::Role;
 
@@ -554,7 +555,13 @@ NB_MODULE(_core, m) {
   def_loss<infonce::Params>(m);
   def_loss<mnr::PerAnchorParams>(m);
   def_loss<mnr::InBatchParams>(m);
+  {
+    using Bound = siglip::Params;
+    nb::class_<Bound>(m, "SigLIPParams")
+        .def(nb::init<>()) CONTRASTIVE_SIGLIP_FIELDS(CONTRASTIVE_DEF_RW);
+  }
   def_loss<repel::Params>(m);
+  def_loss<siglip::Params>(m);
 
   // ---- Float64 references on NumPy arrays ---------------------------------------------------
   def_reference<infonce::Params>(
@@ -625,6 +632,23 @@ NB_MODULE(_core, m) {
         out["active_terms"] = f.active_terms;
         out["grad_anchors"] = numpy_array(g.grad_anchors, {u(p.batch), u(p.dim)});
         out["grad_negatives"] = numpy_array(g.grad_negatives, {u(p.batch * p.negatives), u(p.dim)});
+        return out;
+      });
+  def_reference<siglip::Params>(
+      m, [](const siglip::Params& p, const double* const* in, const double* grad_loss) {
+        namespace ref = contrastive::reference;
+        ref::SigLIPForward f;
+        ref::SigLIPBackward g;
+        throw_if(ref::siglip_forward(p, in[0], in[1], &f));
+        throw_if(ref::siglip_backward(p, in[0], in[1], grad_loss, &g));
+        nb::dict out;
+        out["loss"] = numpy_array(f.loss, {f.loss.size()});
+        out["logits"] = numpy_array(f.logits, {u(p.batch), u(p.num_keys)});
+        out["grad_q"] = numpy_array(g.grad_q, {u(p.batch), u(p.dim)});
+        out["grad_k"] = numpy_array(g.grad_k, {u(p.num_keys), u(p.dim)});
+        out["grad_scale"] = g.grad_scale;
+        out["grad_bias"] = g.grad_bias;
+        out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(p.num_keys)});
         return out;
       });
 }

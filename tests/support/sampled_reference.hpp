@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "contrastive/infonce.hpp"
+#include "contrastive/siglip.hpp"
 
 namespace contrastive::testing {
 
@@ -203,6 +204,91 @@ inline SampledInfoNCE sampled_infonce(const infonce::Params& p, double logit_sca
   }
   out.sum_grad_logits_tolerance =
       safety * (row_error + std::sqrt(static_cast<double>(b) * static_cast<double>(m)) * u) *
+      scalar_magnitude;
+  return out;
+}
+
+/// SigLIP's float64 reference at the sampled rows, by the same trick (no log-sum-exp, so a row
+/// needs only itself): the loss of each sampled row and every row of both gradients, with fp32
+/// bounds of the same model (a logit's error t |q| |k| sqrt(D) u, each G entry's error its
+/// derivative times that, sums of |G| for the products). The lse fields stay empty;
+/// sum_grad_logits is sum(G * (l - b)), from which dL/dt = sum / t.
+inline SampledInfoNCE sampled_siglip(const siglip::Params& p, const double* q, const double* k,
+                                     const double* grad_loss,
+                                     const std::vector<std::int64_t>& rows) {
+  using namespace sampled_detail;
+  SampledInfoNCE out;
+  if (p.reduction != Reduction::kNone) return out;
+  for (std::int64_t i = 0; i < p.batch; ++i) {
+    if (grad_loss[i] != 0.0 && std::find(rows.begin(), rows.end(), i) == rows.end()) return out;
+  }
+  const std::int64_t b = p.batch, m = p.num_keys, d = p.dim;
+  const bool cosine = p.similarity == Similarity::kCosine;
+  const double t = p.log_scale ? std::exp(static_cast<double>(p.scale)) : p.scale;
+  const double bias = p.bias, eps = p.eps;
+  const HatRows qh = hat_rows(q, b, row_stride_or_dim(p.q_row_stride, d), d, cosine, eps);
+  const HatRows kh = hat_rows(k, m, row_stride_or_dim(p.k_row_stride, d), d, cosine, eps);
+  auto q_row = [&](std::int64_t i) { return cosine ? 1.0 : qh.norms[i]; };
+  auto k_row = [&](std::int64_t j) { return cosine ? 1.0 : kh.norms[j]; };
+  double q_max = 0.0, k_max = 0.0;
+  for (std::int64_t i = 0; i < b; ++i) q_max = std::max(q_max, q_row(i));
+  for (std::int64_t j = 0; j < m; ++j) k_max = std::max(k_max, k_row(j));
+  constexpr double u = 1.0 / (1 << 24), safety = 8.0;
+  const double logit_error = safety * std::sqrt(static_cast<double>(d)) * u * t * q_max * k_max;
+  out.rows = rows;
+  out.grad_q.assign(static_cast<std::size_t>(b * d), 0.0);
+  out.grad_k.assign(static_cast<std::size_t>(m * d), 0.0);
+  std::vector<double> q_magnitude(b, 0.0), k_magnitude(m, 0.0);
+  double scalar_magnitude = 0.0;
+  auto softplus = [](double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); };
+  auto sigmoid = [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
+  for (const std::int64_t r : rows) {
+    const double weight = grad_loss[r];
+    double loss = 0.0, loss_error = 0.0;
+    std::vector<double> grad_q_hat(static_cast<std::size_t>(d), 0.0);
+    for (std::int64_t j = 0; j < m; ++j) {
+      const bool positive = !p.negatives_only && j == r + p.positive_offset;
+      const double sim = dot(&qh.hat[r * d], &kh.hat[j * d], d);
+      const double l = t * sim + bias;
+      const double term = softplus(positive ? -l : l);
+      const double slope = sigmoid(positive ? -l : l);  // |d term / dl|
+      loss += term;
+      loss_error += slope * logit_error + u * term;
+      const double g = weight * (positive ? -sigmoid(-l) : sigmoid(l));
+      out.sum_grad_logits += g * t * sim;
+      for (std::int64_t c = 0; c < d; ++c) {
+        grad_q_hat[c] += t * g * kh.hat[j * d + c];
+        out.grad_k[j * d + c] += t * g * qh.hat[r * d + c];
+      }
+      // |G| plus its own error (its slope sigma (1 - sigma) <= 1/4 times the logit's).
+      const double size = std::fabs(g) + std::fabs(weight) * (0.25 * logit_error + u);
+      q_magnitude[r] += size * k_row(j);
+      k_magnitude[j] += size * q_row(r);
+      scalar_magnitude += size * (std::fabs(t * sim) + 1.0);
+    }
+    for (std::int64_t c = 0; c < d; ++c) out.grad_q[r * d + c] += grad_q_hat[c];
+    out.loss.push_back(loss);
+    out.loss_tolerance.push_back(safety *
+                                 (loss_error + (static_cast<double>(m) / 128.0 + 32.0) * u * loss));
+  }
+  for (std::int64_t i = 0; i < b; ++i) {
+    normalize_backward_row(&qh.hat[i * d], qh.norms[i], eps, cosine, d, &out.grad_q[i * d]);
+  }
+  for (std::int64_t j = 0; j < m; ++j) {
+    normalize_backward_row(&kh.hat[j * d], kh.norms[j], eps, cosine, d, &out.grad_k[j * d]);
+  }
+  const double q_error = safety * (logit_error + std::sqrt(static_cast<double>(m)) * u);
+  const double k_error = safety * (logit_error + std::sqrt(static_cast<double>(b)) * u);
+  const double q_floor = safety * u * *std::max_element(q_magnitude.begin(), q_magnitude.end());
+  const double k_floor = safety * u * *std::max_element(k_magnitude.begin(), k_magnitude.end());
+  for (std::int64_t i = 0; i < b; ++i) {
+    out.grad_q_tolerance.push_back(t * (q_error * q_magnitude[i] + q_floor) / qh.divisor[i]);
+  }
+  for (std::int64_t j = 0; j < m; ++j) {
+    out.grad_k_tolerance.push_back(t * (k_error * k_magnitude[j] + k_floor) / kh.divisor[j]);
+  }
+  out.sum_grad_logits_tolerance =
+      safety * (logit_error + std::sqrt(static_cast<double>(b) * static_cast<double>(m)) * u) *
       scalar_magnitude;
   return out;
 }
