@@ -460,3 +460,22 @@ def test_bad_inputs_are_clear_errors():
         ct.infonce(torch.randn(4, 8), torch.randn(4, 8), logits_dtype="f16")
     with pytest.raises(TypeError, match="unexpected keyword argument 'fused'"):
         ct.infonce(torch.randn(4, 8), torch.randn(4, 8), fused=True)
+
+
+def test_the_tiled_gpu_walk_recomputes_in_backward():
+    """Which CUDA calls keep their gradients from forward: not those the library tiles (an
+    explicit tile, or a materialized workspace over its 4 GiB budget). Fake CUDA tensors: sizes
+    only, no GPU."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    defaults = {**ct._losses.INFONCE.defaults()}
+    with FakeTensorMode():
+        small = [torch.empty(64, 32, device="cuda")] * 2
+        large = [torch.empty(65536, 768, device="cuda")] * 2
+        assert not ct._tiled(ct._losses.INFONCE, small, (), defaults)
+        assert ct._tiled(ct._losses.INFONCE, small, (), dict(defaults, tile_rows=8))
+        assert ct._tiled(ct._losses.INFONCE, large, (), defaults)
+        assert not ct._tiled(ct._losses.REPEL, [torch.empty(4, 8, device="cuda"),
+                                                torch.empty(4, 3, 8, device="cuda")], (),
+                             ct._losses.REPEL.defaults())
+    assert not ct._tiled(ct._losses.INFONCE, [torch.empty(65536, 768, device="meta")] * 2, (),
+                         defaults)
