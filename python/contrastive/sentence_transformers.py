@@ -1,7 +1,7 @@
 """sentence-transformers losses computed by this library: change one import and one line.
 
     from contrastive.sentence_transformers import MultipleNegativesRankingLoss
-    loss = MultipleNegativesRankingLoss(model, scale=20.0)   # was: losses.MultipleNegativesRankingLoss
+    loss = MultipleNegativesRankingLoss(model, scale=20.0)  # was: losses.Multiple...(model, ...)
 
 Each class is a subclass of sentence-transformers' loss of the same name, takes the same
 constructor arguments and keeps its attributes, configuration and model-card text; only the loss
