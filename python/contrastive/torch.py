@@ -334,6 +334,14 @@ def _scaled(grad: Tensor, upstream: Tensor) -> Tensor:
     return torch.mul(grad, upstream.to(grad.device))
 
 
+def _require_reduced(loss: _losses.Description, a: _Arguments) -> None:
+    """forward_backward's gradients are scaled by one upstream value: a reduced loss only."""
+    if _reduction(loss, a) == "none":
+        raise ValueError(f"{loss.name}_forward_backward: reduction must be 'mean' or 'sum' (the "
+                         f"gradients of per-term losses depend on every upstream value; use "
+                         f"{loss.name}_forward and {loss.name}_backward)")
+
+
 def _define_operators(loss: _losses.Description):
     """<loss>_forward, <loss>_backward and <loss>_forward_backward with their CPU kernels and
     fake implementations; forward and forward_backward each joined to their gradients by
@@ -406,6 +414,7 @@ def _define_operators(loss: _losses.Description):
 
     def forward_backward(*args):
         a, _, _ = _Arguments.split(loss, args)
+        _require_reduced(loss, a)
         if _device_of(loss.name, a.inputs).type == "cpu":
             return forward_backward_cpu(*args)
         p = _params(loss, a, _host_value(a.scalar, a.scalar_tensor) if loss.scalar else None)
@@ -428,6 +437,7 @@ def _define_operators(loss: _losses.Description):
 
     def forward_backward_cpu(*args):
         a, _, _ = _Arguments.split(loss, args)
+        _require_reduced(loss, a)
         _device_of(loss.name, a.inputs)
         kernels, counts, value, options = _cpu_call(loss, a)
         with torch.no_grad():
@@ -438,6 +448,7 @@ def _define_operators(loss: _losses.Description):
 
     def forward_backward_fake(*args):
         a, _, _ = _Arguments.split(loss, args)
+        _require_reduced(loss, a)
         _checked_shapes(loss, a)
         grads = [_gradient_buffer(x, need) for x, need in zip(a.inputs, a.needs)]
         if loss.scalar:

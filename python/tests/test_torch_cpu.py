@@ -460,6 +460,10 @@ def test_bad_inputs_are_clear_errors():
         ct.infonce(torch.randn(4, 8), torch.randn(4, 8), logits_dtype="f16")
     with pytest.raises(TypeError, match="unexpected keyword argument 'fused'"):
         ct.infonce(torch.randn(4, 8), torch.randn(4, 8), fused=True)
+    with pytest.raises(ValueError, match="^repel_forward_backward: reduction must be 'mean' or "
+                                         "'sum'"):
+        torch.ops.contrastive.repel_forward_backward(torch.randn(2, 4), torch.randn(2, 3, 4),
+                                                     0.3, "none", False, 1e-12, True, True)
 
 
 def test_the_tiled_gpu_walk_recomputes_in_backward():
