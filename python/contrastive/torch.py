@@ -331,7 +331,10 @@ def _cpu_gradients(loss: _losses.Description, a: _Arguments, grads, grad_scalar)
 def _scaled(grad: Tensor, upstream: Tensor) -> Tensor:
     """A gradient computed for an upstream gradient of 1, for `upstream` (0-d float32): one
     product in float32, rounded once to the gradient's dtype."""
-    return torch.mul(grad, upstream.to(grad.device))
+    upstream = upstream.to(grad.device)
+    if grad.dtype == torch.float32:
+        return grad * upstream
+    return (grad.float() * upstream).to(grad.dtype)
 
 
 def _require_reduced(loss: _losses.Description, a: _Arguments) -> None:
