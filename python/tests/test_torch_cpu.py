@@ -256,9 +256,9 @@ def test_a_learnable_temperature_module_trains():
                                  temperature=0.1, symmetric=True)
     assert_close(module.temperature.grad, expected["grad_temperature"], GRAD_RTOL, GRAD_ATOL,
                  "temperature gradient")
-    before = float(module.temperature)
+    before = float(module.temperature.detach())
     torch.optim.SGD(module.parameters(), lr=1e-3).step()
-    assert float(module.temperature) != before
+    assert float(module.temperature.detach()) != before
 
 
 def test_the_modules_on_the_cpu():
