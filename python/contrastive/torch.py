@@ -1,11 +1,13 @@
 """PyTorch front end: the losses as ``torch.library`` custom operators with autograd, and modules.
 
-Each loss is two custom operators in the ``contrastive`` namespace: ``<loss>_forward`` returns the
-loss and the small ``saved`` buffer (per-row log-sum-exp, inverse norms, ...) and
-``<loss>_backward`` turns ``saved`` and the upstream gradient into the input gradients. They are
-joined by ``register_autograd`` and have ``register_fake`` shape functions, so the losses work in
-eager mode, under ``torch.compile`` (opaque operators with known output shapes: no graph break)
-and with a learnable temperature or scale.
+Each loss is three custom operators in the ``contrastive`` namespace: ``<loss>_forward`` returns
+the loss and the small ``saved`` buffer (per-row log-sum-exp, inverse norms, ...),
+``<loss>_backward`` turns ``saved`` and the upstream gradient into the input gradients, and
+``<loss>_forward_backward`` returns the loss and the gradients for an upstream gradient of 1 in
+one library call. They have ``register_fake`` shape functions and CPU kernels, and autograd joins
+forward to backward and forward_backward to a backward that only scales its gradients, so the
+losses work in eager mode, under ``torch.compile`` (opaque operators with known output shapes: no
+graph break), with ``torch.library.opcheck`` and with a learnable temperature or scale.
 
 Functions: ``infonce``, ``mnr_per_anchor``, ``mnr_in_batch``, ``repel``. Modules: ``InfoNCELoss``,
 ``MultipleNegativesRankingLoss`` (sentence-transformers' in-batch layout), ``PerAnchorMNRLoss``,
@@ -13,11 +15,18 @@ Functions: ``infonce``, ``mnr_per_anchor``, ``mnr_in_batch``, ``repel``. Modules
 
 Conventions:
 
-- Inputs are CUDA tensors on one device, all of one dtype: float32, float16 or bfloat16. The
-  input gradients come back in that dtype; the loss is float32 (the library accumulates in
-  float32). Other dtypes, and inputs of different dtypes, raise TypeError. Nothing is cast.
-  ``allow_tf32`` matters only for float32 inputs; ``logits_dtype`` ("f32", the default, or "bf16"
-  with bfloat16 inputs) is the precision of the logits tile of InfoNCE and in-batch MNR.
+- Inputs are tensors on one device, a CUDA device (the library's kernels) or the CPU (the same
+  losses in PyTorch operations, ``_torch_cpu.py``), all of one dtype: float32, float16 or
+  bfloat16. The input gradients come back in that dtype; the loss is float32 (the library
+  accumulates in float32, and the CPU kernels compute in float32). Other dtypes, and inputs of
+  different dtypes, raise TypeError. Nothing is cast. ``allow_tf32``, ``logits_dtype``,
+  ``tile_rows`` and ``tile_cols`` steer the GPU path and are checked but not used on the CPU.
+- Training step: when an input (or the temperature or scale) requires grad and the loss is
+  reduced ("mean" or "sum"), forward runs forward_backward and keeps the gradients; backward
+  multiplies them by the upstream gradient (three GEMMs per step instead of four). Per-term
+  losses (reduction="none"), the GPU's tiled walk over the logits and ``fused_backward=False``
+  recompute the gradients in backward from ``saved`` instead, holding nothing but ``saved``
+  between the two.
 - An input is passed as it is when the library can read it in place (a contiguous last dimension,
   evenly spaced rows: row-sliced views qualify); otherwise it is copied with ``.contiguous()``.
 - Outputs, ``saved`` and the workspace are allocated by PyTorch (its caching allocator, on the
@@ -35,7 +44,7 @@ from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from . import _core, _losses, handle_for
+from . import _core, _losses, _torch_cpu, handle_for
 
 __all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel", "InfoNCELoss",
            "MultipleNegativesRankingLoss", "PerAnchorMNRLoss", "RepelLoss"]
@@ -170,10 +179,6 @@ def _launch(call: str, *tensors: Tensor) -> Iterator[Tuple["_core.Handle", int]]
     """The library handle and PyTorch's current stream for the tensors' device, made current."""
     device = tensors[0].device
     for x in tensors:
-        if x.device.type != "cuda":
-            raise ValueError(f"{call}: inputs must be on a CUDA device, got {x.device} (the "
-                             f"library computes on the GPU; contrastive.reference gives the "
-                             f"float64 reference on the CPU from NumPy arrays)")
         if x.device != device:
             raise ValueError(f"{call}: inputs must be on one device, got {device} and {x.device}")
     with torch.cuda.device(device):  # the library checks that the handle's device is current
@@ -182,35 +187,41 @@ def _launch(call: str, *tensors: Tensor) -> Iterator[Tuple["_core.Handle", int]]
 
 # ---- The operators, built from each loss's description ------------------------------------------
 #
-# Each loss is two custom operators. Their arguments, in order:
+# Each loss is three custom operators. Their arguments, in order:
 #   <loss>_forward(*inputs, *counts, [scalar, scalar_tensor], *options) -> (loss, saved)
 #   <loss>_backward(*inputs, saved, grad_loss, *counts, [scalar, scalar_tensor], *options,
 #                   *need_<input>, [need_<scalar>]) -> (*grad_<input>, [grad_<scalar>])
+#   <loss>_forward_backward(*inputs, *counts, [scalar, scalar_tensor], *options, *need_<input>,
+#                           [need_<scalar>]) -> (loss, *grad_<input>, [grad_<scalar>])
 # where [scalar, scalar_tensor] is the temperature or scale as a float and, when it is a tensor,
 # the tensor itself (its value is then read in the call; the float is a stand-in for size queries).
+# forward_backward's gradients are those of an upstream gradient of 1. CUDA tensors run the
+# library; CPU tensors run the CPU kernels of _torch_cpu.py, registered for the CPU dispatch key
+# (and reached from the default implementation too, for CPU inputs with a CUDA temperature).
 
 
-def _op_signature(loss: _losses.Description, backward: bool) -> inspect.Signature:
-    """The operator's Python signature, from which torch.library infers its schema."""
+def _op_signature(loss: _losses.Description, kind: str) -> inspect.Signature:
+    """The operator's Python signature, from which torch.library infers its schema; kind is
+    "forward", "backward" or "forward_backward"."""
     def parameter(name, annotation):
         return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                  annotation=annotation)
 
     parameters = [parameter(spec.name, Tensor) for spec in loss.inputs]
-    if backward:
+    if kind == "backward":
         parameters += [parameter("saved", Tensor), parameter("grad_loss", Tensor)]
     parameters += [parameter(count.name, int) for count in loss.counts]
     if loss.scalar:
         parameters += [parameter(loss.scalar.name, float),
                        parameter(f"{loss.scalar.name}_tensor", Optional[Tensor])]
     parameters += [parameter(option.name, option.type) for option in loss.options]
-    if not backward:
+    if kind == "forward":
         return inspect.Signature(parameters, return_annotation=Tuple[Tensor, Tensor])
     differentiable = [spec.name for spec in loss.inputs] + ([loss.scalar.name] if loss.scalar
                                                             else [])
     parameters += [parameter(f"need_{name}", bool) for name in differentiable]
-    return inspect.Signature(parameters,
-                             return_annotation=Tuple[(Tensor,) * len(differentiable)])
+    outputs = len(differentiable) + (1 if kind == "forward_backward" else 0)
+    return inspect.Signature(parameters, return_annotation=Tuple[(Tensor,) * outputs])
 
 
 class _Arguments(NamedTuple):
@@ -276,11 +287,72 @@ def _loss_buffer(loss: _losses.Description, a: _Arguments) -> Tensor:
     return a.inputs[0].new_empty(shape, dtype=torch.float32)
 
 
-def _define_operators(loss: _losses.Description):
-    """<loss>_forward and <loss>_backward with their fake implementations, joined by autograd."""
+def _device_of(call: str, inputs: Sequence[Tensor]) -> torch.device:
+    """The one device of a call's inputs: a CPU or a CUDA device."""
+    device = inputs[0].device
+    for x in inputs[1:]:
+        if x.device != device:
+            raise ValueError(f"{call}: inputs must be on one device, got {device} and {x.device}")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{call}: inputs must be CPU or CUDA tensors, got {device}")
+    return device
 
+
+def _cpu_kernels(loss: _losses.Description):
+    kernels = _torch_cpu.kernels_for(loss.name)
+    if kernels is None:
+        raise ValueError(f"{loss.name}: no CPU implementation; inputs must be on a CUDA device")
+    return kernels
+
+
+def _cpu_call(loss: _losses.Description, a: _Arguments):
+    """The checks of a CPU call (the library's own, on its params) and what the kernel takes:
+    (kernels, counts, scalar value, options as a dict)."""
+    value = None
+    if loss.scalar:
+        value = a.scalar if a.scalar_tensor is None else float(a.scalar_tensor.detach())
+    loss.check(_params(loss, a, value))
+    options = dict(zip((option.name for option in loss.options), a.options))
+    return _cpu_kernels(loss), a.counts, value, options
+
+
+def _cpu_gradients(loss: _losses.Description, a: _Arguments, grads, grad_scalar) -> Tuple:
+    """A CPU kernel's float32 gradients as the operator returns them: each needed one dense in
+    its input's dtype, the others empty placeholders; the scalar's (1,) float32."""
+    out = [grad.to(x.dtype).reshape(x.shape).contiguous() if need else _gradient_buffer(x, False)
+           for x, grad, need in zip(a.inputs, grads, a.needs)]
+    if loss.scalar:
+        need = a.needs[len(a.inputs)]
+        out.append(grad_scalar.reshape(1).float() if need
+                   else _scalar_gradient_buffer(a.inputs[0], False))
+    return tuple(out)
+
+
+def _scaled(grad: Tensor, upstream: Tensor) -> Tensor:
+    """A gradient computed for an upstream gradient of 1, for `upstream` (0-d float32): one
+    product in float32, rounded once to the gradient's dtype."""
+    upstream = upstream.to(grad.device)
+    if grad.dtype == torch.float32:
+        return grad * upstream
+    return (grad.float() * upstream).to(grad.dtype)
+
+
+def _require_reduced(loss: _losses.Description, a: _Arguments) -> None:
+    """forward_backward's gradients are scaled by one upstream value: a reduced loss only."""
+    if _reduction(loss, a) == "none":
+        raise ValueError(f"{loss.name}_forward_backward: reduction must be 'mean' or 'sum' (the "
+                         f"gradients of per-term losses depend on every upstream value; use "
+                         f"{loss.name}_forward and {loss.name}_backward)")
+
+
+def _define_operators(loss: _losses.Description):
+    """<loss>_forward, <loss>_backward and <loss>_forward_backward with their CPU kernels and
+    fake implementations; forward and forward_backward each joined to their gradients by
+    autograd."""
     def forward(*args):
         a, _, _ = _Arguments.split(loss, args)
+        if _device_of(loss.name, a.inputs).type == "cpu":
+            return forward_cpu(*args)
         p = _params(loss, a, _host_value(a.scalar, a.scalar_tensor) if loss.scalar else None)
         inputs = _for_binding(*a.inputs)
         with _launch(loss.name, *inputs) as (handle, stream):
@@ -290,9 +362,21 @@ def _define_operators(loss: _losses.Description):
             loss.forward(handle, p, *inputs, values, saved, workspace, stream)
         return values, saved
 
+    def forward_cpu(*args):
+        a, _, _ = _Arguments.split(loss, args)
+        _device_of(loss.name, a.inputs)
+        kernels, counts, value, options = _cpu_call(loss, a)
+        with torch.no_grad():
+            values, saved = kernels.forward(a.inputs, counts, value, options)
+        return values.reshape(_loss_buffer(loss, a).shape), saved
+
     def forward_fake(*args):
         a, _, _ = _Arguments.split(loss, args)
         shapes = _checked_shapes(loss, a)
+        if a.inputs[0].device.type == "cpu":
+            options = dict(zip((option.name for option in loss.options), a.options))
+            length = _cpu_kernels(loss).saved_length(shapes, a.counts, options)
+            return _loss_buffer(loss, a), a.inputs[0].new_empty(length, dtype=_SAVED_DTYPE)
         sizes = (*(size for shape in shapes for size in shape), *a.counts)
         saved = _fake_saved(a.inputs[0], sizes, lambda: loss.saved_size(_params(loss, a,
                                                                                  a.scalar)))
@@ -300,6 +384,8 @@ def _define_operators(loss: _losses.Description):
 
     def backward(*args):
         a, saved, grad_loss = _Arguments.split(loss, args, backward=True)
+        if _device_of(loss.name, a.inputs).type == "cpu":
+            return backward_cpu(*args)
         p = _params(loss, a, _host_value(a.scalar, a.scalar_tensor) if loss.scalar else None)
         *inputs, saved, grad_loss = _for_binding(*a.inputs, saved, grad_loss.contiguous())
         with _launch(loss.name, *inputs, saved, grad_loss) as (handle, stream):
@@ -312,6 +398,15 @@ def _define_operators(loss: _losses.Description):
                           workspace, stream)
         return tuple(grads)
 
+    def backward_cpu(*args):
+        a, saved, grad_loss = _Arguments.split(loss, args, backward=True)
+        _device_of(loss.name, [*a.inputs, saved, grad_loss])
+        kernels, counts, value, options = _cpu_call(loss, a)
+        with torch.no_grad():
+            grads, grad_scalar = kernels.backward(a.inputs, saved, grad_loss, counts, value,
+                                                  options)
+        return _cpu_gradients(loss, a, grads, grad_scalar)
+
     def backward_fake(*args):
         a, _, _ = _Arguments.split(loss, args, backward=True)
         _checked_shapes(loss, a)
@@ -319,6 +414,49 @@ def _define_operators(loss: _losses.Description):
         if loss.scalar:
             grads.append(_scalar_gradient_buffer(a.inputs[0], a.needs[-1]))
         return tuple(grads)
+
+    def forward_backward(*args):
+        a, _, _ = _Arguments.split(loss, args)
+        _require_reduced(loss, a)
+        if _device_of(loss.name, a.inputs).type == "cpu":
+            return forward_backward_cpu(*args)
+        p = _params(loss, a, _host_value(a.scalar, a.scalar_tensor) if loss.scalar else None)
+        inputs = _for_binding(*a.inputs)
+        with _launch(loss.name, *inputs) as (handle, stream):
+            values = _loss_buffer(loss, a)
+            saved = _new_saved(loss.saved_size(p), inputs[0].device)
+            grads = [_gradient_buffer(x, need) for x, need in zip(inputs, a.needs)]
+            if loss.scalar:
+                grads.append(_scalar_gradient_buffer(inputs[0], a.needs[-1]))
+            workspace = _new_workspace(loss.workspace_size(p), inputs[0].device)
+            if any(a.needs):  # gradients for an upstream gradient of 1 (grad_loss None)
+                loss.forward_backward(handle, p, *inputs, values, saved, None,
+                                      *(grad if need else None
+                                        for grad, need in zip(grads, a.needs)),
+                                      workspace, stream)
+            else:
+                loss.forward(handle, p, *inputs, values, saved, workspace, stream)
+        return (values, *grads)
+
+    def forward_backward_cpu(*args):
+        a, _, _ = _Arguments.split(loss, args)
+        _require_reduced(loss, a)
+        _device_of(loss.name, a.inputs)
+        kernels, counts, value, options = _cpu_call(loss, a)
+        with torch.no_grad():
+            values, _, grads, grad_scalar = kernels.forward_backward(a.inputs, counts, value,
+                                                                     options)
+        return (values.reshape(_loss_buffer(loss, a).shape),
+                *_cpu_gradients(loss, a, grads, grad_scalar))
+
+    def forward_backward_fake(*args):
+        a, _, _ = _Arguments.split(loss, args)
+        _require_reduced(loss, a)
+        _checked_shapes(loss, a)
+        grads = [_gradient_buffer(x, need) for x, need in zip(a.inputs, a.needs)]
+        if loss.scalar:
+            grads.append(_scalar_gradient_buffer(a.inputs[0], a.needs[-1]))
+        return (_loss_buffer(loss, a), *grads)
 
     def setup_context(ctx, inputs, output):
         a, _, _ = _Arguments.split(loss, inputs)
@@ -343,34 +481,97 @@ def _define_operators(loss: _losses.Description):
             result += [None, _scalar_gradient(grads[-1], scalar_tensor) if needs[-1] else None]
         return (*result, *(None for _ in ctx.options))
 
-    for function, name, is_backward in ((forward, "forward", False),
-                                        (backward, "backward", True)):
+    # forward_backward's gradients were computed for an upstream gradient of 1; a reduced loss's
+    # gradients are linear in its upstream gradient, so backward only scales them.
+    def setup_context_fused(ctx, inputs, output):
+        a, _, _ = _Arguments.split(loss, inputs)
+        grads = output[1:]
+        ctx.mark_non_differentiable(*grads)
+        ctx.save_for_backward(*grads, a.scalar_tensor)
+        ctx.needs, ctx.counts, ctx.options = a.needs, a.counts, a.options
+
+    def autograd_fused(ctx, grad_loss, *_grad_grads):
+        *grads, scalar_tensor = ctx.saved_tensors
+        upstream = grad_loss.reshape(()).float()
+        count = len(loss.inputs)
+        result = [_scaled(grad, upstream) if need else None
+                  for grad, need in zip(grads[:count], ctx.needs)]
+        result += [None] * len(ctx.counts)
+        if loss.scalar:
+            need = ctx.needs[count]
+            result += [None, _scalar_gradient(_scaled(grads[count], upstream), scalar_tensor)
+                       if need else None]
+        return (*result, *(None for _ in ctx.options), *(None for _ in ctx.needs))
+
+    for function, name, kind in ((forward, "forward", "forward"),
+                                 (backward, "backward", "backward"),
+                                 (forward_backward, "forward_backward", "forward_backward")):
         function.__name__ = f"{loss.name}_{name}"
-        function.__signature__ = _op_signature(loss, is_backward)
+        function.__signature__ = _op_signature(loss, kind)
     forward_op = torch.library.custom_op(f"contrastive::{loss.name}_forward", forward,
                                          mutates_args=())
     backward_op = torch.library.custom_op(f"contrastive::{loss.name}_backward", backward,
                                           mutates_args=())
+    fused_op = torch.library.custom_op(f"contrastive::{loss.name}_forward_backward",
+                                       forward_backward, mutates_args=())
+    if _torch_cpu.kernels_for(loss.name) is not None:
+        forward_op.register_kernel("cpu", forward_cpu)
+        backward_op.register_kernel("cpu", backward_cpu)
+        fused_op.register_kernel("cpu", forward_backward_cpu)
     forward_op.register_fake(forward_fake)
     backward_op.register_fake(backward_fake)
+    fused_op.register_fake(forward_backward_fake)
     forward_op.register_autograd(autograd, setup_context=setup_context)
-    return forward_op
+    fused_op.register_autograd(autograd_fused, setup_context=setup_context_fused)
+    return forward_op, fused_op
 
 
 def _require_tensors(call: str, names: Sequence[str], inputs: Sequence) -> None:
     for name, x in zip(names, inputs):
         if not isinstance(x, Tensor):
             kind = type(x).__module__ + "." + type(x).__qualname__
-            raise TypeError(f"{call}: {name} must be a torch.Tensor on a CUDA device, got {kind}"
+            raise TypeError(f"{call}: {name} must be a torch.Tensor, got {kind}"
                             + (" (for NumPy arrays, contrastive.reference computes the float64 "
-                               "reference on the CPU)" if kind == "numpy.ndarray" else ""))
+                               "reference)" if kind == "numpy.ndarray" else ""))
+
+
+def _tiled(loss: _losses.Description, inputs: Sequence[Tensor], counts: Sequence[int],
+           values: dict) -> bool:
+    """True when the library walks this CUDA call's logits in tiles (an explicit tile, or a
+    materialized workspace over the budget): there the gradients are recomputed in backward
+    rather than held from forward. False where it cannot tell (symbolic sizes, a value the op
+    will reject)."""
+    if inputs[0].device.type != "cuda":
+        return False
+    shapes = tuple(tuple(x.shape) for x in inputs)
+    if not all(isinstance(size, int) for shape in shapes for size in shape):
+        return False
+    options = {name: values[name] for name in loss.defaults()}
+    if loss.scalar and isinstance(options[loss.scalar.name], Tensor):
+        options[loss.scalar.name] = _SIZE_QUERY_SCALAR
+    try:
+        p = loss.params(shapes, *counts, dtype=_dtype_name(loss.name, inputs[0]), **options)
+        if not hasattr(p, "tiling"):
+            return False
+        if getattr(p, "tile_rows", 0) or getattr(p, "tile_cols", 0):
+            return True
+        automatic = loss.workspace_size(p)
+    except (TypeError, ValueError):
+        return False
+    p.tiling = _core.Tiling.materialized
+    try:
+        return automatic < loss.workspace_size(p)
+    except ValueError:  # the materialized workspace's size overflows: tiled
+        return True
 
 
 def _define_function(loss: _losses.Description):
-    """The public function: inputs positional, every option a keyword with the loss's default."""
-    operator = _define_operators(loss)
+    """The public function: inputs positional, every option a keyword with the loss's default,
+    and fused_backward."""
+    operator, fused_operator = _define_operators(loss)
     names = [spec.name for spec in loss.inputs]
-    keywords = {**{count.name: None for count in loss.counts}, **loss.defaults()}
+    keywords = {**{count.name: None for count in loss.counts}, **loss.defaults(),
+                "fused_backward": True}
 
     def function(*inputs: Tensor, **given) -> Tensor:
         if len(inputs) != len(names):
@@ -389,8 +590,17 @@ def _define_function(loss: _losses.Description):
         if loss.scalar:
             scalar_args = _scalar_argument(loss.name, loss.scalar.name, values[loss.scalar.name])
         options = tuple(option.type(values[option.name]) for option in loss.options)
-        value, _ = operator(*(_rows(x) for x in inputs), *counts, *scalar_args, *options)
-        return _reduced(value, str(values["reduction"]))
+        rows = tuple(_rows(x) for x in inputs)
+        reduction = str(values["reduction"])
+        if values["fused_backward"] and reduction != "none" and torch.is_grad_enabled():
+            needs = [x.requires_grad for x in rows]
+            if loss.scalar:
+                needs.append(scalar_args[1] is not None and scalar_args[1].requires_grad)
+            if any(needs) and not _tiled(loss, rows, counts, values):
+                value, *_ = fused_operator(*rows, *counts, *scalar_args, *options, *needs)
+                return _reduced(value, reduction)
+        value, _ = operator(*rows, *counts, *scalar_args, *options)
+        return _reduced(value, reduction)
 
     parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY, annotation=Tensor)
                   for name in names]
@@ -402,9 +612,11 @@ def _define_function(loss: _losses.Description):
     scalar_note = (f" {loss.scalar.name} is a float, or a one-element tensor that receives its "
                    f"gradient." if loss.scalar else "")
     function.__doc__ = (
-        f"{loss.summary}\n\nThe inputs are CUDA tensors of one dtype, float32, float16 or "
-        f"bfloat16; their gradients have it too.{scalar_note} Returns a 0-d float32 loss, or "
-        f"the per-term losses with reduction=\"none\".")
+        f"{loss.summary}\n\nThe inputs are CPU or CUDA tensors on one device, of one dtype, "
+        f"float32, float16 or bfloat16; their gradients have it too.{scalar_note} Returns a 0-d "
+        f"float32 loss, or the per-term losses with reduction=\"none\". When an input requires "
+        f"grad and the loss is reduced, forward computes the gradients too and backward only "
+        f"scales them (fused_backward=False recomputes them in backward instead).")
     return function
 
 
@@ -455,8 +667,9 @@ class InfoNCELoss(nn.Module):
                  similarity: str = "cosine", reduction: str = "mean", positive_offset: int = 0,
                  learnable_temperature: bool = False, eps: float = 1e-12,
                  allow_tf32: bool = False, tile_rows: int = 0, tile_cols: int = 0,
-                 logits_dtype: str = "f32"):
+                 logits_dtype: str = "f32", fused_backward: bool = True):
         super().__init__()
+        self.fused_backward = fused_backward
         _validate(_losses.INFONCE, temperature=temperature, similarity=similarity,
                   reduction=reduction, eps=eps)
         self.temperature = _as_parameter(temperature) if learnable_temperature else temperature
@@ -469,7 +682,8 @@ class InfoNCELoss(nn.Module):
                        symmetric=self.symmetric, reduction=self.reduction,
                        positive_offset=self.positive_offset, eps=self.eps,
                        allow_tf32=self.allow_tf32, tile_rows=self.tile_rows,
-                       tile_cols=self.tile_cols, logits_dtype=self.logits_dtype)
+                       tile_cols=self.tile_cols, logits_dtype=self.logits_dtype,
+                       fused_backward=self.fused_backward)
 
     def extra_repr(self) -> str:
         return (f"temperature={_describe(self.temperature)}, symmetric={self.symmetric}, "
@@ -487,8 +701,9 @@ class MultipleNegativesRankingLoss(nn.Module):
     def __init__(self, scale: Scalar = 20.0, similarity: str = "cosine", *,
                  symmetric: bool = False, reduction: str = "mean", eps: float = 1e-12,
                  allow_tf32: bool = False, tile_rows: int = 0, tile_cols: int = 0,
-                 logits_dtype: str = "f32"):
+                 logits_dtype: str = "f32", fused_backward: bool = True):
         super().__init__()
+        self.fused_backward = fused_backward
         _validate(_losses.MNR_IN_BATCH, scale=scale, similarity=similarity, reduction=reduction,
                   eps=eps)
         self.scale, self.similarity, self.symmetric = scale, similarity, symmetric
@@ -507,7 +722,8 @@ class MultipleNegativesRankingLoss(nn.Module):
                             scale=self.scale, similarity=self.similarity,
                             symmetric=self.symmetric, reduction=self.reduction, eps=self.eps,
                             allow_tf32=self.allow_tf32, tile_rows=self.tile_rows,
-                            tile_cols=self.tile_cols, logits_dtype=self.logits_dtype)
+                            tile_cols=self.tile_cols, logits_dtype=self.logits_dtype,
+                            fused_backward=self.fused_backward)
 
     def extra_repr(self) -> str:
         return (f"scale={_describe(self.scale)}, similarity={self.similarity!r}, "
@@ -520,15 +736,17 @@ class PerAnchorMNRLoss(nn.Module):
     loss(anchors (B, D), positives (B, D), negatives (B, n, D))."""
 
     def __init__(self, scale: Scalar = 1.0, similarity: str = "dot", *, reduction: str = "mean",
-                 eps: float = 1e-12):
+                 eps: float = 1e-12, fused_backward: bool = True):
         super().__init__()
+        self.fused_backward = fused_backward
         _validate(_losses.MNR_PER_ANCHOR, scale=scale, similarity=similarity,
                   reduction=reduction, eps=eps)
         self.scale, self.similarity, self.reduction, self.eps = scale, similarity, reduction, eps
 
     def forward(self, anchors: Tensor, positives: Tensor, negatives: Tensor) -> Tensor:
         return mnr_per_anchor(anchors, positives, negatives, scale=self.scale,
-                              similarity=self.similarity, reduction=self.reduction, eps=self.eps)
+                              similarity=self.similarity, reduction=self.reduction, eps=self.eps,
+                              fused_backward=self.fused_backward)
 
     def extra_repr(self) -> str:
         return (f"scale={_describe(self.scale)}, similarity={self.similarity!r}, "
@@ -540,8 +758,10 @@ class RepelLoss(nn.Module):
     max(cos - margin, 0) over the B N pairs (or over the active ones with mean_over_active)."""
 
     def __init__(self, margin: float = 0.3, *, reduction: str = "mean",
-                 mean_over_active: bool = False, eps: float = 1e-12):
+                 mean_over_active: bool = False, eps: float = 1e-12,
+                 fused_backward: bool = True):
         super().__init__()
+        self.fused_backward = fused_backward
         _validate(_losses.REPEL, margin=margin, reduction=reduction,
                   mean_over_active=mean_over_active, eps=eps)
         self.margin, self.reduction = margin, reduction
@@ -549,7 +769,8 @@ class RepelLoss(nn.Module):
 
     def forward(self, anchors: Tensor, negatives: Tensor) -> Tensor:
         return repel(anchors, negatives, margin=self.margin, reduction=self.reduction,
-                     mean_over_active=self.mean_over_active, eps=self.eps)
+                     mean_over_active=self.mean_over_active, eps=self.eps,
+                     fused_backward=self.fused_backward)
 
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, reduction={self.reduction!r}, "

@@ -486,6 +486,10 @@ def _opcheck_cases():
     yield ("infonce_backward_q_only", ops.infonce_backward.default,
            (q.detach(), k.detach(), saved, torch.ones_like(loss), 0.5, None, *infonce, True, False,
             False))
+    yield ("infonce_forward_backward", ops.infonce_forward_backward.default,
+           (q, k, 1.0, t_cuda, *infonce, True, True, True))
+    yield ("infonce_forward_backward_q_only", ops.infonce_forward_backward.default,
+           (q, k.detach(), 0.1, None, *infonce, True, False, False))
 
     a, p, n = randn(4, 8).requires_grad_(), randn(4, 8).requires_grad_(), randn(4, 3, 8)
     s = torch.tensor(2.0, device=DEVICE, requires_grad=True)
@@ -510,6 +514,11 @@ def _opcheck_cases():
     loss, saved = ops.mnr_in_batch_forward(a16, c16, 2, 20.0, None, *in_batch)
     yield ("mnr_in_batch_backward_f16", ops.mnr_in_batch_backward.default,
            (a16, c16, saved, torch.ones_like(loss), 2, 20.0, None, *in_batch, True, True, True))
+    yield ("mnr_in_batch_forward_backward_f16", ops.mnr_in_batch_forward_backward.default,
+           (a16.requires_grad_(), c16.requires_grad_(), 2, 20.0, None, *in_batch, True, True,
+            False))
+    yield ("mnr_per_anchor_forward_backward", ops.mnr_per_anchor_forward_backward.default,
+           (a, p, n, 1.0, s, *per_anchor, True, True, True, True))
 
     u, x = randn(2, 4).requires_grad_(), randn(2, 3, 4).requires_grad_()
     repel = (0.3, "mean", False, 1e-12)
@@ -518,6 +527,8 @@ def _opcheck_cases():
     loss, saved = ops.repel_forward(u.detach(), x.detach(), *repel)
     yield ("repel_backward", ops.repel_backward.default,
            (u.detach(), x.detach(), saved, torch.ones_like(loss), *repel, True, True))
+    yield ("repel_forward_backward", ops.repel_forward_backward.default,
+           (u, x, -1.5, "sum", False, 1e-12, True, True))
 
 
 def test_opcheck_every_operator():
@@ -527,6 +538,47 @@ def test_opcheck_every_operator():
             torch.library.opcheck(op, args)
         except Exception as error:  # name the operator and variant that failed
             raise AssertionError(f"opcheck failed for {name}: {error}") from error
+
+
+# ---- The two training paths ---------------------------------------------------------------------
+
+
+def _operators_of_a_step(function, *leaves):
+    """The contrastive operators one forward and backward run, by name."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Calls(TorchDispatchMode):
+        names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if str(func).startswith("contrastive."):
+                self.names.append(str(func).split(".")[1])
+            return func(*args, **(kwargs or {}))
+
+    with Calls() as calls:
+        function(*leaves).backward()
+    return calls.names
+
+
+def test_a_training_step_runs_forward_backward_once_unless_tiled():
+    """With inputs that require grad: forward_backward in forward, backward a scaling; the tiled
+    walk and fused_backward=False recompute the gradients in backward, with the same result."""
+    q, k, t = randn(33, 24), randn(40, 24), torch.tensor(0.1, device=DEVICE)
+    results = {}
+    for name, options in {"fused": {}, "recomputed": dict(fused_backward=False),
+                          "tiled": dict(tile_rows=8, tile_cols=16)}.items():
+        leaves = [q.clone().requires_grad_(), k.clone().requires_grad_(),
+                  t.clone().requires_grad_()]
+        names = _operators_of_a_step(
+            lambda q, k, t: 2.5 * ct.infonce(q, k, temperature=t, symmetric=True, **options),
+            *leaves)
+        expected = (["infonce_forward_backward"] if name == "fused"
+                    else ["infonce_forward", "infonce_backward"])
+        assert names == expected, name
+        results[name] = [leaf.grad for leaf in leaves]
+    for name in ("recomputed", "tiled"):
+        for grad, fused in zip(results[name], results["fused"]):
+            assert_close(grad, fused, GRAD_RTOL, GRAD_ATOL, f"{name} against fused")
 
 
 # ---- Central differences (float32: the library has no float64 path) ----------------------------
@@ -695,8 +747,8 @@ def test_unsupported_logits_dtype_is_the_librarys_type_error():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="CUDA"):
-        ct.infonce(torch.randn(4, 8), torch.randn(4, 8))
+    with pytest.raises(ValueError, match="one device"):
+        ct.infonce(torch.randn(4, 8), randn(4, 8))
     with pytest.raises(ValueError, match="temperature"):
         ct.infonce(randn(4, 8), randn(4, 8), temperature=-1.0)
     with pytest.raises(ValueError, match="one-element"):
