@@ -51,7 +51,8 @@ void benchmark_siglip(benchmark::State& state, Operation operation, DType dtype)
 void register_benchmarks() {
   for (const DType dtype : kMeasuredDTypes) {
     for (const Operation operation : kOperations) {
-      const std::string name = family_name(std::string("siglip/") + operation_name(operation), dtype);
+      const std::string name =
+          family_name(std::string("siglip/") + operation_name(operation), dtype);
       timed_on_device(
           benchmark::RegisterBenchmark(name.c_str(), benchmark_siglip, operation, dtype))
           ->ArgNames({"B", "D"})

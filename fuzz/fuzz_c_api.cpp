@@ -99,13 +99,16 @@ CONTRASTIVE_FUZZ_API(infonce, contrastive::infonce::Params)
 CONTRASTIVE_FUZZ_API(mnr_per_anchor, contrastive::mnr::PerAnchorParams)
 CONTRASTIVE_FUZZ_API(mnr_in_batch, contrastive::mnr::InBatchParams)
 CONTRASTIVE_FUZZ_API(repel, contrastive::repel::Params)
+CONTRASTIVE_FUZZ_API(siglip, contrastive::siglip::Params)
 
 // Which slots each loss uses: its inputs (required, aligned to the element), its gradients
 // (optional, aligned), and whether it has a temperature or scale gradient; and the slot of each
 // of its tensors (its n-th input in kInput0 + n, its n-th gradient in kGrad0 + n).
 struct Arguments {
   int inputs = 0, gradients = 0;  // the first `inputs` of kInput0..2, `gradients` of kGrad0..2
-  bool scalar = false;
+  int scalars = 0;                // in kGradScalar, then kGrad2 (a loss with two has no third
+                                  // gradient)
+  Slot scalar_slots[2] = {kGradScalar, kGrad2};
   Slot slots[16] = {};  // by position in the loss's description
 };
 
@@ -121,10 +124,7 @@ constexpr Arguments arguments_of() {
       case Role::kSaved: a.slots[i] = kSaved; break;
       case Role::kUpstreamGradient: a.slots[i] = kGradLoss; break;
       case Role::kGradient: a.slots[i] = static_cast<Slot>(kGrad0 + a.gradients++); break;
-      case Role::kScalarGradient:
-        a.slots[i] = kGradScalar;
-        a.scalar = true;
-        break;
+      case Role::kScalarGradient: a.slots[i] = a.scalar_slots[a.scalars++]; break;
     }
     ++i;
   }
@@ -212,15 +212,21 @@ bool only_the_handle_is_wrong(const P& params, const Header& h) {
     if (!set_and_aligned(kInput0 + i, element)) return false;
   }
   if (forward && !set_and_aligned(kLoss, 4)) return false;
-  if (!set_and_aligned(kSaved, 4)) return false;
+  // saved is required unless there is nothing to save (SigLIP with dot similarity).
+  std::size_t saved = 0;
+  if (Api<P>::saved_size(&params, &saved) != CONTRASTIVE_SUCCESS) return false;
+  if (saved > 0 ? !set_and_aligned(kSaved, 4) : !aligned_if_set(kSaved, 4)) return false;
   if (backward) {
-    bool any = args.scalar && h.slots[kGradScalar] != nullptr;
+    bool any = false;
+    for (int i = 0; i < args.scalars; ++i) any = any || h.slots[args.scalar_slots[i]] != nullptr;
     for (int i = 0; i < args.gradients; ++i) any = any || h.slots[kGrad0 + i] != nullptr;
     if (!any || !aligned_if_set(kGradLoss, 4)) return false;
     for (int i = 0; i < args.gradients; ++i) {
       if (!aligned_if_set(kGrad0 + i, element)) return false;
     }
-    if (args.scalar && !aligned_if_set(kGradScalar, 4)) return false;
+    for (int i = 0; i < args.scalars; ++i) {
+      if (!aligned_if_set(args.scalar_slots[i], 4)) return false;
+    }
   }
   std::size_t required = 0;
   if (Api<P>::workspace_size(&params, &required) != CONTRASTIVE_SUCCESS) return false;
@@ -343,7 +349,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case kInfoNCE: run<contrastive_infonce_params_t>(input, h); break;
     case kPerAnchor: run<contrastive_mnr_per_anchor_params_t>(input, h); break;
     case kInBatch: run<contrastive_mnr_in_batch_params_t>(input, h); break;
-    default: run<contrastive_repel_params_t>(input, h); break;
+    case kRepel: run<contrastive_repel_params_t>(input, h); break;
+    default: run<contrastive_siglip_params_t>(input, h); break;
   }
   // Any int names a status or "unknown status", never null.
   require(contrastive_status_string(static_cast<int>(size) - 3) != nullptr, "null status name", 0,

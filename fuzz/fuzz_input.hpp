@@ -1,6 +1,6 @@
 // The layout of one fuzzer input, shared by the harness (fuzz_c_api.cpp) and the seed writer
 // (write_seeds.cpp):
-//   [0] loss          (mod 4): InfoNCE, per-anchor MNR, in-batch MNR, Repel
+//   [0] loss          (mod 5): InfoNCE, per-anchor MNR, in-batch MNR, Repel, SigLIP
 //   [1] operation     (mod 6): check, workspace_size, saved_size, forward, backward,
 //                              forward_backward
 //   [2] flags         bit 0: params null; bit 1: the size query's `bytes` null;
@@ -27,7 +27,7 @@
 
 namespace contrastive_fuzz {
 
-enum Loss { kInfoNCE, kPerAnchor, kInBatch, kRepel, kLosses };
+enum Loss { kInfoNCE, kPerAnchor, kInBatch, kRepel, kSigLIP, kLosses };
 enum Operation {
   kCheck,
   kWorkspaceSize,
@@ -48,8 +48,8 @@ enum Slot {
   kGradLoss,
   kGrad0,       // grad_q, grad_anchors
   kGrad1,       // grad_k, grad_positives, grad_candidates, Repel's grad_negatives
-  kGrad2,       // per-anchor grad_negatives
-  kGradScalar,  // grad_temperature, grad_scale
+  kGrad2,       // per-anchor grad_negatives; SigLIP's grad_bias (its second scalar gradient)
+  kGradScalar,  // grad_temperature, grad_scale (the first scalar gradient)
   kWorkspace,
   kSlots
 };

@@ -148,6 +148,25 @@ int main(int argc, char** argv) {
   repel_variants[2].reduction = CONTRASTIVE_REDUCTION_NONE;
   repel_variants[2].anchor_row_stride = 12;
 
+  contrastive_siglip_params_t siglip;
+  contrastive_siglip_params_init(&siglip);
+  siglip.batch = 4;
+  siglip.num_keys = 6;
+  siglip.dim = 8;
+  std::vector<contrastive_siglip_params_t> siglip_variants(4, siglip);
+  siglip_variants[1].log_scale = 1;
+  siglip_variants[1].scale = 2.3f;
+  siglip_variants[1].positive_offset = 2;
+  siglip_variants[1].dtype = CONTRASTIVE_DTYPE_BF16;
+  siglip_variants[1].logits_dtype = CONTRASTIVE_DTYPE_BF16;
+  siglip_variants[2].negatives_only = 1;
+  siglip_variants[2].num_keys = 3;
+  siglip_variants[2].tile_rows = 3;
+  siglip_variants[2].tile_cols = 2;
+  siglip_variants[3].similarity = CONTRASTIVE_SIMILARITY_DOT;  // nothing saved
+  siglip_variants[3].reduction = CONTRASTIVE_REDUCTION_NONE;
+  siglip_variants[3].dtype = CONTRASTIVE_DTYPE_F16;
+
   int total = 0;
   for (const int written :
        {write_all(directory, "infonce", kInfoNCE, infonce_variants,
@@ -156,7 +175,9 @@ int main(int argc, char** argv) {
                   contrastive_mnr_per_anchor_workspace_size),
         write_all(directory, "in_batch", kInBatch, in_batch_variants,
                   contrastive_mnr_in_batch_workspace_size),
-        write_all(directory, "repel", kRepel, repel_variants, contrastive_repel_workspace_size)}) {
+        write_all(directory, "repel", kRepel, repel_variants, contrastive_repel_workspace_size),
+        write_all(directory, "siglip", kSigLIP, siglip_variants,
+                  contrastive_siglip_workspace_size)}) {
     if (written < 0) return 1;
     total += written;
   }
