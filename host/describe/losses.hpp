@@ -144,33 +144,49 @@ Status call(Pass pass, const Handle& h, const P& p, const ForwardArgs& forward_a
   return Status::kInvalidArgument;
 }
 
-// InfoNCE: q, k.
-inline Params infonce_params(const Shape& s) {
-  infonce::Params p;
+// The losses over queries q and keys k with InfoNCE's field names (InfoNCE, SigLIP): their params
+// from a Shape, and the extents and row strides of q, k, their gradients, saved and the loss.
+template <typename P>
+P query_key_params(const Shape& s) {
+  P p;
   p.batch = s.batch;
   p.num_keys = s.batch + s.candidates;
   p.dim = s.dim;
   p.dtype = s.dtype;
   p.similarity = s.similarity;
   p.reduction = s.reduction;
-  p.symmetric = s.symmetric;
-  if (s.logit_scale > 0.0f) p.temperature = 1.0f / s.logit_scale;
   p.eps = s.eps;
   p.tile_rows = s.tile_rows;
   p.tile_cols = s.tile_cols;
   return p;
 }
-inline Extent extent(const infonce::Params& p, std::string_view t) {
+template <typename P>
+Extent query_key_extent(const P& p, std::string_view t) {
   if (t == "q") return rows(p.batch, p.q_row_stride, p.dim, p.dtype);
   if (t == "k") return rows(p.num_keys, p.k_row_stride, p.dim, p.dtype);
   if (t == "grad_q") return dense(p.batch, p.dim, p.dtype);
   if (t == "grad_k") return dense(p.num_keys, p.dim, p.dtype);
   if (t == "saved") return saved_extent(p);
-  if (t == "grad_temperature") return {1};
-  return loss_extent(p.reduction, p.batch);  // loss, grad_loss
+  if (t == "loss" || t == "grad_loss") return loss_extent(p.reduction, p.batch);
+  return {1};  // a scalar gradient
+}
+template <typename P>
+std::int64_t* query_key_row_stride(P& p, std::string_view t) {
+  return t == "q" ? &p.q_row_stride : t == "k" ? &p.k_row_stride : nullptr;
+}
+
+// InfoNCE: q, k.
+inline Params infonce_params(const Shape& s) {
+  auto p = query_key_params<infonce::Params>(s);
+  p.symmetric = s.symmetric;
+  if (s.logit_scale > 0.0f) p.temperature = 1.0f / s.logit_scale;
+  return p;
+}
+inline Extent extent(const infonce::Params& p, std::string_view t) {
+  return query_key_extent(p, t);
 }
 inline std::int64_t* row_stride(infonce::Params& p, std::string_view t) {
-  return t == "q" ? &p.q_row_stride : t == "k" ? &p.k_row_stride : nullptr;
+  return query_key_row_stride(p, t);
 }
 template <typename Pointers>
 Status run(Pass pass, const Handle& h, const infonce::Params& p, const Pointers& at, void* ws,
@@ -321,30 +337,15 @@ Status run(Pass pass, const Handle& h, const repel::Params& p, const Pointers& a
 
 // SigLIP: q, k; scale and bias.
 inline Params siglip_params(const Shape& s) {
-  siglip::Params p;
-  p.batch = s.batch;
-  p.num_keys = s.batch + s.candidates;
-  p.dim = s.dim;
-  p.dtype = s.dtype;
-  p.similarity = s.similarity;
-  p.reduction = s.reduction;
+  auto p = query_key_params<siglip::Params>(s);
   if (s.logit_scale > 0.0f) p.scale = s.logit_scale;
-  p.eps = s.eps;
-  p.tile_rows = s.tile_rows;
-  p.tile_cols = s.tile_cols;
   return p;
 }
 inline Extent extent(const siglip::Params& p, std::string_view t) {
-  if (t == "q") return rows(p.batch, p.q_row_stride, p.dim, p.dtype);
-  if (t == "k") return rows(p.num_keys, p.k_row_stride, p.dim, p.dtype);
-  if (t == "grad_q") return dense(p.batch, p.dim, p.dtype);
-  if (t == "grad_k") return dense(p.num_keys, p.dim, p.dtype);
-  if (t == "saved") return saved_extent(p);
-  if (t == "grad_scale" || t == "grad_bias") return {1};
-  return loss_extent(p.reduction, p.batch);  // loss, grad_loss
+  return query_key_extent(p, t);
 }
 inline std::int64_t* row_stride(siglip::Params& p, std::string_view t) {
-  return t == "q" ? &p.q_row_stride : t == "k" ? &p.k_row_stride : nullptr;
+  return query_key_row_stride(p, t);
 }
 template <typename Pointers>
 Status run(Pass pass, const Handle& h, const siglip::Params& p, const Pointers& at, void* ws,

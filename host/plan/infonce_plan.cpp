@@ -5,7 +5,7 @@
 
 #include "host/plan/checks.hpp"
 #include "host/plan/error.hpp"
-#include "host/plan/logits_checks.hpp"
+#include "host/plan/logits_params.hpp"
 
 namespace contrastive::infonce {
 namespace detail {
@@ -32,27 +32,8 @@ Status check_problem(const Params& p) {
 }
 
 logits::Problem to_problem(const Params& p) {
-  logits::Problem problem;
-  problem.head =
-      p.symmetric ? logits::HeadKind::kSoftmaxRowsAndColumns : logits::HeadKind::kSoftmaxRows;
-  problem.batch = p.batch;
-  problem.num_keys = p.num_keys;
-  problem.dim = p.dim;
-  problem.positive_offset = p.positive_offset;
-  problem.q_stride = q_stride(p);
-  problem.k_stride = k_stride(p);
-  problem.dtype = p.dtype;
-  problem.logits_dtype = p.logits_dtype;
-  problem.similarity = p.similarity;
-  problem.reduction = p.reduction;
-  problem.eps = p.eps;
-  problem.allow_tf32 = p.allow_tf32;
-  problem.tiling = p.tiling;
-  problem.workspace_budget = p.workspace_budget;
-  problem.tile_cache_bytes = p.tile_cache_bytes;
-  problem.tile_rows = p.tile_rows;
-  problem.tile_cols = p.tile_cols;
-  return problem;
+  return logits::problem_of(
+      p, p.symmetric ? logits::HeadKind::kSoftmaxRowsAndColumns : logits::HeadKind::kSoftmaxRows);
 }
 
 }  // namespace detail

@@ -5,7 +5,7 @@
 
 #include "host/plan/checks.hpp"
 #include "host/plan/error.hpp"
-#include "host/plan/logits_checks.hpp"
+#include "host/plan/logits_params.hpp"
 
 namespace contrastive::siglip {
 namespace detail {
@@ -42,26 +42,9 @@ Status check_problem(const Params& p) {
 }
 
 logits::Problem to_problem(const Params& p) {
-  logits::Problem problem;
-  problem.head = logits::HeadKind::kSigmoid;
-  problem.batch = p.batch;
-  problem.num_keys = p.num_keys;
-  problem.dim = p.dim;
+  logits::Problem problem = logits::problem_of(p, logits::HeadKind::kSigmoid);
   problem.positive_offset = p.negatives_only ? 0 : p.positive_offset;
   problem.negatives_only = p.negatives_only;
-  problem.q_stride = row_stride_or_dim(p.q_row_stride, p.dim);
-  problem.k_stride = row_stride_or_dim(p.k_row_stride, p.dim);
-  problem.dtype = p.dtype;
-  problem.logits_dtype = p.logits_dtype;
-  problem.similarity = p.similarity;
-  problem.reduction = p.reduction;
-  problem.eps = p.eps;
-  problem.allow_tf32 = p.allow_tf32;
-  problem.tiling = p.tiling;
-  problem.workspace_budget = p.workspace_budget;
-  problem.tile_cache_bytes = p.tile_cache_bytes;
-  problem.tile_rows = p.tile_rows;
-  problem.tile_cols = p.tile_cols;
   return problem;
 }
 

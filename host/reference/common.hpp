@@ -76,6 +76,38 @@ inline double log_sum_exp(const double* values, std::int64_t count, std::int64_t
   return max + std::log(sum);
 }
 
+/// Per-row (or per-term) losses under `reduction`: themselves (kNone), or their sum or mean.
+inline std::vector<double> reduce(const std::vector<double>& rows, Reduction reduction) {
+  if (reduction == Reduction::kNone) return rows;
+  double total = 0.0;
+  for (double value : rows) total += value;
+  if (reduction == Reduction::kMean) total /= static_cast<double>(rows.size());
+  return {total};
+}
+
+/// Through logits = scale * Q_hat K_hat^T (+ a constant): dQ_hat = scale G K_hat and
+/// dK_hat = scale G^T Q_hat for G = dLoss/dlogits (rows of q, rows of k), then the normalization
+/// backward of each (the gradients of the caller's rows).
+inline void logits_backward(const std::vector<double>& g, double scale, const Rows& q,
+                            const Rows& k, std::int64_t dim, bool cosine, double eps,
+                            std::vector<double>* grad_q, std::vector<double>* grad_k) {
+  const auto b = static_cast<std::int64_t>(q.norms.size());
+  const auto m = static_cast<std::int64_t>(k.norms.size());
+  std::vector<double> grad_q_hat(static_cast<std::size_t>(b * dim), 0.0);
+  std::vector<double> grad_k_hat(static_cast<std::size_t>(m * dim), 0.0);
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t j = 0; j < m; ++j) {
+      const double scaled = g[i * m + j] * scale;
+      for (std::int64_t c = 0; c < dim; ++c) {
+        grad_q_hat[i * dim + c] += scaled * k.hat[j * dim + c];
+        grad_k_hat[j * dim + c] += scaled * q.hat[i * dim + c];
+      }
+    }
+  }
+  *grad_q = normalize_backward(q, dim, cosine, eps, grad_q_hat);
+  *grad_k = normalize_backward(k, dim, cosine, eps, grad_k_hat);
+}
+
 /// dLoss/d(output i) for an upstream gradient (null means 1) under `reduction` over `count`
 /// outputs.
 inline double upstream_weight(const double* grad_loss, Reduction reduction, std::int64_t index,

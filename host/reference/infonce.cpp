@@ -53,14 +53,7 @@ InfoNCEForward infonce_forward_scaled(const Params& params, const double* q, con
                                       double logit_scale) {
   Forward f = run_forward(params, q, k, logit_scale);
   InfoNCEForward out;
-  if (params.reduction == Reduction::kNone) {
-    out.loss = f.row_loss;
-  } else {
-    double total = 0.0;
-    for (double loss : f.row_loss) total += loss;
-    if (params.reduction == Reduction::kMean) total /= static_cast<double>(params.batch);
-    out.loss.assign(1, total);
-  }
+  out.loss = reduce(f.row_loss, params.reduction);
   out.row_lse = std::move(f.row_lse);
   out.col_lse = std::move(f.col_lse);
   out.logits = std::move(f.logits);
@@ -97,20 +90,7 @@ InfoNCEBackward infonce_backward_scaled(const Params& params, const double* q, c
       *sum_grad_logits += value * logit;
     }
   }
-  // Through logits = logit_scale * q_hat . k_hat, then the normalization.
-  std::vector<double> grad_q_hat(static_cast<std::size_t>(b * d), 0.0);
-  std::vector<double> grad_k_hat(static_cast<std::size_t>(m * d), 0.0);
-  for (std::int64_t i = 0; i < b; ++i) {
-    for (std::int64_t j = 0; j < m; ++j) {
-      const double scaled = g[i * m + j] * logit_scale;
-      for (std::int64_t c = 0; c < d; ++c) {
-        grad_q_hat[i * d + c] += scaled * f.k.hat[j * d + c];
-        grad_k_hat[j * d + c] += scaled * f.q.hat[i * d + c];
-      }
-    }
-  }
-  out.grad_q = normalize_backward(f.q, d, cosine, params.eps, grad_q_hat);
-  out.grad_k = normalize_backward(f.k, d, cosine, params.eps, grad_k_hat);
+  logits_backward(g, logit_scale, f.q, f.k, d, cosine, params.eps, &out.grad_q, &out.grad_k);
   return out;
 }
 

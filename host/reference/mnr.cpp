@@ -44,14 +44,6 @@ PerAnchor per_anchor_forward(const mnr::PerAnchorParams& p, const double* a, con
   return f;
 }
 
-std::vector<double> reduce(const std::vector<double>& rows, Reduction reduction) {
-  if (reduction == Reduction::kNone) return rows;
-  double total = 0.0;
-  for (double value : rows) total += value;
-  if (reduction == Reduction::kMean) total /= static_cast<double>(rows.size());
-  return {total};
-}
-
 }  // namespace
 
 Status mnr_per_anchor_forward(const mnr::PerAnchorParams& params, const double* anchors,
@@ -62,7 +54,7 @@ Status mnr_per_anchor_forward(const mnr::PerAnchorParams& params, const double* 
     return fail(Status::kNullPointer, "reference::mnr_per_anchor_forward: null pointer");
   }
   PerAnchor f = per_anchor_forward(params, anchors, positives, negatives);
-  out->loss = reduce(f.row_loss, params.reduction);
+  out->loss = detail::reduce(f.row_loss, params.reduction);
   out->row_lse = std::move(f.row_lse);
   out->logits = std::move(f.logits);
   return Status::kSuccess;

@@ -74,14 +74,7 @@ Status siglip_forward(const Params& params, const double* q, const double* k, Si
   CONTRASTIVE_TRY(check_call(params, q, k, out, "reference::siglip_forward"));
   Forward f = run_forward(params, q, k);
   SigLIPForward result;
-  if (params.reduction == Reduction::kNone) {
-    result.loss = f.row_loss;
-  } else {
-    double total = 0.0;
-    for (double loss : f.row_loss) total += loss;
-    if (params.reduction == Reduction::kMean) total /= static_cast<double>(params.batch);
-    result.loss.assign(1, total);
-  }
+  result.loss = detail::reduce(f.row_loss, params.reduction);
   result.logits = std::move(f.logits);
   *out = std::move(result);
   return Status::kSuccess;
@@ -111,19 +104,7 @@ Status siglip_backward(const Params& params, const double* q, const double* k,
     }
   }
   result.grad_scale = params.log_scale ? t * grad_t : grad_t;
-  std::vector<double> grad_q_hat(static_cast<std::size_t>(b * d), 0.0);
-  std::vector<double> grad_k_hat(static_cast<std::size_t>(m * d), 0.0);
-  for (std::int64_t i = 0; i < b; ++i) {
-    for (std::int64_t j = 0; j < m; ++j) {
-      const double scaled = g[i * m + j] * t;
-      for (std::int64_t c = 0; c < d; ++c) {
-        grad_q_hat[i * d + c] += scaled * f.k.hat[j * d + c];
-        grad_k_hat[j * d + c] += scaled * f.q.hat[i * d + c];
-      }
-    }
-  }
-  result.grad_q = detail::normalize_backward(f.q, d, cosine, params.eps, grad_q_hat);
-  result.grad_k = detail::normalize_backward(f.k, d, cosine, params.eps, grad_k_hat);
+  detail::logits_backward(g, t, f.q, f.k, d, cosine, params.eps, &result.grad_q, &result.grad_k);
   *out = std::move(result);
   return Status::kSuccess;
 }

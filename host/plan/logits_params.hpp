@@ -1,12 +1,14 @@
-// Internal: the checks every B x M loss makes of its params (InfoNCE and SigLIP share the field
-// names): shapes, the positive offset, strides, enum values, eps and tiles, each failure worded
-// once, with the loss's own scalar checks (temperature, scale, bias) at their place in the order.
+// Internal: what the params of the B x M losses that share InfoNCE's field names (InfoNCE, SigLIP)
+// have in common: their checks (shapes, the positive offset, strides, enum values, eps and tiles,
+// each failure worded once, with the loss's own scalar checks at their place in the order) and
+// the logits engine's problem they describe.
 #pragma once
 
 #include <cstdint>
 
 #include "host/plan/checks.hpp"
 #include "host/plan/error.hpp"
+#include "host/plan/logits_plan.hpp"
 
 namespace contrastive::logits {
 
@@ -61,6 +63,32 @@ Status check_params(const char* loss, const P& p, bool labelled, CheckScalars ch
                 static_cast<ll>(q_stride), static_cast<ll>(k_stride));
   }
   return Status::kSuccess;
+}
+
+/// The problem of `p` for `head`: shapes, strides (0 resolved to D), dtypes, similarity, reduction,
+/// eps and tiling.
+template <typename P>
+Problem problem_of(const P& p, HeadKind head) {
+  Problem problem;
+  problem.head = head;
+  problem.batch = p.batch;
+  problem.num_keys = p.num_keys;
+  problem.dim = p.dim;
+  problem.positive_offset = p.positive_offset;
+  problem.q_stride = row_stride_or_dim(p.q_row_stride, p.dim);
+  problem.k_stride = row_stride_or_dim(p.k_row_stride, p.dim);
+  problem.dtype = p.dtype;
+  problem.logits_dtype = p.logits_dtype;
+  problem.similarity = p.similarity;
+  problem.reduction = p.reduction;
+  problem.eps = p.eps;
+  problem.allow_tf32 = p.allow_tf32;
+  problem.tiling = p.tiling;
+  problem.workspace_budget = p.workspace_budget;
+  problem.tile_cache_bytes = p.tile_cache_bytes;
+  problem.tile_rows = p.tile_rows;
+  problem.tile_cols = p.tile_cols;
+  return problem;
 }
 
 }  // namespace contrastive::logits
