@@ -96,6 +96,24 @@ inline void normalize_backward_row(const double* hat, double norm, double eps, b
   }
 }
 
+// The gradients' bounds of both models: per row, scale (error * magnitude + floor) / divisor, the
+// floor a few roundings of the largest magnitude.
+template <typename Sampled>
+void add_gradient_tolerances(double scale, double q_error, double k_error,
+                             const std::vector<double>& q_magnitude,
+                             const std::vector<double>& k_magnitude, const HatRows& qh,
+                             const HatRows& kh, Sampled* out) {
+  constexpr double u = 1.0 / (1 << 24), safety = 8.0;
+  const double q_floor = safety * u * *std::max_element(q_magnitude.begin(), q_magnitude.end());
+  const double k_floor = safety * u * *std::max_element(k_magnitude.begin(), k_magnitude.end());
+  for (std::size_t i = 0; i < q_magnitude.size(); ++i) {
+    out->grad_q_tolerance.push_back(scale * (q_error * q_magnitude[i] + q_floor) / qh.divisor[i]);
+  }
+  for (std::size_t j = 0; j < k_magnitude.size(); ++j) {
+    out->grad_k_tolerance.push_back(scale * (k_error * k_magnitude[j] + k_floor) / kh.divisor[j]);
+  }
+}
+
 }  // namespace sampled_detail
 
 /// `p` must have Reduction::kNone and `grad_loss` (B) must be zero outside `rows`; returns an empty
@@ -194,14 +212,7 @@ inline SampledInfoNCE sampled_infonce(const infonce::Params& p, double logit_sca
   out.loss_tolerance.assign(out.loss.size(), 2.0 * row_error);
   const double q_error = safety * (row_error + std::sqrt(static_cast<double>(m)) * u);
   const double k_error = safety * (row_error + std::sqrt(static_cast<double>(b)) * u);
-  const double q_floor = safety * u * *std::max_element(q_magnitude.begin(), q_magnitude.end());
-  const double k_floor = safety * u * *std::max_element(k_magnitude.begin(), k_magnitude.end());
-  for (std::int64_t i = 0; i < b; ++i) {
-    out.grad_q_tolerance.push_back(s * (q_error * q_magnitude[i] + q_floor) / qh.divisor[i]);
-  }
-  for (std::int64_t j = 0; j < m; ++j) {
-    out.grad_k_tolerance.push_back(s * (k_error * k_magnitude[j] + k_floor) / kh.divisor[j]);
-  }
+  add_gradient_tolerances(s, q_error, k_error, q_magnitude, k_magnitude, qh, kh, &out);
   out.sum_grad_logits_tolerance =
       safety * (row_error + std::sqrt(static_cast<double>(b) * static_cast<double>(m)) * u) *
       scalar_magnitude;
@@ -279,14 +290,7 @@ inline SampledInfoNCE sampled_siglip(const siglip::Params& p, const double* q, c
   }
   const double q_error = safety * (logit_error + std::sqrt(static_cast<double>(m)) * u);
   const double k_error = safety * (logit_error + std::sqrt(static_cast<double>(b)) * u);
-  const double q_floor = safety * u * *std::max_element(q_magnitude.begin(), q_magnitude.end());
-  const double k_floor = safety * u * *std::max_element(k_magnitude.begin(), k_magnitude.end());
-  for (std::int64_t i = 0; i < b; ++i) {
-    out.grad_q_tolerance.push_back(t * (q_error * q_magnitude[i] + q_floor) / qh.divisor[i]);
-  }
-  for (std::int64_t j = 0; j < m; ++j) {
-    out.grad_k_tolerance.push_back(t * (k_error * k_magnitude[j] + k_floor) / kh.divisor[j]);
-  }
+  add_gradient_tolerances(t, q_error, k_error, q_magnitude, k_magnitude, qh, kh, &out);
   out.sum_grad_logits_tolerance =
       safety * (logit_error + std::sqrt(static_cast<double>(b) * static_cast<double>(m)) * u) *
       scalar_magnitude;
