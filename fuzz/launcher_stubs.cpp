@@ -65,6 +65,12 @@ cudaError_t launch_logits_backward_tile(const LogitsTile&, GT*, std::int64_t, st
   launched("logits_backward_tile");
 }
 
+template <typename L, typename GT>
+cudaError_t launch_row_softmax_xent_tile(const LogitsTile&, GT*, std::int64_t, UpstreamGradient,
+                                         LseState*, float*, float*, cudaStream_t) {
+  launched("row_softmax_xent_tile");
+}
+
 template <typename L>
 cudaError_t launch_sigmoid_forward_tile(const LogitsTile&, float, SigmoidLabels, float*, bool,
                                         cudaStream_t) {

@@ -127,6 +127,51 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
   }
 }
 
+template <typename L, typename GT>
+__global__ __launch_bounds__(kRowThreads) void row_softmax_xent_tile_kernel(
+    LogitsTile tile, GT* grad, std::int64_t positive_offset, UpstreamGradient upstream,
+    LseState* __restrict__ row_state, float* __restrict__ positive_logit,
+    float* __restrict__ row_logit_grad) {
+  using StateReduce = cub::BlockReduce<LseState, kRowThreads>;
+  using SumReduce = cub::BlockReduce<float, kRowThreads>;
+  __shared__ union {
+    typename StateReduce::TempStorage state;
+    typename SumReduce::TempStorage sum;
+  } temp;
+  __shared__ float row_lse;
+  const std::int64_t local_row = blockIdx.x;
+  const std::int64_t row = tile.row0 + local_row;
+  // grad may be the tile itself (GT == L): the first loop only reads; in the second each element
+  // is read, then written, by one thread.
+  const L* logits = static_cast<const L*>(tile.data) + local_row * tile.ld;
+  GT* grads = grad + local_row * tile.ld;
+  const std::int64_t positive = row + positive_offset - tile.col0;
+  // The row's state in the order of launch_row_lse_tile, so that its log-sum-exp has the bits
+  // launch_finalize_loss saves.
+  LseState state = lse_empty();
+  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
+    state = lse_push(state, to_float(logits[j]));
+  }
+  state = StateReduce(temp.state).Reduce(state, LseMerge{});
+  if (threadIdx.x == 0) {
+    row_state[row] = state;
+    if (positive >= 0 && positive < tile.cols) positive_logit[row] = to_float(logits[positive]);
+    row_lse = lse_value(state);
+  }
+  __syncthreads();  // row_lse, and temp before its reuse
+  const float lse = row_lse;
+  const float row_weight = upstream.weight(row);
+  float grad_dot_logit = 0.0f;
+  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
+    const float logit = to_float(logits[j]);
+    const float g = softmax_xent_grad(logit, lse, j == positive, row_weight);
+    grads[j] = from_float<GT>(g);
+    grad_dot_logit += grad_times_logit(g, logit);
+  }
+  grad_dot_logit = SumReduce(temp.sum).Sum(grad_dot_logit);
+  if (threadIdx.x == 0) row_logit_grad[row] = grad_dot_logit;
+}
+
 }  // namespace
 
 template <typename L>
@@ -167,14 +212,27 @@ cudaError_t launch_logits_backward_tile(const LogitsTile& tile, GT* grad,
   return cudaGetLastError();
 }
 
+template <typename L, typename GT>
+cudaError_t launch_row_softmax_xent_tile(const LogitsTile& tile, GT* grad,
+                                         std::int64_t positive_offset, UpstreamGradient upstream,
+                                         LseState* row_state, float* positive_logit,
+                                         float* row_logit_grad, cudaStream_t stream) {
+  row_softmax_xent_tile_kernel<L, GT><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
+      tile, grad, positive_offset, upstream, row_state, positive_logit, row_logit_grad);
+  return cudaGetLastError();
+}
+
 #define CONTRASTIVE_INSTANTIATE_TILE(L)                                                           \
   template cudaError_t launch_row_lse_tile<L>(const LogitsTile&, std::int64_t, LseState*, float*, \
                                               bool, cudaStream_t);                                \
   template cudaError_t launch_col_lse_tile<L>(const LogitsTile&, LseState*, bool, cudaStream_t);
-#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                       \
-  template cudaError_t launch_logits_backward_tile<L, GT>(                            \
-      const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*, \
-      UpstreamGradient, float*, bool, cudaStream_t);
+#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                                  \
+  template cudaError_t launch_logits_backward_tile<L, GT>(                                       \
+      const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*,            \
+      UpstreamGradient, float*, bool, cudaStream_t);                                             \
+  template cudaError_t launch_row_softmax_xent_tile<L, GT>(const LogitsTile&, GT*, std::int64_t, \
+                                                           UpstreamGradient, LseState*, float*,  \
+                                                           float*, cudaStream_t);
 CONTRASTIVE_INSTANTIATE_TILE(float)
 CONTRASTIVE_INSTANTIATE_TILE(__nv_bfloat16)
 CONTRASTIVE_INSTANTIATE_BACKWARD(float, float)

@@ -58,4 +58,16 @@ cudaError_t launch_logits_backward_tile(const LogitsTile& tile, GT* grad,
                                         UpstreamGradient upstream, float* row_logit_grad,
                                         bool first_tile, cudaStream_t stream);
 
+/// The row head's forward and backward from one tile that holds whole rows (tile.cols == M):
+/// per row, its running state (written to row_state, with the positive logit to positive_logit,
+/// as launch_row_lse_tile with first_tile), then G = w_i (softmax_row - onehot) from the row's
+/// log-sum-exp (the value launch_finalize_loss will save, bit for bit) into grad (may be
+/// tile.data when GT == L), and row_logit_grad (B) = sum of G * logit. The row is read twice by
+/// one block, the second time from L2: forward_backward's floor of one read of the logits.
+template <typename L, typename GT>
+cudaError_t launch_row_softmax_xent_tile(const LogitsTile& tile, GT* grad,
+                                         std::int64_t positive_offset, UpstreamGradient upstream,
+                                         LseState* row_state, float* positive_logit,
+                                         float* row_logit_grad, cudaStream_t stream);
+
 }  // namespace contrastive::kernels

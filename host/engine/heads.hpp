@@ -63,9 +63,11 @@ class Head {
   /// Forward, after the walk: the loss (1, or B for Reduction::kNone) and the head's saved piece.
   virtual cudaError_t finish_forward(const HeadCall& call, float* loss, float* saved) const = 0;
 
-  /// Whether backward_tile() can also produce forward's statistics (no row needs statistics of
-  /// other tiles first): then forward_backward walks the tiles once.
-  virtual bool backward_also_forwards() const = 0;
+  /// Whether backward_tile() can also produce forward's statistics on this walk (no row needs
+  /// statistics of other tiles first: the sigmoid always, the row softmax when a tile holds whole
+  /// rows): then forward_backward walks the tiles once and reads each logit once.
+  virtual bool backward_also_forwards(const Problem& problem,
+                                      const contrastive::detail::TilePlan& tiles) const = 0;
 
   /// Backward: G over the tile into `grad` (the problem's dtype; may be tile.data when the tile's
   /// type is the same) and the per-row sums of the scalar gradients; `saved` is the head's piece

@@ -9,8 +9,9 @@
 //           s G K_hat, dK_hat (+)= s G^T Q_hat -> normalization backward, the head's scalar
 //           gradients.
 // s is 1/temperature, MNR's scale or SigLIP's t. forward_backward computes the logits once when
-// there is one tile (the default), or when the head needs no statistics of other tiles (sigmoid):
-// then one walk produces the loss and G from the same read. Three GEMMs in all.
+// there is one tile (the default), or when the head needs no statistics of other tiles (sigmoid,
+// or the row softmax with whole rows in each tile): then one walk produces the loss and G from
+// the same read. Three GEMMs in all (docs/design.md counts the passes).
 #include <cstdint>
 
 #include "host/api/handle_impl.hpp"
@@ -301,7 +302,8 @@ Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Pr
 
   const void* q = args.q;
   const void* k = args.k;
-  if (forward_pass && backward_pass && call.head.backward_also_forwards()) {
+  if (forward_pass && backward_pass &&
+      call.head.backward_also_forwards(problem, call.scratch.plan.tiles)) {
     // One walk: each tile's read gives forward's statistics and G.
     const SavedView<float> saved = view_saved(problem, static_cast<float*>(args.saved));
     TileOperands operands;

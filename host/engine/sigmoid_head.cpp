@@ -56,7 +56,9 @@ class SigmoidHead final : public Head {
     return kernels::launch_sum(row_loss, p.batch, factor, nullptr, loss, call.stream);
   }
 
-  bool backward_also_forwards() const override { return true; }
+  bool backward_also_forwards(const Problem&, const contrastive::detail::TilePlan&) const override {
+    return true;
+  }
 
   cudaError_t backward_tile(const HeadCall& call, const LogitsTile& tile, void* grad,
                             const float* /*saved*/, const float* grad_loss, TilePosition position,

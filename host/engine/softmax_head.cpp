@@ -1,6 +1,7 @@
 // The softmax cross-entropy heads of the logits engine (kernels/softmax_xent.cu): by rows
 // (InfoNCE, MNR) and by rows and positive columns (CLIP). A row's gradient needs its log-sum-exp
-// over every tile first, so forward and backward walk the tiles apart.
+// over every tile first, so forward and backward walk the tiles apart, unless a tile holds whole
+// rows (by rows only): then one kernel reads a row for both.
 //
 // Scratch words per row: the row's running (max, sum-exp), its positive logit, its sum of
 // G * logit, and (rows and columns) the positive column's running state. Saved: the row's
@@ -57,11 +58,16 @@ class SoftmaxHead final : public Head {
         s.col_state != nullptr ? saved + p.batch : nullptr, loss, call.stream);
   }
 
-  bool backward_also_forwards() const override { return false; }
+  // By rows, with whole rows in each tile: one kernel turns a row into its statistics and its G.
+  // The column statistics need every row first.
+  bool backward_also_forwards(const Problem& problem,
+                              const contrastive::detail::TilePlan& tiles) const override {
+    return problem.head == HeadKind::kSoftmaxRows && tiles.col_tiles() == 1;
+  }
 
   cudaError_t backward_tile(const HeadCall& call, const LogitsTile& tile, void* grad,
                             const float* saved, const float* grad_loss, TilePosition position,
-                            bool /*forward*/) const override {
+                            bool forward) const override {
     const Problem& p = call.problem;
     const SoftmaxScratch s = scratch_of(call);
     const float* col_lse = s.col_state != nullptr ? saved + p.batch : nullptr;
@@ -70,6 +76,11 @@ class SoftmaxHead final : public Head {
       using L = typename decltype(logits_tag)::type;
       return dispatch_dtype(p.dtype, [&](auto grad_tag) {
         using GT = typename decltype(grad_tag)::type;
+        if (forward) {  // whole rows (backward_also_forwards)
+          return kernels::launch_row_softmax_xent_tile<L, GT>(
+              tile, static_cast<GT*>(grad), p.positive_offset, upstream, s.row_state,
+              s.positive_logit, s.row_logit_grad, call.stream);
+        }
         return kernels::launch_logits_backward_tile<L, GT>(
             tile, static_cast<GT*>(grad), p.positive_offset, p.batch, saved, col_lse, upstream,
             s.row_logit_grad, position.first_col_tile, call.stream);

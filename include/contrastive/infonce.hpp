@@ -111,7 +111,8 @@ CONTRASTIVE_API Status backward(const Handle& handle, const Params& params,
                                 const BackwardArgs& args, void* workspace,
                                 std::size_t workspace_bytes, Stream stream);
 
-/// forward() then backward() in one call; with a single tile the logits are computed once.
+/// forward() then backward() in one call; the logits are computed once with a single tile or with
+/// tiles of whole rows (not symmetric), where one read of each row gives its statistics and G.
 CONTRASTIVE_API Status forward_backward(const Handle& handle, const Params& params,
                                         const ForwardBackwardArgs& args, void* workspace,
                                         std::size_t workspace_bytes, Stream stream);
