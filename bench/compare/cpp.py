@@ -23,6 +23,7 @@ _FAMILIES = {
     ("mnr", "in_batch", "forward_backward"): "mnr_in_batch",
     ("mnr", "per_anchor", "forward_backward"): "mnr_per_anchor",
     ("repel", "forward_backward"): "repel",
+    ("siglip", "forward_backward"): "siglip",
 }
 _CPP_DTYPES = {"f32": "fp32", "bf16": "bf16", "f16": "f16"}
 # Name parts that are Google Benchmark's own, not shape arguments.

@@ -215,6 +215,27 @@ def _repel(ops, anchors, negatives, margin):
     return loss, grad_anchors, grad_negatives
 
 
+def _siglip(ops, q, k, scale, bias):
+    """Cosine logits l = scale q^ k^T + bias of q (B, D) against k (B, D), label +1 on the
+    diagonal and -1 elsewhere: sum of softplus(-z l) over every pair / B, and the gradients of q
+    and k (dL/dl = (sigmoid(l) - y) / B)."""
+    batch = q.shape[0]
+    q_hat, q_norm = _normalize(ops, q)
+    k_hat, k_norm = _normalize(ops, k)
+    logits = scale * (q_hat @ k_hat.T) + bias
+    rows = ops.arange(batch, logits)
+    signed = logits * 1.0  # z l: the diagonal flipped
+    signed[rows, rows] = -signed[rows, rows]
+    # softplus(x) = max(x, 0) + log(1 + exp(-|x|)), without overflow at any |x|
+    loss = ops.sum(ops.clamp_min(signed, 0.0) + ops.log(1.0 + ops.exp(-ops.abs(signed)))) / batch
+    grad_l = 1.0 / (1.0 + ops.exp(-logits))  # sigmoid(l)
+    grad_l[rows, rows] -= 1.0
+    grad_l = grad_l * (scale / batch)  # dLoss/d(q^ k^T)
+    grad_q = _normalize_backward(ops, q_hat, q_norm, grad_l @ k_hat)
+    grad_k = _normalize_backward(ops, k_hat, k_norm, grad_l.T @ q_hat)
+    return loss, grad_q, grad_k
+
+
 def reference(ops, loss: str, inputs: Sequence) -> Tuple[float, List]:
     """The loss (a float) and the gradient of every input (in the order of plan.input_names) of
     `loss` at the settings in plan, computed with ops (float64 inputs)."""
@@ -233,6 +254,9 @@ def reference(ops, loss: str, inputs: Sequence) -> Tuple[float, List]:
         return ops.scalar(value), grads
     if loss == "repel":
         value, *grads = _repel(ops, x[0], x[1], plan.MARGIN)
+        return ops.scalar(value), grads
+    if loss == "siglip":
+        value, *grads = _siglip(ops, x[0], x[1], plan.SIGLIP_SCALE, plan.SIGLIP_BIAS)
         return ops.scalar(value), grads
     raise ValueError(f"unknown loss {loss!r}")
 

@@ -113,8 +113,19 @@ def eager_repel(user_embedding, neg_item_embeddings):
     return torch.relu(sim_scores - plan.MARGIN).mean()
 
 
+def eager_siglip(image_features, text_features):
+    """open_clip's SigLipLoss on one process (normalized features, logit_scale already
+    exponentiated): -logsigmoid(labels * logits).sum() / B, labels 2 I - 1."""
+    image_features = F.normalize(image_features, dim=-1)
+    text_features = F.normalize(text_features, dim=-1)
+    logits = plan.SIGLIP_SCALE * image_features @ text_features.T + plan.SIGLIP_BIAS
+    batch = image_features.shape[0]
+    labels = 2 * torch.eye(batch, device=logits.device, dtype=logits.dtype) - 1
+    return -F.logsigmoid(labels * logits).sum() / batch
+
+
 EAGER = {"infonce": eager_infonce, "clip": eager_clip, "mnr_in_batch": eager_mnr_in_batch,
-         "mnr_per_anchor": eager_mnr_per_anchor, "repel": eager_repel}
+         "mnr_per_anchor": eager_mnr_per_anchor, "repel": eager_repel, "siglip": eager_siglip}
 EAGER_NO_CAT = {"mnr_per_anchor": eager_mnr_per_anchor_no_cat}
 
 
@@ -138,6 +149,8 @@ def library_function(loss: str, tile: int = 0) -> Callable:
                                                  similarity="dot")
     if loss == "repel":
         return lambda a, n: ct.repel(a, n, margin=plan.MARGIN)
+    if loss == "siglip":
+        return lambda q, k: ct.siglip(q, k, scale=plan.SIGLIP_SCALE, bias=plan.SIGLIP_BIAS, **tiles)
     raise ValueError(f"unknown loss {loss!r}")
 
 

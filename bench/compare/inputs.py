@@ -42,7 +42,7 @@ def structured_inputs(case: plan.Case, randn: Callable) -> List:
     anchor_direction, candidate_direction = noise((dim,)), noise((dim,))
     anchors = rows((batch, dim), anchor_direction)
     positives = POSITIVE * anchors + rows((batch, dim), candidate_direction)
-    if case.loss in ("infonce", "clip"):
+    if case.loss in ("infonce", "clip", "siglip"):
         return [anchors, positives]
     if case.loss == "mnr_in_batch":
         return [anchors, positives] + [HARD * anchors + rows((batch, dim), candidate_direction)

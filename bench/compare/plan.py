@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Tuple
 
-LOSSES = ("infonce", "clip", "mnr_in_batch", "mnr_per_anchor", "repel")
+LOSSES = ("infonce", "clip", "mnr_in_batch", "mnr_per_anchor", "repel", "siglip")
 DTYPES = ("bf16", "fp32")
 DTYPE_ALIASES = {"bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32", "f32": "fp32",
                  "float32": "fp32"}
@@ -17,7 +17,13 @@ TEMPERATURE = 0.1  # InfoNCE and CLIP: cosine, logits = cos / temperature, mean 
 IN_BATCH_SCALE = 20.0  # in-batch MNR: cosine, logits = 20 cos (MultipleNegativesRankingLoss)
 PER_ANCHOR_SCALE = 1.0  # per-anchor MNR: dot product, scale 1 (the library's default)
 MARGIN = 0.3  # Repel: mean of relu(cos - 0.3)
+# SigLIP at open_clip's initialization: logits = 10 cos + (-10), mean over rows of the sum of
+# softplus(-z logit) (z = +1 on the diagonal, -1 elsewhere).
+SIGLIP_SCALE = 10.0
+SIGLIP_BIAS = -10.0
 EPS = 1e-12  # F.normalize's eps, the library's default
+# The losses over a B x M logits matrix (the library's logits engine: materialized or tiled).
+LOGITS_LOSSES = ("infonce", "clip", "mnr_in_batch", "siglip")
 
 LOSS_TITLES = {
     "infonce": "InfoNCE (cosine, temperature 0.1, mean)",
@@ -25,9 +31,11 @@ LOSS_TITLES = {
     "mnr_in_batch": "In-batch MNR with K hard-negative blocks (cosine, scale 20)",
     "mnr_per_anchor": "Per-anchor MNR, N negatives per anchor (dot product, scale 1)",
     "repel": "Repel (mean of relu(cos - 0.3)), N negatives per anchor",
+    "siglip": "SigLIP sigmoid loss (cosine, logits 10 cos - 10, sum over pairs / B)",
 }
 SHORT_NAMES = {"infonce": "InfoNCE", "clip": "CLIP", "mnr_in_batch": "in-batch MNR",
-               "mnr_per_anchor": "per-anchor MNR", "repel": "Repel"}
+               "mnr_per_anchor": "per-anchor MNR", "repel": "Repel",
+               "siglip": "SigLIP"}
 
 # Implementations, in table order. The baselines are what every ratio refers to; per-anchor MNR
 # has a second eager form that scores the positive and the negatives apart instead of copying them
@@ -118,7 +126,7 @@ class Case:
         """Whether the library's default (Tiling::kAuto) takes the tiled path at this shape:
         a loss over logits whose materialized B x M fp32 logits alone reach the workspace
         budget (the rest of the workspace only adds to it)."""
-        return (self.loss in ("infonce", "clip", "mnr_in_batch")
+        return (self.loss in LOGITS_LOSSES
                 and self.batch * self.keys * LOGITS_TILE_BYTES >= LIBRARY_WORKSPACE_BUDGET)
 
     def check_tile(self) -> int:
@@ -149,6 +157,7 @@ FULL_SHAPES = {
                      for k in (0, 1, 3)],
     "mnr_per_anchor": [dict(batch=b, negatives=64, dim=256) for b in (4096, 16384)],
     "repel": [dict(batch=b, negatives=64, dim=256) for b in (4096, 16384)],
+    "siglip": _infonce_shapes((4096, 16384, 32768), (768,)),
 }
 SHORT_SHAPES = {
     "infonce": [dict(batch=1024, dim=256), dict(batch=4096, dim=768)],
@@ -157,6 +166,7 @@ SHORT_SHAPES = {
     "mnr_in_batch": [dict(batch=4096, hard_negatives=1, dim=768)],
     "mnr_per_anchor": [dict(batch=4096, negatives=64, dim=256)],
     "repel": [dict(batch=4096, negatives=64, dim=256)],
+    "siglip": [dict(batch=16384, dim=768)],
 }
 
 
@@ -216,7 +226,7 @@ def build_cases(preset: Preset, losses, dtypes, compile_enabled: bool = True,
 def tiled(case: Case, tile: int) -> bool:
     """Whether the tiled library variant runs: a logits loss whose B x M matrix is larger than
     one tile x tile tile (otherwise it is the default single tile again)."""
-    return (tile > 0 and case.loss in ("infonce", "clip", "mnr_in_batch")
+    return (tile > 0 and case.loss in LOGITS_LOSSES
             and case.batch * case.keys > tile * tile)
 
 
@@ -243,7 +253,7 @@ def measurement_order(names: List[str]) -> List[str]:
 
 def input_names(case: Case) -> List[str]:
     """The leaves of a case, in the order every implementation takes them."""
-    if case.loss in ("infonce", "clip"):
+    if case.loss in ("infonce", "clip", "siglip"):
         return ["q", "k"]
     if case.loss == "mnr_in_batch":
         return ["anchors", "positives"] + [f"negatives_{i + 1}" for i in
@@ -261,7 +271,7 @@ def input_names_for(loss: str, count: int) -> List[str]:
 
 def input_shapes(case: Case) -> List[Tuple[int, ...]]:
     b, d = case.batch, case.dim
-    if case.loss in ("infonce", "clip"):
+    if case.loss in ("infonce", "clip", "siglip"):
         return [(b, d), (b, d)]
     if case.loss == "mnr_in_batch":
         return [(b, d)] * (2 + case.hard_negatives)

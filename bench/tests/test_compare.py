@@ -52,7 +52,7 @@ def test_defaults_are_the_full_preset():
     assert config.cpp_json is None and config.time_budget is None and config.card is None
     cases = config.cases()
     # InfoNCE and CLIP 4 B x 2 D, in-batch MNR 2 B x 3 K, per-anchor and Repel 2 each; 2 dtypes.
-    assert len(cases) == 2 * (8 + 8 + 6 + 2 + 2)
+    assert len(cases) == 2 * (8 + 8 + 6 + 2 + 2 + 3)
     assert all(case.compile for case in cases)
     infonce = {(c.batch, c.dim) for c in cases if c.loss == "infonce" and c.dtype == "fp32"}
     assert infonce == {(b, d) for b in (1024, 4096, 16384, 32768) for d in (256, 768)}
@@ -103,7 +103,7 @@ def test_short_preset():
     assert (config.warmup, config.repeats) == (plan.SHORT.warmup, plan.SHORT.repeats)
     cases = config.cases()
     assert [c.loss for c in cases] == ["infonce", "infonce", "clip", "clip", "mnr_in_batch",
-                                       "mnr_per_anchor", "repel"]
+                                       "mnr_per_anchor", "repel", "siglip"]
     # torch.compile once: InfoNCE at B = 4096, where its targets start.
     assert [(c.loss, c.batch) for c in cases if c.compile] == [("infonce", 4096)]
     # Flags override the preset.
@@ -166,7 +166,7 @@ def test_check_shapes_fit_the_float64_budget():
 def test_list_prints_the_plan_without_torch():
     done = run_script("--list", "--short")
     assert done.returncode == 0, done.stderr
-    assert "preset short: 7 cases" in done.stdout
+    assert "preset short: 8 cases" in done.stdout
     assert "(compile: skipped)" in done.stdout and "sentence_transformers" in done.stdout
 
 
@@ -211,7 +211,7 @@ def library_constants(monkeypatch):
 
 
 def random_inputs(loss, batch=5, dim=7, blocks=2, negatives=3):
-    if loss in ("infonce", "clip"):
+    if loss in ("infonce", "clip", "siglip"):
         return [rng.normal(size=(batch, dim)), rng.normal(size=(batch, dim))]
     if loss == "mnr_in_batch":
         return [rng.normal(size=(batch, dim)) for _ in range(2 + blocks)]
@@ -219,7 +219,7 @@ def random_inputs(loss, batch=5, dim=7, blocks=2, negatives=3):
         return [rng.normal(size=(batch, dim)), rng.normal(size=(batch, dim)),
                 rng.normal(size=(batch, negatives, dim))]
     anchors = rng.normal(size=(batch, dim))
-    return [anchors, rng.normal(size=(batch, negatives, dim)) + 0.5 * anchors[:, None, :]]
+    return [anchors, rng.normal(size=(batch, negatives, dim)) + 0.3 * anchors[:, None, :]]
 
 
 def library_reference(loss, values):
@@ -237,6 +237,9 @@ def library_reference(loss, values):
         r = reference.mnr_per_anchor(*values, scale=plan.PER_ANCHOR_SCALE, similarity="dot")
         return r["loss"][0], [r["grad_anchors"], r["grad_positives"],
                               r["grad_negatives"].reshape(values[2].shape)]
+    if loss == "siglip":
+        r = reference.siglip(*values, scale=plan.SIGLIP_SCALE, bias=plan.SIGLIP_BIAS)
+        return r["loss"][0], [r["grad_q"], r["grad_k"]]
     r = reference.repel(*values, margin=plan.MARGIN)
     assert 0 < r["active_terms"] < values[1].shape[0] * values[1].shape[1]  # both sides of relu
     return r["loss"][0], [r["grad_anchors"], r["grad_negatives"].reshape(values[1].shape)]
