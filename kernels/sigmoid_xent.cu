@@ -8,8 +8,10 @@
 
 #include "kernels/numeric.hpp"
 #include "kernels/online_softmax.hpp"
+#include "kernels/row_chunks.hpp"
 #include "kernels/sigmoid_math.hpp"
 #include "kernels/sigmoid_xent.hpp"
+#include "kernels/vector_access.cuh"
 
 namespace contrastive::kernels {
 namespace {
@@ -24,7 +26,7 @@ __device__ inline std::int64_t positive_column(const LogitsTile& tile, std::int6
   return (local >= 0 && local < tile.cols) ? local : -1;
 }
 
-template <typename L>
+template <int N, typename L>
 __global__ __launch_bounds__(kRowThreads) void sigmoid_forward_tile_kernel(
     LogitsTile tile, float bias, SigmoidLabels labels, float* __restrict__ row_loss,
     bool first_tile) {
@@ -34,14 +36,20 @@ __global__ __launch_bounds__(kRowThreads) void sigmoid_forward_tile_kernel(
   const L* __restrict__ logits = static_cast<const L*>(tile.data) + blockIdx.x * tile.ld;
   const std::int64_t positive = positive_column(tile, row, labels);
   float loss = 0.0f;
-  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
-    loss += sigmoid_xent(to_float(logits[j]) + bias, j == positive);
-  }
+  for_each_owned<N>(
+      tile.cols, threadIdx.x, kRowThreads,
+      [&](std::int64_t c) {
+        float values[N];
+        load_pack<N>(logits + c, values);
+#pragma unroll
+        for (int i = 0; i < N; ++i) loss += sigmoid_xent(values[i] + bias, c + i == positive);
+      },
+      [&](std::int64_t c) { loss += sigmoid_xent(to_float(logits[c]) + bias, c == positive); });
   loss = BlockReduce(temp).Sum(loss);
   if (threadIdx.x == 0) row_loss[row] = first_tile ? loss : row_loss[row] + loss;
 }
 
-template <typename L, typename GT>
+template <int N, typename L, typename GT>
 __global__ __launch_bounds__(kRowThreads) void sigmoid_backward_tile_kernel(
     LogitsTile tile, GT* grad, float bias, SigmoidLabels labels, UpstreamGradient upstream,
     SigmoidRowSums sums, bool first_tile) {
@@ -53,21 +61,31 @@ __global__ __launch_bounds__(kRowThreads) void sigmoid_backward_tile_kernel(
   GT* grads = grad + blockIdx.x * tile.ld;
   const std::int64_t positive = positive_column(tile, row, labels);
   const float weight = upstream.weight(row);
+  const bool with_loss = sums.loss != nullptr;
   float grad_dot_logit = 0.0f, grad_sum = 0.0f, loss = 0.0f;
-  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
-    const float logit = to_float(logits[j]);
+  auto gradient = [&](std::int64_t j, float logit) {
     const float l = logit + bias;
     const float g = sigmoid_xent_grad(l, j == positive, weight);
-    grads[j] = from_float<GT>(g);
     grad_dot_logit += grad_times_logit(g, logit);
     grad_sum += g;
-    if (sums.loss != nullptr) loss += sigmoid_xent(l, j == positive);
-  }
+    if (with_loss) loss += sigmoid_xent(l, j == positive);
+    return g;
+  };
+  for_each_owned<N>(
+      tile.cols, threadIdx.x, kRowThreads,
+      [&](std::int64_t c) {
+        float values[N];
+        load_pack<N>(logits + c, values);
+#pragma unroll
+        for (int i = 0; i < N; ++i) values[i] = gradient(c + i, values[i]);
+        store_pack<N>(grads + c, values);
+      },
+      [&](std::int64_t c) { grads[c] = from_float<GT>(gradient(c, to_float(logits[c]))); });
   // Three block sums in a fixed order; temp is reused, hence the barriers.
   grad_dot_logit = BlockReduce(temp).Sum(grad_dot_logit);
   __syncthreads();
   grad_sum = BlockReduce(temp).Sum(grad_sum);
-  if (sums.loss != nullptr) {
+  if (with_loss) {
     __syncthreads();
     loss = BlockReduce(temp).Sum(loss);
   }
@@ -75,7 +93,7 @@ __global__ __launch_bounds__(kRowThreads) void sigmoid_backward_tile_kernel(
   sums.grad_dot_logit[row] =
       first_tile ? grad_dot_logit : sums.grad_dot_logit[row] + grad_dot_logit;
   sums.grad[row] = first_tile ? grad_sum : sums.grad[row] + grad_sum;
-  if (sums.loss != nullptr) sums.loss[row] = first_tile ? loss : sums.loss[row] + loss;
+  if (with_loss) sums.loss[row] = first_tile ? loss : sums.loss[row] + loss;
 }
 
 }  // namespace
@@ -83,8 +101,14 @@ __global__ __launch_bounds__(kRowThreads) void sigmoid_backward_tile_kernel(
 template <typename L>
 cudaError_t launch_sigmoid_forward_tile(const LogitsTile& tile, float bias, SigmoidLabels labels,
                                         float* row_loss, bool first_tile, cudaStream_t stream) {
-  sigmoid_forward_tile_kernel<L><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
-      tile, bias, labels, row_loss, first_tile);
+  const auto blocks = static_cast<unsigned>(tile.rows);
+  if (rows_take_packs(tile.data, tile.ld, sizeof(L))) {
+    sigmoid_forward_tile_kernel<kVectorElements<L>, L>
+        <<<blocks, kRowThreads, 0, stream>>>(tile, bias, labels, row_loss, first_tile);
+  } else {
+    sigmoid_forward_tile_kernel<1, L>
+        <<<blocks, kRowThreads, 0, stream>>>(tile, bias, labels, row_loss, first_tile);
+  }
   return cudaGetLastError();
 }
 
@@ -93,8 +117,14 @@ cudaError_t launch_sigmoid_backward_tile(const LogitsTile& tile, GT* grad, float
                                          SigmoidLabels labels, UpstreamGradient upstream,
                                          SigmoidRowSums sums, bool first_tile,
                                          cudaStream_t stream) {
-  sigmoid_backward_tile_kernel<L, GT><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
-      tile, grad, bias, labels, upstream, sums, first_tile);
+  const auto blocks = static_cast<unsigned>(tile.rows);
+  if (rows_take_packs(tile.data, tile.ld, sizeof(L), grad)) {
+    sigmoid_backward_tile_kernel<kVectorElements<L>, L, GT>
+        <<<blocks, kRowThreads, 0, stream>>>(tile, grad, bias, labels, upstream, sums, first_tile);
+  } else {
+    sigmoid_backward_tile_kernel<1, L, GT>
+        <<<blocks, kRowThreads, 0, stream>>>(tile, grad, bias, labels, upstream, sums, first_tile);
+  }
   return cudaGetLastError();
 }
 

@@ -11,7 +11,9 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "kernels/numeric.hpp"
+#include "kernels/row_chunks.hpp"
 #include "kernels/softmax_xent.hpp"
+#include "kernels/vector_access.cuh"
 
 namespace contrastive::kernels {
 namespace {
@@ -21,7 +23,23 @@ constexpr int kColumnWidth = 32;     // columns per block: a warp reads 128 cont
 constexpr int kColumnRowGroups = 8;  // rows read in parallel for each column
 constexpr int kSingleBlockThreads = 1024;
 
-template <typename L>
+// A row's running state over the columns this thread owns (kernels/row_chunks.hpp), N per load.
+template <int N, typename L>
+__device__ inline LseState thread_row_state(const L* __restrict__ logits, std::int64_t cols) {
+  LseState state = lse_empty();
+  for_each_owned<N>(
+      cols, threadIdx.x, kRowThreads,
+      [&](std::int64_t c) {
+        float values[N];
+        load_pack<N>(logits + c, values);
+#pragma unroll
+        for (int i = 0; i < N; ++i) state = lse_push(state, values[i]);
+      },
+      [&](std::int64_t c) { state = lse_push(state, to_float(logits[c])); });
+  return state;
+}
+
+template <int N, typename L>
 __global__ __launch_bounds__(kRowThreads) void row_lse_tile_kernel(
     LogitsTile tile, std::int64_t positive_offset, LseState* __restrict__ row_state,
     float* __restrict__ positive_logit, bool first_tile) {
@@ -29,10 +47,7 @@ __global__ __launch_bounds__(kRowThreads) void row_lse_tile_kernel(
   __shared__ typename BlockReduce::TempStorage temp;
   const std::int64_t local_row = blockIdx.x;
   const L* logits = static_cast<const L*>(tile.data) + local_row * tile.ld;
-  LseState state = lse_empty();
-  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
-    state = lse_push(state, to_float(logits[j]));
-  }
+  LseState state = thread_row_state<N>(logits, tile.cols);
   state = BlockReduce(temp).Reduce(state, LseMerge{});
   if (threadIdx.x == 0) {
     const std::int64_t row = tile.row0 + local_row;
@@ -93,7 +108,7 @@ __global__ __launch_bounds__(kSingleBlockThreads) void finalize_loss_kernel(
   }
 }
 
-template <typename L, typename GT>
+template <int N, typename L, typename GT>
 __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
     LogitsTile tile, GT* grad, std::int64_t positive_offset, std::int64_t batch,
     const float* __restrict__ row_lse, const float* __restrict__ col_lse, UpstreamGradient upstream,
@@ -109,25 +124,34 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
   const float lse = row_lse[row];
   const std::int64_t positive = row + positive_offset;
   float grad_dot_logit = 0.0f;
-  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
+  auto gradient = [&](std::int64_t j, float logit) {
     const std::int64_t col = tile.col0 + j;
-    const float logit = to_float(logits[j]);
     float g = softmax_xent_grad(logit, lse, col == positive, row_weight);
     const std::int64_t positive_column = col - positive_offset;  // in [0, B) for positives
     if (col_lse != nullptr && positive_column >= 0 && positive_column < batch) {
       g += softmax_xent_grad(logit, col_lse[positive_column], col == positive,
                              upstream.weight(positive_column));
     }
-    grads[j] = from_float<GT>(g);
     grad_dot_logit += grad_times_logit(g, logit);
-  }
+    return g;
+  };
+  for_each_owned<N>(
+      tile.cols, threadIdx.x, kRowThreads,
+      [&](std::int64_t c) {
+        float values[N];
+        load_pack<N>(logits + c, values);
+#pragma unroll
+        for (int i = 0; i < N; ++i) values[i] = gradient(c + i, values[i]);
+        store_pack<N>(grads + c, values);
+      },
+      [&](std::int64_t c) { grads[c] = from_float<GT>(gradient(c, to_float(logits[c]))); });
   grad_dot_logit = BlockReduce(temp).Sum(grad_dot_logit);
   if (threadIdx.x == 0) {
     row_logit_grad[row] = first_tile ? grad_dot_logit : row_logit_grad[row] + grad_dot_logit;
   }
 }
 
-template <typename L, typename GT>
+template <int N, typename L, typename GT>
 __global__ __launch_bounds__(kRowThreads) void row_softmax_xent_tile_kernel(
     LogitsTile tile, GT* grad, std::int64_t positive_offset, UpstreamGradient upstream,
     LseState* __restrict__ row_state, float* __restrict__ positive_logit,
@@ -141,17 +165,14 @@ __global__ __launch_bounds__(kRowThreads) void row_softmax_xent_tile_kernel(
   __shared__ float row_lse;
   const std::int64_t local_row = blockIdx.x;
   const std::int64_t row = tile.row0 + local_row;
-  // grad may be the tile itself (GT == L): the first loop only reads; in the second each element
+  // grad may be the tile itself (GT == L): the first pass only reads; in the second each element
   // is read, then written, by one thread.
   const L* logits = static_cast<const L*>(tile.data) + local_row * tile.ld;
   GT* grads = grad + local_row * tile.ld;
   const std::int64_t positive = row + positive_offset - tile.col0;
-  // The row's state in the order of launch_row_lse_tile, so that its log-sum-exp has the bits
+  // The row's state as row_lse_tile_kernel forms it, so that its log-sum-exp has the bits
   // launch_finalize_loss saves.
-  LseState state = lse_empty();
-  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
-    state = lse_push(state, to_float(logits[j]));
-  }
+  LseState state = thread_row_state<N>(logits, tile.cols);
   state = StateReduce(temp.state).Reduce(state, LseMerge{});
   if (threadIdx.x == 0) {
     row_state[row] = state;
@@ -162,12 +183,21 @@ __global__ __launch_bounds__(kRowThreads) void row_softmax_xent_tile_kernel(
   const float lse = row_lse;
   const float row_weight = upstream.weight(row);
   float grad_dot_logit = 0.0f;
-  for (std::int64_t j = threadIdx.x; j < tile.cols; j += kRowThreads) {
-    const float logit = to_float(logits[j]);
+  auto gradient = [&](std::int64_t j, float logit) {
     const float g = softmax_xent_grad(logit, lse, j == positive, row_weight);
-    grads[j] = from_float<GT>(g);
     grad_dot_logit += grad_times_logit(g, logit);
-  }
+    return g;
+  };
+  for_each_owned<N>(
+      tile.cols, threadIdx.x, kRowThreads,
+      [&](std::int64_t c) {
+        float values[N];
+        load_pack<N>(logits + c, values);
+#pragma unroll
+        for (int i = 0; i < N; ++i) values[i] = gradient(c + i, values[i]);
+        store_pack<N>(grads + c, values);
+      },
+      [&](std::int64_t c) { grads[c] = from_float<GT>(gradient(c, to_float(logits[c]))); });
   grad_dot_logit = SumReduce(temp.sum).Sum(grad_dot_logit);
   if (threadIdx.x == 0) row_logit_grad[row] = grad_dot_logit;
 }
@@ -178,8 +208,14 @@ template <typename L>
 cudaError_t launch_row_lse_tile(const LogitsTile& tile, std::int64_t positive_offset,
                                 LseState* row_state, float* positive_logit, bool first_tile,
                                 cudaStream_t stream) {
-  row_lse_tile_kernel<L><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
-      tile, positive_offset, row_state, positive_logit, first_tile);
+  const auto blocks = static_cast<unsigned>(tile.rows);
+  if (rows_take_packs(tile.data, tile.ld, sizeof(L))) {
+    row_lse_tile_kernel<kVectorElements<L>, L><<<blocks, kRowThreads, 0, stream>>>(
+        tile, positive_offset, row_state, positive_logit, first_tile);
+  } else {
+    row_lse_tile_kernel<1, L><<<blocks, kRowThreads, 0, stream>>>(tile, positive_offset, row_state,
+                                                                  positive_logit, first_tile);
+  }
   return cudaGetLastError();
 }
 
@@ -207,8 +243,14 @@ cudaError_t launch_logits_backward_tile(const LogitsTile& tile, GT* grad,
                                         const float* row_lse, const float* col_lse,
                                         UpstreamGradient upstream, float* row_logit_grad,
                                         bool first_tile, cudaStream_t stream) {
-  logits_backward_tile_kernel<L, GT><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
-      tile, grad, positive_offset, batch, row_lse, col_lse, upstream, row_logit_grad, first_tile);
+  const auto blocks = static_cast<unsigned>(tile.rows);
+  if (rows_take_packs(tile.data, tile.ld, sizeof(L), grad)) {
+    logits_backward_tile_kernel<kVectorElements<L>, L, GT><<<blocks, kRowThreads, 0, stream>>>(
+        tile, grad, positive_offset, batch, row_lse, col_lse, upstream, row_logit_grad, first_tile);
+  } else {
+    logits_backward_tile_kernel<1, L, GT><<<blocks, kRowThreads, 0, stream>>>(
+        tile, grad, positive_offset, batch, row_lse, col_lse, upstream, row_logit_grad, first_tile);
+  }
   return cudaGetLastError();
 }
 
@@ -217,8 +259,14 @@ cudaError_t launch_row_softmax_xent_tile(const LogitsTile& tile, GT* grad,
                                          std::int64_t positive_offset, UpstreamGradient upstream,
                                          LseState* row_state, float* positive_logit,
                                          float* row_logit_grad, cudaStream_t stream) {
-  row_softmax_xent_tile_kernel<L, GT><<<static_cast<unsigned>(tile.rows), kRowThreads, 0, stream>>>(
-      tile, grad, positive_offset, upstream, row_state, positive_logit, row_logit_grad);
+  const auto blocks = static_cast<unsigned>(tile.rows);
+  if (rows_take_packs(tile.data, tile.ld, sizeof(L), grad)) {
+    row_softmax_xent_tile_kernel<kVectorElements<L>, L, GT><<<blocks, kRowThreads, 0, stream>>>(
+        tile, grad, positive_offset, upstream, row_state, positive_logit, row_logit_grad);
+  } else {
+    row_softmax_xent_tile_kernel<1, L, GT><<<blocks, kRowThreads, 0, stream>>>(
+        tile, grad, positive_offset, upstream, row_state, positive_logit, row_logit_grad);
+  }
   return cudaGetLastError();
 }
 

@@ -43,4 +43,26 @@ __device__ inline void store_vector(T* address, const float (&in)[kVectorElement
   *reinterpret_cast<uint4*>(address) = raw;
 }
 
+/// N consecutive elements of T moved as one aligned access (N * sizeof(T) bytes, at most 16): the
+/// chunk of a row that one thread reads (and, for G, writes) at once.
+template <typename T, int N>
+struct alignas(N * sizeof(T)) Pack {
+  T values[N];
+};
+
+template <int N, typename T>
+__device__ inline void load_pack(const T* address, float (&out)[N]) {
+  const Pack<T, N> pack = *reinterpret_cast<const Pack<T, N>*>(address);
+#pragma unroll
+  for (int i = 0; i < N; ++i) out[i] = to_float(pack.values[i]);
+}
+
+template <int N, typename T>
+__device__ inline void store_pack(T* address, const float (&in)[N]) {
+  Pack<T, N> pack;
+#pragma unroll
+  for (int i = 0; i < N; ++i) pack.values[i] = from_float<T>(in[i]);
+  *reinterpret_cast<Pack<T, N>*>(address) = pack;
+}
+
 }  // namespace contrastive::kernels
