@@ -124,12 +124,15 @@ CONTRASTIVE_STUB_TYPE(__nv_bfloat16)
   template cudaError_t launch_col_lse_tile<L>(const LogitsTile&, LseState*, bool, cudaStream_t);  \
   template cudaError_t launch_sigmoid_forward_tile<L>(const LogitsTile&, float, SigmoidLabels,    \
                                                       float*, bool, cudaStream_t);
-#define CONTRASTIVE_STUB_BACKWARD(L, GT)                                                    \
-  template cudaError_t launch_logits_backward_tile<L, GT>(                                  \
-      const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*,       \
-      UpstreamGradient, float*, bool, cudaStream_t);                                        \
-  template cudaError_t launch_sigmoid_backward_tile<L, GT>(const LogitsTile&, GT*, float,   \
-                                                           SigmoidLabels, UpstreamGradient, \
+#define CONTRASTIVE_STUB_BACKWARD(L, GT)                                                         \
+  template cudaError_t launch_logits_backward_tile<L, GT>(                                       \
+      const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*,            \
+      UpstreamGradient, float*, bool, cudaStream_t);                                             \
+  template cudaError_t launch_row_softmax_xent_tile<L, GT>(const LogitsTile&, GT*, std::int64_t, \
+                                                           UpstreamGradient, LseState*, float*,  \
+                                                           float*, cudaStream_t);                \
+  template cudaError_t launch_sigmoid_backward_tile<L, GT>(const LogitsTile&, GT*, float,        \
+                                                           SigmoidLabels, UpstreamGradient,      \
                                                            SigmoidRowSums, bool, cudaStream_t);
 CONTRASTIVE_STUB_TILE(float)
 CONTRASTIVE_STUB_TILE(__nv_bfloat16)

@@ -14,8 +14,8 @@ namespace {
 
 template <int N>
 void expect_every_column_once(std::int64_t cols, int threads) {
-  SCOPED_TRACE(::testing::Message() << "N = " << N << ", cols = " << cols
-                                    << ", threads = " << threads);
+  SCOPED_TRACE(::testing::Message()
+               << "N = " << N << ", cols = " << cols << ", threads = " << threads);
   std::vector<int> visits(static_cast<std::size_t>(cols), 0);
   for (int t = 0; t < threads; ++t) {
     std::int64_t last = -1;
