@@ -20,7 +20,9 @@ namespace {
 
 constexpr int kRowThreads = 256;     // one block per row of the tile
 constexpr int kColumnWidth = 32;     // columns per block: a warp reads 128 contiguous bytes
-constexpr int kColumnRowGroups = 8;  // rows read in parallel for each column
+// Rows read in parallel for each column: 32 warps a block keep 32 loads of 128 bytes in flight per
+// 32 columns (B / 32 blocks alone would leave most of the GPU idle).
+constexpr int kColumnRowGroups = 32;
 constexpr int kSingleBlockThreads = 1024;
 
 // A row's running state over the columns this thread owns (kernels/row_chunks.hpp), N per load.
