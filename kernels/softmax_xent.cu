@@ -18,8 +18,8 @@
 namespace contrastive::kernels {
 namespace {
 
-constexpr int kRowThreads = 256;     // one block per row of the tile
-constexpr int kColumnWidth = 32;     // columns per block: a warp reads 128 contiguous bytes
+constexpr int kRowThreads = 256;  // one block per row of the tile
+constexpr int kColumnWidth = 32;  // columns per block: a warp reads 128 contiguous bytes
 // Rows read in parallel for each column: 32 warps a block keep 32 loads of 128 bytes in flight per
 // 32 columns (B / 32 blocks alone would leave most of the GPU idle).
 constexpr int kColumnRowGroups = 32;

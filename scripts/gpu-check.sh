@@ -665,43 +665,43 @@ step_tests() {
 
 # --- demo: the three examples, GPU vs float64 ---------------------------------------------
 step_demo() {
-local start t rc demo demo_out ref gpu diff why
-start=$(now_ms)
-demo="$BUILD_DIR/examples/contrastive-demo"
-t=$(step_timeout demo)
-if ((!built && !tests_built)); then
-  record demo SKIP "$start" "not built"
-elif [[ ! -x "$demo" ]]; then
-  record demo FAIL "$start" "$demo not built"
-elif ((t == 0)); then
-  record demo FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
-else
-  demo_out="$BUILD_DIR/demo.out"
-  : >"$demo_out"
-  run_to "$demo_out" "$t" "$demo" --csv "$BUILD_DIR/similarity.csv"
-  rc=$?
-  { echo "===== demo ====="; cat "$demo_out"; } >>"$LOG_RUN"
-  # One line per example (InfoNCE, MNR, Repel), joined so the summary row stays one line.
-  ref=$(sed -n 's/^reference (float64) loss: *//p' "$demo_out" | paste -sd'/' -)
-  gpu=$(sed -n 's/^GPU (float32) loss: *//p' "$demo_out" | paste -sd'/' -)
-  diff=$(sed -n 's/^largest |GPU - reference| gradient difference: *//p' "$demo_out" |
-    paste -sd'/' -)
-  why=$(sed -n 's/^GPU path did not run: *//p' "$demo_out" | head -1)
-  if timed_out $rc; then
-    record demo FAIL "$start" "timed out after $t s"
-  elif grep -q MISMATCH "$demo_out"; then
-    record demo FAIL "$start" "MISMATCH: loss gpu $gpu vs ref $ref, grad diff $diff"
-  elif ((rc != 0)); then
-    record demo FAIL "$start" "exit $rc"
-    show_tail "$demo_out"
-  elif [[ -n "$gpu" ]]; then
-    record demo PASS "$start" "loss gpu $gpu, ref $ref, max grad diff $diff"
-  elif [[ $GPU_STATE == none ]]; then
-    record demo SKIP "$start" "no GPU: reference only (loss $ref); ${why:0:70}"
+  local start t rc demo demo_out ref gpu diff why
+  start=$(now_ms)
+  demo="$BUILD_DIR/examples/contrastive-demo"
+  t=$(step_timeout demo)
+  if ((!built && !tests_built)); then
+    record demo SKIP "$start" "not built"
+  elif [[ ! -x "$demo" ]]; then
+    record demo FAIL "$start" "$demo not built"
+  elif ((t == 0)); then
+    record demo FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
   else
-    record demo FAIL "$start" "GPU path did not run: ${why:0:100}"
+    demo_out="$BUILD_DIR/demo.out"
+    : >"$demo_out"
+    run_to "$demo_out" "$t" "$demo" --csv "$BUILD_DIR/similarity.csv"
+    rc=$?
+    { echo "===== demo ====="; cat "$demo_out"; } >>"$LOG_RUN"
+    # One line per example (InfoNCE, MNR, Repel), joined so the summary row stays one line.
+    ref=$(sed -n 's/^reference (float64) loss: *//p' "$demo_out" | paste -sd'/' -)
+    gpu=$(sed -n 's/^GPU (float32) loss: *//p' "$demo_out" | paste -sd'/' -)
+    diff=$(sed -n 's/^largest |GPU - reference| gradient difference: *//p' "$demo_out" |
+      paste -sd'/' -)
+    why=$(sed -n 's/^GPU path did not run: *//p' "$demo_out" | head -1)
+    if timed_out $rc; then
+      record demo FAIL "$start" "timed out after $t s"
+    elif grep -q MISMATCH "$demo_out"; then
+      record demo FAIL "$start" "MISMATCH: loss gpu $gpu vs ref $ref, grad diff $diff"
+    elif ((rc != 0)); then
+      record demo FAIL "$start" "exit $rc"
+      show_tail "$demo_out"
+    elif [[ -n "$gpu" ]]; then
+      record demo PASS "$start" "loss gpu $gpu, ref $ref, max grad diff $diff"
+    elif [[ $GPU_STATE == none ]]; then
+      record demo SKIP "$start" "no GPU: reference only (loss $ref); ${why:0:70}"
+    else
+      record demo FAIL "$start" "GPU path did not run: ${why:0:100}"
+    fi
   fi
-fi
 
 }
 # --- compute-sanitizer (checks-first): memcheck, its self-test, racecheck, initcheck, synccheck
@@ -838,43 +838,43 @@ step_synccheck() {
 
 # The self-test: memcheck must report the deliberate off-by-one of contrastive_broken_launch.
 step_selftest() {
-local start t part rc errors first detail
-start=$(now_ms)
-t=$(step_timeout selftest)
-if ((!tests_built)); then
-  record selftest SKIP "$start" "not built"
-elif [[ $GPU_STATE == none ]]; then
-  record selftest SKIP "$start" "no GPU"
-elif [[ -z "$SANITIZER" ]]; then
-  record selftest SKIP "$start" "compute-sanitizer not found"
-elif [[ ! -x "$broken_launch" ]]; then
-  record selftest FAIL "$start" "contrastive_broken_launch not built"
-elif ((t == 0)); then
-  record selftest FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
-else
-  part="$BUILD_DIR/selftest.log"
-  : >"$part"
-  run_to "$part" "$t" "$SANITIZER" --tool memcheck --error-exitcode 86 --print-limit 20 \
-    "$broken_launch"
-  rc=$?
-  cat "$part" >>"$LOG_SANITIZERS"
-  errors=$(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$part" | tail -1)
-  first=$(grep -E -m1 '^=========[[:space:]]+(Invalid|Out.of.bounds)' "$part" |
-    sed 's/^=========[[:space:]]*//')
-  if timed_out $rc; then
-    record selftest FAIL "$start" "timed out after $t s"
-  elif ((rc == 77)); then
-    record selftest SKIP "$start" "no usable device under the sanitizer"
-  elif [[ -n "$errors" && $errors -gt 0 ]]; then
-    record selftest PASS "$start" \
-      "memcheck caught the deliberate off-by-one: $errors errors (${first:0:60})"
+  local start t part rc errors first detail
+  start=$(now_ms)
+  t=$(step_timeout selftest)
+  if ((!tests_built)); then
+    record selftest SKIP "$start" "not built"
+  elif [[ $GPU_STATE == none ]]; then
+    record selftest SKIP "$start" "no GPU"
+  elif [[ -z "$SANITIZER" ]]; then
+    record selftest SKIP "$start" "compute-sanitizer not found"
+  elif [[ ! -x "$broken_launch" ]]; then
+    record selftest FAIL "$start" "contrastive_broken_launch not built"
+  elif ((t == 0)); then
+    record selftest FAIL "$start" "no time left in the ${CHECK_BUDGET} s budget"
   else
-    detail="memcheck reported nothing for a known out-of-bounds launch (exit $rc):"
-    detail+=" its 0 errors elsewhere prove nothing"
-    record selftest FAIL "$start" "$detail"
-    show_tail "$part"
+    part="$BUILD_DIR/selftest.log"
+    : >"$part"
+    run_to "$part" "$t" "$SANITIZER" --tool memcheck --error-exitcode 86 --print-limit 20 \
+      "$broken_launch"
+    rc=$?
+    cat "$part" >>"$LOG_SANITIZERS"
+    errors=$(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$part" | tail -1)
+    first=$(grep -E -m1 '^=========[[:space:]]+(Invalid|Out.of.bounds)' "$part" |
+      sed 's/^=========[[:space:]]*//')
+    if timed_out $rc; then
+      record selftest FAIL "$start" "timed out after $t s"
+    elif ((rc == 77)); then
+      record selftest SKIP "$start" "no usable device under the sanitizer"
+    elif [[ -n "$errors" && $errors -gt 0 ]]; then
+      record selftest PASS "$start" \
+        "memcheck caught the deliberate off-by-one: $errors errors (${first:0:60})"
+    else
+      detail="memcheck reported nothing for a known out-of-bounds launch (exit $rc):"
+      detail+=" its 0 errors elsewhere prove nothing"
+      record selftest FAIL "$start" "$detail"
+      show_tail "$part"
+    fi
   fi
-fi
 }
 
 # --- benchmarks: one process per binary, its own JSON and filter ------------------------------
