@@ -442,7 +442,7 @@ def _recording_front_end():
 def test_every_description_has_defaults_the_library_accepts():
     from contrastive import _losses
     assert [loss.name for loss in _losses.ALL] == ["infonce", "mnr_per_anchor", "mnr_in_batch",
-                                                   "repel"]
+                                                   "repel", "siglip"]
     for loss in _losses.ALL:
         loss.validate()  # the defaults pass the library's own check
         assert callable(loss.forward) and callable(loss.backward)
