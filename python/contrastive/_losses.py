@@ -2,12 +2,13 @@
 
 A `Description` names a loss's inputs (and how many dimensions each has), the integer it infers
 from their shapes (in-batch MNR's number of hard-negative blocks), its differentiable scalars (a
-temperature or a scale first, then any other, such as SigLIP's bias; or none), its other options with their defaults, how the library's params
-are built from the inputs' shapes, the shape of the unreduced loss, and the loss's entry points in
-`contrastive._core`. `contrastive.torch` turns a description into two custom operators with fake
-implementations and autograd; `contrastive.cupy` and `contrastive.jax` turn it into an eager
-function (`_eager.py`). A new loss is one more description here (and its entry points in
-`_core`), not new code in each front end.
+temperature or a scale first, then any other, such as SigLIP's bias; or none), its other options
+with their defaults, how the library's params are built from the inputs' shapes, the shape of the
+unreduced loss, and the loss's entry points in `contrastive._core`. `contrastive.torch` turns a
+description into three custom operators with fake implementations and autograd;
+`contrastive.cupy` and `contrastive.jax` turn it into an eager function (`_eager.py`) and XLA
+custom calls. A new loss is one more description here (and its entry points in `_core`), not new
+code in each front end.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Each function returns the loss (0-d for mean and sum, per row, or per term for R
 reduction="none") and is differentiable: a `jax.custom_vjp` whose forward is one custom call
 (`contrastive_<loss>_forward`: the loss and the small `saved` buffer backward reads) and whose
 backward is another (`contrastive_<loss>_backward`: the input gradients, and the temperature's or
-scale's, and SigLIP's bias's, when one of them is an array). The same code runs eagerly and inside `jax.jit`; shapes, dtypes and
-option values are checked at trace time (ValueError / TypeError naming the argument).
+scale's, and SigLIP's bias's, when one of them is an array). The same code runs eagerly and inside
+`jax.jit`; shapes, dtypes and option values are checked at trace time (ValueError / TypeError
+naming the argument).
 
 Where it runs. On a CUDA device the handlers call the library on the stream XLA gives them; XLA
 allocates the outputs, `saved` and the workspace (sized at trace time by the library's host-side
@@ -31,8 +32,8 @@ Inputs are float32, float16 or bfloat16 (jnp.bfloat16), all inputs of a call of 
 gradients have that dtype, the loss and a temperature's or scale's gradient are float32. Other
 dtypes, and inputs of different dtypes, raise TypeError; nothing is cast. allow_tf32 matters only
 for float32 inputs on the GPU; logits_dtype ("f32", the default, or "bf16" with bfloat16 inputs) is
-the precision of the GPU's logits tile of InfoNCE, in-batch MNR and SigLIP; tiles and tiling are the GPU's
-choices and do not change the CPU's float64 results.
+the precision of the GPU's logits tile of InfoNCE, in-batch MNR and SigLIP; tiles and tiling are
+the GPU's choices and do not change the CPU's float64 results.
 
 jax.vmap over a leading axis of every input runs one call per element, in sequence (ffi_call's
 vmap_method="sequential"): each element is its own problem, with its own batch.

@@ -33,9 +33,10 @@ Conventions:
 - Outputs, ``saved`` and the workspace are allocated by PyTorch (its caching allocator, on the
   current stream): the library allocates nothing. Kernels run on PyTorch's current CUDA stream.
 - ``temperature`` / ``scale`` (and SigLIP's ``bias``) is a Python float or a one-element tensor
-  (e.g. an ``nn.Parameter``), which then receives its gradient. The library takes it as a host float, so a tensor's value is
-  read on the host in forward and again in backward: for a CUDA tensor each read waits for the
-  device (a synchronization) and cannot be captured in a CUDA graph. Pass a float when it is fixed.
+  (e.g. an ``nn.Parameter``), which then receives its gradient. The library takes it as a host
+  float, so a tensor's value is read on the host in forward and again in backward: for a CUDA
+  tensor each read waits for the device (a synchronization) and cannot be captured in a CUDA
+  graph. Pass a float when it is fixed.
 """
 
 import contextlib

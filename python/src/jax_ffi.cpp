@@ -332,15 +332,14 @@ ffi::Error gather(ffi::RemainingArgs args, ffi::RemainingRets rets, Words words,
     if (!b.has_value()) return b.error();
     call->buffers.push_back(buffer_of(t.name, *b));
   }
-  if (kScalars<P> > 0 && arg + kScalars<P> == args.size()) {
+  if (kScalars < P >> 0 && arg + kScalars<P> == args.size()) {
     for (std::size_t i = 0; i < kScalars<P>; ++i) {
       auto b = args.get<ffi::AnyBuffer>(arg++);
       if (!b.has_value()) return b.error();
       call->scalars.push_back(buffer_of("scalar", *b));
       if (call->scalars.back().type != ffi::DataType::F32 ||
           call->scalars.back().bytes != sizeof(float)) {
-        return ffi::Error::InvalidArgument(std::string(D::api) +
-                                           ": the scalars must be float32[]");
+        return ffi::Error::InvalidArgument(std::string(D::api) + ": the scalars must be float32[]");
       }
     }
   }
@@ -353,11 +352,10 @@ ffi::Error gather(ffi::RemainingArgs args, ffi::RemainingRets rets, Words words,
   // scalar operands); then the workspace.
   std::size_t ret = 0;
   for (const describe::Tensor& t : D::tensors) {
-    const bool result =
-        pass == Pass::kForward
-            ? (t.role == Role::kLoss || t.role == Role::kSaved)
-            : (t.role == Role::kGradient ||
-               (t.role == Role::kScalarGradient && !call->scalars.empty()));
+    const bool result = pass == Pass::kForward
+                            ? (t.role == Role::kLoss || t.role == Role::kSaved)
+                            : (t.role == Role::kGradient ||
+                               (t.role == Role::kScalarGradient && !call->scalars.empty()));
     if (!result) continue;
     auto b = rets.get<ffi::AnyBuffer>(ret++);
     if (!b.has_value()) return b.error();
