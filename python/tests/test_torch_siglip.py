@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from contrastive import _torch_cpu, reference  # noqa: E402
 from contrastive import torch as ct  # noqa: E402
@@ -107,6 +108,41 @@ def test_many_chunks_of_query_rows(case, fused, monkeypatch):
         monkeypatch.setattr(_torch_cpu, "CHUNK_ELEMENTS", rows * k_shape[0])
         assert _torch_cpu.chunk_rows(k_shape[0]) == rows
         check_against_reference(q, k, options, scale, bias, fused)
+
+
+class _LargestTensor(TorchDispatchMode):
+    """The largest number of elements of any tensor an operation returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for x in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(x, torch.Tensor):
+                self.elements = max(self.elements, x.numel())
+        return out
+
+
+@pytest.mark.parametrize("entry", ["forward", "backward", "forward_backward"])
+def test_memory_is_the_inputs_and_one_chunk(entry, monkeypatch):
+    """No B x M tensor: with chunks of 2 query rows, nothing larger than an input or a chunk of
+    logits is ever created (B = M = 64, D = 8: the logits would be 4096 elements)."""
+    batch, keys, dim = 64, 64, 8
+    monkeypatch.setattr(_torch_cpu, "CHUNK_ELEMENTS", 2 * keys)
+    q, k = torch.randn(batch, dim), torch.randn(keys, dim)
+    kernel = _torch_cpu.kernels_for("siglip")
+    options = dict(log_scale=False, negatives_only=False, similarity="cosine", reduction="mean",
+                   positive_offset=0, eps=1e-12)
+    with _LargestTensor() as largest:
+        if entry == "forward":
+            kernel.forward((q, k), (), (3.0, -1.0), options)
+        elif entry == "backward":
+            kernel.backward((q, k), torch.empty(0), torch.ones(1), (), (3.0, -1.0), options)
+        else:
+            kernel.forward_backward((q, k), (), (3.0, -1.0), options)
+    assert 0 < largest.elements <= max(batch * dim, keys * dim, 2 * keys) < batch * keys
 
 
 def test_a_zero_row_takes_the_clamped_branch():
