@@ -1,10 +1,10 @@
 """contrastive.jax (XLA FFI custom calls with jax.custom_vjp) against the float64 reference.
 
 Every loss, jitted, with jax.grad of the inputs and of a temperature or scale given as an array
-(and of SigLIP's scale and bias, together or one at a time),
-every reduction (an upstream gradient per term for reduction="none"), symmetric and offset
-InfoNCE, 16-bit inputs, jax.vmap, a jitted training step, the docs' JAX example, and the errors a
-bad call raises at trace time. Each test runs on the CPU (the handlers' float64 reference) and,
+(and of SigLIP's scale and bias, together or one at a time), every reduction (an upstream gradient
+per term for reduction="none"), symmetric and offset InfoNCE, 16-bit inputs, jax.vmap, a jitted
+training step, the docs' JAX examples (CLIP and SigLIP), and the errors a bad call raises at trace
+time. Each test runs on the CPU (the handlers' float64 reference) and,
 where JAX has a GPU backend and the library a usable GPU, on the GPU (the library's kernels).
 Skipped without JAX or without the compiled contrastive._jax_ffi (the reason is in the message).
 """
@@ -313,11 +313,11 @@ def test_a_jitted_training_step_follows_the_reference(platform):
 # ---- The docs' example ---------------------------------------------------------------------------
 
 
-def docs_example() -> str:
-    """The Python block after the `jax-clip-example` marker in docs/python.md."""
+def docs_example(marker: str = "jax-clip-example") -> str:
+    """The Python block after the `marker` comment in docs/python.md."""
     text = DOCS.read_text()
-    match = re.search(r"<!-- jax-clip-example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "docs/python.md has no jax-clip-example block"
+    match = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S)
+    assert match, f"docs/python.md has no {marker} block"
     return match.group(1)
 
 
@@ -342,6 +342,31 @@ def test_the_docs_clip_example_runs_and_is_clips_loss(capsys):
     loss, grads = jax.value_and_grad(namespace["clip_loss"])(params, images, texts)
     expected_loss, expected_grads = jax.value_and_grad(clip)(params, images, texts)
     assert float(loss) == pytest.approx(float(expected_loss), rel=1e-4)
+    for key in params:
+        assert_close(grads[key], expected_grads[key], (1e-3, 1e-4), key)
+
+
+def test_the_docs_siglip_example_runs_and_is_siglips_loss(capsys):
+    """The SigLIP example runs as written and its loss decreases; its loss and gradients (the log
+    scale's and the bias's included) are the pairwise sigmoid loss written out in jnp."""
+    namespace = {}
+    exec(compile(docs_example("jax-siglip-example"), str(DOCS), "exec"), namespace)  # noqa: S102
+    printed = [float(line.split()[-1]) for line in capsys.readouterr().out.splitlines()]
+    assert len(printed) == 5 and printed[-1] < printed[0], printed
+
+    def siglip(params, images, texts):
+        q, k = images @ params["image_proj"], texts @ params["text_proj"]
+        q = q / jnp.linalg.norm(q, axis=1, keepdims=True)
+        k = k / jnp.linalg.norm(k, axis=1, keepdims=True)
+        logits = q @ k.T * jnp.exp(params["log_scale"]) + params["bias"]
+        labels = 2 * jnp.eye(q.shape[0]) - 1
+        return -jnp.sum(jax.nn.log_sigmoid(labels * logits)) / q.shape[0]
+
+    params, images, texts = namespace["params"], namespace["images"], namespace["texts"]
+    loss, grads = jax.value_and_grad(namespace["siglip_loss"])(params, images, texts)
+    expected_loss, expected_grads = jax.value_and_grad(siglip)(params, images, texts)
+    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-4)
+    assert set(grads) == {"image_proj", "text_proj", "log_scale", "bias"}
     for key in params:
         assert_close(grads[key], expected_grads[key], (1e-3, 1e-4), key)
 
