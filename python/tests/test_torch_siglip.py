@@ -393,3 +393,22 @@ def test_bad_inputs_are_clear_errors():
         torch.ops.contrastive.siglip_forward_backward(
             q, k, 1.0, None, 0.0, None, False, False, "cosine", "none", 0, 1e-12, False, 0, 0,
             "f32", True, True, True, True)
+
+
+def test_the_tiled_gpu_walk_recomputes_in_backward():
+    """Which CUDA calls keep their gradients from forward: not those the library tiles (an
+    explicit tile, or a materialized workspace over its 4 GiB budget). Fake CUDA tensors: sizes
+    only, no GPU; scale and bias given as tensors take a stand-in value."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    siglip = ct._losses.SIGLIP
+    defaults = siglip.defaults()
+    with FakeTensorMode():
+        small = [torch.empty(64, 32, device="cuda")] * 2
+        large = [torch.empty(65536, 768, device="cuda")] * 2
+        learnable = dict(defaults, scale=torch.empty((), device="cuda"),
+                         bias=torch.empty((), device="cuda"))
+        assert not ct._tiled(siglip, small, (), defaults)
+        assert not ct._tiled(siglip, small, (), learnable)
+        assert ct._tiled(siglip, small, (), dict(defaults, tile_rows=8))
+        assert ct._tiled(siglip, large, (), defaults)
+        assert ct._tiled(siglip, large, (), learnable)
