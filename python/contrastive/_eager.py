@@ -21,8 +21,9 @@ class FrontEnd:
 
     take(call, name, x, dims) -> array: checks an input and returns what the library reads
     (a copy only where the library cannot read the rows in place);
-    run(loss, params, inputs, per_term, with_grad, scalar_gradient): allocates and calls, where
-    `loss` is a `_losses.Description` (its name and entry points);
+    run(loss, params, inputs, per_term, with_grad, scalar_gradients): allocates and calls, where
+    `loss` is a `_losses.Description` (its name and entry points) and `scalar_gradients` the
+    number of its scalar gradients (the temperature's or scale's, then SigLIP's bias's);
     dtype_names: the framework's dtype names the library takes -> the library's ("f32", ...);
     supported: those dtypes in words, for the TypeError.
     """
@@ -49,7 +50,7 @@ class FrontEnd:
 
     def function(self, loss: _losses.Description) -> Callable:
         """The eager function of one loss: inputs positional, every option a keyword with the
-        loss's default, and with_grad. Returns (loss, *input gradients, [scalar gradient]), or
+        loss's default, and with_grad. Returns (loss, *input gradients, *scalar gradients), or
         the loss alone with with_grad=False."""
         names = [spec.name for spec in loss.inputs]
         keywords = {**{count.name: None for count in loss.counts}, **loss.defaults(),
@@ -72,7 +73,7 @@ class FrontEnd:
             params = loss.params(shapes, *counts, dtype=dtype, **options)
             return self._run(loss, params, arrays,
                              per_term(values["reduction"], loss.per_term(shapes)),
-                             bool(values["with_grad"]), loss.scalar is not None)
+                             bool(values["with_grad"]), len(loss.scalars))
 
         parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
         parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
@@ -80,7 +81,7 @@ class FrontEnd:
         call.__signature__ = inspect.Signature(parameters)
         call.__name__ = call.__qualname__ = loss.name
         gradients = ", ".join([f"grad_{name}" for name in names]
-                              + ([f"grad_{loss.scalar.name}"] if loss.scalar else []))
+                              + [f"grad_{scalar.name}" for scalar in loss.scalars])
         call.__doc__ = (f"{loss.summary}\n\nReturns (loss, {gradients}), or the loss alone with "
                         f"with_grad=False.")
         return call

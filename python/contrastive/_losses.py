@@ -1,13 +1,14 @@
 """One description per loss: what every Python front end is built from.
 
 A `Description` names a loss's inputs (and how many dimensions each has), the integer it infers
-from their shapes (in-batch MNR's number of hard-negative blocks), its differentiable scalar (a
-temperature or a scale, or none), its other options with their defaults, how the library's params
-are built from the inputs' shapes, the shape of the unreduced loss, and the loss's entry points in
-`contrastive._core`. `contrastive.torch` turns a description into two custom operators with fake
-implementations and autograd; `contrastive.cupy` and `contrastive.jax` turn it into an eager
-function (`_eager.py`). A new loss is one more description here (and its entry points in
-`_core`), not new code in each front end.
+from their shapes (in-batch MNR's number of hard-negative blocks), its differentiable scalars (a
+temperature or a scale first, then any other, such as SigLIP's bias; or none), its other options
+with their defaults, how the library's params are built from the inputs' shapes, the shape of the
+unreduced loss, and the loss's entry points in `contrastive._core`. `contrastive.torch` turns a
+description into three custom operators with fake implementations and autograd;
+`contrastive.cupy` and `contrastive.jax` turn it into an eager function (`_eager.py`) and XLA
+custom calls. A new loss is one more description here (and its entry points in `_core`), not new
+code in each front end.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ class Description(NamedTuple):
     summary: str
     inputs: Tuple[Input, ...]
     counts: Tuple[Count, ...]
-    scalar: Optional[Option]  # the temperature or scale whose gradient the library computes
+    # The scalars whose gradients the library computes, in the order of its scalar gradients:
+    # the temperature or logit scale first, then any other (SigLIP's bias); () for none.
+    scalars: Tuple[Option, ...]
     options: Tuple[Option, ...]
-    # params(shapes, *counts, dtype=..., <scalar>=..., **options) -> the library's params object
+    # params(shapes, *counts, dtype=..., <scalars>=..., **options) -> the library's params object
     params: Callable
     # per_term(shapes) -> the loss's shape with reduction="none"
     per_term: Callable[[Sequence[Shape]], Tuple[int, ...]]
@@ -59,6 +62,11 @@ class Description(NamedTuple):
     forward: Callable
     backward: Callable
     forward_backward: Callable
+
+    @property
+    def scalar(self) -> Optional[Option]:
+        """The temperature or logit scale (the first scalar), or None."""
+        return self.scalars[0] if self.scalars else None
 
     def check_shapes(self, call: str, shapes: Sequence[Shape], counts: Sequence[int] = ()) -> None:
         """One D across the inputs, one B across the inputs that have B rows, and the shape the
@@ -84,9 +92,8 @@ class Description(NamedTuple):
         return counts
 
     def defaults(self) -> dict:
-        """The keyword options and their defaults, the scalar first."""
-        scalar = (self.scalar,) if self.scalar else ()
-        return {option.name: option.default for option in (*scalar, *self.options)}
+        """The keyword options and their defaults, the scalars first."""
+        return {option.name: option.default for option in (*self.scalars, *self.options)}
 
     def validate(self, **values) -> None:
         """The library's own check of option values (a temperature > 0, a finite margin ...) on a
@@ -119,7 +126,7 @@ INFONCE = Description(
             "(CLIP's loss).",
     inputs=(Input("q", 2), Input("k", 2, batch_rows=False)),
     counts=(),
-    scalar=Option("temperature", float, 0.1),
+    scalars=(Option("temperature", float, 0.1),),
     options=(Option("similarity", str, "cosine"), Option("symmetric", bool, False), _REDUCTION,
              Option("positive_offset", int, 0), _EPS, *_LOGITS_OPTIONS),
     params=lambda shapes, **o: _options.infonce_params(shapes[0][0], shapes[1][0], shapes[0][1],
@@ -138,7 +145,7 @@ MNR_PER_ANCHOR = Description(
             "(B, n, D); row b ranks its positive against its own n negatives.",
     inputs=(Input("anchors", 2), Input("positives", 2), Input("negatives", 3)),
     counts=(),
-    scalar=Option("scale", float, 1.0),
+    scalars=(Option("scale", float, 1.0),),
     options=(Option("similarity", str, "dot"), _REDUCTION, _EPS),
     params=lambda shapes, **o: _options.per_anchor_params(shapes[0][0], shapes[2][1],
                                                           shapes[0][1], **o),
@@ -159,7 +166,7 @@ MNR_IN_BATCH = Description(
             "positives (MultipleNegativesSymmetricRankingLoss).",
     inputs=(Input("anchors", 2), Input("candidates", 2, batch_rows=False)),
     counts=(Count("hard_negatives", _in_batch_blocks),),
-    scalar=Option("scale", float, 20.0),
+    scalars=(Option("scale", float, 20.0),),
     options=(Option("similarity", str, "cosine"), Option("symmetric", bool, False), _REDUCTION,
              _EPS, *_LOGITS_OPTIONS),
     params=lambda shapes, hard_negatives, **o: _options.in_batch_params(
@@ -179,7 +186,7 @@ REPEL = Description(
             "the terms above the margin (0 when none is). The margin has no gradient.",
     inputs=(Input("anchors", 2), Input("negatives", 3)),
     counts=(),
-    scalar=None,
+    scalars=(),
     options=(Option("margin", float, 0.3), _REDUCTION, Option("mean_over_active", bool, False),
              _EPS),
     params=lambda shapes, **o: _options.repel_params(shapes[0][0], shapes[1][1], shapes[0][1],
@@ -192,4 +199,28 @@ REPEL = Description(
     backward=_core.repel_backward,
     forward_backward=_core.repel_forward_backward)
 
-ALL = (INFONCE, MNR_PER_ANCHOR, MNR_IN_BATCH, REPEL)
+SIGLIP = Description(
+    name="siglip",
+    summary="SigLIP's pairwise sigmoid loss of queries q (B, D) against keys k (M, D), M >= B "
+            "(M >= 1 with negatives_only): logits l_ij = t sim(q_i, k_j) + b with t the scale "
+            "(scale holds log t with log_scale=True) and b the bias, label +1 for the positive "
+            "key i + positive_offset and -1 elsewhere (every label -1 with negatives_only), row "
+            "loss sum_j softplus(-label_ij l_ij); mean over the B rows (the paper's loss), sum, "
+            "or per row with reduction=\"none\".",
+    inputs=(Input("q", 2), Input("k", 2, batch_rows=False)),
+    counts=(),
+    scalars=(Option("scale", float, 10.0), Option("bias", float, -10.0)),
+    options=(Option("log_scale", bool, False), Option("negatives_only", bool, False),
+             Option("similarity", str, "cosine"), _REDUCTION, Option("positive_offset", int, 0),
+             _EPS, *_LOGITS_OPTIONS),
+    params=lambda shapes, **o: _options.siglip_params(shapes[0][0], shapes[1][0], shapes[0][1],
+                                                      **o),
+    per_term=lambda shapes: (shapes[0][0],),
+    check=_core.siglip_check,
+    workspace_size=_core.siglip_workspace_size,
+    saved_size=_core.siglip_saved_size,
+    forward=_core.siglip_forward,
+    backward=_core.siglip_backward,
+    forward_backward=_core.siglip_forward_backward)
+
+ALL = (INFONCE, MNR_PER_ANCHOR, MNR_IN_BATCH, REPEL, SIGLIP)

@@ -10,15 +10,21 @@ InfoNCE and in-batch MNR walk the B x M logits in chunks of query rows, so their
 O((B + M) D) plus one chunk of CHUNK_ELEMENTS logits (and its dLoss/dlogits); per-anchor MNR and
 Repel have only B (1 + n) or B N logits, no more than their inputs.
 
+SigLIP's sigmoid loss has no log-sum-exp: its B x M logits are walked in the same chunks, each
+chunk's loss and gradients computed on their own, and backward recomputes the logits.
+
 Each loss has three entry points, all taking float32 tensors:
-  forward(inputs, counts, scalar, options) -> (loss, saved)
-  backward(inputs, saved, weights, counts, scalar, options) -> (input gradients, scalar gradient)
-  forward_backward(inputs, counts, scalar, options) -> (loss, saved, input gradients, scalar
-      gradient) for an upstream gradient of 1
-where `options` is a dict of the loss's options, `scalar` the temperature or scale as a float,
-and `weights` the upstream gradient (shape (1,), or the unreduced loss's). `saved` is float32:
-the row log-sum-exp (and the positive columns' in symmetric mode) or Repel's count of active
-terms; saved_length(shapes, counts, options) is its length, for the fake implementations.
+  forward(inputs, counts, scalars, options) -> (loss, saved)
+  backward(inputs, saved, weights, counts, scalars, options) -> (input gradients, scalar
+      gradients)
+  forward_backward(inputs, counts, scalars, options) -> (loss, saved, input gradients, scalar
+      gradients) for an upstream gradient of 1
+where `options` is a dict of the loss's options, `scalars` the values of its differentiable
+scalars as floats (the temperature or scale, then SigLIP's bias; () for Repel), the scalar
+gradients a tuple of (1,) tensors in that order, and `weights` the upstream gradient (shape (1,),
+or the unreduced loss's). `saved` is float32: the row log-sum-exp (and the positive columns' in
+symmetric mode), Repel's count of active terms, or nothing for SigLIP;
+saved_length(shapes, counts, options) is its length, for the fake implementations.
 """
 
 from __future__ import annotations
@@ -172,7 +178,8 @@ class _SoftmaxLoss:
     def __init__(self, temperature: bool):
         self.temperature = temperature
 
-    def _setup(self, inputs, scalar, options):
+    def _setup(self, inputs, scalars, options):
+        (scalar,) = scalars
         q, k = inputs
         cosine = options["similarity"] == "cosine"
         eps = options["eps"]
@@ -185,8 +192,8 @@ class _SoftmaxLoss:
     def saved_length(shapes, counts, options):
         return shapes[0][0] * (2 if options["symmetric"] else 1)
 
-    def forward(self, inputs, counts, scalar, options):
-        q_rows, k_rows, logit_scale, offset, symmetric = self._setup(inputs, scalar, options)
+    def forward(self, inputs, counts, scalars, options):
+        q_rows, k_rows, logit_scale, offset, symmetric = self._setup(inputs, scalars, options)
         statistics, _ = _walk(q_rows.hat, k_rows.hat, logit_scale, offset, symmetric)
         return (_reduce(_softmax_losses(statistics), options["reduction"]),
                 _softmax_saved(statistics))
@@ -197,18 +204,18 @@ class _SoftmaxLoss:
         # logits = sim / t: dLoss/dt = -(1 / t) sum(G logits); logits = s sim: sum(G logits) / s
         grad_scalar = -logit_scale * grad_scalar if self.temperature else grad_scalar / scalar
         return ((_normalize_backward(q_rows, gradients.q_hat, eps),
-                 _normalize_backward(k_rows, gradients.k_hat, eps)), grad_scalar)
+                 _normalize_backward(k_rows, gradients.k_hat, eps)), (grad_scalar,))
 
-    def backward(self, inputs, saved, weights, counts, scalar, options):
-        q_rows, k_rows, logit_scale, offset, symmetric = self._setup(inputs, scalar, options)
+    def backward(self, inputs, saved, weights, counts, scalars, options):
+        q_rows, k_rows, logit_scale, offset, symmetric = self._setup(inputs, scalars, options)
         batch = q_rows.hat.shape[0]
         statistics = _softmax_statistics(saved, batch, symmetric)
         w = _row_weights(weights, options["reduction"], batch)
         _, gradients = _walk(q_rows.hat, k_rows.hat, logit_scale, offset, symmetric, statistics, w)
-        return self._gradients(q_rows, k_rows, logit_scale, gradients, scalar, options)
+        return self._gradients(q_rows, k_rows, logit_scale, gradients, scalars[0], options)
 
-    def forward_backward(self, inputs, counts, scalar, options):
-        q_rows, k_rows, logit_scale, offset, symmetric = self._setup(inputs, scalar, options)
+    def forward_backward(self, inputs, counts, scalars, options):
+        q_rows, k_rows, logit_scale, offset, symmetric = self._setup(inputs, scalars, options)
         batch = q_rows.hat.shape[0]
         reduction = options["reduction"]
         w = _row_weights(_ones(reduction, (batch,)), reduction, batch)
@@ -218,10 +225,10 @@ class _SoftmaxLoss:
         else:  # statistics and gradients chunk by chunk, in one walk
             statistics, gradients = _walk(q_rows.hat, k_rows.hat, logit_scale, offset, False,
                                           weights=w)
-        grads, grad_scalar = self._gradients(q_rows, k_rows, logit_scale, gradients, scalar,
-                                             options)
+        grads, grad_scalars = self._gradients(q_rows, k_rows, logit_scale, gradients, scalars[0],
+                                              options)
         return (_reduce(_softmax_losses(statistics), reduction), _softmax_saved(statistics),
-                grads, grad_scalar)
+                grads, grad_scalars)
 
 
 # ---- Per-anchor MNR ------------------------------------------------------------------------------
@@ -248,13 +255,15 @@ class _PerAnchor:
         negative = torch.bmm(n.hat, a.hat.unsqueeze(-1)).squeeze(-1)
         return torch.cat([positive, negative], dim=1) * scale  # (B, 1 + n)
 
-    def forward(self, inputs, counts, scalar, options):
+    def forward(self, inputs, counts, scalars, options):
+        (scalar,) = scalars
         a, p, n = self._setup(inputs, options)
         logits = self._logits(a, p, n, scalar)
         row_lse = torch.logsumexp(logits, dim=1)
         return _reduce(row_lse - logits[:, 0], options["reduction"]), row_lse
 
-    def backward(self, inputs, saved, weights, counts, scalar, options):
+    def backward(self, inputs, saved, weights, counts, scalars, options):
+        (scalar,) = scalars
         a, p, n = self._setup(inputs, options)
         return self._gradients(a, p, n, self._logits(a, p, n, scalar), saved, weights, scalar,
                                options)
@@ -271,16 +280,17 @@ class _PerAnchor:
         grad_p = g[:, :1] * a.hat
         grad_n = g[:, 1:, None] * a.hat[:, None, :]
         return ((_normalize_backward(a, grad_a, eps), _normalize_backward(p, grad_p, eps),
-                 _normalize_backward(n, grad_n, eps)), grad_scale)
+                 _normalize_backward(n, grad_n, eps)), (grad_scale,))
 
-    def forward_backward(self, inputs, counts, scalar, options):
+    def forward_backward(self, inputs, counts, scalars, options):
+        (scalar,) = scalars
         a, p, n = self._setup(inputs, options)
         logits = self._logits(a, p, n, scalar)
         row_lse = torch.logsumexp(logits, dim=1)
         reduction = options["reduction"]
-        grads, grad_scale = self._gradients(a, p, n, logits, row_lse,
-                                            _ones(reduction, (logits.shape[0],)), scalar, options)
-        return _reduce(row_lse - logits[:, 0], reduction), row_lse, grads, grad_scale
+        grads, grad_scales = self._gradients(a, p, n, logits, row_lse,
+                                             _ones(reduction, (logits.shape[0],)), scalar, options)
+        return _reduce(row_lse - logits[:, 0], reduction), row_lse, grads, grad_scales
 
 
 # ---- Repel ---------------------------------------------------------------------------------------
@@ -303,7 +313,7 @@ class _Repel:
         active = similarities - options["margin"] > 0
         return a, n, similarities, active
 
-    def forward(self, inputs, counts, scalar, options):
+    def forward(self, inputs, counts, scalars, options):
         _, _, similarities, active = self._setup(inputs, options)
         return self._loss(similarities, active, options)
 
@@ -334,18 +344,113 @@ class _Repel:
         g = torch.where(torch.isnan(similarities), similarities, g)
         grad_a = torch.bmm(g.unsqueeze(1), n.hat).squeeze(1)
         grad_n = g.unsqueeze(-1) * a.hat.unsqueeze(1)
-        return ((_normalize_backward(a, grad_a, eps), _normalize_backward(n, grad_n, eps)), None)
+        return ((_normalize_backward(a, grad_a, eps), _normalize_backward(n, grad_n, eps)), ())
 
-    def backward(self, inputs, saved, weights, counts, scalar, options):
+    def backward(self, inputs, saved, weights, counts, scalars, options):
         a, n, similarities, active = self._setup(inputs, options)
         return self._gradients(a, n, similarities, active, saved, weights, options)
 
-    def forward_backward(self, inputs, counts, scalar, options):
+    def forward_backward(self, inputs, counts, scalars, options):
         a, n, similarities, active = self._setup(inputs, options)
         loss, count = self._loss(similarities, active, options)
         ones = _ones(options["reduction"], similarities.shape)
         grads, _ = self._gradients(a, n, similarities, active, count, ones, options)
-        return loss, count, grads, None
+        return loss, count, grads, ()
+
+
+# ---- SigLIP: the pairwise sigmoid loss over B x M logits -----------------------------------------
+
+
+def _softplus(x: Tensor) -> Tensor:
+    """log(1 + exp(x)) without overflow at large |x|: max(x, 0) + log1p(exp(-|x|)); NaN stays."""
+    return torch.relu(x) + torch.log1p(torch.exp(-x.abs()))
+
+
+class _SigLIP:
+    """q (B, D) against k (M, D): logits l_ij = t sim(q_i, k_j) + b, label +1 at the positive key
+    i + positive_offset (none with negatives_only) and -1 elsewhere, row loss
+    sum_j softplus(-z_ij l_ij). dLoss/dl_ij = w_i (sigmoid(l_ij) - y_ij) with y the 0/1 label,
+    written -sigmoid(-l) for the positive so that a confident positive loses no digits.
+    The scale's gradient is sum(G sim), times t for the log scale; the bias's is sum(G). Chunks
+    of query rows are independent: nothing is saved, backward recomputes the logits."""
+
+    @staticmethod
+    def saved_length(shapes, counts, options):
+        return 0
+
+    @staticmethod
+    def _setup(inputs, scalars, options):
+        q, k = inputs
+        scale, bias = scalars
+        cosine, eps = options["similarity"] == "cosine", options["eps"]
+        t = math.exp(scale) if options["log_scale"] else scale
+        return _prepare(q, cosine, eps), _prepare(k, cosine, eps), t, bias
+
+    @staticmethod
+    def _walk(q_hat: Tensor, k_hat: Tensor, t: float, bias: float, options,
+              weights: Optional[Tensor]):
+        """Row losses (B,) and, with `weights` (dLoss/d(row loss), B), the gradients of q_hat,
+        k_hat, sum(G sim) and sum(G)."""
+        batch, keys = q_hat.shape[0], k_hat.shape[0]
+        offset = options["positive_offset"]
+        positives = not options["negatives_only"]
+        losses = q_hat.new_empty(batch)
+        if weights is not None:
+            weights = weights.float()
+            grad_q, grad_k = torch.empty_like(q_hat), torch.zeros_like(k_hat)
+            sum_grad_sim, sum_grad = q_hat.new_zeros(()), q_hat.new_zeros(())
+        step = chunk_rows(keys)
+        for begin in range(0, batch, step):
+            end = min(batch, begin + step)
+            rows = torch.arange(end - begin)
+            columns = rows + begin + offset
+            sim = q_hat[begin:end] @ k_hat.T
+            logits = sim * t + bias
+            terms = _softplus(logits)
+            if positives:
+                terms[rows, columns] = _softplus(-logits[rows, columns])
+            losses[begin:end] = terms.sum(dim=1)
+            if weights is None:
+                continue
+            w = weights[begin:end]
+            g = torch.sigmoid(logits)
+            if positives:
+                g[rows, columns] = -torch.sigmoid(-logits[rows, columns])
+            g *= w[:, None]
+            sum_grad_sim += (g * sim).sum()
+            sum_grad += g.sum()
+            grad_q[begin:end] = (g @ k_hat) * t
+            grad_k.addmm_(g.T, q_hat[begin:end], alpha=t)
+        if weights is None:
+            return losses, None
+        return losses, (grad_q, grad_k, sum_grad_sim, sum_grad)
+
+    @staticmethod
+    def _gradients(q_rows, k_rows, t, walked, options):
+        grad_q, grad_k, sum_grad_sim, sum_grad = walked
+        eps = options["eps"]
+        grad_scale = sum_grad_sim * t if options["log_scale"] else sum_grad_sim
+        grads = (_normalize_backward(q_rows, grad_q, eps), _normalize_backward(k_rows, grad_k, eps))
+        return grads, (grad_scale.reshape(1), sum_grad.reshape(1))
+
+    def forward(self, inputs, counts, scalars, options):
+        q_rows, k_rows, t, bias = self._setup(inputs, scalars, options)
+        losses, _ = self._walk(q_rows.hat, k_rows.hat, t, bias, options, None)
+        return _reduce(losses, options["reduction"]), losses.new_empty(0)
+
+    def backward(self, inputs, saved, weights, counts, scalars, options):
+        q_rows, k_rows, t, bias = self._setup(inputs, scalars, options)
+        w = _row_weights(weights, options["reduction"], q_rows.hat.shape[0])
+        _, walked = self._walk(q_rows.hat, k_rows.hat, t, bias, options, w)
+        return self._gradients(q_rows, k_rows, t, walked, options)
+
+    def forward_backward(self, inputs, counts, scalars, options):
+        q_rows, k_rows, t, bias = self._setup(inputs, scalars, options)
+        batch, reduction = q_rows.hat.shape[0], options["reduction"]
+        w = _row_weights(_ones(reduction, (batch,)), reduction, batch)
+        losses, walked = self._walk(q_rows.hat, k_rows.hat, t, bias, options, w)
+        grads, grad_scalars = self._gradients(q_rows, k_rows, t, walked, options)
+        return _reduce(losses, reduction), losses.new_empty(0), grads, grad_scalars
 
 
 KERNELS: Dict[str, object] = {
@@ -353,6 +458,7 @@ KERNELS: Dict[str, object] = {
     "mnr_in_batch": _SoftmaxLoss(temperature=False),
     "mnr_per_anchor": _PerAnchor(),
     "repel": _Repel(),
+    "siglip": _SigLIP(),
 }
 """The CPU kernels by loss name (a loss without an entry has no CPU implementation)."""
 

@@ -2,10 +2,13 @@
 
     loss, grad_q, grad_k, grad_temperature = contrastive.cupy.infonce(q, k, temperature=0.1)
     loss = contrastive.cupy.infonce(q, k, with_grad=False)
+    loss, grad_q, grad_k, grad_scale, grad_bias = contrastive.cupy.siglip(q, k, scale=10.0,
+                                                                          bias=-10.0)
 
 Each function runs forward and backward in one library call (the training step; the gradients are
 for an upstream gradient of 1), or forward alone with with_grad=False. The loss is 0-d for mean and
-sum, per row (per term for Repel) with reduction="none"; a temperature or scale gradient is 0-d.
+sum, per row (per term for Repel) with reduction="none"; a temperature's or scale's gradient (and
+SigLIP's bias's, after the scale's) is 0-d.
 
 Outputs, `saved` and the workspace are allocated with CuPy (its memory pool) on the inputs' device,
 and the kernels run on CuPy's current stream there (cupy.cuda.get_current_stream()),
@@ -17,9 +20,9 @@ that dtype, the loss and a temperature's or scale's gradient are float32. CuPy h
 dtype, so the library's bfloat16 path is not reachable from CuPy (use PyTorch or JAX for it).
 Other dtypes, and inputs of different dtypes, raise TypeError; nothing is cast. allow_tf32 matters
 only for float32 inputs; logits_dtype ("f32", the default, or "bf16" with bfloat16 inputs, so
-not from CuPy) is the precision of the logits tile of InfoNCE and in-batch MNR. An input whose
-rows the library cannot read in place (last dimension not contiguous, rows not evenly spaced) is
-copied with cupy.ascontiguousarray; row-sliced views are passed as they are.
+not from CuPy) is the precision of the logits tile of InfoNCE, in-batch MNR and SigLIP. An input
+whose rows the library cannot read in place (last dimension not contiguous, rows not evenly
+spaced) is copied with cupy.ascontiguousarray; row-sliced views are passed as they are.
 """
 
 from typing import Optional, Tuple
@@ -28,7 +31,7 @@ import cupy
 
 from . import _eager, _losses, handle_for
 
-__all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel"]
+__all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel", "siglip"]
 
 # The library's dtype names for the CuPy dtypes it takes (CuPy has no bfloat16).
 _DTYPE_NAMES = {"float32": "f32", "float16": "f16"}
@@ -60,7 +63,7 @@ def _input(call: str, name: str, x, dims: int) -> cupy.ndarray:
 
 
 def _run(loss: _losses.Description, params, inputs: Tuple[cupy.ndarray, ...],
-         per_term: Optional[Tuple[int, ...]], with_grad: bool, scalar_gradient: bool):
+         per_term: Optional[Tuple[int, ...]], with_grad: bool, scalar_gradients: int):
     """Allocates the outputs and temporaries with CuPy and calls the library on CuPy's stream.
     The library writes a reduced loss as (1,): it is returned 0-d."""
     device = inputs[0].device.id
@@ -78,7 +81,7 @@ def _run(loss: _losses.Description, params, inputs: Tuple[cupy.ndarray, ...],
             loss.forward(handle, params, *inputs, values, saved, workspace, stream)
             return values if per_term else values.reshape(())
         grads = [cupy.empty(x.shape, dtype=x.dtype) for x in inputs]
-        scalar = [cupy.empty((1,), dtype=cupy.float32)] if scalar_gradient else []
+        scalar = [cupy.empty((1,), dtype=cupy.float32) for _ in range(scalar_gradients)]
         loss.forward_backward(handle, params, *inputs, values, saved, None, *grads, *scalar,
                               workspace, stream)
     return (values if per_term else values.reshape(()), *grads,
@@ -90,3 +93,4 @@ infonce = _FRONT_END.function(_losses.INFONCE)
 mnr_per_anchor = _FRONT_END.function(_losses.MNR_PER_ANCHOR)
 mnr_in_batch = _FRONT_END.function(_losses.MNR_IN_BATCH)
 repel = _FRONT_END.function(_losses.REPEL)
+siglip = _FRONT_END.function(_losses.SIGLIP)

@@ -2,13 +2,15 @@
 
     loss = contrastive.jax.infonce(q, k, temperature=0.1)
     grads = jax.grad(lambda q, k: contrastive.jax.infonce(q, k, symmetric=True), (0, 1))(q, k)
+    loss = contrastive.jax.siglip(q, k, scale=log_t, bias=b, log_scale=True)  # learnable t', b
 
 Each function returns the loss (0-d for mean and sum, per row, or per term for Repel, with
 reduction="none") and is differentiable: a `jax.custom_vjp` whose forward is one custom call
 (`contrastive_<loss>_forward`: the loss and the small `saved` buffer backward reads) and whose
 backward is another (`contrastive_<loss>_backward`: the input gradients, and the temperature's or
-scale's when it is an array). The same code runs eagerly and inside `jax.jit`; shapes, dtypes and
-option values are checked at trace time (ValueError / TypeError naming the argument).
+scale's, and SigLIP's bias's, when one of them is an array). The same code runs eagerly and inside
+`jax.jit`; shapes, dtypes and option values are checked at trace time (ValueError / TypeError
+naming the argument).
 
 Where it runs. On a CUDA device the handlers call the library on the stream XLA gives them; XLA
 allocates the outputs, `saved` and the workspace (sized at trace time by the library's host-side
@@ -18,19 +20,20 @@ converted to float64, results rounded to the output dtypes): for tests, CI and s
 The handlers live in the compiled module contrastive._jax_ffi, built when JAX is installed at build
 time.
 
-The temperature or scale is a Python float (fixed: it is part of the compiled call) or a JAX array
-of one element, e.g. a learnable parameter, which then receives its gradient. The library takes it
-as a host value, so on a GPU an array's value is copied to the host on XLA's stream and that
-stream waited for, in forward and in backward (as contrastive.torch does for a tensor): pass a
-float when it is fixed. A temperature or scale given as an array is checked (> 0, finite) when the
-call runs, a float at trace time.
+The temperature or scale (and SigLIP's bias) is a Python float (fixed: it is part of the compiled
+call) or a JAX array of one element, e.g. a learnable parameter, which then receives its gradient.
+When one of a loss's scalars is an array, all of them are passed to the custom calls as float32
+operands (a float as a constant). The library takes them as host values, so on a GPU their values
+are copied to the host on XLA's stream and that stream waited for, in forward and in backward (as
+contrastive.torch does for a tensor): pass floats when they are fixed. A scalar given as an array
+is checked (a temperature or scale > 0, finite) when the call runs, a float at trace time.
 
 Inputs are float32, float16 or bfloat16 (jnp.bfloat16), all inputs of a call of one dtype; their
 gradients have that dtype, the loss and a temperature's or scale's gradient are float32. Other
 dtypes, and inputs of different dtypes, raise TypeError; nothing is cast. allow_tf32 matters only
 for float32 inputs on the GPU; logits_dtype ("f32", the default, or "bf16" with bfloat16 inputs) is
-the precision of the GPU's logits tile of InfoNCE and in-batch MNR; tiles and tiling are the GPU's
-choices and do not change the CPU's float64 results.
+the precision of the GPU's logits tile of InfoNCE, in-batch MNR and SigLIP; tiles and tiling are
+the GPU's choices and do not change the CPU's float64 results.
 
 jax.vmap over a leading axis of every input runs one call per element, in sequence (ffi_call's
 vmap_method="sequential"): each element is its own problem, with its own batch.
@@ -97,38 +100,34 @@ def _ffi(call: _Call, which: str, results, *operands):
         *operands, params=np.frombuffer(call.words, dtype=np.int64))
 
 
-def _forward(call: _Call, inputs, scalar):
+def _forward(call: _Call, inputs, scalars):
     results = (jax.ShapeDtypeStruct(call.loss_shape, jnp.float32),
                jax.ShapeDtypeStruct((call.saved_bytes,), jnp.uint8),
                jax.ShapeDtypeStruct((call.workspace_bytes,), jnp.uint8))
-    scalars = () if scalar is None else (scalar,)
     loss, saved, _ = _ffi(call, "forward", results, *inputs, *scalars)
     return loss, saved
 
 
+# `scalars` is () when every scalar is in the params (Python floats), else one float32 0-d
+# operand per scalar of the loss, in the order of its description.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _differentiable(call: _Call, inputs, scalar):
-    return _forward(call, inputs, scalar)[0]
+def _differentiable(call: _Call, inputs, scalars):
+    return _forward(call, inputs, scalars)[0]
 
 
-def _differentiable_forward(call: _Call, inputs, scalar):
-    loss, saved = _forward(call, inputs, scalar)
-    return loss, (inputs, scalar, saved)
+def _differentiable_forward(call: _Call, inputs, scalars):
+    loss, saved = _forward(call, inputs, scalars)
+    return loss, (inputs, scalars, saved)
 
 
 def _differentiable_backward(call: _Call, residuals, grad_loss):
-    inputs, scalar, saved = residuals
+    inputs, scalars, saved = residuals
     results = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in inputs]
-    scalars = ()
-    if scalar is not None:
-        results.append(jax.ShapeDtypeStruct((), jnp.float32))
-        scalars = (scalar,)
+    results += [jax.ShapeDtypeStruct((), jnp.float32) for _ in scalars]
     results.append(jax.ShapeDtypeStruct((call.workspace_bytes,), jnp.uint8))
     grad_loss = jnp.asarray(grad_loss, jnp.float32).reshape(call.loss_shape)
     *grads, _ = _ffi(call, "backward", tuple(results), *inputs, saved, grad_loss, *scalars)
-    if scalar is None:
-        return tuple(grads), None
-    return tuple(grads[:-1]), grads[-1]
+    return tuple(grads[:len(inputs)]), tuple(grads[len(inputs):])
 
 
 _differentiable.defvjp(_differentiable_forward, _differentiable_backward)
@@ -162,8 +161,8 @@ def _dtype_name(call: str, names, arrays) -> str:
 
 
 def _scalar_operand(call: str, name: str, value):
-    """A temperature or scale given as an array: a float32 0-d operand (its gradient flows back
-    through the cast); None for a Python number, which goes into the params."""
+    """A scalar (temperature, scale, bias) given as an array: a float32 0-d operand (its gradient
+    flows back through the cast); None for a Python number, which goes into the params."""
     if isinstance(value, (bool, str)) or value is None:
         raise TypeError(f"{call}: {name} must be a float or a JAX array of one element, got "
                         f"{type(value).__name__}")
@@ -182,8 +181,8 @@ def _scalar_operand(call: str, name: str, value):
     return value.astype(jnp.float32).reshape(())
 
 
-# Stands in for a temperature or scale given as an array where the params need a value at trace
-# time: no size depends on it, and the handlers put the array's value in its place.
+# Stands in for a scalar given as an array where the params need a value at trace time: no size
+# depends on it, and the handlers put the array's value in its place.
 _STAND_IN = 1.0
 
 
@@ -210,11 +209,17 @@ def _function(loss: _losses.Description) -> Callable:
         shapes = tuple(tuple(x.shape) for x in arrays)
         counts = loss.infer_counts(loss.name, shapes, values)
         options = {name: values[name] for name in loss.defaults()}
-        scalar = None
-        if loss.scalar:
-            scalar = _scalar_operand(loss.name, loss.scalar.name, options[loss.scalar.name])
-            if scalar is not None:
-                options[loss.scalar.name] = _STAND_IN
+        operands = [_scalar_operand(loss.name, scalar.name, options[scalar.name])
+                    for scalar in loss.scalars]
+        scalars = ()
+        if any(operand is not None for operand in operands):
+            # All of them as operands; a float keeps its value in the params too, so that the
+            # library checks it while tracing.
+            scalars = tuple(jnp.float32(options[scalar.name]) if operand is None else operand
+                            for scalar, operand in zip(loss.scalars, operands))
+            for scalar, operand in zip(loss.scalars, operands):
+                if operand is not None:
+                    options[scalar.name] = _STAND_IN
         dtype = _dtype_name(loss.name, names, arrays)
         params = loss.params(shapes, *counts, dtype=dtype, **options)
         loss.check(params)  # the library's own check, at trace time
@@ -222,15 +227,15 @@ def _function(loss: _losses.Description) -> Callable:
         static = _Call(api, bytes(_jax_ffi.params_words(params)), per_term or (),
                        max(int(loss.saved_size(params)), 1),
                        max(int(loss.workspace_size(params)), 1))
-        return _differentiable(static, arrays, scalar)
+        return _differentiable(static, arrays, scalars)
 
     parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in names]
     parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
                    for name, default in keywords.items()]
     call.__signature__ = inspect.Signature(parameters)
     call.__name__ = call.__qualname__ = loss.name
-    scalar_note = (f" {loss.scalar.name} is a float, or a JAX array of one element that receives "
-                   f"its gradient." if loss.scalar else "")
+    scalar_note = "".join(f" {scalar.name} is a float, or a JAX array of one element that "
+                          f"receives its gradient." for scalar in loss.scalars)
     call.__doc__ = (f"{loss.summary}\n\nReturns the float32 loss (0-d for mean and sum); "
                     f"differentiable with jax.grad, and usable inside jax.jit.{scalar_note}")
     return call

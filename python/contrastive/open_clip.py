@@ -2,6 +2,8 @@
 
     from contrastive.open_clip import ClipLoss      # was: from open_clip.loss import ClipLoss
     loss = ClipLoss()(image_features, text_features, logit_scale)
+    from contrastive.open_clip import SigLipLoss    # was: from open_clip.loss import SigLipLoss
+    loss = SigLipLoss()(image_features, text_features, logit_scale, logit_bias)
 
 `ClipLoss` takes open_clip's constructor arguments and forward conventions: the features are the
 model's (already normalized) embeddings, compared by dot product; `logit_scale` is the
@@ -11,9 +13,17 @@ matching pairs. The library computes it as symmetric in-batch MNR with `scale = 
 (`contrastive.torch.mnr_in_batch`), on CUDA or CPU tensors, float32 accumulation; when the
 features require grad, the loss and their gradients come from one library call.
 
+`SigLipLoss` takes open_clip's constructor arguments and forward conventions too: the features
+compared by dot product, `logit_scale` exponentiated (t, e.g. ``model.logit_scale.exp()``) and
+`logit_bias` (b, e.g. ``model.logit_bias``), each a float or a tensor whose gradient flows back;
+the loss is -sum(logsigmoid(labels * (t image_features @ text_features.T + b))) / B with labels +1
+on the diagonal and -1 elsewhere. The library computes it as SigLIP's sigmoid loss
+(`contrastive.torch.siglip`, mean over the B rows) in O(B D) memory: no B x B logits are kept for
+backward.
+
 Several processes (world_size > 1: open_clip's gathered features, `local_loss`,
-`gather_with_grad`, horovod) are not supported yet and raise NotImplementedError; with one
-process those arguments change nothing, as in open_clip.
+`gather_with_grad`, horovod; SigLipLoss's exchanged text features) are not supported yet and raise
+NotImplementedError; with one process those arguments change nothing, as in open_clip.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from torch import Tensor, nn
 
 from . import torch as _ct
 
-__all__ = ["ClipLoss"]
+__all__ = ["ClipLoss", "SigLipLoss"]
 
 
 class ClipLoss(nn.Module):
@@ -64,8 +74,40 @@ class ClipLoss(nn.Module):
         return {"contrastive_loss": loss} if output_dict else loss
 
 
-# ---- SigLipLoss --------------------------------------------------------------------------------
-# open_clip's SigLipLoss (the pairwise sigmoid loss with a learnable bias) goes here once the
-# library computes the sigmoid loss: the same constructor (cache_labels, rank, world_size,
-# dist_impl) and forward(image_features, text_features, logit_scale, logit_bias,
-# output_dict=False), over that loss's entry points in contrastive.torch.
+_DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
+
+
+class SigLipLoss(nn.Module):
+    """open_clip's SigLipLoss: ``SigLipLoss(cache_labels=False, rank=0, world_size=1,
+    dist_impl=None)``, called as ``loss(image_features, text_features, logit_scale, logit_bias,
+    output_dict=False)`` with image_features and text_features (B, D), the B matching pairs.
+    Returns the loss, or ``{"contrastive_loss": loss}`` with output_dict=True. A logit_bias of
+    None adds no bias, as in open_clip."""
+
+    def __init__(self, cache_labels: bool = False, rank: int = 0, world_size: int = 1,
+                 dist_impl: Optional[str] = None):
+        super().__init__()
+        dist_impl = dist_impl or "bidir"
+        if dist_impl not in _DIST_IMPLS:
+            raise ValueError(f"SigLipLoss: dist_impl must be one of {list(_DIST_IMPLS)}, got "
+                             f"{dist_impl!r}")
+        if int(world_size) < 1:
+            raise ValueError(f"SigLipLoss: world_size must be >= 1, got {world_size}")
+        if int(world_size) > 1:
+            raise NotImplementedError(
+                f"SigLipLoss: world_size={world_size}: text features exchanged across processes "
+                f"(dist_impl={dist_impl!r}) are not supported yet; this loss computes one "
+                f"process's batch")
+        self.cache_labels, self.rank, self.world_size = cache_labels, rank, int(world_size)
+        self.dist_impl = dist_impl
+
+    def forward(self, image_features: Tensor, text_features: Tensor,
+                logit_scale: Union[float, Tensor], logit_bias: Optional[Union[float, Tensor]],
+                output_dict: bool = False):
+        if image_features.shape != text_features.shape:
+            raise ValueError(f"SigLipLoss: image_features and text_features must have one shape "
+                             f"(B matching pairs), got {tuple(image_features.shape)} and "
+                             f"{tuple(text_features.shape)}")
+        loss = _ct.siglip(image_features, text_features, scale=logit_scale,
+                          bias=0.0 if logit_bias is None else logit_bias, similarity="dot")
+        return {"contrastive_loss": loss} if output_dict else loss

@@ -7,11 +7,12 @@ the loss and the small ``saved`` buffer (per-row log-sum-exp, inverse norms, ...
 one library call. They have ``register_fake`` shape functions and CPU kernels, and autograd joins
 forward to backward and forward_backward to a backward that only scales its gradients, so the
 losses work in eager mode, under ``torch.compile`` (opaque operators with known output shapes: no
-graph break), with ``torch.library.opcheck`` and with a learnable temperature or scale.
+graph break), with ``torch.library.opcheck`` and with a learnable temperature or scale (and
+SigLIP's learnable bias).
 
-Functions: ``infonce``, ``mnr_per_anchor``, ``mnr_in_batch``, ``repel``. Modules: ``InfoNCELoss``,
-``MultipleNegativesRankingLoss`` (sentence-transformers' in-batch layout), ``PerAnchorMNRLoss``,
-``RepelLoss``.
+Functions: ``infonce``, ``mnr_per_anchor``, ``mnr_in_batch``, ``repel``, ``siglip``. Modules:
+``InfoNCELoss``, ``MultipleNegativesRankingLoss`` (sentence-transformers' in-batch layout),
+``PerAnchorMNRLoss``, ``RepelLoss``, ``SigLIPLoss``.
 
 Conventions:
 
@@ -31,10 +32,11 @@ Conventions:
   evenly spaced rows: row-sliced views qualify); otherwise it is copied with ``.contiguous()``.
 - Outputs, ``saved`` and the workspace are allocated by PyTorch (its caching allocator, on the
   current stream): the library allocates nothing. Kernels run on PyTorch's current CUDA stream.
-- ``temperature`` / ``scale`` is a Python float or a one-element tensor (e.g. an ``nn.Parameter``),
-  which then receives its gradient. The library takes it as a host float, so a tensor's value is
-  read on the host in forward and again in backward: for a CUDA tensor each read waits for the
-  device (a synchronization) and cannot be captured in a CUDA graph. Pass a float when it is fixed.
+- ``temperature`` / ``scale`` (and SigLIP's ``bias``) is a Python float or a one-element tensor
+  (e.g. an ``nn.Parameter``), which then receives its gradient. The library takes it as a host
+  float, so a tensor's value is read on the host in forward and again in backward: for a CUDA
+  tensor each read waits for the device (a synchronization) and cannot be captured in a CUDA
+  graph. Pass a float when it is fixed.
 """
 
 import contextlib
@@ -46,8 +48,8 @@ from torch import Tensor, nn
 
 from . import _core, _losses, _torch_cpu, handle_for
 
-__all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel", "InfoNCELoss",
-           "MultipleNegativesRankingLoss", "PerAnchorMNRLoss", "RepelLoss"]
+__all__ = ["infonce", "mnr_per_anchor", "mnr_in_batch", "repel", "siglip", "InfoNCELoss",
+           "MultipleNegativesRankingLoss", "PerAnchorMNRLoss", "RepelLoss", "SigLIPLoss"]
 
 Scalar = Union[float, Tensor]
 
@@ -188,13 +190,14 @@ def _launch(call: str, *tensors: Tensor) -> Iterator[Tuple["_core.Handle", int]]
 # ---- The operators, built from each loss's description ------------------------------------------
 #
 # Each loss is three custom operators. Their arguments, in order:
-#   <loss>_forward(*inputs, *counts, [scalar, scalar_tensor], *options) -> (loss, saved)
-#   <loss>_backward(*inputs, saved, grad_loss, *counts, [scalar, scalar_tensor], *options,
-#                   *need_<input>, [need_<scalar>]) -> (*grad_<input>, [grad_<scalar>])
-#   <loss>_forward_backward(*inputs, *counts, [scalar, scalar_tensor], *options, *need_<input>,
-#                           [need_<scalar>]) -> (loss, *grad_<input>, [grad_<scalar>])
-# where [scalar, scalar_tensor] is the temperature or scale as a float and, when it is a tensor,
-# the tensor itself (its value is then read in the call; the float is a stand-in for size queries).
+#   <loss>_forward(*inputs, *counts, *[scalar, scalar_tensor], *options) -> (loss, saved)
+#   <loss>_backward(*inputs, saved, grad_loss, *counts, *[scalar, scalar_tensor], *options,
+#                   *need_<input>, *need_<scalar>) -> (*grad_<input>, *grad_<scalar>)
+#   <loss>_forward_backward(*inputs, *counts, *[scalar, scalar_tensor], *options, *need_<input>,
+#                           *need_<scalar>) -> (loss, *grad_<input>, *grad_<scalar>)
+# where each [scalar, scalar_tensor] is one differentiable scalar (the temperature or scale, then
+# any other, such as SigLIP's bias) as a float and, when it is a tensor, the tensor itself (its
+# value is then read in the call; the float is a stand-in for size queries).
 # forward_backward's gradients are those of an upstream gradient of 1. CUDA tensors run the
 # library; CPU tensors run the CPU kernels of _torch_cpu.py, registered for the CPU dispatch key
 # (and reached from the default implementation too, for CPU inputs with a CUDA temperature).
@@ -211,14 +214,14 @@ def _op_signature(loss: _losses.Description, kind: str) -> inspect.Signature:
     if kind == "backward":
         parameters += [parameter("saved", Tensor), parameter("grad_loss", Tensor)]
     parameters += [parameter(count.name, int) for count in loss.counts]
-    if loss.scalar:
-        parameters += [parameter(loss.scalar.name, float),
-                       parameter(f"{loss.scalar.name}_tensor", Optional[Tensor])]
+    for scalar in loss.scalars:
+        parameters += [parameter(scalar.name, float),
+                       parameter(f"{scalar.name}_tensor", Optional[Tensor])]
     parameters += [parameter(option.name, option.type) for option in loss.options]
     if kind == "forward":
         return inspect.Signature(parameters, return_annotation=Tuple[Tensor, Tensor])
-    differentiable = [spec.name for spec in loss.inputs] + ([loss.scalar.name] if loss.scalar
-                                                            else [])
+    differentiable = [spec.name for spec in loss.inputs] + [scalar.name
+                                                            for scalar in loss.scalars]
     parameters += [parameter(f"need_{name}", bool) for name in differentiable]
     outputs = len(differentiable) + (1 if kind == "forward_backward" else 0)
     return inspect.Signature(parameters, return_annotation=Tuple[(Tensor,) * outputs])
@@ -228,8 +231,8 @@ class _Arguments(NamedTuple):
     """An operator's arguments split by role (see the table above)."""
     inputs: Tuple[Tensor, ...]
     counts: Tuple[int, ...]
-    scalar: float  # the stand-in when a tensor is given; unused without a scalar
-    scalar_tensor: Optional[Tensor]
+    scalars: Tuple[float, ...]  # each scalar's value, or its stand-in when a tensor is given
+    scalar_tensors: Tuple[Optional[Tensor], ...]
     options: Tuple
     needs: Tuple[bool, ...] = ()
 
@@ -246,14 +249,18 @@ class _Arguments(NamedTuple):
             del args[:2]
         counts = tuple(args[:len(loss.counts)])
         del args[:len(loss.counts)]
-        scalar, scalar_tensor = (args[0], args[1]) if loss.scalar else (None, None)
-        del args[:2 if loss.scalar else 0]
+        pairs = 2 * len(loss.scalars)
+        scalars, scalar_tensors = tuple(args[0:pairs:2]), tuple(args[1:pairs:2])
+        del args[:pairs]
         options = tuple(args[:len(loss.options)])
         needs = tuple(args[len(loss.options):])
-        return _Arguments(inputs, counts, scalar, scalar_tensor, options, needs), saved, grad_loss
+        return (_Arguments(inputs, counts, scalars, scalar_tensors, options, needs), saved,
+                grad_loss)
 
-    def scalar_args(self) -> Tuple:
-        return () if self.scalar is None else (self.scalar, self.scalar_tensor)
+    def host_values(self) -> Tuple[float, ...]:
+        """Each scalar's value as the library takes it (a tensor's is read on the host)."""
+        return tuple(_host_value(value, tensor)
+                     for value, tensor in zip(self.scalars, self.scalar_tensors))
 
 
 def _checked_shapes(loss: _losses.Description, a: _Arguments) -> Tuple:
@@ -269,12 +276,11 @@ def _checked_shapes(loss: _losses.Description, a: _Arguments) -> Tuple:
     return shapes
 
 
-def _params(loss: _losses.Description, a: _Arguments, scalar: Optional[float]):
-    """The library's params for an operator call, the scalar's value given."""
+def _params(loss: _losses.Description, a: _Arguments, scalars: Sequence[float]):
+    """The library's params for an operator call, the scalars' values given."""
     shapes = _checked_shapes(loss, a)
     options = dict(zip((option.name for option in loss.options), a.options))
-    if loss.scalar:
-        options[loss.scalar.name] = scalar
+    options.update(zip((scalar.name for scalar in loss.scalars), scalars))
     return loss.params(shapes, *a.counts, dtype=_dtype_name(loss.name, a.inputs[0]), **options)
 
 
@@ -307,25 +313,31 @@ def _cpu_kernels(loss: _losses.Description):
 
 def _cpu_call(loss: _losses.Description, a: _Arguments):
     """The checks of a CPU call (the library's own, on its params) and what the kernel takes:
-    (kernels, counts, scalar value, options as a dict)."""
-    value = None
-    if loss.scalar:
-        value = a.scalar if a.scalar_tensor is None else float(a.scalar_tensor.detach())
-    loss.check(_params(loss, a, value))
+    (kernels, counts, scalar values, options as a dict)."""
+    values = a.host_values()
+    loss.check(_params(loss, a, values))
     options = dict(zip((option.name for option in loss.options), a.options))
-    return _cpu_kernels(loss), a.counts, value, options
+    return _cpu_kernels(loss), a.counts, values, options
 
 
-def _cpu_gradients(loss: _losses.Description, a: _Arguments, grads, grad_scalar) -> Tuple:
+def _cpu_gradients(loss: _losses.Description, a: _Arguments, grads, grad_scalars) -> Tuple:
     """A CPU kernel's float32 gradients as the operator returns them: each needed one dense in
-    its input's dtype, the others empty placeholders; the scalar's (1,) float32."""
+    its input's dtype, the others empty placeholders; each scalar's (1,) float32."""
     out = [grad.to(x.dtype).reshape(x.shape).contiguous() if need else _gradient_buffer(x, False)
            for x, grad, need in zip(a.inputs, grads, a.needs)]
-    if loss.scalar:
-        need = a.needs[len(a.inputs)]
-        out.append(grad_scalar.reshape(1).float() if need
+    for grad, need in zip(grad_scalars, a.needs[len(a.inputs):]):
+        out.append(grad.reshape(1).float() if need
                    else _scalar_gradient_buffer(a.inputs[0], False))
     return tuple(out)
+
+
+def _gradient_buffers(loss: _losses.Description, inputs: Sequence[Tensor],
+                      needs: Sequence[bool]) -> list:
+    """The operator's gradient outputs: each input's, then each scalar's (empty when not
+    needed)."""
+    grads = [_gradient_buffer(x, need) for x, need in zip(inputs, needs)]
+    grads += [_scalar_gradient_buffer(inputs[0], need) for need in needs[len(inputs):]]
+    return grads
 
 
 def _scaled(grad: Tensor, upstream: Tensor) -> Tensor:
@@ -353,7 +365,7 @@ def _define_operators(loss: _losses.Description):
         a, _, _ = _Arguments.split(loss, args)
         if _device_of(loss.name, a.inputs).type == "cpu":
             return forward_cpu(*args)
-        p = _params(loss, a, _host_value(a.scalar, a.scalar_tensor) if loss.scalar else None)
+        p = _params(loss, a, a.host_values())
         inputs = _for_binding(*a.inputs)
         with _launch(loss.name, *inputs) as (handle, stream):
             values = _loss_buffer(loss, a)
@@ -365,10 +377,10 @@ def _define_operators(loss: _losses.Description):
     def forward_cpu(*args):
         a, _, _ = _Arguments.split(loss, args)
         _device_of(loss.name, a.inputs)
-        kernels, counts, value, options = _cpu_call(loss, a)
+        kernels, counts, values, options = _cpu_call(loss, a)
         with torch.no_grad():
-            values, saved = kernels.forward(a.inputs, counts, value, options)
-        return values.reshape(_loss_buffer(loss, a).shape), saved
+            value, saved = kernels.forward(a.inputs, counts, values, options)
+        return value.reshape(_loss_buffer(loss, a).shape), saved
 
     def forward_fake(*args):
         a, _, _ = _Arguments.split(loss, args)
@@ -379,19 +391,17 @@ def _define_operators(loss: _losses.Description):
             return _loss_buffer(loss, a), a.inputs[0].new_empty(length, dtype=_SAVED_DTYPE)
         sizes = (*(size for shape in shapes for size in shape), *a.counts)
         saved = _fake_saved(a.inputs[0], sizes, lambda: loss.saved_size(_params(loss, a,
-                                                                                 a.scalar)))
+                                                                                 a.scalars)))
         return _loss_buffer(loss, a), saved
 
     def backward(*args):
         a, saved, grad_loss = _Arguments.split(loss, args, backward=True)
         if _device_of(loss.name, a.inputs).type == "cpu":
             return backward_cpu(*args)
-        p = _params(loss, a, _host_value(a.scalar, a.scalar_tensor) if loss.scalar else None)
+        p = _params(loss, a, a.host_values())
         *inputs, saved, grad_loss = _for_binding(*a.inputs, saved, grad_loss.contiguous())
         with _launch(loss.name, *inputs, saved, grad_loss) as (handle, stream):
-            grads = [_gradient_buffer(x, need) for x, need in zip(inputs, a.needs)]
-            if loss.scalar:
-                grads.append(_scalar_gradient_buffer(inputs[0], a.needs[-1]))
+            grads = _gradient_buffers(loss, inputs, a.needs)
             workspace = _new_workspace(loss.workspace_size(p), inputs[0].device)
             loss.backward(handle, p, *inputs, saved, grad_loss,
                           *(grad if need else None for grad, need in zip(grads, a.needs)),
@@ -401,33 +411,28 @@ def _define_operators(loss: _losses.Description):
     def backward_cpu(*args):
         a, saved, grad_loss = _Arguments.split(loss, args, backward=True)
         _device_of(loss.name, [*a.inputs, saved, grad_loss])
-        kernels, counts, value, options = _cpu_call(loss, a)
+        kernels, counts, values, options = _cpu_call(loss, a)
         with torch.no_grad():
-            grads, grad_scalar = kernels.backward(a.inputs, saved, grad_loss, counts, value,
-                                                  options)
-        return _cpu_gradients(loss, a, grads, grad_scalar)
+            grads, grad_scalars = kernels.backward(a.inputs, saved, grad_loss, counts, values,
+                                                   options)
+        return _cpu_gradients(loss, a, grads, grad_scalars)
 
     def backward_fake(*args):
         a, _, _ = _Arguments.split(loss, args, backward=True)
         _checked_shapes(loss, a)
-        grads = [_gradient_buffer(x, need) for x, need in zip(a.inputs, a.needs)]
-        if loss.scalar:
-            grads.append(_scalar_gradient_buffer(a.inputs[0], a.needs[-1]))
-        return tuple(grads)
+        return tuple(_gradient_buffers(loss, a.inputs, a.needs))
 
     def forward_backward(*args):
         a, _, _ = _Arguments.split(loss, args)
         _require_reduced(loss, a)
         if _device_of(loss.name, a.inputs).type == "cpu":
             return forward_backward_cpu(*args)
-        p = _params(loss, a, _host_value(a.scalar, a.scalar_tensor) if loss.scalar else None)
+        p = _params(loss, a, a.host_values())
         inputs = _for_binding(*a.inputs)
         with _launch(loss.name, *inputs) as (handle, stream):
             values = _loss_buffer(loss, a)
             saved = _new_saved(loss.saved_size(p), inputs[0].device)
-            grads = [_gradient_buffer(x, need) for x, need in zip(inputs, a.needs)]
-            if loss.scalar:
-                grads.append(_scalar_gradient_buffer(inputs[0], a.needs[-1]))
+            grads = _gradient_buffers(loss, inputs, a.needs)
             workspace = _new_workspace(loss.workspace_size(p), inputs[0].device)
             if any(a.needs):  # gradients for an upstream gradient of 1 (grad_loss None)
                 loss.forward_backward(handle, p, *inputs, values, saved, None,
@@ -442,43 +447,41 @@ def _define_operators(loss: _losses.Description):
         a, _, _ = _Arguments.split(loss, args)
         _require_reduced(loss, a)
         _device_of(loss.name, a.inputs)
-        kernels, counts, value, options = _cpu_call(loss, a)
+        kernels, counts, values, options = _cpu_call(loss, a)
         with torch.no_grad():
-            values, _, grads, grad_scalar = kernels.forward_backward(a.inputs, counts, value,
+            value, _, grads, grad_scalars = kernels.forward_backward(a.inputs, counts, values,
                                                                      options)
-        return (values.reshape(_loss_buffer(loss, a).shape),
-                *_cpu_gradients(loss, a, grads, grad_scalar))
+        return (value.reshape(_loss_buffer(loss, a).shape),
+                *_cpu_gradients(loss, a, grads, grad_scalars))
 
     def forward_backward_fake(*args):
         a, _, _ = _Arguments.split(loss, args)
         _require_reduced(loss, a)
         _checked_shapes(loss, a)
-        grads = [_gradient_buffer(x, need) for x, need in zip(a.inputs, a.needs)]
-        if loss.scalar:
-            grads.append(_scalar_gradient_buffer(a.inputs[0], a.needs[-1]))
-        return (_loss_buffer(loss, a), *grads)
+        return (_loss_buffer(loss, a), *_gradient_buffers(loss, a.inputs, a.needs))
 
     def setup_context(ctx, inputs, output):
         a, _, _ = _Arguments.split(loss, inputs)
         _, saved = output
         ctx.mark_non_differentiable(saved)
-        ctx.save_for_backward(*a.inputs, saved, a.scalar_tensor)
-        ctx.counts, ctx.scalar, ctx.options = a.counts, a.scalar, a.options
+        ctx.save_for_backward(*a.inputs, saved, *a.scalar_tensors)
+        ctx.counts, ctx.scalars, ctx.options = a.counts, a.scalars, a.options
 
     def autograd(ctx, grad_loss, _grad_saved):
-        *inputs, saved, scalar_tensor = ctx.saved_tensors
-        count = len(inputs)
+        count = len(loss.inputs)
+        inputs, saved = ctx.saved_tensors[:count], ctx.saved_tensors[count]
+        scalar_tensors = ctx.saved_tensors[count + 1:]
         needs = list(ctx.needs_input_grad[:count])
-        scalar_args = ()
-        if loss.scalar:
-            scalar_args = (ctx.scalar, scalar_tensor)
-            needs.append(ctx.needs_input_grad[count + len(ctx.counts) + 1])
+        scalar_args = []
+        for index, (value, tensor) in enumerate(zip(ctx.scalars, scalar_tensors)):
+            scalar_args += [value, tensor]
+            needs.append(ctx.needs_input_grad[count + len(ctx.counts) + 2 * index + 1])
         grads = backward_op(*inputs, saved, grad_loss, *ctx.counts, *scalar_args, *ctx.options,
                             *needs)
         result = [grad if need else None for grad, need in zip(grads[:count], needs)]
         result += [None] * len(ctx.counts)
-        if loss.scalar:
-            result += [None, _scalar_gradient(grads[-1], scalar_tensor) if needs[-1] else None]
+        for grad, need, tensor in zip(grads[count:], needs[count:], scalar_tensors):
+            result += [None, _scalar_gradient(grad, tensor) if need else None]
         return (*result, *(None for _ in ctx.options))
 
     # forward_backward's gradients were computed for an upstream gradient of 1; a reduced loss's
@@ -487,20 +490,19 @@ def _define_operators(loss: _losses.Description):
         a, _, _ = _Arguments.split(loss, inputs)
         grads = output[1:]
         ctx.mark_non_differentiable(*grads)
-        ctx.save_for_backward(*grads, a.scalar_tensor)
+        ctx.save_for_backward(*grads, *a.scalar_tensors)
         ctx.needs, ctx.counts, ctx.options = a.needs, a.counts, a.options
 
     def autograd_fused(ctx, grad_loss, *_grad_grads):
-        *grads, scalar_tensor = ctx.saved_tensors
-        upstream = grad_loss.reshape(()).float()
         count = len(loss.inputs)
+        outputs = count + len(loss.scalars)
+        grads, scalar_tensors = ctx.saved_tensors[:outputs], ctx.saved_tensors[outputs:]
+        upstream = grad_loss.reshape(()).float()
         result = [_scaled(grad, upstream) if need else None
                   for grad, need in zip(grads[:count], ctx.needs)]
         result += [None] * len(ctx.counts)
-        if loss.scalar:
-            need = ctx.needs[count]
-            result += [None, _scalar_gradient(_scaled(grads[count], upstream), scalar_tensor)
-                       if need else None]
+        for grad, need, tensor in zip(grads[count:], ctx.needs[count:], scalar_tensors):
+            result += [None, _scalar_gradient(_scaled(grad, upstream), tensor) if need else None]
         return (*result, *(None for _ in ctx.options), *(None for _ in ctx.needs))
 
     for function, name, kind in ((forward, "forward", "forward"),
@@ -547,8 +549,9 @@ def _tiled(loss: _losses.Description, inputs: Sequence[Tensor], counts: Sequence
     if not all(isinstance(size, int) for shape in shapes for size in shape):
         return False
     options = {name: values[name] for name in loss.defaults()}
-    if loss.scalar and isinstance(options[loss.scalar.name], Tensor):
-        options[loss.scalar.name] = _SIZE_QUERY_SCALAR
+    for scalar in loss.scalars:
+        if isinstance(options[scalar.name], Tensor):
+            options[scalar.name] = _SIZE_QUERY_SCALAR
     try:
         p = loss.params(shapes, *counts, dtype=_dtype_name(loss.name, inputs[0]), **options)
         if not hasattr(p, "tiling"):
@@ -586,16 +589,16 @@ def _define_function(loss: _losses.Description):
                                                                                   inputs)})
         shapes = tuple(tuple(x.shape) for x in inputs)
         counts = loss.infer_counts(loss.name, shapes, values)
-        scalar_args = ()
-        if loss.scalar:
-            scalar_args = _scalar_argument(loss.name, loss.scalar.name, values[loss.scalar.name])
+        scalar_args = []
+        for scalar in loss.scalars:
+            scalar_args += _scalar_argument(loss.name, scalar.name, values[scalar.name])
         options = tuple(option.type(values[option.name]) for option in loss.options)
         rows = tuple(_rows(x) for x in inputs)
         reduction = str(values["reduction"])
         if values["fused_backward"] and reduction != "none" and torch.is_grad_enabled():
             needs = [x.requires_grad for x in rows]
-            if loss.scalar:
-                needs.append(scalar_args[1] is not None and scalar_args[1].requires_grad)
+            needs += [tensor is not None and tensor.requires_grad
+                      for tensor in scalar_args[1::2]]
             if any(needs) and not _tiled(loss, rows, counts, values):
                 value, *_ = fused_operator(*rows, *counts, *scalar_args, *options, *needs)
                 return _reduced(value, reduction)
@@ -609,8 +612,11 @@ def _define_function(loss: _losses.Description):
     function.__signature__ = inspect.Signature(parameters, return_annotation=Tensor)
     function.__name__ = function.__qualname__ = loss.name
     function.__module__ = __name__
-    scalar_note = (f" {loss.scalar.name} is a float, or a one-element tensor that receives its "
-                   f"gradient." if loss.scalar else "")
+    names_of_scalars = " and ".join(scalar.name for scalar in loss.scalars)
+    scalar_note = ((f" {names_of_scalars} is a float, or a one-element tensor that receives its "
+                    f"gradient." if len(loss.scalars) == 1 else
+                    f" {names_of_scalars} are each a float, or a one-element tensor that receives "
+                    f"its gradient.") if loss.scalars else "")
     function.__doc__ = (
         f"{loss.summary}\n\nThe inputs are CPU or CUDA tensors on one device, of one dtype, "
         f"float32, float16 or bfloat16; their gradients have it too.{scalar_note} Returns a 0-d "
@@ -624,6 +630,7 @@ infonce = _define_function(_losses.INFONCE)
 mnr_per_anchor = _define_function(_losses.MNR_PER_ANCHOR)
 mnr_in_batch = _define_function(_losses.MNR_IN_BATCH)
 repel = _define_function(_losses.REPEL)
+siglip = _define_function(_losses.SIGLIP)
 
 
 # ---- Modules -------------------------------------------------------------------------------------
@@ -775,3 +782,46 @@ class RepelLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, reduction={self.reduction!r}, "
                 f"mean_over_active={self.mean_over_active}")
+
+
+class SigLIPLoss(nn.Module):
+    """SigLIP's pairwise sigmoid loss: loss(q, k) with q (B, D), k (M, D), M >= B, logits
+    t sim(q_i, k_j) + b, label +1 for k[i + positive_offset] and -1 for every other key (every key
+    with negatives_only=True, e.g. another process's keys), the sum of softplus(-label * logit)
+    over each row, averaged over the B rows.
+
+    scale is t, or log t with log_scale=True (its gradient is then the log scale's); bias is b.
+    Each is a float or a one-element tensor (an nn.Parameter is registered) that receives its
+    gradient; learnable=True makes both nn.Parameters initialised to the values, as SigLIP trains
+    them (log_scale=True, scale=math.log(10), bias=-10).
+    """
+
+    def __init__(self, scale: Scalar = 10.0, bias: Scalar = -10.0, *, log_scale: bool = False,
+                 learnable: bool = False, negatives_only: bool = False,
+                 similarity: str = "cosine", reduction: str = "mean", positive_offset: int = 0,
+                 eps: float = 1e-12, allow_tf32: bool = False, tile_rows: int = 0,
+                 tile_cols: int = 0, logits_dtype: str = "f32", fused_backward: bool = True):
+        super().__init__()
+        self.fused_backward = fused_backward
+        _validate(_losses.SIGLIP, scale=scale, bias=bias, log_scale=log_scale,
+                  negatives_only=negatives_only, similarity=similarity, reduction=reduction,
+                  eps=eps)
+        self.scale = _as_parameter(scale) if learnable else scale
+        self.bias = _as_parameter(bias) if learnable else bias
+        self.log_scale, self.negatives_only = log_scale, negatives_only
+        self.similarity, self.reduction = similarity, reduction
+        self.positive_offset, self.eps, self.allow_tf32 = positive_offset, eps, allow_tf32
+        self.tile_rows, self.tile_cols, self.logits_dtype = tile_rows, tile_cols, logits_dtype
+
+    def forward(self, q: Tensor, k: Tensor) -> Tensor:
+        return siglip(q, k, scale=self.scale, bias=self.bias, log_scale=self.log_scale,
+                      negatives_only=self.negatives_only, similarity=self.similarity,
+                      reduction=self.reduction, positive_offset=self.positive_offset,
+                      eps=self.eps, allow_tf32=self.allow_tf32, tile_rows=self.tile_rows,
+                      tile_cols=self.tile_cols, logits_dtype=self.logits_dtype,
+                      fused_backward=self.fused_backward)
+
+    def extra_repr(self) -> str:
+        return (f"scale={_describe(self.scale)}, bias={_describe(self.bias)}, "
+                f"log_scale={self.log_scale}, negatives_only={self.negatives_only}, "
+                f"similarity={self.similarity!r}, reduction={self.reduction!r}")

@@ -6,18 +6,21 @@
 // same code serves every loss. XLA allocates every buffer, the workspace and `saved` included, with
 // the shapes contrastive.jax computes at trace time from the library's size queries.
 //
-//   forward:  operands (inputs..., [scalar])                   results (loss, saved, workspace)
-//   backward: operands (inputs..., saved, grad_loss, [scalar]) results (grads..., [grad_scalar],
-//                                                                       workspace)
+//   forward:  operands (inputs..., [scalars...]) results (loss, saved, workspace)
+//   backward: operands (inputs..., saved, grad_loss, [scalars...])
+//             results (grads..., [grad_scalars...], workspace)
 //
 // Attribute `params`: the loss's params object as int64 words (params_words(): the handlers and
-// the words come from one build of this module). [scalar] is the temperature or scale as a float32
-// operand when it is a traced value (learnable): it then replaces the params' value, and backward
-// returns its gradient. The CUDA handler reads it with a copy to the host on XLA's stream and a
-// wait for that stream; with the scalar in the params (a Python float) nothing waits.
+// the words come from one build of this module). [scalars...] are the loss's differentiable
+// scalars (the temperature or scale, then SigLIP's bias), each a float32 operand, given all
+// together when one of them is a traced value (learnable): they then replace the params' values,
+// and backward returns their gradients. The CUDA handler reads them with copies to the host on
+// XLA's stream and one wait for that stream; with the scalars in the params (Python floats)
+// nothing waits.
 #include <cuda_runtime_api.h>
 #include <nanobind/nanobind.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -46,28 +49,36 @@ namespace ref = contrastive::reference;
 using describe::Role;
 using Words = ffi::Span<const std::int64_t>;
 
-// ---- Per loss: the scalar's field and the float64 reference's results by tensor name ------------
+// ---- Per loss: the scalars' fields and the float64 reference's results by tensor name ----------
 
-/// The params field that holds the loss's temperature or scale (its kScalarGradient's value).
+/// The params fields that hold the loss's differentiable scalars, in the order of its
+/// kScalarGradient tensors: the temperature or scale, then SigLIP's bias.
 template <typename P>
-struct ScalarField {
-  static constexpr float P::*field = nullptr;  // no differentiable scalar
+struct ScalarFields {
+  static constexpr std::array<float P::*, 0> fields{};  // no differentiable scalar
 };
 template <>
-struct ScalarField<contrastive::infonce::Params> {
-  static constexpr float contrastive::infonce::Params::*field =
-      &contrastive::infonce::Params::temperature;
+struct ScalarFields<contrastive::infonce::Params> {
+  using P = contrastive::infonce::Params;
+  static constexpr std::array<float P::*, 1> fields{&P::temperature};
 };
 template <>
-struct ScalarField<contrastive::mnr::PerAnchorParams> {
-  static constexpr float contrastive::mnr::PerAnchorParams::*field =
-      &contrastive::mnr::PerAnchorParams::scale;
+struct ScalarFields<contrastive::mnr::PerAnchorParams> {
+  using P = contrastive::mnr::PerAnchorParams;
+  static constexpr std::array<float P::*, 1> fields{&P::scale};
 };
 template <>
-struct ScalarField<contrastive::mnr::InBatchParams> {
-  static constexpr float contrastive::mnr::InBatchParams::*field =
-      &contrastive::mnr::InBatchParams::scale;
+struct ScalarFields<contrastive::mnr::InBatchParams> {
+  using P = contrastive::mnr::InBatchParams;
+  static constexpr std::array<float P::*, 1> fields{&P::scale};
 };
+template <>
+struct ScalarFields<contrastive::siglip::Params> {
+  using P = contrastive::siglip::Params;
+  static constexpr std::array<float P::*, 2> fields{&P::scale, &P::bias};
+};
+template <typename P>
+constexpr std::size_t kScalars = ScalarFields<P>::fields.size();
 
 /// The reference's gradients by tensor name (each input's, and the scalar's as one value).
 struct Gradients {
@@ -168,6 +179,27 @@ struct Reference<contrastive::repel::Params> {
   }
 };
 
+template <>
+struct Reference<contrastive::siglip::Params> {
+  using P = contrastive::siglip::Params;
+  static Status forward(const P& p, const double* const* in, std::vector<double>* loss) {
+    ref::SigLIPForward f;
+    const Status status = ref::siglip_forward(p, in[0], in[1], &f);
+    *loss = std::move(f.loss);
+    return status;
+  }
+  static Status backward(const P& p, const double* const* in, const double* grad_loss,
+                         Gradients* out) {
+    ref::SigLIPBackward g;
+    const Status status = ref::siglip_backward(p, in[0], in[1], grad_loss, &g);
+    out->add("grad_q", std::move(g.grad_q));
+    out->add("grad_k", std::move(g.grad_k));
+    out->add("grad_scale", {g.grad_scale});
+    out->add("grad_bias", {g.grad_bias});
+    return status;
+  }
+};
+
 // ---- The params as attribute words --------------------------------------------------------------
 
 // Plain data: its bytes are the params (default member initializers only, no pointers).
@@ -227,13 +259,13 @@ struct Buffer {
 };
 
 /// The buffers of one call of `pass` of the loss whose params are P, checked against the params
-/// (dtype and size of each), and the params with the scalar operand's value when one is given.
+/// (dtype and size of each), and the params with the scalar operands' values when they are given.
 template <typename P>
 struct Call {
   P params;
   std::vector<Buffer> buffers;  // the inputs, then saved / grad_loss / outputs
   Buffer workspace;
-  Buffer scalar;  // data null when the scalar is in the params
+  std::vector<Buffer> scalars;  // empty when the scalars are in the params
 
   void* operator()(std::string_view name) const {
     for (const Buffer& b : buffers) {
@@ -288,9 +320,8 @@ ffi::Error gather(ffi::RemainingArgs args, ffi::RemainingRets rets, Words words,
                                        ": the params attribute does not match this build");
   }
   std::memcpy(static_cast<void*>(&call->params), words.begin(), sizeof(P));
-  constexpr bool has_scalar = ScalarField<P>::field != nullptr;
 
-  // Operands: the inputs, then (backward) saved and grad_loss, then the scalar when given.
+  // Operands: the inputs, then (backward) saved and grad_loss, then the scalars when given.
   std::size_t arg = 0;
   for (const describe::Tensor& t : D::tensors) {
     const bool operand =
@@ -301,12 +332,15 @@ ffi::Error gather(ffi::RemainingArgs args, ffi::RemainingRets rets, Words words,
     if (!b.has_value()) return b.error();
     call->buffers.push_back(buffer_of(t.name, *b));
   }
-  if (has_scalar && arg + 1 == args.size()) {
-    auto b = args.get<ffi::AnyBuffer>(arg++);
-    if (!b.has_value()) return b.error();
-    call->scalar = buffer_of("scalar", *b);
-    if (call->scalar.type != ffi::DataType::F32 || call->scalar.bytes != sizeof(float)) {
-      return ffi::Error::InvalidArgument(std::string(D::api) + ": the scalar must be float32[]");
+  if (kScalars < P >> 0 && arg + kScalars<P> == args.size()) {
+    for (std::size_t i = 0; i < kScalars<P>; ++i) {
+      auto b = args.get<ffi::AnyBuffer>(arg++);
+      if (!b.has_value()) return b.error();
+      call->scalars.push_back(buffer_of("scalar", *b));
+      if (call->scalars.back().type != ffi::DataType::F32 ||
+          call->scalars.back().bytes != sizeof(float)) {
+        return ffi::Error::InvalidArgument(std::string(D::api) + ": the scalars must be float32[]");
+      }
     }
   }
   if (arg != args.size()) {
@@ -314,14 +348,14 @@ ffi::Error gather(ffi::RemainingArgs args, ffi::RemainingRets rets, Words words,
                                        " operands, expected " + std::to_string(arg));
   }
 
-  // Results: forward the loss and saved, backward the gradients (the scalar's only with the
-  // scalar operand); then the workspace.
+  // Results: forward the loss and saved, backward the gradients (the scalars' only with the
+  // scalar operands); then the workspace.
   std::size_t ret = 0;
   for (const describe::Tensor& t : D::tensors) {
-    const bool result =
-        pass == Pass::kForward
-            ? (t.role == Role::kLoss || t.role == Role::kSaved)
-            : (t.role == Role::kGradient || (t.role == Role::kScalarGradient && call->scalar.data));
+    const bool result = pass == Pass::kForward
+                            ? (t.role == Role::kLoss || t.role == Role::kSaved)
+                            : (t.role == Role::kGradient ||
+                               (t.role == Role::kScalarGradient && !call->scalars.empty()));
     if (!result) continue;
     auto b = rets.get<ffi::AnyBuffer>(ret++);
     if (!b.has_value()) return b.error();
@@ -337,7 +371,7 @@ ffi::Error gather(ffi::RemainingArgs args, ffi::RemainingRets rets, Words words,
   return ffi::Error::Success();
 }
 
-/// After the scalar's value is in the params: the library's check, then every buffer's.
+/// After the scalars' values are in the params: the library's check, then every buffer's.
 template <typename P>
 ffi::Error check_call(const Call<P>& call) {
   if (const Status status = describe::check(describe::Params(call.params));
@@ -353,9 +387,12 @@ ffi::Error check_call(const Call<P>& call) {
   return ffi::Error::Success();
 }
 
+/// The scalar operands' values (one per field, in order) into the params.
 template <typename P>
-void set_scalar(Call<P>* call, float value) {
-  if constexpr (ScalarField<P>::field != nullptr) call->params.*ScalarField<P>::field = value;
+void set_scalars(Call<P>* call, const float* values) {
+  for (std::size_t i = 0; i < kScalars<P>; ++i) {
+    call->params.*ScalarFields<P>::fields[i] = values[i];
+  }
 }
 
 // ---- CUDA: the library on XLA's stream ----------------------------------------------------------
@@ -411,17 +448,19 @@ ffi::Error cuda_call(cudaStream_t stream, std::int32_t device, ffi::RemainingArg
   if (ffi::Error error = gather<P, pass>(args, rets, words, &call); error.failure()) return error;
   CurrentDevice current(device);
   if (current.error() != cudaSuccess) return cuda_error("cudaSetDevice", current.error());
-  if (call.scalar.data) {  // a traced temperature or scale: its value, read on the host
-    float value = 0.0f;
-    if (cudaError_t e = cudaMemcpyAsync(&value, call.scalar.data, sizeof(float),
-                                        cudaMemcpyDeviceToHost, stream);
-        e != cudaSuccess) {
-      return cuda_error("reading the scalar", e);
+  if (!call.scalars.empty()) {  // traced scalars (learnable): their values, read on the host
+    std::array<float, kScalars<P> + 1> values{};
+    for (std::size_t i = 0; i < call.scalars.size(); ++i) {
+      if (cudaError_t e = cudaMemcpyAsync(&values[i], call.scalars[i].data, sizeof(float),
+                                          cudaMemcpyDeviceToHost, stream);
+          e != cudaSuccess) {
+        return cuda_error("reading the scalars", e);
+      }
     }
     if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess) {
-      return cuda_error("reading the scalar", e);
+      return cuda_error("reading the scalars", e);
     }
-    set_scalar(&call, value);
+    set_scalars(&call, values.data());
   }
   if (ffi::Error error = check_call(call); error.failure()) return error;
   const contrastive::Handle* handle = nullptr;
@@ -513,7 +552,13 @@ ffi::Error cpu_call(ffi::RemainingArgs args, ffi::RemainingRets rets, Words word
   using D = describe::Described<P>;
   Call<P> call;
   if (ffi::Error error = gather<P, pass>(args, rets, words, &call); error.failure()) return error;
-  if (call.scalar.data) set_scalar(&call, *static_cast<const float*>(call.scalar.data));
+  if (!call.scalars.empty()) {
+    std::array<float, kScalars<P> + 1> values{};
+    for (std::size_t i = 0; i < call.scalars.size(); ++i) {
+      values[i] = *static_cast<const float*>(call.scalars[i].data);
+    }
+    set_scalars(&call, values.data());
+  }
   if (ffi::Error error = check_call(call); error.failure()) return error;
 
   std::vector<std::vector<double>> inputs;
@@ -606,5 +651,6 @@ NB_MODULE(_jax_ffi, m) {
   def_loss<contrastive::mnr::PerAnchorParams>(m, targets);
   def_loss<contrastive::mnr::InBatchParams>(m, targets);
   def_loss<contrastive::repel::Params>(m, targets);
+  def_loss<contrastive::siglip::Params>(m, targets);
   m.attr("targets") = targets;
 }

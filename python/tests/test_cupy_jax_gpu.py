@@ -74,10 +74,10 @@ def jax_framework():
 
 class _JaxAsCupy:
     """contrastive.jax (functions that return the loss, differentiated with JAX) in the form of
-    contrastive.cupy: (loss, *input gradients, [scalar gradient]) for an upstream gradient of 1
+    contrastive.cupy: (loss, *input gradients, *scalar gradients) for an upstream gradient of 1
     per term, or the loss alone with with_grad=False. The gradients come from jax.vjp through the
-    layer's custom calls, with the temperature or scale passed as an array so that it gets its
-    gradient."""
+    layer's custom calls, with the temperature or scale (and SigLIP's bias) passed as arrays so
+    that they get their gradients."""
 
     def __init__(self, jax, layer, device):
         from contrastive import _losses
@@ -86,21 +86,22 @@ class _JaxAsCupy:
 
     def __getattr__(self, name):
         jax, function = self._jax, getattr(self._layer, name)
-        scalar = self._descriptions[name].scalar
+        scalars = self._descriptions[name].scalars
 
         def call(*arrays, with_grad=True, **options):
             loss = function(*arrays, **options)  # checks the arguments, as the CuPy functions do
             if not with_grad:
                 return loss
-            if scalar is None:
+            if not scalars:
                 _, vjp = jax.vjp(lambda *xs: function(*xs, **options), *arrays)
                 return (loss, *vjp(jax.numpy.ones_like(loss)))
-            value = jax.device_put(np.float32(options.pop(scalar.name, scalar.default)),
-                                   self._device)
-            _, vjp = jax.vjp(lambda t, *xs: function(*xs, **options, **{scalar.name: t}), value,
-                             *arrays)
-            grad_scalar, *grads = vjp(jax.numpy.ones_like(loss))
-            return (loss, *grads, grad_scalar)
+            values = tuple(jax.device_put(np.float32(options.pop(scalar.name, scalar.default)),
+                                          self._device) for scalar in scalars)
+            names = [scalar.name for scalar in scalars]
+            _, vjp = jax.vjp(lambda ts, *xs: function(*xs, **options, **dict(zip(names, ts))),
+                             values, *arrays)
+            grad_scalars, *grads = vjp(jax.numpy.ones_like(loss))
+            return (loss, *grads, *grad_scalars)
 
         return call
 
@@ -140,6 +141,16 @@ CASES = {
     "repel_mean_over_active": ("repel", [(4, 8), (4, 3, 8)],
                                dict(margin=0.2, mean_over_active=True),
                                ["grad_anchors", "grad_negatives"]),
+    "siglip": ("siglip", [(6, 8), (9, 8)], dict(scale=5.0, bias=-2.0, positive_offset=2),
+               ["grad_q", "grad_k", "grad_scale", "grad_bias"]),
+    "siglip_none_dot_negatives_only": ("siglip", [(5, 16), (3, 16)],
+                                       dict(scale=0.5, bias=0.5, similarity="dot",
+                                            negatives_only=True, reduction="none"),
+                                       ["grad_q", "grad_k", "grad_scale", "grad_bias"]),
+    "siglip_tiled_log_scale": ("siglip", [(33, 24), (40, 24)],
+                               dict(scale=2.302585, bias=-10.0, log_scale=True, reduction="sum",
+                                    tile_rows=8, tile_cols=16),
+                               ["grad_q", "grad_k", "grad_scale", "grad_bias"]),
 }
 
 
@@ -171,7 +182,8 @@ def test_matches_the_reference(framework, case):
     assert len(grads) == len(gradient_keys)
     for index, (key, grad) in enumerate(zip(gradient_keys, grads)):
         grad = framework.to_numpy(grad)
-        # one gradient per input, in its shape; then the temperature's or scale's, 0-d
+        # one gradient per input, in its shape; then each scalar's (temperature or scale, bias),
+        # 0-d
         assert grad.shape == (inputs[index].shape if index < len(inputs) else ()), key
         assert_close(grad, expected[key], GRAD_RTOL, GRAD_ATOL, key)
 

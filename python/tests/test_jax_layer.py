@@ -1,9 +1,10 @@
 """contrastive.jax (XLA FFI custom calls with jax.custom_vjp) against the float64 reference.
 
-Every loss, jitted, with jax.grad of the inputs and of a temperature or scale given as an array,
-every reduction (an upstream gradient per term for reduction="none"), symmetric and offset
-InfoNCE, 16-bit inputs, jax.vmap, a jitted training step, the docs' JAX example, and the errors a
-bad call raises at trace time. Each test runs on the CPU (the handlers' float64 reference) and,
+Every loss, jitted, with jax.grad of the inputs and of a temperature or scale given as an array
+(and of SigLIP's scale and bias, together or one at a time), every reduction (an upstream gradient
+per term for reduction="none"), symmetric and offset InfoNCE, 16-bit inputs, jax.vmap, a jitted
+training step, the docs' JAX examples (CLIP and SigLIP), and the errors a bad call raises at trace
+time. Each test runs on the CPU (the handlers' float64 reference) and,
 where JAX has a GPU backend and the library a usable GPU, on the GPU (the library's kernels).
 Skipped without JAX or without the compiled contrastive._jax_ffi (the reason is in the message).
 """
@@ -104,8 +105,19 @@ CASES = {
     "repel_mean_over_active": ("repel", [(4, 8), (4, 3, 8)],
                                dict(margin=0.2, mean_over_active=True),
                                ["grad_anchors", "grad_negatives"]),
+    "siglip_default": ("siglip", [(6, 8), (6, 8)], dict(scale=10.0, bias=-10.0),
+                       ["grad_q", "grad_k", "grad_scale"]),
+    "siglip_offset_log_scale_sum": ("siglip", [(4, 8), (7, 8)],
+                                    dict(scale=1.5, bias=-2.0, log_scale=True, positive_offset=3,
+                                         reduction="sum"),
+                                    ["grad_q", "grad_k", "grad_scale"]),
+    "siglip_negatives_only_dot_none": ("siglip", [(5, 8), (3, 8)],
+                                       dict(scale=2.0, bias=0.5, negatives_only=True,
+                                            similarity="dot", reduction="none"),
+                                       ["grad_q", "grad_k", "grad_scale"]),
 }
-SCALARS = {"infonce": "temperature", "mnr_per_anchor": "scale", "mnr_in_batch": "scale"}
+SCALARS = {"infonce": "temperature", "mnr_per_anchor": "scale", "mnr_in_batch": "scale",
+           "siglip": "scale"}
 
 
 def reference_of(function, inputs, options, grad_loss=None):
@@ -161,6 +173,31 @@ def test_jitted_loss_and_gradients_match_the_reference(platform, case, scalar_as
     for index, (key, grad) in enumerate(zip(keys, grads)):
         expected_shape = inputs[index].shape if index < len(inputs) else ()
         assert grad.shape == expected_shape and grad.dtype == jnp.float32, key
+        assert_close(grad, expected[key], tolerance["grad"], key)
+
+
+@pytest.mark.parametrize("learnable", [("scale", "bias"), ("bias",)], ids=["both", "bias"])
+def test_siglip_scale_and_bias_as_arrays(platform, learnable):
+    """SigLIP's learnable log scale and bias: jax.grad of both (or of the bias alone, the scale a
+    float) under jit, against the reference."""
+    options = dict(log_scale=True, positive_offset=1)
+    values = dict(scale=float(np.log(10.0)), bias=-3.0)
+    inputs = inputs_for([(5, 8), (7, 8)], seed=3)
+    expected = reference.siglip(*inputs, **options, **values)
+    fixed = {name: value for name, value in values.items() if name not in learnable}
+
+    def objective(q, k, *scalars):
+        return cj.siglip(q, k, **options, **fixed, **dict(zip(learnable, scalars)))
+
+    arguments = [put(platform, x) for x in inputs] + [put(platform, values[name])
+                                                      for name in learnable]
+    argnums = tuple(range(len(arguments)))
+    loss, grads = jax.jit(jax.value_and_grad(objective, argnums))(*arguments)
+    tolerance = TOLERANCES[platform]
+    assert_close(loss, expected["loss"], tolerance["loss"], "loss")
+    keys = ["grad_q", "grad_k"] + [f"grad_{name}" for name in learnable]
+    for key, grad in zip(keys, grads):
+        assert grad.dtype == jnp.float32
         assert_close(grad, expected[key], tolerance["grad"], key)
 
 
@@ -276,11 +313,11 @@ def test_a_jitted_training_step_follows_the_reference(platform):
 # ---- The docs' example ---------------------------------------------------------------------------
 
 
-def docs_example() -> str:
-    """The Python block after the `jax-clip-example` marker in docs/python.md."""
+def docs_example(marker: str = "jax-clip-example") -> str:
+    """The Python block after the `marker` comment in docs/python.md."""
     text = DOCS.read_text()
-    match = re.search(r"<!-- jax-clip-example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "docs/python.md has no jax-clip-example block"
+    match = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S)
+    assert match, f"docs/python.md has no {marker} block"
     return match.group(1)
 
 
@@ -309,6 +346,31 @@ def test_the_docs_clip_example_runs_and_is_clips_loss(capsys):
         assert_close(grads[key], expected_grads[key], (1e-3, 1e-4), key)
 
 
+def test_the_docs_siglip_example_runs_and_is_siglips_loss(capsys):
+    """The SigLIP example runs as written and its loss decreases; its loss and gradients (the log
+    scale's and the bias's included) are the pairwise sigmoid loss written out in jnp."""
+    namespace = {}
+    exec(compile(docs_example("jax-siglip-example"), str(DOCS), "exec"), namespace)  # noqa: S102
+    printed = [float(line.split()[-1]) for line in capsys.readouterr().out.splitlines()]
+    assert len(printed) == 5 and printed[-1] < printed[0], printed
+
+    def siglip(params, images, texts):
+        q, k = images @ params["image_proj"], texts @ params["text_proj"]
+        q = q / jnp.linalg.norm(q, axis=1, keepdims=True)
+        k = k / jnp.linalg.norm(k, axis=1, keepdims=True)
+        logits = q @ k.T * jnp.exp(params["log_scale"]) + params["bias"]
+        labels = 2 * jnp.eye(q.shape[0]) - 1
+        return -jnp.sum(jax.nn.log_sigmoid(labels * logits)) / q.shape[0]
+
+    params, images, texts = namespace["params"], namespace["images"], namespace["texts"]
+    loss, grads = jax.value_and_grad(namespace["siglip_loss"])(params, images, texts)
+    expected_loss, expected_grads = jax.value_and_grad(siglip)(params, images, texts)
+    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-4)
+    assert set(grads) == {"image_proj", "text_proj", "log_scale", "bias"}
+    for key in params:
+        assert_close(grads[key], expected_grads[key], (1e-3, 1e-4), key)
+
+
 # ---- Errors, at trace time -----------------------------------------------------------------------
 
 
@@ -332,6 +394,11 @@ def abstract(*shapes, dtype=jnp.float32):
     ("repel", [(4, 8), (3, 2, 8)], {}, ValueError, r"anchors and negatives must have one B"),
     ("repel", [(4, 8), (4, 2, 8)], dict(margin=float("nan")), ValueError, r"margin"),
     ("infonce", [(4, 8), (4, 8)], dict(temperature="0.1"), TypeError, r"temperature must be"),
+    ("siglip", [(4, 8), (3, 8)], {}, ValueError, r"num_keys \(M = 3\) must be >= batch"),
+    ("siglip", [(4, 8), (4, 8)], dict(bias=float("inf")), ValueError, r"bias must be finite"),
+    ("siglip", [(4, 8), (4, 8)], dict(bias=np.ones(2, np.float32)), ValueError,
+     r"bias must be a float or a JAX array of one element"),
+    ("siglip", [(4, 8), (4, 8)], dict(scale=0.0), ValueError, r"scale must be finite and > 0"),
     ("infonce", [(4, 8), (4, 8)], dict(scale=2.0), TypeError, r"unexpected keyword.*'scale'"),
 ], ids=lambda value: value if isinstance(value, str) and len(value) < 16 else None)
 def test_bad_calls_fail_at_trace_time(function, shapes, options, error, message):
@@ -363,6 +430,10 @@ def test_a_bad_traced_temperature_fails_when_the_call_runs():
     q, k = (jnp.asarray(x) for x in inputs_for([(4, 8), (4, 8)]))
     with pytest.raises(Exception, match=r"temperature"):
         jax.block_until_ready(jax.jit(lambda t: cj.infonce(q, k, temperature=t))(-1.0))
+    with pytest.raises(Exception, match=r"bias must be finite"):
+        jax.block_until_ready(jax.jit(lambda b: cj.siglip(q, k, bias=b))(float("nan")))
+    with pytest.raises(Exception, match=r"scale must be finite and > 0"):
+        jax.block_until_ready(jax.jit(lambda t: cj.siglip(q, k, scale=t, bias=1.0))(-2.0))
 
 
 def test_functions_are_built_from_every_description():

@@ -1,13 +1,18 @@
-"""contrastive.open_clip.ClipLoss against open_clip's ClipLoss, on the CPU: the same features and
-logit scale (the loss, the features' and the learnable scale's gradients), and a tiny CLIP built
-in-process (a one-layer vision and text transformer, random weights, no download) trained through
-both losses (every parameter's gradient compared); the arguments that are not supported yet.
+"""contrastive.open_clip.ClipLoss and SigLipLoss against open_clip's ClipLoss and SigLipLoss, on
+the CPU: the same features, logit scale and (SigLIP) logit bias (the loss, the features' and the
+learnable scale's and bias's gradients), and a tiny CLIP built in-process (a one-layer vision and
+text transformer, random weights, no download) trained through both losses (every parameter's
+gradient compared, model.logit_scale and model.logit_bias included); the arguments that are not
+supported yet.
 
-float32 tolerances: the loss within 1e-5 relative; gradients within 1e-4 relative plus 1e-5 of the
-largest entry.
+float32 tolerances, for both losses: the loss within 1e-5 relative; gradients within 1e-4 relative
+plus 1e-5 of the largest entry (as 1e-5 times max(1, largest) absolute).
 
 Skipped without open_clip (pip install 'contrastive[open-clip]').
 """
+
+import inspect
+import math
 
 import pytest
 
@@ -15,7 +20,7 @@ torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 from open_clip import loss as open_clip_loss  # noqa: E402
 
-from contrastive.open_clip import ClipLoss  # noqa: E402
+from contrastive.open_clip import ClipLoss, SigLipLoss  # noqa: E402
 
 LOSS_RTOL, LOSS_ATOL = 1e-5, 1e-6
 GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-5
@@ -65,7 +70,7 @@ def test_a_float_logit_scale_and_a_bias():
     assert bias.grad is not None and float(bias.grad) == 0.0
 
 
-def _tiny_clip():
+def _tiny_clip(**logit_init):
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
     torch.manual_seed(0)
     return CLIP(embed_dim=16,
@@ -73,16 +78,24 @@ def _tiny_clip():
                                          image_size=16),
                 text_cfg=CLIPTextCfg(context_length=8, vocab_size=64, width=32, heads=2,
                                      layers=1),
-                output_dict=True)
+                output_dict=True, **logit_init)
 
 
-def test_a_tiny_clip_gets_the_same_gradients():
-    model = _tiny_clip()
+@pytest.mark.parametrize("pair", ["clip", "siglip"])
+def test_a_tiny_clip_gets_the_same_gradients(pair):
+    """open_clip's training step: loss(**model(images, texts)); SigLIP's model has a learnable
+    logit_bias (-10) and logit scale (log 10) that reach the loss as model.logit_scale.exp() and
+    model.logit_bias."""
+    if pair == "clip":
+        model, losses = _tiny_clip(), (ClipLoss(), open_clip_loss.ClipLoss())
+    else:
+        model = _tiny_clip(init_logit_scale=math.log(10.0), init_logit_bias=-10.0)
+        losses = (SigLipLoss(), open_clip_loss.SigLipLoss())
     generator = torch.Generator().manual_seed(4)
     images = torch.randn(5, 3, 16, 16, generator=generator)
     texts = torch.randint(1, 64, (5, 8), generator=generator)
     results = []
-    for loss in (ClipLoss(), open_clip_loss.ClipLoss()):
+    for loss in losses:
         model.zero_grad()
         out = model(images, texts)  # as open_clip's training loop calls its loss
         value = loss(**out, output_dict=True)["contrastive_loss"]
@@ -92,6 +105,7 @@ def test_a_tiny_clip_gets_the_same_gradients():
     (loss, grads), (expected, expected_grads) = results
     assert_close(loss, expected, LOSS_RTOL, LOSS_ATOL, "loss")
     assert grads.keys() == expected_grads.keys() and "logit_scale" in grads
+    assert pair == "clip" or "logit_bias" in grads
     for name, grad in grads.items():
         assert_close(grad, expected_grads[name], GRAD_RTOL, GRAD_ATOL, name)
 
@@ -102,3 +116,58 @@ def test_several_processes_are_not_supported_yet():
     ClipLoss(local_loss=True, gather_with_grad=True, world_size=1)  # one process: no effect
     with pytest.raises(ValueError, match="one shape"):
         ClipLoss()(_features(4, 8, 0), _features(5, 8, 1), 10.0)
+
+
+# ---- SigLipLoss ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch,dim,log_scale,bias", [(8, 16, 2.302585, -10.0), (1, 4, 0.0, 0.0),
+                                                      (33, 64, 4.0, -5.0), (6, 8, 1.0, 2.5)])
+@pytest.mark.parametrize("output_dict", [False, True])
+def test_siglip_loss_matches_open_clip(batch, dim, log_scale, bias, output_dict):
+    """A learnable log scale (passed exponentiated, as open_clip's models do) and bias: the loss
+    and the gradients of both features, the log scale and the bias."""
+    image, text = _features(batch, dim, 5), _features(batch, dim, 6)
+    results = []
+    for loss in (SigLipLoss(), open_clip_loss.SigLipLoss()):
+        scale = torch.tensor(log_scale, requires_grad=True)
+        logit_bias = torch.tensor(bias, requires_grad=True)
+        leaves = [image.clone().requires_grad_(), text.clone().requires_grad_()]
+        value = loss(*leaves, scale.exp(), logit_bias, output_dict=output_dict)
+        if output_dict:
+            assert list(value) == ["contrastive_loss"]
+            value = value["contrastive_loss"]
+        assert value.shape == () and value.dtype == torch.float32
+        (0.5 * value).backward()
+        results.append((value.detach(), leaves[0].grad, leaves[1].grad, scale.grad,
+                        logit_bias.grad))
+    ours, theirs = results
+    assert_close(ours[0], theirs[0], LOSS_RTOL, LOSS_ATOL, "loss")
+    for what, grad, expected in zip(("image", "text", "log scale", "bias"), ours[1:], theirs[1:]):
+        assert_close(grad, expected, GRAD_RTOL, GRAD_ATOL, f"gradient of the {what}")
+
+
+def test_siglip_loss_with_floats_and_no_bias():
+    image, text = _features(7, 8, 7), _features(7, 8, 8)
+    expected = open_clip_loss.SigLipLoss()(image, text, 10.0, -10.0)
+    assert_close(SigLipLoss()(image, text, 10.0, -10.0), expected, LOSS_RTOL, LOSS_ATOL, "loss")
+    expected = open_clip_loss.SigLipLoss()(image, text, 3.0, None)
+    assert_close(SigLipLoss()(image, text, 3.0, None), expected, LOSS_RTOL, LOSS_ATOL,
+                 "loss without a bias")
+
+
+def test_siglip_loss_takes_open_clips_constructor():
+    ours = inspect.signature(SigLipLoss.__init__).parameters
+    theirs = inspect.signature(open_clip_loss.SigLipLoss.__init__).parameters
+    assert list(ours) == list(theirs)
+    assert list(inspect.signature(SigLipLoss.forward).parameters) == list(
+        inspect.signature(open_clip_loss.SigLipLoss.forward).parameters)
+    loss = SigLipLoss(cache_labels=True, rank=0, world_size=1, dist_impl="shift")
+    assert (loss.cache_labels, loss.rank, loss.world_size, loss.dist_impl) == (True, 0, 1, "shift")
+    assert SigLipLoss().dist_impl == open_clip_loss.SigLipLoss().dist_impl == "bidir"
+    with pytest.raises(NotImplementedError, match="world_size=4"):
+        SigLipLoss(rank=1, world_size=4)
+    with pytest.raises(ValueError, match="dist_impl must be one of"):
+        SigLipLoss(dist_impl="ring")
+    with pytest.raises(ValueError, match="one shape"):
+        SigLipLoss()(_features(4, 8, 0), _features(5, 8, 1), 10.0, -10.0)

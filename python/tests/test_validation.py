@@ -442,7 +442,7 @@ def _recording_front_end():
 def test_every_description_has_defaults_the_library_accepts():
     from contrastive import _losses
     assert [loss.name for loss in _losses.ALL] == ["infonce", "mnr_per_anchor", "mnr_in_batch",
-                                                   "repel"]
+                                                   "repel", "siglip"]
     for loss in _losses.ALL:
         loss.validate()  # the defaults pass the library's own check
         assert callable(loss.forward) and callable(loss.backward)
@@ -472,6 +472,30 @@ def test_eager_functions_build_the_librarys_params_from_the_shapes():
     p = call["params"]
     assert (p.batch, p.negatives, p.dim, p.margin) == (2, 3, 8, -0.5)
     assert call["per_term"] == (2, 3) and not call["scalar_gradient"]
+
+
+def test_siglip_has_two_scalars_in_every_front_end():
+    """SigLIP's description: the scale then the bias, each with its gradient (the eager front end
+    allocates two), M not tied to B."""
+    from contrastive import _losses
+    assert [scalar.name for scalar in _losses.SIGLIP.scalars] == ["scale", "bias"]
+    assert _losses.SIGLIP.scalar.name == "scale" and _losses.REPEL.scalar is None
+    front_end = _recording_front_end()
+    f32 = np.float32
+    call = front_end.function(_losses.SIGLIP)(np.zeros((4, 8), f32), np.zeros((7, 8), f32),
+                                              scale=1.5, bias=-3.0, log_scale=True,
+                                              positive_offset=2, reduction="none")
+    p = call["params"]
+    assert (p.batch, p.num_keys, p.dim, p.positive_offset) == (4, 7, 8, 2)
+    assert (p.scale, p.bias, p.log_scale, p.negatives_only) == (1.5, -3.0, True, False)
+    assert p.similarity == _core.Similarity.cosine
+    assert call["per_term"] == (4,) and call["scalar_gradient"] == 2
+    call = front_end.function(_losses.SIGLIP)(np.zeros((4, 8), f32), np.zeros((2, 8), f32),
+                                              negatives_only=True)
+    assert call["params"].negatives_only and call["params"].num_keys == 2
+    assert "grad_scale, grad_bias" in front_end.function(_losses.SIGLIP).__doc__
+    with pytest.raises(ValueError, match=r"^siglip: bias must be finite"):
+        _losses.SIGLIP.validate(bias=float("nan"))
 
 
 def test_eager_functions_check_shapes_and_keywords():
