@@ -24,9 +24,10 @@ inline float round_float(DType dtype, float value) {
 
 // Rows as the GEMMs read them, (rows, dim) dense: normalized with the kernels' arithmetic and
 // stored in the dtype for cosine, the inputs themselves for dot. Appends inverse norms (cosine).
-inline std::vector<float> gemm_rows(const std::vector<double>& x, std::int64_t rows,
-                                    std::int64_t stride, const infonce::Params& p,
-                                    std::vector<float>* inverse_norms) {
+// P: the Params of any B x M loss (dim, dtype, similarity, eps).
+template <typename P>
+std::vector<float> gemm_rows(const std::vector<double>& x, std::int64_t rows, std::int64_t stride,
+                             const P& p, std::vector<float>* inverse_norms) {
   std::vector<float> out(static_cast<std::size_t>(rows * p.dim));
   for (std::int64_t r = 0; r < rows; ++r) {
     float inverse_norm = 1.0f;
@@ -47,9 +48,10 @@ inline std::vector<float> gemm_rows(const std::vector<double>& x, std::int64_t r
 
 // d/dx of x / max(|x|, eps) applied to g, as the normalization backward kernel does it, stored in
 // the dtype.
-inline std::vector<float> normalize_backward(const std::vector<double>& x, std::int64_t rows,
-                                             std::int64_t stride, const infonce::Params& p,
-                                             const std::vector<float>& g) {
+template <typename P>
+std::vector<float> normalize_backward(const std::vector<double>& x, std::int64_t rows,
+                                      std::int64_t stride, const P& p,
+                                      const std::vector<float>& g) {
   std::vector<float> out(g.size());
   for (std::int64_t r = 0; r < rows; ++r) {
     double squares = 0.0, dot = 0.0;
