@@ -180,11 +180,10 @@ struct SigLIPCall : testing::HostCall<CS> {
                                           b.positives.data(), b.loss.data(), b.saved.data(),
                                           b.workspace.data(), b.workspace.size(), nullptr);
       case Pass::kBackward:
-        return contrastive_siglip_backward(handle, params_pointer, b.anchors_or_null(),
-                                           b.positives.data(), b.saved.data(), nullptr,
-                                           b.grad_anchors.data(), b.grad_positives.data(),
-                                           &b.grad_scale, &b.grad_bias, b.workspace.data(),
-                                           b.workspace.size(), nullptr);
+        return contrastive_siglip_backward(
+            handle, params_pointer, b.anchors_or_null(), b.positives.data(), b.saved.data(),
+            nullptr, b.grad_anchors.data(), b.grad_positives.data(), &b.grad_scale, &b.grad_bias,
+            b.workspace.data(), b.workspace.size(), nullptr);
       case Pass::kForwardBackward:
         return contrastive_siglip_forward_backward(
             handle, params_pointer, b.anchors_or_null(), b.positives.data(), b.loss.data(),
@@ -209,10 +208,9 @@ TEST(CApiSigLIP, ArgumentsAreCheckedBeforeTheHandle) {
 TEST(CApiSigLIP, NoGradientRequestedIsReported) {
   SigLIPCall call;
   const testing::HostBuffers& b = call.b;
-  EXPECT_EQ(contrastive_siglip_backward(nullptr, &call.params, b.anchors.data(),
-                                        b.positives.data(), b.saved.data(), nullptr, nullptr,
-                                        nullptr, nullptr, nullptr, call.b.workspace.data(),
-                                        call.b.workspace.size(), nullptr),
+  EXPECT_EQ(contrastive_siglip_backward(nullptr, &call.params, b.anchors.data(), b.positives.data(),
+                                        b.saved.data(), nullptr, nullptr, nullptr, nullptr, nullptr,
+                                        call.b.workspace.data(), call.b.workspace.size(), nullptr),
             CONTRASTIVE_NULL_POINTER);
   EXPECT_STREQ(contrastive_last_error(),
                "siglip::backward: grad_q, grad_k, grad_scale and grad_bias are all null: nothing "

@@ -40,8 +40,7 @@ class SigLIPContract : public testing::AnchorContract {
 
 // ---- Bad calls, generated for every operation -------------------------------------------------
 
-class SigLIPBadCall : public SigLIPContract, public ::testing::WithParamInterface<AnchorBadCall> {
-};
+class SigLIPBadCall : public SigLIPContract, public ::testing::WithParamInterface<AnchorBadCall> {};
 
 TEST_P(SigLIPBadCall, ReturnsItsStatusAndTouchesNothing) {
   expect_bad_call(GetParam());
@@ -163,8 +162,8 @@ std::vector<testing::BadCase> cases() {
       {"CppSigLIPOffsetPastTheEnd",
        cpp_call(make, [](SP& p) { p.num_keys = 9, p.positive_offset = 2; }), kInvalid,
        exactly("siglip: positive_offset must be in [0, M - B] = [0, 1], got 2")},
-      {"CppSigLIPExtentOverflows64Bits", cpp_call(make, [](SP& p) { p.q_row_stride = kHugeStride; }),
-       kInvalid,
+      {"CppSigLIPExtentOverflows64Bits",
+       cpp_call(make, [](SP& p) { p.q_row_stride = kHugeStride; }), kInvalid,
        exactly("siglip: the extent of Q or K in bytes overflows 64 bits (strides "
                "4611686018427387904, 16)")},
       {"CppSigLIPF16LogitsTile", cpp_call(make, [](SP& p) { p.logits_dtype = DType::kF16; }),

@@ -63,8 +63,8 @@ const std::vector<BadParamsCase<Params>> kSigLIPBad = testing::with_shared_bad_p
          "4611686018427387904)"},
         {"UnknownSimilarity", [](Params& p) { p.similarity = static_cast<Similarity>(2); },
          kInvalid, "siglip: unknown similarity value 2"},
-        {"UnknownLogitsDtype", [](Params& p) { p.logits_dtype = static_cast<DType>(5); },
-         kInvalid, "siglip: unknown logits_dtype value 5"},
+        {"UnknownLogitsDtype", [](Params& p) { p.logits_dtype = static_cast<DType>(5); }, kInvalid,
+         "siglip: unknown logits_dtype value 5"},
         {"UnknownTiling", [](Params& p) { p.tiling = static_cast<Tiling>(3); }, kInvalid,
          "siglip: unknown tiling value 3"},
         {"ZeroScale", [](Params& p) { p.scale = 0.0f; }, kInvalid,
@@ -103,7 +103,8 @@ const std::vector<BadParamsCase<Params>> kSigLIPBad = testing::with_shared_bad_p
          Status::kNotSupported,
          "siglip: a bf16 logits tile needs bf16 inputs (cuBLAS writes bf16 from bf16 operands), "
          "got dtype f32"},
-        {"Bf16LogitsFromF16", [](Params& p) { p.dtype = DType::kF16, p.logits_dtype = DType::kBF16; },
+        {"Bf16LogitsFromF16",
+         [](Params& p) { p.dtype = DType::kF16, p.logits_dtype = DType::kBF16; },
          Status::kNotSupported,
          "siglip: a bf16 logits tile needs bf16 inputs (cuBLAS writes bf16 from bf16 operands), "
          "got dtype f16"},

@@ -235,10 +235,10 @@ TEST(ReferenceSigLIP, LargeLogitsStayFiniteAndKeepTheirGradient) {
     double loss, grad;
   };
   const Case cases[] = {
-      {100.0, false, tail, -tail},       // confident positive
-      {-100.0, false, 100.0, -1.0},      // positive on the wrong side
-      {100.0, true, 100.0, 1.0},         // negative on the wrong side
-      {-100.0, true, tail, tail},        // confident negative
+      {100.0, false, tail, -tail},   // confident positive
+      {-100.0, false, 100.0, -1.0},  // positive on the wrong side
+      {100.0, true, 100.0, 1.0},     // negative on the wrong side
+      {-100.0, true, tail, tail},    // confident negative
   };
   for (const Case& c : cases) {
     SCOPED_TRACE("l = " + std::to_string(c.logit) + (c.negatives_only ? ", negative" : ""));

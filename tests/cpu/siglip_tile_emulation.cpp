@@ -158,13 +158,15 @@ SigLIPResults emulate(const Params& p, const Inputs& in, Pass pass) {
   }
   if (!backward_pass) return out;
   if (problem.cosine()) {
-    out.grad_q = testing::naive_detail::normalize_backward(in.q, b, problem.q_stride, p, grad_q_sum);
-    out.grad_k = testing::naive_detail::normalize_backward(in.k, m, problem.k_stride, p, grad_k_sum);
+    out.grad_q =
+        testing::naive_detail::normalize_backward(in.q, b, problem.q_stride, p, grad_q_sum);
+    out.grad_k =
+        testing::naive_detail::normalize_backward(in.k, m, problem.k_stride, p, grad_k_sum);
   } else {  // stored in the dtype (a plain copy for f32)
-    out.grad_q = floats_of(testing::encode(p.dtype, {grad_q_sum.begin(), grad_q_sum.end()}),
-                           p.dtype, b * d);
-    out.grad_k = floats_of(testing::encode(p.dtype, {grad_k_sum.begin(), grad_k_sum.end()}),
-                           p.dtype, m * d);
+    out.grad_q =
+        floats_of(testing::encode(p.dtype, {grad_q_sum.begin(), grad_q_sum.end()}), p.dtype, b * d);
+    out.grad_k =
+        floats_of(testing::encode(p.dtype, {grad_k_sum.begin(), grad_k_sum.end()}), p.dtype, m * d);
   }
   double dot_total = 0.0, grad_total = 0.0;
   for (std::int64_t i = 0; i < b; ++i) {
@@ -224,8 +226,8 @@ const WalkCase kWalks[] = {
     // name, B, M, D, offset, tile, padding, similarity, reduction, dtype, tile dtype,
     // log_scale, negatives_only, scale, bias
     {"OneTileF32", 37, 300, 16, 100, 0, 0, 0, kCos, kMean, kF32, kF32, false, false, 10, -10},
-    {"RowAndColumnTilesF32Dot", 37, 300, 16, 200, 16, 100, 3, kDot, kSum, kF32, kF32, false,
-     false, 4, -1},
+    {"RowAndColumnTilesF32Dot", 37, 300, 16, 200, 16, 100, 3, kDot, kSum, kF32, kF32, false, false,
+     4, -1},
     {"UnevenTilesOpenClipInit", 45, 45, 8, 0, 7, 13, 0, kCos, kMean, kF32, kF32, true, false,
      2.302585f, -10},
     {"PerRowUpstreamBf16", 20, 129, 5, 109, 6, 129, 0, kCos, kNone, kBF16, kF32, false, false, 10,
@@ -251,8 +253,9 @@ TEST_P(SigLIPTileWalk, MatchesTheFloat64Reference) {
   for (double& g : in.grad_loss) g = static_cast<float>(0.5 + std::fabs(g));
   const testing::SigLIPExpected expected = testing::expected_for(p, in);
   for (Pass pass : {Pass::kForward, Pass::kBackward, Pass::kForwardBackward}) {
-    SCOPED_TRACE(pass == Pass::kForward ? "forward" : pass == Pass::kBackward ? "backward"
-                                                                              : "forward_backward");
+    SCOPED_TRACE(pass == Pass::kForward    ? "forward"
+                 : pass == Pass::kBackward ? "backward"
+                                           : "forward_backward");
     const SigLIPResults out = emulate(p, in, pass);
     testing::expect_matches(p, out, expected, in, pass != Pass::kBackward, pass != Pass::kForward);
   }
@@ -271,8 +274,8 @@ TEST_P(SigLIPTileWalk, TilesAgreeWithOneTile) {
   const testing::SigLIPExpected expected = testing::expected_for(whole, in);
   const std::vector<double> loss(b.loss.begin(), b.loss.end());
   EXPECT_TRUE(testing::all_close(a.loss, loss, expected.tolerances.loss, 1));
-  EXPECT_TRUE(testing::all_close(a.grad_bias, {double{b.grad_bias[0]}},
-                                 expected.tolerances.grad_bias));
+  EXPECT_TRUE(
+      testing::all_close(a.grad_bias, {double{b.grad_bias[0]}}, expected.tolerances.grad_bias));
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiles, SigLIPTileWalk, ::testing::ValuesIn(kWalks),
@@ -295,16 +298,16 @@ TEST(SigLIPTolerance, NaiveF32MeetsTheBoundsAndTheyCatchAnError) {
       const testing::SigLIPExpected expected = testing::expected_for(p, in);
       SigLIPResults naive = testing::naive_siglip(p, in);
       testing::expect_matches(p, naive, expected, in, true, true);
-      naive.grad_q[0] *= 1.05f;
+      for (std::int64_t c = 0; c < p.dim; ++c) naive.grad_q[c] *= 1.05f;  // row 0
       naive.grad_bias[0] += 0.05f * std::fabs(naive.grad_bias[0]) + 1e-6f;
       naive.grad_scale[0] *= 1.05f;
       const testing::SigLIPTolerances& tol = expected.tolerances;
       EXPECT_FALSE(testing::all_close(naive.grad_q, expected.backward.grad_q, tol.grad_q,
                                       static_cast<std::size_t>(p.dim)));
-      EXPECT_FALSE(testing::all_close(naive.grad_bias, {expected.backward.grad_bias},
-                                      tol.grad_bias));
-      EXPECT_FALSE(testing::all_close(naive.grad_scale, {expected.backward.grad_scale},
-                                      tol.grad_scale));
+      EXPECT_FALSE(
+          testing::all_close(naive.grad_bias, {expected.backward.grad_bias}, tol.grad_bias));
+      EXPECT_FALSE(
+          testing::all_close(naive.grad_scale, {expected.backward.grad_scale}, tol.grad_scale));
     }
   }
 }
@@ -324,6 +327,39 @@ TEST(SigLIPTolerance, SixteenBitRuleAdmitsAnotherSummationOrder) {
     testing::expect_matches(p, testing::naive_siglip<double>(p, in), expected, in, true, true);
   }
 }
+
+// The GPU sweep's own cases (support/siglip_cases.hpp), those of up to 4e7 multiply-adds: valid
+// params, and bounds the naive implementations meet (f32 and TF32: the naive fp32 SigLIP within
+// the fp32 bounds; 16-bit: one with double sums within twice the naive float one's error), so a
+// GPU failure there is the GPU's.
+class SigLIPSweepBounds : public ::testing::TestWithParam<testing::SigLIPCase> {};
+
+TEST_P(SigLIPSweepBounds, AreAttainable) {
+  const Params p = GetParam().params();
+  ASSERT_EQ(siglip::check(p), Status::kSuccess) << last_error_message();
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
+  std::mt19937_64 engine(seed);
+  const Inputs in = testing::make_inputs(p, engine);
+  const testing::SigLIPExpected expected = testing::expected_for(p, in);
+  const SigLIPResults naive =
+      expected.sixteen_bit ? testing::naive_siglip<double>(p, in) : testing::naive_siglip(p, in);
+  testing::expect_matches(p, naive, expected, in, true, true);
+}
+
+std::vector<testing::SigLIPCase> every_sweep_case() {
+  std::vector<testing::SigLIPCase> all = testing::siglip_sweep_cases({testing::Precision{}});
+  for (const testing::SigLIPCase& c : testing::siglip_sweep_cases(testing::other_precisions())) {
+    all.push_back(c);
+  }
+  std::vector<testing::SigLIPCase> small;
+  for (const testing::SigLIPCase& c : all) {
+    if (c.batch * c.num_keys * c.dim <= 40000000) small.push_back(c);
+  }
+  return small;
+}
+
+INSTANTIATE_TEST_SUITE_P(GpuSweep, SigLIPSweepBounds, ::testing::ValuesIn(every_sweep_case()),
+                         [](const auto& info) { return testing::case_name(info.param); });
 
 }  // namespace
 }  // namespace contrastive

@@ -24,9 +24,9 @@ using Long = long double;
                        4.0L * std::numeric_limits<float>::denorm_min();
   const Long error = std::fabs(static_cast<Long>(x) - expected);
   if (error <= allowed) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "got " << x << ", expected "
-                                       << static_cast<double>(expected) << " (error "
-                                       << static_cast<double>(error) << ")";
+  return ::testing::AssertionFailure()
+         << "got " << x << ", expected " << static_cast<double>(expected) << " (error "
+         << static_cast<double>(error) << ")";
 }
 
 Long softplus_exact(Long x) {

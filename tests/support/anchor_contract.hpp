@@ -61,7 +61,8 @@ inline const AnchorLoss kRepelContract{
 
 /// SigLIP (B = M = 8, D = 16, cosine: saved holds the inverse norms, so it is required).
 inline const AnchorLoss kSigLIPContract{
-    "SigLIP", "SigLIP", "siglip", [] { return describe::Params(infonce_problem<siglip::Params>()); }};
+    "SigLIP", "SigLIP", "siglip",
+    [] { return describe::Params(infonce_problem<siglip::Params>()); }};
 
 inline const char* operation_name(Pass operation) {
   const char* names[] = {"Forward", "Backward", "ForwardBackward"};

@@ -25,7 +25,9 @@ inline float element_of(const void* data, DType dtype, std::int64_t index) {
 /// Stores `value` as element `index` of a buffer of `dtype`, rounded as the kernels round.
 inline void store_element(void* data, DType dtype, std::int64_t index, float value) {
   switch (dtype) {
-    case DType::kF16: static_cast<__half*>(data)[index] = kernels::from_float<__half>(value); return;
+    case DType::kF16:
+      static_cast<__half*>(data)[index] = kernels::from_float<__half>(value);
+      return;
     case DType::kBF16:
       static_cast<__nv_bfloat16*>(data)[index] = kernels::from_float<__nv_bfloat16>(value);
       return;
@@ -43,8 +45,10 @@ inline void run_on_host(const detail::RowMajorGemm& g) {
     for (std::int64_t j = 0; j < g.n; ++j) {
       double sum = 0.0;
       for (std::int64_t t = 0; t < g.k; ++t) {
-        const float x = element_of(g.a, g.input_type, g.transpose_a ? t * g.lda + i : i * g.lda + t);
-        const float y = element_of(g.b, g.input_type, g.transpose_b ? j * g.ldb + t : t * g.ldb + j);
+        const float x =
+            element_of(g.a, g.input_type, g.transpose_a ? t * g.lda + i : i * g.lda + t);
+        const float y =
+            element_of(g.b, g.input_type, g.transpose_b ? j * g.ldb + t : t * g.ldb + j);
         sum += double{x} * y;
       }
       const std::int64_t at = i * g.ldc + j;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -183,9 +184,9 @@ inline SigLIPTolerances siglip_tolerances(const siglip::Params& p, const Inputs&
     double row_magnitude = 0.0;
     for (std::int64_t j = 0; j < m; ++j) {
       const double logit = fwd.logits[i * m + j], sim = (logit - p.bias) / t;
-      const double e = safety * (std::sqrt(static_cast<double>(d)) * gemm_u * t * q_rows[i] *
-                                     k_rows[j] +
-                                 u * (std::fabs(logit - p.bias) + bias));
+      const double e =
+          safety * (std::sqrt(static_cast<double>(d)) * gemm_u * t * q_rows[i] * k_rows[j] +
+                    u * (std::fabs(logit - p.bias) + bias));
       const double z = siglip_positive(p, i, j) ? 1.0 : -1.0;
       const double sigmoid = 1.0 / (1.0 + std::exp(z * logit));  // |dsoftplus(-z l)/dl|
       row_loss_error[i] += sigmoid * e;
@@ -294,12 +295,144 @@ inline void expect_matches(const siglip::Params& p, const SigLIPResults& actual,
   EXPECT_TRUE(
       matches(expected, actual.grad_k, naive.grad_k, expected.backward.grad_k, tol.grad_k, d))
       << "grad_k";
-  EXPECT_TRUE(matches(expected, actual.grad_scale, naive.grad_scale,
-                      {expected.backward.grad_scale}, {tol.grad_scale}, 2))
+  EXPECT_TRUE(matches(expected, actual.grad_scale, naive.grad_scale, {expected.backward.grad_scale},
+                      {tol.grad_scale}, 2))
       << "grad_scale";
   EXPECT_TRUE(matches(expected, actual.grad_bias, naive.grad_bias, {expected.backward.grad_bias},
                       {tol.grad_bias}, 2))
       << "grad_bias";
+}
+
+// ---- The GPU sweep's cases (gpu/siglip_gpu.cpp; their bounds are checked on the CPU too) -------
+
+struct SigLIPCase {
+  std::int64_t batch, num_keys, dim;
+  Similarity similarity;
+  Reduction reduction;
+  bool log_scale, negatives_only;
+  float scale, bias;  // scale: t, or log t with log_scale
+  std::int64_t offset;
+  std::int64_t tile_rows, tile_cols;  // 0: the tiling policy decides
+  bool l2_tiles;                      // Tiling::kTiled with a small cache share
+  std::int64_t row_padding;           // row stride = dim + padding
+  Precision precision;
+
+  siglip::Params params() const {
+    siglip::Params p;
+    p.batch = batch;
+    p.num_keys = num_keys;
+    p.dim = dim;
+    p.similarity = similarity;
+    p.reduction = reduction;
+    p.log_scale = log_scale;
+    p.negatives_only = negatives_only;
+    p.scale = scale;
+    p.bias = bias;
+    p.positive_offset = offset;
+    p.tile_rows = tile_rows;
+    p.tile_cols = tile_cols;
+    if (l2_tiles) {
+      p.tiling = Tiling::kTiled;
+      p.tile_cache_bytes = 64 << 10;  // a few rows of a wide tile: many tiles
+    }
+    p.q_row_stride = row_padding == 0 ? 0 : dim + row_padding;
+    p.k_row_stride = row_padding == 0 ? 0 : dim + 2 * row_padding;
+    p.dtype = precision.dtype;
+    p.logits_dtype = precision.logits_dtype;
+    p.allow_tf32 = precision.tf32;
+    return p;
+  }
+};
+
+inline std::string case_name(const SigLIPCase& c) {
+  const char* reductions[] = {"mean", "sum", "none"};
+  auto number = [](float value) {  // 2.302585 -> "2p302585", -10 -> "m10"
+    std::string text = std::to_string(value);
+    text.erase(text.find_last_not_of('0') + 1);
+    if (text.back() == '.') text.pop_back();
+    std::replace(text.begin(), text.end(), '.', 'p');
+    std::replace(text.begin(), text.end(), '-', 'm');
+    return text;
+  };
+  std::string name = "B" + std::to_string(c.batch) + "_M" + std::to_string(c.num_keys) + "_D" +
+                     std::to_string(c.dim) + "_" +
+                     (c.similarity == Similarity::kCosine ? "cosine" : "dot") + "_" +
+                     reductions[static_cast<int>(c.reduction)] + (c.log_scale ? "_logt" : "_t") +
+                     number(c.scale) + "_b" + number(c.bias);
+  if (c.negatives_only) name += "_negativesonly";
+  if (c.offset != 0) name += "_offset" + std::to_string(c.offset);
+  if (c.tile_rows != 0) {
+    name += "_tile" + std::to_string(c.tile_rows) + "x" + std::to_string(c.tile_cols);
+  }
+  if (c.l2_tiles) name += "_l2tiles";
+  if (c.row_padding != 0) name += "_pad" + std::to_string(c.row_padding);
+  return name + precision_suffix(c.precision);
+}
+
+inline void PrintTo(const SigLIPCase& c, std::ostream* out) {
+  *out << case_name(c);
+}
+
+// B, M, D from the awkward sizes, small enough for the float64 reference.
+inline constexpr std::int64_t kSigLIPShapes[][3] = {
+    {1, 1, 1},       {1, 7, 3},        {2, 2, 64},     {3, 3, 1000},    {3, 127, 3},
+    {7, 7, 768},     {7, 33, 1},       {33, 33, 64},   {33, 1000, 768}, {127, 127, 1000},
+    {127, 4097, 64}, {1000, 1000, 64}, {1000, 4097, 3}};
+
+// The scalars: SigLIP's initialization (t = 10, b = -10) given as t and as log t, t = 1 without a
+// bias, and t = 100 (logits out to +-110).
+struct SigLIPScalars {
+  bool log_scale;
+  float scale, bias;
+};
+inline constexpr SigLIPScalars kSigLIPScalars[] = {{false, 10.0f, -10.0f},
+                                                   {true, 2.302585f, -10.0f},
+                                                   {false, 1.0f, 0.0f},
+                                                   {false, 100.0f, -10.0f}};
+
+// The options rotate over the shapes: reductions, scalars, offsets, negatives-only blocks (whose
+// M is then also cut below B), forced ragged tiles, L2 tiles and row padding.
+inline std::vector<SigLIPCase> siglip_sweep_cases(const std::vector<Precision>& precisions) {
+  const Reduction reductions[] = {Reduction::kMean, Reduction::kSum, Reduction::kNone};
+  std::vector<SigLIPCase> out;
+  int rotation = 0;
+  for (const auto& shape : kSigLIPShapes) {
+    for (const Precision& precision : precisions) {
+      for (Similarity similarity : {Similarity::kCosine, Similarity::kDot}) {
+        const SigLIPScalars& scalars = kSigLIPScalars[rotation % 4];
+        SigLIPCase c{shape[0],
+                     shape[1],
+                     shape[2],
+                     similarity,
+                     reductions[rotation % 3],
+                     scalars.log_scale,
+                     rotation % 5 == 2,
+                     scalars.scale,
+                     scalars.bias,
+                     0,
+                     0,
+                     0,
+                     false,
+                     0,
+                     precision};
+        if (c.negatives_only && rotation % 2 == 0)
+          c.num_keys = std::max<std::int64_t>(1, c.batch / 2);
+        if (!c.negatives_only && c.num_keys > c.batch) {
+          c.offset = rotation % 2 == 0 ? c.num_keys - c.batch : (c.num_keys - c.batch) / 2;
+        }
+        if (rotation % 4 == 3) {  // ragged multi-tile walk: both edges partial
+          c.tile_rows = std::max<std::int64_t>(1, c.batch / 3 + 1);
+          c.tile_cols = std::max<std::int64_t>(1, c.num_keys / 2 + 1);
+        } else if (rotation % 7 == 5) {
+          c.l2_tiles = true;
+        }
+        if (rotation % 5 == 4) c.row_padding = 3;
+        out.push_back(c);
+        ++rotation;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace contrastive::testing
