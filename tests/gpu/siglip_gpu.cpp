@@ -21,8 +21,8 @@ namespace contrastive {
 namespace {
 
 using testing::Precision;
-using testing::SigLIPCase;
 using testing::siglip_sweep_cases;
+using testing::SigLIPCase;
 
 class SigLIPGpu : public testing::GpuFixture<::testing::TestWithParam<SigLIPCase>> {};
 
@@ -49,8 +49,14 @@ class SigLIPGpuWalks : public testing::GpuFixture<> {};
 TEST_F(SigLIPGpuWalks, MaterializedAndTiledWalksAgreeWithTheReference) {
   CONTRASTIVE_TEST_SEED_TRACED(seed);
   for (int walk = 0; walk < 3; ++walk) {
-    SigLIPCase c{300, 1000, 96, Similarity::kCosine, Reduction::kMean, true, false, 2.302585f,
-                 -10.0f, 500, 0, 0, false, 0, {DType::kBF16, DType::kBF16, false}};
+    SigLIPCase c = siglip_sweep_cases({Precision{DType::kBF16, DType::kBF16, false}})[0];
+    c.batch = 300;
+    c.num_keys = 1000;
+    c.dim = 96;
+    c.offset = 500;
+    c.log_scale = true;  // open_clip's initialization: log t = log 10, b = -10
+    c.scale = 2.302585f;
+    c.bias = -10.0f;
     if (walk == 1) c.tile_rows = 37, c.tile_cols = 129;
     if (walk == 2) c.l2_tiles = true;
     SCOPED_TRACE(testing::case_name(c));

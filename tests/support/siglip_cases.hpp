@@ -102,37 +102,7 @@ SigLIPResults naive_siglip(const siglip::Params& p, const Inputs& in) {
   out.saved = q_norms;
   out.saved.insert(out.saved.end(), k_norms.begin(), k_norms.end());
   const auto alpha = static_cast<float>(static_cast<double>(t) * f);
-  std::vector<float> grad_q(static_cast<std::size_t>(b * d)),
-      grad_k(static_cast<std::size_t>(m * d));
-  for (std::int64_t i = 0; i < b; ++i) {
-    for (std::int64_t c = 0; c < d; ++c) {
-      Sum sum = 0;
-      for (std::int64_t j = 0; j < m; ++j) {
-        sum += static_cast<Sum>(operand(g[i * m + j])) * operand(k[j * d + c]);
-      }
-      grad_q[i * d + c] = alpha * static_cast<float>(sum);
-    }
-  }
-  for (std::int64_t j = 0; j < m; ++j) {
-    for (std::int64_t c = 0; c < d; ++c) {
-      Sum sum = 0;
-      for (std::int64_t i = 0; i < b; ++i) {
-        sum += static_cast<Sum>(operand(g[i * m + j])) * operand(q[i * d + c]);
-      }
-      grad_k[j * d + c] = alpha * static_cast<float>(sum);
-    }
-  }
-  if (p.similarity == Similarity::kCosine) {
-    out.grad_q =
-        naive_detail::normalize_backward(in.q, b, row_stride_or_dim(p.q_row_stride, d), p, grad_q);
-    out.grad_k =
-        naive_detail::normalize_backward(in.k, m, row_stride_or_dim(p.k_row_stride, d), p, grad_k);
-  } else {
-    for (float& value : grad_q) value = round_float(p.dtype, value);
-    for (float& value : grad_k) value = round_float(p.dtype, value);
-    out.grad_q = grad_q;
-    out.grad_k = grad_k;
-  }
+  naive_detail::gradient_products<Sum>(p, in, g, q, k, alpha, operand, &out.grad_q, &out.grad_k);
   out.grad_scale = {
       static_cast<float>(logits::scale_gradient_factor(siglip_scalars(p), f) * dot_sum)};
   out.grad_bias = {static_cast<float>(f * g_sum)};
@@ -400,21 +370,17 @@ inline std::vector<SigLIPCase> siglip_sweep_cases(const std::vector<Precision>& 
     for (const Precision& precision : precisions) {
       for (Similarity similarity : {Similarity::kCosine, Similarity::kDot}) {
         const SigLIPScalars& scalars = kSigLIPScalars[rotation % 4];
-        SigLIPCase c{shape[0],
-                     shape[1],
-                     shape[2],
-                     similarity,
-                     reductions[rotation % 3],
-                     scalars.log_scale,
-                     rotation % 5 == 2,
-                     scalars.scale,
-                     scalars.bias,
-                     0,
-                     0,
-                     0,
-                     false,
-                     0,
-                     precision};
+        SigLIPCase c{};
+        c.batch = shape[0];
+        c.num_keys = shape[1];
+        c.dim = shape[2];
+        c.similarity = similarity;
+        c.reduction = reductions[rotation % 3];
+        c.log_scale = scalars.log_scale;
+        c.scale = scalars.scale;
+        c.bias = scalars.bias;
+        c.negatives_only = rotation % 5 == 2;
+        c.precision = precision;
         if (c.negatives_only && rotation % 2 == 0)
           c.num_keys = std::max<std::int64_t>(1, c.batch / 2);
         if (!c.negatives_only && c.num_keys > c.batch) {
