@@ -300,23 +300,23 @@ CONTRASTIVE_API int contrastive_repel_forward_backward(
 
 /* ---- SigLIP's pairwise sigmoid loss (mirrors contrastive::siglip::Params) ---- */
 typedef struct contrastive_siglip_params {
-  uint32_t struct_size;    /* set by _params_init() */
-  uint32_t magic;          /* CONTRASTIVE_PARAMS_MAGIC, set by _params_init() */
-  int64_t batch;           /* B */
-  int64_t num_keys;        /* M >= B (>= 1 with negatives_only) */
-  int64_t dim;             /* D */
-  int64_t positive_offset; /* positive of row i is key i + offset */
-  int64_t q_row_stride;    /* 0 means D */
-  int64_t k_row_stride;    /* 0 means D */
-  int64_t tile_rows;       /* an explicit tile, overriding tiling; 0: whole */
+  uint32_t struct_size;      /* set by _params_init() */
+  uint32_t magic;            /* CONTRASTIVE_PARAMS_MAGIC, set by _params_init() */
+  int64_t batch;             /* B */
+  int64_t num_keys;          /* M >= B (>= 1 with negatives_only) */
+  int64_t dim;               /* D */
+  int64_t positive_offset;   /* positive of row i is key i + offset */
+  int64_t q_row_stride;      /* 0 means D */
+  int64_t k_row_stride;      /* 0 means D */
+  int64_t tile_rows;         /* an explicit tile, overriding tiling; 0: whole */
   int64_t tile_cols;
   uint64_t workspace_budget; /* as in contrastive_infonce_params_t */
   uint64_t tile_cache_bytes;
   int32_t tiling;
   int32_t dtype;
-  int32_t similarity;     /* default cosine */
-  int32_t reduction;      /* default mean over rows */
-  int32_t log_scale;      /* 0 or 1: scale holds log t, grad_scale is dLoss/dlog t */
+  int32_t similarity; /* default cosine */
+  int32_t reduction;  /* default mean over rows */
+  int32_t log_scale;  /* 0 or 1: scale holds log t, grad_scale is dLoss/dlog t */
   int32_t negatives_only; /* 0 or 1: every label is 0 */
   int32_t allow_tf32;
   int32_t logits_dtype; /* CONTRASTIVE_DTYPE_F32 (default), or _BF16 with bf16 inputs */
@@ -343,16 +343,15 @@ CONTRASTIVE_API int contrastive_siglip_saved_size(const contrastive_siglip_param
 CONTRASTIVE_API int contrastive_siglip_forward(contrastive_handle_t handle,
                                                const contrastive_siglip_params_t* params,
                                                const void* q, const void* k, float* loss,
-                                               void* saved, void* workspace, size_t workspace_bytes,
+                                               void* saved, void* workspace,
+                                               size_t workspace_bytes,
                                                struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 /** grad_q, grad_k, grad_scale, grad_bias: each may be null to skip it (not all four). */
-CONTRASTIVE_API int contrastive_siglip_backward(contrastive_handle_t handle,
-                                                const contrastive_siglip_params_t* params,
-                                                const void* q, const void* k, const void* saved,
-                                                const float* grad_loss, void* grad_q, void* grad_k,
-                                                float* grad_scale, float* grad_bias,
-                                                void* workspace, size_t workspace_bytes,
-                                                struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
+CONTRASTIVE_API int contrastive_siglip_backward(
+    contrastive_handle_t handle, const contrastive_siglip_params_t* params, const void* q,
+    const void* k, const void* saved, const float* grad_loss, void* grad_q, void* grad_k,
+    float* grad_scale, float* grad_bias, void* workspace, size_t workspace_bytes,
+    struct CUstream_st* stream) CONTRASTIVE_NOEXCEPT;
 CONTRASTIVE_API int contrastive_siglip_forward_backward(
     contrastive_handle_t handle, const contrastive_siglip_params_t* params, const void* q,
     const void* k, float* loss, void* saved, const float* grad_loss, void* grad_q, void* grad_k,
