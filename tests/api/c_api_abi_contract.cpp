@@ -99,11 +99,32 @@ struct CApi<contrastive_repel_params_t> {
   }
 };
 
+// SigLIP's struct had struct_size and magic from the start: it has no previous layout below, and
+// the library exports no unsuffixed contrastive_siglip_params_init symbol for one.
+template <>
+struct CApi<contrastive_siglip_params_t> {
+  static constexpr const char* name = "contrastive_siglip_params_t";
+  static constexpr const char* init_name = "contrastive_siglip_params_init";
+  static constexpr auto init_sized = contrastive_siglip_params_init_sized;
+  static constexpr auto check = contrastive_siglip_check;
+  static void init(contrastive_siglip_params_t* p) { contrastive_siglip_params_init(p); }
+  static void set_sizes(contrastive_siglip_params_t* p) {
+    p->batch = 4;
+    p->num_keys = 6;
+    p->dim = 8;
+  }
+  static int forward(const contrastive_siglip_params_t* p) {
+    return contrastive_siglip_forward(nullptr, p, nullptr, nullptr, nullptr, nullptr, nullptr, 0,
+                                      nullptr);
+  }
+};
+
 template <typename P>
 class CApiLayout : public ::testing::Test {};
 using ParamsTypes =
     ::testing::Types<contrastive_infonce_params_t, contrastive_mnr_per_anchor_params_t,
-                     contrastive_mnr_in_batch_params_t, contrastive_repel_params_t>;
+                     contrastive_mnr_in_batch_params_t, contrastive_repel_params_t,
+                     contrastive_siglip_params_t>;
 struct ParamsNames {
   template <typename P>
   static std::string GetName(int) {

@@ -16,6 +16,11 @@ _Static_assert(offsetof(contrastive_mnr_in_batch_params_t, reserved) == 116, "in
 _Static_assert(sizeof(contrastive_repel_params_t) == 72, "repel params size");
 _Static_assert(offsetof(contrastive_repel_params_t, margin) == 60, "repel margin");
 _Static_assert(offsetof(contrastive_repel_params_t, reserved) == 68, "repel reserved");
+_Static_assert(sizeof(contrastive_siglip_params_t) == 136, "siglip params size");
+_Static_assert(offsetof(contrastive_siglip_params_t, log_scale) == 104, "siglip log_scale");
+_Static_assert(offsetof(contrastive_siglip_params_t, scale) == 120, "siglip scale");
+_Static_assert(offsetof(contrastive_siglip_params_t, bias) == 124, "siglip bias");
+_Static_assert(offsetof(contrastive_siglip_params_t, reserved) == 132, "siglip reserved");
 
 int contrastive_c_smoke_check(int64_t batch, size_t* workspace_bytes) {
   contrastive_infonce_params_t params;
@@ -66,5 +71,18 @@ int contrastive_c_smoke_repel(int64_t batch, int* forward_status) {
     *forward_status =
         contrastive_repel_forward(NULL, &params, NULL, NULL, NULL, NULL, NULL, 0, stream);
   }
+  return status;
+}
+
+/* Dot similarity: nothing is saved, so *saved_bytes is 0; returns the check's status. */
+int contrastive_c_smoke_siglip(int64_t batch, size_t* saved_bytes) {
+  contrastive_siglip_params_t params;
+  contrastive_siglip_params_init(&params);
+  params.batch = batch;
+  params.num_keys = batch;
+  params.dim = 4;
+  params.similarity = CONTRASTIVE_SIMILARITY_DOT;
+  int status = contrastive_siglip_check(&params);
+  if (status == CONTRASTIVE_SUCCESS) status = contrastive_siglip_saved_size(&params, saved_bytes);
   return status;
 }

@@ -20,13 +20,13 @@
 #include "host/plan/infonce_plan.hpp"
 #include "kernels/numeric.hpp"
 #include "kernels/online_softmax.hpp"
+#include "support/host_gemm.hpp"
 #include "support/random.hpp"
 
 namespace contrastive {
 namespace {
 
 using detail::Extent;
-using detail::RowMajorGemm;
 using infonce::Params;
 using kernels::lse_empty;
 using kernels::lse_push;
@@ -34,6 +34,7 @@ using kernels::lse_value;
 using kernels::LseState;
 using kernels::round_to;
 using kernels::softmax_xent_grad;
+using testing::run_on_host;
 
 double relative_l2(const std::vector<double>& value, const std::vector<double>& reference) {
   double error = 0.0, norm = 0.0;
@@ -177,28 +178,6 @@ TEST(Fp16Gradient, ReductionFactorInAlphaKeepsSmallEntries) {
 
 // ---- The tile walk with a padded pitch
 // -----------------------------------------------------------
-
-// Row-major C = alpha op(A) op(B) + beta C for f32 operands, from the description alone (the
-// leading dimensions included), accumulating in double.
-void run_on_host(const RowMajorGemm& g) {
-  ASSERT_EQ(g.input_type, DType::kF32);
-  ASSERT_EQ(g.output_type, DType::kF32);
-  const auto* a = static_cast<const float*>(g.a);
-  const auto* b = static_cast<const float*>(g.b);
-  auto* c = static_cast<float*>(g.c);
-  for (std::int64_t i = 0; i < g.m; ++i) {
-    for (std::int64_t j = 0; j < g.n; ++j) {
-      double sum = 0.0;
-      for (std::int64_t t = 0; t < g.k; ++t) {
-        const float x = g.transpose_a ? a[t * g.lda + i] : a[i * g.lda + t];
-        const float y = g.transpose_b ? b[j * g.ldb + t] : b[t * g.ldb + j];
-        sum += double{x} * y;
-      }
-      float& out = c[i * g.ldc + j];
-      out = static_cast<float>(g.alpha * sum + (g.beta == 0.0f ? 0.0 : g.beta * double{out}));
-    }
-  }
-}
 
 struct WalkCase {
   const char* name;

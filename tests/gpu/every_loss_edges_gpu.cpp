@@ -199,8 +199,7 @@ TEST_P(ReliabilityNorms, ScaleInvariantAndMatchTheReference) {
   const std::vector<float> loss = driver->download("loss");
   EXPECT_EQ(std::memcmp(loss.data(), unscaled.at("loss").data(), loss.size() * sizeof(float)), 0)
       << "the loss moved with the norms: " << loss[0] << " vs " << unscaled.at("loss")[0];
-  const std::string scalar = driver->scalar_gradient();
-  if (!scalar.empty()) {
+  for (const std::string& scalar : driver->scalar_gradients()) {
     EXPECT_EQ(driver->download(scalar), unscaled.at(scalar)) << scalar << " moved with the norms";
   }
   // Gradients times their row's factor, against the reference of the unscaled inputs.

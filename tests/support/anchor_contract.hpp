@@ -1,12 +1,14 @@
-// The C++ API contract of the anchor losses (per-anchor MNR, in-batch MNR, Repel), as
-// api/infonce_contract.cpp states it for InfoNCE: every bad input gets its own status and message,
+// The C++ API contract of the losses whose calls take f32 tensors by their description's names
+// (per-anchor MNR, in-batch MNR, Repel, SigLIP), as api/infonce_contract.cpp states it for
+// InfoNCE: every bad input gets its own status and message,
 // launches nothing and leaves every output untouched; the parameters are checked first, then the
 // pointers in the order of the arguments, then the workspace, then the handle. Without a GPU the
 // calls get an empty handle and host buffers; with one, a real handle and device buffers, and no
 // CUDA error may be left behind.
 //
 // The pointers, sizes and calls come from each loss's description (host/describe/losses.hpp):
-// api/mnr_contract.cpp and api/repel_contract.cpp name their losses and run the checks below.
+// api/mnr_contract.cpp, api/repel_contract.cpp and api/siglip_contract.cpp name their losses and
+// run the checks below.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -43,7 +45,7 @@ constexpr Pass kAnchorOperations[] = {Pass::kForward, Pass::kBackward, Pass::kFo
 /// What the anchor contract knows of one loss beyond its description.
 struct AnchorLoss {
   const char* description;    ///< its describe::Loss name
-  const char* case_prefix;    ///< in case names: "PerAnchor", "InBatch", "Repel"
+  const char* case_prefix;    ///< in case names: "PerAnchor", "InBatch", "Repel", "SigLIP"
   const char* params_prefix;  ///< its check() messages start so: "mnr (per-anchor)", "repel"
   describe::Params (*valid)();
 };
@@ -56,6 +58,11 @@ inline const AnchorLoss kInBatchContract{
     [] { return describe::Params(anchor_problem<mnr::InBatchParams>()); }};
 inline const AnchorLoss kRepelContract{
     "Repel", "Repel", "repel", [] { return describe::Params(anchor_problem<repel::Params>()); }};
+
+/// SigLIP (B = M = 8, D = 16, cosine: saved holds the inverse norms, so it is required).
+inline const AnchorLoss kSigLIPContract{
+    "SigLIP", "SigLIP", "siglip",
+    [] { return describe::Params(infonce_problem<siglip::Params>()); }};
 
 inline const char* operation_name(Pass operation) {
   const char* names[] = {"Forward", "Backward", "ForwardBackward"};

@@ -112,6 +112,13 @@ inline int c_run(BadInputBuffers& b, const contrastive_repel_params_t& p,
       kBadInputWorkspaceBytes, nullptr);
 }
 
+inline int c_run(BadInputBuffers& b, const contrastive_siglip_params_t& p, void* saved = nullptr) {
+  return contrastive_siglip_forward_backward(
+      nullptr, &p, b["q"], b["k"], b.f("loss"), saved != nullptr ? saved : b["saved"],
+      b.f("grad_loss"), b["grad_q"], b["grad_k"], b.f("grad_scale"), b.f("grad_bias"),
+      b["workspace"], kBadInputWorkspaceBytes, nullptr);
+}
+
 // ---- The cases ------------------------------------------------------------------------------
 
 using BadInputCall = std::function<int(BadInputBuffers&, const Handle&, Stream)>;

@@ -94,7 +94,8 @@ inline bool all_nan(const std::vector<float>& values) {
   return true;
 }
 
-/// Host buffers for every argument of the anchor losses: inputs 1, outputs NaN.
+/// Host buffers for every argument of the anchor losses (and of SigLIP, whose q, k and gradients
+/// take the anchors' and positives' buffers): inputs 1, outputs NaN.
 struct HostBuffers {
   std::vector<float> anchors = std::vector<float>(kCBatch * kCDim, 1.0f);
   std::vector<float> positives = std::vector<float>(kCBatch * kCDim, 1.0f);
@@ -108,6 +109,7 @@ struct HostBuffers {
   std::vector<float> grad_candidates =
       std::vector<float>((1 + kCHardNegatives) * kCBatch * kCDim, NAN);
   float grad_scale = NAN;
+  float grad_bias = NAN;
   std::vector<unsigned char> workspace;
   bool drop_anchors = false;  // pass null for the anchors
 
@@ -116,7 +118,7 @@ struct HostBuffers {
   bool untouched(bool saved_is_output) const {
     return all_nan(loss) && (!saved_is_output || all_nan(saved)) && all_nan(grad_anchors) &&
            all_nan(grad_positives) && all_nan(grad_negatives) && all_nan(grad_candidates) &&
-           std::isnan(grad_scale);
+           std::isnan(grad_scale) && std::isnan(grad_bias);
   }
 };
 
@@ -165,10 +167,12 @@ void expect_handle_reported_after_valid_arguments() {
 
 /// Null params, bad params, a missing pointer and a short workspace are each reported as such
 /// before the (null or foreign) handle, and nothing is written. `call_name(pass)` is the library's
-/// name for a call, e.g. "mnr::forward (per-anchor)".
+/// name for a call, e.g. "mnr::forward (per-anchor)"; `first_input` the name of the argument that
+/// HostBuffers::drop_anchors drops ("anchors", SigLIP's "q").
 template <typename Call>
 void expect_arguments_before_handle(void (*break_params)(Call&), const char* params_message,
-                                    std::string (*call_name)(Pass)) {
+                                    std::string (*call_name)(Pass),
+                                    const std::string& first_input = "anchors") {
   for (const Pass pass : kCPasses) {
     SCOPED_TRACE(call_name(pass));
     for (const contrastive_handle_t handle : {contrastive_handle_t{nullptr}, foreign_handle()}) {
@@ -184,7 +188,7 @@ void expect_arguments_before_handle(void (*break_params)(Call&), const char* par
       call.params = valid;
       call.b.drop_anchors = true;
       EXPECT_EQ(call.run(pass, handle), CONTRASTIVE_NULL_POINTER);
-      EXPECT_EQ(contrastive_last_error(), call_name(pass) + ": anchors is null");
+      EXPECT_EQ(contrastive_last_error(), call_name(pass) + ": " + first_input + " is null");
       call.b.drop_anchors = false;
       const size_t required = call.b.workspace.size();
       call.b.workspace.pop_back();

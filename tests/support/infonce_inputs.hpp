@@ -19,8 +19,9 @@ struct Inputs {
 
 // Gaussian rows rounded to the params' dtype; for dot, scaled to norms between 0.5 and 2 so that
 // logits stay O(1/t) as with real embeddings. Padding is NaN: the library must never read it. The
-// upstream gradient is fp32 in every precision.
-inline Inputs make_inputs(const infonce::Params& p, std::mt19937_64& engine) {
+// upstream gradient is fp32 in every precision. P: the Params of any B x M loss (InfoNCE, SigLIP).
+template <typename P>
+Inputs make_inputs(const P& p, std::mt19937_64& engine) {
   Inputs in;
   std::uniform_real_distribution<double> row_scale(0.5, 2.0);
   auto fill = [&](std::int64_t rows, std::int64_t stride) {

@@ -31,6 +31,7 @@
 #include "support/anchor_cases.hpp"
 #include "support/device.hpp"
 #include "support/infonce_cases.hpp"
+#include "support/siglip_cases.hpp"
 
 namespace contrastive::testing {
 
@@ -114,11 +115,18 @@ class LossDriver {
   bool has_logit_scale() const { return loss_.logit_scale != nullptr; }
   /// Dot or cosine: all but Repel, which is cosine only.
   bool has_similarity_choice() const { return loss_.similarity_choice; }
-  /// The scalar gradient's output ("grad_temperature", "grad_scale"), or "" (Repel).
-  std::string scalar_gradient() const {
-    const describe::Tensor* tensor = describe::scalar_gradient(loss_);
-    return tensor == nullptr ? "" : tensor->name;
+  /// The scalar gradients' outputs: "grad_temperature" (InfoNCE), "grad_scale" (MNR),
+  /// "grad_scale" and "grad_bias" (SigLIP), none (Repel).
+  std::vector<std::string> scalar_gradients() const {
+    std::vector<std::string> names;
+    for (const describe::Tensor& tensor : loss_.tensors) {
+      if (tensor.role == describe::Role::kScalarGradient) names.push_back(tensor.name);
+    }
+    return names;
   }
+  /// Whether an input of +-inf under dot similarity may give a finite loss: a pairwise sigmoid
+  /// prices each logit alone, and an infinite logit on its label's side costs 0 (SigLIP).
+  virtual bool finite_loss_at_infinite_logits() const { return false; }
 
   /// Fresh random inputs for `shape` (the same seed gives the same inputs), device buffers
   /// allocated and poisoned. Inputs are not on the device until upload().
@@ -474,6 +482,45 @@ class RepelDriver : public LossDriver {
   RepelInputs in_;
 };
 
+// ---- SigLIP -------------------------------------------------------------------------------------
+
+// Inputs as InfoNCE's (Gaussian rows in the dtype, dot rows of norm 0.5 to 2, NaN padding); both
+// scalar gradients, grad_scale and grad_bias, compared with the reference.
+class SigLIPDriver : public LossDriver {
+ public:
+  SigLIPDriver() : LossDriver(describe::loss_named("SigLIP")) {}
+
+  void make(const Shape& s, std::uint64_t seed) override {
+    make(std::get<siglip::Params>(describe::detail::siglip_params(s)), seed);
+  }
+  /// Any SigLIP problem: offsets, strides, log_scale, negatives_only, tiles (gpu/siglip_gpu.cpp).
+  void make(const siglip::Params& p, std::uint64_t seed) {
+    p_ = p;
+    std::mt19937_64 engine(seed);
+    in_ = make_inputs(p_, engine);
+    allocate();
+  }
+
+  void expect_matches_reference(Pass pass) override {
+    const SigLIPExpected expected = expected_for(p_, in_);
+    const SigLIPResults results{download("loss"),   download("saved"),      download("grad_q"),
+                                download("grad_k"), download("grad_scale"), download("grad_bias")};
+    expect_matches(p_, results, expected, in_, pass != Pass::kBackward, pass != Pass::kForward);
+  }
+
+  bool finite_loss_at_infinite_logits() const override { return true; }
+
+ protected:
+  describe::Params params() const override { return p_; }
+  std::vector<double>* host_values(std::string_view name) override {
+    return name == "q" ? &in_.q : name == "k" ? &in_.k : &in_.grad_loss;
+  }
+
+ private:
+  siglip::Params p_;
+  Inputs in_;
+};
+
 // ---- The registry ---------------------------------------------------------------------------
 
 struct LossFactory {
@@ -486,7 +533,8 @@ inline std::vector<LossFactory> all_losses() {
   return {{"InfoNCE", [] { return std::make_unique<InfoNCEDriver>(); }},
           {"MnrPerAnchor", [] { return std::make_unique<MnrPerAnchorDriver>(); }},
           {"MnrInBatch", [] { return std::make_unique<MnrInBatchDriver>(); }},
-          {"Repel", [] { return std::make_unique<RepelDriver>(); }}};
+          {"Repel", [] { return std::make_unique<RepelDriver>(); }},
+          {"SigLIP", [] { return std::make_unique<SigLIPDriver>(); }}};
 }
 
 inline void PrintTo(const LossFactory& factory, std::ostream* out) {

@@ -24,9 +24,10 @@ inline float round_float(DType dtype, float value) {
 
 // Rows as the GEMMs read them, (rows, dim) dense: normalized with the kernels' arithmetic and
 // stored in the dtype for cosine, the inputs themselves for dot. Appends inverse norms (cosine).
-inline std::vector<float> gemm_rows(const std::vector<double>& x, std::int64_t rows,
-                                    std::int64_t stride, const infonce::Params& p,
-                                    std::vector<float>* inverse_norms) {
+// P: the Params of any B x M loss (dim, dtype, similarity, eps).
+template <typename P>
+std::vector<float> gemm_rows(const std::vector<double>& x, std::int64_t rows, std::int64_t stride,
+                             const P& p, std::vector<float>* inverse_norms) {
   std::vector<float> out(static_cast<std::size_t>(rows * p.dim));
   for (std::int64_t r = 0; r < rows; ++r) {
     float inverse_norm = 1.0f;
@@ -47,9 +48,10 @@ inline std::vector<float> gemm_rows(const std::vector<double>& x, std::int64_t r
 
 // d/dx of x / max(|x|, eps) applied to g, as the normalization backward kernel does it, stored in
 // the dtype.
-inline std::vector<float> normalize_backward(const std::vector<double>& x, std::int64_t rows,
-                                             std::int64_t stride, const infonce::Params& p,
-                                             const std::vector<float>& g) {
+template <typename P>
+std::vector<float> normalize_backward(const std::vector<double>& x, std::int64_t rows,
+                                      std::int64_t stride, const P& p,
+                                      const std::vector<float>& g) {
   std::vector<float> out(g.size());
   for (std::int64_t r = 0; r < rows; ++r) {
     double squares = 0.0, dot = 0.0;
@@ -73,6 +75,47 @@ inline std::vector<float> normalize_backward(const std::vector<double>& x, std::
     }
   }
   return out;
+}
+
+// The two gradient products of a B x M loss from G (B, M) as the GEMMs read it, accumulated in
+// `Sum` and scaled by `alpha`: G K (B, D) and G^T Q (M, D); then the normalization backward
+// (cosine) or a store in the dtype (dot) gives the caller's gradients. `operand` is each GEMM
+// operand as the tensor cores take it (TF32 truncation, or as is).
+template <typename Sum, typename P, typename Operand>
+void gradient_products(const P& p, const Inputs& in, const std::vector<float>& g,
+                       const std::vector<float>& q, const std::vector<float>& k, float alpha,
+                       Operand operand, std::vector<float>* grad_q_out,
+                       std::vector<float>* grad_k_out) {
+  const std::int64_t b = p.batch, m = p.num_keys, d = p.dim;
+  std::vector<float> grad_q(static_cast<std::size_t>(b * d)),
+      grad_k(static_cast<std::size_t>(m * d));
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t c = 0; c < d; ++c) {
+      Sum sum = 0;
+      for (std::int64_t j = 0; j < m; ++j) {
+        sum += static_cast<Sum>(operand(g[i * m + j])) * operand(k[j * d + c]);
+      }
+      grad_q[i * d + c] = static_cast<float>(sum) * alpha;
+    }
+  }
+  for (std::int64_t j = 0; j < m; ++j) {
+    for (std::int64_t c = 0; c < d; ++c) {
+      Sum sum = 0;
+      for (std::int64_t i = 0; i < b; ++i) {
+        sum += static_cast<Sum>(operand(g[i * m + j])) * operand(q[i * d + c]);
+      }
+      grad_k[j * d + c] = static_cast<float>(sum) * alpha;
+    }
+  }
+  if (p.similarity == Similarity::kCosine) {
+    *grad_q_out = normalize_backward(in.q, b, row_stride_or_dim(p.q_row_stride, d), p, grad_q);
+    *grad_k_out = normalize_backward(in.k, m, row_stride_or_dim(p.k_row_stride, d), p, grad_k);
+  } else {
+    for (float& value : grad_q) value = round_float(p.dtype, value);
+    for (float& value : grad_k) value = round_float(p.dtype, value);
+    *grad_q_out = grad_q;
+    *grad_k_out = grad_k;
+  }
 }
 
 }  // namespace naive_detail
@@ -152,38 +195,8 @@ Results naive_infonce(const infonce::Params& p, const Inputs& in) {
     }
     grad_dot_logits += row_sum;
   }
-  // The two products accumulate in fp32; then the normalization backward or a plain store.
-  std::vector<float> grad_q(static_cast<std::size_t>(b * d)),
-      grad_k(static_cast<std::size_t>(m * d));
-  for (std::int64_t i = 0; i < b; ++i) {
-    for (std::int64_t c = 0; c < d; ++c) {
-      Sum sum = 0;
-      for (std::int64_t j = 0; j < m; ++j) {
-        sum += static_cast<Sum>(operand(grad_logits[i * m + j])) * operand(k[j * d + c]);
-      }
-      grad_q[i * d + c] = static_cast<float>(sum) * inverse_temperature;
-    }
-  }
-  for (std::int64_t j = 0; j < m; ++j) {
-    for (std::int64_t c = 0; c < d; ++c) {
-      Sum sum = 0;
-      for (std::int64_t i = 0; i < b; ++i) {
-        sum += static_cast<Sum>(operand(grad_logits[i * m + j])) * operand(q[i * d + c]);
-      }
-      grad_k[j * d + c] = static_cast<float>(sum) * inverse_temperature;
-    }
-  }
-  if (p.similarity == Similarity::kCosine) {
-    out.grad_q =
-        naive_detail::normalize_backward(in.q, b, row_stride_or_dim(p.q_row_stride, d), p, grad_q);
-    out.grad_k =
-        naive_detail::normalize_backward(in.k, m, row_stride_or_dim(p.k_row_stride, d), p, grad_k);
-  } else {
-    for (float& value : grad_q) value = round_float(p.dtype, value);
-    for (float& value : grad_k) value = round_float(p.dtype, value);
-    out.grad_q = grad_q;
-    out.grad_k = grad_k;
-  }
+  naive_detail::gradient_products<Sum>(p, in, grad_logits, q, k, inverse_temperature, operand,
+                                       &out.grad_q, &out.grad_k);
   out.grad_temperature = {static_cast<float>(-grad_dot_logits / p.temperature)};
   return out;
 }

@@ -10,6 +10,7 @@
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
 #include "contrastive/repel.hpp"
+#include "contrastive/siglip.hpp"
 
 namespace contrastive::testing {
 
@@ -31,8 +32,11 @@ inline void init_params(contrastive_mnr_in_batch_params_t& p) {
 inline void init_params(contrastive_repel_params_t& p) {
   contrastive_repel_params_init(&p);
 }
+inline void init_params(contrastive_siglip_params_t& p) {
+  contrastive_siglip_params_init(&p);
+}
 
-/// InfoNCE (infonce::Params or contrastive_infonce_params_t): M = `keys`, or B when 0.
+/// InfoNCE or SigLIP (their C++ Params or C params structs): M = `keys`, or B when 0.
 template <typename P>
 P infonce_problem(std::int64_t batch = kProblemBatch, std::int64_t dim = kProblemDim,
                   std::int64_t keys = 0) {
