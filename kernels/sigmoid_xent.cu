@@ -8,7 +8,6 @@
 
 #include "kernels/numeric.hpp"
 #include "kernels/online_softmax.hpp"
-#include "kernels/row_chunks.hpp"
 #include "kernels/sigmoid_math.hpp"
 #include "kernels/sigmoid_xent.hpp"
 #include "kernels/vector_access.cuh"
@@ -36,15 +35,9 @@ __global__ __launch_bounds__(kRowThreads) void sigmoid_forward_tile_kernel(
   const L* __restrict__ logits = static_cast<const L*>(tile.data) + blockIdx.x * tile.ld;
   const std::int64_t positive = positive_column(tile, row, labels);
   float loss = 0.0f;
-  for_each_owned<N>(
-      tile.cols, threadIdx.x, kRowThreads,
-      [&](std::int64_t c) {
-        float values[N];
-        load_pack<N>(logits + c, values);
-#pragma unroll
-        for (int i = 0; i < N; ++i) loss += sigmoid_xent(values[i] + bias, c + i == positive);
-      },
-      [&](std::int64_t c) { loss += sigmoid_xent(to_float(logits[c]) + bias, c == positive); });
+  visit_row<N, kRowThreads>(logits, tile.cols, [&](std::int64_t j, float logit) {
+    loss += sigmoid_xent(logit + bias, j == positive);
+  });
   loss = BlockReduce(temp).Sum(loss);
   if (threadIdx.x == 0) row_loss[row] = first_tile ? loss : row_loss[row] + loss;
 }
@@ -71,16 +64,7 @@ __global__ __launch_bounds__(kRowThreads) void sigmoid_backward_tile_kernel(
     if (with_loss) loss += sigmoid_xent(l, j == positive);
     return g;
   };
-  for_each_owned<N>(
-      tile.cols, threadIdx.x, kRowThreads,
-      [&](std::int64_t c) {
-        float values[N];
-        load_pack<N>(logits + c, values);
-#pragma unroll
-        for (int i = 0; i < N; ++i) values[i] = gradient(c + i, values[i]);
-        store_pack<N>(grads + c, values);
-      },
-      [&](std::int64_t c) { grads[c] = from_float<GT>(gradient(c, to_float(logits[c]))); });
+  map_row<N, kRowThreads>(logits, grads, tile.cols, gradient);
   // Three block sums in a fixed order; temp is reused, hence the barriers.
   grad_dot_logit = BlockReduce(temp).Sum(grad_dot_logit);
   __syncthreads();

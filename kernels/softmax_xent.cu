@@ -11,7 +11,6 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "kernels/numeric.hpp"
-#include "kernels/row_chunks.hpp"
 #include "kernels/softmax_xent.hpp"
 #include "kernels/vector_access.cuh"
 
@@ -29,15 +28,8 @@ constexpr int kSingleBlockThreads = 1024;
 template <int N, typename L>
 __device__ inline LseState thread_row_state(const L* __restrict__ logits, std::int64_t cols) {
   LseState state = lse_empty();
-  for_each_owned<N>(
-      cols, threadIdx.x, kRowThreads,
-      [&](std::int64_t c) {
-        float values[N];
-        load_pack<N>(logits + c, values);
-#pragma unroll
-        for (int i = 0; i < N; ++i) state = lse_push(state, values[i]);
-      },
-      [&](std::int64_t c) { state = lse_push(state, to_float(logits[c])); });
+  visit_row<N, kRowThreads>(logits, cols,
+                            [&](std::int64_t, float logit) { state = lse_push(state, logit); });
   return state;
 }
 
@@ -137,16 +129,7 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
     grad_dot_logit += grad_times_logit(g, logit);
     return g;
   };
-  for_each_owned<N>(
-      tile.cols, threadIdx.x, kRowThreads,
-      [&](std::int64_t c) {
-        float values[N];
-        load_pack<N>(logits + c, values);
-#pragma unroll
-        for (int i = 0; i < N; ++i) values[i] = gradient(c + i, values[i]);
-        store_pack<N>(grads + c, values);
-      },
-      [&](std::int64_t c) { grads[c] = from_float<GT>(gradient(c, to_float(logits[c]))); });
+  map_row<N, kRowThreads>(logits, grads, tile.cols, gradient);
   grad_dot_logit = BlockReduce(temp).Sum(grad_dot_logit);
   if (threadIdx.x == 0) {
     row_logit_grad[row] = first_tile ? grad_dot_logit : row_logit_grad[row] + grad_dot_logit;
@@ -190,16 +173,7 @@ __global__ __launch_bounds__(kRowThreads) void row_softmax_xent_tile_kernel(
     grad_dot_logit += grad_times_logit(g, logit);
     return g;
   };
-  for_each_owned<N>(
-      tile.cols, threadIdx.x, kRowThreads,
-      [&](std::int64_t c) {
-        float values[N];
-        load_pack<N>(logits + c, values);
-#pragma unroll
-        for (int i = 0; i < N; ++i) values[i] = gradient(c + i, values[i]);
-        store_pack<N>(grads + c, values);
-      },
-      [&](std::int64_t c) { grads[c] = from_float<GT>(gradient(c, to_float(logits[c]))); });
+  map_row<N, kRowThreads>(logits, grads, tile.cols, gradient);
   grad_dot_logit = SumReduce(temp.sum).Sum(grad_dot_logit);
   if (threadIdx.x == 0) row_logit_grad[row] = grad_dot_logit;
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/numeric.hpp"
+#include "kernels/row_chunks.hpp"
 
 namespace contrastive::kernels {
 
@@ -63,6 +64,37 @@ __device__ inline void store_pack(T* address, const float (&in)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) pack.values[i] = from_float<T>(in[i]);
   *reinterpret_cast<Pack<T, N>*>(address) = pack;
+}
+
+/// visit(j, value) for each column j of a row that this thread (threadIdx.x of Threads) owns
+/// (kernels/row_chunks.hpp), in its fixed order, reading N elements at a time.
+template <int N, int Threads, typename L, typename Visit>
+__device__ inline void visit_row(const L* logits, std::int64_t cols, Visit&& visit) {
+  for_each_owned<N>(
+      cols, threadIdx.x, Threads,
+      [&](std::int64_t c) {
+        float values[N];
+        load_pack<N>(logits + c, values);
+#pragma unroll
+        for (int i = 0; i < N; ++i) visit(c + i, values[i]);
+      },
+      [&](std::int64_t c) { visit(c, to_float(logits[c])); });
+}
+
+/// grads[j] = map(j, logits[j]) for each column j this thread owns, N at a time; grads may be
+/// logits itself (each element is read, then written, by one thread).
+template <int N, int Threads, typename L, typename GT, typename Map>
+__device__ inline void map_row(const L* logits, GT* grads, std::int64_t cols, Map&& map) {
+  for_each_owned<N>(
+      cols, threadIdx.x, Threads,
+      [&](std::int64_t c) {
+        float values[N];
+        load_pack<N>(logits + c, values);
+#pragma unroll
+        for (int i = 0; i < N; ++i) values[i] = map(c + i, values[i]);
+        store_pack<N>(grads + c, values);
+      },
+      [&](std::int64_t c) { grads[c] = from_float<GT>(map(c, to_float(logits[c]))); });
 }
 
 }  // namespace contrastive::kernels
