@@ -6,7 +6,7 @@ temperature or a scale first, then any other, such as SigLIP's bias; or none), i
 with their defaults, how the library's params are built from the inputs' shapes, the shape of the
 unreduced loss, and the loss's entry points in `contrastive._core`. `contrastive.torch` turns a
 description into three custom operators with fake implementations and autograd;
-`contrastive.cupy` and `contrastive.jax` turn it into an eager function (`_eager.py`) and XLA
+`contrastive.cupy` turns it into an eager function (`_eager.py`) and `contrastive.jax` into XLA
 custom calls. A new loss is one more description here (and its entry points in `_core`), not new
 code in each front end.
 """
