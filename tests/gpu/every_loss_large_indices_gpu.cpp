@@ -3,6 +3,7 @@
 //     row's last 4633 logits lie past 2^31), small D; and in forced tiles of 8192 x 16384. The
 //     reference (support/sampled_reference.hpp) is exact at the sampled rows, the last one
 //     included, and for every gradient row, with the upstream gradient zero outside the sample.
+//   - SigLIP over the same logits, one tile and forced tiles, fused and separate passes.
 //   - Per-anchor MNR and Repel with B n D = 33000 x 64 x 1024 > 2^31 elements of negatives: the
 //     float64 reference on the sub-problem of the sampled anchors (each anchor's loss and
 //     gradients depend on its own candidates only, so this is exact), anchors on both sides of
@@ -241,6 +242,85 @@ TEST_F(LargeIndices, LogitsPastTwoTo31InfoNCEAndInBatchMnr) {
   const testing::SampledInfoNCE ref =
       testing::sampled_infonce(p, in_batch.scale, q64.data(), k64.data(), grad_loss64.data(), rows);
   expect_sampled(ref, in_batch.scale, true, loss, saved, grad_q, grad_k, scalar);
+}
+
+// SigLIP over the same 2^31 + 4633 logits: one tile, and forced 8192 x 16384 tiles, each with
+// forward_backward's single walk and with forward then backward, against its sampled reference.
+TEST_F(LargeIndices, LogitsPastTwoTo31SigLIP) {
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
+  siglip::Params p;
+  p.batch = p.num_keys = kRows;
+  p.dim = kDim;
+  p.reduction = Reduction::kNone;
+  p.tile_rows = p.tile_cols = kRows;
+  std::size_t workspace = 0;
+  ASSERT_EQ(siglip::workspace_size(p, &workspace), Status::kSuccess) << last_error_message();
+  ASSERT_GT(workspace, static_cast<std::size_t>(kTwoTo31) * sizeof(float));
+  SKIP_UNLESS_IT_FITS(workspace);
+
+  std::mt19937_64 engine(seed);
+  const std::vector<double> q64 = testing::random_normal_f32(kRows * kDim, engine);
+  const std::vector<double> k64 = testing::random_normal_f32(kRows * kDim, engine);
+  const std::vector<float> q(q64.begin(), q64.end()), k(k64.begin(), k64.end());
+  const std::vector<std::int64_t> rows = {0, 1, kRows / 2, kRows - 2, kRows - 1};
+  std::vector<float> grad_loss(kRows, 0.0f);
+  for (const std::int64_t r : rows) grad_loss[r] = static_cast<float>(0.5 + 0.25 * (r % 5));
+  const std::vector<double> grad_loss64(grad_loss.begin(), grad_loss.end());
+  Buffer q_device(q.size() * 4), k_device(k.size() * 4), upstream(kRows * 4);
+  Buffer loss(kRows * 4), saved(2 * kRows * 4), grad_q(q.size() * 4), grad_k(k.size() * 4),
+      scale(4), scratch(workspace);
+  q_device.upload(q);
+  k_device.upload(k);
+  upstream.upload(grad_loss);
+  const testing::SampledInfoNCE ref =
+      testing::sampled_siglip(p, q64.data(), k64.data(), grad_loss64.data(), rows);
+  ASSERT_EQ(ref.rows, rows);
+
+  for (const std::int64_t tile_rows : {kRows, std::int64_t{8192}}) {
+    for (const bool separate_passes : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "tile rows " << tile_rows
+                                        << (separate_passes ? ", forward then backward" : ""));
+      siglip::Params params = p;
+      params.tile_rows = tile_rows;
+      params.tile_cols = tile_rows == kRows ? kRows : 16384;
+      for (Buffer* output : {&loss, &saved, &grad_q, &grad_k, &scale}) output->poison();
+      const siglip::ForwardBackwardArgs args{
+          q_device.data(), k_device.data(), loss.floats(),  saved.data(),         upstream.floats(),
+          grad_q.data(),   grad_k.data(),   scale.floats(), /*grad_bias=*/nullptr};
+      if (separate_passes) {
+        ASSERT_EQ(siglip::forward(handle_, params, {args.q, args.k, args.loss, args.saved},
+                                  scratch.data(), workspace, stream_),
+                  Status::kSuccess)
+            << last_error_message();
+        ASSERT_EQ(siglip::backward(handle_, params,
+                                   {args.q, args.k, args.saved, args.grad_loss, args.grad_q,
+                                    args.grad_k, args.grad_scale, nullptr},
+                                   scratch.data(), workspace, stream_),
+                  Status::kSuccess)
+            << last_error_message();
+      } else {
+        ASSERT_EQ(
+            siglip::forward_backward(handle_, params, args, scratch.data(), workspace, stream_),
+            Status::kSuccess)
+            << last_error_message();
+      }
+      synchronize();
+      const std::vector<float> all_loss = loss.floats_at(0, kRows);
+      std::vector<float> sampled_loss;
+      for (const std::int64_t r : rows) sampled_loss.push_back(all_loss[r]);
+      EXPECT_TRUE(all_close(sampled_loss, ref.loss, ref.loss_tolerance, 1)) << "sampled losses";
+      EXPECT_TRUE(
+          all_close(grad_q.floats_at(0, kRows * kDim), ref.grad_q, ref.grad_q_tolerance, kDim))
+          << "grad_q, every row";
+      EXPECT_TRUE(
+          all_close(grad_k.floats_at(0, kRows * kDim), ref.grad_k, ref.grad_k_tolerance, kDim))
+          << "grad_k, every row";
+      const double t = params.scale;  // dLoss/dt = sum(G * t sim) / t
+      EXPECT_TRUE(all_close(scale.floats_at(0, 1), {ref.sum_grad_logits / t},
+                            ref.sum_grad_logits_tolerance / t))
+          << "grad_scale";
+    }
+  }
 }
 
 // ---- Per-anchor MNR and Repel: B n D > 2^31 elements of negatives --------------------------
