@@ -117,29 +117,58 @@ struct LogitsRun {
   bool separate_passes;
 };
 
-void expect_sampled(const testing::SampledInfoNCE& ref, double logit_scale, bool scale_gradient,
-                    const Buffer& loss, const Buffer& saved, const Buffer& grad_q,
-                    const Buffer& grad_k, const Buffer& grad_scalar) {
-  const std::vector<float> all_loss = loss.floats_at(0, kRows);
-  const std::vector<float> lse = saved.floats_at(0, 2 * kRows);  // row lse, then column lse
-  std::vector<float> sampled_loss, row_lse, col_lse;
-  for (const std::int64_t r : ref.rows) {
-    sampled_loss.push_back(all_loss[r]);
-    row_lse.push_back(lse[r]);
-    if (!ref.col_lse.empty()) col_lse.push_back(lse[kRows + r]);
+// The inputs of every logits test here: random q and k (B = M = kRows), exact in fp32, on the
+// device; sampled rows, the last ones holding the logits past 2^31, and an upstream gradient that
+// is zero outside them.
+struct LogitsInputs {
+  explicit LogitsInputs(std::uint64_t seed) {
+    std::mt19937_64 engine(seed);
+    q = testing::random_normal_f32(kRows * kDim, engine);
+    k = testing::random_normal_f32(kRows * kDim, engine);
+    std::vector<float> upstream_values(kRows, 0.0f);
+    for (const std::int64_t r : rows) {
+      upstream_values[r] = static_cast<float>(0.5 + 0.25 * (r % 5));
+    }
+    grad_loss.assign(upstream_values.begin(), upstream_values.end());
+    q_device.upload(std::vector<float>(q.begin(), q.end()));
+    k_device.upload(std::vector<float>(k.begin(), k.end()));
+    upstream.upload(upstream_values);
   }
+  const std::vector<std::int64_t> rows = {0, 1, kRows / 2, kRows - 2, kRows - 1};
+  std::vector<double> q, k, grad_loss;
+  Buffer q_device{kRows * kDim * 4}, k_device{kRows * kDim * 4}, upstream{kRows * 4};
+};
+
+// Every loss finite; the sampled rows' losses and every row of both gradients as the reference.
+void expect_sampled_rows(const testing::SampledInfoNCE& ref, const Buffer& loss,
+                         const Buffer& grad_q, const Buffer& grad_k) {
+  const std::vector<float> all_loss = loss.floats_at(0, kRows);
   for (std::size_t i = 0; i < all_loss.size(); ++i) {
     ASSERT_TRUE(std::isfinite(all_loss[i])) << "loss[" << i << "] = " << all_loss[i];
   }
+  std::vector<float> sampled_loss;
+  for (const std::int64_t r : ref.rows) sampled_loss.push_back(all_loss[r]);
   EXPECT_TRUE(all_close(sampled_loss, ref.loss, ref.loss_tolerance, 1)) << "sampled losses";
-  EXPECT_TRUE(all_close(row_lse, ref.row_lse, ref.lse_tolerance)) << "sampled row lse";
-  if (!ref.col_lse.empty()) {
-    EXPECT_TRUE(all_close(col_lse, ref.col_lse, ref.lse_tolerance)) << "sampled column lse";
-  }
   EXPECT_TRUE(all_close(grad_q.floats_at(0, kRows * kDim), ref.grad_q, ref.grad_q_tolerance, kDim))
       << "grad_q, every row";
   EXPECT_TRUE(all_close(grad_k.floats_at(0, kRows * kDim), ref.grad_k, ref.grad_k_tolerance, kDim))
       << "grad_k, every row";
+}
+
+void expect_sampled(const testing::SampledInfoNCE& ref, double logit_scale, bool scale_gradient,
+                    const Buffer& loss, const Buffer& saved, const Buffer& grad_q,
+                    const Buffer& grad_k, const Buffer& grad_scalar) {
+  expect_sampled_rows(ref, loss, grad_q, grad_k);
+  const std::vector<float> lse = saved.floats_at(0, 2 * kRows);  // row lse, then column lse
+  std::vector<float> row_lse, col_lse;
+  for (const std::int64_t r : ref.rows) {
+    row_lse.push_back(lse[r]);
+    if (!ref.col_lse.empty()) col_lse.push_back(lse[kRows + r]);
+  }
+  EXPECT_TRUE(all_close(row_lse, ref.row_lse, ref.lse_tolerance)) << "sampled row lse";
+  if (!ref.col_lse.empty()) {
+    EXPECT_TRUE(all_close(col_lse, ref.col_lse, ref.lse_tolerance)) << "sampled column lse";
+  }
   const double scalar =
       scale_gradient ? ref.sum_grad_logits / logit_scale : -logit_scale * ref.sum_grad_logits;
   const double scalar_tolerance = scale_gradient ? ref.sum_grad_logits_tolerance / logit_scale
@@ -161,22 +190,12 @@ TEST_F(LargeIndices, LogitsPastTwoTo31InfoNCEAndInBatchMnr) {
   ASSERT_GT(workspace, static_cast<std::size_t>(kTwoTo31) * sizeof(float));
   SKIP_UNLESS_IT_FITS(workspace);
 
-  std::mt19937_64 engine(seed);
-  const std::vector<double> q64 = testing::random_normal_f32(kRows * kDim, engine);
-  const std::vector<double> k64 = testing::random_normal_f32(kRows * kDim, engine);
-  const std::vector<float> q(q64.begin(), q64.end()), k(k64.begin(), k64.end());
-  // The last rows hold the logits past 2^31; the upstream gradient is zero elsewhere.
-  const std::vector<std::int64_t> rows = {0, 1, kRows / 2, kRows - 2, kRows - 1};
-  std::vector<float> grad_loss(kRows, 0.0f);
-  for (const std::int64_t r : rows) grad_loss[r] = static_cast<float>(0.5 + 0.25 * (r % 5));
-  const std::vector<double> grad_loss64(grad_loss.begin(), grad_loss.end());
-
-  Buffer q_device(q.size() * 4), k_device(k.size() * 4), upstream(kRows * 4);
-  Buffer loss(kRows * 4), saved(4 * kRows * 4), grad_q(q.size() * 4), grad_k(k.size() * 4),
+  const LogitsInputs in(seed);
+  const std::vector<std::int64_t>& rows = in.rows;
+  const std::vector<double>&q64 = in.q, &k64 = in.k, &grad_loss64 = in.grad_loss;
+  const Buffer &q_device = in.q_device, &k_device = in.k_device, &upstream = in.upstream;
+  Buffer loss(kRows * 4), saved(4 * kRows * 4), grad_q(kRows * kDim * 4), grad_k(kRows * kDim * 4),
       scalar(4), scratch(workspace);
-  q_device.upload(q);
-  k_device.upload(k);
-  upstream.upload(grad_loss);
 
   const LogitsRun runs[] = {
       {"rows only, one tile", false, kRows, kRows, false},
@@ -258,23 +277,12 @@ TEST_F(LargeIndices, LogitsPastTwoTo31SigLIP) {
   ASSERT_GT(workspace, static_cast<std::size_t>(kTwoTo31) * sizeof(float));
   SKIP_UNLESS_IT_FITS(workspace);
 
-  std::mt19937_64 engine(seed);
-  const std::vector<double> q64 = testing::random_normal_f32(kRows * kDim, engine);
-  const std::vector<double> k64 = testing::random_normal_f32(kRows * kDim, engine);
-  const std::vector<float> q(q64.begin(), q64.end()), k(k64.begin(), k64.end());
-  const std::vector<std::int64_t> rows = {0, 1, kRows / 2, kRows - 2, kRows - 1};
-  std::vector<float> grad_loss(kRows, 0.0f);
-  for (const std::int64_t r : rows) grad_loss[r] = static_cast<float>(0.5 + 0.25 * (r % 5));
-  const std::vector<double> grad_loss64(grad_loss.begin(), grad_loss.end());
-  Buffer q_device(q.size() * 4), k_device(k.size() * 4), upstream(kRows * 4);
-  Buffer loss(kRows * 4), saved(2 * kRows * 4), grad_q(q.size() * 4), grad_k(k.size() * 4),
+  const LogitsInputs in(seed);
+  Buffer loss(kRows * 4), saved(2 * kRows * 4), grad_q(kRows * kDim * 4), grad_k(kRows * kDim * 4),
       scale(4), scratch(workspace);
-  q_device.upload(q);
-  k_device.upload(k);
-  upstream.upload(grad_loss);
   const testing::SampledInfoNCE ref =
-      testing::sampled_siglip(p, q64.data(), k64.data(), grad_loss64.data(), rows);
-  ASSERT_EQ(ref.rows, rows);
+      testing::sampled_siglip(p, in.q.data(), in.k.data(), in.grad_loss.data(), in.rows);
+  ASSERT_EQ(ref.rows, in.rows);
 
   for (const std::int64_t tile_rows : {kRows, std::int64_t{8192}}) {
     for (const bool separate_passes : {false, true}) {
@@ -285,8 +293,9 @@ TEST_F(LargeIndices, LogitsPastTwoTo31SigLIP) {
       params.tile_cols = tile_rows == kRows ? kRows : 16384;
       for (Buffer* output : {&loss, &saved, &grad_q, &grad_k, &scale}) output->poison();
       const siglip::ForwardBackwardArgs args{
-          q_device.data(), k_device.data(), loss.floats(),  saved.data(),         upstream.floats(),
-          grad_q.data(),   grad_k.data(),   scale.floats(), /*grad_bias=*/nullptr};
+          in.q_device.data(), in.k_device.data(),   loss.floats(),
+          saved.data(),       in.upstream.floats(), grad_q.data(),
+          grad_k.data(),      scale.floats(),       /*grad_bias=*/nullptr};
       if (separate_passes) {
         ASSERT_EQ(siglip::forward(handle_, params, {args.q, args.k, args.loss, args.saved},
                                   scratch.data(), workspace, stream_),
@@ -305,16 +314,7 @@ TEST_F(LargeIndices, LogitsPastTwoTo31SigLIP) {
             << last_error_message();
       }
       synchronize();
-      const std::vector<float> all_loss = loss.floats_at(0, kRows);
-      std::vector<float> sampled_loss;
-      for (const std::int64_t r : rows) sampled_loss.push_back(all_loss[r]);
-      EXPECT_TRUE(all_close(sampled_loss, ref.loss, ref.loss_tolerance, 1)) << "sampled losses";
-      EXPECT_TRUE(
-          all_close(grad_q.floats_at(0, kRows * kDim), ref.grad_q, ref.grad_q_tolerance, kDim))
-          << "grad_q, every row";
-      EXPECT_TRUE(
-          all_close(grad_k.floats_at(0, kRows * kDim), ref.grad_k, ref.grad_k_tolerance, kDim))
-          << "grad_k, every row";
+      expect_sampled_rows(ref, loss, grad_q, grad_k);
       const double t = params.scale;  // dLoss/dt = sum(G * t sim) / t
       EXPECT_TRUE(all_close(scale.floats_at(0, 1), {ref.sum_grad_logits / t},
                             ref.sum_grad_logits_tolerance / t))
