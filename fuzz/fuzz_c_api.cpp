@@ -125,6 +125,7 @@ constexpr Arguments arguments_of() {
       case Role::kUpstreamGradient: a.slots[i] = kGradLoss; break;
       case Role::kGradient: a.slots[i] = static_cast<Slot>(kGrad0 + a.gradients++); break;
       case Role::kScalarGradient: a.slots[i] = a.scalar_slots[a.scalars++]; break;
+      case Role::kScalar: break;  // not in the C signatures
     }
     ++i;
   }
@@ -154,7 +155,7 @@ T argument(contrastive_handle_t h, const void* params, void* const* tensors, voi
 template <typename Cpp, Pass pass, typename... A, std::size_t... I>
 int invoke(int (*entry)(A...), contrastive_handle_t h, const void* params, void* const* s,
            std::size_t ws, std::index_sequence<I...>) {
-  constexpr auto taken = contrastive::describe::arguments<Cpp>(pass);
+  constexpr auto taken = contrastive::describe::c_arguments<Cpp>(pass);
   static_assert(taken.count + 5 == sizeof...(A), "the C signature and the description disagree");
   constexpr Arguments slots = arguments_of<Cpp>();
   void* tensors[sizeof...(A)] = {};

@@ -9,6 +9,7 @@
 #include "kernels/normalize.hpp"
 #include "kernels/numeric.hpp"
 #include "kernels/reduce.hpp"
+#include "kernels/resolve_scalars.hpp"
 #include "kernels/sigmoid_xent.hpp"
 #include "kernels/softmax_xent.hpp"
 
@@ -25,6 +26,10 @@ namespace {
 
 }  // namespace
 
+cudaError_t launch_resolve_scalars(const ScalarInputs&, ResolvedScalars*, cudaStream_t) {
+  launched("resolve_scalars");
+}
+
 template <typename T>
 cudaError_t launch_normalize_rows(const T*, std::int64_t, std::int64_t, std::int64_t, float,
                                   const float*, float*, T*, cudaStream_t) {
@@ -33,12 +38,12 @@ cudaError_t launch_normalize_rows(const T*, std::int64_t, std::int64_t, std::int
 
 template <typename T>
 cudaError_t launch_normalize_rows_backward(const T*, std::int64_t, std::int64_t, std::int64_t,
-                                           float, const float*, T*, cudaStream_t) {
+                                           float, const float*, T*, cudaStream_t, const float*) {
   launched("normalize_rows_backward");
 }
 
 template <typename T>
-cudaError_t launch_convert(const float*, std::int64_t, T*, cudaStream_t) {
+cudaError_t launch_convert(const float*, std::int64_t, T*, cudaStream_t, const float*) {
   launched("convert");
 }
 
@@ -72,18 +77,19 @@ cudaError_t launch_row_softmax_xent_tile(const LogitsTile&, GT*, std::int64_t, U
 }
 
 template <typename L>
-cudaError_t launch_sigmoid_forward_tile(const LogitsTile&, float, SigmoidLabels, float*, bool,
-                                        cudaStream_t) {
+cudaError_t launch_sigmoid_forward_tile(const LogitsTile&, const float*, SigmoidLabels, float*,
+                                        bool, cudaStream_t) {
   launched("sigmoid_forward_tile");
 }
 
 template <typename L, typename GT>
-cudaError_t launch_sigmoid_backward_tile(const LogitsTile&, GT*, float, SigmoidLabels,
+cudaError_t launch_sigmoid_backward_tile(const LogitsTile&, GT*, const float*, SigmoidLabels,
                                          UpstreamGradient, SigmoidRowSums, bool, cudaStream_t) {
   launched("sigmoid_backward_tile");
 }
 
-cudaError_t launch_sum(const float*, std::int64_t, double, const float*, float*, cudaStream_t) {
+cudaError_t launch_sum(const float*, std::int64_t, double, const float*, float*, cudaStream_t,
+                       const double*) {
   launched("sum");
 }
 
@@ -105,9 +111,11 @@ cudaError_t launch_anchor_candidates(AnchorPass, const AnchorCandidates&, const 
   template cudaError_t launch_normalize_rows<T>(const T*, std::int64_t, std::int64_t,             \
                                                 std::int64_t, float, const float*, float*, T*,    \
                                                 cudaStream_t);                                    \
-  template cudaError_t launch_normalize_rows_backward<T>(                                         \
-      const T*, std::int64_t, std::int64_t, std::int64_t, float, const float*, T*, cudaStream_t); \
-  template cudaError_t launch_convert<T>(const float*, std::int64_t, T*, cudaStream_t);           \
+  template cudaError_t launch_normalize_rows_backward<T>(const T*, std::int64_t, std::int64_t,    \
+                                                         std::int64_t, float, const float*, T*,   \
+                                                         cudaStream_t, const float*);             \
+  template cudaError_t launch_convert<T>(const float*, std::int64_t, T*, cudaStream_t,            \
+                                         const float*);                                           \
   template cudaError_t launch_anchor_candidates<T>(                                               \
       AnchorPass, const AnchorCandidates&, const SoftmaxHead&, const AnchorCandidateGrads&,       \
       const SavedSimilarities&, cudaStream_t);                                                    \
@@ -122,8 +130,8 @@ CONTRASTIVE_STUB_TYPE(__nv_bfloat16)
   template cudaError_t launch_row_lse_tile<L>(const LogitsTile&, std::int64_t, LseState*, float*, \
                                               bool, cudaStream_t);                                \
   template cudaError_t launch_col_lse_tile<L>(const LogitsTile&, LseState*, bool, cudaStream_t);  \
-  template cudaError_t launch_sigmoid_forward_tile<L>(const LogitsTile&, float, SigmoidLabels,    \
-                                                      float*, bool, cudaStream_t);
+  template cudaError_t launch_sigmoid_forward_tile<L>(const LogitsTile&, const float*,            \
+                                                      SigmoidLabels, float*, bool, cudaStream_t);
 #define CONTRASTIVE_STUB_BACKWARD(L, GT)                                                         \
   template cudaError_t launch_logits_backward_tile<L, GT>(                                       \
       const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*,            \
@@ -131,7 +139,7 @@ CONTRASTIVE_STUB_TYPE(__nv_bfloat16)
   template cudaError_t launch_row_softmax_xent_tile<L, GT>(const LogitsTile&, GT*, std::int64_t, \
                                                            UpstreamGradient, LseState*, float*,  \
                                                            float*, cudaStream_t);                \
-  template cudaError_t launch_sigmoid_backward_tile<L, GT>(const LogitsTile&, GT*, float,        \
+  template cudaError_t launch_sigmoid_backward_tile<L, GT>(const LogitsTile&, GT*, const float*, \
                                                            SigmoidLabels, UpstreamGradient,      \
                                                            SigmoidRowSums, bool, cudaStream_t);
 CONTRASTIVE_STUB_TILE(float)

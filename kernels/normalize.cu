@@ -69,7 +69,8 @@ __global__ __launch_bounds__(kBlockThreads) void normalize_rows_kernel(
 template <typename T, bool kVector>
 __global__ __launch_bounds__(kBlockThreads) void normalize_rows_backward_kernel(
     const T* __restrict__ x, std::int64_t rows, std::int64_t ld, std::int64_t dim, float eps,
-    const float* __restrict__ grad_x_hat, T* __restrict__ grad_x) {
+    const float* __restrict__ grad_x_hat, T* __restrict__ grad_x, const float* __restrict__ scale) {
+  const float g_scale = scale != nullptr ? *scale : 1.0f;
   constexpr int kStep = kVector ? kVectorElements<T> : 1;
   constexpr int kFloatVectors = kVector ? kStep / kVectorElements<float> : 0;
   const int lane = threadIdx.x % kWarpSize;
@@ -88,11 +89,11 @@ __global__ __launch_bounds__(kBlockThreads) void normalize_rows_backward_kernel(
         load_vector(grad_in + c + v * kVectorElements<float>, part);
 #pragma unroll
         for (int i = 0; i < kVectorElements<float>; ++i)
-          grads[v * kVectorElements<float> + i] = part[i];
+          grads[v * kVectorElements<float> + i] = g_scale * part[i];
       }
     } else {
       values[0] = to_float(in[c]);
-      grads[0] = grad_in[c];
+      grads[0] = g_scale * grad_in[c];
     }
   };
   double squares = 0.0, x_dot_grad = 0.0;
@@ -126,14 +127,17 @@ __global__ __launch_bounds__(kBlockThreads) void normalize_rows_backward_kernel(
   }
 }
 
+// No __restrict__ on in and out: they may be one buffer (each element is read, then written, by
+// one thread).
 template <typename T>
-__global__ __launch_bounds__(kConvertThreads) void convert_kernel(const float* __restrict__ in,
-                                                                  std::int64_t count,
-                                                                  T* __restrict__ out) {
+__global__ __launch_bounds__(kConvertThreads) void convert_kernel(const float* in,
+                                                                  std::int64_t count, T* out,
+                                                                  const float* __restrict__ scale) {
+  const float factor = scale != nullptr ? *scale : 1.0f;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kConvertThreads;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * kConvertThreads + threadIdx.x;
        i < count; i += stride) {
-    out[i] = from_float<T>(in[i]);
+    out[i] = from_float<T>(scale != nullptr ? factor * in[i] : in[i]);
   }
 }
 
@@ -160,34 +164,37 @@ cudaError_t launch_normalize_rows(const T* x, std::int64_t rows, std::int64_t ld
 template <typename T>
 cudaError_t launch_normalize_rows_backward(const T* x, std::int64_t rows, std::int64_t ld,
                                            std::int64_t dim, float eps, const float* grad_x_hat,
-                                           T* grad_x, cudaStream_t stream) {
+                                           T* grad_x, cudaStream_t stream, const float* scale) {
   if (vectorizable(x, ld, dim, sizeof(T)) && vectorizable(grad_x, dim, dim, sizeof(T)) &&
       vectorizable(grad_x_hat, dim, dim, sizeof(float))) {
     normalize_rows_backward_kernel<T, true><<<blocks_for_rows(rows), kBlockThreads, 0, stream>>>(
-        x, rows, ld, dim, eps, grad_x_hat, grad_x);
+        x, rows, ld, dim, eps, grad_x_hat, grad_x, scale);
   } else {
     normalize_rows_backward_kernel<T, false><<<blocks_for_rows(rows), kBlockThreads, 0, stream>>>(
-        x, rows, ld, dim, eps, grad_x_hat, grad_x);
+        x, rows, ld, dim, eps, grad_x_hat, grad_x, scale);
   }
   return cudaGetLastError();
 }
 
 template <typename T>
-cudaError_t launch_convert(const float* in, std::int64_t count, T* out, cudaStream_t stream) {
+cudaError_t launch_convert(const float* in, std::int64_t count, T* out, cudaStream_t stream,
+                           const float* scale) {
   const std::int64_t needed = (count + kConvertThreads - 1) / kConvertThreads;
   const auto blocks =
       static_cast<unsigned>(needed < kMaxConvertBlocks ? needed : kMaxConvertBlocks);
-  convert_kernel<T><<<blocks, kConvertThreads, 0, stream>>>(in, count, out);
+  convert_kernel<T><<<blocks, kConvertThreads, 0, stream>>>(in, count, out, scale);
   return cudaGetLastError();
 }
 
-#define CONTRASTIVE_INSTANTIATE(T)                                                                \
-  template cudaError_t launch_normalize_rows<T>(const T*, std::int64_t, std::int64_t,             \
-                                                std::int64_t, float, const float*, float*, T*,    \
-                                                cudaStream_t);                                    \
-  template cudaError_t launch_normalize_rows_backward<T>(                                         \
-      const T*, std::int64_t, std::int64_t, std::int64_t, float, const float*, T*, cudaStream_t); \
-  template cudaError_t launch_convert<T>(const float*, std::int64_t, T*, cudaStream_t);
+#define CONTRASTIVE_INSTANTIATE(T)                                                              \
+  template cudaError_t launch_normalize_rows<T>(const T*, std::int64_t, std::int64_t,           \
+                                                std::int64_t, float, const float*, float*, T*,  \
+                                                cudaStream_t);                                  \
+  template cudaError_t launch_normalize_rows_backward<T>(const T*, std::int64_t, std::int64_t,  \
+                                                         std::int64_t, float, const float*, T*, \
+                                                         cudaStream_t, const float*);           \
+  template cudaError_t launch_convert<T>(const float*, std::int64_t, T*, cudaStream_t,          \
+                                         const float*);
 CONTRASTIVE_INSTANTIATE(float)
 CONTRASTIVE_INSTANTIATE(__half)
 CONTRASTIVE_INSTANTIATE(__nv_bfloat16)

@@ -17,14 +17,18 @@ cudaError_t launch_normalize_rows(const T* x, std::int64_t rows, std::int64_t ld
                                   T* x_hat, cudaStream_t stream);
 
 /// grad_x (rows, dim) dense, T = d/dx [x / max(|x|, eps)] applied to grad_x_hat (rows, dim) fp32:
-/// (g - x_hat (x_hat . g)) / |x| where |x| > eps, else g / eps.
+/// (g - x_hat (x_hat . g)) / |x| where |x| > eps, else g / eps. With `scale` (device, 1 value)
+/// set, g is scale * grad_x_hat: the logit scale the gradient GEMMs left out.
 template <typename T>
 cudaError_t launch_normalize_rows_backward(const T* x, std::int64_t rows, std::int64_t ld,
                                            std::int64_t dim, float eps, const float* grad_x_hat,
-                                           T* grad_x, cudaStream_t stream);
+                                           T* grad_x, cudaStream_t stream,
+                                           const float* scale = nullptr);
 
-/// out[i] = in[i] rounded to T, for `count` values (fp32 accumulators into 16-bit gradients).
+/// out[i] = in[i] (times *scale when `scale`, a device value, is set) rounded to T, for `count`
+/// values (fp32 accumulators into 16-bit gradients). `out` may be `in` (T = float).
 template <typename T>
-cudaError_t launch_convert(const float* in, std::int64_t count, T* out, cudaStream_t stream);
+cudaError_t launch_convert(const float* in, std::int64_t count, T* out, cudaStream_t stream,
+                           const float* scale = nullptr);
 
 }  // namespace contrastive::kernels

@@ -12,6 +12,7 @@ constexpr int kThreads = 1024;
 __global__ __launch_bounds__(kThreads) void sum_kernel(const float* __restrict__ values,
                                                        std::int64_t count, double factor,
                                                        const float* __restrict__ divisor,
+                                                       const double* __restrict__ device_factor,
                                                        float* __restrict__ out) {
   using BlockReduce = cub::BlockReduce<double, kThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
@@ -28,14 +29,15 @@ __global__ __launch_bounds__(kThreads) void sum_kernel(const float* __restrict__
   if (threadIdx.x != 0) return;
   if (divisor != nullptr && total == total)
     total = divisor_total > 0.0 ? total / divisor_total : 0.0;
+  if (device_factor != nullptr) factor *= *device_factor;
   *out = static_cast<float>(factor * total);
 }
 
 }  // namespace
 
 cudaError_t launch_sum(const float* values, std::int64_t count, double factor, const float* divisor,
-                       float* out, cudaStream_t stream) {
-  sum_kernel<<<1, kThreads, 0, stream>>>(values, count, factor, divisor, out);
+                       float* out, cudaStream_t stream, const double* device_factor) {
+  sum_kernel<<<1, kThreads, 0, stream>>>(values, count, factor, divisor, device_factor, out);
   return cudaGetLastError();
 }
 

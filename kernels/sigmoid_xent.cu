@@ -27,16 +27,18 @@ __device__ inline std::int64_t positive_column(const LogitsTile& tile, std::int6
 
 template <int N, typename L>
 __global__ __launch_bounds__(kRowThreads) void sigmoid_forward_tile_kernel(
-    LogitsTile tile, float bias, SigmoidLabels labels, float* __restrict__ row_loss,
-    bool first_tile) {
+    LogitsTile tile, const float* __restrict__ bias_in, SigmoidLabels labels,
+    float* __restrict__ row_loss, bool first_tile) {
+  const float bias = *bias_in;  // resolved on the device (kernels/logit_scalars.hpp)
+  const float scale = tile_scale(tile);
   using BlockReduce = cub::BlockReduce<float, kRowThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
   const std::int64_t row = tile.row0 + blockIdx.x;
   const L* __restrict__ logits = static_cast<const L*>(tile.data) + blockIdx.x * tile.ld;
   const std::int64_t positive = positive_column(tile, row, labels);
   float loss = 0.0f;
-  visit_row<N, kRowThreads>(logits, tile.cols, [&](std::int64_t j, float logit) {
-    loss += sigmoid_xent(logit + bias, j == positive);
+  visit_row<N, kRowThreads>(logits, tile.cols, [&](std::int64_t j, float sim) {
+    loss += sigmoid_xent(scale * sim + bias, j == positive);
   });
   loss = BlockReduce(temp).Sum(loss);
   if (threadIdx.x == 0) row_loss[row] = first_tile ? loss : row_loss[row] + loss;
@@ -44,8 +46,10 @@ __global__ __launch_bounds__(kRowThreads) void sigmoid_forward_tile_kernel(
 
 template <int N, typename L, typename GT>
 __global__ __launch_bounds__(kRowThreads) void sigmoid_backward_tile_kernel(
-    LogitsTile tile, GT* grad, float bias, SigmoidLabels labels, UpstreamGradient upstream,
-    SigmoidRowSums sums, bool first_tile) {
+    LogitsTile tile, GT* grad, const float* bias_in, SigmoidLabels labels,
+    UpstreamGradient upstream, SigmoidRowSums sums, bool first_tile) {
+  const float bias = *bias_in;
+  const float scale = tile_scale(tile);
   using BlockReduce = cub::BlockReduce<float, kRowThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
   const std::int64_t row = tile.row0 + blockIdx.x;
@@ -56,7 +60,8 @@ __global__ __launch_bounds__(kRowThreads) void sigmoid_backward_tile_kernel(
   const float weight = upstream.weight(row);
   const bool with_loss = sums.loss != nullptr;
   float grad_dot_logit = 0.0f, grad_sum = 0.0f, loss = 0.0f;
-  auto gradient = [&](std::int64_t j, float logit) {
+  auto gradient = [&](std::int64_t j, float sim) {
+    const float logit = scale * sim;
     const float l = logit + bias;
     const float g = sigmoid_xent_grad(l, j == positive, weight);
     grad_dot_logit += grad_times_logit(g, logit);
@@ -83,8 +88,9 @@ __global__ __launch_bounds__(kRowThreads) void sigmoid_backward_tile_kernel(
 }  // namespace
 
 template <typename L>
-cudaError_t launch_sigmoid_forward_tile(const LogitsTile& tile, float bias, SigmoidLabels labels,
-                                        float* row_loss, bool first_tile, cudaStream_t stream) {
+cudaError_t launch_sigmoid_forward_tile(const LogitsTile& tile, const float* bias,
+                                        SigmoidLabels labels, float* row_loss, bool first_tile,
+                                        cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>(tile.rows);
   if (rows_take_packs(tile.data, tile.ld, sizeof(L))) {
     sigmoid_forward_tile_kernel<kVectorElements<L>, L>
@@ -97,7 +103,7 @@ cudaError_t launch_sigmoid_forward_tile(const LogitsTile& tile, float bias, Sigm
 }
 
 template <typename L, typename GT>
-cudaError_t launch_sigmoid_backward_tile(const LogitsTile& tile, GT* grad, float bias,
+cudaError_t launch_sigmoid_backward_tile(const LogitsTile& tile, GT* grad, const float* bias,
                                          SigmoidLabels labels, UpstreamGradient upstream,
                                          SigmoidRowSums sums, bool first_tile,
                                          cudaStream_t stream) {
@@ -112,12 +118,12 @@ cudaError_t launch_sigmoid_backward_tile(const LogitsTile& tile, GT* grad, float
   return cudaGetLastError();
 }
 
-#define CONTRASTIVE_INSTANTIATE_FORWARD(L)                                                     \
-  template cudaError_t launch_sigmoid_forward_tile<L>(const LogitsTile&, float, SigmoidLabels, \
-                                                      float*, bool, cudaStream_t);
-#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                             \
-  template cudaError_t launch_sigmoid_backward_tile<L, GT>(const LogitsTile&, GT*, float,   \
-                                                           SigmoidLabels, UpstreamGradient, \
+#define CONTRASTIVE_INSTANTIATE_FORWARD(L)                                             \
+  template cudaError_t launch_sigmoid_forward_tile<L>(const LogitsTile&, const float*, \
+                                                      SigmoidLabels, float*, bool, cudaStream_t);
+#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                                  \
+  template cudaError_t launch_sigmoid_backward_tile<L, GT>(const LogitsTile&, GT*, const float*, \
+                                                           SigmoidLabels, UpstreamGradient,      \
                                                            SigmoidRowSums, bool, cudaStream_t);
 CONTRASTIVE_INSTANTIATE_FORWARD(float)
 CONTRASTIVE_INSTANTIATE_FORWARD(__nv_bfloat16)

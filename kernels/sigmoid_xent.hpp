@@ -23,8 +23,9 @@ struct SigmoidLabels {
 /// row_loss[row] (+)= sum over the tile's columns of the loss of l = logit + bias (first_tile:
 /// overwrite).
 template <typename L>
-cudaError_t launch_sigmoid_forward_tile(const LogitsTile& tile, float bias, SigmoidLabels labels,
-                                        float* row_loss, bool first_tile, cudaStream_t stream);
+cudaError_t launch_sigmoid_forward_tile(const LogitsTile& tile, const float* bias,
+                                        SigmoidLabels labels, float* row_loss, bool first_tile,
+                                        cudaStream_t stream);
 
 /// The per-row sums a backward tile adds to (first_tile: overwrites).
 struct SigmoidRowSums {
@@ -35,7 +36,7 @@ struct SigmoidRowSums {
 
 /// logits -> grad (same shape and ld; may be tile.data when GT == L): G = w_row (sigmoid(l) - y).
 template <typename L, typename GT>
-cudaError_t launch_sigmoid_backward_tile(const LogitsTile& tile, GT* grad, float bias,
+cudaError_t launch_sigmoid_backward_tile(const LogitsTile& tile, GT* grad, const float* bias,
                                          SigmoidLabels labels, UpstreamGradient upstream,
                                          SigmoidRowSums sums, bool first_tile, cudaStream_t stream);
 

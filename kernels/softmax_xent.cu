@@ -1,4 +1,5 @@
-// Fused softmax cross-entropy over tiles of the logits matrix S (B, M), S = sim / temperature.
+// Fused softmax cross-entropy over tiles of the logits matrix S (B, M), S = s * sim, s = 1 /
+// temperature or a scale: the tile holds sim and the kernels multiply by s, read on the device.
 //   forward:  tile -> running row (and column) max / sum-exp, positive logits; then one block turns
 //             them into row / column log-sum-exp and the reduced loss.
 //   backward: tile of S -> tile of G in place, plus per-row sum of G * S for the temperature
@@ -26,10 +27,11 @@ constexpr int kSingleBlockThreads = 1024;
 
 // A row's running state over the columns this thread owns (kernels/row_chunks.hpp), N per load.
 template <int N, typename L>
-__device__ inline LseState thread_row_state(const L* __restrict__ logits, std::int64_t cols) {
+__device__ inline LseState thread_row_state(const L* __restrict__ logits, std::int64_t cols,
+                                            float scale) {
   LseState state = lse_empty();
   visit_row<N, kRowThreads>(logits, cols,
-                            [&](std::int64_t, float logit) { state = lse_push(state, logit); });
+                            [&](std::int64_t, float sim) { state = lse_push(state, scale * sim); });
   return state;
 }
 
@@ -41,13 +43,16 @@ __global__ __launch_bounds__(kRowThreads) void row_lse_tile_kernel(
   __shared__ typename BlockReduce::TempStorage temp;
   const std::int64_t local_row = blockIdx.x;
   const L* logits = static_cast<const L*>(tile.data) + local_row * tile.ld;
-  LseState state = thread_row_state<N>(logits, tile.cols);
+  const float scale = tile_scale(tile);
+  LseState state = thread_row_state<N>(logits, tile.cols, scale);
   state = BlockReduce(temp).Reduce(state, LseMerge{});
   if (threadIdx.x == 0) {
     const std::int64_t row = tile.row0 + local_row;
     row_state[row] = first_tile ? state : lse_merge(row_state[row], state);
     const std::int64_t positive = row + positive_offset - tile.col0;
-    if (positive >= 0 && positive < tile.cols) positive_logit[row] = to_float(logits[positive]);
+    if (positive >= 0 && positive < tile.cols) {
+      positive_logit[row] = scale * to_float(logits[positive]);
+    }
   }
 }
 
@@ -55,12 +60,13 @@ template <typename L>
 __global__ __launch_bounds__(kColumnWidth* kColumnRowGroups) void col_lse_tile_kernel(
     LogitsTile tile, LseState* __restrict__ col_state, bool first_tile) {
   const L* logits = static_cast<const L*>(tile.data);
+  const float scale = tile_scale(tile);
   __shared__ LseState partial[kColumnRowGroups][kColumnWidth];
   const std::int64_t local_col = static_cast<std::int64_t>(blockIdx.x) * kColumnWidth + threadIdx.x;
   LseState state = lse_empty();
   if (local_col < tile.cols) {
     for (std::int64_t r = threadIdx.y; r < tile.rows; r += kColumnRowGroups) {
-      state = lse_push(state, to_float(logits[r * tile.ld + local_col]));
+      state = lse_push(state, scale * to_float(logits[r * tile.ld + local_col]));
     }
   }
   partial[threadIdx.y][threadIdx.x] = state;
@@ -117,8 +123,10 @@ __global__ __launch_bounds__(kRowThreads) void logits_backward_tile_kernel(
   const float row_weight = upstream.weight(row);
   const float lse = row_lse[row];
   const std::int64_t positive = row + positive_offset;
+  const float scale = tile_scale(tile);
   float grad_dot_logit = 0.0f;
-  auto gradient = [&](std::int64_t j, float logit) {
+  auto gradient = [&](std::int64_t j, float sim) {
+    const float logit = scale * sim;
     const std::int64_t col = tile.col0 + j;
     float g = softmax_xent_grad(logit, lse, col == positive, row_weight);
     const std::int64_t positive_column = col - positive_offset;  // in [0, B) for positives
@@ -157,18 +165,22 @@ __global__ __launch_bounds__(kRowThreads) void row_softmax_xent_tile_kernel(
   const std::int64_t positive = row + positive_offset - tile.col0;
   // The row's state as row_lse_tile_kernel forms it, so that its log-sum-exp has the bits
   // launch_finalize_loss saves.
-  LseState state = thread_row_state<N>(logits, tile.cols);
+  const float scale = tile_scale(tile);
+  LseState state = thread_row_state<N>(logits, tile.cols, scale);
   state = StateReduce(temp.state).Reduce(state, LseMerge{});
   if (threadIdx.x == 0) {
     row_state[row] = state;
-    if (positive >= 0 && positive < tile.cols) positive_logit[row] = to_float(logits[positive]);
+    if (positive >= 0 && positive < tile.cols) {
+      positive_logit[row] = scale * to_float(logits[positive]);
+    }
     row_lse = lse_value(state);
   }
   __syncthreads();  // row_lse, and temp before its reuse
   const float lse = row_lse;
   const float row_weight = upstream.weight(row);
   float grad_dot_logit = 0.0f;
-  auto gradient = [&](std::int64_t j, float logit) {
+  auto gradient = [&](std::int64_t j, float sim) {
+    const float logit = scale * sim;
     const float g = softmax_xent_grad(logit, lse, j == positive, row_weight);
     grad_dot_logit += grad_times_logit(g, logit);
     return g;

@@ -16,7 +16,9 @@
 namespace contrastive::kernels {
 
 /// A tile of the (B, M) logits: rows [row0, row0 + rows) x columns [col0, col0 + cols), stored
-/// densely with leading dimension ld (>= cols), elements of the tile's type.
+/// densely with leading dimension ld (>= cols), elements of the tile's type. The GEMM writes the
+/// similarities; every kernel that reads them takes logit = s * element, with s read on the device
+/// (the call's resolved logit scale, kernels/logit_scalars.hpp; null: 1).
 struct LogitsTile {
   void* data;
   std::int64_t ld;
@@ -24,7 +26,15 @@ struct LogitsTile {
   std::int64_t rows;
   std::int64_t col0;
   std::int64_t cols;
+  const float* scale = nullptr;
 };
+
+#if defined(__CUDACC__)
+/// The tile's logit scale, read once by each thread of a kernel.
+__device__ inline float tile_scale(const LogitsTile& tile) {
+  return tile.scale != nullptr ? *tile.scale : 1.0f;
+}
+#endif
 
 /// Merge the tile's rows into row_state (B) (first_tile: overwrite) and copy the logit of
 /// column row + positive_offset into positive_logit (B) when that column lies in the tile.

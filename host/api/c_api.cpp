@@ -378,7 +378,7 @@ template <Pass pass, typename C, std::size_t N>
 int call(contrastive_handle_t handle, const C* c_params, const void* const (&pointers)[N],
          void* workspace, size_t workspace_bytes, contrastive::Stream stream) {
   using Cpp = typename Layout<C>::Cpp;
-  constexpr auto arguments = contrastive::describe::arguments<Cpp>(pass);
+  constexpr auto arguments = contrastive::describe::c_arguments<Cpp>(pass);
   static_assert(N == arguments.count, "the C signature and the description disagree");
   auto at = [&pointers, &arguments](std::string_view name) -> void* {
     for (std::size_t i = 0; i < N; ++i) {

@@ -1,5 +1,5 @@
 // InfoNCE's public entry points: check the params, then the B x M logits engine
-// (host/engine/logits_engine.hpp) with 1/temperature as the logit scale.
+// (host/engine/logits_engine.hpp) with 1/temperature (or exp(theta)) as the logit scale.
 #include "contrastive/infonce.hpp"
 
 #include "host/engine/logits_engine.hpp"
@@ -13,9 +13,13 @@ template <typename Args>
 Status call(Pass pass, const char* name, const Handle& handle, const Params& params,
             const Args& args, void* workspace, std::size_t workspace_bytes, Stream stream) {
   CONTRASTIVE_TRY(check(params));
-  const logits::ArgumentNames names{name, "q", "k", "grad_q", "grad_k", "grad_temperature"};
-  const logits::Scalars scalars{1.0f / params.temperature,
-                                logits::Scalars::ScaleGradient::kTemperature};
+  const logits::ArgumentNames names{
+      name, "q", "k", "grad_q", "grad_k", "grad_temperature", nullptr, "temperature"};
+  logits::Scalars scalars;
+  scalars.value = params.temperature;
+  scalars.form =
+      params.log_scale ? kernels::ScaleForm::kLogScale : kernels::ScaleForm::kTemperature;
+  scalars.max_scale = params.max_scale;
   return logits::run(pass, names, handle, detail::to_problem(params), scalars,
                      logits::tensors_of(args), workspace, workspace_bytes, stream);
 }

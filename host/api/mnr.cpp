@@ -88,7 +88,10 @@ Status run_in_batch(Pass pass, const char* call, const Handle& handle, const InB
   CONTRASTIVE_TRY(check(p));
   const logits::ArgumentNames names{call,           "anchors",         "candidates",
                                     "grad_anchors", "grad_candidates", "grad_scale"};
-  const logits::Scalars scalars{p.scale, logits::Scalars::ScaleGradient::kScale};
+  logits::Scalars scalars;
+  scalars.value = p.scale;
+  scalars.form = p.log_scale ? kernels::ScaleForm::kLogScale : kernels::ScaleForm::kScale;
+  scalars.max_scale = p.max_scale;
   return logits::run(pass, names, handle, detail::to_problem(p), scalars, logits::tensors_of(args),
                      workspace, workspace_bytes, stream);
 }

@@ -13,11 +13,13 @@ template <typename Args>
 Status call(Pass pass, const char* name, const Handle& handle, const Params& params,
             const Args& args, void* workspace, std::size_t workspace_bytes, Stream stream) {
   CONTRASTIVE_TRY(check(params));
-  const logits::ArgumentNames names{name, "q", "k", "grad_q", "grad_k", "grad_scale", "grad_bias"};
-  const logits::Scalars scalars{detail::scale_of(params),
-                                params.log_scale ? logits::Scalars::ScaleGradient::kLogScale
-                                                 : logits::Scalars::ScaleGradient::kScale,
-                                params.bias};
+  const logits::ArgumentNames names{name,         "q",         "k",     "grad_q", "grad_k",
+                                    "grad_scale", "grad_bias", "scale", "bias"};
+  logits::Scalars scalars;
+  scalars.value = params.scale;
+  scalars.form = params.log_scale ? kernels::ScaleForm::kLogScale : kernels::ScaleForm::kScale;
+  scalars.max_scale = params.max_scale;
+  scalars.bias = params.bias;
   return logits::run(pass, names, handle, detail::to_problem(params), scalars,
                      logits::tensors_of(args), workspace, workspace_bytes, stream);
 }

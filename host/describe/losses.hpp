@@ -54,6 +54,9 @@ enum class Role : int {
   kUpstreamGradient,  ///< f32, the loss's extent: grad_loss
   kGradient,          ///< dtype, dense (rows, D): the gradient of one input
   kScalarGradient,    ///< f32 (1): dLoss/dtemperature, dLoss/dscale or dLoss/dbias
+  /// f32 (1), optional: a scalar parameter (temperature, scale, bias) held on the device, read
+  /// there in place of the Params field of the same name. The C API takes the Params value only.
+  kScalar,
 };
 
 /// One pointer argument, named as the argument structs name it.
@@ -194,11 +197,12 @@ Status run(Pass pass, const Handle& h, const infonce::Params& p, const Pointers&
   const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
   auto* loss = static_cast<float*>(at("loss"));
   auto* grad_t = static_cast<float*>(at("grad_temperature"));
-  return call(pass, h, p, infonce::ForwardArgs{at("q"), at("k"), loss, at("saved")},
+  const auto* t = static_cast<const float*>(at("temperature"));
+  return call(pass, h, p, infonce::ForwardArgs{at("q"), at("k"), loss, at("saved"), t},
               infonce::BackwardArgs{at("q"), at("k"), at("saved"), grad_loss, at("grad_q"),
-                                    at("grad_k"), grad_t},
+                                    at("grad_k"), grad_t, t},
               infonce::ForwardBackwardArgs{at("q"), at("k"), loss, at("saved"), grad_loss,
-                                           at("grad_q"), at("grad_k"), grad_t},
+                                           at("grad_q"), at("grad_k"), grad_t, t},
               ws, bytes, stream);
 }
 
@@ -273,7 +277,7 @@ inline Extent extent(const mnr::InBatchParams& p, std::string_view t) {
   if (t == "grad_anchors") return dense(p.batch, p.dim, p.dtype);
   if (t == "grad_candidates") return dense(candidates, p.dim, p.dtype);
   if (t == "saved") return saved_extent(p);
-  if (t == "grad_scale") return {1};
+  if (t == "grad_scale" || t == "scale") return {1};
   return loss_extent(p.reduction, p.batch);
 }
 inline std::int64_t* row_stride(mnr::InBatchParams& p, std::string_view t) {
@@ -287,12 +291,14 @@ Status run(Pass pass, const Handle& h, const mnr::InBatchParams& p, const Pointe
   const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
   auto* loss = static_cast<float*>(at("loss"));
   auto* grad_scale = static_cast<float*>(at("grad_scale"));
+  const auto* scale = static_cast<const float*>(at("scale"));
   return call(
-      pass, h, p, mnr::InBatchForwardArgs{at("anchors"), at("candidates"), loss, at("saved")},
+      pass, h, p,
+      mnr::InBatchForwardArgs{at("anchors"), at("candidates"), loss, at("saved"), scale},
       mnr::InBatchBackwardArgs{at("anchors"), at("candidates"), at("saved"), grad_loss,
-                               at("grad_anchors"), at("grad_candidates"), grad_scale},
+                               at("grad_anchors"), at("grad_candidates"), grad_scale, scale},
       mnr::InBatchForwardBackwardArgs{at("anchors"), at("candidates"), loss, at("saved"), grad_loss,
-                                      at("grad_anchors"), at("grad_candidates"), grad_scale},
+                                      at("grad_anchors"), at("grad_candidates"), grad_scale, scale},
       ws, bytes, stream);
 }
 
@@ -354,12 +360,15 @@ Status run(Pass pass, const Handle& h, const siglip::Params& p, const Pointers& 
   auto* loss = static_cast<float*>(at("loss"));
   auto* grad_scale = static_cast<float*>(at("grad_scale"));
   auto* grad_bias = static_cast<float*>(at("grad_bias"));
-  return call(pass, h, p, siglip::ForwardArgs{at("q"), at("k"), loss, at("saved")},
-              siglip::BackwardArgs{at("q"), at("k"), at("saved"), grad_loss, at("grad_q"),
-                                   at("grad_k"), grad_scale, grad_bias},
-              siglip::ForwardBackwardArgs{at("q"), at("k"), loss, at("saved"), grad_loss,
-                                          at("grad_q"), at("grad_k"), grad_scale, grad_bias},
-              ws, bytes, stream);
+  const auto* scale = static_cast<const float*>(at("scale"));
+  const auto* bias = static_cast<const float*>(at("bias"));
+  return call(
+      pass, h, p, siglip::ForwardArgs{at("q"), at("k"), loss, at("saved"), scale, bias},
+      siglip::BackwardArgs{at("q"), at("k"), at("saved"), grad_loss, at("grad_q"), at("grad_k"),
+                           grad_scale, grad_bias, scale, bias},
+      siglip::ForwardBackwardArgs{at("q"), at("k"), loss, at("saved"), grad_loss, at("grad_q"),
+                                  at("grad_k"), grad_scale, grad_bias, scale, bias},
+      ws, bytes, stream);
 }
 
 }  // namespace detail
@@ -406,7 +415,8 @@ struct Described<infonce::Params> {
                                        {"grad_loss", Role::kUpstreamGradient},
                                        {"grad_q", Role::kGradient, "q"},
                                        {"grad_k", Role::kGradient, "k"},
-                                       {"grad_temperature", Role::kScalarGradient}};
+                                       {"grad_temperature", Role::kScalarGradient},
+                                       {"temperature", Role::kScalar}};
 };
 
 template <>
@@ -436,7 +446,8 @@ struct Described<mnr::InBatchParams> {
                                        {"grad_loss", Role::kUpstreamGradient},
                                        {"grad_anchors", Role::kGradient, "anchors"},
                                        {"grad_candidates", Role::kGradient, "candidates"},
-                                       {"grad_scale", Role::kScalarGradient}};
+                                       {"grad_scale", Role::kScalarGradient},
+                                       {"scale", Role::kScalar}};
 };
 
 template <>
@@ -464,7 +475,9 @@ struct Described<siglip::Params> {
                                        {"grad_q", Role::kGradient, "q"},
                                        {"grad_k", Role::kGradient, "k"},
                                        {"grad_scale", Role::kScalarGradient},
-                                       {"grad_bias", Role::kScalarGradient}};
+                                       {"grad_bias", Role::kScalarGradient},
+                                       {"scale", Role::kScalar},
+                                       {"bias", Role::kScalar}};
 };
 
 /// Whether a call of `pass` takes a tensor of `role`: forward the inputs, loss and saved; backward
@@ -499,6 +512,13 @@ constexpr Arguments<P> positions(Keep keep) {
 template <typename P>
 constexpr Arguments<P> arguments(Pass pass) {
   return positions<P>([pass](const Tensor& t) { return takes(pass, t.role); });
+}
+/// The positions of the arguments of the C entry point of `pass`: the same without the device
+/// scalars (the C API takes the scalars in its params struct).
+template <typename P>
+constexpr Arguments<P> c_arguments(Pass pass) {
+  return positions<P>(
+      [pass](const Tensor& t) { return t.role != Role::kScalar && takes(pass, t.role); });
 }
 /// The positions of the inputs.
 template <typename P>

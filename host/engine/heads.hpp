@@ -9,40 +9,29 @@
 #include <cuda_runtime_api.h>
 
 #include "host/plan/logits_plan.hpp"
+#include "kernels/resolve_scalars.hpp"
 #include "kernels/softmax_xent.hpp"
 
 namespace contrastive::logits {
 
-/// The scalars of a call: logits are scale * sim (+ bias, sigmoid head), and how the caller names
-/// the scale's gradient: the gradient of a temperature t = 1 / scale, of the scale itself, or of
-/// log(scale) (a log-parametrized scale, as open_clip and SigLIP train it).
+/// The scalars of a call as the caller gives them: logits are s * sim (+ bias, sigmoid head), with
+/// s from a temperature, a scale or a log-scale (kernels/logit_scalars.hpp), each a host float or
+/// a device pointer. The engine resolves them on the stream at the start of every call.
 struct Scalars {
-  enum class ScaleGradient { kTemperature, kScale, kLogScale };
-  float scale = 1.0f;
-  ScaleGradient gradient = ScaleGradient::kScale;
+  float value = 1.0f;
+  const float* device_value = nullptr;
+  kernels::ScaleForm form = kernels::ScaleForm::kScale;
+  float max_scale = 0.0f;
   float bias = 0.0f;
+  const float* device_bias = nullptr;
 };
 
-/// The factor that turns sum(G * logits) into dLoss/d(the caller's scale parameter), where
-/// logits = scale * sim and G leaves out the reduction's factor f (gradient_factor()):
-/// dLoss/dscale = f sum / scale, dLoss/dt = -f sum * scale (scale = 1/t), dLoss/dlog(scale) =
-/// f sum.
-inline double scale_gradient_factor(const Scalars& scalars, double f) {
-  const auto scale = static_cast<double>(scalars.scale);
-  switch (scalars.gradient) {
-    case Scalars::ScaleGradient::kTemperature: return -f * scale;
-    case Scalars::ScaleGradient::kLogScale: return f;
-    case Scalars::ScaleGradient::kScale: break;
-  }
-  return f / scale;
-}
-
 /// What a head's launches see: the problem, the head's scratch words (head_layout() of them per
-/// row), the scalars and the stream.
+/// row), the resolved scalars (device) and the stream.
 struct HeadCall {
   const Problem& problem;
   float* scratch;
-  Scalars scalars;
+  const kernels::ResolvedScalars* scalars;
   cudaStream_t stream;
 };
 

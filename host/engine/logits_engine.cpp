@@ -2,13 +2,15 @@
 // carving and the tile loop of DESIGN.md section 3; the head (host/engine/heads.hpp) says what a
 // tile of logits turns into.
 //
-// forward:  [normalize Q, K] -> for each tile: GEMM logits = s Q_hat K_hat^T, the head merges the
-//           tile into its statistics -> the head's loss and saved piece.
-// backward: [rebuild Q_hat, K_hat from saved inverse norms] -> for each tile: GEMM logits (unless
+// forward:  [normalize Q, K] -> for each tile: GEMM sims = Q_hat K_hat^T, the head merges the
+//           tile (logits = s sims) into its statistics -> the head's loss and saved piece.
+// backward: [rebuild Q_hat, K_hat from saved inverse norms] -> for each tile: GEMM sims (unless
 //           still resident), the head turns them into G = dLoss/dlogits in place, dQ_hat (+)=
-//           s G K_hat, dK_hat (+)= s G^T Q_hat -> normalization backward, the head's scalar
-//           gradients.
-// s is 1/temperature, MNR's scale or SigLIP's t. forward_backward computes the logits once when
+//           G K_hat, dK_hat (+)= G^T Q_hat -> times s in the normalization backward, the head's
+//           scalar gradients.
+// s is 1/temperature, MNR's scale or SigLIP's t, given as a host float or a device pointer: the
+// call first resolves it (and the bias) on the stream into the workspace, and the kernels read it
+// there, so the GEMMs never need it on the host. forward_backward computes the logits once when
 // there is one tile (the default), or when the head needs no statistics of other tiles (sigmoid,
 // or the row softmax with whole rows in each tile): then one walk produces the loss and G from
 // the same read. Three GEMMs in all (docs/design.md counts the passes).
@@ -46,8 +48,11 @@ struct Scratch {
   float* grad_q_sum = nullptr;
   float* grad_k_sum = nullptr;
   float* head_scratch = nullptr;
+  kernels::ResolvedScalars* scalars = nullptr;
   void* gemm_workspace = nullptr;
 };
+
+static_assert(sizeof(kernels::ResolvedScalars) <= kScalarsBytes, "the scalars' piece is too small");
 
 Status carve_workspace(const Problem& problem, void* workspace, std::size_t bytes, const char* call,
                        Scratch* scratch) {
@@ -63,6 +68,7 @@ Status carve_workspace(const Problem& problem, void* workspace, std::size_t byte
   scratch->grad_q_sum = workspace_piece<float>(base, plan.grad_q_sum);
   scratch->grad_k_sum = workspace_piece<float>(base, plan.grad_k_sum);
   scratch->head_scratch = workspace_piece<float>(base, plan.head_scratch);
+  scratch->scalars = workspace_piece<kernels::ResolvedScalars>(base, plan.scalars);
   scratch->gemm_workspace = workspace_piece<void>(base, plan.gemm_workspace);
   return Status::kSuccess;
 }
@@ -98,8 +104,23 @@ struct Call {
   Scratch scratch;
   cudaStream_t stream;
 
-  HeadCall head_call() const { return {problem, scratch.head_scratch, scalars, stream}; }
+  HeadCall head_call() const { return {problem, scratch.head_scratch, scratch.scalars, stream}; }
 };
+
+// The call's scalars, resolved on the stream before anything reads them.
+Status resolve_scalars(const Call& call) {
+  kernels::ScalarInputs in;
+  in.value = call.scalars.value;
+  in.device_value = call.scalars.device_value;
+  in.form = call.scalars.form;
+  in.max_scale = call.scalars.max_scale;
+  in.bias = call.scalars.bias;
+  in.device_bias = call.scalars.device_bias;
+  in.reduction_factor = gradient_factor(call.problem);
+  CONTRASTIVE_TRY_CUDA(kernels::launch_resolve_scalars(in, call.scratch.scalars, call.stream),
+                       "resolve_scalars launch");
+  return Status::kSuccess;
+}
 
 // ---- Steps -------------------------------------------------------------------------------------
 
@@ -139,8 +160,14 @@ LogitsTile tile_view(const Call& call, Extent rows, Extent cols) {
           rows.begin,
           rows.size,
           cols.begin,
-          cols.size};
+          cols.size,
+          &call.scratch.scalars->logit_scale};
 }
+
+// The GEMMs leave the logit scale s out, so that it can live on the device: the tile holds sim
+// (the kernels take s * sim) and the gradient products sum f G K and f G^T Q (the gradient's
+// finishing kernels multiply by s).
+constexpr float kSimilarityAlpha = 1.0f;
 
 Status run_gemm(const Call& call, const RowMajorGemm& g) {
   return gemm(call.handle, g, call.problem.allow_tf32, call.scratch.gemm_workspace,
@@ -150,7 +177,7 @@ Status run_gemm(const Call& call, const RowMajorGemm& g) {
 // logits[rows, cols] = s Q_hat[rows] K_hat[cols]^T
 Status compute_logits(const Call& call, const TileOperands& operands, Extent rows, Extent cols) {
   const TileProducts products =
-      tile_products(call.problem, call.scratch.plan, operands, rows, cols, call.scalars.scale,
+      tile_products(call.problem, call.scratch.plan, operands, rows, cols, kSimilarityAlpha,
                     call.scratch.logits_tile, nullptr, nullptr, nullptr, false, false);
   return run_gemm(call, products.logits);
 }
@@ -211,12 +238,13 @@ Status walk_backward(const Call& call, const TileOperands& operands, bool logits
           call.head.backward_tile(head_call, tile_view(call, rows, cols), grad_tile, saved_head,
                                   out.grad_loss, {c == 0, r == 0}, forward_too),
           "backward tile launch");
-      // dQ_hat[rows] (+)= s f G K_hat[cols], dK_hat[cols] (+)= s f G^T Q_hat[rows]: G holds the
-      // upstream gradient times dl/dlogits only; the reduction's factor f goes into alpha, so
-      // that a 16-bit G keeps its small entries (docs/precision.md).
-      const TileProducts products = tile_products(
-          p, s.plan, operands, rows, cols, call.scalars.scale, s.logits_tile, grad_tile, targets.q,
-          targets.k, /*accumulate_q=*/c > 0, /*accumulate_k=*/r > 0);
+      // dQ_hat[rows] (+)= f G K_hat[cols], dK_hat[cols] (+)= f G^T Q_hat[rows], times s when the
+      // gradients are finished: G holds the upstream gradient times dl/dlogits only; the
+      // reduction's factor f goes into alpha, so that a 16-bit G keeps its small entries
+      // (docs/precision.md).
+      const TileProducts products = tile_products(p, s.plan, operands, rows, cols, kSimilarityAlpha,
+                                                  s.logits_tile, grad_tile, targets.q, targets.k,
+                                                  /*accumulate_q=*/c > 0, /*accumulate_k=*/r > 0);
       if (targets.q != nullptr) CONTRASTIVE_TRY(run_gemm(call, products.grad_q));
       if (targets.k != nullptr) CONTRASTIVE_TRY(run_gemm(call, products.grad_k));
     }
@@ -224,12 +252,21 @@ Status walk_backward(const Call& call, const TileOperands& operands, bool logits
   return Status::kSuccess;
 }
 
-// The caller's gradients from the fp32 sums (normalization backward or conversion), then the
-// head's scalar gradients.
+// The caller's gradients from the fp32 sums (normalization backward or conversion), each times
+// the logit scale s, then the head's scalar gradients.
 Status finish_backward(const Call& call, const void* q, const void* k, const Gradients& out) {
   const Problem& p = call.problem;
   const Scratch& s = call.scratch;
-  if (!gradient_targets(call, out).direct) {
+  const float* scale = &s.scalars->logit_scale;
+  const GradientTargets targets = gradient_targets(call, out);
+  if (targets.direct) {  // fp32 gradients summed in place: scale them there
+    auto scale_in_place = [&](float* grad, std::int64_t rows) {
+      if (grad == nullptr) return cudaSuccess;
+      return kernels::launch_convert<float>(grad, rows * p.dim, grad, call.stream, scale);
+    };
+    CONTRASTIVE_TRY_CUDA(scale_in_place(targets.q, p.batch), "gradient scaling launch");
+    CONTRASTIVE_TRY_CUDA(scale_in_place(targets.k, p.num_keys), "gradient scaling launch");
+  } else {
     CONTRASTIVE_TRY_CUDA(
         dispatch_dtype(p.dtype,
                        [&](auto tag) {
@@ -238,12 +275,12 @@ Status finish_backward(const Call& call, const void* q, const void* k, const Gra
                                            const float* sum, void* grad) {
                            if (grad == nullptr) return cudaSuccess;
                            if (!p.cosine()) {
-                             return kernels::launch_convert<T>(sum, rows * p.dim,
-                                                               static_cast<T*>(grad), call.stream);
+                             return kernels::launch_convert<T>(
+                                 sum, rows * p.dim, static_cast<T*>(grad), call.stream, scale);
                            }
                            return kernels::launch_normalize_rows_backward<T>(
                                static_cast<const T*>(x), rows, ld, p.dim, p.eps, sum,
-                               static_cast<T*>(grad), call.stream);
+                               static_cast<T*>(grad), call.stream, scale);
                          };
                          const cudaError_t q_error =
                              finish(q, p.batch, p.q_stride, s.grad_q_sum, out.grad_q);
@@ -296,9 +333,16 @@ Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Pr
   const Gradients out{args.grad_loss, args.grad_q, args.grad_k, args.grad_scale,
                       names.grad_bias != nullptr ? args.grad_bias : nullptr};
   if (backward_pass) CONTRASTIVE_TRY(check_gradient_outputs(problem, out, names));
+  CONTRASTIVE_TRY(require_alignment(args.scale_value, sizeof(float), names.call, names.scale));
+  if (names.bias != nullptr) {
+    CONTRASTIVE_TRY(require_alignment(args.bias_value, sizeof(float), names.call, names.bias));
+  }
+  scalars.device_value = args.scale_value;
+  scalars.device_bias = names.bias != nullptr ? args.bias_value : nullptr;
   Call call{handle, problem, head_of(problem.head), scalars, {}, stream};
   CONTRASTIVE_TRY(carve_workspace(problem, workspace, workspace_bytes, names.call, &call.scratch));
   CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
+  CONTRASTIVE_TRY(resolve_scalars(call));
 
   const void* q = args.q;
   const void* k = args.k;

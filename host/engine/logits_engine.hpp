@@ -23,6 +23,8 @@ struct ArgumentNames {
   const char* grad_k;
   const char* grad_scale;           ///< e.g. "grad_temperature"
   const char* grad_bias = nullptr;  ///< heads with a bias
+  const char* scale = "scale";      ///< the device value of the scale, e.g. "temperature"
+  const char* bias = nullptr;       ///< the device value of the bias (heads with a bias)
 };
 
 /// The tensors of one call, the same shape for the three passes: what a pass does not use is null.
@@ -36,44 +38,60 @@ struct LogitsTensors {
   const float* grad_loss = nullptr;
   void* grad_q = nullptr;
   void* grad_k = nullptr;
-  float* grad_scale = nullptr;  ///< dLoss/d(temperature, scale or log scale)
-  float* grad_bias = nullptr;   ///< dLoss/dbias
+  float* grad_scale = nullptr;         ///< dLoss/d(temperature, scale or log scale)
+  float* grad_bias = nullptr;          ///< dLoss/dbias
+  const float* scale_value = nullptr;  ///< (1) device: the scale parameter, replacing the host one
+  const float* bias_value = nullptr;   ///< (1) device: the bias, replacing the host one
 };
 
 inline LogitsTensors tensors_of(const infonce::ForwardArgs& a) {
-  return {a.q, a.k, a.loss, a.saved};
+  LogitsTensors t{a.q, a.k, a.loss, a.saved};
+  t.scale_value = a.temperature;
+  return t;
 }
 inline LogitsTensors tensors_of(const infonce::BackwardArgs& a) {
-  return {a.q, a.k, nullptr, nullptr, a.saved, a.grad_loss, a.grad_q, a.grad_k, a.grad_temperature};
+  return {a.q,      a.k,          nullptr,
+          nullptr,  a.saved,      a.grad_loss,
+          a.grad_q, a.grad_k,     a.grad_temperature,
+          nullptr,  a.temperature};
 }
 inline LogitsTensors tensors_of(const infonce::ForwardBackwardArgs& a) {
-  return {a.q, a.k, a.loss, a.saved, a.saved, a.grad_loss, a.grad_q, a.grad_k, a.grad_temperature};
+  return {a.q,      a.k,          a.loss,
+          a.saved,  a.saved,      a.grad_loss,
+          a.grad_q, a.grad_k,     a.grad_temperature,
+          nullptr,  a.temperature};
 }
 inline LogitsTensors tensors_of(const mnr::InBatchForwardArgs& a) {
-  return {a.anchors, a.candidates, a.loss, a.saved};
+  LogitsTensors t{a.anchors, a.candidates, a.loss, a.saved};
+  t.scale_value = a.scale;
+  return t;
 }
 inline LogitsTensors tensors_of(const mnr::InBatchBackwardArgs& a) {
-  return {a.anchors,   a.candidates,   nullptr,           nullptr,     a.saved,
-          a.grad_loss, a.grad_anchors, a.grad_candidates, a.grad_scale};
+  return {a.anchors,      a.candidates,      nullptr,      nullptr, a.saved, a.grad_loss,
+          a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
 }
 inline LogitsTensors tensors_of(const mnr::InBatchForwardBackwardArgs& a) {
-  return {a.anchors,      a.candidates,      a.loss,      a.saved, a.saved, a.grad_loss,
-          a.grad_anchors, a.grad_candidates, a.grad_scale};
+  return {a.anchors,      a.candidates,      a.loss,       a.saved, a.saved, a.grad_loss,
+          a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
 }
 inline LogitsTensors tensors_of(const siglip::ForwardArgs& a) {
-  return {a.q, a.k, a.loss, a.saved};
+  LogitsTensors t{a.q, a.k, a.loss, a.saved};
+  t.scale_value = a.scale;
+  t.bias_value = a.bias;
+  return t;
 }
 inline LogitsTensors tensors_of(const siglip::BackwardArgs& a) {
-  return {a.q,         a.k,      nullptr,  nullptr,      a.saved,
-          a.grad_loss, a.grad_q, a.grad_k, a.grad_scale, a.grad_bias};
+  return {a.q,      a.k,      nullptr,      nullptr,     a.saved, a.grad_loss,
+          a.grad_q, a.grad_k, a.grad_scale, a.grad_bias, a.scale, a.bias};
 }
 inline LogitsTensors tensors_of(const siglip::ForwardBackwardArgs& a) {
-  return {a.q,         a.k,      a.loss,   a.saved,      a.saved,
-          a.grad_loss, a.grad_q, a.grad_k, a.grad_scale, a.grad_bias};
+  return {a.q,      a.k,      a.loss,       a.saved,     a.saved, a.grad_loss,
+          a.grad_q, a.grad_k, a.grad_scale, a.grad_bias, a.scale, a.bias};
 }
 
 /// `problem` must already be valid (the loss's check()); checks the pointers, the workspace and
-/// the handle, in that order, then launches.
+/// the handle, in that order, then launches. The device values of `tensors` (scale_value,
+/// bias_value), when set, replace the host values of `scalars`.
 Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Problem& problem,
            Scalars scalars, const LogitsTensors& tensors, void* workspace,
            std::size_t workspace_bytes, Stream stream);

@@ -38,7 +38,7 @@ class SigmoidHead final : public Head {
     const Problem& p = call.problem;
     return dispatch_logits_dtype(p.logits_dtype, [&](auto tag) {
       using L = typename decltype(tag)::type;
-      return kernels::launch_sigmoid_forward_tile<L>(tile, call.scalars.bias, labels_of(p),
+      return kernels::launch_sigmoid_forward_tile<L>(tile, &call.scalars->bias, labels_of(p),
                                                      scratch_of(call).row_loss,
                                                      position.first_col_tile, call.stream);
     });
@@ -73,7 +73,7 @@ class SigmoidHead final : public Head {
       return dispatch_dtype(p.dtype, [&](auto grad_tag) {
         using GT = typename decltype(grad_tag)::type;
         return kernels::launch_sigmoid_backward_tile<L, GT>(
-            tile, static_cast<GT*>(grad), call.scalars.bias, labels_of(p), upstream, sums,
+            tile, static_cast<GT*>(grad), &call.scalars->bias, labels_of(p), upstream, sums,
             position.first_col_tile, call.stream);
       });
     });
@@ -84,9 +84,9 @@ class SigmoidHead final : public Head {
     const SigmoidScratch s = scratch_of(call);
     const double f = gradient_factor(call.problem);
     if (grad_scale != nullptr) {
-      const cudaError_t error = kernels::launch_sum(s.row_grad_dot_logit, call.problem.batch,
-                                                    scale_gradient_factor(call.scalars, f), nullptr,
-                                                    grad_scale, call.stream);
+      const cudaError_t error =
+          kernels::launch_sum(s.row_grad_dot_logit, call.problem.batch, 1.0, nullptr, grad_scale,
+                              call.stream, &call.scalars->scale_gradient_factor);
       if (error != cudaSuccess) return error;
     }
     if (grad_bias == nullptr) return cudaSuccess;

@@ -91,9 +91,8 @@ class SoftmaxHead final : public Head {
   cudaError_t scalar_gradients(const HeadCall& call, float* grad_scale,
                                float* /*grad_bias: no bias*/) const override {
     if (grad_scale == nullptr) return cudaSuccess;
-    const double factor = scale_gradient_factor(call.scalars, gradient_factor(call.problem));
-    return kernels::launch_sum(scratch_of(call).row_logit_grad, call.problem.batch, factor, nullptr,
-                               grad_scale, call.stream);
+    return kernels::launch_sum(scratch_of(call).row_logit_grad, call.problem.batch, 1.0, nullptr,
+                               grad_scale, call.stream, &call.scalars->scale_gradient_factor);
   }
 
  private:

@@ -32,6 +32,29 @@ inline Status require_positive_finite(const char* loss, const char* name, float 
   return Status::kSuccess;
 }
 
+/// A logit scale given on the host as `value`: a positive finite scale, or with log_scale its
+/// log, finite, whose exp is a finite float once clamped at max_scale. max_scale is
+/// finite and >= 0 (0: no clamp). (A value given on the device is read as it is: one that gives no
+/// finite positive scale makes the results NaN.)
+inline Status require_scale(const char* loss, const char* name, float value, bool log_scale,
+                            float max_scale) {
+  if (!(max_scale >= 0.0f) || !std::isfinite(max_scale)) {
+    return fail(Status::kInvalidArgument,
+                "%s: max_scale must be finite and >= 0 (0: no clamp), got %g", loss,
+                static_cast<double>(max_scale));
+  }
+  if (!log_scale) return require_positive_finite(loss, name, value);
+  const float scale = std::exp(value);
+  const float clamped = max_scale > 0.0f && scale > max_scale ? max_scale : scale;
+  if (!std::isfinite(value) || !std::isfinite(clamped)) {
+    return fail(Status::kInvalidArgument,
+                "%s: %s (log of the scale with log_scale) must be finite with exp(%s) a finite "
+                "float (%s <= 88.72) unless max_scale clamps it, got %g",
+                loss, name, name, name, static_cast<double>(value));
+  }
+  return Status::kSuccess;
+}
+
 inline Status require_stride(const char* loss, const char* name, std::int64_t stride,
                              std::int64_t dim) {
   if (stride != 0 && stride < dim) {

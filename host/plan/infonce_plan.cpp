@@ -19,8 +19,10 @@ constexpr const char* kLoss = "infonce";
 Status check_problem(const Params& p) {
   return logits::check_params(kLoss, p, /*labelled=*/true, [&] {
     using namespace contrastive::detail;  // the shared checks
-    CONTRASTIVE_TRY(require_positive_finite(kLoss, "temperature", p.temperature));
-    if (!std::isfinite(1.0f / p.temperature)) {  // the logits would all be +-inf or NaN
+    CONTRASTIVE_TRY(require_scale(kLoss, "temperature", p.temperature, p.log_scale, p.max_scale));
+    if (p.log_scale) return Status::kSuccess;
+    // Unless clamped, the logits would all be +-inf or NaN.
+    if (p.max_scale == 0.0f && !std::isfinite(1.0f / p.temperature)) {
       return fail(Status::kInvalidArgument,
                   "infonce: temperature must be >= %.9g (its reciprocal, the logit scale, must be "
                   "a finite float), got %g",

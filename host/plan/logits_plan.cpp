@@ -74,6 +74,7 @@ bool lay_out(const Problem& p, const TilePlan& tiles, WorkspacePlan* plan) {
   }
   const auto words = static_cast<std::uint64_t>(head_layout(p).scratch_per_row);
   result.head_scratch = builder.add(b * words, sizeof(float));
+  result.scalars = builder.add(kScalarsBytes, 1);
   // Split-K scratch scales with the gradient GEMM outputs; a fixed function of the problem keeps
   // cuBLASLt's choice of algorithm (and so the bits of the result) the same from call to call.
   const std::uint64_t widest = std::max(b, m) * d * sizeof(float) * 4;

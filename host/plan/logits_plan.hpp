@@ -85,6 +85,9 @@ inline std::size_t saved_bytes(const Problem& problem) {
 /// need 16-byte multiples) whatever M is.
 constexpr std::int64_t kTilePitchElements = 128;
 
+/// Bytes of the resolved scalars every call writes first (kernels::ResolvedScalars, with room).
+constexpr std::size_t kScalarsBytes = 64;
+
 /// Byte offsets of the scratch pieces from the 256-aligned workspace base; kAbsent if unused.
 struct WorkspacePlan {
   static constexpr std::size_t kAbsent = ~std::size_t{0};
@@ -99,6 +102,7 @@ struct WorkspacePlan {
   std::size_t grad_q_sum = kAbsent;    ///< (B, D) f32 dLoss/dQ_hat (cosine, or 16-bit dot)
   std::size_t grad_k_sum = kAbsent;    ///< (M, D) f32 dLoss/dK_hat (cosine, or 16-bit dot)
   std::size_t head_scratch = kAbsent;  ///< (B * scratch_per_row) 4-byte words of the head
+  std::size_t scalars = kAbsent;       ///< the call's resolved scalars (kScalarsBytes)
   std::size_t gemm_workspace = kAbsent;  ///< cuBLASLt scratch
   std::size_t gemm_workspace_bytes = 0;
   std::size_t used_bytes = 0;      ///< bytes from the aligned base

@@ -15,11 +15,12 @@ using namespace contrastive::detail;  // the shared checks
 // Every loss checks in the same order: sizes, their limits, strides, enum values, scalars, flags,
 // then the extents in bytes.
 Status check_kinds_and_scalars(const char* loss, DType dtype, Similarity similarity,
-                               Reduction reduction, float scale, float eps) {
+                               Reduction reduction, float scale, float eps, bool log_scale = false,
+                               float max_scale = 0.0f) {
   CONTRASTIVE_TRY(require_known(loss, dtype));
   CONTRASTIVE_TRY(require_known(loss, similarity));
   CONTRASTIVE_TRY(require_known(loss, reduction));
-  CONTRASTIVE_TRY(require_positive_finite(loss, "scale", scale));
+  CONTRASTIVE_TRY(require_scale(loss, "scale", scale, log_scale, max_scale));
   if (similarity == Similarity::kCosine) CONTRASTIVE_TRY(require_positive_finite(loss, "eps", eps));
   return Status::kSuccess;
 }
@@ -75,8 +76,8 @@ Status check_problem(const InBatchParams& p) {
   }
   CONTRASTIVE_TRY(require_stride(kInBatch, "anchor_row_stride", p.anchor_row_stride, p.dim));
   CONTRASTIVE_TRY(require_stride(kInBatch, "candidate_row_stride", p.candidate_row_stride, p.dim));
-  CONTRASTIVE_TRY(
-      check_kinds_and_scalars(kInBatch, p.dtype, p.similarity, p.reduction, p.scale, p.eps));
+  CONTRASTIVE_TRY(check_kinds_and_scalars(kInBatch, p.dtype, p.similarity, p.reduction, p.scale,
+                                          p.eps, p.log_scale, p.max_scale));
   CONTRASTIVE_TRY(require_known(kInBatch, p.logits_dtype, "logits_dtype"));
   CONTRASTIVE_TRY(require_known(kInBatch, p.tiling));
   if (p.tile_rows < 0 || p.tile_cols < 0) {

@@ -17,22 +17,14 @@ constexpr const char* kLoss = "siglip";
 }  // namespace
 
 float scale_of(const Params& p) {
-  return p.log_scale ? std::exp(p.scale) : p.scale;
+  const float t = p.log_scale ? std::exp(p.scale) : p.scale;
+  return p.max_scale > 0.0f && t > p.max_scale ? p.max_scale : t;
 }
 
 Status check_problem(const Params& p) {
   return logits::check_params(kLoss, p, /*labelled=*/!p.negatives_only, [&] {
-    const float t = scale_of(p);
-    if (p.log_scale ? !(std::isfinite(p.scale) && std::isfinite(t)) : false) {
-      return fail(Status::kInvalidArgument,
-                  "siglip: scale (log t with log_scale) must be finite with exp(scale) a finite "
-                  "float (scale <= 88.72), got %g",
-                  static_cast<double>(p.scale));
-    }
-    if (!p.log_scale && (!(t > 0.0f) || !std::isfinite(t))) {
-      return fail(Status::kInvalidArgument, "siglip: scale must be finite and > 0, got %g",
-                  static_cast<double>(p.scale));
-    }
+    CONTRASTIVE_TRY(
+        contrastive::detail::require_scale(kLoss, "scale", p.scale, p.log_scale, p.max_scale));
     if (!std::isfinite(p.bias)) {
       return fail(Status::kInvalidArgument, "siglip: bias must be finite, got %g",
                   static_cast<double>(p.bias));

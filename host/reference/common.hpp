@@ -13,6 +13,26 @@
 
 namespace contrastive::reference::detail {
 
+/// A logit scale from the caller's parameter: a temperature t (s = 1/t), a scale, or with
+/// log_scale its log theta (s = exp(theta)); clamped at max_scale when that is > 0. `derivative`
+/// is ds/d(parameter): -s^2, 1 or s, and 0 where the clamp holds.
+struct ScaleParameter {
+  double scale;
+  double derivative;
+};
+
+inline ScaleParameter scale_parameter(float value, bool temperature, bool log_scale,
+                                      float max_scale) {
+  const auto v = static_cast<double>(value);
+  double s = log_scale ? std::exp(v) : (temperature ? 1.0 / v : v);
+  double derivative = log_scale ? s : (temperature ? -s * s : 1.0);
+  if (max_scale > 0.0f && s > static_cast<double>(max_scale)) {
+    s = static_cast<double>(max_scale);
+    derivative = 0.0;
+  }
+  return {s, derivative};
+}
+
 /// Rows of x (rows, stride) as a dense (rows, dim) matrix: x / max(|x|, eps) for cosine, x itself
 /// for dot. `norms` are the unclamped norms (1 for dot).
 struct Rows {

@@ -103,8 +103,9 @@ Status infonce_forward(const infonce::Params& params, const double* q, const dou
     return contrastive::detail::fail(Status::kNullPointer,
                                      "reference::infonce_forward: q, k and out must not be null");
   }
-  *out =
-      detail::infonce_forward_scaled(params, q, k, 1.0 / static_cast<double>(params.temperature));
+  const detail::ScaleParameter s = detail::scale_parameter(params.temperature, /*temperature=*/true,
+                                                           params.log_scale, params.max_scale);
+  *out = detail::infonce_forward_scaled(params, q, k, s.scale);
   return Status::kSuccess;
 }
 
@@ -115,11 +116,12 @@ Status infonce_backward(const infonce::Params& params, const double* q, const do
     return contrastive::detail::fail(Status::kNullPointer,
                                      "reference::infonce_backward: q, k and out must not be null");
   }
-  const double logit_scale = 1.0 / static_cast<double>(params.temperature);
+  const detail::ScaleParameter s = detail::scale_parameter(params.temperature, /*temperature=*/true,
+                                                           params.log_scale, params.max_scale);
   double sum_grad_logits = 0.0;
-  *out = detail::infonce_backward_scaled(params, q, k, grad_loss, logit_scale, &sum_grad_logits);
-  // logits = sim / t: dLoss/dt = -(1 / t) sum(G * logits)
-  out->grad_temperature = -logit_scale * sum_grad_logits;
+  *out = detail::infonce_backward_scaled(params, q, k, grad_loss, s.scale, &sum_grad_logits);
+  // logits = s sim: dLoss/ds = sum(G * logits) / s, times ds/d(the parameter)
+  out->grad_temperature = sum_grad_logits / s.scale * s.derivative;
   return Status::kSuccess;
 }
 

@@ -106,8 +106,9 @@ Status mnr_in_batch_forward(const mnr::InBatchParams& params, const double* anch
   if (anchors == nullptr || candidates == nullptr || out == nullptr) {
     return fail(Status::kNullPointer, "reference::mnr_in_batch_forward: null pointer");
   }
-  *out = detail::infonce_forward_scaled(mnr::detail::to_infonce(params), anchors, candidates,
-                                        params.scale);
+  *out = detail::infonce_forward_scaled(
+      mnr::detail::to_infonce(params), anchors, candidates,
+      detail::scale_parameter(params.scale, false, params.log_scale, params.max_scale).scale);
   return Status::kSuccess;
 }
 
@@ -118,14 +119,15 @@ Status mnr_in_batch_backward(const mnr::InBatchParams& params, const double* anc
   if (anchors == nullptr || candidates == nullptr || out == nullptr) {
     return fail(Status::kNullPointer, "reference::mnr_in_batch_backward: null pointer");
   }
+  const detail::ScaleParameter s =
+      detail::scale_parameter(params.scale, false, params.log_scale, params.max_scale);
   double sum_grad_logits = 0.0;
-  InfoNCEBackward grads =
-      detail::infonce_backward_scaled(mnr::detail::to_infonce(params), anchors, candidates,
-                                      grad_loss, params.scale, &sum_grad_logits);
+  InfoNCEBackward grads = detail::infonce_backward_scaled(
+      mnr::detail::to_infonce(params), anchors, candidates, grad_loss, s.scale, &sum_grad_logits);
   out->grad_anchors = std::move(grads.grad_q);
   out->grad_candidates = std::move(grads.grad_k);
   out->grad_logits = std::move(grads.grad_logits);
-  out->grad_scale = sum_grad_logits / params.scale;
+  out->grad_scale = sum_grad_logits / s.scale * s.derivative;
   return Status::kSuccess;
 }
 

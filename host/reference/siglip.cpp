@@ -39,7 +39,7 @@ bool is_positive(const Params& p, std::int64_t i, std::int64_t j) {
 Forward run_forward(const Params& p, const double* q, const double* k) {
   const std::int64_t b = p.batch, m = p.num_keys, d = p.dim;
   const bool cosine = p.similarity == Similarity::kCosine;
-  const double t = p.log_scale ? std::exp(static_cast<double>(p.scale)) : p.scale;
+  const double t = detail::scale_parameter(p.scale, false, p.log_scale, p.max_scale).scale;
   Forward f;
   f.q = detail::prepare_rows(q, b, row_stride_or_dim(p.q_row_stride, d), d, cosine, p.eps);
   f.k = detail::prepare_rows(k, m, row_stride_or_dim(p.k_row_stride, d), d, cosine, p.eps);
@@ -85,7 +85,9 @@ Status siglip_backward(const Params& params, const double* q, const double* k,
   CONTRASTIVE_TRY(check_call(params, q, k, out, "reference::siglip_backward"));
   const std::int64_t b = params.batch, m = params.num_keys, d = params.dim;
   const bool cosine = params.similarity == Similarity::kCosine;
-  const double t = params.log_scale ? std::exp(static_cast<double>(params.scale)) : params.scale;
+  const detail::ScaleParameter scale =
+      detail::scale_parameter(params.scale, false, params.log_scale, params.max_scale);
+  const double t = scale.scale;
   const Forward f = run_forward(params, q, k);
   SigLIPBackward result;
   std::vector<double>& g = result.grad_logits;
@@ -103,7 +105,7 @@ Status siglip_backward(const Params& params, const double* q, const double* k,
       result.grad_bias += value;
     }
   }
-  result.grad_scale = params.log_scale ? t * grad_t : grad_t;
+  result.grad_scale = grad_t * scale.derivative;
   detail::logits_backward(g, t, f.q, f.k, d, cosine, params.eps, &result.grad_q, &result.grad_k);
   *out = std::move(result);
   return Status::kSuccess;

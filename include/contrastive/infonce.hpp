@@ -37,9 +37,15 @@ struct Params {
   Similarity similarity = Similarity::kCosine;
   Reduction reduction = Reduction::kMean;
   float temperature = 0.1f;  ///< > 0 and finite; logits are sim / temperature
-  float eps = 1e-12f;        ///< cosine only: norms are clamped to at least eps; > 0
-  bool symmetric = false;    ///< CLIP: average row and (positive-)column losses
-  bool allow_tf32 = false;   ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
+  /// temperature holds theta, the log of the logit scale (CLIP's learnable logit_scale): logits
+  /// are exp(theta) * sim and grad_temperature is dLoss/dtheta.
+  bool log_scale = false;
+  /// > 0: the logit scale s (1 / temperature, or exp(theta)) is clamped at max_scale, with no
+  /// gradient where it clamps (open_clip: 100); 0: no clamp.
+  float max_scale = 0.0f;
+  float eps = 1e-12f;       ///< cosine only: norms are clamped to at least eps; > 0
+  bool symmetric = false;   ///< CLIP: average row and (positive-)column losses
+  bool allow_tf32 = false;  ///< f32 only: let cuBLAS use TF32 tensor cores for the GEMMs
   /// Element type of the logits tile between the GEMM and the softmax kernels: kF32 (default) or,
   /// with kBF16 inputs, kBF16 (half the tile's memory traffic and size, at bf16's rounding of each
   /// logit).
@@ -65,30 +71,35 @@ struct ForwardArgs {
   const void* k = nullptr;  ///< (M, k_row_stride) row-major, dtype
   float* loss = nullptr;    ///< (1) for mean/sum, (B) for Reduction::kNone
   void* saved = nullptr;    ///< saved_size() bytes, 4-byte aligned; read by backward()
+  /// (1) device: when set, the temperature (theta with log_scale) is read here, on the stream,
+  /// instead of from Params::temperature: a learnable temperature without a host read.
+  const float* temperature = nullptr;
 };
 
 /// Inputs and outputs of backward(). Device pointers. Gradient outputs are dense (row stride D).
 /// A null gradient output is skipped (e.g. a frozen key tower); at least one must be set.
 struct BackwardArgs {
-  const void* q = nullptr;            ///< (B, q_row_stride), as given to forward()
-  const void* k = nullptr;            ///< (M, k_row_stride), as given to forward()
-  const void* saved = nullptr;        ///< what forward() wrote for the same Params and inputs
-  const float* grad_loss = nullptr;   ///< upstream gradient: (1), or (B) for kNone; null means 1
-  void* grad_q = nullptr;             ///< (B, D) dtype, written (not accumulated)
-  void* grad_k = nullptr;             ///< (M, D) dtype, written (not accumulated)
-  float* grad_temperature = nullptr;  ///< (1): dLoss/dtemperature, scaled by grad_loss
+  const void* q = nullptr;             ///< (B, q_row_stride), as given to forward()
+  const void* k = nullptr;             ///< (M, k_row_stride), as given to forward()
+  const void* saved = nullptr;         ///< what forward() wrote for the same Params and inputs
+  const float* grad_loss = nullptr;    ///< upstream gradient: (1), or (B) for kNone; null means 1
+  void* grad_q = nullptr;              ///< (B, D) dtype, written (not accumulated)
+  void* grad_k = nullptr;              ///< (M, D) dtype, written (not accumulated)
+  float* grad_temperature = nullptr;   ///< (1): dLoss/dtemperature, scaled by grad_loss
+  const float* temperature = nullptr;  ///< (1) device or null, as in ForwardArgs
 };
 
 /// Inputs and outputs of forward_backward(): the training step in one call.
 struct ForwardBackwardArgs {
-  const void* q = nullptr;            ///< (B, q_row_stride)
-  const void* k = nullptr;            ///< (M, k_row_stride)
-  float* loss = nullptr;              ///< (1) or (B)
-  void* saved = nullptr;              ///< saved_size() bytes
-  const float* grad_loss = nullptr;   ///< (1) or (B); null means 1
-  void* grad_q = nullptr;             ///< (B, D) or null
-  void* grad_k = nullptr;             ///< (M, D) or null
-  float* grad_temperature = nullptr;  ///< (1) or null
+  const void* q = nullptr;             ///< (B, q_row_stride)
+  const void* k = nullptr;             ///< (M, k_row_stride)
+  float* loss = nullptr;               ///< (1) or (B)
+  void* saved = nullptr;               ///< saved_size() bytes
+  const float* grad_loss = nullptr;    ///< (1) or (B); null means 1
+  void* grad_q = nullptr;              ///< (B, D) or null
+  void* grad_k = nullptr;              ///< (M, D) or null
+  float* grad_temperature = nullptr;   ///< (1) or null
+  const float* temperature = nullptr;  ///< (1) device or null, as in ForwardArgs
 };
 
 /// Validate `params` (no device needed). Returns kInvalidArgument or kNotSupported with a message.

@@ -108,6 +108,8 @@ struct InBatchParams {
   Similarity similarity = Similarity::kCosine;
   Reduction reduction = Reduction::kMean;
   float scale = 20.0f;      ///< logits = scale * sim; > 0 and finite (sentence-transformers: 20)
+  bool log_scale = false;   ///< scale holds log(scale); grad_scale is dLoss/dlog(scale)
+  float max_scale = 0.0f;   ///< > 0: the scale is clamped at it (no gradient there); 0: none
   float eps = 1e-12f;       ///< cosine only; > 0
   bool symmetric = false;   ///< add the column direction over the positive block
   bool allow_tf32 = false;  ///< f32 only: TF32 tensor cores for the GEMMs
@@ -126,6 +128,9 @@ struct InBatchForwardArgs {
   const void* candidates = nullptr;  ///< ((1 + K) B, candidate_row_stride) dtype: [P; N_1; ...]
   float* loss = nullptr;             ///< (1), or (B) for Reduction::kNone
   void* saved = nullptr;             ///< saved_size() bytes
+  /// (1) device: when set, the scale (its log with log_scale) is read here, on the stream,
+  /// instead of from InBatchParams::scale.
+  const float* scale = nullptr;
 };
 
 struct InBatchBackwardArgs {
@@ -136,6 +141,7 @@ struct InBatchBackwardArgs {
   void* grad_anchors = nullptr;      ///< (B, D) or null
   void* grad_candidates = nullptr;   ///< ((1 + K) B, D) or null
   float* grad_scale = nullptr;       ///< (1) or null
+  const float* scale = nullptr;      ///< (1) device or null, as in InBatchForwardArgs
 };
 
 struct InBatchForwardBackwardArgs {
@@ -147,6 +153,7 @@ struct InBatchForwardBackwardArgs {
   void* grad_anchors = nullptr;
   void* grad_candidates = nullptr;
   float* grad_scale = nullptr;
+  const float* scale = nullptr;  ///< (1) device or null, as in InBatchForwardArgs
 };
 
 CONTRASTIVE_API Status check(const InBatchParams& params);

@@ -40,6 +40,7 @@ struct Params {
   Reduction reduction = Reduction::kMean;
   float scale = 10.0f;          ///< t > 0 and finite; or, with log_scale, t' = log t (t finite)
   bool log_scale = false;       ///< scale holds log t; grad_scale is dLoss/d(log t)
+  float max_scale = 0.0f;       ///< > 0: t is clamped at it (no gradient there); 0: no clamp
   float bias = -10.0f;          ///< b, finite
   bool negatives_only = false;  ///< every label is 0 (no positive); positive_offset is unused
   float eps = 1e-12f;           ///< cosine only: norms are clamped to at least eps; > 0
@@ -61,6 +62,10 @@ struct ForwardArgs {
   const void* k = nullptr;  ///< (M, k_row_stride) row-major, dtype
   float* loss = nullptr;    ///< (1) for mean/sum, (B) for Reduction::kNone
   void* saved = nullptr;    ///< saved_size() bytes (may be null when that is 0); read by backward()
+  /// (1) device each: when set, the scale (log t with log_scale) and the bias are read here, on
+  /// the stream, instead of from Params (learnable without a host read).
+  const float* scale = nullptr;
+  const float* bias = nullptr;
 };
 
 /// Inputs and outputs of backward(). Device pointers. Gradient outputs are dense (row stride D).
@@ -74,6 +79,8 @@ struct BackwardArgs {
   void* grad_k = nullptr;            ///< (M, D) dtype, written (not accumulated)
   float* grad_scale = nullptr;       ///< (1): dLoss/dt, or dLoss/dlog t with log_scale
   float* grad_bias = nullptr;        ///< (1): dLoss/db
+  const float* scale = nullptr;      ///< (1) device or null, as in ForwardArgs
+  const float* bias = nullptr;       ///< (1) device or null, as in ForwardArgs
 };
 
 /// Inputs and outputs of forward_backward(): the training step in one call.
@@ -87,6 +94,8 @@ struct ForwardBackwardArgs {
   void* grad_k = nullptr;            ///< (M, D) or null
   float* grad_scale = nullptr;       ///< (1) or null
   float* grad_bias = nullptr;        ///< (1) or null
+  const float* scale = nullptr;      ///< (1) device or null, as in ForwardArgs
+  const float* bias = nullptr;       ///< (1) device or null, as in ForwardArgs
 };
 
 /// Validate `params` (no device needed). Returns kInvalidArgument or kNotSupported with a message.

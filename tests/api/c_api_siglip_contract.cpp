@@ -110,8 +110,8 @@ const CBadParams<CS> kSigLIPBad[] = {
     // Any non-zero int is true, as the header's "0 or 1" flags are read.
     {"LogScaleFlagTwoWithAnOverflowingExp", [](CS& p) { p.log_scale = 2, p.scale = 89.0f; },
      CONTRASTIVE_INVALID_ARGUMENT,
-     "siglip: scale (log t with log_scale) must be finite with exp(scale) a finite float "
-     "(scale <= 88.72), got 89"},
+     "siglip: scale (log of the scale with log_scale) must be finite with exp(scale) a finite "
+     "float (scale <= 88.72) unless max_scale clamps it, got 89"},
     {"NaNBias", [](CS& p) { p.bias = NAN; }, CONTRASTIVE_INVALID_ARGUMENT,
      "siglip: bias must be finite, got nan"},
     {"NegativeEps", [](CS& p) { p.eps = -1.0f; }, CONTRASTIVE_INVALID_ARGUMENT,

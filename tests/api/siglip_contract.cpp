@@ -151,8 +151,8 @@ std::vector<testing::BadCase> cases() {
        exactly("siglip: scale must be finite and > 0, got 0")},
       {"CppSigLIPLogScaleOverflows",
        cpp_call(make, [](SP& p) { p.log_scale = true, p.scale = 100.0f; }), kInvalid,
-       exactly("siglip: scale (log t with log_scale) must be finite with exp(scale) a finite "
-               "float (scale <= 88.72), got 100")},
+       exactly("siglip: scale (log of the scale with log_scale) must be finite with exp(scale) a "
+               "finite float (scale <= 88.72) unless max_scale clamps it, got 100")},
       {"CppSigLIPInfiniteBias", cpp_call(make, [inf](SP& p) { p.bias = inf; }), kInvalid,
        exactly("siglip: bias must be finite, got inf")},
       {"CppSigLIPNaNEps", cpp_call(make, [nan](SP& p) { p.eps = nan; }), kInvalid,

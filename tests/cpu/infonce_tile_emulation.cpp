@@ -18,6 +18,7 @@
 #include "contrastive/infonce.hpp"
 #include "contrastive/reference.hpp"
 #include "host/plan/infonce_plan.hpp"
+#include "kernels/logit_scalars.hpp"
 #include "kernels/numeric.hpp"
 #include "kernels/online_softmax.hpp"
 #include "support/host_gemm.hpp"
@@ -229,7 +230,11 @@ TEST_P(TileWalk, MatchesTheFloat64Reference) {
 
   // The tile, poisoned: an element read from the padding or before it is written gives NaN.
   std::vector<float> tile(static_cast<std::size_t>(plan.tiles.tile_rows * ld), NAN);
-  const float s = 1.0f / p.temperature;
+  // The scalars as the device resolves them; the GEMMs leave s out, the kernels apply it.
+  const kernels::ResolvedScalars scalars =
+      kernels::resolve_scalars(p.temperature, kernels::ScaleForm::kTemperature, p.max_scale, 0.0f,
+                               logits::gradient_factor(infonce::detail::to_problem(p)));
+  const float s = scalars.logit_scale;
   const logits::TileOperands operands{q.data(), d, k.data(), d};
   std::vector<LseState> row_state(b), col_state(b);
   std::vector<float> positive_logit(b, NAN), row_logit_grad(b, NAN);
@@ -237,9 +242,10 @@ TEST_P(TileWalk, MatchesTheFloat64Reference) {
   std::vector<float> grad_k(static_cast<std::size_t>(m * d), NAN);
   auto logits_of = [&](Extent rows, Extent cols) {
     std::fill(tile.begin(), tile.end(), NAN);
-    run_on_host(logits::tile_products(infonce::detail::to_problem(p), plan, operands, rows, cols, s,
-                                      tile.data(), nullptr, nullptr, nullptr, false, false)
+    run_on_host(logits::tile_products(infonce::detail::to_problem(p), plan, operands, rows, cols,
+                                      1.0f, tile.data(), nullptr, nullptr, nullptr, false, false)
                     .logits);
+    for (float& value : tile) value *= s;  // each kernel takes s * sim as it reads
   };
   // forward: row states (and positive columns' states), positive logits
   for (std::int64_t r = 0; r < plan.tiles.row_tiles(); ++r) {
@@ -294,16 +300,17 @@ TEST_P(TileWalk, MatchesTheFloat64Reference) {
         row_logit_grad[row] = c == 0 ? sum : row_logit_grad[row] + sum;
       }
       const auto products = logits::tile_products(infonce::detail::to_problem(p), plan, operands,
-                                                  rows, cols, s, tile.data(), tile.data(),
+                                                  rows, cols, 1.0f, tile.data(), tile.data(),
                                                   grad_q.data(), grad_k.data(), c > 0, r > 0);
       run_on_host(products.grad_q);
       run_on_host(products.grad_k);
     }
   }
+  for (float& value : grad_q) value *= s;  // the direct path scales the products in place
+  for (float& value : grad_k) value *= s;
   double sum_grad_logits = 0.0;
   for (float value : row_logit_grad) sum_grad_logits += value;
-  const double grad_temperature =
-      -logits::gradient_factor(infonce::detail::to_problem(p)) * s * sum_grad_logits;
+  const double grad_temperature = scalars.scale_gradient_factor * sum_grad_logits;
 
   const std::vector<double> q64(q.begin(), q.end()), k64(k.begin(), k.end());
   reference::InfoNCEForward expected_forward;

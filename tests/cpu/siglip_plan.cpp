@@ -77,15 +77,15 @@ const std::vector<BadParamsCase<Params>> kSigLIPBad = testing::with_shared_bad_p
          "siglip: scale must be finite and > 0, got inf"},
         {"LogScaleWhoseExpOverflows", [](Params& p) { p.log_scale = true, p.scale = 88.73f; },
          kInvalid,
-         "siglip: scale (log t with log_scale) must be finite with exp(scale) a finite float "
-         "(scale <= 88.72), got 88.73"},
+         "siglip: scale (log of the scale with log_scale) must be finite with exp(scale) a finite "
+         "float (scale <= 88.72) unless max_scale clamps it, got 88.73"},
         {"LogScaleNaN", [](Params& p) { p.log_scale = true, p.scale = NAN; }, kInvalid,
-         "siglip: scale (log t with log_scale) must be finite with exp(scale) a finite float "
-         "(scale <= 88.72), got nan"},
+         "siglip: scale (log of the scale with log_scale) must be finite with exp(scale) a finite "
+         "float (scale <= 88.72) unless max_scale clamps it, got nan"},
         {"LogScaleMinusInfinity", [](Params& p) { p.log_scale = true, p.scale = -INFINITY; },
          kInvalid,
-         "siglip: scale (log t with log_scale) must be finite with exp(scale) a finite float "
-         "(scale <= 88.72), got -inf"},
+         "siglip: scale (log of the scale with log_scale) must be finite with exp(scale) a finite "
+         "float (scale <= 88.72) unless max_scale clamps it, got -inf"},
         {"NaNBias", [](Params& p) { p.bias = NAN; }, kInvalid,
          "siglip: bias must be finite, got nan"},
         {"InfiniteBias", [](Params& p) { p.bias = -INFINITY; }, kInvalid,

@@ -4,10 +4,11 @@
 // (kernels/sigmoid_math.hpp), the element types' rounding (kernels/numeric.hpp: the logits tile in
 // logits_dtype, G in the input dtype) and the head's bookkeeping: each row's three scratch sums
 // overwritten by its first column tile and accumulated over the rest, forward_backward producing
-// the loss and G from the same read of a tile, the reduction's factor in the GEMMs' alpha and the
-// scale's gradient mapped by logits::scale_gradient_factor. Compared with the float64 reference
-// under the tolerance policy across tile shapes, precisions and modes; scratch, tiles and
-// accumulators start as NaN, so a read before a write shows.
+// the loss and G from the same read of a tile, the similarities in the tile with s applied by the
+// kernels, the reduction's factor in the GEMMs' alpha, s applied when the gradients are finished,
+// and the scalars resolved as the device resolves them (kernels/logit_scalars.hpp). Compared with
+// the float64 reference under the tolerance policy across tile shapes, precisions and modes;
+// scratch, tiles and accumulators start as NaN, so a read before a write shows.
 //
 // Also here, as TolerancePolicy does for InfoNCE: the naive fp32 SigLIP meets SigLIP's fp32
 // bounds, and the bounds catch a 5 % error.
@@ -55,7 +56,8 @@ SigLIPResults emulate(const Params& p, const Inputs& in, Pass pass) {
   logits::WorkspacePlan plan;
   EXPECT_EQ(logits::plan_workspace(problem, "siglip", &plan), Status::kSuccess);
   const std::int64_t b = p.batch, m = p.num_keys, d = p.dim, ld = plan.tile_pitch;
-  const logits::Scalars scalars = testing::siglip_scalars(p);
+  const kernels::ResolvedScalars scalars = testing::siglip_scalars(p);
+  const float s = scalars.logit_scale;
   const double f = logits::gradient_factor(problem);
 
   // The GEMMs' operands: normalized rows in the dtype (cosine), or the caller's strided rows.
@@ -89,8 +91,9 @@ SigLIPResults emulate(const Params& p, const Inputs& in, Pass pass) {
 
   auto logits_of = [&](Extent rows, Extent cols) {
     std::fill(tile.begin(), tile.end(), 0xFF);
-    run_on_host(logits::tile_products(problem, plan, operands, rows, cols, scalars.scale,
-                                      tile.data(), nullptr, nullptr, nullptr, false, false)
+    // The GEMM writes the similarities (alpha 1); the kernels take s * sim.
+    run_on_host(logits::tile_products(problem, plan, operands, rows, cols, 1.0f, tile.data(),
+                                      nullptr, nullptr, nullptr, false, false)
                     .logits);
   };
   auto positive = [&](std::int64_t row, std::int64_t col) {
@@ -107,7 +110,7 @@ SigLIPResults emulate(const Params& p, const Inputs& in, Pass pass) {
           const std::int64_t row = rows.begin + i;
           float loss = 0.0f;
           for (std::int64_t j = 0; j < cols.size; ++j) {
-            const float l = element_of(tile.data(), p.logits_dtype, i * ld + j) + scalars.bias;
+            const float l = s * element_of(tile.data(), p.logits_dtype, i * ld + j) + scalars.bias;
             loss += kernels::sigmoid_xent(l, positive(row, cols.begin + j));
           }
           row_loss[row] = c == 0 ? loss : row_loss[row] + loss;
@@ -129,7 +132,7 @@ SigLIPResults emulate(const Params& p, const Inputs& in, Pass pass) {
           const float weight = testing::siglip_upstream(p, in, row);
           float dot = 0.0f, sum = 0.0f, loss = 0.0f;
           for (std::int64_t j = 0; j < cols.size; ++j) {
-            const float logit = element_of(tile.data(), p.logits_dtype, i * ld + j);
+            const float logit = s * element_of(tile.data(), p.logits_dtype, i * ld + j);
             const float l = logit + scalars.bias;
             const bool is_positive = positive(row, cols.begin + j);
             const float g = kernels::sigmoid_xent_grad(l, is_positive, weight);
@@ -143,8 +146,8 @@ SigLIPResults emulate(const Params& p, const Inputs& in, Pass pass) {
           if (forward_pass) row_loss[row] = c == 0 ? loss : row_loss[row] + loss;
         }
         const logits::TileProducts products =
-            logits::tile_products(problem, plan, operands, rows, cols, scalars.scale, tile.data(),
-                                  grad_tile, target_q, target_k, c > 0, r > 0);
+            logits::tile_products(problem, plan, operands, rows, cols, 1.0f, tile.data(), grad_tile,
+                                  target_q, target_k, c > 0, r > 0);
         run_on_host(products.grad_q);
         run_on_host(products.grad_k);
       }
@@ -157,6 +160,9 @@ SigLIPResults emulate(const Params& p, const Inputs& in, Pass pass) {
     out.saved.insert(out.saved.end(), k_norms.begin(), k_norms.end());
   }
   if (!backward_pass) return out;
+  // The finishing kernels take s times the products' sums.
+  for (float& value : grad_q_sum) value *= s;
+  for (float& value : grad_k_sum) value *= s;
   if (problem.cosine()) {
     out.grad_q =
         testing::naive_detail::normalize_backward(in.q, b, problem.q_stride, p, grad_q_sum);
@@ -173,7 +179,7 @@ SigLIPResults emulate(const Params& p, const Inputs& in, Pass pass) {
     dot_total += row_grad_dot_logit[i];
     grad_total += row_grad[i];
   }
-  out.grad_scale = {static_cast<float>(logits::scale_gradient_factor(scalars, f) * dot_total)};
+  out.grad_scale = {static_cast<float>(scalars.scale_gradient_factor * dot_total)};
   out.grad_bias = {static_cast<float>(f * grad_total)};
   return out;
 }

@@ -33,12 +33,12 @@ struct SigLIPResults {
   std::vector<float> loss, saved, grad_q, grad_k, grad_scale, grad_bias;
 };
 
-/// The scalars as the library passes them to the engine: t, how grad_scale is named, b.
-inline logits::Scalars siglip_scalars(const siglip::Params& p) {
-  return {siglip::detail::scale_of(p),
-          p.log_scale ? logits::Scalars::ScaleGradient::kLogScale
-                      : logits::Scalars::ScaleGradient::kScale,
-          p.bias};
+/// The scalars as the engine resolves them on the device (kernels/logit_scalars.hpp): t, b and
+/// the factor of the scale's gradient.
+inline kernels::ResolvedScalars siglip_scalars(const siglip::Params& p) {
+  return kernels::resolve_scalars(
+      p.scale, p.log_scale ? kernels::ScaleForm::kLogScale : kernels::ScaleForm::kScale,
+      p.max_scale, p.bias, logits::gradient_factor(siglip::detail::to_problem(p)));
 }
 
 inline bool siglip_positive(const siglip::Params& p, std::int64_t i, std::int64_t j) {
@@ -84,7 +84,7 @@ SigLIPResults naive_siglip(const siglip::Params& p, const Inputs& in) {
       for (std::int64_t c = 0; c < d; ++c) {
         dot += static_cast<Sum>(operand(q[i * d + c])) * operand(k[j * d + c]);
       }
-      const float logit = round_float(p.logits_dtype, static_cast<float>(dot) * t);
+      const float logit = round_float(p.logits_dtype, static_cast<float>(dot)) * t;
       const float l = logit + p.bias;
       const bool positive = siglip_positive(p, i, j);
       const float grad = kernels::sigmoid_xent_grad(l, positive, siglip_upstream(p, in, i));
@@ -103,8 +103,7 @@ SigLIPResults naive_siglip(const siglip::Params& p, const Inputs& in) {
   out.saved.insert(out.saved.end(), k_norms.begin(), k_norms.end());
   const auto alpha = static_cast<float>(static_cast<double>(t) * f);
   naive_detail::gradient_products<Sum>(p, in, g, q, k, alpha, operand, &out.grad_q, &out.grad_k);
-  out.grad_scale = {
-      static_cast<float>(logits::scale_gradient_factor(siglip_scalars(p), f) * dot_sum)};
+  out.grad_scale = {static_cast<float>(siglip_scalars(p).scale_gradient_factor * dot_sum)};
   out.grad_bias = {static_cast<float>(f * g_sum)};
   return out;
 }
