@@ -10,13 +10,13 @@ namespace contrastive::kernels {
 
 /// The scalars of a call as given: host values, or device pointers that replace them.
 struct ScalarInputs {
-  float value = 1.0f;                  ///< in `form`
+  float value = 1.0f;                   ///< in `form`
   const float* device_value = nullptr;  ///< (1) device: replaces value
   ScaleForm form = ScaleForm::kScale;
   float max_scale = 0.0f;  ///< > 0: s = min(s, max_scale), and no gradient where it clamps
   float bias = 0.0f;
   const float* device_bias = nullptr;  ///< (1) device: replaces bias
-  double reduction_factor = 1.0;      ///< f: 1/B for a mean, times 1/2 for rows and columns
+  double reduction_factor = 1.0;       ///< f: 1/B for a mean, times 1/2 for rows and columns
 };
 
 /// One thread: reads the device values that are given and writes resolve_scalars() to `out`.

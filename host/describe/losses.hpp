@@ -191,6 +191,9 @@ inline Extent extent(const infonce::Params& p, std::string_view t) {
 inline std::int64_t* row_stride(infonce::Params& p, std::string_view t) {
   return query_key_row_stride(p, t);
 }
+inline float* scalar_field(infonce::Params& p, std::string_view t) {
+  return t == "temperature" ? &p.temperature : nullptr;
+}
 template <typename Pointers>
 Status run(Pass pass, const Handle& h, const infonce::Params& p, const Pointers& at, void* ws,
            std::size_t bytes, Stream stream) {
@@ -230,6 +233,9 @@ inline Extent extent(const mnr::PerAnchorParams& p, std::string_view t) {
   if (t == "saved") return saved_extent(p);
   if (t == "grad_scale") return {1};
   return loss_extent(p.reduction, p.batch);
+}
+inline float* scalar_field(mnr::PerAnchorParams&, std::string_view) {
+  return nullptr;
 }
 inline std::int64_t* row_stride(mnr::PerAnchorParams& p, std::string_view t) {
   if (t == "anchors") return &p.anchor_row_stride;
@@ -280,6 +286,9 @@ inline Extent extent(const mnr::InBatchParams& p, std::string_view t) {
   if (t == "grad_scale" || t == "scale") return {1};
   return loss_extent(p.reduction, p.batch);
 }
+inline float* scalar_field(mnr::InBatchParams& p, std::string_view t) {
+  return t == "scale" ? &p.scale : nullptr;
+}
 inline std::int64_t* row_stride(mnr::InBatchParams& p, std::string_view t) {
   return t == "anchors"      ? &p.anchor_row_stride
          : t == "candidates" ? &p.candidate_row_stride
@@ -323,6 +332,9 @@ inline Extent extent(const repel::Params& p, std::string_view t) {
   if (t == "saved") return saved_extent(p);
   return loss_extent(p.reduction, p.batch * p.negatives);  // one per term
 }
+inline float* scalar_field(repel::Params&, std::string_view) {
+  return nullptr;
+}
 inline std::int64_t* row_stride(repel::Params& p, std::string_view t) {
   return t == "anchors"     ? &p.anchor_row_stride
          : t == "negatives" ? &p.negative_row_stride
@@ -352,6 +364,9 @@ inline Extent extent(const siglip::Params& p, std::string_view t) {
 }
 inline std::int64_t* row_stride(siglip::Params& p, std::string_view t) {
   return query_key_row_stride(p, t);
+}
+inline float* scalar_field(siglip::Params& p, std::string_view t) {
+  return t == "scale" ? &p.scale : t == "bias" ? &p.bias : nullptr;
 }
 template <typename Pointers>
 Status run(Pass pass, const Handle& h, const siglip::Params& p, const Pointers& at, void* ws,
@@ -525,6 +540,11 @@ template <typename P>
 constexpr Arguments<P> inputs() {
   return positions<P>([](const Tensor& t) { return t.role == Role::kInput; });
 }
+/// The positions of the device scalars (optional in every pass).
+template <typename P>
+constexpr Arguments<P> device_scalars() {
+  return positions<P>([](const Tensor& t) { return t.role == Role::kScalar; });
+}
 
 namespace detail {
 template <typename P>
@@ -583,6 +603,11 @@ inline Extent extent(const Params& params, std::string_view tensor) {
 template <typename P>
 std::int64_t* row_stride(P& params, std::string_view tensor) {
   return detail::row_stride(params, tensor);
+}
+
+/// The params field whose value the device scalar `tensor` replaces, else null.
+inline float* scalar_field(Params& params, std::string_view tensor) {
+  return std::visit([&](auto& p) { return detail::scalar_field(p, tensor); }, params);
 }
 
 inline Status check(const Params& params) {

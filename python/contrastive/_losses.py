@@ -62,6 +62,9 @@ class Description(NamedTuple):
     forward: Callable
     backward: Callable
     forward_backward: Callable
+    # Whether the library takes the scalars as device arrays too (keywords of the entry points
+    # named as the scalars: a learnable temperature read on the device, without a host read).
+    device_scalars: bool = False
 
     @property
     def scalar(self) -> Optional[Option]:
@@ -137,7 +140,8 @@ INFONCE = Description(
     saved_size=_core.infonce_saved_size,
     forward=_core.infonce_forward,
     backward=_core.infonce_backward,
-    forward_backward=_core.infonce_forward_backward)
+    forward_backward=_core.infonce_forward_backward,
+    device_scalars=True)
 
 MNR_PER_ANCHOR = Description(
     name="mnr_per_anchor",
@@ -177,7 +181,8 @@ MNR_IN_BATCH = Description(
     saved_size=_core.mnr_in_batch_saved_size,
     forward=_core.mnr_in_batch_forward,
     backward=_core.mnr_in_batch_backward,
-    forward_backward=_core.mnr_in_batch_forward_backward)
+    forward_backward=_core.mnr_in_batch_forward_backward,
+    device_scalars=True)
 
 REPEL = Description(
     name="repel",
@@ -221,6 +226,7 @@ SIGLIP = Description(
     saved_size=_core.siglip_saved_size,
     forward=_core.siglip_forward,
     backward=_core.siglip_backward,
-    forward_backward=_core.siglip_forward_backward)
+    forward_backward=_core.siglip_forward_backward,
+    device_scalars=True)
 
 ALL = (INFONCE, MNR_PER_ANCHOR, MNR_IN_BATCH, REPEL, SIGLIP)

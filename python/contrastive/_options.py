@@ -42,10 +42,12 @@ def dtype_of(name) -> "_core.DType":
 def infonce_params(batch, num_keys, dim, *, temperature=0.1, similarity="cosine", symmetric=False,
                    reduction="mean", positive_offset=0, eps=1e-12, allow_tf32=False, tile_rows=0,
                    tile_cols=0, dtype="f32", logits_dtype="f32", tiling="auto",
-                   workspace_budget=None, tile_cache_bytes=0) -> "_core.InfoNCEParams":
+                   workspace_budget=None, tile_cache_bytes=0, log_scale=False,
+                   max_scale=0.0) -> "_core.InfoNCEParams":
     p = _core.InfoNCEParams()
     p.batch, p.num_keys, p.dim = int(batch), int(num_keys), int(dim)
     p.temperature = float(temperature)
+    p.log_scale, p.max_scale = bool(log_scale), float(max_scale)
     p.similarity = _choice(_SIMILARITIES, "similarity", similarity)
     p.symmetric = bool(symmetric)
     p.reduction = _choice(_REDUCTIONS, "reduction", reduction)
@@ -74,10 +76,11 @@ def per_anchor_params(batch, negatives, dim, *, scale=1.0, similarity="dot", red
 def in_batch_params(batch, hard_negatives, dim, *, scale=20.0, similarity="cosine", symmetric=False,
                     reduction="mean", eps=1e-12, allow_tf32=False, tile_rows=0, tile_cols=0,
                     dtype="f32", logits_dtype="f32", tiling="auto", workspace_budget=None,
-                    tile_cache_bytes=0) -> "_core.InBatchParams":
+                    tile_cache_bytes=0, log_scale=False, max_scale=0.0) -> "_core.InBatchParams":
     p = _core.InBatchParams()
     p.batch, p.hard_negatives, p.dim = int(batch), int(hard_negatives), int(dim)
     p.scale = float(scale)
+    p.log_scale, p.max_scale = bool(log_scale), float(max_scale)
     p.similarity = _choice(_SIMILARITIES, "similarity", similarity)
     p.symmetric = bool(symmetric)
     p.reduction = _choice(_REDUCTIONS, "reduction", reduction)
@@ -106,10 +109,11 @@ def siglip_params(batch, num_keys, dim, *, scale=10.0, log_scale=False, bias=-10
                   negatives_only=False, similarity="cosine", reduction="mean", positive_offset=0,
                   eps=1e-12, allow_tf32=False, tile_rows=0, tile_cols=0, dtype="f32",
                   logits_dtype="f32", tiling="auto", workspace_budget=None,
-                  tile_cache_bytes=0) -> "_core.SigLIPParams":
+                  tile_cache_bytes=0, max_scale=0.0) -> "_core.SigLIPParams":
     p = _core.SigLIPParams()
     p.batch, p.num_keys, p.dim = int(batch), int(num_keys), int(dim)
     p.scale, p.log_scale, p.bias = float(scale), bool(log_scale), float(bias)
+    p.max_scale = float(max_scale)
     p.negatives_only = bool(negatives_only)
     p.similarity = _choice(_SIMILARITIES, "similarity", similarity)
     p.reduction = _choice(_REDUCTIONS, "reduction", reduction)

@@ -23,10 +23,11 @@ time.
 The temperature or scale (and SigLIP's bias) is a Python float (fixed: it is part of the compiled
 call) or a JAX array of one element, e.g. a learnable parameter, which then receives its gradient.
 When one of a loss's scalars is an array, all of them are passed to the custom calls as float32
-operands (a float as a constant). The library takes them as host values, so on a GPU their values
-are copied to the host on XLA's stream and that stream waited for, in forward and in backward (as
-contrastive.torch does for a tensor): pass floats when they are fixed. A scalar given as an array
-is checked (a temperature or scale > 0, finite) when the call runs, a float at trace time.
+operands (a float as a constant). On a GPU the library reads them on XLA's stream, without a host
+read or a wait (InfoNCE, in-batch MNR, SigLIP); MNR with per-anchor negatives takes its scale on
+the host, so there an array's value is copied to the host and the stream waited for. A float is
+checked at trace time; an array's value is read as it is (a temperature or scale that is not
+finite and > 0 gives NaN results).
 
 Inputs are float32, float16 or bfloat16 (jnp.bfloat16), all inputs of a call of one dtype; their
 gradients have that dtype, the loss and a temperature's or scale's gradient are float32. Other

@@ -103,8 +103,9 @@ def _scalar_argument(call: str, name: str, value: Scalar) -> Tuple[float, Option
 
 
 def _host_value(value: float, tensor: Optional[Tensor]) -> float:
-    """The temperature or scale as the library takes it, a host float. Reading a CUDA tensor
-    waits for the device (a synchronization)."""
+    """The temperature or scale as a host float: a CPU tensor's value, or (MNR with per-anchor
+    negatives only, whose scale the library takes on the host) a CUDA tensor's, which waits for the
+    device."""
     return value if tensor is None else float(tensor.item())
 
 
@@ -262,6 +263,22 @@ class _Arguments(NamedTuple):
         return tuple(_host_value(value, tensor)
                      for value, tensor in zip(self.scalars, self.scalar_tensors))
 
+    def cuda_values(self, loss: _losses.Description) -> Tuple[Tuple[float, ...], dict]:
+        """The scalars of a CUDA call: (the params' values, the binding's device scalars). A CUDA
+        tensor goes to the library as it is, read on the stream (no host read, so a learnable
+        temperature costs no synchronization and a CUDA graph can capture the call); its
+        stand-in fills the params. A float, or a CPU tensor (read without waiting for the
+        device), is a host value. Losses whose scalars the library takes only on the host (MNR
+        with per-anchor negatives) read a CUDA tensor on the host."""
+        values, device = [], {}
+        for spec, value, tensor in zip(loss.scalars, self.scalars, self.scalar_tensors):
+            if tensor is not None and tensor.device.type == "cuda" and loss.device_scalars:
+                values.append(value)
+                device[spec.name] = tensor.detach().reshape(1).to(torch.float32).contiguous()
+            else:
+                values.append(_host_value(value, tensor))
+        return tuple(values), device
+
 
 def _checked_shapes(loss: _losses.Description, a: _Arguments) -> Tuple:
     """The inputs' dimensions, dtype and shapes agree; the shapes."""
@@ -365,13 +382,14 @@ def _define_operators(loss: _losses.Description):
         a, _, _ = _Arguments.split(loss, args)
         if _device_of(loss.name, a.inputs).type == "cpu":
             return forward_cpu(*args)
-        p = _params(loss, a, a.host_values())
+        values, scalars = a.cuda_values(loss)
+        p = _params(loss, a, values)
         inputs = _for_binding(*a.inputs)
         with _launch(loss.name, *inputs) as (handle, stream):
             values = _loss_buffer(loss, a)
             saved = _new_saved(loss.saved_size(p), inputs[0].device)
             workspace = _new_workspace(loss.workspace_size(p), inputs[0].device)
-            loss.forward(handle, p, *inputs, values, saved, workspace, stream)
+            loss.forward(handle, p, *inputs, values, saved, workspace, stream, **scalars)
         return values, saved
 
     def forward_cpu(*args):
@@ -398,14 +416,15 @@ def _define_operators(loss: _losses.Description):
         a, saved, grad_loss = _Arguments.split(loss, args, backward=True)
         if _device_of(loss.name, a.inputs).type == "cpu":
             return backward_cpu(*args)
-        p = _params(loss, a, a.host_values())
+        values, scalars = a.cuda_values(loss)
+        p = _params(loss, a, values)
         *inputs, saved, grad_loss = _for_binding(*a.inputs, saved, grad_loss.contiguous())
         with _launch(loss.name, *inputs, saved, grad_loss) as (handle, stream):
             grads = _gradient_buffers(loss, inputs, a.needs)
             workspace = _new_workspace(loss.workspace_size(p), inputs[0].device)
             loss.backward(handle, p, *inputs, saved, grad_loss,
                           *(grad if need else None for grad, need in zip(grads, a.needs)),
-                          workspace, stream)
+                          workspace, stream, **scalars)
         return tuple(grads)
 
     def backward_cpu(*args):
@@ -427,7 +446,8 @@ def _define_operators(loss: _losses.Description):
         _require_reduced(loss, a)
         if _device_of(loss.name, a.inputs).type == "cpu":
             return forward_backward_cpu(*args)
-        p = _params(loss, a, a.host_values())
+        values, scalars = a.cuda_values(loss)
+        p = _params(loss, a, values)
         inputs = _for_binding(*a.inputs)
         with _launch(loss.name, *inputs) as (handle, stream):
             values = _loss_buffer(loss, a)
@@ -438,9 +458,9 @@ def _define_operators(loss: _losses.Description):
                 loss.forward_backward(handle, p, *inputs, values, saved, None,
                                       *(grad if need else None
                                         for grad, need in zip(grads, a.needs)),
-                                      workspace, stream)
+                                      workspace, stream, **scalars)
             else:
-                loss.forward(handle, p, *inputs, values, saved, workspace, stream)
+                loss.forward(handle, p, *inputs, values, saved, workspace, stream, **scalars)
         return (values, *grads)
 
     def forward_backward_cpu(*args):

@@ -345,11 +345,19 @@ struct ArgumentOf<Role::kUpstreamGradient, pass> {
   using type = OptionalInput;
 };
 
-/// The I-th tensor argument of a call of `pass` of the loss whose params are P.
+/// The I-th tensor argument of a call of `pass` of the loss whose params are P (the device
+/// scalars apart: they follow `stream` as keywords).
 template <typename P, Pass pass, std::size_t I>
 constexpr const describe::Tensor& argument_at() {
-  return describe::Described<P>::tensors[describe::arguments<P>(pass).index[I]];
+  return describe::Described<P>::tensors[describe::c_arguments<P>(pass).index[I]];
 }
+/// The S-th device scalar of the loss whose params are P.
+template <typename P, std::size_t S>
+constexpr const describe::Tensor& scalar_at() {
+  return describe::Described<P>::tensors[describe::device_scalars<P>().index[S]];
+}
+template <std::size_t S>
+using ScalarArgument = OptionalInput;
 template <typename P, Pass pass, std::size_t I>
 using Argument = typename ArgumentOf<argument_at<P, pass, I>().role, pass>::type;
 
@@ -403,34 +411,47 @@ const void* checked(const char* call, P* p, const describe::Tensor& tensor, cons
   }
 }
 
+template <typename P, std::size_t S>
+auto scalar_keyword() {
+  return nb::arg(scalar_at<P, S>().name).none() = nb::none();
+}
+
 /// <api>_forward, <api>_backward or <api>_forward_backward. The params are checked first, so a
 /// bad value gets the library's own message before any array is judged against it; then each
-/// array, in the order of the arguments; then the library checks the rest.
-template <typename P, Pass pass, std::size_t... I>
-void def_pass(nb::module_& m, const char* pass_name, std::index_sequence<I...>) {
+/// array, in the order of the arguments; then the library checks the rest. The device scalars
+/// (temperature=, scale=, bias=: float32 arrays of one value on the device, or None for the
+/// params' value) come last, as keywords.
+template <typename P, Pass pass, std::size_t... I, std::size_t... S>
+void def_pass(nb::module_& m, const char* pass_name, std::index_sequence<I...>,
+              std::index_sequence<S...>) {
   const std::string api = describe::Described<P>::api;
   const char* call = kept(api + "." + pass_name);
   m.def(
       kept(api + "_" + pass_name),
       [call](const contrastive::Handle& h, const P& params, const Argument<P, pass, I>&... arrays,
-             const Array& workspace, std::uintptr_t stream) {
-        static_assert(sizeof...(I) <= Pointers::kMost);
+             const Array& workspace, std::uintptr_t stream, const ScalarArgument<S>&... scalars) {
+        static_assert(sizeof...(I) + sizeof...(S) <= Pointers::kMost);
         P p = params;
         throw_if(describe::check(p));
         Pointers at;
         (at.add(argument_at<P, pass, I>().name,
                 checked(call, &p, argument_at<P, pass, I>(), arrays)),
          ...);
+        (at.add(scalar_at<P, S>().name,
+                optional_dense(call, scalar_at<P, S>().name, scalars, DType::kF32, 1)),
+         ...);
         std::size_t bytes = 0;
         void* ws = cuda_bytes(call, "workspace", workspace, &bytes);
         run([&] { return describe::detail::run(pass, h, p, at, ws, bytes, to_stream(stream)); });
       },
-      "handle"_a, "params"_a, keyword<P, pass, I>()..., "workspace"_a, "stream"_a = 0);
+      "handle"_a, "params"_a, keyword<P, pass, I>()..., "workspace"_a, "stream"_a = 0,
+      scalar_keyword<P, S>()...);
 }
 
 template <typename P, Pass pass>
 void def_pass(nb::module_& m, const char* pass_name) {
-  def_pass<P, pass>(m, pass_name, std::make_index_sequence<describe::arguments<P>(pass).count>());
+  def_pass<P, pass>(m, pass_name, std::make_index_sequence<describe::c_arguments<P>(pass).count>(),
+                    std::make_index_sequence<describe::device_scalars<P>().count>());
 }
 
 /// Every entry point of one loss: <api>_check, the size queries and the three passes.
@@ -535,7 +556,10 @@ NB_MODULE(_core, m) {
   {
     using Bound = infonce::Params;
     nb::class_<Bound>(m, "InfoNCEParams")
-        .def(nb::init<>()) CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_DEF_RW);
+        .def(nb::init<>()) CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_DEF_RW)
+        // Not in the C params struct yet: the log-parametrized and clamped scale.
+        .def_rw("log_scale", &Bound::log_scale)
+        .def_rw("max_scale", &Bound::max_scale);
   }
   {
     using Bound = mnr::PerAnchorParams;
@@ -545,7 +569,9 @@ NB_MODULE(_core, m) {
   {
     using Bound = mnr::InBatchParams;
     nb::class_<Bound>(m, "InBatchParams")
-        .def(nb::init<>()) CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_DEF_RW);
+        .def(nb::init<>()) CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_DEF_RW)
+        .def_rw("log_scale", &Bound::log_scale)
+        .def_rw("max_scale", &Bound::max_scale);
   }
   {
     using Bound = repel::Params;
@@ -558,7 +584,8 @@ NB_MODULE(_core, m) {
   {
     using Bound = siglip::Params;
     nb::class_<Bound>(m, "SigLIPParams")
-        .def(nb::init<>()) CONTRASTIVE_SIGLIP_FIELDS(CONTRASTIVE_DEF_RW);
+        .def(nb::init<>()) CONTRASTIVE_SIGLIP_FIELDS(CONTRASTIVE_DEF_RW)
+        .def_rw("max_scale", &Bound::max_scale);
   }
   def_loss<repel::Params>(m);
   def_loss<siglip::Params>(m);

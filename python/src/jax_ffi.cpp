@@ -14,9 +14,9 @@
 // the words come from one build of this module). [scalars...] are the loss's differentiable
 // scalars (the temperature or scale, then SigLIP's bias), each a float32 operand, given all
 // together when one of them is a traced value (learnable): they then replace the params' values,
-// and backward returns their gradients. The CUDA handler reads them with copies to the host on
-// XLA's stream and one wait for that stream; with the scalars in the params (Python floats)
-// nothing waits.
+// and backward returns their gradients. The CUDA handler passes them to the library as device
+// values, read on XLA's stream (nothing waits); only MNR with per-anchor negatives, whose scale
+// the library takes on the host, copies its scale to the host and waits for the stream.
 #include <cuda_runtime_api.h>
 #include <nanobind/nanobind.h>
 
@@ -448,7 +448,15 @@ ffi::Error cuda_call(cudaStream_t stream, std::int32_t device, ffi::RemainingArg
   if (ffi::Error error = gather<P, pass>(args, rets, words, &call); error.failure()) return error;
   CurrentDevice current(device);
   if (current.error() != cudaSuccess) return cuda_error("cudaSetDevice", current.error());
-  if (!call.scalars.empty()) {  // traced scalars (learnable): their values, read on the host
+  constexpr auto on_device = describe::device_scalars<P>();
+  if (!call.scalars.empty() && on_device.count == kScalars<P>) {
+    // Traced scalars (learnable) that the library reads on the stream: passed as they are.
+    for (std::size_t i = 0; i < call.scalars.size(); ++i) {
+      Buffer scalar = call.scalars[i];
+      scalar.name = describe::Described<P>::tensors[on_device.index[i]].name;
+      call.buffers.push_back(scalar);
+    }
+  } else if (!call.scalars.empty()) {  // a loss that takes host scalars only: read on the host
     std::array<float, kScalars<P> + 1> values{};
     for (std::size_t i = 0; i < call.scalars.size(); ++i) {
       if (cudaError_t e = cudaMemcpyAsync(&values[i], call.scalars[i].data, sizeof(float),

@@ -28,8 +28,8 @@
 namespace contrastive {
 namespace {
 
-using kernels::ResolvedScalars;
 using kernels::resolve_scalars;
+using kernels::ResolvedScalars;
 using kernels::ScaleForm;
 
 TEST(LogitScalars, EachFormGivesItsScaleAndTheFactorOfItsGradient) {
@@ -179,9 +179,9 @@ TEST(LogitScalars, InfoNCEReferenceInEveryFormMatchesItsDifferencesAndTheDeviceF
     reference::InfoNCEForward forward;
     ASSERT_EQ(reference::infonce_forward(p, q.data(), k.data(), &forward), Status::kSuccess);
     const double f = logits::gradient_factor(infonce::detail::to_problem(p));
-    const ResolvedScalars r = resolve_scalars(
-        p.temperature, p.log_scale ? ScaleForm::kLogScale : ScaleForm::kTemperature, p.max_scale,
-        0.0f, f);
+    const ResolvedScalars r =
+        resolve_scalars(p.temperature, p.log_scale ? ScaleForm::kLogScale : ScaleForm::kTemperature,
+                        p.max_scale, 0.0f, f);
     EXPECT_NEAR(device_form_gradient(grads.grad_logits, forward.logits, 0.0, r, f),
                 grads.grad_temperature, 1e-5 * (1e-6 + std::fabs(grads.grad_temperature)));
     if (form.max_scale > 0.0f) EXPECT_EQ(grads.grad_temperature, 0.0) << "clamped";
@@ -206,8 +206,7 @@ TEST(LogitScalars, InBatchMnrAndSigLIPReferencesInTheLogFormMatchTheirDifference
         m.scale, mg.grad_scale,
         [&] {
           reference::InfoNCEForward out;
-          EXPECT_EQ(reference::mnr_in_batch_forward(m, a.data(), c.data(), &out),
-                    Status::kSuccess);
+          EXPECT_EQ(reference::mnr_in_batch_forward(m, a.data(), c.data(), &out), Status::kSuccess);
           return out.loss[0];
         },
         "in-batch MNR log scale");

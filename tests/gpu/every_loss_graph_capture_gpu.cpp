@@ -159,6 +159,62 @@ TEST_P(ReliabilityGraphs, FirstCallOnAFreshHandleCaptures) {
   EXPECT_TRUE(bitwise_equal(replayed, driver->download(Pass::kForwardBackward)));
 }
 
+// Scalars on the device (temperature, scale, bias): given as device pointers holding the params'
+// values, every pass gives the bits of the host values (both are resolved by the same device
+// arithmetic).
+TEST_P(ReliabilityGraphs, DeviceScalarsGiveTheBitsOfTheHostValues) {
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
+  const std::unique_ptr<LossDriver> driver = GetParam().make();
+  if (driver->device_scalar_names().empty()) GTEST_SKIP() << driver->name() << ": no scalars";
+  driver->make(graph_shape(), seed);
+  driver->upload();
+  for (const Pass pass : {Pass::kForward, Pass::kForwardBackward, Pass::kBackward}) {
+    SCOPED_TRACE(testing::pass_name(pass));
+    ASSERT_TRUE(testing::run_and_wait(*driver, pass, handle_, stream_));
+    const Snapshot host = driver->download(pass);
+    driver->use_device_scalars();
+    driver->fill_outputs(pass, Fill::kNaN);
+    ASSERT_TRUE(testing::run_and_wait(*driver, pass, handle_, stream_));
+    EXPECT_TRUE(bitwise_equal(host, driver->download(pass)));
+  }
+}
+
+// A training step with a learnable scalar, captured once as a CUDA graph: between replays the
+// optimizer changes the scalar on the device (here: a new value uploaded), and each replay must
+// give the bits of an eager call with that value given on the host, whose results match the
+// float64 reference. No host read of the scalar anywhere.
+TEST_P(ReliabilityGraphs, CapturedStepFollowsItsDeviceScalars) {
+  CONTRASTIVE_TEST_SEED_TRACED(seed);
+  const std::unique_ptr<LossDriver> captured = GetParam().make();
+  if (captured->device_scalar_names().empty()) GTEST_SKIP() << captured->name() << ": no scalars";
+  captured->make(graph_shape(), seed);
+  captured->upload();
+  captured->use_device_scalars();
+  ASSERT_TRUE(testing::run_and_wait(*captured, Pass::kForwardBackward, handle_, stream_));
+  CapturedCalls step;
+  ASSERT_TRUE(step.capture(*captured, {Pass::kForwardBackward}, handle_, stream_));
+  for (const float logit_scale : {7.5f, 23.0f}) {
+    SCOPED_TRACE("logit scale " + std::to_string(logit_scale));
+    Shape shape = graph_shape();
+    shape.logit_scale = logit_scale;
+    const std::unique_ptr<LossDriver> eager = GetParam().make();
+    eager->make(shape, seed);  // the same inputs, the new value in its params
+    eager->upload();
+    ASSERT_TRUE(testing::run_and_wait(*eager, Pass::kForwardBackward, handle_, stream_));
+    eager->use_device_scalars();  // only to read the new values back
+    for (const std::string& name : captured->device_scalar_names()) {
+      const std::vector<float> value = eager->device_scalar(name).download();
+      captured->device_scalar(name).upload({static_cast<double>(value.at(0))});
+    }
+    testing::settle();
+    captured->fill_outputs(Pass::kForwardBackward, Fill::kNaN);
+    ASSERT_TRUE(step.replay(stream_));
+    EXPECT_TRUE(bitwise_equal(eager->download(Pass::kForwardBackward),
+                              captured->download(Pass::kForwardBackward)));
+    eager->expect_matches_reference(Pass::kForwardBackward);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Graphs, ReliabilityGraphs, ::testing::ValuesIn(testing::all_losses()),
                          testing::loss_name);
 

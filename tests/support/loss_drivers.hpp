@@ -167,6 +167,30 @@ class LossDriver {
   /// Before make(): leave the workspace as cudaMalloc returns it (for initcheck).
   void set_workspace_uninitialized(bool uninitialized) { poison_workspace_ = !uninitialized; }
 
+  /// The loss's device scalars (temperature, scale, bias: describe::Role::kScalar), each holding
+  /// the value of its params field after make(); without this call the calls take the params'
+  /// host values (the scalars' pointers are null).
+  std::vector<std::string> device_scalar_names() const {
+    std::vector<std::string> names;
+    for (const describe::Tensor& t : loss_.tensors) {
+      if (t.role == describe::Role::kScalar) names.push_back(t.name);
+    }
+    return names;
+  }
+  /// After make(): pass the device scalars, holding the params' values.
+  void use_device_scalars() {
+    describe::Params current = params();
+    for (const std::string& name : device_scalar_names()) {
+      auto tensor = std::make_unique<DeviceTensor>(DType::kF32, 1);
+      tensor->upload({static_cast<double>(*describe::scalar_field(current, name))});
+      scalars_[name] = std::move(tensor);
+    }
+    settle();
+  }
+  /// A device scalar's buffer (after use_device_scalars()), e.g. to change its value between
+  /// replays of a captured graph.
+  DeviceTensor& device_scalar(const std::string& name) { return *scalars_.at(name); }
+
   /// The outputs `pass` writes: forward the loss and saved, backward the gradients.
   std::vector<Output*> outputs(Pass pass) {
     std::vector<Output*> selected;
@@ -220,9 +244,11 @@ class LossDriver {
     const describe::Params current = params();
     inputs_.clear();
     outputs_.clear();
+    scalars_.clear();
     for (const describe::Tensor& t : loss_.tensors) {
       const describe::Extent e = describe::extent(current, t.name);
       switch (t.role) {
+        case describe::Role::kScalar: break;  // null unless use_device_scalars()
         case describe::Role::kInput:
           inputs_[t.name] = std::make_unique<DeviceTensor>(e.dtype, host_values(t.name)->size());
           break;
@@ -252,6 +278,12 @@ class LossDriver {
  private:
   void* pointer(std::string_view name) {
     if (name == "grad_loss") return grad_loss_->data();
+    for (const describe::Tensor& t : loss_.tensors) {
+      if (t.role == describe::Role::kScalar && name == t.name) {
+        const auto scalar = scalars_.find(std::string(name));
+        return scalar != scalars_.end() ? scalar->second->data() : nullptr;
+      }
+    }
     const auto input = inputs_.find(std::string(name));
     if (input != inputs_.end()) return input->second->data();
     return tensor(std::string(name)).data();
@@ -261,6 +293,7 @@ class LossDriver {
   std::map<std::string, std::unique_ptr<DeviceTensor>> inputs_;
   std::vector<Output> outputs_;
   std::unique_ptr<DeviceTensor> grad_loss_;
+  std::map<std::string, std::unique_ptr<DeviceTensor>> scalars_;
   std::unique_ptr<DeviceBytes> workspace_;
   std::size_t workspace_bytes_ = 0;
   bool poison_workspace_ = true;
