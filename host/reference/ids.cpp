@@ -38,9 +38,9 @@ double kept_log_sum_exp(const double* values, const std::uint8_t* kept, std::int
 
 struct Forward {
   detail::Rows q, k;
-  std::vector<double> logits;           // (B, M)
-  std::vector<std::uint8_t> kept;       // (B, M): the row direction
-  std::vector<std::uint8_t> col_kept;   // (B, B): [r * B + i] row r in positive column i
+  std::vector<double> logits;          // (B, M)
+  std::vector<std::uint8_t> kept;      // (B, M): the row direction
+  std::vector<std::uint8_t> col_kept;  // (B, B): [r * B + i] row r in positive column i
   std::vector<double> row_lse, col_lse, row_loss;
   std::vector<std::int64_t> positives;  // (B) |P(i)| (multi-positive), else 1
   std::int64_t positive_rows = 0;
@@ -153,8 +153,8 @@ InfoNCEBackward backward_result(const infonce::Params& p, const IdOptions& o, co
   std::vector<double> weights(static_cast<std::size_t>(b), 0.0);
   for (std::int64_t i = 0; i < b; ++i) {
     if (count > 0) {
-      weights[i] = detail::upstream_weight(grad_loss, p.reduction, i, count) *
-                   (p.symmetric ? 0.5 : 1.0);
+      weights[i] =
+          detail::upstream_weight(grad_loss, p.reduction, i, count) * (p.symmetric ? 0.5 : 1.0);
     }
   }
   InfoNCEBackward out;
@@ -202,12 +202,12 @@ Status check_call(const char* call, const char* loss, const IdOptions& o, bool s
 
 }  // namespace
 
-Status infonce_ids_forward(const infonce::Params& params, const IdOptions& options,
-                           const double* q, const double* k, const std::int64_t* query_ids,
+Status infonce_ids_forward(const infonce::Params& params, const IdOptions& options, const double* q,
+                           const double* k, const std::int64_t* query_ids,
                            const std::int64_t* key_ids, IdsForward* out) {
   CONTRASTIVE_TRY(infonce::detail::check_problem(params));
-  CONTRASTIVE_TRY(check_call("reference::infonce_ids_forward", "infonce", options,
-                             params.symmetric, q, k, query_ids, key_ids, out));
+  CONTRASTIVE_TRY(check_call("reference::infonce_ids_forward", "infonce", options, params.symmetric,
+                             q, k, query_ids, key_ids, out));
   const double logit_scale = 1.0 / static_cast<double>(params.temperature);
   *out = forward_result(params, options,
                         run_forward(params, options, q, k, query_ids, key_ids, logit_scale));
@@ -236,13 +236,13 @@ Status mnr_in_batch_ids_forward(const mnr::InBatchParams& params, const IdOption
                                 const std::int64_t* anchor_ids, const std::int64_t* candidate_ids,
                                 IdsForward* out) {
   CONTRASTIVE_TRY(mnr::detail::check_problem(params));
-  CONTRASTIVE_TRY(check_call("reference::mnr_in_batch_ids_forward", mnr::detail::kInBatch,
-                             options, params.symmetric, anchors, candidates, anchor_ids,
-                             candidate_ids, out));
+  CONTRASTIVE_TRY(check_call("reference::mnr_in_batch_ids_forward", mnr::detail::kInBatch, options,
+                             params.symmetric, anchors, candidates, anchor_ids, candidate_ids,
+                             out));
   const infonce::Params p = mnr::detail::to_infonce(params);
-  *out = forward_result(p, options,
-                        run_forward(p, options, anchors, candidates, anchor_ids, candidate_ids,
-                                    params.scale));
+  *out = forward_result(
+      p, options,
+      run_forward(p, options, anchors, candidates, anchor_ids, candidate_ids, params.scale));
   return Status::kSuccess;
 }
 
@@ -251,9 +251,9 @@ Status mnr_in_batch_ids_backward(const mnr::InBatchParams& params, const IdOptio
                                  const std::int64_t* anchor_ids, const std::int64_t* candidate_ids,
                                  const double* grad_loss, MnrInBatchBackward* out) {
   CONTRASTIVE_TRY(mnr::detail::check_problem(params));
-  CONTRASTIVE_TRY(check_call("reference::mnr_in_batch_ids_backward", mnr::detail::kInBatch,
-                             options, params.symmetric, anchors, candidates, anchor_ids,
-                             candidate_ids, out));
+  CONTRASTIVE_TRY(check_call("reference::mnr_in_batch_ids_backward", mnr::detail::kInBatch, options,
+                             params.symmetric, anchors, candidates, anchor_ids, candidate_ids,
+                             out));
   const infonce::Params p = mnr::detail::to_infonce(params);
   const Forward f =
       run_forward(p, options, anchors, candidates, anchor_ids, candidate_ids, params.scale);

@@ -18,7 +18,8 @@
 //                rule compares similarities, not logits, so it does not depend on the temperature
 //                or scale; the mask is a constant for every gradient (that of the temperature or
 //                scale included). A key exactly at the threshold is kept.
-//   row loss     l_i = lse_{j kept} S_ij - S_i,pos(i);  dl_i/dS_ij = softmax_kept(S_i)_j - [j = pos(i)]
+//   row loss     l_i = lse_{j kept} S_ij - S_i,pos(i), and
+//                dl_i/dS_ij = softmax_kept(S_i)_j - [j = pos(i)].
 //   Every row keeps its positive, so no row is empty; a row that keeps only its positive has
 //   l_i = 0 and no gradient.
 //
@@ -78,7 +79,8 @@ enum class IdType : int {
 struct IdOptions {
   IdType type = IdType::kNone;  ///< ids of the query rows (B) and key rows (M), or none
   bool multi_positive = false;  ///< SupCon's L_out: every kept key with the query's id is positive
-  bool exclude_self = false;    ///< queries are keys [offset, offset + B): key i + offset leaves row i
+  /// Queries are keys [offset, offset + B): key i + offset leaves row i (multi-positive only).
+  bool exclude_self = false;
   bool false_negative_threshold = false;  ///< drop keys with sim_ij > sim_i,pos - margin
   float false_negative_margin = 0.0f;     ///< the margin m of the threshold; finite, any sign
 };

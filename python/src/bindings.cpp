@@ -621,8 +621,8 @@ NB_MODULE(_core, m) {
         const char* call = "reference.infonce";
         const infonce::Params p = dense(params);
         throw_if(contrastive::infonce::detail::check_problem(p));
-        const auto o = id_options(query_ids.has_value(), multi_positive, exclude_self,
-                                  false_negative_margin);
+        const auto o =
+            id_options(query_ids.has_value(), multi_positive, exclude_self, false_negative_margin);
         const double* qd = host_rows(call, "q", q, p.batch, p.dim);
         const double* kd = host_rows(call, "k", k, p.num_keys, p.dim);
         const std::int64_t* qi = host_ids(call, "query_ids", query_ids, p.batch);
@@ -651,17 +651,17 @@ NB_MODULE(_core, m) {
       "exclude_self"_a, "false_negative_margin"_a.none(), "grad_loss"_a.none() = nb::none());
   m.def(
       "reference_mnr_in_batch_ids",
-      [](const mnr::InBatchParams& params, const HostMatrix& anchors,
-         const HostMatrix& candidates, const std::optional<HostIds>& query_ids,
-         const std::optional<HostIds>& key_ids, bool multi_positive, bool exclude_self,
-         std::optional<float> false_negative_margin, const std::optional<HostMatrix>& grad_loss) {
+      [](const mnr::InBatchParams& params, const HostMatrix& anchors, const HostMatrix& candidates,
+         const std::optional<HostIds>& query_ids, const std::optional<HostIds>& key_ids,
+         bool multi_positive, bool exclude_self, std::optional<float> false_negative_margin,
+         const std::optional<HostMatrix>& grad_loss) {
         namespace ref = contrastive::reference;
         const char* call = "reference.mnr_in_batch";
         const mnr::InBatchParams p = dense(params);
         throw_if(contrastive::mnr::detail::check_problem(p));
         const std::int64_t m_rows = (1 + p.hard_negatives) * p.batch;
-        const auto o = id_options(query_ids.has_value(), multi_positive, exclude_self,
-                                  false_negative_margin);
+        const auto o =
+            id_options(query_ids.has_value(), multi_positive, exclude_self, false_negative_margin);
         const double* ad = host_rows(call, "anchors", anchors, p.batch, p.dim);
         const double* cd = host_rows(call, "candidates", candidates, m_rows, p.dim);
         const std::int64_t* qi = host_ids(call, "query_ids", query_ids, p.batch);
@@ -678,8 +678,8 @@ NB_MODULE(_core, m) {
         out["col_lse"] = numpy_array(f.col_lse, {f.col_lse.size()});
         out["logits"] = numpy_array(f.logits, {u(p.batch), u(m_rows)});
         out["positive_rows"] = f.positive_rows;
-        out["kept"] = numpy_array(std::vector<double>(f.kept.begin(), f.kept.end()),
-                                  {u(p.batch), u(m_rows)});
+        out["kept"] =
+            numpy_array(std::vector<double>(f.kept.begin(), f.kept.end()), {u(p.batch), u(m_rows)});
         out["grad_anchors"] = numpy_array(g.grad_anchors, {u(p.batch), u(p.dim)});
         out["grad_candidates"] = numpy_array(g.grad_candidates, {u(m_rows), u(p.dim)});
         out["grad_scale"] = g.grad_scale;

@@ -59,9 +59,7 @@ struct Problem {
       return reference::infonce_backward(params, q.data(), k.data(), upstream.data(), out);
     });
   }
-  std::int64_t outputs() const {
-    return params.reduction == Reduction::kNone ? params.batch : 1;
-  }
+  std::int64_t outputs() const { return params.reduction == Reduction::kNone ? params.batch : 1; }
 };
 
 Problem make_problem(std::int64_t batch, std::int64_t keys, std::int64_t dim,
@@ -317,10 +315,10 @@ TEST(ReferenceIds, InBatchMnrIsInfoNCEWithTheScale) {
             Status::kSuccess);
   expect_near_all(f.loss, problem.forward().loss, kExact, "loss");
   reference::MnrInBatchBackward g;
-  ASSERT_EQ(reference::mnr_in_batch_ids_backward(mp, problem.options, problem.q.data(),
-                                                 problem.k.data(), problem.qid(), problem.kid(),
-                                                 nullptr, &g),
-            Status::kSuccess);
+  ASSERT_EQ(
+      reference::mnr_in_batch_ids_backward(mp, problem.options, problem.q.data(), problem.k.data(),
+                                           problem.qid(), problem.kid(), nullptr, &g),
+      Status::kSuccess);
   const InfoNCEBackward h = problem.backward({1.0});
   expect_near_all(g.grad_anchors, h.grad_q, kExact, "grad_anchors");
   expect_near_all(g.grad_candidates, h.grad_k, kExact, "grad_candidates");
@@ -360,7 +358,8 @@ TEST(ReferenceIds, MaskedRowsEqualInfoNCEOverTheKeptKeys) {
         const bool false_negative =
             threshold && sim[i * keys + j] > sim[i * keys + positive] - margin;
         if (j != positive && (same_id || false_negative)) continue;
-        if (j == positive) row.params.positive_offset = static_cast<std::int64_t>(row.k.size()) / dim;
+        if (j == positive)
+          row.params.positive_offset = static_cast<std::int64_t>(row.k.size()) / dim;
         row.k.insert(row.k.end(), problem.k.begin() + j * dim, problem.k.begin() + (j + 1) * dim);
       }
       row.params.num_keys = static_cast<std::int64_t>(row.k.size()) / dim;
@@ -545,7 +544,9 @@ TEST(ReferenceIds, MeanRunsOverTheRowsWithAPositive) {
 
 // Qwen3-Embedding's sign: margin -0.1 drops the keys more similar than the positive by over 0.1.
 TEST(ReferenceIds, ThresholdDropsKeysAboveThePositiveMinusTheMargin) {
-  const auto unit = [](double cosine) { return std::vector<double>{cosine, std::sqrt(1 - cosine * cosine)}; };
+  const auto unit = [](double cosine) {
+    return std::vector<double>{cosine, std::sqrt(1 - cosine * cosine)};
+  };
   Problem problem;
   problem.params.batch = 1;
   problem.params.num_keys = 4;
@@ -603,9 +604,9 @@ TEST(ReferenceIds, InvalidCombinationsAreRefusedWithAMessage) {
     const std::vector<double> x = {1, 0, 0, 1};
     const std::vector<std::int64_t> id = {0, 1};
     IdsForward out;
-    EXPECT_EQ(reference::infonce_ids_forward(p, options, x.data(), x.data(), id.data(), id.data(),
-                                             &out),
-              Status::kInvalidArgument);
+    EXPECT_EQ(
+        reference::infonce_ids_forward(p, options, x.data(), x.data(), id.data(), id.data(), &out),
+        Status::kInvalidArgument);
   };
   IdOptions o;
   o.multi_positive = true;
