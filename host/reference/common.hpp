@@ -139,6 +139,14 @@ inline double upstream_weight(const double* grad_loss, Reduction reduction, std:
   return upstream;
 }
 
+/// The rows of q (B) and k (M) prepared for params.similarity, and sim(q_i, k_j) (B, M) row-major:
+/// the logits of InfoNCE and in-batch MNR before their scale.
+struct Similarities {
+  Rows q, k;
+  std::vector<double> sim;
+};
+Similarities similarities(const infonce::Params& params, const double* q, const double* k);
+
 /// InfoNCE with logits = logit_scale * sim; the public InfoNCE uses 1 / temperature, in-batch MNR
 /// its scale. `sum_grad_logits` receives sum(dLoss/dlogits * logits), from which either scalar
 /// gradient follows. params.temperature is not read.

@@ -1,5 +1,6 @@
 // Float64 InfoNCE reference: the formulas of DESIGN.md section 2 written as plain loops.
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "contrastive/reference.hpp"
@@ -19,17 +20,13 @@ struct Forward {
 };
 
 Forward run_forward(const Params& p, const double* q, const double* k, double logit_scale) {
-  const std::int64_t b = p.batch, m = p.num_keys, d = p.dim;
-  const bool cosine = p.similarity == Similarity::kCosine;
+  const std::int64_t b = p.batch, m = p.num_keys;
+  Similarities s = similarities(p, q, k);
   Forward f;
-  f.q = prepare_rows(q, b, infonce::detail::q_stride(p), d, cosine, p.eps);
-  f.k = prepare_rows(k, m, infonce::detail::k_stride(p), d, cosine, p.eps);
-  f.logits.resize(static_cast<std::size_t>(b * m));
-  for (std::int64_t i = 0; i < b; ++i) {
-    for (std::int64_t j = 0; j < m; ++j) {
-      f.logits[i * m + j] = logit_scale * dot(&f.q.hat[i * d], &f.k.hat[j * d], d);
-    }
-  }
+  f.q = std::move(s.q);
+  f.k = std::move(s.k);
+  f.logits = std::move(s.sim);
+  for (double& logit : f.logits) logit *= logit_scale;
   f.row_lse.resize(static_cast<std::size_t>(b));
   f.row_loss.resize(static_cast<std::size_t>(b));
   for (std::int64_t i = 0; i < b; ++i) {
@@ -48,6 +45,20 @@ Forward run_forward(const Params& p, const double* q, const double* k, double lo
 }
 
 }  // namespace
+
+Similarities similarities(const Params& p, const double* q, const double* k) {
+  const std::int64_t b = p.batch, m = p.num_keys, d = p.dim;
+  const bool cosine = p.similarity == Similarity::kCosine;
+  Similarities s;
+  s.q = prepare_rows(q, b, infonce::detail::q_stride(p), d, cosine, p.eps);
+  s.k = prepare_rows(k, m, infonce::detail::k_stride(p), d, cosine, p.eps);
+  s.sim.resize(static_cast<std::size_t>(b * m));
+  for (std::int64_t i = 0; i < b; ++i) {
+    for (std::int64_t j = 0; j < m; ++j)
+      s.sim[i * m + j] = dot(&s.q.hat[i * d], &s.k.hat[j * d], d);
+  }
+  return s;
+}
 
 InfoNCEForward infonce_forward_scaled(const Params& params, const double* q, const double* k,
                                       double logit_scale) {

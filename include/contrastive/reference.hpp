@@ -3,9 +3,11 @@
 // tiling fields are ignored (inputs are always double here).
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "contrastive/export.h"
+#include "contrastive/ids.hpp"
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
 #include "contrastive/repel.hpp"
@@ -127,5 +129,43 @@ CONTRASTIVE_API Status siglip_forward(const siglip::Params& params, const double
 CONTRASTIVE_API Status siglip_backward(const siglip::Params& params, const double* q,
                                        const double* k, const double* grad_loss,
                                        SigLIPBackward* out);
+
+// ---- Ids: InfoNCE and in-batch MNR with ids (ids.hpp) ---------------------------------------
+
+/// The forward result of a loss with ids: InfoNCE's, where row_lse (and col_lse) run over the kept
+/// keys only (-infinity for a row that keeps none), plus the count and the mask.
+struct IdsForward : InfoNCEForward {
+  /// Rows with at least one positive: the divisor of kMean in multi-positive mode; B otherwise.
+  std::int64_t positive_rows = 0;
+  /// (B, M) row-major: 1 where key j is in row i's denominator (the row direction), else 0.
+  std::vector<std::uint8_t> kept;
+};
+
+/// InfoNCE with ids. `query_ids` (B) and `key_ids` (M) are read when options.type is not kNone
+/// (either width: the reference reads int64) and may be null otherwise. options are checked with
+/// ids::check's rules; the backward result is InfoNCE's (masked entries of grad_logits are 0).
+/// @param grad_loss (1), or (B) for kNone; null means 1
+CONTRASTIVE_API Status infonce_ids_forward(const infonce::Params& params,
+                                           const ids::IdOptions& options, const double* q,
+                                           const double* k, const std::int64_t* query_ids,
+                                           const std::int64_t* key_ids, IdsForward* out);
+CONTRASTIVE_API Status infonce_ids_backward(const infonce::Params& params,
+                                            const ids::IdOptions& options, const double* q,
+                                            const double* k, const std::int64_t* query_ids,
+                                            const std::int64_t* key_ids, const double* grad_loss,
+                                            InfoNCEBackward* out);
+
+/// In-batch MNR with ids: `anchor_ids` (B) and `candidate_ids` ((1 + K) B) as query and key ids.
+CONTRASTIVE_API Status mnr_in_batch_ids_forward(const mnr::InBatchParams& params,
+                                                const ids::IdOptions& options,
+                                                const double* anchors, const double* candidates,
+                                                const std::int64_t* anchor_ids,
+                                                const std::int64_t* candidate_ids, IdsForward* out);
+CONTRASTIVE_API Status mnr_in_batch_ids_backward(const mnr::InBatchParams& params,
+                                                 const ids::IdOptions& options,
+                                                 const double* anchors, const double* candidates,
+                                                 const std::int64_t* anchor_ids,
+                                                 const std::int64_t* candidate_ids,
+                                                 const double* grad_loss, MnrInBatchBackward* out);
 
 }  // namespace contrastive::reference

@@ -23,6 +23,8 @@
 #include "contrastive/contrastive.hpp"
 #include "contrastive/reference.hpp"
 #include "host/describe/losses.hpp"
+#include "host/plan/infonce_plan.hpp"
+#include "host/plan/mnr_plan.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -299,6 +301,32 @@ const double* host_grad_loss(const char* call, const std::optional<HostMatrix>& 
                               .c_str());
   }
   return grad_loss->data();
+}
+
+using HostIds = nb::ndarray<const std::int64_t, nb::device::cpu, nb::c_contig>;
+
+/// The ids of `count` rows, or null without ids.
+const std::int64_t* host_ids(const char* call, const char* name, const std::optional<HostIds>& ids,
+                             std::int64_t count) {
+  if (!ids) return nullptr;
+  if (ids->ndim() != 1 || static_cast<std::int64_t>(ids->size()) != count) {
+    throw nb::value_error(format("%s: %s must be 1-D with %lld ids, got shape %s", call, name,
+                                 static_cast<long long>(count), shape_of(Array(*ids)).c_str())
+                              .c_str());
+  }
+  return ids->data();
+}
+
+/// Ids options from the reference's keywords: int64 ids when given, none otherwise.
+contrastive::ids::IdOptions id_options(bool with_ids, bool multi_positive, bool exclude_self,
+                                       std::optional<float> false_negative_margin) {
+  contrastive::ids::IdOptions o;
+  o.type = with_ids ? contrastive::ids::IdType::kInt64 : contrastive::ids::IdType::kNone;
+  o.multi_positive = multi_positive;
+  o.exclude_self = exclude_self;
+  o.false_negative_threshold = false_negative_margin.has_value();
+  o.false_negative_margin = false_negative_margin.value_or(0.0f);
+  return o;
 }
 
 std::size_t u(std::int64_t value) {
@@ -609,6 +637,85 @@ NB_MODULE(_core, m) {
         out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(p.num_keys)});
         return out;
       });
+  // With ids (include/contrastive/ids.hpp): query and key ids, both or neither.
+  m.def(
+      "reference_infonce_ids",
+      [](const infonce::Params& params, const HostMatrix& q, const HostMatrix& k,
+         const std::optional<HostIds>& query_ids, const std::optional<HostIds>& key_ids,
+         bool multi_positive, bool exclude_self, std::optional<float> false_negative_margin,
+         const std::optional<HostMatrix>& grad_loss) {
+        namespace ref = contrastive::reference;
+        const char* call = "reference.infonce";
+        const infonce::Params p = dense(params);
+        throw_if(contrastive::infonce::detail::check_problem(p));
+        const auto o =
+            id_options(query_ids.has_value(), multi_positive, exclude_self, false_negative_margin);
+        const double* qd = host_rows(call, "q", q, p.batch, p.dim);
+        const double* kd = host_rows(call, "k", k, p.num_keys, p.dim);
+        const std::int64_t* qi = host_ids(call, "query_ids", query_ids, p.batch);
+        const std::int64_t* ki = host_ids(call, "key_ids", key_ids, p.num_keys);
+        const double* gd =
+            host_grad_loss(call, grad_loss, p.reduction == Reduction::kNone ? p.batch : 1);
+        ref::IdsForward f;
+        ref::InfoNCEBackward g;
+        throw_if(ref::infonce_ids_forward(p, o, qd, kd, qi, ki, &f));
+        throw_if(ref::infonce_ids_backward(p, o, qd, kd, qi, ki, gd, &g));
+        nb::dict out;
+        out["loss"] = numpy_array(f.loss, {f.loss.size()});
+        out["row_lse"] = numpy_array(f.row_lse, {u(p.batch)});
+        out["col_lse"] = numpy_array(f.col_lse, {f.col_lse.size()});
+        out["logits"] = numpy_array(f.logits, {u(p.batch), u(p.num_keys)});
+        out["positive_rows"] = f.positive_rows;
+        out["kept"] = numpy_array(std::vector<double>(f.kept.begin(), f.kept.end()),
+                                  {u(p.batch), u(p.num_keys)});
+        out["grad_q"] = numpy_array(g.grad_q, {u(p.batch), u(p.dim)});
+        out["grad_k"] = numpy_array(g.grad_k, {u(p.num_keys), u(p.dim)});
+        out["grad_temperature"] = g.grad_temperature;
+        out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(p.num_keys)});
+        return out;
+      },
+      "params"_a, "q"_a, "k"_a, "query_ids"_a.none(), "key_ids"_a.none(), "multi_positive"_a,
+      "exclude_self"_a, "false_negative_margin"_a.none(), "grad_loss"_a.none() = nb::none());
+  m.def(
+      "reference_mnr_in_batch_ids",
+      [](const mnr::InBatchParams& params, const HostMatrix& anchors, const HostMatrix& candidates,
+         const std::optional<HostIds>& query_ids, const std::optional<HostIds>& key_ids,
+         bool multi_positive, bool exclude_self, std::optional<float> false_negative_margin,
+         const std::optional<HostMatrix>& grad_loss) {
+        namespace ref = contrastive::reference;
+        const char* call = "reference.mnr_in_batch";
+        const mnr::InBatchParams p = dense(params);
+        throw_if(contrastive::mnr::detail::check_problem(p));
+        const std::int64_t m_rows = (1 + p.hard_negatives) * p.batch;
+        const auto o =
+            id_options(query_ids.has_value(), multi_positive, exclude_self, false_negative_margin);
+        const double* ad = host_rows(call, "anchors", anchors, p.batch, p.dim);
+        const double* cd = host_rows(call, "candidates", candidates, m_rows, p.dim);
+        const std::int64_t* qi = host_ids(call, "query_ids", query_ids, p.batch);
+        const std::int64_t* ki = host_ids(call, "key_ids", key_ids, m_rows);
+        const double* gd =
+            host_grad_loss(call, grad_loss, p.reduction == Reduction::kNone ? p.batch : 1);
+        ref::IdsForward f;
+        ref::MnrInBatchBackward g;
+        throw_if(ref::mnr_in_batch_ids_forward(p, o, ad, cd, qi, ki, &f));
+        throw_if(ref::mnr_in_batch_ids_backward(p, o, ad, cd, qi, ki, gd, &g));
+        nb::dict out;
+        out["loss"] = numpy_array(f.loss, {f.loss.size()});
+        out["row_lse"] = numpy_array(f.row_lse, {u(p.batch)});
+        out["col_lse"] = numpy_array(f.col_lse, {f.col_lse.size()});
+        out["logits"] = numpy_array(f.logits, {u(p.batch), u(m_rows)});
+        out["positive_rows"] = f.positive_rows;
+        out["kept"] =
+            numpy_array(std::vector<double>(f.kept.begin(), f.kept.end()), {u(p.batch), u(m_rows)});
+        out["grad_anchors"] = numpy_array(g.grad_anchors, {u(p.batch), u(p.dim)});
+        out["grad_candidates"] = numpy_array(g.grad_candidates, {u(m_rows), u(p.dim)});
+        out["grad_scale"] = g.grad_scale;
+        out["grad_logits"] = numpy_array(g.grad_logits, {u(p.batch), u(m_rows)});
+        return out;
+      },
+      "params"_a, "anchors"_a, "candidates"_a, "query_ids"_a.none(), "key_ids"_a.none(),
+      "multi_positive"_a, "exclude_self"_a, "false_negative_margin"_a.none(),
+      "grad_loss"_a.none() = nb::none());
   def_reference<mnr::PerAnchorParams>(
       m, [](const mnr::PerAnchorParams& p, const double* const* in, const double* grad_loss) {
         namespace ref = contrastive::reference;
