@@ -296,6 +296,45 @@ def test_a_clip_logit_scale_through_the_function():
     assert_close(logit_scale.grad, s64.grad, GRAD_RTOL, GRAD_ATOL, "logit scale gradient")
 
 
+def test_a_learnable_temperature_needs_no_synchronization_and_a_graph_captures_the_step():
+    # The temperature is read on the device: a whole training step (forward, backward, an
+    # optimizer update of q and of the temperature) is captured once as a CUDA graph, and each
+    # replay follows the temperature the previous replay's update wrote.
+    q = randn(16, 32).requires_grad_()
+    k = randn(16, 32)
+    t = torch.tensor(0.1, device=DEVICE, requires_grad=True)
+    optimizer = torch.optim.SGD([q, t], lr=1e-2)
+
+    def step():
+        optimizer.zero_grad(set_to_none=False)
+        loss = ct.infonce(q, k, temperature=t, symmetric=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):  # warm up (the handle's GEMM plans, the optimizer's state)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured_loss = step()
+    for _ in range(3):
+        q_before, t_before = q.detach().clone(), t.detach().clone()
+        graph.replay()
+        torch.cuda.synchronize()
+        q64 = q_before.double().requires_grad_()
+        t64 = t_before.double().requires_grad_()
+        expected = plain_infonce(q64, k.double(), t64, symmetric=True)
+        expected.backward()
+        assert_close(captured_loss, expected.detach(), LOSS_RTOL, LOSS_ATOL, "captured loss")
+        assert_close(t, t_before.double() - 1e-2 * t64.grad, GRAD_RTOL, GRAD_ATOL,
+                     "temperature after the captured update")
+
+
 def test_only_the_needed_gradients():
     q, k = randn(6, 8, dtype=torch.float32).requires_grad_(), randn(6, 8)  # a frozen key tower
     ct.infonce(q, k).backward()
