@@ -192,7 +192,9 @@ def _wait(requests: Optional[List]) -> None:
 
 
 def _scalar_value(value: Scalar) -> float:
-    return float(value.detach().reshape(-1)[0].item()) if isinstance(value, Tensor) else float(value)
+    if isinstance(value, Tensor):
+        return float(value.detach().reshape(-1)[0].item())
+    return float(value)
 
 
 def _describe(inputs: Sequence[Tuple[str, Tensor]], scalars: Sequence[Tuple[str, Scalar]],
@@ -482,7 +484,7 @@ def _probe_scalar(value: Scalar) -> Scalar:
     return value.detach() if isinstance(value, Tensor) else value
 
 
-# ---- In-batch MNR ----------------------------------------------------------------------------------
+# ---- In-batch MNR --------------------------------------------------------------------------------
 
 
 def mnr_in_batch(anchors: Tensor, candidates: Tensor, *, hard_negatives: Optional[int] = None,
