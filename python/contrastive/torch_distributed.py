@@ -141,6 +141,7 @@ class _Group:
         self.group = group
         self.world = dist.get_world_size(group)
         self.rank = dist.get_rank(group)
+        self.device = torch.device("cpu")  # where small tensors are reduced: the inputs' device
 
     def global_rank(self, rank: int) -> int:
         rank %= self.world
@@ -169,8 +170,12 @@ class _Group:
         return out
 
     def all_reduce(self, x: Tensor) -> Tensor:
+        """The sum over ranks of x (in place when x is on the inputs' device, where NCCL needs
+        it; a learnable scalar may live elsewhere)."""
         if self.world > 1:
-            dist.all_reduce(x, group=self.group)
+            here = x if x.device == self.device else x.to(self.device)
+            dist.all_reduce(here, group=self.group)
+            x = here if here is x else here.to(x.device)
         _sent(2 * (self.world - 1) / self.world * x.numel() * x.element_size())
         return x
 
@@ -275,6 +280,8 @@ def _prepare(call: str, group, mode: str, ring: bool, reduction: str,
              inputs: Sequence[Tuple[str, Tensor]], scalars: Sequence[Tuple[str, Scalar]],
              options: dict, local_checks: Callable[[], None]) -> _Group:
     g = _Group(call, group)
+    if inputs and isinstance(inputs[0][1], Tensor):
+        g.device = inputs[0][1].device
     local_error = None
     fields = {"mode": mode}
     try:
@@ -310,6 +317,9 @@ class _GatherPlan:
 
     def __init__(self, g: _Group, gather: Sequence[int], compute: Callable, reduced: bool):
         self.g, self.gather, self.compute, self.reduced = g, tuple(gather), compute, reduced
+        # Inside Function.forward grad mode is off and needs_input_grad ignores it: whether a
+        # graph is being recorded is read where the loss is called.
+        self.grad_enabled = torch.is_grad_enabled()
 
 
 def _gather_blocks(g: _Group, x: Tensor, blocks: int) -> Tensor:
@@ -346,7 +356,7 @@ class _GatherLoss(torch.autograd.Function):
         g = plan.g
         count = len(plan.gather)
         inputs, scalars = tensors[:count], tensors[count:]
-        needs = ctx.needs_input_grad[1:]
+        needs = [need and plan.grad_enabled for need in ctx.needs_input_grad[1:]]
         local = [x.detach().requires_grad_(need) for x, need in zip(inputs, needs[:count])]
         gathered = []
         for x, blocks, need in zip(inputs, plan.gather, needs[:count]):
@@ -658,7 +668,7 @@ class _SiglipRing(torch.autograd.Function):
         weight = grad / plan.rows if plan.reduction == "mean" else grad
         acc_dtype = _accumulation_dtype(k.dtype)
         grad_q = torch.zeros_like(q, dtype=acc_dtype) if need_q else None
-        grad_s = [torch.zeros((), dtype=torch.float32) if need else None for need in need_s]
+        grad_s = [None, None]
         if grad_q is not None:
             _hold(grad_q)
 
@@ -691,7 +701,8 @@ class _SiglipRing(torch.autograd.Function):
                 if need_s[index]:
                     ds = grads.pop(0)
                     if ds is not None:
-                        grad_s[index] += ds.float().reshape(())
+                        ds = ds.float().reshape(())
+                        grad_s[index] = ds if grad_s[index] is None else grad_s[index] + ds
             if need_k:
                 if dk is None:
                     dk = torch.zeros_like(k)
@@ -728,6 +739,8 @@ class _SiglipRing(torch.autograd.Function):
             if not need:
                 out_s.append(None)
                 continue
+            if total is None:
+                total = torch.zeros((), dtype=torch.float32, device=value.device)
             total = g.all_reduce(total.reshape(1))
             out_s.append(total.reshape(value.shape).to(value.dtype))
         return (None, grad_q, grad_k, *out_s)

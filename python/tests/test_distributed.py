@@ -435,6 +435,10 @@ def test_one_rank(dtype):
             _close(ours.detach(), theirs.detach(), loss_tol, what)
             for mine, expected in zip(ours_in, theirs_in):
                 _close(mine.grad, expected.grad, grad_tol, f"{what}: gradient")
+            with torch.no_grad(), ctd.count_traffic() as traffic:  # the loss alone
+                value = distributed(*ours_in, **options, **mode)
+            _close(value, theirs.detach(), loss_tol, f"{what} without grad")
+            assert not value.requires_grad and traffic.rows == 0, (what, traffic)
     finally:
         dist.destroy_process_group()
 
