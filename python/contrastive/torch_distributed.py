@@ -403,7 +403,7 @@ class _GatherLoss(torch.autograd.Function):
                 total += mine
             if blocks:
                 full_grad = by_leaf.get(id(full))
-                full_grad = (torch.zeros(full.shape, dtype=total.dtype) if full_grad is None
+                full_grad = (torch.zeros_like(full, dtype=total.dtype) if full_grad is None
                              else full_grad.to(total.dtype))
                 _hold(full_grad)
                 total += _scatter_blocks(g, full_grad, blocks)
