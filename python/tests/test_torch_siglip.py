@@ -364,7 +364,8 @@ def test_bad_inputs_are_clear_errors():
         ct.siglip(q, k, scale=-1.0)
     with pytest.raises(ValueError, match=r"^siglip: scale must be finite and > 0, got 0$"):
         ct.siglip(q, k, scale=torch.tensor(0.0))
-    with pytest.raises(ValueError, match=r"^siglip: scale \(log of the scale with log_scale\) must "):
+    with pytest.raises(ValueError,
+                       match=r"^siglip: scale \(log of the scale with log_scale\) must "):
         ct.siglip(q, k, scale=100.0, log_scale=True)  # exp(100) overflows float32
     with pytest.raises(ValueError, match=r"^siglip: bias must be finite, got nan$"):
         ct.siglip(q, k, bias=math.nan)
