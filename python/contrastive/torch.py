@@ -845,3 +845,12 @@ class SigLIPLoss(nn.Module):
         return (f"scale={_describe(self.scale)}, bias={_describe(self.bias)}, "
                 f"log_scale={self.log_scale}, negatives_only={self.negatives_only}, "
                 f"similarity={self.similarity!r}, reduction={self.reduction!r}")
+
+
+def __getattr__(name: str):
+    """contrastive.torch.distributed: the losses over several processes
+    (contrastive.torch_distributed, docs/distributed.md), loaded on first use."""
+    if name == "distributed":
+        from contrastive import torch_distributed
+        return torch_distributed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

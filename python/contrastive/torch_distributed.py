@@ -13,11 +13,19 @@ Conventions:
 - The loss ("mean" or "sum") is the same value on every rank, the single-process loss of the
   concatenated batch: the mean (or sum) over the N global rows. With reduction="none" each rank
   gets the losses of its own b rows.
-- Gradients are those of the single-process loss: each rank's inputs receive their rows of the
-  single-process gradient, and a temperature, scale or bias given as a one-element tensor (one
-  copy per rank, equal values) receives the whole single-process gradient on every rank (the
-  ranks' shares, all-reduced). Every rank back-propagates the same upstream gradient, as
-  ``loss.backward()`` does.
+- Gradients are made for the way the ranks combine their parameters' gradients afterwards.
+  gradient_average=True (the default; DistributedDataParallel, which averages them): for a
+  reduced loss (one value, the same on every rank) each rank's inputs receive W times their rows
+  of the single-process gradient, and a temperature, scale or bias given as a one-element tensor
+  (one copy per rank, equal values) the whole single-process gradient (the ranks' shares,
+  all-reduced), so that after DDP's average every parameter (the encoders' and the scalars')
+  holds the single-process gradient, as with open_clip's and sentence-transformers' gathered
+  losses. gradient_average=False (a caller that sums the ranks' gradients): the inputs receive
+  their rows of the single-process gradient and a scalar tensor its rank's share. With
+  reduction="none" each rank's per-row losses are its own objective: both settings give the
+  inputs the gradient of the ranks' objectives summed and a scalar its rank's share (DDP's
+  average then gives the gradient of their mean). Every rank back-propagates its upstream
+  gradient, as ``loss.backward()`` does.
 - mode="gather" (every loss): the keys are all-gathered, each rank makes one library call of its
   b rows against the N keys with the positive offset rank * b, and in backward the keys' gradient
   is reduce-scattered back to the ranks that own them (open_clip's local loss with
@@ -315,8 +323,10 @@ class _GatherPlan:
         otherwise.
     """
 
-    def __init__(self, g: _Group, gather: Sequence[int], compute: Callable, reduced: bool):
+    def __init__(self, g: _Group, gather: Sequence[int], compute: Callable, reduced: bool,
+                 average: bool):
         self.g, self.gather, self.compute, self.reduced = g, tuple(gather), compute, reduced
+        self.average = average  # gradient_average: see the module's documentation
         # Inside Function.forward grad mode is off and needs_input_grad ignores it: whether a
         # graph is being recorded is read where the loss is called.
         self.grad_enabled = torch.is_grad_enabled()
@@ -390,6 +400,9 @@ class _GatherLoss(torch.autograd.Function):
         by_leaf = {id(x): next(grads) for x in leaves}
         del ctx.share, grads
         out = [None]
+        # A reduced loss is one value every rank holds: for ranks that average their gradients,
+        # each gets W times its inputs' share and the scalars' whole gradient.
+        replicated = plan.average and plan.reduced
         # The reduce-scatters in input order, then the scalars' all-reduces: the same order on
         # every rank.
         for x, full, blocks in zip(local, gathered, plan.gather):
@@ -409,12 +422,13 @@ class _GatherLoss(torch.autograd.Function):
                 total += _scatter_blocks(g, full_grad, blocks)
                 _release(full_grad, full)
                 del full_grad
-            out.append(total.to(x.dtype))
+            out.append((total * g.world if replicated else total).to(x.dtype))
         for s in scalars:
             if isinstance(s, Tensor) and s.requires_grad:
                 mine = by_leaf.get(id(s))
                 mine = torch.zeros_like(s) if mine is None else mine
-                out.append(g.all_reduce(mine.float().reshape(s.shape).clone()).to(s.dtype))
+                mine = mine.float().reshape(s.shape).clone()
+                out.append((g.all_reduce(mine) if replicated else mine).to(s.dtype))
             else:
                 out.append(None)
         ctx.leaves = None
@@ -422,8 +436,8 @@ class _GatherLoss(torch.autograd.Function):
 
 
 def _run_gather(g: _Group, gather: Sequence[int], compute: Callable, reduction: str,
-                inputs: Sequence[Tensor], scalars: Sequence[Scalar]) -> Tensor:
-    plan = _GatherPlan(g, gather, compute, reduction != "none")
+                inputs: Sequence[Tensor], scalars: Sequence[Scalar], average: bool) -> Tensor:
+    plan = _GatherPlan(g, gather, compute, reduction != "none", average)
     return _GatherLoss.apply(plan, *inputs, *scalars)
 
 
@@ -449,7 +463,8 @@ def _per_call_reduction(reduction: str) -> str:
 def infonce(q: Tensor, k: Tensor, *, temperature: Scalar = 0.1, similarity: str = "cosine",
             symmetric: bool = False, reduction: str = "mean", eps: float = 1e-12,
             mode: str = "gather", group=None, allow_tf32: bool = False, tile_rows: int = 0,
-            tile_cols: int = 0, logits_dtype: str = "f32", fused_backward: bool = True) -> Tensor:
+            tile_cols: int = 0, logits_dtype: str = "f32", fused_backward: bool = True,
+            gradient_average: bool = True) -> Tensor:
     """InfoNCE of the global batch: this rank's queries q (b, D) and keys k (b, D), key i being
     query i's positive. The loss of every rank's q against every rank's k, equal on every rank to
     ``contrastive.torch.infonce`` on the concatenated batch (mean over the N = W b rows, or sum;
@@ -473,7 +488,8 @@ def infonce(q: Tensor, k: Tensor, *, temperature: Scalar = 0.1, similarity: str 
 
     g = _prepare(call, group, mode, False, reduction, [("q", q), ("k", k)],
                  [("temperature", temperature)],
-                 dict(symmetric=symmetric, reduction=reduction, **options), local_checks)
+                 dict(symmetric=symmetric, reduction=reduction, gradient_average=gradient_average,
+                      **options), local_checks)
     rows, offset = g.world * q.shape[0], g.rank * q.shape[0]
     per_call = _per_call_reduction(reduction)
 
@@ -487,7 +503,8 @@ def infonce(q: Tensor, k: Tensor, *, temperature: Scalar = 0.1, similarity: str 
                                       reduction=per_call, **options))
         return _share(losses, reduction, rows, 0.5 if symmetric else 1.0)
 
-    return _run_gather(g, (1 if symmetric else 0, 1), compute, reduction, (q, k), (temperature,))
+    return _run_gather(g, (1 if symmetric else 0, 1), compute, reduction, (q, k), (temperature,),
+                       gradient_average)
 
 
 def _probe_scalar(value: Scalar) -> Scalar:
@@ -501,7 +518,8 @@ def mnr_in_batch(anchors: Tensor, candidates: Tensor, *, hard_negatives: Optiona
                  scale: Scalar = 20.0, similarity: str = "cosine", symmetric: bool = False,
                  reduction: str = "mean", eps: float = 1e-12, mode: str = "gather", group=None,
                  allow_tf32: bool = False, tile_rows: int = 0, tile_cols: int = 0,
-                 logits_dtype: str = "f32", fused_backward: bool = True) -> Tensor:
+                 logits_dtype: str = "f32", fused_backward: bool = True,
+                 gradient_average: bool = True) -> Tensor:
     """In-batch MNR of the global batch (sentence-transformers' MultipleNegativesRankingLoss with
     gather_across_devices=True): this rank's anchors (b, D) and candidates [P; N_1; ...; N_K]
     ((1 + K) b, D). Each anchor ranks its positive against the positives and hard negatives of
@@ -540,7 +558,8 @@ def mnr_in_batch(anchors: Tensor, candidates: Tensor, *, hard_negatives: Optiona
 
     g = _prepare(call, group, mode, False, reduction,
                  [("anchors", anchors), ("candidates", candidates)], [("scale", scale)],
-                 dict(symmetric=symmetric, reduction=reduction, **options), local_checks)
+                 dict(symmetric=symmetric, reduction=reduction, gradient_average=gradient_average,
+                      **options), local_checks)
     batch = anchors.shape[0]
     rows, offset = g.world * batch, g.rank * batch
     per_call = _per_call_reduction(reduction)
@@ -556,7 +575,7 @@ def mnr_in_batch(anchors: Tensor, candidates: Tensor, *, hard_negatives: Optiona
         return _share(losses, reduction, rows, 0.5 if symmetric else 1.0)
 
     return _run_gather(g, (1 if symmetric else 0, blocks[0]), compute, reduction,
-                       (anchors, candidates), (scale,))
+                       (anchors, candidates), (scale,), gradient_average)
 
 
 # ---- SigLIP -------------------------------------------------------------------------------------
@@ -566,7 +585,7 @@ def siglip(q: Tensor, k: Tensor, *, scale: Scalar = 10.0, bias: Scalar = -10.0,
            log_scale: bool = False, similarity: str = "cosine", reduction: str = "mean",
            eps: float = 1e-12, mode: str = "gather", group=None, allow_tf32: bool = False,
            tile_rows: int = 0, tile_cols: int = 0, logits_dtype: str = "f32",
-           fused_backward: bool = True) -> Tensor:
+           fused_backward: bool = True, gradient_average: bool = True) -> Tensor:
     """SigLIP's sigmoid loss of the global batch: this rank's q (b, D) and k (b, D), key i being
     query i's positive, every other key of every rank a negative. Equal on every rank to
     ``contrastive.torch.siglip`` on the concatenated batch (mean over the N = W b rows of each
@@ -591,11 +610,13 @@ def siglip(q: Tensor, k: Tensor, *, scale: Scalar = 10.0, bias: Scalar = -10.0,
                                         **options), q, k)
 
     g = _prepare(call, group, mode, True, reduction, [("q", q), ("k", k)],
-                 [("scale", scale), ("bias", bias)], dict(reduction=reduction, **options),
+                 [("scale", scale), ("bias", bias)],
+                 dict(reduction=reduction, gradient_average=gradient_average, **options),
                  local_checks)
     rows = g.world * q.shape[0]
     if mode == "ring":
-        return _SiglipRing.apply(_RingPlan(g, reduction, rows, options), q, k, scale, bias)
+        return _SiglipRing.apply(_RingPlan(g, reduction, rows, options, gradient_average), q, k,
+                                 scale, bias)
     offset = g.rank * q.shape[0]
     per_call = _per_call_reduction(reduction)
 
@@ -604,12 +625,13 @@ def siglip(q: Tensor, k: Tensor, *, scale: Scalar = 10.0, bias: Scalar = -10.0,
         return _share([_ct.siglip(q_local, k_all, scale=t, bias=b, positive_offset=offset,
                                   reduction=per_call, **options)], reduction, rows, 1.0)
 
-    return _run_gather(g, (0, 1), compute, reduction, (q, k), (scale, bias))
+    return _run_gather(g, (0, 1), compute, reduction, (q, k), (scale, bias), gradient_average)
 
 
 class _RingPlan:
-    def __init__(self, g: _Group, reduction: str, rows: int, options: dict):
+    def __init__(self, g: _Group, reduction: str, rows: int, options: dict, average: bool):
         self.g, self.reduction, self.rows, self.options = g, reduction, rows, options
+        self.average = average  # gradient_average: see the module's documentation
 
     def block(self, q: Tensor, keys: Tensor, scale: Scalar, bias: Scalar, own: bool) -> Tensor:
         """The loss of q against one shard of keys: the rank's own (with the positives) or a
@@ -666,6 +688,8 @@ class _SiglipRing(torch.autograd.Function):
         need_q, need_k = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         need_s = ctx.needs_input_grad[3:5]
         weight = grad / plan.rows if plan.reduction == "mean" else grad
+        replicated = plan.average and plan.reduction != "none"  # as in _GatherLoss.backward
+        factor = g.world if replicated else 1  # on the inputs' gradients
         acc_dtype = _accumulation_dtype(k.dtype)
         grad_q = torch.zeros_like(q, dtype=acc_dtype) if need_q else None
         grad_s = [None, None]
@@ -728,12 +752,12 @@ class _SiglipRing(torch.autograd.Function):
         grad_k = None
         if need_k:
             _wait(acc_requests)
-            grad_k = (acc if g.world == 1 else acc_spare).to(k.dtype)
+            grad_k = ((acc if g.world == 1 else acc_spare) * factor).to(k.dtype)
             _release(acc, acc_spare)
         _release(*(x for x in (current, key_spare) if x is not None and x is not k))
         if grad_q is not None:
             _release(grad_q)
-            grad_q = grad_q.to(q.dtype)
+            grad_q = (grad_q * factor).to(q.dtype)
         out_s = []
         for value, need, total in zip(ctx.scalars, need_s, grad_s):
             if not need:
@@ -741,6 +765,6 @@ class _SiglipRing(torch.autograd.Function):
                 continue
             if total is None:
                 total = torch.zeros((), dtype=torch.float32, device=value.device)
-            total = g.all_reduce(total.reshape(1))
+            total = g.all_reduce(total.reshape(1)) if replicated else total.reshape(1)
             out_s.append(total.reshape(value.shape).to(value.dtype))
         return (None, grad_q, grad_k, *out_s)

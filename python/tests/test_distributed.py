@@ -104,10 +104,14 @@ def _scalar(value):
     return torch.tensor(value, dtype=torch.float32, requires_grad=True)
 
 
-def _compare(rank, world, single, distributed, inputs, scalars, reduction, rows, what):
+def _compare(rank, world, single, distributed, inputs, scalars, reduction, rows, what,
+             average=True):
     """single(*inputs, *scalars) on the concatenated batch against distributed(*local inputs,
     *scalars) on this rank's rows (`rows(x, rank)` slices an input); loss, gradients of every
-    input and scalar. reduction="none" is back-propagated with random per-row weights."""
+    input and scalar. reduction="none" is back-propagated with random per-row weights.
+    average: the gradients are made for ranks that average them (DDP: an input's rows of the
+    single-process gradient times W, a scalar's whole gradient), else for ranks that sum them
+    (the rows themselves, the scalar's share); with reduction="none" both are the latter."""
     gen = torch.Generator().manual_seed(99)
     full_in = [_leaf(x) for x in inputs]
     full_sc = [_scalar(s) if isinstance(s, float) else s for s in scalars]
@@ -128,11 +132,18 @@ def _compare(rank, world, single, distributed, inputs, scalars, reduction, rows,
     else:
         _close(loss_d, loss_s.detach(), LOSS_TOL, f"{what}: loss")
         loss_d.backward()
+    replicated = average and reduction != "none"  # one loss value every rank holds
+    factor = world if replicated else 1
+    tol = dict(GRAD_TOL, atol=GRAD_TOL["atol"] * factor)
     for index, (full, local) in enumerate(zip(full_in, local_in)):
-        _close(local.grad, rows(full.grad, rank), GRAD_TOL, f"{what}: gradient of input {index}")
+        _close(local.grad, rows(full.grad, rank) * factor, tol,
+               f"{what}: gradient of input {index}")
     for index, (full, local) in enumerate(zip(full_sc, local_sc)):
         if isinstance(full, torch.Tensor) and full.requires_grad:
-            _close(local.grad, full.grad, GRAD_TOL, f"{what}: gradient of scalar {index}")
+            total = local.grad.clone()
+            if not replicated:  # the ranks' shares add up to the single-process gradient
+                dist.all_reduce(total)
+            _close(total, full.grad, GRAD_TOL, f"{what}: gradient of scalar {index}")
 
 
 def _blocks_of(batch, blocks):
@@ -163,6 +174,12 @@ def check_infonce(rank, world):
                  lambda q, k, t: ct.infonce(q, k, temperature=t, **options),
                  lambda q, k, t: ctd.infonce(q, k, temperature=t, **options),
                  (q, 0.3 * k), (0.07,), reduction, rows, f"infonce {options}")
+    # Gradients for ranks that sum them.
+    _compare(rank, world,
+             lambda q, k, t: ct.infonce(q, k, temperature=t, symmetric=True),
+             lambda q, k, t: ctd.infonce(q, k, temperature=t, symmetric=True,
+                                         gradient_average=False),
+             (q, k), (0.07,), "mean", rows, "infonce summed gradients", average=False)
     # A float temperature, the unfused backward.
     _compare(rank, world,
              lambda q, k: ct.infonce(q, k, temperature=0.2, symmetric=True),
@@ -211,7 +228,15 @@ def check_siglip(rank, world):
         loss = ctd.siglip(local_q, rows(k, rank), scale=5.0, bias=-3.0, similarity="dot",
                           mode=mode)
         loss.backward()
-        _close(local_q.grad, rows(full_q.grad, rank), GRAD_TOL, f"siglip {mode} frozen keys")
+        _close(local_q.grad, rows(full_q.grad, rank) * world, GRAD_TOL,
+               f"siglip {mode} frozen keys")
+        # Gradients for ranks that sum them.
+        _compare(rank, world,
+                 lambda q, k, t, b: ct.siglip(q, k, scale=t, bias=b),
+                 lambda q, k, t, b: ctd.siglip(q, k, scale=t, bias=b, mode=mode,
+                                               gradient_average=False),
+                 (q, k), (10.0, -10.0), "mean", rows, f"siglip {mode} summed gradients",
+                 average=False)
 
 
 def _open_clip_loss_module():
@@ -230,7 +255,8 @@ def _open_clip_loss_module():
 def check_open_clip_siglip(rank, world):
     """open_clip's SigLipLoss(rank, world_size): each rank's loss is its rows' sum over every
     rank's keys / b, the gradients reach every rank's features; ours is the mean of its losses
-    over the ranks, so its feature gradients are theirs / W and its scalars' the mean of theirs."""
+    over the ranks; its gradients are made for DDP's average, as theirs: its feature gradients
+    are theirs, and its scalars' the mean of theirs (what DDP's average makes of theirs)."""
     import contrastive.torch_distributed as ctd
     open_clip_loss = _open_clip_loss_module()
     batch = 4
@@ -252,7 +278,7 @@ def check_open_clip_siglip(rank, world):
         what = f"open_clip SigLipLoss {dist_impl} vs {mode}"
         _close(loss_ours.detach(), mean / world, LOSS_TOL, f"{what}: loss")
         for index in range(2):
-            _close(ours_in[index].grad * world, theirs_in[index].grad, GRAD_TOL,
+            _close(ours_in[index].grad, theirs_in[index].grad, GRAD_TOL,
                    f"{what}: gradient of input {index}")
         for ours, theirs in ((t2, t1), (b2, b1)):
             total = theirs.grad.clone()
@@ -286,7 +312,7 @@ def check_sentence_transformers(rank, world):
         what = f"sentence-transformers MNR directions={directions}"
         _close(loss_ours.detach(), mean / world, LOSS_TOL, f"{what}: loss")
         for index in range(3):
-            _close(ours_in[index].grad * world, theirs_in[index].grad, GRAD_TOL,
+            _close(ours_in[index].grad, theirs_in[index].grad, GRAD_TOL,
                    f"{what}: gradient of input {index}")
 
 
