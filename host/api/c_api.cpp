@@ -70,7 +70,10 @@ CONTRASTIVE_PIN_FIELD(contrastive_infonce_params_t, logits_dtype, 112);
 CONTRASTIVE_PIN_FIELD(contrastive_infonce_params_t, temperature, 116);
 CONTRASTIVE_PIN_FIELD(contrastive_infonce_params_t, eps, 120);
 CONTRASTIVE_PIN_FIELD(contrastive_infonce_params_t, reserved, 124);
-static_assert(sizeof(contrastive_infonce_params_t) == 128, "contrastive_infonce_params_t resized");
+CONTRASTIVE_PIN_FIELD(contrastive_infonce_params_t, log_scale, 128);
+CONTRASTIVE_PIN_FIELD(contrastive_infonce_params_t, max_scale, 132);
+CONTRASTIVE_PIN_FIELD(contrastive_infonce_params_t, temperature_device, 136);
+static_assert(sizeof(contrastive_infonce_params_t) == 144, "contrastive_infonce_params_t resized");
 
 CONTRASTIVE_PIN_FIELD(contrastive_mnr_per_anchor_params_t, struct_size, 0);
 CONTRASTIVE_PIN_FIELD(contrastive_mnr_per_anchor_params_t, magic, 4);
@@ -110,7 +113,10 @@ CONTRASTIVE_PIN_FIELD(contrastive_mnr_in_batch_params_t, logits_dtype, 104);
 CONTRASTIVE_PIN_FIELD(contrastive_mnr_in_batch_params_t, scale, 108);
 CONTRASTIVE_PIN_FIELD(contrastive_mnr_in_batch_params_t, eps, 112);
 CONTRASTIVE_PIN_FIELD(contrastive_mnr_in_batch_params_t, reserved, 116);
-static_assert(sizeof(contrastive_mnr_in_batch_params_t) == 120,
+CONTRASTIVE_PIN_FIELD(contrastive_mnr_in_batch_params_t, log_scale, 120);
+CONTRASTIVE_PIN_FIELD(contrastive_mnr_in_batch_params_t, max_scale, 124);
+CONTRASTIVE_PIN_FIELD(contrastive_mnr_in_batch_params_t, scale_device, 128);
+static_assert(sizeof(contrastive_mnr_in_batch_params_t) == 136,
               "contrastive_mnr_in_batch_params_t resized");
 
 CONTRASTIVE_PIN_FIELD(contrastive_repel_params_t, struct_size, 0);
@@ -152,7 +158,12 @@ CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, scale, 120);
 CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, bias, 124);
 CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, eps, 128);
 CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, reserved, 132);
-static_assert(sizeof(contrastive_siglip_params_t) == 136, "contrastive_siglip_params_t resized");
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, max_scale, 136);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, reserved_2, 140);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, scale_device, 144);
+CONTRASTIVE_PIN_FIELD(contrastive_siglip_params_t, bias_device, 152);
+static_assert(sizeof(contrastive_siglip_params_t) == 160, "contrastive_siglip_params_t resized");
+static_assert(sizeof(const float*) == 8, "the layouts hold 64-bit device pointers");
 
 #undef CONTRASTIVE_PIN_FIELD
 
@@ -180,11 +191,39 @@ struct Layout;
   };
 
 // api, C++ params, fields, the size before struct_size, the sizes since (the current one last).
-CONTRASTIVE_LAYOUT(infonce, infonce::Params, CONTRASTIVE_INFONCE_FIELDS, 120, 128)
+CONTRASTIVE_LAYOUT(infonce, infonce::Params, CONTRASTIVE_INFONCE_FIELDS, 120, 128, 144)
 CONTRASTIVE_LAYOUT(mnr_per_anchor, mnr::PerAnchorParams, CONTRASTIVE_MNR_PER_ANCHOR_FIELDS, 72, 80)
-CONTRASTIVE_LAYOUT(mnr_in_batch, mnr::InBatchParams, CONTRASTIVE_MNR_IN_BATCH_FIELDS, 112, 120)
+CONTRASTIVE_LAYOUT(mnr_in_batch, mnr::InBatchParams, CONTRASTIVE_MNR_IN_BATCH_FIELDS, 112, 120,
+                   136)
 CONTRASTIVE_LAYOUT(repel, repel::Params, CONTRASTIVE_REPEL_FIELDS, 64, 72)
-CONTRASTIVE_LAYOUT(siglip, siglip::Params, CONTRASTIVE_SIGLIP_FIELDS, 0, 136)  // since struct_size
+CONTRASTIVE_LAYOUT(siglip, siglip::Params, CONTRASTIVE_SIGLIP_FIELDS, 0, 136, 160)  // since struct_size
+
+// The device scalars a C params struct carries (the C++ API takes them in its args structs): the
+// pointer the struct gives for the description's kScalar tensor `name`, or null.
+const float* device_scalar(const contrastive_infonce_params_t& c, std::string_view name) {
+  return name == "temperature" ? c.temperature_device : nullptr;
+}
+const float* device_scalar(const contrastive_mnr_per_anchor_params_t&, std::string_view) {
+  return nullptr;
+}
+const float* device_scalar(const contrastive_mnr_in_batch_params_t& c, std::string_view name) {
+  return name == "scale" ? c.scale_device : nullptr;
+}
+const float* device_scalar(const contrastive_repel_params_t&, std::string_view) {
+  return nullptr;
+}
+const float* device_scalar(const contrastive_siglip_params_t& c, std::string_view name) {
+  return name == "scale" ? c.scale_device : name == "bias" ? c.bias_device : nullptr;
+}
+
+// Fields past `reserved` that must be 0 too (padding of a later layout).
+std::uint32_t extra_reserved(const contrastive_siglip_params_t& c) {
+  return c.reserved_2;
+}
+template <typename C>
+std::uint32_t extra_reserved(const C&) {
+  return 0;
+}
 
 template <typename C>
 constexpr std::uint32_t current_size() {
@@ -297,7 +336,7 @@ int init_sized(C* params, std::size_t struct_size) {
 /// Reads the caller's struct: its header first (8 bytes, in every layout), then struct_size
 /// bytes over the defaults; converts to the C++ params.
 template <typename C>
-Status convert(const C* in, typename Layout<C>::Cpp* out) {
+Status convert(const C* in, typename Layout<C>::Cpp* out, C* full = nullptr) {
   using L = Layout<C>;
   if (in == nullptr) return fail(Status::kNullPointer, "params is null");
   Header header;
@@ -316,7 +355,12 @@ Status convert(const C* in, typename Layout<C>::Cpp* out) {
     return fail(Status::kInvalidArgument, "%s: reserved must be 0, got %u", L::name,
                 static_cast<unsigned>(params.reserved));
   }
+  if (extra_reserved(params) != 0) {
+    return fail(Status::kInvalidArgument, "%s: reserved_2 must be 0, got %u", L::name,
+                static_cast<unsigned>(extra_reserved(params)));
+  }
   Layout<C>::copy(params, out);
+  if (full != nullptr) *full = params;
   return Status::kSuccess;
 }
 
@@ -360,10 +404,11 @@ int saved_bytes(const C* c_params, size_t* bytes) {
 template <typename C, typename Body>
 int with_handle(contrastive_handle_t handle, const C* c_params, Body body) {
   typename Layout<C>::Cpp params;
-  CONTRASTIVE_C_TRY(convert(c_params, &params));
+  C full;
+  CONTRASTIVE_C_TRY(convert(c_params, &params, &full));
   static const contrastive::Handle empty;
   const bool live = handle != nullptr && is_live(handle);
-  const Status status = body(live ? handle->handle : empty, params);
+  const Status status = body(live ? handle->handle : empty, params, full);
   if (status == Status::kInvalidHandle && !live) {
     return to_int(fail(Status::kInvalidHandle, handle == nullptr
                                                    ? "handle is null"
@@ -373,22 +418,24 @@ int with_handle(contrastive_handle_t handle, const C* c_params, Body body) {
 }
 
 /// One pass of the loss whose C params are C: `pointers` are the call's pointer arguments in the
-/// order of its signature, which is the order of the loss's description (host/describe).
+/// order of its signature, which is the order of the loss's description (host/describe) less its
+/// device scalars, which the params struct carries.
 template <Pass pass, typename C, std::size_t N>
 int call(contrastive_handle_t handle, const C* c_params, const void* const (&pointers)[N],
          void* workspace, size_t workspace_bytes, contrastive::Stream stream) {
   using Cpp = typename Layout<C>::Cpp;
   constexpr auto arguments = contrastive::describe::c_arguments<Cpp>(pass);
   static_assert(N == arguments.count, "the C signature and the description disagree");
-  auto at = [&pointers, &arguments](std::string_view name) -> void* {
-    for (std::size_t i = 0; i < N; ++i) {
-      if (name == contrastive::describe::Described<Cpp>::tensors[arguments.index[i]].name) {
-        return const_cast<void*>(pointers[i]);  // the library only reads the inputs
+  return with_handle(handle, c_params, [&](const contrastive::Handle& h, const Cpp& p,
+                                           const C& full) {
+    auto at = [&](std::string_view name) -> void* {
+      for (std::size_t i = 0; i < N; ++i) {
+        if (name == contrastive::describe::Described<Cpp>::tensors[arguments.index[i]].name) {
+          return const_cast<void*>(pointers[i]);  // the library only reads the inputs
+        }
       }
-    }
-    return nullptr;
-  };
-  return with_handle(handle, c_params, [&](const contrastive::Handle& h, const Cpp& p) {
+      return const_cast<float*>(device_scalar(full, name));
+    };
     return contrastive::describe::detail::run(pass, h, p, at, workspace, workspace_bytes, stream);
   });
 }

@@ -396,14 +396,16 @@ Status run(Pass pass, const Handle& h, const siglip::Params& p, const Pointers& 
 #define CONTRASTIVE_INFONCE_FIELDS(X)                                                           \
   X(batch) X(num_keys) X(dim) X(positive_offset) X(q_row_stride) X(k_row_stride) X(dtype)       \
   X(similarity) X(reduction) X(temperature) X(eps) X(symmetric) X(allow_tf32) X(logits_dtype)  \
-  X(tiling) X(workspace_budget) X(tile_cache_bytes) X(tile_rows) X(tile_cols)
+  X(tiling) X(workspace_budget) X(tile_cache_bytes) X(tile_rows) X(tile_cols) X(log_scale)      \
+  X(max_scale)
 #define CONTRASTIVE_MNR_PER_ANCHOR_FIELDS(X)                                                    \
   X(batch) X(negatives) X(dim) X(anchor_row_stride) X(positive_row_stride)                      \
   X(negative_row_stride) X(dtype) X(similarity) X(reduction) X(scale) X(eps)
 #define CONTRASTIVE_MNR_IN_BATCH_FIELDS(X)                                                      \
   X(batch) X(hard_negatives) X(dim) X(anchor_row_stride) X(candidate_row_stride) X(dtype)       \
   X(similarity) X(reduction) X(scale) X(eps) X(symmetric) X(allow_tf32) X(logits_dtype)         \
-  X(tiling) X(workspace_budget) X(tile_cache_bytes) X(tile_rows) X(tile_cols)
+  X(tiling) X(workspace_budget) X(tile_cache_bytes) X(tile_rows) X(tile_cols) X(log_scale)      \
+  X(max_scale)
 #define CONTRASTIVE_REPEL_FIELDS(X)                                                             \
   X(batch) X(negatives) X(dim) X(anchor_row_stride) X(negative_row_stride) X(dtype)             \
   X(reduction) X(margin) X(eps) X(mean_over_active)
@@ -411,7 +413,7 @@ Status run(Pass pass, const Handle& h, const siglip::Params& p, const Pointers& 
   X(batch) X(num_keys) X(dim) X(positive_offset) X(q_row_stride) X(k_row_stride) X(dtype)       \
   X(similarity) X(reduction) X(scale) X(log_scale) X(bias) X(negatives_only) X(eps)             \
   X(allow_tf32) X(logits_dtype) X(tiling) X(workspace_budget) X(tile_cache_bytes) X(tile_rows)  \
-  X(tile_cols)
+  X(tile_cols) X(max_scale)
 // clang-format on
 
 /// What every entry point of the loss whose params are P is built from: its names and its pointer

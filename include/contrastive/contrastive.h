@@ -33,7 +33,7 @@ struct CUstream_st; /* cudaStream_t is struct CUstream_st* */
  * struct the caller was compiled with and magic to CONTRASTIVE_PARAMS_MAGIC; a struct with another
  * magic (not initialized, or laid out by a contrastive.h from before these fields) or a size the
  * library does not know is refused with CONTRASTIVE_INVALID_ARGUMENT (CONTRASTIVE_NOT_SUPPORTED
- * when it is larger than the library's: a newer header). The last field, reserved, must be 0. */
+ * when it is larger than the library's: a newer header). reserved (and SigLIP's reserved_2) must be 0. */
 #define CONTRASTIVE_PARAMS_MAGIC 0x52544E43u /* "CNTR" in little-endian bytes */
 
 enum {
@@ -92,6 +92,12 @@ typedef struct contrastive_infonce_params {
   float temperature;
   float eps;
   uint32_t reserved; /* 0; keeps the struct free of padding */
+  /* Since the 144-byte layout (an older caller's struct gets the defaults: 0, 0, null). */
+  int32_t log_scale;               /* 0 or 1: temperature holds theta, the logit scale is exp(theta)
+                                      (CLIP's logit_scale); grad_temperature is dLoss/dtheta */
+  float max_scale;                 /* > 0: the logit scale is clamped at it; 0: no clamp */
+  const float* temperature_device; /* device (1) or null: the temperature (theta with log_scale)
+                                      read on the stream instead of `temperature` */
 } contrastive_infonce_params_t;
 
 CONTRASTIVE_API const char* contrastive_status_string(int status) CONTRASTIVE_NOEXCEPT;
@@ -216,6 +222,10 @@ typedef struct contrastive_mnr_in_batch_params {
   float scale;          /* default 20 */
   float eps;
   uint32_t reserved; /* 0; keeps the struct free of padding */
+  /* Since the 136-byte layout (an older caller's struct gets the defaults: 0, 0, null). */
+  int32_t log_scale;         /* 0 or 1: scale holds log(scale); grad_scale is dLoss/dlog(scale) */
+  float max_scale;           /* > 0: the scale is clamped at it; 0: no clamp */
+  const float* scale_device; /* device (1) or null: the scale read on the stream */
 } contrastive_mnr_in_batch_params_t;
 
 /** Sets the defaults of the C++ InBatchParams (sizes 0: set them), struct_size and magic.
@@ -324,6 +334,12 @@ typedef struct contrastive_siglip_params {
   float bias;           /* b, default -10 */
   float eps;
   uint32_t reserved; /* 0; keeps the struct free of padding */
+  /* Since the 160-byte layout (an older caller's struct gets the defaults: 0, 0, null, null). */
+  float max_scale;           /* > 0: t is clamped at it; 0: no clamp */
+  uint32_t reserved_2;       /* 0 */
+  const float* scale_device; /* device (1) or null: the scale (log t with log_scale) read on the
+                                stream instead of `scale` */
+  const float* bias_device;  /* device (1) or null: the bias read on the stream */
 } contrastive_siglip_params_t;
 
 /** Sets the defaults of the C++ siglip::Params (sizes 0: set them), struct_size and magic.

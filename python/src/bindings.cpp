@@ -584,10 +584,7 @@ NB_MODULE(_core, m) {
   {
     using Bound = infonce::Params;
     nb::class_<Bound>(m, "InfoNCEParams")
-        .def(nb::init<>()) CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_DEF_RW)
-        // Not in the C params struct yet: the log-parametrized and clamped scale.
-        .def_rw("log_scale", &Bound::log_scale)
-        .def_rw("max_scale", &Bound::max_scale);
+        .def(nb::init<>()) CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_DEF_RW);
   }
   {
     using Bound = mnr::PerAnchorParams;
@@ -597,9 +594,7 @@ NB_MODULE(_core, m) {
   {
     using Bound = mnr::InBatchParams;
     nb::class_<Bound>(m, "InBatchParams")
-        .def(nb::init<>()) CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_DEF_RW)
-        .def_rw("log_scale", &Bound::log_scale)
-        .def_rw("max_scale", &Bound::max_scale);
+        .def(nb::init<>()) CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_DEF_RW);
   }
   {
     using Bound = repel::Params;
@@ -612,8 +607,7 @@ NB_MODULE(_core, m) {
   {
     using Bound = siglip::Params;
     nb::class_<Bound>(m, "SigLIPParams")
-        .def(nb::init<>()) CONTRASTIVE_SIGLIP_FIELDS(CONTRASTIVE_DEF_RW)
-        .def_rw("max_scale", &Bound::max_scale);
+        .def(nb::init<>()) CONTRASTIVE_SIGLIP_FIELDS(CONTRASTIVE_DEF_RW);
   }
   def_loss<repel::Params>(m);
   def_loss<siglip::Params>(m);

@@ -32,6 +32,7 @@ struct CApi<contrastive_infonce_params_t> {
   static constexpr const char* init_name = "contrastive_infonce_params_init";
   static constexpr auto init_sized = contrastive_infonce_params_init_sized;
   static constexpr auto check = contrastive_infonce_check;
+  static constexpr auto workspace_size = contrastive_infonce_workspace_size;
   static void init(contrastive_infonce_params_t* p) { contrastive_infonce_params_init(p); }
   static void set_sizes(contrastive_infonce_params_t* p) {
     p->batch = 4;
@@ -49,6 +50,7 @@ struct CApi<contrastive_mnr_per_anchor_params_t> {
   static constexpr const char* init_name = "contrastive_mnr_per_anchor_params_init";
   static constexpr auto init_sized = contrastive_mnr_per_anchor_params_init_sized;
   static constexpr auto check = contrastive_mnr_per_anchor_check;
+  static constexpr auto workspace_size = contrastive_mnr_per_anchor_workspace_size;
   static void init(contrastive_mnr_per_anchor_params_t* p) {
     contrastive_mnr_per_anchor_params_init(p);
   }
@@ -68,6 +70,7 @@ struct CApi<contrastive_mnr_in_batch_params_t> {
   static constexpr const char* init_name = "contrastive_mnr_in_batch_params_init";
   static constexpr auto init_sized = contrastive_mnr_in_batch_params_init_sized;
   static constexpr auto check = contrastive_mnr_in_batch_check;
+  static constexpr auto workspace_size = contrastive_mnr_in_batch_workspace_size;
   static void init(contrastive_mnr_in_batch_params_t* p) {
     contrastive_mnr_in_batch_params_init(p);
   }
@@ -87,6 +90,7 @@ struct CApi<contrastive_repel_params_t> {
   static constexpr const char* init_name = "contrastive_repel_params_init";
   static constexpr auto init_sized = contrastive_repel_params_init_sized;
   static constexpr auto check = contrastive_repel_check;
+  static constexpr auto workspace_size = contrastive_repel_workspace_size;
   static void init(contrastive_repel_params_t* p) { contrastive_repel_params_init(p); }
   static void set_sizes(contrastive_repel_params_t* p) {
     p->batch = 4;
@@ -107,6 +111,7 @@ struct CApi<contrastive_siglip_params_t> {
   static constexpr const char* init_name = "contrastive_siglip_params_init";
   static constexpr auto init_sized = contrastive_siglip_params_init_sized;
   static constexpr auto check = contrastive_siglip_check;
+  static constexpr auto workspace_size = contrastive_siglip_workspace_size;
   static void init(contrastive_siglip_params_t* p) { contrastive_siglip_params_init(p); }
   static void set_sizes(contrastive_siglip_params_t* p) {
     p->batch = 4;
@@ -185,7 +190,7 @@ TYPED_TEST(CApiLayout, InitSetsTheHeaderAndReserved) {
   EXPECT_EQ(params.reserved, 0u);
   EXPECT_EQ(offsetof(P, struct_size), 0u);
   EXPECT_EQ(offsetof(P, magic), 4u);
-  EXPECT_EQ(offsetof(P, reserved) + sizeof params.reserved, sizeof(P));  // no tail padding
+  // No padding: every_loss_description_contract.cpp adds the fields' sizes up to sizeof(P).
   CApi<P>::set_sizes(&params);
   EXPECT_EQ(CApi<P>::check(&params), CONTRASTIVE_SUCCESS) << contrastive_last_error();
 }
@@ -252,7 +257,7 @@ struct PreviousCaller {
   const char* test_name;
   const char* name;
   const char* init_name;
-  std::size_t previous_bytes, current_bytes;
+  std::size_t previous_bytes, first_versioned_bytes;
   void (*run)(previous_layout_result*);
 };
 
@@ -265,7 +270,7 @@ TEST_P(CApiPreviousLayout, IsRefusedAndNeverWrittenPast) {
   previous_layout_result result{};
   caller.run(&result);
   EXPECT_EQ(result.struct_bytes, caller.previous_bytes);
-  EXPECT_EQ(result.struct_bytes + 8, caller.current_bytes);
+  EXPECT_EQ(result.struct_bytes + 8, caller.first_versioned_bytes);
   EXPECT_EQ(result.init_in_bounds, 1);
   EXPECT_EQ(result.init_zeroed, 1);
   EXPECT_EQ(std::string(result.init_message),
@@ -286,16 +291,45 @@ TEST_P(CApiPreviousLayout, IsRefusedAndNeverWrittenPast) {
 }
 
 const PreviousCaller kPreviousCallers[] = {
-    {"Infonce", "contrastive_infonce_params_t", "contrastive_infonce_params_init", 120,
-     sizeof(contrastive_infonce_params_t), previous_layout_infonce},
+    {"Infonce", "contrastive_infonce_params_t", "contrastive_infonce_params_init", 120, 128,
+     previous_layout_infonce},
     {"MnrPerAnchor", "contrastive_mnr_per_anchor_params_t",
-     "contrastive_mnr_per_anchor_params_init", 72, sizeof(contrastive_mnr_per_anchor_params_t),
-     previous_layout_mnr_per_anchor},
+     "contrastive_mnr_per_anchor_params_init", 72, 80, previous_layout_mnr_per_anchor},
     {"MnrInBatch", "contrastive_mnr_in_batch_params_t", "contrastive_mnr_in_batch_params_init", 112,
-     sizeof(contrastive_mnr_in_batch_params_t), previous_layout_mnr_in_batch},
-    {"Repel", "contrastive_repel_params_t", "contrastive_repel_params_init", 64,
-     sizeof(contrastive_repel_params_t), previous_layout_repel},
+     120, previous_layout_mnr_in_batch},
+    {"Repel", "contrastive_repel_params_t", "contrastive_repel_params_init", 64, 72,
+     previous_layout_repel},
 };
+
+// A caller built against the header before the scalars' fields (log_scale, max_scale, the device
+// scalars) passes its smaller struct_size: init writes exactly that many bytes, and its calls take
+// the new fields' defaults (no clamp, the host values).
+template <typename P>
+void expect_an_older_layout_served(std::size_t older_bytes) {
+  P older;
+  std::memset(&older, kPoison, sizeof older);
+  ASSERT_EQ(CApi<P>::init_sized(&older, older_bytes), CONTRASTIVE_SUCCESS)
+      << contrastive_last_error();
+  const auto* bytes = reinterpret_cast<const unsigned char*>(&older);
+  for (std::size_t i = older_bytes; i < sizeof(P); ++i) {
+    EXPECT_EQ(bytes[i], kPoison) << "init wrote byte " << i << " past the older struct";
+  }
+  CApi<P>::set_sizes(&older);
+  EXPECT_EQ(CApi<P>::check(&older), CONTRASTIVE_SUCCESS) << contrastive_last_error();
+  P current;
+  CApi<P>::init(&current);
+  CApi<P>::set_sizes(&current);
+  size_t older_workspace = 0, current_workspace = 0;
+  EXPECT_EQ(CApi<P>::workspace_size(&older, &older_workspace), CONTRASTIVE_SUCCESS);
+  EXPECT_EQ(CApi<P>::workspace_size(&current, &current_workspace), CONTRASTIVE_SUCCESS);
+  EXPECT_EQ(older_workspace, current_workspace);
+}
+
+TEST(CApiLayoutBeforeTheScalarFields, IsServedWithTheirDefaults) {
+  expect_an_older_layout_served<contrastive_infonce_params_t>(128);
+  expect_an_older_layout_served<contrastive_mnr_in_batch_params_t>(120);
+  expect_an_older_layout_served<contrastive_siglip_params_t>(136);
+}
 
 INSTANTIATE_TEST_SUITE_P(Losses, CApiPreviousLayout, ::testing::ValuesIn(kPreviousCallers),
                          [](const auto& info) { return std::string(info.param.test_name); });

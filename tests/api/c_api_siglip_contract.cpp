@@ -251,6 +251,18 @@ std::vector<testing::BadCase> cases() {
          return testing::misaligned_message("siglip::forward_backward", "saved",
                                             shifted(b["saved"]), 4);
        }},
+      // The device scalars the params struct carries are checked like every other pointer.
+      {"CSigLIPMisalignedBiasDevice",
+       [](BadInputBuffers& b, const Handle&, Stream) {
+         CS p = testing::infonce_problem<CS>();
+         p.bias_device = static_cast<const float*>(shifted(b["saved"]));
+         return testing::c_run(b, p);
+       },
+       kMisaligned,
+       [](BadInputBuffers& b) {
+         return testing::misaligned_message("siglip::forward_backward", "bias",
+                                            shifted(b["saved"]), 4);
+       }},
   };
 }
 

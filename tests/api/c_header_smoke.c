@@ -2,25 +2,32 @@
 #include "contrastive/contrastive.h"
 
 /* The layouts as a C compiler lays them out: the sizes and offsets host/c_api.cpp pins. */
-_Static_assert(sizeof(contrastive_infonce_params_t) == 128, "infonce params size");
+_Static_assert(sizeof(contrastive_infonce_params_t) == 144, "infonce params size");
 _Static_assert(offsetof(contrastive_infonce_params_t, batch) == 8, "infonce batch");
 _Static_assert(offsetof(contrastive_infonce_params_t, temperature) == 116, "infonce temperature");
 _Static_assert(offsetof(contrastive_infonce_params_t, reserved) == 124, "infonce reserved");
+_Static_assert(offsetof(contrastive_infonce_params_t, log_scale) == 128, "infonce log_scale");
+_Static_assert(offsetof(contrastive_infonce_params_t, temperature_device) == 136,
+               "infonce temperature_device");
 _Static_assert(sizeof(contrastive_mnr_per_anchor_params_t) == 80, "per-anchor params size");
 _Static_assert(offsetof(contrastive_mnr_per_anchor_params_t, scale) == 68, "per-anchor scale");
 _Static_assert(offsetof(contrastive_mnr_per_anchor_params_t, reserved) == 76,
                "per-anchor reserved");
-_Static_assert(sizeof(contrastive_mnr_in_batch_params_t) == 120, "in-batch params size");
+_Static_assert(sizeof(contrastive_mnr_in_batch_params_t) == 136, "in-batch params size");
 _Static_assert(offsetof(contrastive_mnr_in_batch_params_t, scale) == 108, "in-batch scale");
 _Static_assert(offsetof(contrastive_mnr_in_batch_params_t, reserved) == 116, "in-batch reserved");
+_Static_assert(offsetof(contrastive_mnr_in_batch_params_t, scale_device) == 128,
+               "in-batch scale_device");
 _Static_assert(sizeof(contrastive_repel_params_t) == 72, "repel params size");
 _Static_assert(offsetof(contrastive_repel_params_t, margin) == 60, "repel margin");
 _Static_assert(offsetof(contrastive_repel_params_t, reserved) == 68, "repel reserved");
-_Static_assert(sizeof(contrastive_siglip_params_t) == 136, "siglip params size");
+_Static_assert(sizeof(contrastive_siglip_params_t) == 160, "siglip params size");
 _Static_assert(offsetof(contrastive_siglip_params_t, log_scale) == 104, "siglip log_scale");
 _Static_assert(offsetof(contrastive_siglip_params_t, scale) == 120, "siglip scale");
 _Static_assert(offsetof(contrastive_siglip_params_t, bias) == 124, "siglip bias");
 _Static_assert(offsetof(contrastive_siglip_params_t, reserved) == 132, "siglip reserved");
+_Static_assert(offsetof(contrastive_siglip_params_t, max_scale) == 136, "siglip max_scale");
+_Static_assert(offsetof(contrastive_siglip_params_t, bias_device) == 152, "siglip bias_device");
 
 int contrastive_c_smoke_check(int64_t batch, size_t* workspace_bytes) {
   contrastive_infonce_params_t params;

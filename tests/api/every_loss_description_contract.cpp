@@ -177,8 +177,9 @@ TEST_P(Description, CompileTimeTablesAgree) {
   }
 }
 
-// Each field list names every field of the C struct: their sizes, the 8-byte header and the
-// 4-byte reserved field add up to the struct (none of the layouts has padding).
+// Each field list names every field of the C struct: their sizes, the 8-byte header, the 4-byte
+// reserved field and the device scalars' pointers (which the C++ API takes in its args) add up to
+// the struct (none of the layouts has padding but SigLIP's explicit reserved_2).
 #define CONTRASTIVE_FIELD_BYTES(field) +sizeof(C::field)
 template <typename C>
 constexpr std::size_t kHeaderAndReserved = sizeof(C::struct_size) + sizeof(C::magic) +
@@ -186,7 +187,9 @@ constexpr std::size_t kHeaderAndReserved = sizeof(C::struct_size) + sizeof(C::ma
 TEST(DescriptionFields, CoverTheCParamsStructs) {
   {
     using C = contrastive_infonce_params_t;
-    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_FIELD_BYTES), sizeof(C));
+    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_FIELD_BYTES) +
+                  sizeof(C::temperature_device),
+              sizeof(C));
   }
   {
     using C = contrastive_mnr_per_anchor_params_t;
@@ -195,7 +198,8 @@ TEST(DescriptionFields, CoverTheCParamsStructs) {
   }
   {
     using C = contrastive_mnr_in_batch_params_t;
-    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_FIELD_BYTES),
+    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_FIELD_BYTES) +
+                  sizeof(C::scale_device),
               sizeof(C));
   }
   {
@@ -204,7 +208,9 @@ TEST(DescriptionFields, CoverTheCParamsStructs) {
   }
   {
     using C = contrastive_siglip_params_t;
-    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_SIGLIP_FIELDS(CONTRASTIVE_FIELD_BYTES), sizeof(C));
+    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_SIGLIP_FIELDS(CONTRASTIVE_FIELD_BYTES) +
+                  sizeof(C::reserved_2) + sizeof(C::scale_device) + sizeof(C::bias_device),
+              sizeof(C));
   }
 }
 #undef CONTRASTIVE_FIELD_BYTES
