@@ -33,7 +33,8 @@ struct CUstream_st; /* cudaStream_t is struct CUstream_st* */
  * struct the caller was compiled with and magic to CONTRASTIVE_PARAMS_MAGIC; a struct with another
  * magic (not initialized, or laid out by a contrastive.h from before these fields) or a size the
  * library does not know is refused with CONTRASTIVE_INVALID_ARGUMENT (CONTRASTIVE_NOT_SUPPORTED
- * when it is larger than the library's: a newer header). reserved (and SigLIP's reserved_2) must be 0. */
+ * when it is larger than the library's: a newer header). reserved (and SigLIP's reserved_2) must
+ * be 0. */
 #define CONTRASTIVE_PARAMS_MAGIC 0x52544E43u /* "CNTR" in little-endian bytes */
 
 enum {
