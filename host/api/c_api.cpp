@@ -193,10 +193,10 @@ struct Layout;
 // api, C++ params, fields, the size before struct_size, the sizes since (the current one last).
 CONTRASTIVE_LAYOUT(infonce, infonce::Params, CONTRASTIVE_INFONCE_FIELDS, 120, 128, 144)
 CONTRASTIVE_LAYOUT(mnr_per_anchor, mnr::PerAnchorParams, CONTRASTIVE_MNR_PER_ANCHOR_FIELDS, 72, 80)
-CONTRASTIVE_LAYOUT(mnr_in_batch, mnr::InBatchParams, CONTRASTIVE_MNR_IN_BATCH_FIELDS, 112, 120,
-                   136)
+CONTRASTIVE_LAYOUT(mnr_in_batch, mnr::InBatchParams, CONTRASTIVE_MNR_IN_BATCH_FIELDS, 112, 120, 136)
 CONTRASTIVE_LAYOUT(repel, repel::Params, CONTRASTIVE_REPEL_FIELDS, 64, 72)
-CONTRASTIVE_LAYOUT(siglip, siglip::Params, CONTRASTIVE_SIGLIP_FIELDS, 0, 136, 160)  // since struct_size
+// SigLIP came after struct_size: no unversioned layout.
+CONTRASTIVE_LAYOUT(siglip, siglip::Params, CONTRASTIVE_SIGLIP_FIELDS, 0, 136, 160)
 
 // The device scalars a C params struct carries (the C++ API takes them in its args structs): the
 // pointer the struct gives for the description's kScalar tensor `name`, or null.
@@ -426,18 +426,19 @@ int call(contrastive_handle_t handle, const C* c_params, const void* const (&poi
   using Cpp = typename Layout<C>::Cpp;
   constexpr auto arguments = contrastive::describe::c_arguments<Cpp>(pass);
   static_assert(N == arguments.count, "the C signature and the description disagree");
-  return with_handle(handle, c_params, [&](const contrastive::Handle& h, const Cpp& p,
-                                           const C& full) {
-    auto at = [&](std::string_view name) -> void* {
-      for (std::size_t i = 0; i < N; ++i) {
-        if (name == contrastive::describe::Described<Cpp>::tensors[arguments.index[i]].name) {
-          return const_cast<void*>(pointers[i]);  // the library only reads the inputs
-        }
-      }
-      return const_cast<float*>(device_scalar(full, name));
-    };
-    return contrastive::describe::detail::run(pass, h, p, at, workspace, workspace_bytes, stream);
-  });
+  return with_handle(
+      handle, c_params, [&](const contrastive::Handle& h, const Cpp& p, const C& full) {
+        auto at = [&](std::string_view name) -> void* {
+          for (std::size_t i = 0; i < N; ++i) {
+            if (name == contrastive::describe::Described<Cpp>::tensors[arguments.index[i]].name) {
+              return const_cast<void*>(pointers[i]);  // the library only reads the inputs
+            }
+          }
+          return const_cast<float*>(device_scalar(full, name));
+        };
+        return contrastive::describe::detail::run(pass, h, p, at, workspace, workspace_bytes,
+                                                  stream);
+      });
 }
 
 // Removes a registry entry; true when it was there.

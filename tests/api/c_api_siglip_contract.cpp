@@ -260,8 +260,8 @@ std::vector<testing::BadCase> cases() {
        },
        kMisaligned,
        [](BadInputBuffers& b) {
-         return testing::misaligned_message("siglip::forward_backward", "bias",
-                                            shifted(b["saved"]), 4);
+         return testing::misaligned_message("siglip::forward_backward", "bias", shifted(b["saved"]),
+                                            4);
        }},
   };
 }
