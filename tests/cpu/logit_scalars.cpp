@@ -131,21 +131,6 @@ double device_form_gradient(const std::vector<double>& grad_logits,
   return r.scale_gradient_factor / f * sum;
 }
 
-// Central differences in a float parameter with a step of 2^-13 of its value (the loss at
-// SigLIP's scale and bias curves too much for expect_float_derivative's 2^-10).
-void expect_fine_derivative(float& parameter, double analytic,
-                            const std::function<double()>& objective, const std::string& name) {
-  const float saved = parameter;
-  const float above = saved * (1.0f + 1.0f / 8192), below = saved * (1.0f - 1.0f / 8192);
-  parameter = above;
-  const double plus = objective();
-  parameter = below;
-  const double minus = objective();
-  parameter = saved;
-  const double numeric = (plus - minus) / (static_cast<double>(above) - static_cast<double>(below));
-  EXPECT_NEAR(analytic, numeric, 1e-5 * (1.0 + std::fabs(numeric))) << name;
-}
-
 struct Form {
   bool log_scale;
   float value;
@@ -220,14 +205,14 @@ TEST(LogitScalars, InBatchMnrAndSigLIPReferencesInTheLogFormMatchTheirDifference
     const std::vector<double> k = random_rows(s.num_keys, s.dim, &engine);
     reference::SigLIPBackward sg;
     ASSERT_EQ(reference::siglip_backward(s, q.data(), k.data(), nullptr, &sg), Status::kSuccess);
-    expect_fine_derivative(
+    testing::expect_float_derivative(
         s.scale, sg.grad_scale,
         [&] {
           reference::SigLIPForward out;
           EXPECT_EQ(reference::siglip_forward(s, q.data(), k.data(), &out), Status::kSuccess);
           return out.loss[0];
         },
-        "SigLIP log scale");
+        "SigLIP log scale", 1.0f / 8192);  // the loss curves more at t = 10, b = -10
     reference::SigLIPForward sf;
     ASSERT_EQ(reference::siglip_forward(s, q.data(), k.data(), &sf), Status::kSuccess);
     const double f = logits::gradient_factor(siglip::detail::to_problem(s));

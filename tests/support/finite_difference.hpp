@@ -51,12 +51,13 @@ inline void expect_gradient(std::vector<double>& values, std::int64_t rows, std:
 }
 
 /// The same for a float parameter (a temperature, a scale): steps between two exactly
-/// representable neighbours, since the parameter cannot take a double's value.
+/// representable neighbours, since the parameter cannot take a double's value; the step is
+/// `relative_step` of the value (smaller where the loss curves more, as at SigLIP's scale).
 inline void expect_float_derivative(float& parameter, double analytic,
                                     const std::function<double()>& objective,
-                                    const std::string& name) {
+                                    const std::string& name, float relative_step = 1.0f / 1024) {
   const float saved = parameter;
-  const float above = saved * (1.0f + 1.0f / 1024), below = saved * (1.0f - 1.0f / 1024);
+  const float above = saved * (1.0f + relative_step), below = saved * (1.0f - relative_step);
   parameter = above;
   const double plus = objective();
   parameter = below;
