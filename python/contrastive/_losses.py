@@ -121,6 +121,10 @@ _REDUCTION = Option("reduction", str, "mean")
 _EPS = Option("eps", float, 1e-12)
 _LOGITS_OPTIONS = (Option("allow_tf32", bool, False), Option("tile_rows", int, 0),
                    Option("tile_cols", int, 0), Option("logits_dtype", str, "f32"))
+# The logit scale as a log (log_scale: the scalar holds theta, s = exp(theta), as CLIP trains its
+# logit_scale) and its clamp (max_scale > 0: s = min(s, max_scale), no gradient where it clamps).
+_MAX_SCALE = Option("max_scale", float, 0.0)
+_SCALE_OPTIONS = (Option("log_scale", bool, False), _MAX_SCALE)
 
 INFONCE = Description(
     name="infonce",
@@ -131,7 +135,7 @@ INFONCE = Description(
     counts=(),
     scalars=(Option("temperature", float, 0.1),),
     options=(Option("similarity", str, "cosine"), Option("symmetric", bool, False), _REDUCTION,
-             Option("positive_offset", int, 0), _EPS, *_LOGITS_OPTIONS),
+             Option("positive_offset", int, 0), _EPS, *_LOGITS_OPTIONS, *_SCALE_OPTIONS),
     params=lambda shapes, **o: _options.infonce_params(shapes[0][0], shapes[1][0], shapes[0][1],
                                                        **o),
     per_term=lambda shapes: (shapes[0][0],),
@@ -172,7 +176,7 @@ MNR_IN_BATCH = Description(
     counts=(Count("hard_negatives", _in_batch_blocks),),
     scalars=(Option("scale", float, 20.0),),
     options=(Option("similarity", str, "cosine"), Option("symmetric", bool, False), _REDUCTION,
-             _EPS, *_LOGITS_OPTIONS),
+             _EPS, *_LOGITS_OPTIONS, *_SCALE_OPTIONS),
     params=lambda shapes, hard_negatives, **o: _options.in_batch_params(
         shapes[0][0], hard_negatives, shapes[0][1], **o),
     per_term=lambda shapes: (shapes[0][0],),
@@ -217,7 +221,7 @@ SIGLIP = Description(
     scalars=(Option("scale", float, 10.0), Option("bias", float, -10.0)),
     options=(Option("log_scale", bool, False), Option("negatives_only", bool, False),
              Option("similarity", str, "cosine"), _REDUCTION, Option("positive_offset", int, 0),
-             _EPS, *_LOGITS_OPTIONS),
+             _EPS, *_LOGITS_OPTIONS, _MAX_SCALE),
     params=lambda shapes, **o: _options.siglip_params(shapes[0][0], shapes[1][0], shapes[0][1],
                                                       **o),
     per_term=lambda shapes: (shapes[0][0],),

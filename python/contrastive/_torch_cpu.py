@@ -171,6 +171,25 @@ def _softmax_statistics(saved: Tensor, batch: int, symmetric: bool) -> _Statisti
     return _Statistics(saved[:batch], saved[batch:2 * batch] if symmetric else None, None)
 
 
+def _scale_parameter(value: float, temperature: bool, options) -> Tuple[float, float]:
+    """The logit scale s from its parameter (a temperature t, a scale, or with log_scale its log
+    theta), clamped at max_scale when that is > 0, and ds/d(parameter): -s^2, 1 or s; 0 where the
+    clamp holds (the library's kernels/logit_scalars.hpp, in double)."""
+    log_scale = bool(options.get("log_scale", False))
+    if log_scale:
+        s = math.exp(value)
+        derivative = s
+    elif temperature:
+        s = 1.0 / value
+        derivative = -s * s
+    else:
+        s, derivative = value, 1.0
+    max_scale = float(options.get("max_scale", 0.0))
+    if max_scale > 0.0 and s > max_scale:
+        return max_scale, 0.0
+    return s, derivative
+
+
 class _SoftmaxLoss:
     """InfoNCE (logit scale 1 / temperature) and in-batch MNR (logit scale `scale`, positives at
     offset 0): the same head over q (B, D) and k (M, D)."""
@@ -184,7 +203,7 @@ class _SoftmaxLoss:
         cosine = options["similarity"] == "cosine"
         eps = options["eps"]
         q_rows, k_rows = _prepare(q, cosine, eps), _prepare(k, cosine, eps)
-        logit_scale = 1.0 / scalar if self.temperature else scalar
+        logit_scale, _ = _scale_parameter(scalar, self.temperature, options)
         offset = options.get("positive_offset", 0)
         return q_rows, k_rows, logit_scale, offset, bool(options["symmetric"])
 
@@ -200,9 +219,9 @@ class _SoftmaxLoss:
 
     def _gradients(self, q_rows, k_rows, logit_scale, gradients, scalar, options):
         eps = options["eps"]
-        grad_scalar = gradients.sum_grad_logits.reshape(1)
-        # logits = sim / t: dLoss/dt = -(1 / t) sum(G logits); logits = s sim: sum(G logits) / s
-        grad_scalar = -logit_scale * grad_scalar if self.temperature else grad_scalar / scalar
+        # logits = s sim: dLoss/ds = sum(G logits) / s, times ds/d(the parameter)
+        _, derivative = _scale_parameter(scalar, self.temperature, options)
+        grad_scalar = gradients.sum_grad_logits.reshape(1) / logit_scale * derivative
         return ((_normalize_backward(q_rows, gradients.q_hat, eps),
                  _normalize_backward(k_rows, gradients.k_hat, eps)), (grad_scalar,))
 
@@ -383,7 +402,7 @@ class _SigLIP:
         q, k = inputs
         scale, bias = scalars
         cosine, eps = options["similarity"] == "cosine", options["eps"]
-        t = math.exp(scale) if options["log_scale"] else scale
+        t, _ = _scale_parameter(scale, False, options)
         return _prepare(q, cosine, eps), _prepare(k, cosine, eps), t, bias
 
     @staticmethod
@@ -426,10 +445,10 @@ class _SigLIP:
         return losses, (grad_q, grad_k, sum_grad_sim, sum_grad)
 
     @staticmethod
-    def _gradients(q_rows, k_rows, t, walked, options):
+    def _gradients(q_rows, k_rows, scale, walked, options):
         grad_q, grad_k, sum_grad_sim, sum_grad = walked
         eps = options["eps"]
-        grad_scale = sum_grad_sim * t if options["log_scale"] else sum_grad_sim
+        grad_scale = sum_grad_sim * _scale_parameter(scale, False, options)[1]  # dt/d(parameter)
         grads = (_normalize_backward(q_rows, grad_q, eps), _normalize_backward(k_rows, grad_k, eps))
         return grads, (grad_scale.reshape(1), sum_grad.reshape(1))
 
@@ -442,14 +461,14 @@ class _SigLIP:
         q_rows, k_rows, t, bias = self._setup(inputs, scalars, options)
         w = _row_weights(weights, options["reduction"], q_rows.hat.shape[0])
         _, walked = self._walk(q_rows.hat, k_rows.hat, t, bias, options, w)
-        return self._gradients(q_rows, k_rows, t, walked, options)
+        return self._gradients(q_rows, k_rows, scalars[0], walked, options)
 
     def forward_backward(self, inputs, counts, scalars, options):
         q_rows, k_rows, t, bias = self._setup(inputs, scalars, options)
         batch, reduction = q_rows.hat.shape[0], options["reduction"]
         w = _row_weights(_ones(reduction, (batch,)), reduction, batch)
         losses, walked = self._walk(q_rows.hat, k_rows.hat, t, bias, options, w)
-        grads, grad_scalars = self._gradients(q_rows, k_rows, t, walked, options)
+        grads, grad_scalars = self._gradients(q_rows, k_rows, scalars[0], walked, options)
         return _reduce(losses, reduction), losses.new_empty(0), grads, grad_scalars
 
 

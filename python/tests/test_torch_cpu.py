@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from contrastive import _torch_cpu, reference  # noqa: E402
@@ -314,10 +315,12 @@ def _opcheck_cases():
     ops = torch.ops.contrastive
     q, k = torch.randn(6, 8).requires_grad_(), torch.randn(9, 8).requires_grad_()
     t = torch.tensor(0.5, requires_grad=True)
-    infonce = ("cosine", True, "mean", 2, 1e-12, False, 0, 0, "f32")
+    infonce = ("cosine", True, "mean", 2, 1e-12, False, 0, 0, "f32", False, 0.0)
     yield "infonce_forward", ops.infonce_forward.default, (q, k, 1.0, t, *infonce)
     yield ("infonce_forward_none", ops.infonce_forward.default,
-           (q, k, 0.2, None, "dot", False, "none", 0, 1e-12, False, 0, 0, "f32"))
+           (q, k, 0.2, None, "dot", False, "none", 0, 1e-12, False, 0, 0, "f32", False, 0.0))
+    yield ("infonce_forward_backward_log_scale", ops.infonce_forward_backward.default,
+           (q, k, 1.0, t, *infonce[:-2], True, 100.0, True, True, True))
     yield ("infonce_forward_bf16", ops.infonce_forward.default,
            (q.detach().bfloat16().requires_grad_(), k.detach().bfloat16(), 0.5, None, *infonce))
     loss, saved = ops.infonce_forward(q.detach(), k.detach(), 0.5, None, *infonce)
@@ -347,7 +350,7 @@ def _opcheck_cases():
            (a, p, n, 1.0, s, *per_anchor, True, True, True, True))
 
     c = torch.randn(12, 8).requires_grad_()
-    in_batch = ("cosine", True, "sum", 1e-12, False, 0, 0, "f32")
+    in_batch = ("cosine", True, "sum", 1e-12, False, 0, 0, "f32", False, 0.0)
     yield "mnr_in_batch_forward", ops.mnr_in_batch_forward.default, (a, c, 2, 1.0, s, *in_batch)
     loss, saved = ops.mnr_in_batch_forward(a.detach(), c.detach(), 2, 20.0, None, *in_batch)
     yield ("mnr_in_batch_backward", ops.mnr_in_batch_backward.default,
@@ -483,3 +486,35 @@ def test_the_tiled_gpu_walk_recomputes_in_backward():
                              ct._losses.REPEL.defaults())
     assert not ct._tiled(ct._losses.INFONCE, [torch.empty(65536, 768, device="meta")] * 2, (),
                          defaults)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("max_scale", [0.0, 100.0, 5.0])
+def test_a_log_parametrized_clamped_scale(fused, max_scale):
+    # log_scale: the temperature (InfoNCE) or scale (in-batch MNR, SigLIP) holds theta, the logit
+    # scale is exp(theta), clamped at max_scale (open_clip clamps at 100), and the scalar's
+    # gradient is dLoss/dtheta: the same as autograd through exp and clamp in plain PyTorch.
+    q, k = torch.randn(6, 8, dtype=torch.float64), torch.randn(9, 8, dtype=torch.float64)
+    theta0 = math.log(20.0)
+    s_ref = torch.tensor(theta0, dtype=torch.float64, requires_grad=True)
+    scale = s_ref.exp().clamp(max=max_scale) if max_scale > 0 else s_ref.exp()
+    logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).T * scale
+    expected = F.cross_entropy(logits, torch.arange(6) + 2)
+    expected.backward()
+    theta = torch.tensor(theta0, requires_grad=True)
+    q32, k32 = q.float(), k.float()
+    loss = ct.infonce(q32, k32, temperature=theta, log_scale=True, max_scale=max_scale,
+                      positive_offset=2, fused_backward=fused)
+    loss.backward()
+    assert_close(loss, expected.detach(), 1e-5, 1e-6, "log-scale loss")
+    assert_close(theta.grad, s_ref.grad, 1e-4, 1e-6, "dLoss/dtheta")
+    if 0 < max_scale < 20.0:
+        assert float(theta.grad) == 0.0  # clamped: no gradient, as torch.clamp gives
+    # SigLIP's clamp, through the same option.
+    t = torch.tensor(math.log(200.0), requires_grad=True)
+    siglip = ct.siglip(q32[:6], k32[:6], scale=t, log_scale=True, max_scale=100.0,
+                       fused_backward=fused)
+    siglip.backward()
+    plain = ct.siglip(q32[:6], k32[:6], scale=100.0)
+    assert_close(siglip, plain.detach(), 1e-6, 1e-7, "clamped SigLIP loss")
+    assert float(t.grad) == 0.0

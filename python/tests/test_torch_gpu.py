@@ -509,11 +509,11 @@ def _opcheck_cases():
     q, k = randn(6, 8).requires_grad_(), randn(9, 8).requires_grad_()
     t_cuda = torch.tensor(0.5, device=DEVICE, requires_grad=True)
     t_cpu = torch.tensor(0.5, requires_grad=True)
-    infonce = ("cosine", True, "mean", 2, 1e-12, False, 0, 0, "f32")
+    infonce = ("cosine", True, "mean", 2, 1e-12, False, 0, 0, "f32", False, 0.0)
     yield "infonce_forward", ops.infonce_forward.default, (q, k, 1.0, t_cuda, *infonce)
     yield "infonce_forward_cpu_t", ops.infonce_forward.default, (q, k, 1.0, t_cpu, *infonce)
     yield ("infonce_forward_none", ops.infonce_forward.default,
-           (q, k, 0.2, None, "dot", False, "none", 0, 1e-12, False, 4, 4, "f32"))
+           (q, k, 0.2, None, "dot", False, "none", 0, 1e-12, False, 4, 4, "f32", False, 0.0))
     q16, k16 = q.detach().bfloat16().requires_grad_(), k.detach().bfloat16().requires_grad_()
     infonce_bf16 = ("cosine", True, "mean", 2, 1e-12, False, 0, 0, "bf16")
     yield ("infonce_forward_bf16", ops.infonce_forward.default,
@@ -542,7 +542,7 @@ def _opcheck_cases():
             *per_anchor, True, True, True, True))
 
     c = randn(12, 8).requires_grad_()
-    in_batch = ("cosine", True, "mean", 1e-12, False, 0, 0, "f32")
+    in_batch = ("cosine", True, "mean", 1e-12, False, 0, 0, "f32", False, 0.0)
     yield ("mnr_in_batch_forward", ops.mnr_in_batch_forward.default,
            (a, c, 2, 1.0, s, *in_batch))
     loss, saved = ops.mnr_in_batch_forward(a.detach(), c.detach(), 2, 20.0, None, *in_batch)

@@ -235,7 +235,7 @@ def test_only_the_needed_gradients():
     assert q.grad is not None and k.grad is None and scale.grad is not None
     loss, grad_q, grad_k, grad_scale, grad_bias = torch.ops.contrastive.siglip_forward_backward(
         q.detach(), k, 2.0, None, -1.0, None, False, False, "cosine", "mean", 0, 1e-12, False, 0,
-        0, "f32", True, False, False, True)
+        0, "f32", 0.0, True, False, False, True)
     assert grad_q.shape == (4, 8) and grad_k.numel() == 0 and grad_scale.numel() == 0
     assert grad_bias.shape == (1,)
 
@@ -274,8 +274,8 @@ def test_opcheck_every_operator():
     ops = torch.ops.contrastive
     q, k = torch.randn(5, 8).requires_grad_(), torch.randn(7, 8).requires_grad_()
     s, b = torch.tensor(1.5, requires_grad=True), torch.tensor(-2.0, requires_grad=True)
-    options = (True, False, "cosine", "mean", 2, 1e-12, False, 0, 0, "f32")
-    none = (False, True, "dot", "none", 0, 1e-12, False, 0, 0, "f32")
+    options = (True, False, "cosine", "mean", 2, 1e-12, False, 0, 0, "f32", 100.0)
+    none = (False, True, "dot", "none", 0, 1e-12, False, 0, 0, "f32", 0.0)
     loss, saved = ops.siglip_forward(q.detach(), k.detach(), 1.5, None, -2.0, None, *options)
     cases = {
         "forward": (ops.siglip_forward.default, (q, k, 1.0, s, 1.0, b, *options)),
@@ -393,7 +393,7 @@ def test_bad_inputs_are_clear_errors():
                                          "'sum'"):
         torch.ops.contrastive.siglip_forward_backward(
             q, k, 1.0, None, 0.0, None, False, False, "cosine", "none", 0, 1e-12, False, 0, 0,
-            "f32", True, True, True, True)
+            "f32", 0.0, True, True, True, True)
 
 
 def test_the_tiled_gpu_walk_recomputes_in_backward():

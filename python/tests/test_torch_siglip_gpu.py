@@ -138,7 +138,7 @@ def test_opcheck_on_cuda_tensors():
     k = torch.randn(7, 8, device=DEVICE).requires_grad_()
     s = torch.tensor(1.5, device=DEVICE, requires_grad=True)
     b = torch.tensor(-2.0, device=DEVICE, requires_grad=True)
-    options = (True, False, "cosine", "mean", 2, 1e-12, False, 0, 0, "f32")
+    options = (True, False, "cosine", "mean", 2, 1e-12, False, 0, 0, "f32", 0.0)
     loss, saved = ops.siglip_forward(q.detach(), k.detach(), 1.5, None, -2.0, None, *options)
     cases = {
         "forward": (ops.siglip_forward.default, (q, k, 1.0, s, 1.0, b, *options)),

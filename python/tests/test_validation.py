@@ -375,7 +375,7 @@ def test_torch_fake_implementations_check_shapes():
     from torch._subclasses.fake_tensor import FakeTensorMode
     import contrastive.torch  # noqa: F401  (registers the operators)
     ops = torch.ops.contrastive
-    options = ("cosine", False, "mean", 0, 1e-12, False, 0, 0, "f32")
+    options = ("cosine", False, "mean", 0, 1e-12, False, 0, 0, "f32", False, 0.0)
     with FakeTensorMode():
         q = torch.empty(4, 8, device="cuda")
         loss, saved = ops.infonce_forward(q, torch.empty(6, 8, device="cuda"), 0.1, None,
