@@ -148,17 +148,18 @@ __device__ inline double warp_sum_four(const double (&values)[4], bool four) {
 template <AnchorPass kPass>
 __device__ float run_head(const SoftmaxHead& head, std::int64_t b, std::int64_t count,
                           const float* sim, float* weight, int lane) {
+  const float scale = *head.scale;  // resolved on the device: it may be learnable there
   float max = -INFINITY;
   for (std::int64_t t = lane; t < count; t += kLanes) {
-    max = nan_propagating_max(max, head.scale * sim[t]);
+    max = nan_propagating_max(max, scale * sim[t]);
   }
   max = warp_all_max(max);
   float others = 0.0f;  // sum_{t != 0} exp(logit_t - max)
   for (std::int64_t t = lane; t < count; t += kLanes) {
-    if (t != 0) others += expf(head.scale * sim[t] - max);
+    if (t != 0) others += expf(scale * sim[t] - max);
   }
   others = warp_all_sum(others);
-  const PositiveTerms row = softmax_positive(max, head.scale * sim[0], others);
+  const PositiveTerms row = softmax_positive(max, scale * sim[0], others);
   if (kPass != AnchorPass::kBackward && lane == 0) {
     head.row_lse[b] = row.lse;
     head.row_loss[b] = row.loss;
@@ -167,9 +168,9 @@ __device__ float run_head(const SoftmaxHead& head, std::int64_t b, std::int64_t 
   const float row_weight = head.upstream.weight(b);
   float grad_dot_logit = 0.0f, weighted_sim = 0.0f;
   for (std::int64_t t = lane; t < count; t += kLanes) {
-    const float logit = head.scale * sim[t];
+    const float logit = scale * sim[t];
     const float grad_logit = row_weight * (t == 0 ? row.grad : expf(logit - row.lse));
-    weight[t] = grad_logit * head.scale;  // logit = scale * sim
+    weight[t] = grad_logit * scale;  // logit = scale * sim
     grad_dot_logit += grad_logit * logit;
     weighted_sim += weight[t] * sim[t];
   }

@@ -51,7 +51,7 @@ using AnchorPass = contrastive::Pass;
 
 /// MNR: logits = scale * sim, loss_b = logsumexp_t logits_bt - logits_b0.
 struct SoftmaxHead {
-  float scale;
+  const float* scale;         ///< device (1): the call's resolved scale (kernels/logit_scalars.hpp)
   float* row_lse;             ///< (B): written by the forward passes
   float* row_loss;            ///< (B): each row's loss (forward passes)
   UpstreamGradient upstream;  ///< per row

@@ -89,7 +89,8 @@ CONTRASTIVE_PIN_FIELD(contrastive_mnr_per_anchor_params_t, reduction, 64);
 CONTRASTIVE_PIN_FIELD(contrastive_mnr_per_anchor_params_t, scale, 68);
 CONTRASTIVE_PIN_FIELD(contrastive_mnr_per_anchor_params_t, eps, 72);
 CONTRASTIVE_PIN_FIELD(contrastive_mnr_per_anchor_params_t, reserved, 76);
-static_assert(sizeof(contrastive_mnr_per_anchor_params_t) == 80,
+CONTRASTIVE_PIN_FIELD(contrastive_mnr_per_anchor_params_t, scale_device, 80);
+static_assert(sizeof(contrastive_mnr_per_anchor_params_t) == 88,
               "contrastive_mnr_per_anchor_params_t resized");
 
 CONTRASTIVE_PIN_FIELD(contrastive_mnr_in_batch_params_t, struct_size, 0);
@@ -192,7 +193,8 @@ struct Layout;
 
 // api, C++ params, fields, the size before struct_size, the sizes since (the current one last).
 CONTRASTIVE_LAYOUT(infonce, infonce::Params, CONTRASTIVE_INFONCE_FIELDS, 120, 128, 144)
-CONTRASTIVE_LAYOUT(mnr_per_anchor, mnr::PerAnchorParams, CONTRASTIVE_MNR_PER_ANCHOR_FIELDS, 72, 80)
+CONTRASTIVE_LAYOUT(mnr_per_anchor, mnr::PerAnchorParams, CONTRASTIVE_MNR_PER_ANCHOR_FIELDS, 72, 80,
+                   88)
 CONTRASTIVE_LAYOUT(mnr_in_batch, mnr::InBatchParams, CONTRASTIVE_MNR_IN_BATCH_FIELDS, 112, 120, 136)
 CONTRASTIVE_LAYOUT(repel, repel::Params, CONTRASTIVE_REPEL_FIELDS, 64, 72)
 // SigLIP came after struct_size: no unversioned layout.
@@ -203,8 +205,8 @@ CONTRASTIVE_LAYOUT(siglip, siglip::Params, CONTRASTIVE_SIGLIP_FIELDS, 0, 136, 16
 const float* device_scalar(const contrastive_infonce_params_t& c, std::string_view name) {
   return name == "temperature" ? c.temperature_device : nullptr;
 }
-const float* device_scalar(const contrastive_mnr_per_anchor_params_t&, std::string_view) {
-  return nullptr;
+const float* device_scalar(const contrastive_mnr_per_anchor_params_t& c, std::string_view name) {
+  return name == "scale" ? c.scale_device : nullptr;
 }
 const float* device_scalar(const contrastive_mnr_in_batch_params_t& c, std::string_view name) {
   return name == "scale" ? c.scale_device : nullptr;

@@ -13,6 +13,7 @@
 #include "host/plan/mnr_plan.hpp"
 #include "kernels/anchor_candidates.hpp"
 #include "kernels/reduce.hpp"
+#include "kernels/resolve_scalars.hpp"
 
 namespace contrastive::mnr {
 namespace {
@@ -35,6 +36,15 @@ Status run_per_anchor(Pass pass, const char* call, const Handle& handle, const P
   void* base = contrastive::detail::align_workspace(workspace);
   float* row_loss = contrastive::detail::workspace_piece<float>(base, plan.row_loss);
   float* row_logit_grad = contrastive::detail::workspace_piece<float>(base, plan.row_logit_grad);
+  auto* scalars =
+      contrastive::detail::workspace_piece<kernels::ResolvedScalars>(base, plan.scalars);
+  // The scale, from the params or the device, resolved on the stream (kernels/logit_scalars.hpp):
+  // the head reads it there, and the scale's gradient is sum(dLoss/dlogits * logits) / scale.
+  kernels::ScalarInputs scale_in;
+  scale_in.value = p.scale;
+  scale_in.device_value = args.scale;
+  CONTRASTIVE_TRY_CUDA(kernels::launch_resolve_scalars(scale_in, scalars, stream),
+                       "resolve_scalars launch");
   // Saved: the row log-sum-exp, then the similarities and inverse norms.
   float* saved = contrastive::detail::saved_floats(pass, args);
   const detail::PerAnchorSaved layout = detail::saved_layout(p);
@@ -51,7 +61,7 @@ Status run_per_anchor(Pass pass, const char* call, const Handle& handle, const P
       p.batch,        p.negatives + 1,
       p.dim,          p.similarity == Similarity::kCosine,
       p.eps};
-  const kernels::SoftmaxHead head{p.scale,
+  const kernels::SoftmaxHead head{&scalars->logit_scale,
                                   row_lse,
                                   per_row ? args.loss : row_loss,
                                   {args.grad_loss, per_row, mean_factor},
@@ -73,8 +83,8 @@ Status run_per_anchor(Pass pass, const char* call, const Handle& handle, const P
   }
   if (backward_pass && args.grad_scale != nullptr) {
     // logits = scale * sim: dLoss/dscale = sum(dLoss/dlogits * logits) / scale
-    CONTRASTIVE_TRY_CUDA(kernels::launch_sum(row_logit_grad, p.batch, 1.0 / p.scale, nullptr,
-                                             args.grad_scale, stream),
+    CONTRASTIVE_TRY_CUDA(kernels::launch_sum(row_logit_grad, p.batch, 1.0, nullptr, args.grad_scale,
+                                             stream, &scalars->scale_gradient_factor),
                          "sum launch");
   }
   return Status::kSuccess;

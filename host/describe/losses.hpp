@@ -231,11 +231,11 @@ inline Extent extent(const mnr::PerAnchorParams& p, std::string_view t) {
   if (t == "grad_anchors" || t == "grad_positives") return dense(p.batch, p.dim, p.dtype);
   if (t == "grad_negatives") return dense(p.batch * p.negatives, p.dim, p.dtype);
   if (t == "saved") return saved_extent(p);
-  if (t == "grad_scale") return {1};
+  if (t == "grad_scale" || t == "scale") return {1};
   return loss_extent(p.reduction, p.batch);
 }
-inline float* scalar_field(mnr::PerAnchorParams&, std::string_view) {
-  return nullptr;
+inline float* scalar_field(mnr::PerAnchorParams& p, std::string_view t) {
+  return t == "scale" ? &p.scale : nullptr;
 }
 inline std::int64_t* row_stride(mnr::PerAnchorParams& p, std::string_view t) {
   if (t == "anchors") return &p.anchor_row_stride;
@@ -248,15 +248,17 @@ Status run(Pass pass, const Handle& h, const mnr::PerAnchorParams& p, const Poin
   const auto* grad_loss = static_cast<const float*>(at("grad_loss"));
   auto* loss = static_cast<float*>(at("loss"));
   auto* grad_scale = static_cast<float*>(at("grad_scale"));
+  const auto* scale = static_cast<const float*>(at("scale"));
   return call(
       pass, h, p,
-      mnr::PerAnchorForwardArgs{at("anchors"), at("positives"), at("negatives"), loss, at("saved")},
+      mnr::PerAnchorForwardArgs{at("anchors"), at("positives"), at("negatives"), loss, at("saved"),
+                                scale},
       mnr::PerAnchorBackwardArgs{at("anchors"), at("positives"), at("negatives"), at("saved"),
                                  grad_loss, at("grad_anchors"), at("grad_positives"),
-                                 at("grad_negatives"), grad_scale},
-      mnr::PerAnchorForwardBackwardArgs{at("anchors"), at("positives"), at("negatives"), loss,
-                                        at("saved"), grad_loss, at("grad_anchors"),
-                                        at("grad_positives"), at("grad_negatives"), grad_scale},
+                                 at("grad_negatives"), grad_scale, scale},
+      mnr::PerAnchorForwardBackwardArgs{
+          at("anchors"), at("positives"), at("negatives"), loss, at("saved"), grad_loss,
+          at("grad_anchors"), at("grad_positives"), at("grad_negatives"), grad_scale, scale},
       ws, bytes, stream);
 }
 
@@ -449,7 +451,8 @@ struct Described<mnr::PerAnchorParams> {
                                        {"grad_anchors", Role::kGradient, "anchors"},
                                        {"grad_positives", Role::kGradient, "positives"},
                                        {"grad_negatives", Role::kGradient, "negatives"},
-                                       {"grad_scale", Role::kScalarGradient}};
+                                       {"grad_scale", Role::kScalarGradient},
+                                       {"scale", Role::kScalar}};
 };
 
 template <>

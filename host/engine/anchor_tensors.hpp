@@ -25,18 +25,21 @@ struct AnchorTensors {
   void* grad_positives = nullptr;
   void* grad_negatives = nullptr;
   float* grad_scale = nullptr;
+  const float* scale = nullptr;  ///< (1) device: the scale, replacing the params' (MNR)
 };
 
 inline AnchorTensors tensors_of(const mnr::PerAnchorForwardArgs& a) {
-  return {a.anchors, a.positives, a.negatives, a.loss, a.saved};
+  AnchorTensors t{a.anchors, a.positives, a.negatives, a.loss, a.saved};
+  t.scale = a.scale;
+  return t;
 }
 inline AnchorTensors tensors_of(const mnr::PerAnchorBackwardArgs& a) {
-  return {a.anchors,   a.positives,    a.negatives,      nullptr,          nullptr,     a.saved,
-          a.grad_loss, a.grad_anchors, a.grad_positives, a.grad_negatives, a.grad_scale};
+  return {a.anchors,   a.positives,    a.negatives,      nullptr,          nullptr,      a.saved,
+          a.grad_loss, a.grad_anchors, a.grad_positives, a.grad_negatives, a.grad_scale, a.scale};
 }
 inline AnchorTensors tensors_of(const mnr::PerAnchorForwardBackwardArgs& a) {
-  return {a.anchors,   a.positives,    a.negatives,      a.loss,           a.saved,     a.saved,
-          a.grad_loss, a.grad_anchors, a.grad_positives, a.grad_negatives, a.grad_scale};
+  return {a.anchors,   a.positives,    a.negatives,      a.loss,           a.saved,      a.saved,
+          a.grad_loss, a.grad_anchors, a.grad_positives, a.grad_negatives, a.grad_scale, a.scale};
 }
 inline AnchorTensors tensors_of(const repel::ForwardArgs& a) {
   return {a.anchors, nullptr, a.negatives, a.loss, a.saved};
@@ -64,6 +67,7 @@ inline Status check_anchor_tensors(Pass pass, const char* call, DType dtype, boo
   if (forward_pass) CONTRASTIVE_TRY(require_tensor(t.loss, sizeof(float), call, "loss"));
   CONTRASTIVE_TRY(
       require_tensor(forward_pass ? t.saved : t.saved_in, sizeof(float), call, "saved"));
+  CONTRASTIVE_TRY(require_alignment(t.scale, sizeof(float), call, "scale"));
   if (!computes_gradients(pass)) return Status::kSuccess;
   if (with_positives) {
     if (t.grad_anchors == nullptr && t.grad_positives == nullptr && t.grad_negatives == nullptr &&

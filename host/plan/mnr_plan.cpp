@@ -4,6 +4,7 @@
 #include "host/plan/checks.hpp"
 #include "host/plan/error.hpp"
 #include "host/plan/infonce_plan.hpp"
+#include "host/plan/logits_plan.hpp"
 #include "host/plan/workspace.hpp"
 
 namespace contrastive::mnr {
@@ -128,6 +129,7 @@ PerAnchorWorkspace plan_workspace(const PerAnchorParams& p) {
   PerAnchorWorkspace plan;
   plan.row_loss = builder.add(static_cast<std::uint64_t>(p.batch), sizeof(float));
   plan.row_logit_grad = builder.add(static_cast<std::uint64_t>(p.batch), sizeof(float));
+  plan.scalars = builder.add(logits::kScalarsBytes, 1);
   plan.used_bytes = builder.used_bytes();
   plan.required_bytes = builder.required_bytes();
   return plan;

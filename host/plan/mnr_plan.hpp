@@ -30,6 +30,7 @@ CONTRASTIVE_API logits::Problem to_problem(const InBatchParams& params);
 struct PerAnchorWorkspace {
   std::size_t row_loss = 0;        ///< (B) f32
   std::size_t row_logit_grad = 0;  ///< (B) f32: sum over candidates of dLoss/dlogit * logit
+  std::size_t scalars = 0;         ///< the call's resolved scale (kernels/logit_scalars.hpp)
   std::size_t used_bytes = 0;
   std::size_t required_bytes = 0;
 };

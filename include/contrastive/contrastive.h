@@ -165,6 +165,8 @@ typedef struct contrastive_mnr_per_anchor_params {
   float scale; /* default 1 */
   float eps;
   uint32_t reserved; /* 0; keeps the struct free of padding */
+  /* Since the 88-byte layout (an older caller's struct gets the default: null). */
+  const float* scale_device; /* device (1) or null: the scale read on the stream */
 } contrastive_mnr_per_anchor_params_t;
 
 /** Sets the defaults of the C++ PerAnchorParams (sizes 0: set them), struct_size and magic.

@@ -55,6 +55,9 @@ struct PerAnchorForwardArgs {
   const void* negatives = nullptr;  ///< (B * n, negative_row_stride) dtype: row b * n + t
   float* loss = nullptr;            ///< (1) for mean/sum, (B) for Reduction::kNone
   void* saved = nullptr;            ///< saved_size() bytes: row lse, similarities, norms
+  /// (1) device: when set, the scale is read here, on the stream, instead of from
+  /// PerAnchorParams::scale (a learnable scale without a host read).
+  const float* scale = nullptr;
 };
 
 struct PerAnchorBackwardArgs {
@@ -67,6 +70,7 @@ struct PerAnchorBackwardArgs {
   void* grad_positives = nullptr;    ///< (B, D) or null
   void* grad_negatives = nullptr;    ///< (B * n, D) or null
   float* grad_scale = nullptr;       ///< (1) or null
+  const float* scale = nullptr;      ///< (1) device or null, as in PerAnchorForwardArgs
 };
 
 struct PerAnchorForwardBackwardArgs {
@@ -80,6 +84,7 @@ struct PerAnchorForwardBackwardArgs {
   void* grad_positives = nullptr;
   void* grad_negatives = nullptr;
   float* grad_scale = nullptr;
+  const float* scale = nullptr;  ///< (1) device or null, as in PerAnchorForwardArgs
 };
 
 CONTRASTIVE_API Status check(const PerAnchorParams& params);

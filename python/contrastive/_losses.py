@@ -163,7 +163,8 @@ MNR_PER_ANCHOR = Description(
     saved_size=_core.mnr_per_anchor_saved_size,
     forward=_core.mnr_per_anchor_forward,
     backward=_core.mnr_per_anchor_backward,
-    forward_backward=_core.mnr_per_anchor_forward_backward)
+    forward_backward=_core.mnr_per_anchor_forward_backward,
+    device_scalars=True)
 
 MNR_IN_BATCH = Description(
     name="mnr_in_batch",

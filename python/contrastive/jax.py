@@ -24,8 +24,7 @@ The temperature or scale (and SigLIP's bias) is a Python float (fixed: it is par
 call) or a JAX array of one element, e.g. a learnable parameter, which then receives its gradient.
 When one of a loss's scalars is an array, all of them are passed to the custom calls as float32
 operands (a float as a constant). On a GPU the library reads them on XLA's stream, without a host
-read or a wait (InfoNCE, in-batch MNR, SigLIP); MNR with per-anchor negatives takes its scale on
-the host, so there an array's value is copied to the host and the stream waited for. A float is
+read or a wait. A float is
 checked at trace time; an array's value is read as it is (a temperature or scale that is not
 finite and > 0 gives NaN results).
 

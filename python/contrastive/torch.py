@@ -103,9 +103,9 @@ def _scalar_argument(call: str, name: str, value: Scalar) -> Tuple[float, Option
 
 
 def _host_value(value: float, tensor: Optional[Tensor]) -> float:
-    """The temperature or scale as a host float: a CPU tensor's value, or (MNR with per-anchor
-    negatives only, whose scale the library takes on the host) a CUDA tensor's, which waits for the
-    device."""
+    """The temperature or scale as a host float: a CPU tensor's value (no wait), or a CUDA
+    tensor's, which waits for the device (only for a loss whose library call takes host scalars
+    only: none today)."""
     return value if tensor is None else float(tensor.item())
 
 
@@ -268,8 +268,8 @@ class _Arguments(NamedTuple):
         tensor goes to the library as it is, read on the stream (no host read, so a learnable
         temperature costs no synchronization and a CUDA graph can capture the call); its
         stand-in fills the params. A float, or a CPU tensor (read without waiting for the
-        device), is a host value. Losses whose scalars the library takes only on the host (MNR
-        with per-anchor negatives) read a CUDA tensor on the host."""
+        device), is a host value. (A loss whose scalars the library took only on the host would
+        read a CUDA tensor there: every loss with a scalar takes it on the device now.)"""
         values, device = [], {}
         for spec, value, tensor in zip(loss.scalars, self.scalars, self.scalar_tensors):
             if tensor is not None and tensor.device.type == "cuda" and loss.device_scalars:

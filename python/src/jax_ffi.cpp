@@ -15,8 +15,8 @@
 // scalars (the temperature or scale, then SigLIP's bias), each a float32 operand, given all
 // together when one of them is a traced value (learnable): they then replace the params' values,
 // and backward returns their gradients. The CUDA handler passes them to the library as device
-// values, read on XLA's stream (nothing waits); only MNR with per-anchor negatives, whose scale
-// the library takes on the host, copies its scale to the host and waits for the stream.
+// values, read on XLA's stream (nothing waits); a loss whose library call took host scalars only
+// would copy them to the host and wait for the stream (none does today).
 #include <cuda_runtime_api.h>
 #include <nanobind/nanobind.h>
 

@@ -327,6 +327,7 @@ void expect_an_older_layout_served(std::size_t older_bytes) {
 
 TEST(CApiLayoutBeforeTheScalarFields, IsServedWithTheirDefaults) {
   expect_an_older_layout_served<contrastive_infonce_params_t>(128);
+  expect_an_older_layout_served<contrastive_mnr_per_anchor_params_t>(80);
   expect_an_older_layout_served<contrastive_mnr_in_batch_params_t>(120);
   expect_an_older_layout_served<contrastive_siglip_params_t>(136);
 }

@@ -9,7 +9,7 @@ _Static_assert(offsetof(contrastive_infonce_params_t, reserved) == 124, "infonce
 _Static_assert(offsetof(contrastive_infonce_params_t, log_scale) == 128, "infonce log_scale");
 _Static_assert(offsetof(contrastive_infonce_params_t, temperature_device) == 136,
                "infonce temperature_device");
-_Static_assert(sizeof(contrastive_mnr_per_anchor_params_t) == 80, "per-anchor params size");
+_Static_assert(sizeof(contrastive_mnr_per_anchor_params_t) == 88, "per-anchor params size");
 _Static_assert(offsetof(contrastive_mnr_per_anchor_params_t, scale) == 68, "per-anchor scale");
 _Static_assert(offsetof(contrastive_mnr_per_anchor_params_t, reserved) == 76,
                "per-anchor reserved");

@@ -193,7 +193,8 @@ TEST(DescriptionFields, CoverTheCParamsStructs) {
   }
   {
     using C = contrastive_mnr_per_anchor_params_t;
-    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_MNR_PER_ANCHOR_FIELDS(CONTRASTIVE_FIELD_BYTES),
+    EXPECT_EQ(kHeaderAndReserved<C> CONTRASTIVE_MNR_PER_ANCHOR_FIELDS(CONTRASTIVE_FIELD_BYTES) +
+                  sizeof(C::scale_device),
               sizeof(C));
   }
   {
