@@ -201,8 +201,9 @@ TYPED_TEST(CApiLayout, InitWithAnUnknownSizeWritesNothing) {
   std::memset(&params, kPoison, sizeof params);
   EXPECT_EQ(CApi<P>::init_sized(&params, sizeof(P) + 8), CONTRASTIVE_NOT_SUPPORTED);
   EXPECT_EQ(contrastive_last_error(), newer_message<P>(sizeof(P) + 8));
-  EXPECT_EQ(CApi<P>::init_sized(&params, sizeof(P) - 8), CONTRASTIVE_INVALID_ARGUMENT);
-  EXPECT_EQ(contrastive_last_error(), unknown_size_message<P>(sizeof(P) - 8));
+  // 4 bytes short: no layout (8 short may be an older one, which is served).
+  EXPECT_EQ(CApi<P>::init_sized(&params, sizeof(P) - 4), CONTRASTIVE_INVALID_ARGUMENT);
+  EXPECT_EQ(contrastive_last_error(), unknown_size_message<P>(sizeof(P) - 4));
   EXPECT_EQ(CApi<P>::init_sized(&params, 0), CONTRASTIVE_INVALID_ARGUMENT);
   EXPECT_EQ(contrastive_last_error(), unknown_size_message<P>(0));
   EXPECT_TRUE(all_poison(params));
