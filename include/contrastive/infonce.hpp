@@ -19,6 +19,7 @@
 
 #include "contrastive/export.h"
 #include "contrastive/handle.hpp"
+#include "contrastive/id_options.hpp"
 #include "contrastive/status.hpp"
 #include "contrastive/types.hpp"
 
@@ -63,6 +64,10 @@ struct Params {
   /// recomputing logits in backward.
   std::int64_t tile_rows = 0;
   std::int64_t tile_cols = 0;
+  /// Ids of the query and key rows and what they mean (contrastive/ids.hpp): duplicates out of the
+  /// denominator, several positives, self-exclusion, a false-negative threshold. The default: none.
+  /// With a type, the args' query_ids and key_ids are required.
+  ids::IdOptions ids;
 };
 
 /// Inputs and outputs of forward(). Device pointers.
@@ -73,7 +78,9 @@ struct ForwardArgs {
   void* saved = nullptr;    ///< saved_size() bytes, 4-byte aligned; read by backward()
   /// (1) device: when set, the temperature (theta with log_scale) is read here, on the stream,
   /// instead of from Params::temperature: a learnable temperature without a host read.
-  const float* temperature = nullptr;
+  const float* temperature = nullptr;  /// (B) device, int32 or int64 per Params::ids.type: the ids of the query rows; null without ids.
+  const void* query_ids = nullptr;
+  const void* key_ids = nullptr;  ///< (M) device, the ids of the key rows, as query_ids
 };
 
 /// Inputs and outputs of backward(). Device pointers. Gradient outputs are dense (row stride D).
@@ -86,7 +93,9 @@ struct BackwardArgs {
   void* grad_q = nullptr;              ///< (B, D) dtype, written (not accumulated)
   void* grad_k = nullptr;              ///< (M, D) dtype, written (not accumulated)
   float* grad_temperature = nullptr;   ///< (1): dLoss/dtemperature, scaled by grad_loss
-  const float* temperature = nullptr;  ///< (1) device or null, as in ForwardArgs
+  const float* temperature = nullptr;  ///< (1) device or null, as in ForwardArgs  /// (B) device, int32 or int64 per Params::ids.type: the ids of the query rows; null without ids.
+  const void* query_ids = nullptr;
+  const void* key_ids = nullptr;  ///< (M) device, the ids of the key rows, as query_ids
 };
 
 /// Inputs and outputs of forward_backward(): the training step in one call.
@@ -99,7 +108,9 @@ struct ForwardBackwardArgs {
   void* grad_q = nullptr;              ///< (B, D) or null
   void* grad_k = nullptr;              ///< (M, D) or null
   float* grad_temperature = nullptr;   ///< (1) or null
-  const float* temperature = nullptr;  ///< (1) device or null, as in ForwardArgs
+  const float* temperature = nullptr;  ///< (1) device or null, as in ForwardArgs  /// (B) device, int32 or int64 per Params::ids.type: the ids of the query rows; null without ids.
+  const void* query_ids = nullptr;
+  const void* key_ids = nullptr;  ///< (M) device, the ids of the key rows, as query_ids
 };
 
 /// Validate `params` (no device needed). Returns kInvalidArgument or kNotSupported with a message.
