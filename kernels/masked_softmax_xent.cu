@@ -61,7 +61,8 @@ __global__ __launch_bounds__(kSimilarityWarps* kWarpSize) void positive_similari
   const T* q_row = q + row * ldq;
   const T* k_row = k + (row + positive_offset) * ldk;
   float dot = 0.0f;
-  for (std::int64_t d = lane; d < dim; d += kWarpSize) dot += to_float(q_row[d]) * to_float(k_row[d]);
+  for (std::int64_t d = lane; d < dim; d += kWarpSize)
+    dot += to_float(q_row[d]) * to_float(k_row[d]);
   dot = warp_all_sum(dot);
   if (lane == 0) positive_sim[row] = dot;
 }
@@ -120,9 +121,9 @@ __global__ __launch_bounds__(kColumnWidth* kColumnRowGroups) void masked_col_lse
     for (std::int64_t r = threadIdx.y; r < part.rows; r += kColumnRowGroups) {
       const std::int64_t row = part.row0 + r;
       const float sim = to_float(logits[r * part.ld + local_col]);
-      const KeyRole role = key_role(rows.mask, row == owner,
-                                    same_id(rows.mask, row_id(rows.mask, row), col), sim,
-                                    positive_sim);
+      const KeyRole role =
+          key_role(rows.mask, row == owner, same_id(rows.mask, row_id(rows.mask, row), col), sim,
+                   positive_sim);
       if (role.kept) state = lse_push(state, scale * sim);
     }
   }
@@ -210,8 +211,7 @@ __global__ __launch_bounds__(kRowThreads) void masked_backward_tile_kernel(
     if (col_lse != nullptr && owner >= 0 && owner < rows.batch) {
       const float owner_sim = rows.positive_sim != nullptr ? rows.positive_sim[owner] : 0.0f;
       const KeyRole column_role = key_role(rows.mask, row == owner, same, sim, owner_sim);
-      g += masked_xent_grad(logit, col_lse[owner], column_role, 1.0f, true,
-                            upstream.weight(owner));
+      g += masked_xent_grad(logit, col_lse[owner], column_role, 1.0f, true, upstream.weight(owner));
     }
     grad_dot_logit += grad_times_logit(g, logit);
     return g;
@@ -235,8 +235,7 @@ __global__ __launch_bounds__(kSingleBlockThreads) void positive_rows_scale_kerne
   if (threadIdx.x != 0) return;
   // 0 * s keeps a NaN scale NaN; with no positive row every G is 0 anyway.
   const double inverse = active_rows > 0.0 ? 1.0 / active_rows : 0.0;
-  scalars->gradient_scale =
-      static_cast<float>(static_cast<double>(scalars->logit_scale) * inverse);
+  scalars->gradient_scale = static_cast<float>(static_cast<double>(scalars->logit_scale) * inverse);
   scalars->scale_gradient_factor *= inverse;
 }
 
@@ -285,8 +284,8 @@ cudaError_t launch_masked_finalize_loss(const LseState* row_state, const LseStat
                                         float* col_lse, float* saved_count, float* loss,
                                         cudaStream_t stream) {
   masked_finalize_loss_kernel<<<1, kSingleBlockThreads, 0, stream>>>(
-      row_state, col_state, positive_sum, positive_count, batch, reduction,
-      mean_over_positive_rows, row_lse, col_lse, saved_count, loss);
+      row_state, col_state, positive_sum, positive_count, batch, reduction, mean_over_positive_rows,
+      row_lse, col_lse, saved_count, loss);
   return cudaGetLastError();
 }
 
@@ -313,19 +312,18 @@ cudaError_t launch_positive_rows_scale(const float* counts, std::int64_t batch,
   return cudaGetLastError();
 }
 
-#define CONTRASTIVE_INSTANTIATE_OPERANDS(T)                                                  \
-  template cudaError_t launch_positive_similarity<T>(const T*, std::int64_t, const T*,        \
+#define CONTRASTIVE_INSTANTIATE_OPERANDS(T)                                                    \
+  template cudaError_t launch_positive_similarity<T>(const T*, std::int64_t, const T*,         \
                                                      std::int64_t, std::int64_t, std::int64_t, \
                                                      std::int64_t, float*, cudaStream_t);
-#define CONTRASTIVE_INSTANTIATE_TILE(L)                                                          \
-  template cudaError_t launch_masked_row_stats_tile<L>(const LogitsTile&, const MaskedRows&,     \
-                                                       LseState*, float*, float*, bool,          \
-                                                       cudaStream_t);                            \
-  template cudaError_t launch_masked_col_lse_tile<L>(const LogitsTile&, const MaskedRows&,       \
+#define CONTRASTIVE_INSTANTIATE_TILE(L)                                                     \
+  template cudaError_t launch_masked_row_stats_tile<L>(                                     \
+      const LogitsTile&, const MaskedRows&, LseState*, float*, float*, bool, cudaStream_t); \
+  template cudaError_t launch_masked_col_lse_tile<L>(const LogitsTile&, const MaskedRows&,  \
                                                      LseState*, bool, cudaStream_t);
-#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                                  \
-  template cudaError_t launch_masked_backward_tile<L, GT>(                                       \
-      const LogitsTile&, GT*, const MaskedRows&, const float*, const float*, const float*,       \
+#define CONTRASTIVE_INSTANTIATE_BACKWARD(L, GT)                                            \
+  template cudaError_t launch_masked_backward_tile<L, GT>(                                 \
+      const LogitsTile&, GT*, const MaskedRows&, const float*, const float*, const float*, \
       UpstreamGradient, float*, bool, cudaStream_t);
 CONTRASTIVE_INSTANTIATE_OPERANDS(float)
 CONTRASTIVE_INSTANTIATE_OPERANDS(__half)

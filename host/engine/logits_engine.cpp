@@ -374,8 +374,9 @@ Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Pr
     TileOperands operands;
     CONTRASTIVE_TRY(prepare_operands(call, q, k, {}, saved, &operands));
     CONTRASTIVE_TRY(walk_backward(call, operands, false, saved.head, out, true));
-    CONTRASTIVE_TRY_CUDA(call.head.finish_forward(call.head_call(saved.head), args.loss, saved.head),
-                         "finish forward launch");
+    CONTRASTIVE_TRY_CUDA(
+        call.head.finish_forward(call.head_call(saved.head), args.loss, saved.head),
+        "finish forward launch");
     return finish_backward(call, q, k, out);
   }
   TileOperands operands;

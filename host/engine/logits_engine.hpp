@@ -21,10 +21,10 @@ struct ArgumentNames {
   const char* k;
   const char* grad_q;
   const char* grad_k;
-  const char* grad_scale;           ///< e.g. "grad_temperature"
-  const char* grad_bias = nullptr;  ///< heads with a bias
-  const char* scale = "scale";      ///< the device value of the scale, e.g. "temperature"
-  const char* bias = nullptr;       ///< the device value of the bias (heads with a bias)
+  const char* grad_scale;               ///< e.g. "grad_temperature"
+  const char* grad_bias = nullptr;      ///< heads with a bias
+  const char* scale = "scale";          ///< the device value of the scale, e.g. "temperature"
+  const char* bias = nullptr;           ///< the device value of the bias (heads with a bias)
   const char* query_ids = "query_ids";  ///< the ids of the rows of q (masked heads)
   const char* key_ids = "key_ids";      ///< the ids of the rows of k
 };
@@ -57,18 +57,18 @@ inline LogitsTensors tensors_of(const infonce::ForwardArgs& a) {
 }
 inline LogitsTensors tensors_of(const infonce::BackwardArgs& a) {
   LogitsTensors t{a.q,      a.k,          nullptr,
-          nullptr,  a.saved,      a.grad_loss,
-          a.grad_q, a.grad_k,     a.grad_temperature,
-          nullptr,  a.temperature};
+                  nullptr,  a.saved,      a.grad_loss,
+                  a.grad_q, a.grad_k,     a.grad_temperature,
+                  nullptr,  a.temperature};
   t.query_ids = a.query_ids;
   t.key_ids = a.key_ids;
   return t;
 }
 inline LogitsTensors tensors_of(const infonce::ForwardBackwardArgs& a) {
   LogitsTensors t{a.q,      a.k,          a.loss,
-          a.saved,  a.saved,      a.grad_loss,
-          a.grad_q, a.grad_k,     a.grad_temperature,
-          nullptr,  a.temperature};
+                  a.saved,  a.saved,      a.grad_loss,
+                  a.grad_q, a.grad_k,     a.grad_temperature,
+                  nullptr,  a.temperature};
   t.query_ids = a.query_ids;
   t.key_ids = a.key_ids;
   return t;
@@ -82,14 +82,14 @@ inline LogitsTensors tensors_of(const mnr::InBatchForwardArgs& a) {
 }
 inline LogitsTensors tensors_of(const mnr::InBatchBackwardArgs& a) {
   LogitsTensors t{a.anchors,      a.candidates,      nullptr,      nullptr, a.saved, a.grad_loss,
-          a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
+                  a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
   t.query_ids = a.anchor_ids;
   t.key_ids = a.candidate_ids;
   return t;
 }
 inline LogitsTensors tensors_of(const mnr::InBatchForwardBackwardArgs& a) {
   LogitsTensors t{a.anchors,      a.candidates,      a.loss,       a.saved, a.saved, a.grad_loss,
-          a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
+                  a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
   t.query_ids = a.anchor_ids;
   t.key_ids = a.candidate_ids;
   return t;

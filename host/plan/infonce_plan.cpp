@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "host/plan/checks.hpp"
-#include "host/plan/ids_plan.hpp"
 #include "host/plan/error.hpp"
+#include "host/plan/ids_plan.hpp"
 #include "host/plan/logits_params.hpp"
 
 namespace contrastive::infonce {
@@ -36,9 +36,9 @@ Status check_problem(const Params& p) {
 
 logits::Problem to_problem(const Params& p) {
   if (logits::masks_keys(p.ids)) {
-    logits::Problem problem = logits::problem_of(
-        p, p.symmetric ? logits::HeadKind::kMaskedSoftmaxRowsAndColumns
-                       : logits::HeadKind::kMaskedSoftmaxRows);
+    logits::Problem problem =
+        logits::problem_of(p, p.symmetric ? logits::HeadKind::kMaskedSoftmaxRowsAndColumns
+                                          : logits::HeadKind::kMaskedSoftmaxRows);
     problem.ids = p.ids;
     return problem;
   }
@@ -50,8 +50,8 @@ logits::Problem to_problem(const Params& p) {
 
 Status check(const Params& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  CONTRASTIVE_TRY(contrastive::detail::require_supported_logits("infonce", params.logits_dtype,
-                                                                params.dtype));
+  CONTRASTIVE_TRY(
+      contrastive::detail::require_supported_logits("infonce", params.logits_dtype, params.dtype));
   return ids::detail::check_options("infonce", params.ids, params.symmetric);
 }
 

@@ -84,9 +84,10 @@ CONTRASTIVE_API HeadLayout head_layout(const Problem& problem);
 
 /// The reduction's factor of dLoss/dlogits: 1/B for a mean (else 1), times 1/2 for the row and
 /// column heads; 1 for a mean over the rows with a positive (multi-positive), whose divisor the
-/// masked head applies on the device (ResolvedScalars::gradient_scale). The kernels store G = upstream * dl/dlogits without it and the gradient GEMMs
-/// apply it in alpha (with the logit scale), as does the scalar gradient: folded into a 16-bit G,
-/// 1/B would push small entries (about 1/(B M)) below fp16's normal range, where they flush.
+/// masked head applies on the device (ResolvedScalars::gradient_scale). The kernels store G =
+/// upstream * dl/dlogits without it and the gradient GEMMs apply it in alpha (with the logit
+/// scale), as does the scalar gradient: folded into a 16-bit G, 1/B would push small entries (about
+/// 1/(B M)) below fp16's normal range, where they flush.
 CONTRASTIVE_API double gradient_factor(const Problem& problem);
 
 /// Float offsets into the saved buffer; -1 for a piece this configuration does not use.

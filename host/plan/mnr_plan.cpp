@@ -162,8 +162,8 @@ Status check(const PerAnchorParams& params) {
 
 Status check(const InBatchParams& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  CONTRASTIVE_TRY(contrastive::detail::require_supported_logits(
-      detail::kInBatch, params.logits_dtype, params.dtype));
+  CONTRASTIVE_TRY(contrastive::detail::require_supported_logits(detail::kInBatch,
+                                                                params.logits_dtype, params.dtype));
   return ids::detail::check_options(detail::kInBatch, params.ids, params.symmetric);
 }
 

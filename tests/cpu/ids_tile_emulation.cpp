@@ -48,7 +48,7 @@ struct Case {
   bool symmetric = false;
   bool same_rows = false;  // Q = K (rows [offset, offset + B) of K): NT-Xent / SupCon
   Reduction reduction = Reduction::kMean;
-  std::int64_t tile_rows, tile_cols;
+  std::int64_t tile_rows = 0, tile_cols = 0;
   std::int64_t id_classes = 3;  // ids drawn from [0, id_classes)
 };
 
@@ -151,9 +151,9 @@ Emulated emulate(const Case& c, const infonce::Params& params, const std::vector
   // the device) applied afterwards, as the gradient GEMMs and the finishing kernels do.
   double factor = logits::gradient_factor(problem);
   if (problem.mean_over_positive_rows()) factor *= active > 0.0 ? 1.0 / active : 0.0;
-  const kernels::ResolvedScalars scalars = kernels::resolve_scalars(
-      params.temperature, kernels::ScaleForm::kTemperature, 0.0f, 0.0f,
-      logits::gradient_factor(problem));
+  const kernels::ResolvedScalars scalars =
+      kernels::resolve_scalars(params.temperature, kernels::ScaleForm::kTemperature, 0.0f, 0.0f,
+                               logits::gradient_factor(problem));
   const double device_factor =
       problem.mean_over_positive_rows() ? (active > 0.0 ? 1.0 / active : 0.0) : 1.0;
   auto weight = [&](std::int64_t row) {
@@ -297,9 +297,9 @@ TEST(IdsTileEmulation, MaskingDuplicatesEveryTileShapeAndOffset) {
 TEST(IdsTileEmulation, ThresholdWithAndWithoutIds) {
   for (IdType type : {IdType::kNone, IdType::kInt64}) {
     for (float margin : {-0.1f, 0.0f, 0.3f}) {
-      Case c{"threshold " + std::to_string(margin) + " ids " +
-                 std::to_string(static_cast<int>(type)),
-             10, 17, 2, options(type, false, false, true, margin)};
+      Case c{
+          "threshold " + std::to_string(margin) + " ids " + std::to_string(static_cast<int>(type)),
+          10, 17, 2, options(type, false, false, true, margin)};
       c.tile_rows = 4;
       c.tile_cols = 6;
       run_case(c);
