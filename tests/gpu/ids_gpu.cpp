@@ -117,7 +117,8 @@ TEST_P(IdsGpu, MatchesTheReferenceInEveryPass) {
   std::uniform_int_distribution<std::int64_t> draw(0, c.id_classes - 1);
   std::vector<std::int64_t> kid(m), qid(b);
   for (auto& x : kid) x = draw(engine) * 7919 - 3;
-  for (std::int64_t i = 0; i < b; ++i) qid[i] = c.same_rows ? kid[i + c.offset] : draw(engine) * 7919 - 3;
+  for (std::int64_t i = 0; i < b; ++i)
+    qid[i] = c.same_rows ? kid[i + c.offset] : draw(engine) * 7919 - 3;
 
   infonce::Params p;
   p.batch = b;
@@ -219,14 +220,14 @@ TEST_P(IdsGpu, MatchesTheReferenceInEveryPass) {
     grad_k.poison();
     grad_t.poison();
     workspace.poison();
-    infonce::ForwardBackwardArgs both{dq.data(),        dk.data(),     loss.data(),
-                                      saved.data(),     grad_loss.data(), grad_q.data(),
-                                      grad_k.data(),    grad_t.data()};
+    infonce::ForwardBackwardArgs both{dq.data(),     dk.data(),        loss.data(),
+                                      saved.data(),  grad_loss.data(), grad_q.data(),
+                                      grad_k.data(), grad_t.data()};
     both.query_ids = query_ids;
     both.key_ids = key_ids;
-    ASSERT_EQ(infonce::forward_backward(handle_, p, both, workspace.data(), workspace_bytes,
-                                        stream_),
-              Status::kSuccess)
+    ASSERT_EQ(
+        infonce::forward_backward(handle_, p, both, workspace.data(), workspace_bytes, stream_),
+        Status::kSuccess)
         << last_error_message();
     synchronize();
     check_loss();
@@ -245,20 +246,25 @@ std::vector<IdsCase> cases() {
   std::vector<IdsCase> out;
   auto add = [&](IdsCase c) { out.push_back(c); };
   add({"MaskInt32", 33, 70, 5, 64, options(IdType::kInt32, false, false, false, 0.0f)});
-  IdsCase tiled{"MaskInt64Tiled", 100, 300, 17, 40, options(IdType::kInt64, false, false, false, 0)};
+  IdsCase tiled{
+      "MaskInt64Tiled", 100, 300, 17, 40, options(IdType::kInt64, false, false, false, 0)};
   tiled.tile_rows = 32;
   tiled.tile_cols = 96;
   add(tiled);
-  IdsCase threshold{"ThresholdTiled", 50, 130, 3, 33, options(IdType::kNone, false, false, true,
-                                                               -0.1f)};
+  IdsCase threshold{
+      "ThresholdTiled", 50, 130, 3, 33, options(IdType::kNone, false, false, true, -0.1f)};
   threshold.tile_rows = 16;
   threshold.tile_cols = 40;
   add(threshold);
-  IdsCase both{"MaskAndThresholdDot", 20, 20, 0, 16,
-               options(IdType::kInt64, false, false, true, 0.05f)};
+  IdsCase both{
+      "MaskAndThresholdDot", 20, 20, 0, 16, options(IdType::kInt64, false, false, true, 0.05f)};
   both.similarity = Similarity::kDot;
   add(both);
-  IdsCase symmetric{"SymmetricMaskThresholdNone", 40, 90, 10, 24,
+  IdsCase symmetric{"SymmetricMaskThresholdNone",
+                    40,
+                    90,
+                    10,
+                    24,
                     options(IdType::kInt32, false, false, true, 0.0f)};
   symmetric.symmetric = true;
   symmetric.reduction = Reduction::kNone;
@@ -269,8 +275,8 @@ std::vector<IdsCase> cases() {
   ntxent.same_rows = true;
   ntxent.id_classes = 32;
   add(ntxent);
-  IdsCase supcon{"SupConSparseTiledSum", 90, 90, 0, 48,
-                 options(IdType::kInt32, true, true, false, 0)};
+  IdsCase supcon{
+      "SupConSparseTiledSum", 90, 90, 0, 48, options(IdType::kInt32, true, true, false, 0)};
   supcon.same_rows = true;
   supcon.id_classes = 60;  // some rows without a positive
   supcon.tile_rows = 32;
@@ -280,8 +286,8 @@ std::vector<IdsCase> cases() {
   supcon_mean.name = "SupConSparseTiledMean";
   supcon_mean.reduction = Reduction::kMean;
   add(supcon_mean);
-  IdsCase multi_bf16{"MultiBf16LogitsTiled", 64, 128, 32, 64,
-                     options(IdType::kInt64, true, false, false, 0)};
+  IdsCase multi_bf16{
+      "MultiBf16LogitsTiled", 64, 128, 32, 64, options(IdType::kInt64, true, false, false, 0)};
   multi_bf16.dtype = DType::kBF16;
   multi_bf16.logits_dtype = DType::kBF16;
   multi_bf16.tile_rows = 32;
@@ -290,8 +296,8 @@ std::vector<IdsCase> cases() {
   IdsCase mask_f16{"MaskF16", 48, 96, 8, 64, options(IdType::kInt32, false, false, false, 0)};
   mask_f16.dtype = DType::kF16;
   add(mask_f16);
-  IdsCase mask_bf16{"MaskBf16SymmetricTiled", 40, 40, 0, 32,
-                    options(IdType::kInt64, false, false, false, 0)};
+  IdsCase mask_bf16{
+      "MaskBf16SymmetricTiled", 40, 40, 0, 32, options(IdType::kInt64, false, false, false, 0)};
   mask_bf16.dtype = DType::kBF16;
   mask_bf16.symmetric = true;
   mask_bf16.tile_rows = 16;
@@ -324,8 +330,8 @@ TEST_F(MnrIdsGpu, DuplicatesLeaveTheDenominator) {
     p.ids.type = IdType::kInt64;
     const std::int64_t b = p.batch, n = (1 + p.hard_negatives) * b, d = p.dim;
     std::mt19937_64 engine(11);
-    std::vector<double> a = testing::random_normal(b * d, engine), cand =
-        testing::random_normal(n * d, engine);
+    std::vector<double> a = testing::random_normal(b * d, engine),
+                        cand = testing::random_normal(n * d, engine);
     round_to(dtype, &a);
     round_to(dtype, &cand);
     std::vector<std::int64_t> aid(b), cid(n);
@@ -351,8 +357,8 @@ TEST_F(MnrIdsGpu, DuplicatesLeaveTheDenominator) {
     dcid.upload(cid);
     DeviceArray<float> loss(1), saved(saved_bytes / 4 + 1), gs(1);
     DeviceArray<unsigned char> workspace(workspace_bytes);
-    mnr::InBatchForwardBackwardArgs args{da.data(), dc.data(), loss.data(), saved.data(), nullptr,
-                                         ga.data(), gc.data(), gs.data()};
+    mnr::InBatchForwardBackwardArgs args{da.data(), dc.data(), loss.data(), saved.data(),
+                                         nullptr,   ga.data(), gc.data(),   gs.data()};
     args.anchor_ids = daid.data();
     args.candidate_ids = dcid.data();
     ASSERT_EQ(mnr::forward_backward(handle_, p, args, workspace.data(), workspace_bytes, stream_),
@@ -363,7 +369,8 @@ TEST_F(MnrIdsGpu, DuplicatesLeaveTheDenominator) {
     EXPECT_NEAR(loss.download()[0], want.loss[0], tol * (1.0 + std::abs(want.loss[0])));
     expect_close(ga.download(), want_grad.grad_anchors, tol, "grad_anchors");
     expect_close(gc.download(), want_grad.grad_candidates, tol, "grad_candidates");
-    EXPECT_NEAR(gs.download()[0], want_grad.grad_scale, tol * (1.0 + std::abs(want_grad.grad_scale)));
+    EXPECT_NEAR(gs.download()[0], want_grad.grad_scale,
+                tol * (1.0 + std::abs(want_grad.grad_scale)));
   }
 }
 
