@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "kernels/anchor_candidates.hpp"
+#include "kernels/masked_softmax_xent.hpp"
 #include "kernels/normalize.hpp"
 #include "kernels/numeric.hpp"
 #include "kernels/reduce.hpp"
@@ -107,6 +108,41 @@ cudaError_t launch_anchor_candidates(AnchorPass, const AnchorCandidates&, const 
   launched("anchor_candidates (hinge head)");
 }
 
+template <typename T>
+cudaError_t launch_positive_similarity(const T*, std::int64_t, const T*, std::int64_t, std::int64_t,
+                                       std::int64_t, std::int64_t, float*, cudaStream_t) {
+  launched("positive_similarity");
+}
+
+template <typename L>
+cudaError_t launch_masked_row_stats_tile(const LogitsTile&, const MaskedRows&, LseState*, float*,
+                                         float*, bool, cudaStream_t) {
+  launched("masked_row_stats_tile");
+}
+
+template <typename L>
+cudaError_t launch_masked_col_lse_tile(const LogitsTile&, const MaskedRows&, LseState*, bool,
+                                       cudaStream_t) {
+  launched("masked_col_lse_tile");
+}
+
+cudaError_t launch_masked_finalize_loss(const LseState*, const LseState*, const float*,
+                                        const float*, std::int64_t, Reduction, bool, float*, float*,
+                                        float*, float*, cudaStream_t) {
+  launched("masked_finalize_loss");
+}
+
+template <typename L, typename GT>
+cudaError_t launch_masked_backward_tile(const LogitsTile&, GT*, const MaskedRows&, const float*,
+                                        const float*, const float*, UpstreamGradient, float*, bool,
+                                        cudaStream_t) {
+  launched("masked_backward_tile");
+}
+
+cudaError_t launch_positive_rows_scale(const float*, std::int64_t, ResolvedScalars*, cudaStream_t) {
+  launched("positive_rows_scale");
+}
+
 #define CONTRASTIVE_STUB_TYPE(T)                                                                  \
   template cudaError_t launch_normalize_rows<T>(const T*, std::int64_t, std::int64_t,             \
                                                 std::int64_t, float, const float*, float*, T*,    \
@@ -121,7 +157,10 @@ cudaError_t launch_anchor_candidates(AnchorPass, const AnchorCandidates&, const 
       const SavedSimilarities&, cudaStream_t);                                                    \
   template cudaError_t launch_anchor_candidates<T>(AnchorPass, const AnchorCandidates&,           \
                                                    const HingeHead&, const AnchorCandidateGrads&, \
-                                                   const SavedSimilarities&, cudaStream_t);
+                                                   const SavedSimilarities&, cudaStream_t);       \
+  template cudaError_t launch_positive_similarity<T>(const T*, std::int64_t, const T*,            \
+                                                     std::int64_t, std::int64_t, std::int64_t,    \
+                                                     std::int64_t, float*, cudaStream_t);
 CONTRASTIVE_STUB_TYPE(float)
 CONTRASTIVE_STUB_TYPE(__half)
 CONTRASTIVE_STUB_TYPE(__nv_bfloat16)
@@ -131,7 +170,11 @@ CONTRASTIVE_STUB_TYPE(__nv_bfloat16)
                                               bool, cudaStream_t);                                \
   template cudaError_t launch_col_lse_tile<L>(const LogitsTile&, LseState*, bool, cudaStream_t);  \
   template cudaError_t launch_sigmoid_forward_tile<L>(const LogitsTile&, const float*,            \
-                                                      SigmoidLabels, float*, bool, cudaStream_t);
+                                                      SigmoidLabels, float*, bool, cudaStream_t); \
+  template cudaError_t launch_masked_row_stats_tile<L>(                                           \
+      const LogitsTile&, const MaskedRows&, LseState*, float*, float*, bool, cudaStream_t);       \
+  template cudaError_t launch_masked_col_lse_tile<L>(const LogitsTile&, const MaskedRows&,        \
+                                                     LseState*, bool, cudaStream_t);
 #define CONTRASTIVE_STUB_BACKWARD(L, GT)                                                         \
   template cudaError_t launch_logits_backward_tile<L, GT>(                                       \
       const LogitsTile&, GT*, std::int64_t, std::int64_t, const float*, const float*,            \
@@ -141,7 +184,10 @@ CONTRASTIVE_STUB_TYPE(__nv_bfloat16)
                                                            float*, cudaStream_t);                \
   template cudaError_t launch_sigmoid_backward_tile<L, GT>(const LogitsTile&, GT*, const float*, \
                                                            SigmoidLabels, UpstreamGradient,      \
-                                                           SigmoidRowSums, bool, cudaStream_t);
+                                                           SigmoidRowSums, bool, cudaStream_t);  \
+  template cudaError_t launch_masked_backward_tile<L, GT>(                                       \
+      const LogitsTile&, GT*, const MaskedRows&, const float*, const float*, const float*,       \
+      UpstreamGradient, float*, bool, cudaStream_t);
 CONTRASTIVE_STUB_TILE(float)
 CONTRASTIVE_STUB_TILE(__nv_bfloat16)
 CONTRASTIVE_STUB_BACKWARD(float, float)

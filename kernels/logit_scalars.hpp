@@ -29,6 +29,10 @@ struct ResolvedScalars {
   /// Turns sum(G * logits), G without f, into the gradient of the caller's parameter:
   /// dLoss/ds = f sum / s, dLoss/dt = -f sum s, dLoss/dtheta = f sum; 0 where max_scale clamps.
   double scale_gradient_factor;
+  /// What the gradients' finishing kernels multiply the summed products by: s, unless a head
+  /// whose reduction's factor is known on the device only (a mean over the rows that have a
+  /// positive) sets s / count before backward finishes.
+  float gradient_scale;
 };
 
 /// s from the value in its form, clamped at max_scale (when > 0); `clamped` tells whether the
@@ -54,6 +58,7 @@ CONTRASTIVE_HOST_DEVICE inline ResolvedScalars resolve_scalars(float value, Scal
   bool clamped = false;
   const float s = logit_scale_of(value, form, max_scale, &clamped);
   r.logit_scale = s;
+  r.gradient_scale = s;
   r.bias = bias;
   const double sd = static_cast<double>(s);
   double factor = f / sd;

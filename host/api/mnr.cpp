@@ -96,8 +96,10 @@ template <typename Args>
 Status run_in_batch(Pass pass, const char* call, const Handle& handle, const InBatchParams& p,
                     const Args& args, void* workspace, std::size_t workspace_bytes, Stream stream) {
   CONTRASTIVE_TRY(check(p));
-  const logits::ArgumentNames names{call,           "anchors",         "candidates",
-                                    "grad_anchors", "grad_candidates", "grad_scale"};
+  logits::ArgumentNames names{call,           "anchors",         "candidates",
+                              "grad_anchors", "grad_candidates", "grad_scale"};
+  names.query_ids = "anchor_ids";
+  names.key_ids = "candidate_ids";
   logits::Scalars scalars;
   scalars.value = p.scale;
   scalars.form = p.log_scale ? kernels::ScaleForm::kLogScale : kernels::ScaleForm::kScale;

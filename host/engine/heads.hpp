@@ -3,7 +3,8 @@
 // contributes (running statistics or partial sums in its scratch words), how forward turns them
 // into the loss and what it saves, the per-element gradient G = upstream * dl/dlogit it writes
 // over a tile, and its scalar gradients. Softmax by rows (InfoNCE, MNR), by rows and columns
-// (CLIP) and the pairwise sigmoid (SigLIP) are the heads today.
+// (CLIP), both over the kept keys under ids (the masked heads) and the pairwise sigmoid (SigLIP)
+// are the heads today.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -31,8 +32,13 @@ struct Scalars {
 struct HeadCall {
   const Problem& problem;
   float* scratch;
-  const kernels::ResolvedScalars* scalars;
+  kernels::ResolvedScalars* scalars;
   cudaStream_t stream;
+  const void* query_ids = nullptr;  ///< masked heads: (B) device ids of the query rows, or null
+  const void* key_ids = nullptr;    ///< (M) of the key rows
+  /// The head's piece of the saved buffer in this pass: what forward writes (prepare_forward's
+  /// part is complete when the walk starts), or what backward reads. Null when none.
+  const float* saved = nullptr;
 };
 
 /// Where a tile lies in the walk: its first column tile starts each row's sums over.
@@ -44,6 +50,19 @@ struct TilePosition {
 class Head {
  public:
   virtual ~Head() = default;
+
+  /// Forward, before the walk: what the tiles need from the operands (the GEMMs' inputs), written
+  /// to the head's saved piece (forward's `saved`). Most heads need nothing.
+  virtual cudaError_t prepare_forward(const HeadCall& /*call*/, const TileOperands& /*operands*/,
+                                      float* /*saved*/) const {
+    return cudaSuccess;
+  }
+
+  /// Backward, once forward's saved piece is complete and before the walk: e.g. a reduction's
+  /// factor known on the device only, into the call's scalars. Most heads need nothing.
+  virtual cudaError_t prepare_backward(const HeadCall& /*call*/, const float* /*saved*/) const {
+    return cudaSuccess;
+  }
 
   /// Forward: merge the tile into the running statistics.
   virtual cudaError_t forward_tile(const HeadCall& call, const kernels::LogitsTile& tile,
@@ -71,11 +90,19 @@ class Head {
                                        float* grad_bias) const = 0;
 };
 
-const Head& softmax_head();  // host/engine/softmax_head.cpp: both softmax kinds
-const Head& sigmoid_head();  // host/engine/sigmoid_head.cpp
+const Head& softmax_head();         // host/engine/softmax_head.cpp: both softmax kinds
+const Head& masked_softmax_head();  // host/engine/masked_softmax_head.cpp: both masked kinds
+const Head& sigmoid_head();         // host/engine/sigmoid_head.cpp
 
 inline const Head& head_of(HeadKind kind) {
-  return kind == HeadKind::kSigmoid ? sigmoid_head() : softmax_head();
+  switch (kind) {
+    case HeadKind::kSigmoid: return sigmoid_head();
+    case HeadKind::kMaskedSoftmaxRows:
+    case HeadKind::kMaskedSoftmaxRowsAndColumns: return masked_softmax_head();
+    case HeadKind::kSoftmaxRows:
+    case HeadKind::kSoftmaxRowsAndColumns: break;
+  }
+  return softmax_head();
 }
 
 }  // namespace contrastive::logits

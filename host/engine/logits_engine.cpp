@@ -103,8 +103,13 @@ struct Call {
   Scalars scalars;
   Scratch scratch;
   cudaStream_t stream;
+  const void* query_ids = nullptr;
+  const void* key_ids = nullptr;
 
-  HeadCall head_call() const { return {problem, scratch.head_scratch, scratch.scalars, stream}; }
+  /// `saved`: the head's saved piece in this pass (forward: written; backward: read).
+  HeadCall head_call(const float* saved = nullptr) const {
+    return {problem, scratch.head_scratch, scratch.scalars, stream, query_ids, key_ids, saved};
+  }
 };
 
 // The call's scalars, resolved on the stream before anything reads them.
@@ -203,8 +208,10 @@ GradientTargets gradient_targets(const Call& call, const Gradients& out) {
 Status run_forward(const Call& call, const void* q, const void* k, float* loss,
                    const SavedView<float>& saved, TileOperands* operands) {
   const auto& tiles = call.scratch.plan.tiles;
-  const HeadCall head_call = call.head_call();
+  const HeadCall head_call = call.head_call(saved.head);
   CONTRASTIVE_TRY(prepare_operands(call, q, k, {}, saved, operands));
+  CONTRASTIVE_TRY_CUDA(call.head.prepare_forward(head_call, *operands, saved.head),
+                       "prepare forward launch");
   for (std::int64_t r = 0; r < tiles.row_tiles(); ++r) {
     for (std::int64_t c = 0; c < tiles.col_tiles(); ++c) {
       const Extent rows = tiles.row_tile(r), cols = tiles.col_tile(c);
@@ -227,8 +234,12 @@ Status walk_backward(const Call& call, const TileOperands& operands, bool logits
   const Problem& p = call.problem;
   const Scratch& s = call.scratch;
   const auto& tiles = s.plan.tiles;
-  const HeadCall head_call = call.head_call();
+  const HeadCall head_call = call.head_call(saved_head);
   const GradientTargets targets = gradient_targets(call, out);
+  if (!forward_too) {
+    CONTRASTIVE_TRY_CUDA(call.head.prepare_backward(head_call, saved_head),
+                         "prepare backward launch");
+  }
   void* grad_tile = s.grad_tile != nullptr ? s.grad_tile : s.logits_tile;  // G, in dtype
   for (std::int64_t r = 0; r < tiles.row_tiles(); ++r) {
     for (std::int64_t c = 0; c < tiles.col_tiles(); ++c) {
@@ -257,7 +268,7 @@ Status walk_backward(const Call& call, const TileOperands& operands, bool logits
 Status finish_backward(const Call& call, const void* q, const void* k, const Gradients& out) {
   const Problem& p = call.problem;
   const Scratch& s = call.scratch;
-  const float* scale = &s.scalars->logit_scale;
+  const float* scale = &s.scalars->gradient_scale;  // s, times a factor known on the device only
   const GradientTargets targets = gradient_targets(call, out);
   if (targets.direct) {  // fp32 gradients summed in place: scale them there
     auto scale_in_place = [&](float* grad, std::int64_t rows) {
@@ -323,6 +334,12 @@ Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Pr
   const std::size_t element = dtype_size(problem.dtype);
   CONTRASTIVE_TRY(require_tensor(args.q, element, names.call, names.q));
   CONTRASTIVE_TRY(require_tensor(args.k, element, names.call, names.k));
+  if (problem.ids.type != ids::IdType::kNone) {
+    const std::size_t id_bytes =
+        problem.ids.type == ids::IdType::kInt64 ? sizeof(std::int64_t) : sizeof(std::int32_t);
+    CONTRASTIVE_TRY(require_tensor(args.query_ids, id_bytes, names.call, names.query_ids));
+    CONTRASTIVE_TRY(require_tensor(args.key_ids, id_bytes, names.call, names.key_ids));
+  }
   if (forward_pass) CONTRASTIVE_TRY(require_tensor(args.loss, sizeof(float), names.call, "loss"));
   const void* saved_pointer = forward_pass ? args.saved : args.saved_in;
   if (saved_layout(problem).floats > 0) {
@@ -340,6 +357,10 @@ Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Pr
   scalars.device_value = args.scale_value;
   scalars.device_bias = names.bias != nullptr ? args.bias_value : nullptr;
   Call call{handle, problem, head_of(problem.head), scalars, {}, stream};
+  if (problem.ids.type != ids::IdType::kNone) {
+    call.query_ids = args.query_ids;
+    call.key_ids = args.key_ids;
+  }
   CONTRASTIVE_TRY(carve_workspace(problem, workspace, workspace_bytes, names.call, &call.scratch));
   CONTRASTIVE_TRY(contrastive::detail::require_usable(handle));
   CONTRASTIVE_TRY(resolve_scalars(call));
@@ -353,8 +374,9 @@ Status run(Pass pass, const ArgumentNames& names, const Handle& handle, const Pr
     TileOperands operands;
     CONTRASTIVE_TRY(prepare_operands(call, q, k, {}, saved, &operands));
     CONTRASTIVE_TRY(walk_backward(call, operands, false, saved.head, out, true));
-    CONTRASTIVE_TRY_CUDA(call.head.finish_forward(call.head_call(), args.loss, saved.head),
-                         "finish forward launch");
+    CONTRASTIVE_TRY_CUDA(
+        call.head.finish_forward(call.head_call(saved.head), args.loss, saved.head),
+        "finish forward launch");
     return finish_backward(call, q, k, out);
   }
   TileOperands operands;

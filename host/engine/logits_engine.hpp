@@ -21,10 +21,12 @@ struct ArgumentNames {
   const char* k;
   const char* grad_q;
   const char* grad_k;
-  const char* grad_scale;           ///< e.g. "grad_temperature"
-  const char* grad_bias = nullptr;  ///< heads with a bias
-  const char* scale = "scale";      ///< the device value of the scale, e.g. "temperature"
-  const char* bias = nullptr;       ///< the device value of the bias (heads with a bias)
+  const char* grad_scale;               ///< e.g. "grad_temperature"
+  const char* grad_bias = nullptr;      ///< heads with a bias
+  const char* scale = "scale";          ///< the device value of the scale, e.g. "temperature"
+  const char* bias = nullptr;           ///< the device value of the bias (heads with a bias)
+  const char* query_ids = "query_ids";  ///< the ids of the rows of q (masked heads)
+  const char* key_ids = "key_ids";      ///< the ids of the rows of k
 };
 
 /// The tensors of one call, the same shape for the three passes: what a pass does not use is null.
@@ -42,37 +44,55 @@ struct LogitsTensors {
   float* grad_bias = nullptr;          ///< dLoss/dbias
   const float* scale_value = nullptr;  ///< (1) device: the scale parameter, replacing the host one
   const float* bias_value = nullptr;   ///< (1) device: the bias, replacing the host one
+  const void* query_ids = nullptr;     ///< (B) int32 / int64 ids of the rows of q (masked heads)
+  const void* key_ids = nullptr;       ///< (M) ids of the rows of k
 };
 
 inline LogitsTensors tensors_of(const infonce::ForwardArgs& a) {
   LogitsTensors t{a.q, a.k, a.loss, a.saved};
   t.scale_value = a.temperature;
+  t.query_ids = a.query_ids;
+  t.key_ids = a.key_ids;
   return t;
 }
 inline LogitsTensors tensors_of(const infonce::BackwardArgs& a) {
-  return {a.q,      a.k,          nullptr,
-          nullptr,  a.saved,      a.grad_loss,
-          a.grad_q, a.grad_k,     a.grad_temperature,
-          nullptr,  a.temperature};
+  LogitsTensors t{a.q,      a.k,          nullptr,
+                  nullptr,  a.saved,      a.grad_loss,
+                  a.grad_q, a.grad_k,     a.grad_temperature,
+                  nullptr,  a.temperature};
+  t.query_ids = a.query_ids;
+  t.key_ids = a.key_ids;
+  return t;
 }
 inline LogitsTensors tensors_of(const infonce::ForwardBackwardArgs& a) {
-  return {a.q,      a.k,          a.loss,
-          a.saved,  a.saved,      a.grad_loss,
-          a.grad_q, a.grad_k,     a.grad_temperature,
-          nullptr,  a.temperature};
+  LogitsTensors t{a.q,      a.k,          a.loss,
+                  a.saved,  a.saved,      a.grad_loss,
+                  a.grad_q, a.grad_k,     a.grad_temperature,
+                  nullptr,  a.temperature};
+  t.query_ids = a.query_ids;
+  t.key_ids = a.key_ids;
+  return t;
 }
 inline LogitsTensors tensors_of(const mnr::InBatchForwardArgs& a) {
   LogitsTensors t{a.anchors, a.candidates, a.loss, a.saved};
   t.scale_value = a.scale;
+  t.query_ids = a.anchor_ids;
+  t.key_ids = a.candidate_ids;
   return t;
 }
 inline LogitsTensors tensors_of(const mnr::InBatchBackwardArgs& a) {
-  return {a.anchors,      a.candidates,      nullptr,      nullptr, a.saved, a.grad_loss,
-          a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
+  LogitsTensors t{a.anchors,      a.candidates,      nullptr,      nullptr, a.saved, a.grad_loss,
+                  a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
+  t.query_ids = a.anchor_ids;
+  t.key_ids = a.candidate_ids;
+  return t;
 }
 inline LogitsTensors tensors_of(const mnr::InBatchForwardBackwardArgs& a) {
-  return {a.anchors,      a.candidates,      a.loss,       a.saved, a.saved, a.grad_loss,
-          a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
+  LogitsTensors t{a.anchors,      a.candidates,      a.loss,       a.saved, a.saved, a.grad_loss,
+                  a.grad_anchors, a.grad_candidates, a.grad_scale, nullptr, a.scale};
+  t.query_ids = a.anchor_ids;
+  t.key_ids = a.candidate_ids;
+  return t;
 }
 inline LogitsTensors tensors_of(const siglip::ForwardArgs& a) {
   LogitsTensors t{a.q, a.k, a.loss, a.saved};

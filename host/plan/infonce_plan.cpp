@@ -5,6 +5,7 @@
 
 #include "host/plan/checks.hpp"
 #include "host/plan/error.hpp"
+#include "host/plan/ids_plan.hpp"
 #include "host/plan/logits_params.hpp"
 
 namespace contrastive::infonce {
@@ -34,6 +35,13 @@ Status check_problem(const Params& p) {
 }
 
 logits::Problem to_problem(const Params& p) {
+  if (logits::masks_keys(p.ids)) {
+    logits::Problem problem =
+        logits::problem_of(p, p.symmetric ? logits::HeadKind::kMaskedSoftmaxRowsAndColumns
+                                          : logits::HeadKind::kMaskedSoftmaxRows);
+    problem.ids = p.ids;
+    return problem;
+  }
   return logits::problem_of(
       p, p.symmetric ? logits::HeadKind::kSoftmaxRowsAndColumns : logits::HeadKind::kSoftmaxRows);
 }
@@ -42,8 +50,9 @@ logits::Problem to_problem(const Params& p) {
 
 Status check(const Params& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  return contrastive::detail::require_supported_logits("infonce", params.logits_dtype,
-                                                       params.dtype);
+  CONTRASTIVE_TRY(
+      contrastive::detail::require_supported_logits("infonce", params.logits_dtype, params.dtype));
+  return ids::detail::check_options("infonce", params.ids, params.symmetric);
 }
 
 Status workspace_size(const Params& params, std::size_t* bytes) {

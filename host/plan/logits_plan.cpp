@@ -98,13 +98,23 @@ HeadLayout head_layout(const Problem& p) {
     case HeadKind::kSoftmaxRowsAndColumns: return {6, 2};
     // the row's loss, its sum of G * logit and its sum of G; nothing saved
     case HeadKind::kSigmoid: return {3, 0};
+    // row state, the sum of the positives' logits, their count, the row's sum of G * logit (and
+    // the positive column's state); saved: the row lse (and the column's), then the positive
+    // count (multi-positive) or the positive's similarity (threshold)
+    case HeadKind::kMaskedSoftmaxRows:
+    case HeadKind::kMaskedSoftmaxRowsAndColumns: {
+      const bool columns = p.head == HeadKind::kMaskedSoftmaxRowsAndColumns;
+      const bool extra = p.ids.multi_positive || p.ids.false_negative_threshold;
+      return {columns ? 7 : 5, (columns ? 2 : 1) + (extra ? 1 : 0)};
+    }
   }
   return {};
 }
 
 double gradient_factor(const Problem& p) {
+  if (p.mean_over_positive_rows()) return 1.0;
   const double factor = p.reduction == Reduction::kMean ? 1.0 / static_cast<double>(p.batch) : 1.0;
-  return p.head == HeadKind::kSoftmaxRowsAndColumns ? 0.5 * factor : factor;
+  return p.columns() ? 0.5 * factor : factor;
 }
 
 SavedLayout saved_layout(const Problem& p) {

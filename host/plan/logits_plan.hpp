@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "contrastive/export.h"
+#include "contrastive/id_options.hpp"
 #include "contrastive/status.hpp"
 #include "contrastive/types.hpp"
 #include "host/blas/row_major_gemm.hpp"
@@ -22,7 +23,17 @@ enum class HeadKind {
   kSoftmaxRows,            ///< softmax cross-entropy along each row (InfoNCE, MNR)
   kSoftmaxRowsAndColumns,  ///< and along each positive column, averaged (CLIP)
   kSigmoid,                ///< a binary cross-entropy per logit (SigLIP)
+  /// Softmax rows over the kept keys of each row (Problem::ids: ids, several positives,
+  /// self-exclusion, a false-negative threshold; contrastive/ids.hpp), the mask recomputed per
+  /// tile from the ids and the similarities.
+  kMaskedSoftmaxRows,
+  kMaskedSoftmaxRowsAndColumns,  ///< and along each positive column over its kept rows (CLIP)
 };
+
+/// Whether the options change which keys a row keeps (ids or a threshold): the masked heads.
+inline bool masks_keys(const ids::IdOptions& options) {
+  return options.type != ids::IdType::kNone || options.false_negative_threshold;
+}
 
 /// One B x M problem, independent of the public Params it came from. S = s * sim(Q, K) (+ bias,
 /// added by the sigmoid head); the positive of row i is column i + positive_offset.
@@ -46,8 +57,21 @@ struct Problem {
   std::size_t tile_cache_bytes = 0;
   std::int64_t tile_rows = 0;
   std::int64_t tile_cols = 0;
+  ids::IdOptions ids;  ///< masked heads: the ids' type and meaning
 
   bool cosine() const { return similarity == Similarity::kCosine; }
+  bool masked() const {
+    return head == HeadKind::kMaskedSoftmaxRows || head == HeadKind::kMaskedSoftmaxRowsAndColumns;
+  }
+  /// Both directions of the softmax (symmetric).
+  bool columns() const {
+    return head == HeadKind::kSoftmaxRowsAndColumns ||
+           head == HeadKind::kMaskedSoftmaxRowsAndColumns;
+  }
+  /// kMean divides by the rows that have a positive, a count known on the device only.
+  bool mean_over_positive_rows() const {
+    return masked() && ids.multi_positive && reduction == Reduction::kMean;
+  }
 };
 
 /// What a head keeps besides the shared pieces, in 4-byte words per query row.
@@ -59,9 +83,11 @@ struct HeadLayout {
 CONTRASTIVE_API HeadLayout head_layout(const Problem& problem);
 
 /// The reduction's factor of dLoss/dlogits: 1/B for a mean (else 1), times 1/2 for the row and
-/// column head. The kernels store G = upstream * dl/dlogits without it and the gradient GEMMs
-/// apply it in alpha (with the logit scale), as does the scalar gradient: folded into a 16-bit G,
-/// 1/B would push small entries (about 1/(B M)) below fp16's normal range, where they flush.
+/// column heads; 1 for a mean over the rows with a positive (multi-positive), whose divisor the
+/// masked head applies on the device (ResolvedScalars::gradient_scale). The kernels store G =
+/// upstream * dl/dlogits without it and the gradient GEMMs apply it in alpha (with the logit
+/// scale), as does the scalar gradient: folded into a 16-bit G, 1/B would push small entries (about
+/// 1/(B M)) below fp16's normal range, where they flush.
 CONTRASTIVE_API double gradient_factor(const Problem& problem);
 
 /// Float offsets into the saved buffer; -1 for a piece this configuration does not use.

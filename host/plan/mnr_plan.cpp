@@ -3,6 +3,7 @@
 
 #include "host/plan/checks.hpp"
 #include "host/plan/error.hpp"
+#include "host/plan/ids_plan.hpp"
 #include "host/plan/infonce_plan.hpp"
 #include "host/plan/logits_plan.hpp"
 #include "host/plan/workspace.hpp"
@@ -117,6 +118,7 @@ infonce::Params to_infonce(const InBatchParams& p) {
   q.tile_cache_bytes = p.tile_cache_bytes;
   q.tile_rows = p.tile_rows;
   q.tile_cols = p.tile_cols;
+  q.ids = p.ids;
   return q;
 }
 
@@ -162,8 +164,9 @@ Status check(const PerAnchorParams& params) {
 
 Status check(const InBatchParams& params) {
   CONTRASTIVE_TRY(detail::check_problem(params));
-  return contrastive::detail::require_supported_logits(detail::kInBatch, params.logits_dtype,
-                                                       params.dtype);
+  CONTRASTIVE_TRY(contrastive::detail::require_supported_logits(detail::kInBatch,
+                                                                params.logits_dtype, params.dtype));
+  return ids::detail::check_options(detail::kInBatch, params.ids, params.symmetric);
 }
 
 Status workspace_size(const PerAnchorParams& params, std::size_t* bytes) {

@@ -56,34 +56,20 @@
 //   and a finite margin; it works with or without ids;
 //   symmetric needs single-positive mode.
 //
-// The float64 reference (reference.hpp, "Ids") defines these semantics; the GPU head is not built
-// yet. docs/ids.md maps SupCon and NT-Xent onto the options and states the conventions.
+// The float64 reference (reference.hpp, "Ids") defines these semantics. On the GPU, the options
+// are infonce::Params::ids and mnr::InBatchParams::ids, and the ids are device arrays in the args
+// structs (query_ids / key_ids, anchor_ids / candidate_ids); the logits engine's masked softmax
+// head recomputes the mask of each tile from them. docs/ids.md maps SupCon and NT-Xent onto the
+// options and states the conventions.
 #pragma once
 
 #include "contrastive/export.h"
+#include "contrastive/id_options.hpp"
 #include "contrastive/infonce.hpp"
 #include "contrastive/mnr.hpp"
 #include "contrastive/status.hpp"
 
 namespace contrastive::ids {
-
-/// Element type of the id arrays (the reference reads int64 ids on the host whatever the type,
-/// as it reads double inputs whatever the dtype). kNone: no ids.
-enum class IdType : int {
-  kNone = 0,
-  kInt32 = 1,
-  kInt64 = 2,
-};
-
-/// The options of ids; the defaults change nothing (no ids, no threshold).
-struct IdOptions {
-  IdType type = IdType::kNone;  ///< ids of the query rows (B) and key rows (M), or none
-  bool multi_positive = false;  ///< SupCon's L_out: every kept key with the query's id is positive
-  /// Queries are keys [offset, offset + B): key i + offset leaves row i (multi-positive only).
-  bool exclude_self = false;
-  bool false_negative_threshold = false;  ///< drop keys with sim_ij > sim_i,pos - margin
-  float false_negative_margin = 0.0f;     ///< the margin m of the threshold; finite, any sign
-};
 
 /// Validates `options` with InfoNCE's `params` (which are checked first, as infonce::check).
 /// Returns kInvalidArgument with a message for an unknown type or an invalid combination.

@@ -26,6 +26,7 @@
 
 #include "contrastive/export.h"
 #include "contrastive/handle.hpp"
+#include "contrastive/id_options.hpp"
 #include "contrastive/status.hpp"
 #include "contrastive/types.hpp"
 
@@ -125,7 +126,10 @@ struct InBatchParams {
   std::size_t workspace_budget = kDefaultWorkspaceBudget;
   std::size_t tile_cache_bytes = 0;  ///< 0: kDefaultTileCacheBytes
   std::int64_t tile_rows = 0;        ///< an explicit tile, overriding `tiling` (0: whole dimension)
-  std::int64_t tile_cols = 0;
+  std::int64_t tile_cols = 0;        /// Ids of the anchors and of the (1 + K) B candidates
+                                     /// (contrastive/ids.hpp); default: none. With
+  /// a type, the args' anchor_ids and candidate_ids are required.
+  ids::IdOptions ids;
 };
 
 struct InBatchForwardArgs {
@@ -135,7 +139,10 @@ struct InBatchForwardArgs {
   void* saved = nullptr;             ///< saved_size() bytes
   /// (1) device: when set, the scale (its log with log_scale) is read here, on the stream,
   /// instead of from InBatchParams::scale.
-  const float* scale = nullptr;
+  const float* scale = nullptr;  /// (B) device, int32 or int64 per InBatchParams::ids.type: the
+                                 /// anchors' ids; null without ids.
+  const void* anchor_ids = nullptr;
+  const void* candidate_ids = nullptr;  ///< ((1 + K) B) device: the candidates' ids
 };
 
 struct InBatchBackwardArgs {
@@ -146,7 +153,11 @@ struct InBatchBackwardArgs {
   void* grad_anchors = nullptr;      ///< (B, D) or null
   void* grad_candidates = nullptr;   ///< ((1 + K) B, D) or null
   float* grad_scale = nullptr;       ///< (1) or null
-  const float* scale = nullptr;      ///< (1) device or null, as in InBatchForwardArgs
+  const float* scale =
+      nullptr;  ///< (1) device or null, as in InBatchForwardArgs  /// (B) device, int32 or int64
+                ///< per InBatchParams::ids.type: the anchors' ids; null without ids.
+  const void* anchor_ids = nullptr;
+  const void* candidate_ids = nullptr;  ///< ((1 + K) B) device: the candidates' ids
 };
 
 struct InBatchForwardBackwardArgs {
@@ -158,7 +169,11 @@ struct InBatchForwardBackwardArgs {
   void* grad_anchors = nullptr;
   void* grad_candidates = nullptr;
   float* grad_scale = nullptr;
-  const float* scale = nullptr;  ///< (1) device or null, as in InBatchForwardArgs
+  const float* scale =
+      nullptr;  ///< (1) device or null, as in InBatchForwardArgs  /// (B) device, int32 or int64
+                ///< per InBatchParams::ids.type: the anchors' ids; null without ids.
+  const void* anchor_ids = nullptr;
+  const void* candidate_ids = nullptr;  ///< ((1 + K) B) device: the candidates' ids
 };
 
 CONTRASTIVE_API Status check(const InBatchParams& params);

@@ -42,20 +42,30 @@ struct Call {
   float* grad_temperature = nullptr;
   void* workspace = nullptr;
   std::size_t workspace_bytes = 0;
+  const void* query_ids = nullptr;
+  const void* key_ids = nullptr;
 
   Status run(const Handle& handle, Stream stream) const {
     switch (operation) {
-      case Pass::kForward:
-        return infonce::forward(handle, params, {q, k, loss, saved}, workspace, workspace_bytes,
-                                stream);
-      case Pass::kBackward:
-        return infonce::backward(handle, params,
-                                 {q, k, saved, grad_loss, grad_q, grad_k, grad_temperature},
-                                 workspace, workspace_bytes, stream);
-      case Pass::kForwardBackward:
-        return infonce::forward_backward(
-            handle, params, {q, k, loss, saved, grad_loss, grad_q, grad_k, grad_temperature},
-            workspace, workspace_bytes, stream);
+      case Pass::kForward: {
+        infonce::ForwardArgs args{q, k, loss, saved};
+        args.query_ids = query_ids;
+        args.key_ids = key_ids;
+        return infonce::forward(handle, params, args, workspace, workspace_bytes, stream);
+      }
+      case Pass::kBackward: {
+        infonce::BackwardArgs args{q, k, saved, grad_loss, grad_q, grad_k, grad_temperature};
+        args.query_ids = query_ids;
+        args.key_ids = key_ids;
+        return infonce::backward(handle, params, args, workspace, workspace_bytes, stream);
+      }
+      case Pass::kForwardBackward: {
+        infonce::ForwardBackwardArgs args{q,         k,      loss,   saved,
+                                          grad_loss, grad_q, grad_k, grad_temperature};
+        args.query_ids = query_ids;
+        args.key_ids = key_ids;
+        return infonce::forward_backward(handle, params, args, workspace, workspace_bytes, stream);
+      }
     }
     return Status::kInternalError;
   }
@@ -238,6 +248,53 @@ const BadCallCase kBadCalls[] = {
      [](Call& c) { c.grad_loss = static_cast<const float*>(shifted(c.grad_q)); },
      Status::kMisalignedPointer,
      [](const Call& c) { return misaligned(c, "grad_loss", c.grad_loss, 4); }},
+    // Ids (contrastive/ids.hpp): the options' combinations, then the id arrays they require.
+    {"MultiPositiveWithoutIds", Pass::kForward, [](Call& c) { c.params.ids.multi_positive = true; },
+     Status::kInvalidArgument,
+     text("infonce: multi_positive needs ids (type kInt32 or kInt64): the positives of a row are "
+          "the keys with its id")},
+    {"UnknownIdType", Pass::kBackward,
+     [](Call& c) { c.params.ids.type = static_cast<ids::IdType>(7); }, Status::kInvalidArgument,
+     text("infonce: unknown ids type value 7")},
+    {"ExcludeSelfWithoutMultiPositive", Pass::kForwardBackward,
+     [](Call& c) { c.params.ids.type = ids::IdType::kInt32, c.params.ids.exclude_self = true; },
+     Status::kInvalidArgument,
+     text("infonce: exclude_self needs multi_positive: in single-positive mode key i + "
+          "positive_offset is row i's positive")},
+    {"InfiniteMargin", Pass::kForward,
+     [](Call& c) {
+       c.params.ids.false_negative_threshold = true;
+       c.params.ids.false_negative_margin = INFINITY;
+     },
+     Status::kInvalidArgument, text("infonce: false_negative_margin must be finite, got inf")},
+    {"SymmetricMultiPositive", Pass::kForward,
+     [](Call& c) {
+       c.params.symmetric = true;
+       c.params.ids.type = ids::IdType::kInt64, c.params.ids.multi_positive = true;
+     },
+     Status::kInvalidArgument,
+     text("infonce: symmetric with multi_positive is not defined: call the loss twice with the "
+          "queries and keys swapped")},
+    {"NullQueryIds", Pass::kForward,
+     [](Call& c) { c.params.ids.type = ids::IdType::kInt64, c.key_ids = c.q; },
+     Status::kNullPointer, text("infonce::forward: query_ids is null")},
+    {"NullKeyIds", Pass::kBackward,
+     [](Call& c) { c.params.ids.type = ids::IdType::kInt32, c.query_ids = c.q; },
+     Status::kNullPointer, text("infonce::backward: key_ids is null")},
+    {"MisalignedInt64QueryIds", Pass::kForwardBackward,
+     [](Call& c) {
+       c.params.ids.type = ids::IdType::kInt64;
+       c.query_ids = static_cast<const char*>(c.q) + 4, c.key_ids = c.k;
+     },
+     Status::kMisalignedPointer,
+     [](const Call& c) { return misaligned(c, "query_ids", c.query_ids, 8); }},
+    {"MisalignedInt32KeyIds", Pass::kForward,
+     [](Call& c) {
+       c.params.ids.type = ids::IdType::kInt32, c.params.ids.multi_positive = true;
+       c.query_ids = c.q, c.key_ids = shifted(c.k);
+     },
+     Status::kMisalignedPointer,
+     [](const Call& c) { return misaligned(c, "key_ids", c.key_ids, 4); }},
     {"WorkspaceNullWithSize", Pass::kForward, [](Call& c) { c.workspace = nullptr; },
      Status::kNullPointer,
      [](const Call& c) {
