@@ -78,8 +78,8 @@ struct ForwardArgs {
   void* saved = nullptr;    ///< saved_size() bytes, 4-byte aligned; read by backward()
   /// (1) device: when set, the temperature (theta with log_scale) is read here, on the stream,
   /// instead of from Params::temperature: a learnable temperature without a host read.
-  const float* temperature = nullptr;  /// (B) device, int32 or int64 per Params::ids.type: the ids
-                                       /// of the query rows; null without ids.
+  const float* temperature = nullptr;
+  /// (B) device, int32 or int64 per Params::ids.type: the ids of the query rows; null without ids.
   const void* query_ids = nullptr;
   const void* key_ids = nullptr;  ///< (M) device, the ids of the key rows, as query_ids
 };
@@ -87,35 +87,31 @@ struct ForwardArgs {
 /// Inputs and outputs of backward(). Device pointers. Gradient outputs are dense (row stride D).
 /// A null gradient output is skipped (e.g. a frozen key tower); at least one must be set.
 struct BackwardArgs {
-  const void* q = nullptr;            ///< (B, q_row_stride), as given to forward()
-  const void* k = nullptr;            ///< (M, k_row_stride), as given to forward()
-  const void* saved = nullptr;        ///< what forward() wrote for the same Params and inputs
-  const float* grad_loss = nullptr;   ///< upstream gradient: (1), or (B) for kNone; null means 1
-  void* grad_q = nullptr;             ///< (B, D) dtype, written (not accumulated)
-  void* grad_k = nullptr;             ///< (M, D) dtype, written (not accumulated)
-  float* grad_temperature = nullptr;  ///< (1): dLoss/dtemperature, scaled by grad_loss
-  const float* temperature =
-      nullptr;  ///< (1) device or null, as in ForwardArgs  /// (B) device, int32 or int64 per
-                ///< Params::ids.type: the ids of the query rows; null without ids.
-  const void* query_ids = nullptr;
-  const void* key_ids = nullptr;  ///< (M) device, the ids of the key rows, as query_ids
+  const void* q = nullptr;             ///< (B, q_row_stride), as given to forward()
+  const void* k = nullptr;             ///< (M, k_row_stride), as given to forward()
+  const void* saved = nullptr;         ///< what forward() wrote for the same Params and inputs
+  const float* grad_loss = nullptr;    ///< upstream gradient: (1), or (B) for kNone; null means 1
+  void* grad_q = nullptr;              ///< (B, D) dtype, written (not accumulated)
+  void* grad_k = nullptr;              ///< (M, D) dtype, written (not accumulated)
+  float* grad_temperature = nullptr;   ///< (1): dLoss/dtemperature, scaled by grad_loss
+  const float* temperature = nullptr;  ///< (1) device or null, as in ForwardArgs
+  const void* query_ids = nullptr;     ///< (B) device or null, as in ForwardArgs
+  const void* key_ids = nullptr;       ///< (M) device, the ids of the key rows, as query_ids
 };
 
 /// Inputs and outputs of forward_backward(): the training step in one call.
 struct ForwardBackwardArgs {
-  const void* q = nullptr;            ///< (B, q_row_stride)
-  const void* k = nullptr;            ///< (M, k_row_stride)
-  float* loss = nullptr;              ///< (1) or (B)
-  void* saved = nullptr;              ///< saved_size() bytes
-  const float* grad_loss = nullptr;   ///< (1) or (B); null means 1
-  void* grad_q = nullptr;             ///< (B, D) or null
-  void* grad_k = nullptr;             ///< (M, D) or null
-  float* grad_temperature = nullptr;  ///< (1) or null
-  const float* temperature =
-      nullptr;  ///< (1) device or null, as in ForwardArgs  /// (B) device, int32 or int64 per
-                ///< Params::ids.type: the ids of the query rows; null without ids.
-  const void* query_ids = nullptr;
-  const void* key_ids = nullptr;  ///< (M) device, the ids of the key rows, as query_ids
+  const void* q = nullptr;             ///< (B, q_row_stride)
+  const void* k = nullptr;             ///< (M, k_row_stride)
+  float* loss = nullptr;               ///< (1) or (B)
+  void* saved = nullptr;               ///< saved_size() bytes
+  const float* grad_loss = nullptr;    ///< (1) or (B); null means 1
+  void* grad_q = nullptr;              ///< (B, D) or null
+  void* grad_k = nullptr;              ///< (M, D) or null
+  float* grad_temperature = nullptr;   ///< (1) or null
+  const float* temperature = nullptr;  ///< (1) device or null, as in ForwardArgs
+  const void* query_ids = nullptr;     ///< (B) device or null, as in ForwardArgs
+  const void* key_ids = nullptr;       ///< (M) device, the ids of the key rows, as query_ids
 };
 
 /// Validate `params` (no device needed). Returns kInvalidArgument or kNotSupported with a message.

@@ -126,9 +126,9 @@ struct InBatchParams {
   std::size_t workspace_budget = kDefaultWorkspaceBudget;
   std::size_t tile_cache_bytes = 0;  ///< 0: kDefaultTileCacheBytes
   std::int64_t tile_rows = 0;        ///< an explicit tile, overriding `tiling` (0: whole dimension)
-  std::int64_t tile_cols = 0;        /// Ids of the anchors and of the (1 + K) B candidates
-                                     /// (contrastive/ids.hpp); default: none. With
-  /// a type, the args' anchor_ids and candidate_ids are required.
+  std::int64_t tile_cols = 0;
+  /// Ids of the anchors and of the (1 + K) B candidates (contrastive/ids.hpp); default: none.
+  /// With a type, the args' anchor_ids and candidate_ids are required.
   ids::IdOptions ids;
 };
 
@@ -139,8 +139,8 @@ struct InBatchForwardArgs {
   void* saved = nullptr;             ///< saved_size() bytes
   /// (1) device: when set, the scale (its log with log_scale) is read here, on the stream,
   /// instead of from InBatchParams::scale.
-  const float* scale = nullptr;  /// (B) device, int32 or int64 per InBatchParams::ids.type: the
-                                 /// anchors' ids; null without ids.
+  const float* scale = nullptr;
+  /// (B) device, int32 or int64 per InBatchParams::ids.type: the anchors' ids; null without ids.
   const void* anchor_ids = nullptr;
   const void* candidate_ids = nullptr;  ///< ((1 + K) B) device: the candidates' ids
 };
@@ -149,14 +149,12 @@ struct InBatchBackwardArgs {
   const void* anchors = nullptr;
   const void* candidates = nullptr;
   const void* saved = nullptr;
-  const float* grad_loss = nullptr;  ///< (1), or (B) for kNone; null means 1
-  void* grad_anchors = nullptr;      ///< (B, D) or null
-  void* grad_candidates = nullptr;   ///< ((1 + K) B, D) or null
-  float* grad_scale = nullptr;       ///< (1) or null
-  const float* scale =
-      nullptr;  ///< (1) device or null, as in InBatchForwardArgs  /// (B) device, int32 or int64
-                ///< per InBatchParams::ids.type: the anchors' ids; null without ids.
-  const void* anchor_ids = nullptr;
+  const float* grad_loss = nullptr;     ///< (1), or (B) for kNone; null means 1
+  void* grad_anchors = nullptr;         ///< (B, D) or null
+  void* grad_candidates = nullptr;      ///< ((1 + K) B, D) or null
+  float* grad_scale = nullptr;          ///< (1) or null
+  const float* scale = nullptr;         ///< (1) device or null, as in InBatchForwardArgs
+  const void* anchor_ids = nullptr;     ///< (B) device or null, as in InBatchForwardArgs
   const void* candidate_ids = nullptr;  ///< ((1 + K) B) device: the candidates' ids
 };
 
@@ -169,10 +167,8 @@ struct InBatchForwardBackwardArgs {
   void* grad_anchors = nullptr;
   void* grad_candidates = nullptr;
   float* grad_scale = nullptr;
-  const float* scale =
-      nullptr;  ///< (1) device or null, as in InBatchForwardArgs  /// (B) device, int32 or int64
-                ///< per InBatchParams::ids.type: the anchors' ids; null without ids.
-  const void* anchor_ids = nullptr;
+  const float* scale = nullptr;         ///< (1) device or null, as in InBatchForwardArgs
+  const void* anchor_ids = nullptr;     ///< (B) device or null, as in InBatchForwardArgs
   const void* candidate_ids = nullptr;  ///< ((1 + K) B) device: the candidates' ids
 };
 
