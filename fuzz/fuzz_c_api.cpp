@@ -87,6 +87,7 @@ struct Api;
     using Cpp = Params;                                                                       \
     static constexpr const char* name = "contrastive_" #api "_params_t";                      \
     static void init(contrastive_##api##_params_t* p) { contrastive_##api##_params_init(p); } \
+    static constexpr auto init_sized = contrastive_##api##_params_init_sized;                 \
     static constexpr auto check = contrastive_##api##_check;                                  \
     static constexpr auto workspace_size = contrastive_##api##_workspace_size;                \
     static constexpr auto saved_size = contrastive_##api##_saved_size;                        \
@@ -194,12 +195,41 @@ bool aligned(const void* pointer, std::size_t alignment) {
   return reinterpret_cast<std::uintptr_t>(pointer) % alignment == 0;
 }
 
+// Whether `size` is a layout of P the library serves (the current one or an older one): what its
+// _params_init_sized() accepts. (It sets the last error when it refuses.)
+template <typename P>
+bool known_layout(std::uint32_t size) {
+  if (size > sizeof(P)) return false;
+  P scratch;
+  return Api<P>::init_sized(&scratch, size) == CONTRASTIVE_SUCCESS;
+}
+
+// The device scalars the params structs carry, each null or aligned to its float.
+bool device_scalars_aligned(const contrastive_infonce_params_t& p) {
+  return aligned(p.temperature_device, 4);
+}
+bool device_scalars_aligned(const contrastive_mnr_per_anchor_params_t& p) {
+  return aligned(p.scale_device, 4);
+}
+bool device_scalars_aligned(const contrastive_mnr_in_batch_params_t& p) {
+  return aligned(p.scale_device, 4);
+}
+bool device_scalars_aligned(const contrastive_repel_params_t&) {
+  return true;
+}
+bool device_scalars_aligned(const contrastive_siglip_params_t& p) {
+  return aligned(p.scale_device, 4) && aligned(p.bias_device, 4);
+}
+
 // Whether a call with params that check() accepts has nothing wrong but its handle: every
 // required pointer set and aligned to its element, every optional one aligned, a gradient asked
 // for (backward), a workspace of at least workspace_size() bytes. The library must then fail on
 // the handle, and otherwise on something else: no argument check may be missing or spurious.
 template <typename P>
 bool only_the_handle_is_wrong(const P& params, const Header& h) {
+  // The device scalars of the current layouts: null or 4-byte aligned, or the call fails on them
+  // (an older layout has none: the library takes their defaults).
+  if (params.struct_size == sizeof params && !device_scalars_aligned(params)) return false;
   constexpr Arguments args = arguments_of<typename Api<P>::Cpp>();
   const std::size_t element = params.dtype == 0 ? 4 : 2;  // f32, or f16 / bf16
   const bool forward = h.operation != kBackward, backward = h.operation != kForward;
@@ -263,7 +293,7 @@ void run(Input& input, const Header& h) {
   // A header other than _params_init()'s, or a reserved field that is not 0, is refused first,
   // and the message names the struct.
   const bool magic = params.magic == CONTRASTIVE_PARAMS_MAGIC;
-  if (!h.params_null && (!magic || params.struct_size != sizeof params || params.reserved != 0)) {
+  if (!h.params_null && (!magic || !known_layout<P>(params.struct_size) || params.reserved != 0)) {
     require(checked == (magic && params.struct_size > sizeof params ? CONTRASTIVE_NOT_SUPPORTED
                                                                     : CONTRASTIVE_INVALID_ARGUMENT),
             "a bad header not refused with its status", checked, check_message);
