@@ -208,7 +208,9 @@ Status infonce_ids_forward(const infonce::Params& params, const IdOptions& optio
   CONTRASTIVE_TRY(infonce::detail::check_problem(params));
   CONTRASTIVE_TRY(check_call("reference::infonce_ids_forward", "infonce", options, params.symmetric,
                              q, k, query_ids, key_ids, out));
-  const double logit_scale = 1.0 / static_cast<double>(params.temperature);
+  const double logit_scale = detail::scale_parameter(params.temperature, /*temperature=*/true,
+                                                     params.log_scale, params.max_scale)
+                                 .scale;
   *out = forward_result(params, options,
                         run_forward(params, options, q, k, query_ids, key_ids, logit_scale));
   return Status::kSuccess;
@@ -221,13 +223,16 @@ Status infonce_ids_backward(const infonce::Params& params, const IdOptions& opti
   CONTRASTIVE_TRY(infonce::detail::check_problem(params));
   CONTRASTIVE_TRY(check_call("reference::infonce_ids_backward", "infonce", options,
                              params.symmetric, q, k, query_ids, key_ids, out));
-  const double logit_scale = 1.0 / static_cast<double>(params.temperature);
+  const detail::ScaleParameter s = detail::scale_parameter(params.temperature, /*temperature=*/true,
+                                                           params.log_scale, params.max_scale);
+  const double logit_scale = s.scale;
   const Forward f = run_forward(params, options, q, k, query_ids, key_ids, logit_scale);
   double sum_grad_logits = 0.0;
   *out = backward_result(params, options, f, grad_loss, logit_scale, query_ids, key_ids,
                          &sum_grad_logits);
-  // logits = sim / t: dLoss/dt = -(1 / t) sum(G * logits); the mask does not depend on t
-  out->grad_temperature = -logit_scale * sum_grad_logits;
+  // logits = s sim: dLoss/ds = sum(G * logits) / s, times ds/d(the parameter); the mask does not
+  // depend on s
+  out->grad_temperature = sum_grad_logits / logit_scale * s.derivative;
   return Status::kSuccess;
 }
 
@@ -240,9 +245,10 @@ Status mnr_in_batch_ids_forward(const mnr::InBatchParams& params, const IdOption
                              params.symmetric, anchors, candidates, anchor_ids, candidate_ids,
                              out));
   const infonce::Params p = mnr::detail::to_infonce(params);
+  const double scale =
+      detail::scale_parameter(params.scale, false, params.log_scale, params.max_scale).scale;
   *out = forward_result(
-      p, options,
-      run_forward(p, options, anchors, candidates, anchor_ids, candidate_ids, params.scale));
+      p, options, run_forward(p, options, anchors, candidates, anchor_ids, candidate_ids, scale));
   return Status::kSuccess;
 }
 
@@ -255,15 +261,17 @@ Status mnr_in_batch_ids_backward(const mnr::InBatchParams& params, const IdOptio
                              params.symmetric, anchors, candidates, anchor_ids, candidate_ids,
                              out));
   const infonce::Params p = mnr::detail::to_infonce(params);
+  const detail::ScaleParameter s =
+      detail::scale_parameter(params.scale, false, params.log_scale, params.max_scale);
   const Forward f =
-      run_forward(p, options, anchors, candidates, anchor_ids, candidate_ids, params.scale);
+      run_forward(p, options, anchors, candidates, anchor_ids, candidate_ids, s.scale);
   double sum_grad_logits = 0.0;
-  InfoNCEBackward grads = backward_result(p, options, f, grad_loss, params.scale, anchor_ids,
+  InfoNCEBackward grads = backward_result(p, options, f, grad_loss, s.scale, anchor_ids,
                                           candidate_ids, &sum_grad_logits);
   out->grad_anchors = std::move(grads.grad_q);
   out->grad_candidates = std::move(grads.grad_k);
   out->grad_logits = std::move(grads.grad_logits);
-  out->grad_scale = sum_grad_logits / params.scale;  // logits = scale * sim
+  out->grad_scale = sum_grad_logits / s.scale * s.derivative;  // logits = scale * sim
   return Status::kSuccess;
 }
 

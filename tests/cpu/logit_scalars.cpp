@@ -169,7 +169,22 @@ TEST(LogitScalars, InfoNCEReferenceInEveryFormMatchesItsDifferencesAndTheDeviceF
                         p.max_scale, 0.0f, f);
     EXPECT_NEAR(device_form_gradient(grads.grad_logits, forward.logits, 0.0, r, f),
                 grads.grad_temperature, 1e-5 * (1e-6 + std::fabs(grads.grad_temperature)));
-    if (form.max_scale > 0.0f) EXPECT_EQ(grads.grad_temperature, 0.0) << "clamped";
+    if (form.max_scale > 0.0f) {
+      EXPECT_EQ(grads.grad_temperature, 0.0) << "clamped";
+    }
+    // The ids reference takes the same forms: with every id distinct it is InfoNCE.
+    ids::IdOptions distinct;
+    distinct.type = ids::IdType::kInt64;
+    std::vector<std::int64_t> query_ids(p.batch), key_ids(p.num_keys);
+    for (std::int64_t i = 0; i < p.num_keys; ++i) key_ids[i] = i;
+    for (std::int64_t i = 0; i < p.batch; ++i) query_ids[i] = i + p.positive_offset;
+    reference::InfoNCEBackward with_ids;
+    ASSERT_EQ(reference::infonce_ids_backward(p, distinct, q.data(), k.data(), query_ids.data(),
+                                              key_ids.data(), nullptr, &with_ids),
+              Status::kSuccess)
+        << last_error_message();
+    EXPECT_NEAR(with_ids.grad_temperature, grads.grad_temperature,
+                1e-12 * (1.0 + std::fabs(grads.grad_temperature)));
   }
 }
 
