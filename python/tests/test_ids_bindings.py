@@ -31,7 +31,8 @@ def test_options_default_to_no_ids():
                                   lambda **o: _options.in_batch_params(B, K, D, **o)])
 def test_options_by_keyword(make):
     p = make(id_type="int64", multi_positive=True, exclude_self=True)
-    assert (p.ids.type, p.ids.multi_positive, p.ids.exclude_self) == (_core.IdType.int64, True, True)
+    assert p.ids.type == _core.IdType.int64
+    assert p.ids.multi_positive and p.ids.exclude_self
     assert not p.ids.false_negative_threshold
     p = make(id_type="int32", false_negative_margin=-0.1)
     assert p.ids.type == _core.IdType.int32 and not p.ids.multi_positive
