@@ -126,7 +126,8 @@ constexpr Arguments arguments_of() {
       case Role::kUpstreamGradient: a.slots[i] = kGradLoss; break;
       case Role::kGradient: a.slots[i] = static_cast<Slot>(kGrad0 + a.gradients++); break;
       case Role::kScalarGradient: a.slots[i] = a.scalar_slots[a.scalars++]; break;
-      case Role::kScalar: break;  // not in the C signatures
+      case Role::kScalar:  // not in the C signatures
+      case Role::kIds: break;
     }
     ++i;
   }

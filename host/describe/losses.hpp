@@ -57,6 +57,10 @@ enum class Role : int {
   /// f32 (1), optional: a scalar parameter (temperature, scale, bias) held on the device, read
   /// there in place of the Params field of the same name. The C API takes the Params value only.
   kScalar,
+  /// int32 or int64 per the Params' ids.type (not the dtype), one per query or key row: the ids
+  /// of the rows (contrastive/ids.hpp). Required with an id type, ignored without one. The C API
+  /// does not take them.
+  kIds,
 };
 
 /// One pointer argument, named as the argument structs name it.
@@ -67,6 +71,7 @@ struct Tensor {
 };
 
 /// Where a tensor's elements lie for given Params: `rows` rows of `cols` elements, `stride` apart.
+/// Ids (Role::kIds) are `rows` integers of the params' id type (id_bytes()); their dtype is kF32.
 struct Extent {
   std::int64_t rows = 0;
   std::int64_t cols = 1;
@@ -96,6 +101,18 @@ struct Loss {
 // ---- Each loss's slots --------------------------------------------------------------------------
 
 namespace detail {
+
+// The id options of the losses that take ids (InfoNCE, in-batch MNR); null for the others.
+inline ids::IdOptions* id_options(infonce::Params& p) {
+  return &p.ids;
+}
+inline ids::IdOptions* id_options(mnr::InBatchParams& p) {
+  return &p.ids;
+}
+template <typename P>
+ids::IdOptions* id_options(P&) {
+  return nullptr;
+}
 
 // Each loss's own check(), workspace_size() and saved_size(), found by argument-dependent lookup.
 template <typename P>
@@ -186,6 +203,8 @@ inline Params infonce_params(const Shape& s) {
   return p;
 }
 inline Extent extent(const infonce::Params& p, std::string_view t) {
+  if (t == "query_ids") return {p.batch};
+  if (t == "key_ids") return {p.num_keys};
   return query_key_extent(p, t);
 }
 inline std::int64_t* row_stride(infonce::Params& p, std::string_view t) {
@@ -201,11 +220,13 @@ Status run(Pass pass, const Handle& h, const infonce::Params& p, const Pointers&
   auto* loss = static_cast<float*>(at("loss"));
   auto* grad_t = static_cast<float*>(at("grad_temperature"));
   const auto* t = static_cast<const float*>(at("temperature"));
-  return call(pass, h, p, infonce::ForwardArgs{at("q"), at("k"), loss, at("saved"), t},
+  const void* qi = at("query_ids");
+  const void* ki = at("key_ids");
+  return call(pass, h, p, infonce::ForwardArgs{at("q"), at("k"), loss, at("saved"), t, qi, ki},
               infonce::BackwardArgs{at("q"), at("k"), at("saved"), grad_loss, at("grad_q"),
-                                    at("grad_k"), grad_t, t},
+                                    at("grad_k"), grad_t, t, qi, ki},
               infonce::ForwardBackwardArgs{at("q"), at("k"), loss, at("saved"), grad_loss,
-                                           at("grad_q"), at("grad_k"), grad_t, t},
+                                           at("grad_q"), at("grad_k"), grad_t, t, qi, ki},
               ws, bytes, stream);
 }
 
@@ -284,6 +305,8 @@ inline Extent extent(const mnr::InBatchParams& p, std::string_view t) {
   if (t == "candidates") return rows(candidates, p.candidate_row_stride, p.dim, p.dtype);
   if (t == "grad_anchors") return dense(p.batch, p.dim, p.dtype);
   if (t == "grad_candidates") return dense(candidates, p.dim, p.dtype);
+  if (t == "anchor_ids") return {p.batch};
+  if (t == "candidate_ids") return {candidates};
   if (t == "saved") return saved_extent(p);
   if (t == "grad_scale" || t == "scale") return {1};
   return loss_extent(p.reduction, p.batch);
@@ -303,13 +326,17 @@ Status run(Pass pass, const Handle& h, const mnr::InBatchParams& p, const Pointe
   auto* loss = static_cast<float*>(at("loss"));
   auto* grad_scale = static_cast<float*>(at("grad_scale"));
   const auto* scale = static_cast<const float*>(at("scale"));
+  const void* ai = at("anchor_ids");
+  const void* ci = at("candidate_ids");
   return call(
       pass, h, p,
-      mnr::InBatchForwardArgs{at("anchors"), at("candidates"), loss, at("saved"), scale},
+      mnr::InBatchForwardArgs{at("anchors"), at("candidates"), loss, at("saved"), scale, ai, ci},
       mnr::InBatchBackwardArgs{at("anchors"), at("candidates"), at("saved"), grad_loss,
-                               at("grad_anchors"), at("grad_candidates"), grad_scale, scale},
+                               at("grad_anchors"), at("grad_candidates"), grad_scale, scale, ai,
+                               ci},
       mnr::InBatchForwardBackwardArgs{at("anchors"), at("candidates"), loss, at("saved"), grad_loss,
-                                      at("grad_anchors"), at("grad_candidates"), grad_scale, scale},
+                                      at("grad_anchors"), at("grad_candidates"), grad_scale, scale,
+                                      ai, ci},
       ws, bytes, stream);
 }
 
@@ -435,7 +462,9 @@ struct Described<infonce::Params> {
                                        {"grad_q", Role::kGradient, "q"},
                                        {"grad_k", Role::kGradient, "k"},
                                        {"grad_temperature", Role::kScalarGradient},
-                                       {"temperature", Role::kScalar}};
+                                       {"temperature", Role::kScalar},
+                                       {"query_ids", Role::kIds},
+                                       {"key_ids", Role::kIds}};
 };
 
 template <>
@@ -467,7 +496,9 @@ struct Described<mnr::InBatchParams> {
                                        {"grad_anchors", Role::kGradient, "anchors"},
                                        {"grad_candidates", Role::kGradient, "candidates"},
                                        {"grad_scale", Role::kScalarGradient},
-                                       {"scale", Role::kScalar}};
+                                       {"scale", Role::kScalar},
+                                       {"anchor_ids", Role::kIds},
+                                       {"candidate_ids", Role::kIds}};
 };
 
 template <>
@@ -534,11 +565,12 @@ constexpr Arguments<P> arguments(Pass pass) {
   return positions<P>([pass](const Tensor& t) { return takes(pass, t.role); });
 }
 /// The positions of the arguments of the C entry point of `pass`: the same without the device
-/// scalars (the C API takes the scalars in its params struct).
+/// scalars (the C API takes the scalars in its params struct) and the ids (not in the C API).
 template <typename P>
 constexpr Arguments<P> c_arguments(Pass pass) {
-  return positions<P>(
-      [pass](const Tensor& t) { return t.role != Role::kScalar && takes(pass, t.role); });
+  return positions<P>([pass](const Tensor& t) {
+    return t.role != Role::kScalar && t.role != Role::kIds && takes(pass, t.role);
+  });
 }
 /// The positions of the inputs.
 template <typename P>
@@ -549,6 +581,11 @@ constexpr Arguments<P> inputs() {
 template <typename P>
 constexpr Arguments<P> device_scalars() {
   return positions<P>([](const Tensor& t) { return t.role == Role::kScalar; });
+}
+/// The positions of the ids (every pass takes them; required with an id type).
+template <typename P>
+constexpr Arguments<P> id_arrays() {
+  return positions<P>([](const Tensor& t) { return t.role == Role::kIds; });
 }
 
 namespace detail {
@@ -608,6 +645,25 @@ inline Extent extent(const Params& params, std::string_view tensor) {
 template <typename P>
 std::int64_t* row_stride(P& params, std::string_view tensor) {
   return detail::row_stride(params, tensor);
+}
+
+/// The id options of `params` (InfoNCE, in-batch MNR), else null.
+inline ids::IdOptions* id_options(Params& params) {
+  return std::visit([](auto& p) { return detail::id_options(p); }, params);
+}
+
+/// The bytes of one id for `params`: 4 (int32), 8 (int64), or 0 without ids (and for a loss
+/// without ids).
+inline std::size_t id_bytes(const Params& params) {
+  Params copy = params;
+  const ids::IdOptions* options = id_options(copy);
+  if (options == nullptr) return 0;
+  switch (options->type) {
+    case ids::IdType::kInt32: return sizeof(std::int32_t);
+    case ids::IdType::kInt64: return sizeof(std::int64_t);
+    case ids::IdType::kNone: break;
+  }
+  return 0;
 }
 
 /// The params field whose value the device scalar `tensor` replaces, else null.

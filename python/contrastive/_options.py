@@ -34,6 +34,28 @@ def _set_tiling(p, tiling, workspace_budget, tile_cache_bytes) -> None:
     p.tile_cache_bytes = int(tile_cache_bytes)
 
 
+_ID_TYPES = {"none": _core.IdType.none, "int32": _core.IdType.int32,
+             "int64": _core.IdType.int64}
+
+
+def _set_ids(p, id_type, multi_positive, exclude_self, false_negative_margin) -> None:
+    """The options of ids (docs/ids.md) into p.ids: id_type "int32" or "int64" (the element type of
+    the id arrays the calls then require), or None / "none" for no ids; multi_positive (SupCon's
+    L_out), exclude_self (key i + positive_offset leaves row i; with multi_positive) and
+    false_negative_margin m (None: no threshold; else keys with sim_ij > sim_i,pos - m leave row
+    i). The library checks the combination (infonce_check / mnr_in_batch_check)."""
+    p.ids.type = _choice(_ID_TYPES, "id_type", "none" if id_type is None else id_type)
+    p.ids.multi_positive = bool(multi_positive)
+    p.ids.exclude_self = bool(exclude_self)
+    p.ids.false_negative_threshold = false_negative_margin is not None
+    if false_negative_margin is not None:
+        try:
+            p.ids.false_negative_margin = float(false_negative_margin)
+        except (TypeError, ValueError):
+            raise TypeError("false_negative_margin must be a float or None, got "
+                            f"{false_negative_margin!r}") from None
+
+
 def dtype_of(name) -> "_core.DType":
     """'f32' / 'float32', 'f16' / 'float16', 'bf16' / 'bfloat16' -> _core.DType."""
     return _choice(_DTYPES, "dtype", name)
@@ -43,7 +65,8 @@ def infonce_params(batch, num_keys, dim, *, temperature=0.1, similarity="cosine"
                    reduction="mean", positive_offset=0, eps=1e-12, allow_tf32=False, tile_rows=0,
                    tile_cols=0, dtype="f32", logits_dtype="f32", tiling="auto",
                    workspace_budget=None, tile_cache_bytes=0, log_scale=False,
-                   max_scale=0.0) -> "_core.InfoNCEParams":
+                   max_scale=0.0, id_type=None, multi_positive=False, exclude_self=False,
+                   false_negative_margin=None) -> "_core.InfoNCEParams":
     p = _core.InfoNCEParams()
     p.batch, p.num_keys, p.dim = int(batch), int(num_keys), int(dim)
     p.temperature = float(temperature)
@@ -58,6 +81,7 @@ def infonce_params(batch, num_keys, dim, *, temperature=0.1, similarity="cosine"
     p.dtype = dtype_of(dtype)
     p.logits_dtype = _choice(_DTYPES, "logits_dtype", logits_dtype)
     _set_tiling(p, tiling, workspace_budget, tile_cache_bytes)
+    _set_ids(p, id_type, multi_positive, exclude_self, false_negative_margin)
     return p
 
 
@@ -76,7 +100,9 @@ def per_anchor_params(batch, negatives, dim, *, scale=1.0, similarity="dot", red
 def in_batch_params(batch, hard_negatives, dim, *, scale=20.0, similarity="cosine", symmetric=False,
                     reduction="mean", eps=1e-12, allow_tf32=False, tile_rows=0, tile_cols=0,
                     dtype="f32", logits_dtype="f32", tiling="auto", workspace_budget=None,
-                    tile_cache_bytes=0, log_scale=False, max_scale=0.0) -> "_core.InBatchParams":
+                    tile_cache_bytes=0, log_scale=False, max_scale=0.0, id_type=None,
+                    multi_positive=False, exclude_self=False,
+                    false_negative_margin=None) -> "_core.InBatchParams":
     p = _core.InBatchParams()
     p.batch, p.hard_negatives, p.dim = int(batch), int(hard_negatives), int(dim)
     p.scale = float(scale)
@@ -90,6 +116,7 @@ def in_batch_params(batch, hard_negatives, dim, *, scale=20.0, similarity="cosin
     p.dtype = dtype_of(dtype)
     p.logits_dtype = _choice(_DTYPES, "logits_dtype", logits_dtype)
     _set_tiling(p, tiling, workspace_budget, tile_cache_bytes)
+    _set_ids(p, id_type, multi_positive, exclude_self, false_negative_margin)
     return p
 
 

@@ -386,6 +386,13 @@ constexpr const describe::Tensor& scalar_at() {
 }
 template <std::size_t S>
 using ScalarArgument = OptionalInput;
+/// The J-th id array of the loss whose params are P.
+template <typename P, std::size_t J>
+constexpr const describe::Tensor& ids_at() {
+  return describe::Described<P>::tensors[describe::id_arrays<P>().index[J]];
+}
+template <std::size_t J>
+using IdsArgument = OptionalInput;
 template <typename P, Pass pass, std::size_t I>
 using Argument = typename ArgumentOf<argument_at<P, pass, I>().role, pass>::type;
 
@@ -443,22 +450,61 @@ template <typename P, std::size_t S>
 auto scalar_keyword() {
   return nb::arg(scalar_at<P, S>().name).none() = nb::none();
 }
+template <typename P, std::size_t J>
+auto ids_keyword() {
+  return nb::arg(ids_at<P, J>().name).none() = nb::none();
+}
+
+/// An id array (query_ids, key_ids, anchor_ids, candidate_ids), or null when None: with
+/// params.ids.type int32 or int64, a contiguous CUDA array of that type and of the tensor's number
+/// of elements. Given without an id type it is an error (the library would ignore it). None with
+/// an id type is left to the library, which names the missing array.
+template <typename P>
+const void* checked_ids(const char* call, const P& p, const char* name, const OptionalInput& a) {
+  if (!a) return nullptr;
+  const std::size_t bytes = describe::id_bytes(p);
+  if (bytes == 0) {
+    throw nb::value_error(
+        format("%s: %s is given but params.ids.type is none (set it to int32 or int64)", call, name)
+            .c_str());
+  }
+  require_cuda(call, name, *a);
+  const nb::dlpack::dtype expected =
+      bytes == 8 ? nb::dtype<std::int64_t>() : nb::dtype<std::int32_t>();
+  if (a->dtype() != expected) {
+    throw nb::type_error(format("%s: %s must be %s (params.ids.type), got %s", call, name,
+                                dtype_label(expected).c_str(), dtype_label(a->dtype()).c_str())
+                             .c_str());
+  }
+  const std::int64_t elements = describe::extent(p, name).elements();
+  if (static_cast<std::int64_t>(a->size()) != elements) {
+    throw nb::value_error(format("%s: %s must hold %lld ids, got shape %s", call, name,
+                                 static_cast<long long>(elements), shape_of(*a).c_str())
+                              .c_str());
+  }
+  if (!c_contiguous(*a)) {
+    throw nb::value_error(format("%s: %s must be contiguous", call, name).c_str());
+  }
+  return a->data();
+}
 
 /// <api>_forward, <api>_backward or <api>_forward_backward. The params are checked first, so a
 /// bad value gets the library's own message before any array is judged against it; then each
 /// array, in the order of the arguments; then the library checks the rest. The device scalars
 /// (temperature=, scale=, bias=: float32 arrays of one value on the device, or None for the
-/// params' value) come last, as keywords.
-template <typename P, Pass pass, std::size_t... I, std::size_t... S>
+/// params' value) and then the ids (query_ids=, key_ids= / anchor_ids=, candidate_ids=: int32 or
+/// int64 arrays on the device per params.ids.type, or None without ids) come last, as keywords.
+template <typename P, Pass pass, std::size_t... I, std::size_t... S, std::size_t... J>
 void def_pass(nb::module_& m, const char* pass_name, std::index_sequence<I...>,
-              std::index_sequence<S...>) {
+              std::index_sequence<S...>, std::index_sequence<J...>) {
   const std::string api = describe::Described<P>::api;
   const char* call = kept(api + "." + pass_name);
   m.def(
       kept(api + "_" + pass_name),
       [call](const contrastive::Handle& h, const P& params, const Argument<P, pass, I>&... arrays,
-             const Array& workspace, std::uintptr_t stream, const ScalarArgument<S>&... scalars) {
-        static_assert(sizeof...(I) + sizeof...(S) <= Pointers::kMost);
+             const Array& workspace, std::uintptr_t stream, const ScalarArgument<S>&... scalars,
+             const IdsArgument<J>&... ids) {
+        static_assert(sizeof...(I) + sizeof...(S) + sizeof...(J) <= Pointers::kMost);
         P p = params;
         throw_if(describe::check(p));
         Pointers at;
@@ -468,18 +514,20 @@ void def_pass(nb::module_& m, const char* pass_name, std::index_sequence<I...>,
         (at.add(scalar_at<P, S>().name,
                 optional_dense(call, scalar_at<P, S>().name, scalars, DType::kF32, 1)),
          ...);
+        (at.add(ids_at<P, J>().name, checked_ids(call, p, ids_at<P, J>().name, ids)), ...);
         std::size_t bytes = 0;
         void* ws = cuda_bytes(call, "workspace", workspace, &bytes);
         run([&] { return describe::detail::run(pass, h, p, at, ws, bytes, to_stream(stream)); });
       },
       "handle"_a, "params"_a, keyword<P, pass, I>()..., "workspace"_a, "stream"_a = 0,
-      scalar_keyword<P, S>()...);
+      scalar_keyword<P, S>()..., ids_keyword<P, J>()...);
 }
 
 template <typename P, Pass pass>
 void def_pass(nb::module_& m, const char* pass_name) {
   def_pass<P, pass>(m, pass_name, std::make_index_sequence<describe::c_arguments<P>(pass).count>(),
-                    std::make_index_sequence<describe::device_scalars<P>().count>());
+                    std::make_index_sequence<describe::device_scalars<P>().count>(),
+                    std::make_index_sequence<describe::id_arrays<P>().count>());
 }
 
 /// Every entry point of one loss: <api>_check, the size queries and the three passes.
@@ -581,10 +629,25 @@ NB_MODULE(_core, m) {
       .def_prop_ro("multiprocessor_count", &contrastive::Handle::multiprocessor_count);
 
   // ---- Params classes and each loss's entry points ------------------------------------------
+  nb::enum_<contrastive::ids::IdType>(m, "IdType")
+      .value("none", contrastive::ids::IdType::kNone)
+      .value("int32", contrastive::ids::IdType::kInt32)
+      .value("int64", contrastive::ids::IdType::kInt64);
+  {
+    using Bound = contrastive::ids::IdOptions;
+    nb::class_<Bound>(m, "IdOptions")
+        .def(nb::init<>())
+        .def_rw("type", &Bound::type)
+        .def_rw("multi_positive", &Bound::multi_positive)
+        .def_rw("exclude_self", &Bound::exclude_self)
+        .def_rw("false_negative_threshold", &Bound::false_negative_threshold)
+        .def_rw("false_negative_margin", &Bound::false_negative_margin);
+  }
   {
     using Bound = infonce::Params;
     nb::class_<Bound>(m, "InfoNCEParams")
-        .def(nb::init<>()) CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_DEF_RW);
+        .def(nb::init<>()) CONTRASTIVE_INFONCE_FIELDS(CONTRASTIVE_DEF_RW)
+        .def_rw("ids", &Bound::ids);
   }
   {
     using Bound = mnr::PerAnchorParams;
@@ -594,7 +657,8 @@ NB_MODULE(_core, m) {
   {
     using Bound = mnr::InBatchParams;
     nb::class_<Bound>(m, "InBatchParams")
-        .def(nb::init<>()) CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_DEF_RW);
+        .def(nb::init<>()) CONTRASTIVE_MNR_IN_BATCH_FIELDS(CONTRASTIVE_DEF_RW)
+        .def_rw("ids", &Bound::ids);
   }
   {
     using Bound = repel::Params;

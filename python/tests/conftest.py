@@ -13,7 +13,7 @@ import pytest
 KDL_CUDA = 2
 _DTYPE_CODES = {np.dtype(np.float32): (2, 32), np.dtype(np.float64): (2, 64),
                 np.dtype(np.float16): (2, 16), np.dtype(np.int32): (0, 32),
-                np.dtype(np.uint8): (1, 8)}
+                np.dtype(np.int64): (0, 64), np.dtype(np.uint8): (1, 8)}
 
 
 class _DLDevice(ctypes.Structure):

@@ -1,9 +1,10 @@
 // The loss descriptions (host/describe/losses.hpp) against the library: each tensor's extent is
 // what the size queries say, and run() hands every tensor to the argument of its name in each
 // pass. With an empty handle the arguments are checked first, so a call with every pointer set
-// reaches the handle check, and a null or misaligned pointer is reported under its own name. The
-// compile-time tables the C API, the Python bindings and the fuzz harness are built from agree
-// with all_losses(), and each loss's field list covers its C params struct.
+// reaches the handle check, and a null or misaligned pointer is reported under its own name. Ids
+// are required and checked with an id type only, and ignored without one. The compile-time
+// tables the C API, the Python bindings and the fuzz harness are built from agree with
+// all_losses(), and each loss's field list covers its C params struct.
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
@@ -43,7 +44,10 @@ class Buffers {
   explicit Buffers(const describe::Params& params) {
     for (const describe::Tensor& tensor : describe::loss_of(params).tensors) {
       const describe::Extent e = describe::extent(params, tensor.name);
-      blocks_[tensor.name].assign(static_cast<std::size_t>(e.elements()) + 4, 0.0f);
+      // Ids may be int64: two floats each.
+      const std::size_t floats =
+          static_cast<std::size_t>(e.elements()) * (tensor.role == Role::kIds ? 2 : 1);
+      blocks_[tensor.name].assign(floats + 4, 0.0f);
     }
     std::size_t bytes = 0;
     EXPECT_EQ(describe::workspace_size(params, &bytes), Status::kSuccess);
@@ -90,17 +94,56 @@ TEST_P(Description, ExtentsAgreeWithTheSizeQueries) {
   }
 }
 
+// The n-th ids belong to the n-th input: one id per row (query or anchor rows, then key or
+// candidate rows), and only the losses with id options have them.
+TEST_P(Description, IdsHaveOneIdPerRowOfTheirInput) {
+  describe::Params params = GetParam().params(describe::Shape{});
+  std::vector<const describe::Tensor*> inputs, ids;
+  for (const describe::Tensor& tensor : GetParam().tensors) {
+    if (tensor.role == Role::kInput) inputs.push_back(&tensor);
+    if (tensor.role == Role::kIds) ids.push_back(&tensor);
+  }
+  ASSERT_EQ(ids.empty(), describe::id_options(params) == nullptr);
+  EXPECT_EQ(describe::id_bytes(params), 0u);
+  if (ids.empty()) return;
+  ASSERT_EQ(ids.size(), inputs.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    SCOPED_TRACE(ids[i]->name);
+    const describe::Extent e = describe::extent(params, ids[i]->name);
+    EXPECT_EQ(e.rows, describe::extent(params, inputs[i]->name).rows);
+    EXPECT_EQ(e.cols, 1);
+    EXPECT_EQ(e.elements(), e.rows);
+  }
+  describe::id_options(params)->type = ids::IdType::kInt32;
+  EXPECT_EQ(describe::id_bytes(params), 4u);
+  describe::id_options(params)->type = ids::IdType::kInt64;
+  EXPECT_EQ(describe::id_bytes(params), 8u);
+}
+
 TEST_P(Description, RunPassesEveryTensorUnderItsName) {
-  const describe::Params params = GetParam().params(describe::Shape{});
+  const describe::Params plain = GetParam().params(describe::Shape{});
   for (const Pass pass : kPasses) {
     SCOPED_TRACE(static_cast<int>(pass));
-    Buffers buffers(params);
-    EXPECT_EQ(buffers.run(pass, params), Status::kInvalidHandle) << last_error_message();
+    Buffers plain_buffers(plain);
+    EXPECT_EQ(plain_buffers.run(pass, plain), Status::kInvalidHandle) << last_error_message();
     for (const describe::Tensor& tensor : GetParam().tensors) {
       if (!used_by(tensor, pass)) continue;
       SCOPED_TRACE(tensor.name);
-      const bool required =
-          tensor.role == Role::kInput || tensor.role == Role::kLoss || tensor.role == Role::kSaved;
+      describe::Params params = plain;
+      if (tensor.role == Role::kIds) {
+        // Without an id type the ids are not read: null or misaligned, the call goes on.
+        plain_buffers.null_ = tensor.name;
+        EXPECT_EQ(plain_buffers.run(pass, plain), Status::kInvalidHandle) << last_error_message();
+        plain_buffers.null_.clear();
+        plain_buffers.misaligned_ = tensor.name;
+        EXPECT_EQ(plain_buffers.run(pass, plain), Status::kInvalidHandle) << last_error_message();
+        plain_buffers.misaligned_.clear();
+        describe::id_options(params)->type = ids::IdType::kInt64;  // then they are required
+      }
+      Buffers buffers(params);
+      EXPECT_EQ(buffers.run(pass, params), Status::kInvalidHandle) << last_error_message();
+      const bool required = tensor.role == Role::kInput || tensor.role == Role::kLoss ||
+                            tensor.role == Role::kSaved || tensor.role == Role::kIds;
       if (required) {
         buffers.null_ = tensor.name;
         EXPECT_EQ(buffers.run(pass, params), Status::kNullPointer);

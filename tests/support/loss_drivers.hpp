@@ -249,6 +249,7 @@ class LossDriver {
       const describe::Extent e = describe::extent(current, t.name);
       switch (t.role) {
         case describe::Role::kScalar: break;  // null unless use_device_scalars()
+        case describe::Role::kIds: break;     // null: the drivers' params have no ids
         case describe::Role::kInput:
           inputs_[t.name] = std::make_unique<DeviceTensor>(e.dtype, host_values(t.name)->size());
           break;
@@ -279,6 +280,7 @@ class LossDriver {
   void* pointer(std::string_view name) {
     if (name == "grad_loss") return grad_loss_->data();
     for (const describe::Tensor& t : loss_.tensors) {
+      if (t.role == describe::Role::kIds && name == t.name) return nullptr;
       if (t.role == describe::Role::kScalar && name == t.name) {
         const auto scalar = scalars_.find(std::string(name));
         return scalar != scalars_.end() ? scalar->second->data() : nullptr;
