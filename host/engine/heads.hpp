@@ -7,9 +7,13 @@
 // are the heads today.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+
 #include <cuda_runtime_api.h>
 
 #include "host/plan/logits_plan.hpp"
+#include "kernels/reduce.hpp"
 #include "kernels/resolve_scalars.hpp"
 #include "kernels/softmax_xent.hpp"
 
@@ -89,6 +93,32 @@ class Head {
   virtual cudaError_t scalar_gradients(const HeadCall& call, float* grad_scale,
                                        float* grad_bias) const = 0;
 };
+
+/// The part of `tile` inside the positive columns [offset, offset + B), whose states the softmax
+/// heads keep for CLIP's column direction: false when the tile holds none of them. `first` is the
+/// first of those columns' index in [0, B).
+inline bool positive_columns_of(const Problem& p, const kernels::LogitsTile& tile,
+                                kernels::LogitsTile* part, std::int64_t* first) {
+  const std::int64_t begin = std::max(tile.col0, p.positive_offset);
+  const std::int64_t end = std::min(tile.col0 + tile.cols, p.positive_offset + p.batch);
+  if (begin >= end) return false;
+  *part = tile;
+  part->data = static_cast<char*>(tile.data) +
+               (begin - tile.col0) * static_cast<std::int64_t>(dtype_size(p.logits_dtype));
+  part->col0 = begin;
+  part->cols = end - begin;
+  *first = begin - p.positive_offset;
+  return true;
+}
+
+/// The softmax heads' scale gradient: the rows' sums of G * logit times the factor resolved on
+/// the device (kernels/logit_scalars.hpp).
+inline cudaError_t softmax_scale_gradient(const HeadCall& call, const float* row_logit_grad,
+                                          float* grad_scale) {
+  if (grad_scale == nullptr) return cudaSuccess;
+  return kernels::launch_sum(row_logit_grad, call.problem.batch, 1.0, nullptr, grad_scale,
+                             call.stream, &call.scalars->scale_gradient_factor);
+}
 
 const Head& softmax_head();         // host/engine/softmax_head.cpp: both softmax kinds
 const Head& masked_softmax_head();  // host/engine/masked_softmax_head.cpp: both masked kinds

@@ -90,28 +90,19 @@ class SoftmaxHead final : public Head {
 
   cudaError_t scalar_gradients(const HeadCall& call, float* grad_scale,
                                float* /*grad_bias: no bias*/) const override {
-    if (grad_scale == nullptr) return cudaSuccess;
-    return kernels::launch_sum(scratch_of(call).row_logit_grad, call.problem.batch, 1.0, nullptr,
-                               grad_scale, call.stream, &call.scalars->scale_gradient_factor);
+    return softmax_scale_gradient(call, scratch_of(call).row_logit_grad, grad_scale);
   }
 
  private:
   // The part of a tile inside the positive columns [offset, offset + B) goes into their states.
   static cudaError_t merge_positive_columns(const HeadCall& call, const LogitsTile& tile,
                                             LseState* col_state, bool first_row_tile) {
-    const Problem& p = call.problem;
-    const std::int64_t begin = std::max(tile.col0, p.positive_offset);
-    const std::int64_t end = std::min(tile.col0 + tile.cols, p.positive_offset + p.batch);
-    if (begin >= end) return cudaSuccess;
-    LogitsTile part = tile;
-    part.data = static_cast<char*>(tile.data) +
-                (begin - tile.col0) * static_cast<std::int64_t>(dtype_size(p.logits_dtype));
-    part.col0 = begin;
-    part.cols = end - begin;
-    return dispatch_logits_dtype(p.logits_dtype, [&](auto tag) {
+    LogitsTile part;
+    std::int64_t first = 0;
+    if (!positive_columns_of(call.problem, tile, &part, &first)) return cudaSuccess;
+    return dispatch_logits_dtype(call.problem.logits_dtype, [&](auto tag) {
       using L = typename decltype(tag)::type;
-      return kernels::launch_col_lse_tile<L>(part, col_state + (begin - p.positive_offset),
-                                             first_row_tile, call.stream);
+      return kernels::launch_col_lse_tile<L>(part, col_state + first, first_row_tile, call.stream);
     });
   }
 };
